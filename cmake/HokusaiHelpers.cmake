@@ -1,0 +1,28 @@
+# hokusai_add_test(NAME name SOURCES ... [LIBS ...] [LABELS ...])
+#   One GoogleTest executable registered as one CTest test.
+function(hokusai_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest_main hokusai::options)
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
+                       ENVIRONMENT "HOKUSAI_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_NUM_THREADS=2")
+endfunction()
+
+# hokusai_add_mpi_test(NAME name RANKS n COMMAND exe args...)
+#   Runs an already-built executable under mpirun with n ranks and 1 OpenMP thread per rank.
+function(hokusai_add_mpi_test)
+  cmake_parse_arguments(T "" "NAME;RANKS;TIMEOUT" "COMMAND;LABELS" ${ARGN})
+  find_package(MPI REQUIRED COMPONENTS CXX)
+  add_test(NAME ${T_NAME}
+           COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_NUMPROC_FLAG} ${T_RANKS}
+                   -x OMP_NUM_THREADS=1 ${T_COMMAND})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 900)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "mpi;${T_LABELS}"
+                       PROCESSORS ${T_RANKS})
+endfunction()

@@ -1,0 +1,128 @@
+// Run configuration: typed structs filled from YAML, then `--set key=value` overrides, then
+// validated. Precedence: defaults < file < --set. Every field is registered once (registry.cpp)
+// with its key and doc, and that one registry drives YAML parsing, --set, --dump-config and
+// docs/configuration.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hokusai {
+
+struct ModelConfig {
+  std::string family = "gpt2";   // gpt2 | llama
+  int layers = 4;                // Transformer blocks (L)
+  int hidden = 256;              // model width (C)
+  int heads = 8;                 // attention heads (NH); head size = hidden / heads
+  int ffn_hidden = 0;            // MLP width (F); 0 = 4*hidden (gpt2) or 8/3*hidden rounded up to 64 (llama)
+  int vocab_size = 257;          // tokens the tokenizer produces (V)
+  int vocab_pad_multiple = 64;   // pad V up to a multiple of this (times tp) for GEMM shapes
+  int max_seq_len = 256;         // rows of the learned position table (gpt2) / longest sequence
+  bool tie_embeddings = true;    // share the input embedding with the output projection
+  double init_std = 0.02;        // std of the normal initialisation
+  double norm_eps = 1e-5;        // epsilon of LayerNorm / RMSNorm
+  double rope_theta = 10000.0;   // rotary base (llama)
+};
+
+struct ParallelConfig {
+  int tp = 1;  // tensor-parallel ranks
+  int pp = 1;  // pipeline stages
+  int dp = 1;  // data-parallel replicas
+};
+
+struct TrainConfig {
+  int64_t steps = 1000;       // optimizer steps
+  int micro_batch = 8;        // sequences per micro-batch per data-parallel rank
+  int global_batch = 8;       // sequences per optimizer step over all ranks
+  int seq_len = 128;          // tokens per sequence (T)
+  uint64_t seed = 1234;       // initialisation and data order
+};
+
+struct OptimizerConfig {
+  double lr = 3e-4;            // peak learning rate
+  double min_lr = 3e-5;        // learning rate at the end of decay
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;   // decoupled (AdamW)
+  bool decay_all = false;      // also decay norms, biases and embeddings
+  double grad_clip = 1.0;      // clip by global norm; 0 disables
+};
+
+struct ScheduleConfig {
+  int64_t warmup_steps = 100;  // linear warm-up from 0
+  std::string decay = "cosine";  // cosine | linear | constant
+  int64_t decay_steps = 0;     // steps from start to the end of decay; 0 = train.steps
+};
+
+struct DataConfig {
+  std::vector<std::string> paths = {"data/corpus-en.txt"};  // text files, one document per line
+  std::string tokenizer = "byte";  // byte: 256 byte values + end-of-document (257)
+  double valid_fraction = 0.02;    // last fraction of documents held out for validation
+};
+
+struct CheckpointConfig {
+  int64_t interval = 0;  // save every N steps (0: only at the end)
+  int keep = 2;          // newest checkpoints kept (older ones deleted after a save succeeds)
+};
+
+struct LoggingConfig {
+  int interval = 10;         // steps between log lines
+  std::string run_dir;       // empty: runs/<config name>-<timestamp>
+  int64_t eval_interval = 100;  // steps between validation passes (0: only at the end)
+  int eval_batches = 8;      // micro-batches per validation pass
+  bool progress = true;      // progress bar when stdout is a terminal
+};
+
+struct KernelsConfig {
+  std::string gemm = "openblas";  // openblas | onednn | reference
+  int threads = 0;                // OpenMP threads; 0 = OMP_NUM_THREADS or all cores
+  double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
+};
+
+struct Config {
+  ModelConfig model;
+  ParallelConfig parallel;
+  TrainConfig train;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  DataConfig data;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+  KernelsConfig kernels;
+
+  std::string source;                          // file the config came from ("" = defaults)
+  std::map<std::string, std::string> origin;   // key -> "file:line" or "--set", for messages
+};
+
+// Every user-facing configuration problem. what() is one line naming the key and what to do.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads `path` over the defaults. Throws ConfigError (missing file, YAML syntax, unknown key with
+// the nearest valid key, wrong type) naming the file and line.
+Config load_config(const std::string& path);
+// Applies "key=value" (value parsed as YAML); throws ConfigError naming the key.
+void apply_override(Config& cfg, const std::string& assignment);
+// Throws ConfigError for impossible values, naming the field(s).
+void validate(const Config& cfg);
+// Fills derived defaults (ffn_hidden = 0 ...). Idempotent; load_config callers run it after
+// overrides and before validate.
+void resolve(Config& cfg);
+
+// The resolved config as YAML (every field, registry order).
+std::string dump_config(const Config& cfg);
+// Markdown reference of every field (docs/configuration.md is this output).
+std::string config_reference_markdown();
+// All registered keys, in registry order.
+std::vector<std::string> config_keys();
+
+// Derived sizes used everywhere.
+int padded_vocab(const ModelConfig& m, int tp);
+
+}  // namespace hokusai

@@ -1,0 +1,146 @@
+// The decoder-only Transformer of one rank: its pipeline stage's layers and its tensor-parallel
+// slice of each, with parameters, gradients and activations in flat arenas.
+//
+// Legend: B micro-batch, T sequence, N = B*T tokens, C hidden, NH heads on this rank, HS head
+// size, F MLP width on this rank, V real vocabulary, Vp padded vocabulary, Vl embedding rows on
+// this rank, L layers on this rank.
+//
+// Families: gpt2 = LayerNorm (with bias), tanh-GELU MLP, learned absolute positions, biases on
+// every linear (the Fugaku-LLM architecture); llama = RMSNorm, SwiGLU MLP, rotary embedding,
+// no biases.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/grid.hpp"
+#include "hokusai/config.hpp"
+#include "kernels/gemm.hpp"
+
+namespace hokusai {
+
+enum class Family { gpt2, llama };
+
+// Local sizes of this rank's shard, all from the config and the grid.
+struct ModelDims {
+  Family family = Family::gpt2;
+  int64_t L = 0;             // layers on this pipeline stage
+  int64_t L_total = 0;       // layers of the whole model
+  int64_t layer_offset = 0;  // global index of this stage's first layer
+  int64_t C = 0, NH = 0, HS = 0, F = 0;
+  int64_t V = 0, Vp = 0, Vl = 0, vocab_start = 0;
+  int64_t max_T = 0;
+  bool tied = true, has_embedding = true, has_head = true;
+  double eps = 1e-5, rope_theta = 10000.0, init_std = 0.02;
+
+  static ModelDims from(const ModelConfig& m, const comm::ParallelGrid& grid);
+  bool bias() const { return family == Family::gpt2; }
+};
+
+// Model FLOPs per token of one training step (forward + backward) of the whole model at
+// sequence length T: 6 * (matmul parameters, output projection included) + 12*L*T*C (attention
+// scores and weighted sum). Embedding lookups and recomputation are not counted (MFU convention).
+double train_flops_per_token(const ModelConfig& m, int64_t T);
+
+// What initialises a tensor.
+enum class Init { normal, normal_residual, ones, zeros };
+
+// One entry of the parameter size table. The same table lays out the parameter, gradient and
+// optimizer-state arenas, so every range (a layer, a ZeRO shard, a checkpoint shard) is one
+// contiguous slice of each.
+struct TensorSpec {
+  std::string name;            // "layers.3.qkv_w" (global layer index)
+  std::vector<int64_t> shape;  // local shape, e.g. {3*C/tp, C}
+  int64_t offset = 0, numel = 0;
+  int layer = -1;              // local layer index, -1 for embeddings and final norm
+  Init init = Init::normal;
+  bool decay = true;           // weight decay applies (matrices); false for norms/biases/embeddings
+  bool is_embedding = false;
+};
+
+// Pointers into an arena (parameters or gradients). Null where the family or stage has none.
+template <typename T>
+struct LayerViews {
+  T* ln1_w;     // (C)
+  T* ln1_b;     // (C)        gpt2
+  T* qkv_w;     // (3*NH*HS, C)  rows: [q heads | k heads | v heads]
+  T* qkv_b;     // (3*NH*HS)  gpt2
+  T* proj_w;    // (C, NH*HS)
+  T* proj_b;    // (C)        gpt2
+  T* ln2_w;     // (C)
+  T* ln2_b;     // (C)        gpt2
+  T* fc_w;      // (F, C) gpt2;  (2F, C) llama: rows [gate | up]
+  T* fc_b;      // (F)        gpt2
+  T* fcproj_w;  // (C, F)
+  T* fcproj_b;  // (C)        gpt2
+};
+
+template <typename T>
+struct ModelViews {
+  T* wte;      // (Vl, C)  first stage (and last stage when tied)
+  T* wpe;      // (max_T, C) gpt2, first stage
+  std::vector<LayerViews<T>> layers;  // L
+  T* lnf_w;    // (C) last stage
+  T* lnf_b;    // (C) gpt2, last stage
+  T* lm_head;  // (Vl, C) last stage, untied; == wte when tied
+};
+
+std::vector<TensorSpec> param_table(const ModelDims& d);
+int64_t arena_size(const std::vector<TensorSpec>& table);
+// The one function that points views into an arena laid out by `table`.
+template <typename T>
+ModelViews<T> point_views(T* arena, const std::vector<TensorSpec>& table, const ModelDims& d);
+
+// Deterministic initialisation: every element is a function of (seed, tensor name, element
+// index), so the same seed gives the same model at any layout or thread count.
+template <typename T>
+void init_params(T* arena, const std::vector<TensorSpec>& table, const ModelDims& d, uint64_t seed);
+
+struct ComputeContext {
+  kernels::GemmContext gemm;
+};
+
+template <typename T>
+struct Activations;  // defined in src/model; sized for (B, T) at construction
+
+// One rank's model. T = float for training, double for gradient checks.
+template <typename T>
+class Model {
+ public:
+  Model(const ModelDims& dims, int64_t max_B, int64_t max_T);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelDims& dims() const { return dims_; }
+  const std::vector<TensorSpec>& table() const { return table_; }
+  std::vector<T>& params() { return params_; }
+  std::vector<T>& grads() { return grads_; }
+  const std::vector<T>& params() const { return params_; }
+
+  void init(uint64_t seed) { init_params(params_.data(), table_, dims_, seed); }
+  void zero_grads();
+
+  // tokens, targets: (B, T). Targets < 0 are ignored. Returns the sum of per-token losses over
+  // valid targets (double) and keeps the activations for backward.
+  double forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
+                 int64_t B, int64_t Tn);
+  // Backward of the last forward; every valid token's loss is weighted by `dloss` (e.g.
+  // 1/tokens in the global batch). Adds into grads().
+  void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
+                T dloss);
+  // Logits of the last forward: (B*T, Vl), valid until the next forward.
+  const T* logits() const;
+
+ private:
+  ModelDims dims_;
+  std::vector<TensorSpec> table_;
+  std::vector<T> params_, grads_;
+  ModelViews<T> p_, g_;
+  std::unique_ptr<Activations<T>> acts_;
+  int64_t max_N_ = 0, max_T_ = 0;
+};
+
+}  // namespace hokusai

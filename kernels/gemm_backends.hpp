@@ -1,0 +1,21 @@
+// Internal: the library backends behind kernels::gemm. Not part of the public interface.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/gemm.hpp"
+
+namespace hokusai::kernels::detail {
+
+extern const bool kHaveOpenBlas;
+extern const bool kHaveOneDnn;
+
+// Both throw std::runtime_error when the backend is not in this build or the call fails.
+void gemm_openblas(int threads, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                   int64_t ldc);
+void gemm_onednn(int threads, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc);
+
+}  // namespace hokusai::kernels::detail

@@ -1,0 +1,459 @@
+// Fast (OpenMP, vectorisable) versions of kernels/ops.hpp. Each loop nest parallelises over
+// independent rows, columns or heads with a static schedule, so results do not depend on timing.
+// Accumulation is in T except where a row-sum feeds a normalisation (float rows of 10^4 would
+// lose ~3 digits); those accumulate in double.
+#include "kernels/ops.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/ops_instantiate.hpp"
+
+namespace hokusai::kernels {
+
+namespace {
+constexpr double kGeluS = 0.7978845608028654;  // sqrt(2/pi)
+constexpr double kGeluC = 0.044715;
+}  // namespace
+
+template <typename T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int64_t B,
+                       int64_t Tn, int64_t C, int64_t vocab_start, int64_t V) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < B * Tn; ++row) {
+    const int64_t t = row % Tn;
+    const int64_t tok = int64_t(tokens[row]) - vocab_start;
+    T* o = out + row * C;
+    if (tok >= 0 && tok < V)
+      std::copy_n(wte + tok * C, C, o);
+    else
+      std::fill_n(o, C, T(0));
+    if (wpe) {
+      const T* p = wpe + t * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] += p[c];
+    }
+  }
+}
+
+template <typename T>
+void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int64_t B,
+                        int64_t Tn, int64_t C, int64_t vocab_start, int64_t V) {
+  // Rows scatter into shared embedding rows: parallelise over channel blocks instead, so every
+  // thread owns whole columns and the summation order is the row order (deterministic).
+  constexpr int64_t kBlock = 64;
+  const int64_t nblocks = (C + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * kBlock, c1 = std::min(C, c0 + kBlock);
+    for (int64_t row = 0; row < B * Tn; ++row) {
+      const T* d = dout + row * C;
+      const int64_t tok = int64_t(tokens[row]) - vocab_start;
+      if (tok >= 0 && tok < V) {
+        T* w = dwte + tok * C;
+        for (int64_t c = c0; c < c1; ++c) w[c] += d[c];
+      }
+      if (dwpe) {
+        T* p = dwpe + (row % Tn) * C;
+        for (int64_t c = c0; c < c1; ++c) p[c] += d[c];
+      }
+    }
+  }
+}
+
+template <typename T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* w, const T* b, int64_t N,
+                       int64_t C, double eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = in + i * C;
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t c = 0; c < C; ++c) s += x[c];
+    const T mu = s / T(C);
+    T v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int64_t c = 0; c < C; ++c) v += (x[c] - mu) * (x[c] - mu);
+    const T r = T(1) / std::sqrt(v / T(C) + T(eps));
+    T* o = out + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - mu) * r * w[c] + b[c];
+    mean[i] = mu;
+    rstd[i] = r;
+  }
+}
+
+// Column sums (dw, db) and row work (din) are split in two passes so each is race-free.
+template <typename T>
+void layernorm_backward(T* din, T* dw, T* db, const T* dout, const T* in, const T* w,
+                        const T* mean, const T* rstd, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = in + i * C;
+    const T* dy = dout + i * C;
+    const T mu = mean[i], r = rstd[i];
+    T a = 0, bsum = 0;
+#pragma omp simd reduction(+ : a, bsum)
+    for (int64_t c = 0; c < C; ++c) {
+      const T dxhat = dy[c] * w[c];
+      a += dxhat;
+      bsum += dxhat * (x[c] - mu) * r;
+    }
+    a /= T(C);
+    bsum /= T(C);
+    T* dx = din + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - (x[c] - mu) * r * bsum);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    T sw = 0, sb = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      const T dy = dout[i * C + c];
+      sw += dy * (in[i * C + c] - mean[i]) * rstd[i];
+      sb += dy;
+    }
+    dw[c] += sw;
+    db[c] += sb;
+  }
+}
+
+template <typename T>
+void rmsnorm_forward(T* out, T* rstd, const T* in, const T* w, int64_t N, int64_t C, double eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = in + i * C;
+    T ms = 0;
+#pragma omp simd reduction(+ : ms)
+    for (int64_t c = 0; c < C; ++c) ms += x[c] * x[c];
+    const T r = T(1) / std::sqrt(ms / T(C) + T(eps));
+    T* o = out + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = x[c] * r * w[c];
+    rstd[i] = r;
+  }
+}
+
+template <typename T>
+void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, const T* rstd,
+                      int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = in + i * C;
+    const T* dy = dout + i * C;
+    const T r = rstd[i];
+    T a = 0;
+#pragma omp simd reduction(+ : a)
+    for (int64_t c = 0; c < C; ++c) a += dy[c] * w[c] * x[c];
+    a /= T(C);
+    T* dx = din + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - x[c] * r * r * a);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    T s = 0;
+    for (int64_t i = 0; i < N; ++i) s += dout[i * C + c] * in[i * C + c] * rstd[i];
+    dw[c] += s;
+  }
+}
+
+template <typename T>
+void bias_forward(T* out, const T* bias, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    T* o = out + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] += bias[c];
+  }
+}
+
+template <typename T>
+void bias_backward(T* dbias, const T* dout, int64_t N, int64_t C) {
+  constexpr int64_t kBlock = 64;
+  const int64_t nblocks = (C + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * kBlock, c1 = std::min(C, c0 + kBlock);
+    T acc[kBlock] = {};
+    for (int64_t i = 0; i < N; ++i) {
+      const T* d = dout + i * C;
+      for (int64_t c = c0; c < c1; ++c) acc[c - c0] += d[c];
+    }
+    for (int64_t c = c0; c < c1; ++c) dbias[c] += acc[c - c0];
+  }
+}
+
+template <typename T>
+void gelu_forward(T* out, const T* in, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T x = in[i];
+    out[i] = T(0.5) * x * (T(1) + std::tanh(T(kGeluS) * (x + T(kGeluC) * x * x * x)));
+  }
+}
+
+template <typename T>
+void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T x = in[i];
+    const T th = std::tanh(T(kGeluS) * (x + T(kGeluC) * x * x * x));
+    const T d = T(0.5) * (T(1) + th) +
+                T(0.5) * x * (T(1) - th * th) * T(kGeluS) * (T(1) + T(3 * kGeluC) * x * x);
+    din[i] += d * dout[i];
+  }
+}
+
+template <typename T>
+void swiglu_forward(T* out, const T* in, int64_t N, int64_t F) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* g = in + i * 2 * F;
+    const T* u = g + F;
+    T* o = out + i * F;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) o[f] = g[f] / (T(1) + std::exp(-g[f])) * u[f];
+  }
+}
+
+template <typename T>
+void swiglu_backward(T* din, const T* dout, const T* in, int64_t N, int64_t F) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* g = in + i * 2 * F;
+    const T* u = g + F;
+    const T* dy = dout + i * F;
+    T* dg = din + i * 2 * F;
+    T* du = dg + F;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) {
+      const T sig = T(1) / (T(1) + std::exp(-g[f]));
+      dg[f] += dy[f] * u[f] * sig * (T(1) + g[f] * (T(1) - sig));
+      du[f] += dy[f] * g[f] * sig;
+    }
+  }
+}
+
+namespace {
+template <typename T>
+void rope_rotate(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta, T sign) {
+  const int64_t half = HS / 2;
+  // Frequencies once per call (HS/2 values), angles computed in double: at t = 10^4 a float
+  // angle would be off by ~1e-3 rad.
+  std::vector<double> freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) freq[i] = std::pow(theta, -2.0 * double(i) / double(HS));
+#pragma omp parallel
+  {
+    std::vector<T> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < B * Tn; ++row) {
+      const int64_t t = row % Tn;
+      for (int64_t i = 0; i < half; ++i) {
+        cs[i] = T(std::cos(double(t) * freq[i]));
+        sn[i] = sign * T(std::sin(double(t) * freq[i]));
+      }
+      for (int64_t part = 0; part < 2; ++part)
+        for (int64_t h = 0; h < NH; ++h) {
+          T* x = qkv + ((row * 3 + part) * NH + h) * HS;
+#pragma omp simd
+          for (int64_t i = 0; i < half; ++i) {
+            const T x1 = x[i], x2 = x[i + half];
+            x[i] = x1 * cs[i] - x2 * sn[i];
+            x[i + half] = x2 * cs[i] + x1 * sn[i];
+          }
+        }
+    }
+  }
+}
+}  // namespace
+
+template <typename T>
+void rope_forward(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta) {
+  rope_rotate(qkv, B, Tn, NH, HS, theta, T(1));
+}
+
+template <typename T>
+void rope_backward(T* dqkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta) {
+  rope_rotate(dqkv, B, Tn, NH, HS, theta, T(-1));
+}
+
+// One task per (batch, head): all reads and writes of a task stay in that head's columns.
+template <typename T>
+void attention_forward(T* out, T* probs, const T* qkv, int64_t B, int64_t Tn, int64_t NH,
+                       int64_t HS) {
+  const T scale = T(1) / std::sqrt(T(HS));
+  const int64_t C3 = 3 * NH * HS;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < NH; ++h) {
+      const T* base = qkv + b * Tn * C3 + h * HS;
+      for (int64_t t = 0; t < Tn; ++t) {
+        const T* q = base + t * C3;
+        T* p = probs + ((b * NH + h) * Tn + t) * Tn;
+        T mx = -INFINITY;
+        for (int64_t j = 0; j <= t; ++j) {
+          const T* k = base + j * C3 + NH * HS;
+          T dot = 0;
+#pragma omp simd reduction(+ : dot)
+          for (int64_t d = 0; d < HS; ++d) dot += q[d] * k[d];
+          p[j] = dot * scale;
+          mx = std::max(mx, p[j]);
+        }
+        T sum = 0;
+        for (int64_t j = 0; j <= t; ++j) sum += (p[j] = std::exp(p[j] - mx));
+        const T inv = T(1) / sum;
+        T* o = out + (b * Tn + t) * NH * HS + h * HS;
+        std::fill_n(o, HS, T(0));
+        for (int64_t j = 0; j <= t; ++j) {
+          p[j] *= inv;
+          const T* v = base + j * C3 + 2 * NH * HS;
+          const T pj = p[j];
+#pragma omp simd
+          for (int64_t d = 0; d < HS; ++d) o[d] += pj * v[d];
+        }
+      }
+    }
+}
+
+template <typename T>
+void attention_backward(T* dqkv, const T* dout, const T* probs, const T* qkv, int64_t B,
+                        int64_t Tn, int64_t NH, int64_t HS) {
+  const T scale = T(1) / std::sqrt(T(HS));
+  const int64_t C3 = 3 * NH * HS;
+#pragma omp parallel
+  {
+    std::vector<T> dp(static_cast<size_t>(Tn));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < NH; ++h) {
+        const T* base = qkv + b * Tn * C3 + h * HS;
+        T* dbase = dqkv + b * Tn * C3 + h * HS;
+        for (int64_t t = 0; t < Tn; ++t) {
+          const T* p = probs + ((b * NH + h) * Tn + t) * Tn;
+          const T* dy = dout + (b * Tn + t) * NH * HS + h * HS;
+          T pdp = 0;
+          for (int64_t j = 0; j <= t; ++j) {
+            const T* v = base + j * C3 + 2 * NH * HS;
+            T* dv = dbase + j * C3 + 2 * NH * HS;
+            const T pj = p[j];
+            T dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t d = 0; d < HS; ++d) {
+              dot += dy[d] * v[d];
+              dv[d] += pj * dy[d];
+            }
+            dp[j] = dot;
+            pdp += pj * dot;
+          }
+          const T* q = base + t * C3;
+          T* dq = dbase + t * C3;
+          for (int64_t j = 0; j <= t; ++j) {
+            const T ds = p[j] * (dp[j] - pdp) * scale;
+            const T* k = base + j * C3 + NH * HS;
+            T* dk = dbase + j * C3 + NH * HS;
+#pragma omp simd
+            for (int64_t d = 0; d < HS; ++d) {
+              dq[d] += ds * k[d];
+              dk[d] += ds * q[d];
+            }
+          }
+        }
+      }
+  }
+}
+
+template <typename T>
+void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int64_t N,
+                          int64_t Vp, int64_t V_real) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* l = logits + i * Vp;
+    T mx = -INFINITY;
+    for (int64_t j = 0; j < V_real; ++j) mx = std::max(mx, l[j]);
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < V_real; ++j) sum += std::exp(l[j] - mx);
+    const T z = mx + T(std::log(sum));
+    lse[i] = z;
+    losses[i] = targets[i] < 0 ? T(0) : z - l[targets[i]];
+  }
+}
+
+template <typename T>
+void softmax_xent_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse,
+                           const int32_t* targets, int64_t N, int64_t Vp, int64_t V_real) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    if (targets[i] < 0) continue;
+    const T* l = logits + i * Vp;
+    T* dl = dlogits + i * Vp;
+    const T z = lse[i], dy = dlosses[i];
+#pragma omp simd
+    for (int64_t j = 0; j < V_real; ++j) dl[j] += std::exp(l[j] - z) * dy;
+    dl[targets[i]] -= dy;
+  }
+}
+
+template <typename T>
+void residual_forward(T* out, const T* a, const T* b, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+template <typename T>
+void residual_backward(T* da, T* db, const T* dout, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    da[i] += dout[i];
+    db[i] += dout[i];
+  }
+}
+
+template <typename T>
+double sum_squares(const T* x, int64_t n) {
+  // Fixed chunking (not thread count) so the sum is the same at any thread count.
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t nchunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> partial(static_cast<size_t>(nchunks));
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < nchunks; ++ch) {
+    const int64_t i0 = ch * kChunk, i1 = std::min(n, i0 + kChunk);
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = i0; i < i1; ++i) s += double(x[i]) * double(x[i]);
+    partial[ch] = s;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+template <typename T>
+void scale(T* x, T s, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+template <typename T>
+void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWParams& hp) {
+  const T b1 = T(hp.beta1), b2 = T(hp.beta2), eps = T(hp.eps), wd = T(hp.weight_decay);
+  const T lr = T(hp.lr);
+  const T inv_bc1 = T(1.0 / (1.0 - std::pow(hp.beta1, double(hp.step))));
+  const T inv_bc2 = T(1.0 / (1.0 - std::pow(hp.beta2, double(hp.step))));
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = grad[i];
+    const T mi = b1 * m[i] + (T(1) - b1) * g;
+    const T vi = b2 * v[i] + (T(1) - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= lr * ((mi * inv_bc1) / (std::sqrt(vi * inv_bc2) + eps) + wd * param[i]);
+  }
+}
+
+HOKUSAI_INSTANTIATE_OPS(float)
+HOKUSAI_INSTANTIATE_OPS(double)
+
+}  // namespace hokusai::kernels

@@ -1,0 +1,20 @@
+// Peak-FLOP/s probe: times a chain of independent fused multiply-adds on the widest vector ISA
+// the CPU runs, per core and for all threads at once. The MFU denominator of the trainer and of
+// the benchmarks.
+#pragma once
+
+#include <string>
+
+namespace hokusai::kernels {
+
+struct PeakFlops {
+  std::string isa;          // "avx512f", "avx2+fma" or "generic"
+  double per_core_gflops;   // fp32 GFLOP/s of one thread
+  double all_gflops;        // fp32 GFLOP/s of `threads` threads running together
+  int threads;
+};
+
+// Runs for about `seconds` in total (split between the two measurements).
+PeakFlops probe_peak_fp32(int threads, double seconds = 0.3);
+
+}  // namespace hokusai::kernels

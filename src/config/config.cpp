@@ -1,0 +1,231 @@
+#include "hokusai/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "registry.hpp"
+
+namespace hokusai {
+
+using config_detail::Field;
+using config_detail::find_field;
+using config_detail::nearest_key;
+using config_detail::registry;
+
+namespace {
+
+bool is_section(const std::string& prefix) {
+  for (const auto& f : registry())
+    if (f.key.rfind(prefix + ".", 0) == 0) return true;
+  return false;
+}
+
+std::string location(const std::string& file, const YAML::Node& node) {
+  return file + ":" + std::to_string(node.Mark().line + 1);
+}
+
+void load_map(Config& cfg, const YAML::Node& map, const std::string& prefix, const std::string& file) {
+  for (const auto& kv : map) {
+    const std::string name = kv.first.as<std::string>();
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    const std::string where = location(file, kv.first);
+    if (const Field* f = find_field(key)) {
+      try {
+        f->set(cfg, kv.second);
+      } catch (const ConfigError& e) {
+        throw ConfigError(where + ": " + key + ": " + e.what());
+      }
+      cfg.origin[key] = where;
+    } else if (is_section(key)) {
+      if (!kv.second.IsMap())
+        throw ConfigError(where + ": '" + key + "' is a section: expected a map of its fields");
+      load_map(cfg, kv.second, key, file);
+    } else {
+      throw ConfigError(where + ": unknown key '" + key + "' (did you mean '" + nearest_key(key) +
+                        "'?)");
+    }
+  }
+}
+
+// The field, its origin and its value, for validation messages: "tiny.yaml:4: model.hidden=250".
+std::string describe(const Config& cfg, const std::string& key) {
+  const auto it = cfg.origin.find(key);
+  const Field* f = find_field(key);
+  std::string value = f ? YAML::Dump(f->get(cfg)) : "?";
+  return (it != cfg.origin.end() ? it->second + ": " : std::string()) + key + "=" + value;
+}
+
+}  // namespace
+
+Config load_config(const std::string& path) {
+  Config cfg;
+  if (!std::filesystem::is_regular_file(path))
+    throw ConfigError("config file '" + path + "' not found (give a path to a YAML file, e.g. configs/tiny.yaml)");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  }
+  cfg.source = path;
+  if (root.IsNull()) return cfg;
+  if (!root.IsMap()) throw ConfigError(path + ": expected a map of sections (model:, train:, ...)");
+  load_map(cfg, root, "", path);
+  return cfg;
+}
+
+void apply_override(Config& cfg, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set '" + assignment + "': expected key=value, e.g. --set optimizer.lr=3e-4");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  const Field* f = find_field(key);
+  if (!f) throw ConfigError("--set: unknown key '" + key + "' (did you mean '" + nearest_key(key) + "'?)");
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("--set " + key + ": cannot parse '" + text + "': " + e.msg);
+  }
+  try {
+    f->set(cfg, value);
+  } catch (const ConfigError& e) {
+    throw ConfigError("--set " + key + ": " + e.what());
+  }
+  cfg.origin[key] = "--set";
+}
+
+int padded_vocab(const ModelConfig& m, int tp) {
+  const int mult = m.vocab_pad_multiple * tp;
+  return (m.vocab_size + mult - 1) / mult * mult;
+}
+
+void resolve(Config& cfg) {
+  auto& m = cfg.model;
+  if (m.ffn_hidden == 0 && m.hidden > 0) {
+    if (m.family == "llama")
+      m.ffn_hidden = (8 * m.hidden / 3 + 63) / 64 * 64;
+    else
+      m.ffn_hidden = 4 * m.hidden;
+  }
+}
+
+void validate(const Config& cfg) {
+  const auto fail = [&](const std::string& key, const std::string& why) {
+    throw ConfigError(describe(cfg, key) + ": " + why);
+  };
+  const auto& m = cfg.model;
+  const auto& p = cfg.parallel;
+  const auto& t = cfg.train;
+  const auto& o = cfg.optimizer;
+  const auto positive = [&](const std::string& key, double v) {
+    if (!(v > 0)) fail(key, "must be > 0");
+  };
+  positive("model.layers", m.layers);
+  positive("model.hidden", m.hidden);
+  positive("model.heads", m.heads);
+  positive("model.vocab_size", m.vocab_size);
+  positive("model.vocab_pad_multiple", m.vocab_pad_multiple);
+  positive("model.max_seq_len", m.max_seq_len);
+  positive("model.init_std", m.init_std);
+  positive("model.norm_eps", m.norm_eps);
+  positive("model.rope_theta", m.rope_theta);
+  if (m.ffn_hidden < 0) fail("model.ffn_hidden", "must be >= 0 (0 picks the family default)");
+  if (m.hidden % m.heads != 0)
+    fail("model.hidden", "not divisible by model.heads=" + std::to_string(m.heads));
+  if (m.family == "llama" && (m.hidden / m.heads) % 2 != 0)
+    fail("model.heads", "head size hidden/heads=" + std::to_string(m.hidden / m.heads) +
+                            " must be even for rotary embeddings");
+  positive("parallel.tp", p.tp);
+  positive("parallel.pp", p.pp);
+  positive("parallel.dp", p.dp);
+  if (m.heads % p.tp != 0) fail("parallel.tp", "does not divide model.heads=" + std::to_string(m.heads));
+  if (m.ffn_hidden % p.tp != 0)
+    fail("parallel.tp", "does not divide model.ffn_hidden=" + std::to_string(m.ffn_hidden));
+  if (m.layers < p.pp)
+    fail("parallel.pp", "more pipeline stages than model.layers=" + std::to_string(m.layers));
+  positive("train.steps", double(t.steps));
+  positive("train.micro_batch", t.micro_batch);
+  positive("train.global_batch", t.global_batch);
+  positive("train.seq_len", t.seq_len);
+  if (t.seq_len > m.max_seq_len)
+    fail("train.seq_len", "longer than model.max_seq_len=" + std::to_string(m.max_seq_len) +
+                              " (the position table): raise model.max_seq_len or shorten the sequence");
+  if (t.global_batch % (t.micro_batch * p.dp) != 0)
+    fail("train.global_batch", "not a multiple of train.micro_batch*parallel.dp=" +
+                                   std::to_string(t.micro_batch * p.dp));
+  positive("optimizer.lr", o.lr);
+  if (o.min_lr < 0 || o.min_lr > o.lr) fail("optimizer.min_lr", "must be in [0, optimizer.lr]");
+  if (o.beta1 < 0 || o.beta1 >= 1) fail("optimizer.beta1", "must be in [0, 1)");
+  if (o.beta2 < 0 || o.beta2 >= 1) fail("optimizer.beta2", "must be in [0, 1)");
+  positive("optimizer.eps", o.eps);
+  if (o.weight_decay < 0) fail("optimizer.weight_decay", "must be >= 0");
+  if (o.grad_clip < 0) fail("optimizer.grad_clip", "must be >= 0 (0 disables clipping)");
+  if (cfg.schedule.warmup_steps < 0) fail("schedule.warmup_steps", "must be >= 0");
+  if (cfg.schedule.decay_steps < 0) fail("schedule.decay_steps", "must be >= 0 (0 = train.steps)");
+  if (cfg.data.paths.empty()) fail("data.paths", "needs at least one file");
+  if (cfg.data.tokenizer == "byte" && m.vocab_size < 257)
+    fail("model.vocab_size", "the byte tokenizer produces 257 ids");
+  if (!(cfg.data.valid_fraction >= 0 && cfg.data.valid_fraction < 1))
+    fail("data.valid_fraction", "must be in [0, 1)");
+  if (cfg.checkpoint.interval < 0) fail("checkpoint.interval", "must be >= 0");
+  positive("checkpoint.keep", cfg.checkpoint.keep);
+  positive("logging.interval", cfg.logging.interval);
+  if (cfg.logging.eval_interval < 0) fail("logging.eval_interval", "must be >= 0");
+  if (cfg.logging.eval_batches < 0) fail("logging.eval_batches", "must be >= 0");
+  if (cfg.kernels.threads < 0) fail("kernels.threads", "must be >= 0 (0 = automatic)");
+  if (cfg.kernels.peak_gflops < 0) fail("kernels.peak_gflops", "must be >= 0 (0 = probe)");
+}
+
+std::string dump_config(const Config& cfg) {
+  YAML::Node root;
+  for (const auto& f : registry()) {
+    const auto dot = f.key.find('.');
+    root[f.key.substr(0, dot)][f.key.substr(dot + 1)] = f.get(cfg);
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string config_reference_markdown() {
+  const Config defaults;
+  std::ostringstream md;
+  md << "# Configuration reference\n\n"
+        "Generated by `hokusai config --reference`; a test keeps this page equal to that output.\n"
+        "A run reads defaults, then the YAML file, then every `--set key=value`, in that order, then\n"
+        "validates. Unknown keys, wrong types and impossible values stop the run with one line\n"
+        "naming the file, line and key. `hokusai train CONFIG --dump-config` writes the resolved\n"
+        "YAML without training; every run also writes it to `<run_dir>/config.yaml`.\n";
+  std::string section;
+  for (const auto& f : registry()) {
+    const std::string sec = f.key.substr(0, f.key.find('.'));
+    if (sec != section) {
+      section = sec;
+      md << "\n## `" << sec << "`\n\n| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
+    }
+    std::string def = YAML::Dump(f.get(defaults));
+    for (auto& ch : def)
+      if (ch == '\n') ch = ' ';
+    std::string doc = f.doc;
+    if (!f.choices.empty()) {
+      doc += " (one of:";
+      for (const auto& c : f.choices) doc += " `" + c + "`";
+      doc += ")";
+    }
+    md << "| `" << f.key << "` | " << f.type << " | `" << (def.empty() ? "\"\"" : def) << "` | "
+       << doc << " |\n";
+  }
+  return md.str();
+}
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const auto& f : registry()) keys.push_back(f.key);
+  return keys;
+}
+
+}  // namespace hokusai

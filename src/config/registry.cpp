@@ -1,0 +1,201 @@
+#include "registry.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+namespace hokusai::config_detail {
+
+namespace {
+
+std::string scalar_text(const YAML::Node& node) {
+  if (!node.IsScalar()) throw ConfigError("expected a single value, got a list or map");
+  return node.Scalar();
+}
+
+template <typename V>
+V convert(const YAML::Node& node) {
+  if constexpr (std::is_same_v<V, bool>) {
+    bool out;
+    if (!YAML::convert<bool>::decode(node, out))
+      throw ConfigError("expected true or false, got '" + scalar_text(node) + "'");
+    return out;
+  } else if constexpr (std::is_integral_v<V>) {
+    const std::string text = scalar_text(node);
+    V out{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc() || end != text.data() + text.size())
+      throw ConfigError("expected an integer, got '" + text + "'");
+    return out;
+  } else if constexpr (std::is_floating_point_v<V>) {
+    const std::string text = scalar_text(node);
+    char* end = nullptr;
+    const double out = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(out))
+      throw ConfigError("expected a number, got '" + text + "'");
+    return V(out);
+  } else if constexpr (std::is_same_v<V, std::string>) {
+    return scalar_text(node);
+  } else {
+    static_assert(std::is_same_v<V, std::vector<std::string>>);
+    std::vector<std::string> out;
+    if (node.IsScalar()) return {node.Scalar()};
+    if (!node.IsSequence()) throw ConfigError("expected a list of strings");
+    for (const auto& item : node) out.push_back(scalar_text(item));
+    return out;
+  }
+}
+
+template <typename V>
+const char* type_name() {
+  if constexpr (std::is_same_v<V, bool>) return "bool";
+  else if constexpr (std::is_integral_v<V>) return "int";
+  else if constexpr (std::is_floating_point_v<V>) return "float";
+  else if constexpr (std::is_same_v<V, std::string>) return "string";
+  else return "list of string";
+}
+
+template <typename Section, typename V>
+Field field_of(std::string key, Section Config::*section, V Section::*member, std::string doc,
+           std::vector<std::string> choices = {}) {
+  Field f{std::move(key), type_name<V>(), std::move(doc), choices, nullptr, nullptr};
+  f.set = [section, member, choices](Config& cfg, const YAML::Node& node) {
+    V value = convert<V>(node);
+    if constexpr (std::is_same_v<V, std::string>) {
+      if (!choices.empty() && std::find(choices.begin(), choices.end(), value) == choices.end()) {
+        std::string list;
+        for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+        throw ConfigError("'" + value + "' is not one of: " + list);
+      }
+    }
+    cfg.*section.*member = std::move(value);
+  };
+  f.get = [section, member](const Config& cfg) { return YAML::Node(cfg.*section.*member); };
+  return f;
+}
+
+std::vector<Field> make_registry() {
+  using C = Config;
+  return {
+      field_of("model.family", &C::model, &ModelConfig::family,
+           "Architecture: gpt2 (LayerNorm+bias, GELU, learned positions; Fugaku-LLM) or llama "
+           "(RMSNorm, SwiGLU, rotary, no biases)", {"gpt2", "llama"}),
+      field_of("model.layers", &C::model, &ModelConfig::layers, "Transformer blocks (L)"),
+      field_of("model.hidden", &C::model, &ModelConfig::hidden, "Model width (C); divisible by model.heads"),
+      field_of("model.heads", &C::model, &ModelConfig::heads, "Attention heads (NH)"),
+      field_of("model.ffn_hidden", &C::model, &ModelConfig::ffn_hidden,
+           "MLP width (F); 0 = 4*hidden for gpt2, 8/3*hidden rounded up to 64 for llama"),
+      field_of("model.vocab_size", &C::model, &ModelConfig::vocab_size,
+           "Token ids the tokenizer produces (257 for the byte tokenizer)"),
+      field_of("model.vocab_pad_multiple", &C::model, &ModelConfig::vocab_pad_multiple,
+           "Embedding rows padded to a multiple of this times parallel.tp; padded logits are masked"),
+      field_of("model.max_seq_len", &C::model, &ModelConfig::max_seq_len,
+           "Position-table rows (gpt2) and longest allowed train.seq_len"),
+      field_of("model.tie_embeddings", &C::model, &ModelConfig::tie_embeddings,
+           "Share the input embedding with the output projection"),
+      field_of("model.init_std", &C::model, &ModelConfig::init_std,
+           "Std of the normal initialisation; residual projections use init_std/sqrt(2L)"),
+      field_of("model.norm_eps", &C::model, &ModelConfig::norm_eps, "Epsilon of LayerNorm/RMSNorm"),
+      field_of("model.rope_theta", &C::model, &ModelConfig::rope_theta, "Rotary embedding base (llama)"),
+      field_of("parallel.tp", &C::parallel, &ParallelConfig::tp, "Tensor-parallel ranks"),
+      field_of("parallel.pp", &C::parallel, &ParallelConfig::pp, "Pipeline stages"),
+      field_of("parallel.dp", &C::parallel, &ParallelConfig::dp, "Data-parallel replicas"),
+      field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
+      field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
+           "Sequences per micro-batch on each data-parallel rank"),
+      field_of("train.global_batch", &C::train, &TrainConfig::global_batch,
+           "Sequences per optimizer step over all ranks; a multiple of micro_batch*dp "
+           "(the quotient is the gradient-accumulation count)"),
+      field_of("train.seq_len", &C::train, &TrainConfig::seq_len, "Tokens per sequence (T)"),
+      field_of("train.seed", &C::train, &TrainConfig::seed, "Seed of initialisation and data order"),
+      field_of("optimizer.lr", &C::optimizer, &OptimizerConfig::lr, "Peak learning rate"),
+      field_of("optimizer.min_lr", &C::optimizer, &OptimizerConfig::min_lr,
+           "Learning rate at the end of the decay"),
+      field_of("optimizer.beta1", &C::optimizer, &OptimizerConfig::beta1, "Adam beta1"),
+      field_of("optimizer.beta2", &C::optimizer, &OptimizerConfig::beta2, "Adam beta2"),
+      field_of("optimizer.eps", &C::optimizer, &OptimizerConfig::eps, "Adam epsilon"),
+      field_of("optimizer.weight_decay", &C::optimizer, &OptimizerConfig::weight_decay,
+           "Decoupled weight decay (AdamW) on matrices"),
+      field_of("optimizer.decay_all", &C::optimizer, &OptimizerConfig::decay_all,
+           "Also apply weight decay to norms, biases and embeddings"),
+      field_of("optimizer.grad_clip", &C::optimizer, &OptimizerConfig::grad_clip,
+           "Clip gradients to this global L2 norm; 0 disables"),
+      field_of("schedule.warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps,
+           "Linear warm-up steps from 0 to optimizer.lr"),
+      field_of("schedule.decay", &C::schedule, &ScheduleConfig::decay,
+           "Decay after warm-up down to optimizer.min_lr", {"cosine", "linear", "constant"}),
+      field_of("schedule.decay_steps", &C::schedule, &ScheduleConfig::decay_steps,
+           "Step at which the decay reaches min_lr; 0 = train.steps"),
+      field_of("data.paths", &C::data, &DataConfig::paths,
+           "Training text files (one document per line); relative paths are tried from the "
+           "working directory, then the config file's directory, then the source tree"),
+      field_of("data.tokenizer", &C::data, &DataConfig::tokenizer,
+           "Tokenizer: byte (256 byte values + end-of-document = 257 ids)", {"byte"}),
+      field_of("data.valid_fraction", &C::data, &DataConfig::valid_fraction,
+           "Fraction of documents (the last ones) held out for validation"),
+      field_of("checkpoint.interval", &C::checkpoint, &CheckpointConfig::interval,
+           "Save a checkpoint every N steps; 0 = only at the end"),
+      field_of("checkpoint.keep", &C::checkpoint, &CheckpointConfig::keep,
+           "Newest checkpoints kept; older ones are removed only after a newer save succeeded"),
+      field_of("logging.interval", &C::logging, &LoggingConfig::interval, "Steps between log lines"),
+      field_of("logging.run_dir", &C::logging, &LoggingConfig::run_dir,
+           "Run directory (logs, metrics, config, checkpoints); empty = runs/<config>-<time>"),
+      field_of("logging.eval_interval", &C::logging, &LoggingConfig::eval_interval,
+           "Steps between validation passes; 0 = only at the end"),
+      field_of("logging.eval_batches", &C::logging, &LoggingConfig::eval_batches,
+           "Micro-batches per validation pass"),
+      field_of("logging.progress", &C::logging, &LoggingConfig::progress,
+           "Progress bar with ETA when stdout is a terminal"),
+      field_of("kernels.gemm", &C::kernels, &KernelsConfig::gemm, "GEMM backend",
+           {"openblas", "onednn", "reference"}),
+      field_of("kernels.threads", &C::kernels, &KernelsConfig::threads,
+           "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else all cores"),
+      field_of("kernels.peak_gflops", &C::kernels, &KernelsConfig::peak_gflops,
+           "Peak fp32 GFLOP/s per rank for MFU; 0 = measure with the FMA probe at start"),
+  };
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+const std::vector<Field>& registry() {
+  static const std::vector<Field> fields = make_registry();  // immutable after first use
+  return fields;
+}
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : registry())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+std::string nearest_key(const std::string& key) {
+  // Compare with the full key and with the leaf name, so "lrr" finds "optimizer.lr" and
+  // "optimzer.lr" finds "optimizer.lr".
+  const auto leaf = [](const std::string& k) { return k.substr(k.rfind('.') + 1); };
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max();
+  for (const auto& f : registry()) {
+    const size_t d = std::min(edit_distance(key, f.key), edit_distance(leaf(key), leaf(f.key)) + 1);
+    if (d < best_d) {
+      best_d = d;
+      best = f.key;
+    }
+  }
+  return best;
+}
+
+}  // namespace hokusai::config_detail

@@ -1,0 +1,240 @@
+// Model assembly: embedding -> L blocks -> final norm -> output projection -> cross-entropy, and
+// the exact reverse for backward. Legend as in include/hokusai/model.hpp.
+#include <algorithm>
+#include <stdexcept>
+
+#include "hokusai/model.hpp"
+#include "kernels/ops.hpp"
+#include "layers.hpp"
+
+namespace hokusai {
+
+namespace k = kernels;
+using model::linear_backward;
+using model::linear_forward;
+
+// Saved-for-backward tensors of one block, sized for (max_B, max_T).
+template <typename T>
+struct BlockActs {
+  std::vector<T> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
+  std::vector<T> qkv;                      // (N, 3*NH*HS), after rotary for llama
+  std::vector<T> probs;                    // (B, NH, T, T)
+  std::vector<T> atty;                     // (N, NH*HS)
+  std::vector<T> resid2;                   // (N,C)  x + attention branch
+  std::vector<T> ln2, ln2_mean, ln2_rstd;  // (N,C), (N), (N)
+  std::vector<T> fch;                      // (N,F) gpt2, (N,2F) llama: MLP pre-activation
+  std::vector<T> fch_act;                  // (N,F)
+  std::vector<T> out;                      // (N,C)  resid2 + MLP branch
+};
+
+template <typename T>
+struct Activations {
+  int64_t B = 0, T_ = 0;  // shape of the last forward
+  std::vector<T> encoded;                   // (N,C)
+  std::vector<BlockActs<T>> blocks;         // L
+  std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)
+  std::vector<T> logits, lse, losses;       // (N,Vl), (N), (N)
+  // Gradient scratch, one block's worth, reused layer by layer.
+  std::vector<T> dres_a, dres_b, dresid2, dbranch, dln;  // (N,C)
+  std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,3A), (N,F), (N,F|2F)
+  std::vector<T> dlogits, dlosses;                       // (N,Vl), (N)
+};
+
+namespace {
+
+template <typename T>
+void zero(std::vector<T>& v, int64_t n) {
+  std::fill_n(v.data(), n, T(0));
+}
+
+template <typename T>
+void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const LayerViews<T>& p,
+                   const ModelDims& d, int64_t B, int64_t Tn) {
+  const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
+  const bool gpt2 = d.family == Family::gpt2;
+  if (gpt2)
+    k::layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, p.ln1_w, p.ln1_b, N, C, d.eps);
+  else
+    k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, N, C, d.eps);
+  linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, 3 * A);
+  if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
+  k::attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
+  linear_forward(ctx.gemm, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
+  k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
+  if (gpt2)
+    k::layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w,
+                         p.ln2_b, N, C, d.eps);
+  else
+    k::rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w, N, C, d.eps);
+  linear_forward(ctx.gemm, a.fch.data(), a.ln2.data(), p.fc_w, p.fc_b, N, C, gpt2 ? F : 2 * F);
+  if (gpt2)
+    k::gelu_forward(a.fch_act.data(), a.fch.data(), N * F);
+  else
+    k::swiglu_forward(a.fch_act.data(), a.fch.data(), N, F);
+  linear_forward(ctx.gemm, a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, N, F, C);
+  k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), N * C);
+}
+
+// dx += d(block)/dx · dout, and the block's parameter gradients into g.
+template <typename T>
+void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout,
+                    const BlockActs<T>& a, const T* x, const LayerViews<T>& p,
+                    const LayerViews<T>& g, const ModelDims& d, int64_t B, int64_t Tn) {
+  const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
+  const bool gpt2 = d.family == Family::gpt2;
+  const int64_t FC = gpt2 ? F : 2 * F;
+  // out = resid2 + mlp(resid2)
+  zero(s.dresid2, N * C);
+  zero(s.dbranch, N * C);
+  k::residual_backward(s.dresid2.data(), s.dbranch.data(), dout, N * C);
+  zero(s.dfch_act, N * F);
+  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, s.dbranch.data(),
+                  a.fch_act.data(), p.fcproj_w, N, F, C);
+  zero(s.dfch, N * FC);
+  if (gpt2)
+    k::gelu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N * F);
+  else
+    k::swiglu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N, F);
+  zero(s.dln, N * C);
+  linear_backward(ctx.gemm, s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), a.ln2.data(), p.fc_w, N, C, FC);
+  if (gpt2)
+    k::layernorm_backward(s.dresid2.data(), g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w,
+                          a.ln2_mean.data(), a.ln2_rstd.data(), N, C);
+  else
+    k::rmsnorm_backward(s.dresid2.data(), g.ln2_w, s.dln.data(), a.resid2.data(), p.ln2_w,
+                        a.ln2_rstd.data(), N, C);
+  // resid2 = x + attn(x)
+  zero(s.dbranch, N * C);
+  k::residual_backward(dx, s.dbranch.data(), s.dresid2.data(), N * C);
+  zero(s.datty, N * A);
+  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), a.atty.data(),
+                  p.proj_w, N, A, C);
+  zero(s.dqkv, N * 3 * A);
+  k::attention_backward(s.dqkv.data(), s.datty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
+  if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
+  zero(s.dln, N * C);
+  linear_backward(ctx.gemm, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(), p.qkv_w, N, C,
+                  3 * A);
+  if (gpt2)
+    k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
+                          a.ln1_rstd.data(), N, C);
+  else
+    k::rmsnorm_backward(dx, g.ln1_w, s.dln.data(), x, p.ln1_w, a.ln1_rstd.data(), N, C);
+}
+
+}  // namespace
+
+template <typename T>
+Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T)
+    : dims_(dims), table_(param_table(dims)), acts_(std::make_unique<Activations<T>>()) {
+  if (!dims.has_embedding || !dims.has_head)
+    throw std::invalid_argument("Model: pipeline stages arrive with the 3D-parallel issue; this "
+                                "build runs the whole model on one stage (parallel.pp=1)");
+  params_.assign(size_t(arena_size(table_)), T(0));
+  grads_.assign(params_.size(), T(0));
+  p_ = point_views(params_.data(), table_, dims_);
+  g_ = point_views(grads_.data(), table_, dims_);
+  const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F;
+  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
+  auto& s = *acts_;
+  const auto sized = [](int64_t n) { return std::vector<T>(size_t(n)); };
+  s.encoded = sized(N * C);
+  s.blocks.resize(size_t(dims.L));
+  for (auto& b : s.blocks) {
+    b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
+    b.qkv = sized(N * 3 * A);
+    b.probs = sized(max_B * dims.NH * max_T * max_T);
+    b.atty = sized(N * A);
+    b.resid2 = sized(N * C);
+    b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
+    b.fch = sized(N * FC), b.fch_act = sized(N * F);
+    b.out = sized(N * C);
+  }
+  s.lnf = sized(N * C), s.lnf_mean = sized(N), s.lnf_rstd = sized(N);
+  s.logits = sized(N * dims.Vl), s.lse = sized(N), s.losses = sized(N);
+  s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dresid2 = sized(N * C);
+  s.dbranch = sized(N * C), s.dln = sized(N * C);
+  s.datty = sized(N * A), s.dqkv = sized(N * 3 * A), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
+  s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
+  max_N_ = N;
+  max_T_ = max_T;
+}
+
+template <typename T>
+Model<T>::~Model() = default;
+
+template <typename T>
+void Model<T>::zero_grads() {
+  std::fill(grads_.begin(), grads_.end(), T(0));
+}
+
+template <typename T>
+const T* Model<T>::logits() const {
+  return acts_->logits.data();
+}
+
+template <typename T>
+double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
+                         int64_t B, int64_t Tn) {
+  const ModelDims& d = dims_;
+  if (B * Tn > max_N_ || Tn > max_T_ || Tn > d.max_T)
+    throw std::invalid_argument("Model::forward: batch " + std::to_string(B) + "x" + std::to_string(Tn) +
+                                " exceeds the allocated activations");
+  auto& s = *acts_;
+  s.B = B;
+  s.T_ = Tn;
+  const int64_t N = B * Tn, C = d.C;
+  k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
+  const T* x = s.encoded.data();
+  for (int64_t l = 0; l < d.L; ++l) {
+    block_forward(ctx, s.blocks[l], x, p_.layers[l], d, B, Tn);
+    x = s.blocks[l].out.data();
+  }
+  if (d.family == Family::gpt2)
+    k::layernorm_forward(s.lnf.data(), s.lnf_mean.data(), s.lnf_rstd.data(), x, p_.lnf_w, p_.lnf_b, N, C, d.eps);
+  else
+    k::rmsnorm_forward(s.lnf.data(), s.lnf_rstd.data(), x, p_.lnf_w, N, C, d.eps);
+  linear_forward<T>(ctx.gemm, s.logits.data(), s.lnf.data(), p_.lm_head, nullptr, N, C, d.Vl);
+  const int64_t V_real = std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl);
+  k::softmax_xent_forward(s.losses.data(), s.lse.data(), s.logits.data(), targets, N, d.Vl, V_real);
+  double total = 0.0;
+  for (int64_t i = 0; i < N; ++i) total += s.losses[i];
+  return total;
+}
+
+template <typename T>
+void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
+                        T dloss) {
+  const ModelDims& d = dims_;
+  auto& s = *acts_;
+  const int64_t B = s.B, Tn = s.T_, N = B * Tn, C = d.C;
+  const int64_t V_real = std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl);
+  std::fill_n(s.dlosses.data(), N, dloss);
+  zero(s.dlogits, N * d.Vl);
+  k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets,
+                           N, d.Vl, V_real);
+  zero(s.dln, N * C);
+  linear_backward<T>(ctx.gemm, s.dln.data(), g_.lm_head, nullptr, s.dlogits.data(), s.lnf.data(),
+                     p_.lm_head, N, C, d.Vl);
+  T* dout = s.dres_a.data();
+  T* dx = s.dres_b.data();
+  std::fill_n(dout, N * C, T(0));
+  const T* top = d.L > 0 ? s.blocks[d.L - 1].out.data() : s.encoded.data();
+  if (d.family == Family::gpt2)
+    k::layernorm_backward(dout, g_.lnf_w, g_.lnf_b, s.dln.data(), top, p_.lnf_w, s.lnf_mean.data(),
+                          s.lnf_rstd.data(), N, C);
+  else
+    k::rmsnorm_backward(dout, g_.lnf_w, s.dln.data(), top, p_.lnf_w, s.lnf_rstd.data(), N, C);
+  for (int64_t l = d.L - 1; l >= 0; --l) {
+    const T* x = l > 0 ? s.blocks[l - 1].out.data() : s.encoded.data();
+    std::fill_n(dx, N * C, T(0));
+    block_backward(ctx, s, dx, dout, s.blocks[l], x, p_.layers[l], g_.layers[l], d, B, Tn);
+    std::swap(dx, dout);
+  }
+  k::embedding_backward(g_.wte, g_.wpe, dout, tokens, B, Tn, C, d.vocab_start, d.Vl);
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace hokusai

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git python3
   libopenmpi-dev openmpi-bin        # MPI (the distributed engine)
-  libopenblas-dev libdnnl-dev       # GEMM peers and selectable backends
+  libopenblas-openmp-dev libdnnl-dev  # GEMM peers and selectable backends
   libfmt-dev libspdlog-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )

@@ -1,0 +1,58 @@
+// Optimizer, learning-rate schedule and the training loop of one rank.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hokusai/config.hpp"
+#include "hokusai/model.hpp"
+
+namespace hokusai {
+
+// Learning rate of optimizer step `step` (1-based): linear warm-up from 0 over warmup_steps, then
+// cosine or linear decay to min_lr at decay_steps (or train.steps), then min_lr; constant keeps lr.
+double learning_rate(const Config& cfg, int64_t step);
+
+// AdamW over the whole parameter arena; weight decay only on tensors whose TensorSpec says so
+// (matrices), unless optimizer.decay_all. m and v use the parameter arena's layout.
+class AdamW {
+ public:
+  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg);
+  void step(float* params, const float* grads, double lr);
+  int64_t t = 0;  // steps taken (bias correction)
+  std::vector<float> m, v;
+
+ private:
+  std::vector<TensorSpec> table_;
+  OptimizerConfig cfg_;
+};
+
+// Scales grads so their global L2 norm is at most max_norm (0: no clipping). Returns the norm
+// before clipping.
+double clip_grad_norm(float* grads, int64_t n, double max_norm);
+
+struct TrainOptions {
+  bool resume = false;    // continue from the newest checkpoint in logging.run_dir
+  std::string name;       // run name for the default run directory (config file stem)
+  // Set by SIGTERM/SIGUSR1 (batch systems send them before the wall-clock limit): the loop saves
+  // a checkpoint at the next step boundary and returns with preempted = true.
+  const std::atomic<bool>* stop = nullptr;
+  bool quiet = false;     // no console output (tests)
+};
+
+struct TrainSummary {
+  std::string run_dir;
+  int64_t steps_done = 0;
+  std::vector<double> losses;  // per step of this invocation
+  double last_val_loss = -1.0;
+  double seconds = 0.0;
+  bool preempted = false;
+};
+
+// Trains per cfg (validated) and writes logs, metrics, config and checkpoints into the run
+// directory. Throws ConfigError/DataError/std::runtime_error with a one-line message.
+TrainSummary train(Config cfg, const TrainOptions& opts);
+
+}  // namespace hokusai

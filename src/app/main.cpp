@@ -1,0 +1,166 @@
+// The `hokusai` command. Exit codes: 0 success; 1 a configuration, data or runtime error (one
+// line on stderr says what and where); 2 bad command line; 75 stopped by SIGTERM/SIGUSR1 after
+// saving a checkpoint (resume with `hokusai train CONFIG --resume --set logging.run_dir=DIR`).
+#include <CLI/CLI.hpp>
+#include <omp.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "hokusai/checkpoint.hpp"
+#include "hokusai/config.hpp"
+#include "hokusai/data.hpp"
+#include "hokusai/generate.hpp"
+#include "hokusai/train.hpp"
+#include "kernels/peak.hpp"
+
+namespace fs = std::filesystem;
+using namespace hokusai;
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitPreempted = 75;  // EX_TEMPFAIL: try again (resume) later
+
+// Signals are process-wide by nature; this flag is the one piece of process state, read by the
+// training loop at step boundaries through TrainOptions::stop.
+std::atomic<bool> g_stop_requested{false};
+extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+
+Config load_resolved(const std::string& path, const std::vector<std::string>& sets) {
+  Config cfg = load_config(path);
+  for (const auto& s : sets) apply_override(cfg, s);
+  resolve(cfg);
+  validate(cfg);
+  return cfg;
+}
+
+int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume) {
+  Config cfg = load_resolved(path, sets);
+  TrainOptions opts;
+  opts.resume = resume;
+  opts.name = fs::path(path).stem().string();
+  opts.stop = &g_stop_requested;
+  if (dump_only) {
+    if (cfg.logging.run_dir.empty()) cfg.logging.run_dir = "runs/" + opts.name + "-config";
+    fs::create_directories(cfg.logging.run_dir);
+    const fs::path out = fs::path(cfg.logging.run_dir) / "config.yaml";
+    std::ofstream(out) << dump_config(cfg);
+    std::cout << dump_config(cfg) << "# written to " << out.string() << "\n";
+    return 0;
+  }
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+  const TrainSummary s = train(cfg, opts);
+  return s.preempted ? kExitPreempted : 0;
+}
+
+struct GenerateArgs {
+  std::string run;
+  std::string prompt;
+  SamplingOptions sampling;
+  int threads = 0;
+  bool all = false;
+};
+
+int cmd_generate(const GenerateArgs& a) {
+  const std::string dir = checkpoint_dir(a.run);
+  Config cfg = load_config((fs::path(dir) / "config.yaml").string());
+  resolve(cfg);
+  validate(cfg);
+  if (a.threads > 0) omp_set_num_threads(a.threads);
+  ComputeContext ctx;
+  ctx.gemm.backend = kernels::parse_gemm_backend(cfg.kernels.gemm);
+  ctx.gemm.threads = omp_get_max_threads();
+  const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
+  Model<float> model(dims, 1, cfg.train.seq_len);
+  CheckpointData ck = load_checkpoint(dir, table_hash(model.table()), false);
+  model.params() = std::move(ck.params);
+  const std::vector<int32_t> prompt = ByteTokenizer::encode(a.prompt);
+  const auto out = generate(model, ctx, prompt, cfg.train.seq_len, a.sampling, ByteTokenizer::kEndOfDocument);
+  std::cout << a.prompt << ByteTokenizer::decode(out) << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hokusai: LLM pretraining on CPU supercomputers"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "hokusai 0.1.0");
+
+  std::string config_path;
+  std::vector<std::string> sets;
+  bool dump_only = false, resume = false;
+  auto* train_cmd = app.add_subcommand("train", "Train a model described by a YAML config");
+  train_cmd->add_option("config", config_path, "YAML config (e.g. configs/tiny.yaml)")->required();
+  train_cmd->add_option("--set", sets, "Override a field: --set optimizer.lr=3e-4 (repeatable)");
+  train_cmd->add_flag("--dump-config", dump_only,
+                      "Write the resolved config to <run_dir>/config.yaml, print it, and exit");
+  train_cmd->add_flag("--resume", resume, "Continue logging.run_dir from its newest checkpoint");
+
+  GenerateArgs gen;
+  auto* gen_cmd = app.add_subcommand("generate", "Sample text from a trained model");
+  gen_cmd->add_option("run", gen.run, "Run directory or checkpoints/step_N directory")->required();
+  gen_cmd->add_option("--prompt", gen.prompt, "Text to continue");
+  gen_cmd->add_option("--tokens", gen.sampling.max_new_tokens, "Tokens to generate")->capture_default_str();
+  gen_cmd->add_option("--temperature", gen.sampling.temperature, "Softmax temperature; 0 = greedy")
+      ->capture_default_str();
+  gen_cmd->add_option("--top-k", gen.sampling.top_k, "Sample among the k likeliest tokens; 0 = all")
+      ->capture_default_str();
+  gen_cmd->add_option("--seed", gen.sampling.seed, "Sampling seed")->capture_default_str();
+  gen_cmd->add_option("--threads", gen.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+  bool whole = false;
+  gen_cmd->add_flag("--no-stop", whole, "Do not stop at the end-of-document token");
+
+  std::string check_path;
+  std::vector<std::string> check_sets;
+  bool reference = false;
+  auto* cfg_cmd = app.add_subcommand("config", "Validate and print a resolved config, or the field reference");
+  cfg_cmd->add_option("config", check_path, "YAML config to validate and print");
+  cfg_cmd->add_option("--set", check_sets, "Override a field (repeatable)");
+  cfg_cmd->add_flag("--reference", reference, "Print the Markdown reference of every field");
+
+  int peak_threads = 0;
+  auto* peak_cmd = app.add_subcommand("peak", "Measure this machine's fp32 FMA peak (the MFU denominator)");
+  peak_cmd->add_option("--threads", peak_threads, "Threads (0: OMP_NUM_THREADS or all cores)");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train_cmd) return cmd_train(config_path, sets, dump_only, resume);
+    if (*gen_cmd) {
+      gen.sampling.stop_at_end_of_document = !whole;
+      return cmd_generate(gen);
+    }
+    if (*cfg_cmd) {
+      if (reference) {
+        std::cout << config_reference_markdown();
+        return 0;
+      }
+      if (check_path.empty()) throw ConfigError("config: give a YAML file or --reference");
+      std::cout << dump_config(load_resolved(check_path, check_sets));
+      return 0;
+    }
+    if (*peak_cmd) {
+      const int t = peak_threads > 0 ? peak_threads : omp_get_max_threads();
+      const auto p = kernels::probe_peak_fp32(t, 1.0);
+      std::cout << "isa " << p.isa << ": " << p.per_core_gflops << " GFLOP/s per core, " << p.all_gflops
+                << " GFLOP/s on " << p.threads << " threads (fp32 FMA)\n";
+      return 0;
+    }
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "hokusai: config error: %s\n", e.what());
+    return kExitError;
+  } catch (const DataError& e) {
+    std::fprintf(stderr, "hokusai: data error: %s\n", e.what());
+    return kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hokusai: error: %s\n", e.what());
+    return kExitError;
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+#include <cmath>
+
+#include "hokusai/train.hpp"
+#include "kernels/ops.hpp"
+
+namespace hokusai {
+
+double learning_rate(const Config& cfg, int64_t step) {
+  const auto& s = cfg.schedule;
+  const double lr = cfg.optimizer.lr, min_lr = cfg.optimizer.min_lr;
+  if (s.warmup_steps > 0 && step <= s.warmup_steps) return lr * double(step) / double(s.warmup_steps);
+  if (s.decay == "constant") return lr;
+  const int64_t end = s.decay_steps > 0 ? s.decay_steps : cfg.train.steps;
+  if (step >= end || end <= s.warmup_steps) return min_lr;
+  const double progress = double(step - s.warmup_steps) / double(end - s.warmup_steps);
+  const double shape = s.decay == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
+  return min_lr + (lr - min_lr) * shape;
+}
+
+AdamW::AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg)
+    : m(size_t(arena_size(table)), 0.0f), v(m.size(), 0.0f), table_(table), cfg_(cfg) {}
+
+void AdamW::step(float* params, const float* grads, double lr) {
+  ++t;
+  // Consecutive tensors with the same decay flag form one call: fewer parallel regions.
+  size_t i = 0;
+  while (i < table_.size()) {
+    const bool decay = table_[i].decay || cfg_.decay_all;
+    const int64_t begin = table_[i].offset;
+    int64_t end = begin + table_[i].numel;
+    while (++i < table_.size() && (table_[i].decay || cfg_.decay_all) == decay) end += table_[i].numel;
+    const kernels::AdamWParams hp{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay ? cfg_.weight_decay : 0.0, t};
+    kernels::adamw_update(params + begin, grads + begin, m.data() + begin, v.data() + begin, end - begin, hp);
+  }
+}
+
+double clip_grad_norm(float* grads, int64_t n, double max_norm) {
+  const double norm = std::sqrt(kernels::sum_squares(grads, n));
+  if (max_norm > 0 && norm > max_norm) kernels::scale(grads, float(max_norm / (norm + 1e-6)), n);
+  return norm;
+}
+
+}  // namespace hokusai

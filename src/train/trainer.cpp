@@ -1,0 +1,234 @@
+// The training loop of one rank: data -> forward/backward over micro-batches -> clip -> AdamW,
+// with logging, metrics, validation and checkpoints.
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "hokusai/checkpoint.hpp"
+#include "hokusai/data.hpp"
+#include "hokusai/log.hpp"
+#include "hokusai/train.hpp"
+#include "kernels/peak.hpp"
+
+namespace hokusai {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string default_run_dir(const std::string& name) {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return (fs::path("runs") / ((name.empty() ? "run" : name) + "-" + stamp)).string();
+}
+
+std::string format_duration(double seconds) {
+  const auto s = int64_t(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// Mean loss per token over a fixed set of validation samples.
+double evaluate(Model<float>& model, const ComputeContext& ctx, const WindowSampler& sampler,
+                const Config& cfg) {
+  const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
+  std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
+  double total = 0.0;
+  for (int b = 0; b < cfg.logging.eval_batches; ++b) {
+    sampler.fill(int64_t(b) * B, B, tokens.data(), targets.data());
+    total += model.forward(ctx, tokens.data(), targets.data(), B, T);
+  }
+  return total / double(int64_t(cfg.logging.eval_batches) * B * T);
+}
+
+}  // namespace
+
+TrainSummary train(Config cfg, const TrainOptions& opts) {
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  validate(cfg);
+  if (cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp != 1)
+    throw ConfigError(fmt::format("parallel.tp={} pp={} dp={}: this build trains on one rank; "
+                                  "set all three to 1 (3D parallelism is not in this build yet)",
+                                  cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp));
+
+  // Run directory, logs, resolved config.
+  TrainSummary summary;
+  if (cfg.logging.run_dir.empty()) {
+    if (opts.resume) throw ConfigError("--resume needs logging.run_dir: the run directory to continue");
+    cfg.logging.run_dir = default_run_dir(opts.name);
+  }
+  const std::string run_dir = cfg.logging.run_dir;
+  summary.run_dir = run_dir;
+  std::optional<std::string> resume_from;
+  if (opts.resume) {
+    resume_from = latest_checkpoint(run_dir);
+    if (!resume_from)
+      throw ConfigError("--resume: no checkpoint in '" + run_dir + "/checkpoints' (check logging.run_dir)");
+  }
+  fs::create_directories(run_dir);
+  Log log(0, !opts.quiet, (fs::path(run_dir) / "train.log").string());
+  auto lg = log.get("train");
+  {
+    std::ofstream out(fs::path(run_dir) / "config.yaml");
+    out << dump_config(cfg);
+  }
+
+  // Compute context.
+  const int threads = cfg.kernels.threads > 0 ? cfg.kernels.threads : omp_get_max_threads();
+  omp_set_num_threads(threads);
+  ComputeContext ctx;
+  ctx.gemm.backend = kernels::parse_gemm_backend(cfg.kernels.gemm);
+  ctx.gemm.threads = threads;
+  if (!kernels::gemm_backend_available(ctx.gemm.backend))
+    throw ConfigError("kernels.gemm: " + cfg.kernels.gemm + " is not in this build: choose another backend");
+
+  // Data.
+  std::vector<std::string> search = {fs::path(cfg.source).parent_path().string(), HOKUSAI_SOURCE_DIR};
+  std::vector<std::string> paths;
+  for (const auto& p : cfg.data.paths) paths.push_back(resolve_data_path(p, search));
+  const TokenCorpus corpus = load_text_corpus(paths, cfg.data.valid_fraction);
+  const WindowSampler train_sampler(corpus.train, cfg.train.seq_len, cfg.train.seed);
+  std::optional<WindowSampler> valid_sampler;
+  if (!corpus.valid.empty() && cfg.logging.eval_batches > 0)
+    valid_sampler.emplace(corpus.valid, cfg.train.seq_len, cfg.train.seed ^ 0x76616c6964ULL);
+  lg->info("data: {} train documents ({} tokens), {} validation documents ({} tokens) from {}",
+           corpus.train_documents, corpus.train.size(), corpus.valid_documents, corpus.valid.size(),
+           fmt::join(paths, ", "));
+
+  // Model and optimizer.
+  const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
+  const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
+  Model<float> model(dims, B, T);
+  model.init(cfg.train.seed);
+  AdamW adam(model.table(), cfg.optimizer);
+  const uint64_t thash = table_hash(model.table());
+  int64_t step = 0;
+  if (resume_from) {
+    CheckpointData ck = load_checkpoint(*resume_from, thash, true);
+    model.params() = std::move(ck.params);
+    adam.m = std::move(ck.m);
+    adam.v = std::move(ck.v);
+    adam.t = ck.adam_t;
+    step = ck.step;
+    lg->info("resumed from {} at step {}", *resume_from, step);
+  }
+  const int64_t n_params = arena_size(model.table());
+  const int accum = cfg.train.global_batch / cfg.train.micro_batch;
+  const double tokens_per_step = double(cfg.train.global_batch) * double(T);
+  const double flops_per_token = train_flops_per_token(cfg.model, T);
+  double peak = cfg.kernels.peak_gflops;
+  if (peak <= 0) {
+    const auto probe = kernels::probe_peak_fp32(threads);
+    peak = probe.all_gflops;
+    lg->info("peak probe ({}): {:.1f} GFLOP/s per core, {:.1f} GFLOP/s on {} threads", probe.isa,
+             probe.per_core_gflops, probe.all_gflops, threads);
+  }
+  lg->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters, {:.1f} MFLOP/token",
+           cfg.model.family, dims.L, dims.C, dims.NH, dims.F, dims.V, dims.Vp, double(n_params) / 1e6,
+           flops_per_token / 1e6);
+  lg->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={} threads={}",
+           B, T, accum, tokens_per_step, cfg.kernels.gemm, threads);
+  lg->info("run directory: {}", run_dir);
+
+  std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
+  ProgressLine progress(cfg.logging.progress && !opts.quiet);
+  std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
+  const auto save = [&] {
+    CheckpointData ck{step, step * cfg.train.global_batch, adam.t, model.params(), adam.m, adam.v};
+    const std::string dir = save_checkpoint(run_dir, cfg, thash, ck, cfg.checkpoint.keep);
+    progress.clear();
+    lg->info("checkpoint saved: {}", dir);
+  };
+  const auto run_eval = [&] {
+    if (!valid_sampler) return;
+    const double val = evaluate(model, ctx, *valid_sampler, cfg);
+    summary.last_val_loss = val;
+    metrics << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step, val) << std::flush;
+    progress.clear();
+    lg->info("step {:>6} | val_loss {:.4f}", step, val);
+  };
+
+  const int64_t first_step = step;
+  double interval_seconds = 0.0, interval_loss = 0.0;
+  int interval_steps = 0;
+  const auto loop_start = clock::now();
+  while (step < cfg.train.steps) {
+    const auto t0 = clock::now();
+    ++step;
+    model.zero_grads();
+    double loss_sum = 0.0;
+    for (int micro = 0; micro < accum; ++micro) {
+      const int64_t first_sample = (step - 1) * cfg.train.global_batch + int64_t(micro) * B;
+      train_sampler.fill(first_sample, B, tokens.data(), targets.data());
+      loss_sum += model.forward(ctx, tokens.data(), targets.data(), B, T);
+      model.backward(ctx, tokens.data(), targets.data(), float(1.0 / tokens_per_step));
+    }
+    const double loss = loss_sum / tokens_per_step;
+    if (!std::isfinite(loss))
+      throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
+                                           "schedule.warmup_steps, then --resume from the last checkpoint",
+                                           step, loss));
+    const double grad_norm = clip_grad_norm(model.grads().data(), n_params, cfg.optimizer.grad_clip);
+    const double lr = learning_rate(cfg, step);
+    adam.step(model.params().data(), model.grads().data(), lr);
+    const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    summary.losses.push_back(loss);
+    interval_seconds += seconds;
+    interval_loss += loss;
+    ++interval_steps;
+
+    if (step % cfg.logging.interval == 0 || step == cfg.train.steps) {
+      const double tok_s = tokens_per_step * interval_steps / interval_seconds;
+      const double step_ms = 1e3 * interval_seconds / interval_steps;
+      const double tflops = flops_per_token * tok_s / 1e12;
+      const double mfu = tflops * 1e3 / peak;
+      metrics << fmt::format("{{\"step\":{},\"loss\":{:.6f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
+                             "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f}}}\n",
+                             step, loss, lr, grad_norm, tok_s, step_ms, tflops, mfu)
+              << std::flush;
+      progress.clear();
+      lg->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
+               "{:.3f} TFLOP/s | MFU {:.1f}%",
+               step, cfg.train.steps, interval_loss / interval_steps, lr, grad_norm, tok_s, step_ms, tflops,
+               100.0 * mfu);
+      interval_seconds = interval_loss = 0.0;
+      interval_steps = 0;
+    }
+    if (valid_sampler && cfg.logging.eval_interval > 0 && step % cfg.logging.eval_interval == 0 &&
+        step != cfg.train.steps)
+      run_eval();
+    if (cfg.checkpoint.interval > 0 && step % cfg.checkpoint.interval == 0 && step != cfg.train.steps) save();
+    if (opts.stop && opts.stop->load()) {
+      progress.clear();
+      lg->warn("stop signal received: saving a checkpoint at step {} and exiting", step);
+      save();
+      summary.preempted = true;
+      break;
+    }
+    const double elapsed = std::chrono::duration<double>(clock::now() - loop_start).count();
+    const double eta = elapsed / double(step - first_step) * double(cfg.train.steps - step);
+    progress.draw(fmt::format("step {}/{} ({:.0f}%) | loss {:.4f} | ETA {}", step, cfg.train.steps,
+                              100.0 * double(step) / double(cfg.train.steps), loss, format_duration(eta)));
+  }
+  if (!summary.preempted) {
+    run_eval();
+    save();
+  }
+  progress.clear();
+  summary.steps_done = step;
+  summary.seconds = std::chrono::duration<double>(clock::now() - t_start).count();
+  lg->info("done: {} steps in {}{}", step - first_step, format_duration(summary.seconds),
+           summary.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary.last_val_loss) : "");
+  return summary;
+}
+
+}  // namespace hokusai

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,15 @@
 
 namespace hokusai {
 
+// What a save writes: views of the live arenas (no copy of the model).
+struct CheckpointView {
+  int64_t step = 0;
+  int64_t consumed_samples = 0;
+  int64_t adam_t = 0;
+  std::span<const float> params, m, v;  // m, v empty: no optimizer state
+};
+
+// What a load returns.
 struct CheckpointData {
   int64_t step = 0;
   int64_t consumed_samples = 0;
@@ -33,7 +43,7 @@ uint64_t table_hash(const std::vector<TensorSpec>& table);
 
 // Saves atomically (see above); keeps the newest `keep`. Returns the checkpoint directory.
 std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint64_t table_hash,
-                            const CheckpointData& data, int keep);
+                            const CheckpointView& data, int keep);
 
 // Directory of the newest complete checkpoint under run_dir, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);

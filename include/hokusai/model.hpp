@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -116,9 +117,13 @@ class Model {
 
   const ModelDims& dims() const { return dims_; }
   const std::vector<TensorSpec>& table() const { return table_; }
-  std::vector<T>& params() { return params_; }
-  std::vector<T>& grads() { return grads_; }
-  const std::vector<T>& params() const { return params_; }
+  // The arenas, as fixed-size spans: views point into them, so they are filled in place
+  // (load_params), never replaced.
+  std::span<T> params() { return params_; }
+  std::span<T> grads() { return grads_; }
+  std::span<const T> params() const { return params_; }
+  // Copies a saved arena in; throws std::invalid_argument when the size differs.
+  void load_params(std::span<const T> saved);
 
   void init(uint64_t seed) { init_params(params_.data(), table_, dims_, seed); }
   void zero_grads();

@@ -79,7 +79,7 @@ int cmd_generate(const GenerateArgs& a) {
   const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
   Model<float> model(dims, 1, cfg.train.seq_len);
   CheckpointData ck = load_checkpoint(dir, table_hash(model.table()), false);
-  model.params() = std::move(ck.params);
+  model.load_params(ck.params);
   const std::vector<int32_t> prompt = ByteTokenizer::encode(a.prompt);
   const auto out = generate(model, ctx, prompt, cfg.train.seq_len, a.sampling, ByteTokenizer::kEndOfDocument);
   std::cout << a.prompt << ByteTokenizer::decode(out) << std::endl;

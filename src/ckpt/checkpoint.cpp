@@ -75,7 +75,7 @@ uint64_t table_hash(const std::vector<TensorSpec>& table) {
 }
 
 std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint64_t thash,
-                            const CheckpointData& data, int keep) {
+                            const CheckpointView& data, int keep) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   fs::create_directories(root);
   const fs::path final_dir = root / step_name(data.step);
@@ -103,7 +103,7 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
     h.has_optimizer = data.m.empty() ? 0 : 1;
     uint64_t sum = checksum(0, &h, sizeof h);
     write_all(out, state, &h, sizeof h);
-    const auto put = [&](const std::vector<float>& v) {
+    const auto put = [&](std::span<const float> v) {
       sum = checksum(sum, v.data(), v.size() * sizeof(float));
       write_all(out, state, v.data(), v.size() * sizeof(float));
     };

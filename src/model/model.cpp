@@ -164,6 +164,14 @@ template <typename T>
 Model<T>::~Model() = default;
 
 template <typename T>
+void Model<T>::load_params(std::span<const T> saved) {
+  if (saved.size() != params_.size())
+    throw std::invalid_argument("Model::load_params: " + std::to_string(saved.size()) + " values for an arena of " +
+                                std::to_string(params_.size()));
+  std::copy(saved.begin(), saved.end(), params_.begin());
+}
+
+template <typename T>
 void Model<T>::zero_grads() {
   std::fill(grads_.begin(), grads_.end(), T(0));
 }

@@ -114,7 +114,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   int64_t step = 0;
   if (resume_from) {
     CheckpointData ck = load_checkpoint(*resume_from, thash, true);
-    model.params() = std::move(ck.params);
+    model.load_params(ck.params);
     adam.m = std::move(ck.m);
     adam.v = std::move(ck.v);
     adam.t = ck.adam_t;
@@ -143,7 +143,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   ProgressLine progress(cfg.logging.progress && !opts.quiet);
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   const auto save = [&] {
-    CheckpointData ck{step, step * cfg.train.global_batch, adam.t, model.params(), adam.m, adam.v};
+    const CheckpointView ck{step, step * cfg.train.global_batch, adam.t, model.params(), adam.m, adam.v};
     const std::string dir = save_checkpoint(run_dir, cfg, thash, ck, cfg.checkpoint.keep);
     progress.clear();
     lg->info("checkpoint saved: {}", dir);

@@ -1,0 +1,190 @@
+// End-to-end behaviour of the trainer on a small model: learning, bit-exact determinism,
+// preemption + resume equal to an uninterrupted run, checkpoint integrity errors, generation.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "hokusai/checkpoint.hpp"
+#include "hokusai/data.hpp"
+#include "hokusai/generate.hpp"
+#include "hokusai/train.hpp"
+
+namespace hokusai {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / "hokusai_test_train" / name;
+  fs::remove_all(p);
+  return p;
+}
+
+Config small(const std::string& family, const fs::path& run_dir, int64_t steps) {
+  Config c;
+  c.model.family = family;
+  c.model.layers = 2;
+  c.model.hidden = 64;
+  c.model.heads = 4;
+  c.model.max_seq_len = 32;
+  c.model.tie_embeddings = family == "gpt2";
+  c.train.steps = steps;
+  c.train.micro_batch = 4;
+  c.train.global_batch = 8;  // two micro-batches: exercises gradient accumulation
+  c.train.seq_len = 32;
+  c.optimizer.lr = 3e-3;
+  c.schedule.warmup_steps = 2;
+  c.logging.interval = 1000;
+  c.logging.eval_interval = 0;
+  c.logging.eval_batches = 2;
+  c.logging.run_dir = run_dir.string();
+  c.kernels.peak_gflops = 100;  // skip the probe
+  c.checkpoint.keep = 10;
+  resolve(c);
+  return c;
+}
+
+TrainOptions quiet() {
+  TrainOptions o;
+  o.quiet = true;
+  return o;
+}
+
+TEST(Train, LossFallsForBothFamilies) {
+  for (const std::string family : {"gpt2", "llama"}) {
+    const auto s = train(small(family, scratch("learn_" + family), 40), quiet());
+    ASSERT_EQ(s.losses.size(), 40u);
+    EXPECT_NEAR(s.losses.front(), std::log(257.0), 0.3) << family;
+    EXPECT_LT(s.losses.back(), s.losses.front() - 1.5) << family;
+    EXPECT_GT(s.last_val_loss, 0.0);
+  }
+}
+
+TEST(Train, SameSeedGivesBitIdenticalLosses) {
+  const auto a = train(small("gpt2", scratch("det_a"), 8), quiet());
+  const auto b = train(small("gpt2", scratch("det_b"), 8), quiet());
+  ASSERT_EQ(a.losses.size(), b.losses.size());
+  for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], b.losses[i]) << "step " << i + 1;
+  Config other = small("gpt2", scratch("det_c"), 8);
+  other.train.seed = 99;
+  EXPECT_NE(train(other, quiet()).losses.front(), a.losses.front());
+}
+
+TEST(Train, PreemptedRunResumesExactly) {
+  const auto full = train(small("llama", scratch("full"), 8), quiet());
+  // A stop request (what SIGTERM sets) stops after the first step with a checkpoint...
+  const fs::path dir = scratch("preempted");
+  std::atomic<bool> stop{true};
+  TrainOptions o = quiet();
+  o.stop = &stop;
+  const auto first = train(small("llama", dir, 8), o);
+  EXPECT_TRUE(first.preempted);
+  EXPECT_EQ(first.steps_done, 1);
+  ASSERT_TRUE(latest_checkpoint(dir.string()));
+  // ...and --resume continues to the same losses, bit for bit.
+  TrainOptions r = quiet();
+  r.resume = true;
+  const auto rest = train(small("llama", dir, 8), r);
+  ASSERT_EQ(rest.losses.size(), 7u);
+  EXPECT_EQ(first.losses[0], full.losses[0]);
+  for (size_t i = 0; i < rest.losses.size(); ++i) EXPECT_EQ(rest.losses[i], full.losses[i + 1]) << "step " << i + 2;
+}
+
+TEST(Checkpoint, CorruptionIsReportedNotLoaded) {
+  const fs::path dir = scratch("corrupt");
+  Config cfg = small("gpt2", dir, 2);
+  train(cfg, quiet());
+  const std::string ck = *latest_checkpoint(dir.string());
+  const std::string state = (fs::path(ck) / "state.bin").string();
+  const ModelDims d = ModelDims::from(cfg.model, comm::ParallelGrid::single());
+  const uint64_t h = table_hash(param_table(d));
+  EXPECT_NO_THROW(load_checkpoint(dir.string(), h, true));
+  const auto expect_error = [&](const std::string& fragment, uint64_t hash) {
+    try {
+      load_checkpoint(ck, hash, true);
+      ADD_FAILURE() << "expected an error containing '" << fragment << "'";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("state.bin"), std::string::npos) << e.what();
+    }
+  };
+  expect_error("different model shape", h + 1);
+  {
+    std::fstream f(state, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1000);
+    f.put(char(0x5a));
+  }
+  expect_error("checksum mismatch", h);
+  fs::resize_file(state, fs::file_size(state) - 4);
+  expect_error("truncated or corrupt", h);
+  {
+    std::fstream f(state, std::ios::in | std::ios::out | std::ios::binary);
+    f.write("NOTACKPT", 8);
+  }
+  expect_error("wrong magic", h);
+}
+
+TEST(Checkpoint, KeepsNewestAndNeverDropsTheLatest) {
+  const fs::path dir = scratch("keep");
+  Config cfg = small("gpt2", dir, 6);
+  cfg.checkpoint.interval = 1;
+  cfg.checkpoint.keep = 2;
+  train(cfg, quiet());
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
+    if (e.is_directory()) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"step_00000005", "step_00000006"}));
+  EXPECT_EQ(*latest_checkpoint(dir.string()), (dir / "checkpoints" / "step_00000006").string());
+}
+
+TEST(Generate, DeterministicAndWithinVocabulary) {
+  const fs::path dir = scratch("gen");
+  Config cfg = small("gpt2", dir, 20);
+  train(cfg, quiet());
+  const ModelDims d = ModelDims::from(cfg.model, comm::ParallelGrid::single());
+  Model<float> model(d, 1, cfg.train.seq_len);
+  model.load_params(load_checkpoint(dir.string(), table_hash(model.table()), false).params);
+  ComputeContext ctx;
+  SamplingOptions s;
+  s.max_new_tokens = 50;
+  s.stop_at_end_of_document = false;
+  const auto prompt = ByteTokenizer::encode("In the beginning");
+  const auto a = generate(model, ctx, prompt, cfg.train.seq_len, s, ByteTokenizer::kEndOfDocument);
+  const auto b = generate(model, ctx, prompt, cfg.train.seq_len, s, ByteTokenizer::kEndOfDocument);
+  EXPECT_EQ(a, b);
+  ASSERT_EQ(a.size(), 50u);  // longer than nothing, and past the 32-token window
+  for (int32_t id : a) EXPECT_TRUE(id >= 0 && id < 257) << id;
+}
+
+TEST(Data, TokenizerCorpusAndSampler) {
+  const std::string text = "Hello, w\xc3\xb6rld";
+  EXPECT_EQ(ByteTokenizer::decode(ByteTokenizer::encode(text)), text);
+  const fs::path dir = scratch("data");
+  fs::create_directories(dir);
+  std::ofstream(dir / "a.txt") << "first doc\n\nsecond doc\r\nthird\n";
+  const auto c = load_text_corpus({(dir / "a.txt").string()}, 0.3);
+  EXPECT_EQ(c.train_documents, 2);
+  EXPECT_EQ(c.valid_documents, 1);
+  EXPECT_EQ(ByteTokenizer::decode(c.train), "first doc\nsecond doc\n");
+  EXPECT_EQ(c.train[9], ByteTokenizer::kEndOfDocument);
+  const WindowSampler s(c.train, 4, 7);
+  std::vector<int32_t> t1(12), y1(12), t2(4), y2(4);
+  s.fill(10, 3, t1.data(), y1.data());
+  s.fill(11, 1, t2.data(), y2.data());  // sample 11 alone equals the middle of 10..12
+  EXPECT_TRUE(std::equal(t2.begin(), t2.end(), t1.begin() + 4));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(t1[4 * i + 1], y1[4 * i]);  // targets are inputs shifted by one
+  try {
+    resolve_data_path("missing.txt", {dir.string()});
+    ADD_FAILURE();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.txt"), std::string::npos);
+  }
+  std::ofstream(dir / "empty.txt") << "";
+  EXPECT_THROW(load_text_corpus({(dir / "empty.txt").string()}, 0.0), DataError);
+}
+
+}  // namespace
+}  // namespace hokusai

@@ -49,9 +49,11 @@ int main(int argc, char** argv) {
     if (csv)
       std::printf("backend,threads,tokens_per_s,step_ms,mfu\n");
     else
-      std::printf("%s: %s L=%lld C=%lld, micro-batch %lld x %lld, %d threads, peak %.1f GFLOP/s (%s probe)\n",
+      std::printf("%s: %s L=%lld C=%lld, micro-batch %lld x %lld, %d threads, peak %.1f GFLOP/s "
+                  "(%s probe: %.1f per core; %.1f measured on all threads together)\n",
                   config_path.c_str(), cfg.model.family.c_str(), (long long)dims.L, (long long)dims.C,
-                  (long long)B, (long long)T, threads, peak.all_gflops, peak.isa.c_str());
+                  (long long)B, (long long)T, threads, peak.peak_gflops(), peak.isa.c_str(), peak.per_core_gflops,
+                  peak.all_gflops);
     std::stringstream list(backends);
     std::string name;
     while (std::getline(list, name, ',')) {
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
       std::sort(ms.begin(), ms.end());
       const double med = ms[ms.size() / 2];
       const double tok_s = double(B * T) / (med / 1e3);
-      const double mfu = flops_per_token * tok_s / (peak.all_gflops * 1e9);
+      const double mfu = flops_per_token * tok_s / (peak.peak_gflops() * 1e9);
       if (csv)
         std::printf("%s,%d,%.1f,%.2f,%.4f\n", name.c_str(), threads, tok_s, med, mfu);
       else

@@ -10,8 +10,13 @@ namespace hokusai::kernels {
 struct PeakFlops {
   std::string isa;          // "avx512f", "avx2+fma" or "generic"
   double per_core_gflops;   // fp32 GFLOP/s of one thread
-  double all_gflops;        // fp32 GFLOP/s of `threads` threads running together
+  double all_gflops;        // fp32 GFLOP/s of `threads` threads running together, as measured now
   int threads;
+  // The MFU denominator: per-core peak times threads. The all-thread measurement is only a
+  // cross-check: on a shared VM it drops to 1x when the host puts both vCPUs on one physical
+  // core (seen here: 432 then 217 GFLOP/s on 2 threads, minutes apart), while the hardware peak
+  // does not change.
+  double peak_gflops() const { return per_core_gflops * threads; }
 };
 
 // Runs for about `seconds` in total (split between the two measurements).

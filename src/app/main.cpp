@@ -148,8 +148,9 @@ int main(int argc, char** argv) {
     if (*peak_cmd) {
       const int t = peak_threads > 0 ? peak_threads : omp_get_max_threads();
       const auto p = kernels::probe_peak_fp32(t, 1.0);
-      std::cout << "isa " << p.isa << ": " << p.per_core_gflops << " GFLOP/s per core, " << p.all_gflops
-                << " GFLOP/s on " << p.threads << " threads (fp32 FMA)\n";
+      std::cout << "isa " << p.isa << ": " << p.per_core_gflops << " GFLOP/s per core, peak "
+                << p.peak_gflops() << " GFLOP/s for " << p.threads << " threads; measured together now: "
+                << p.all_gflops << " GFLOP/s (fp32 FMA)\n";
       return 0;
     }
   } catch (const ConfigError& e) {

@@ -128,9 +128,10 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   double peak = cfg.kernels.peak_gflops;
   if (peak <= 0) {
     const auto probe = kernels::probe_peak_fp32(threads);
-    peak = probe.all_gflops;
-    lg->info("peak probe ({}): {:.1f} GFLOP/s per core, {:.1f} GFLOP/s on {} threads", probe.isa,
-             probe.per_core_gflops, probe.all_gflops, threads);
+    peak = probe.peak_gflops();
+    lg->info("peak probe ({}): {:.1f} GFLOP/s per core; MFU peak {:.1f} GFLOP/s for {} threads "
+             "(all threads measured together now: {:.1f})",
+             probe.isa, probe.per_core_gflops, peak, threads, probe.all_gflops);
   }
   lg->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters, {:.1f} MFLOP/token",
            cfg.model.family, dims.L, dims.C, dims.NH, dims.F, dims.V, dims.Vp, double(n_params) / 1e6,

@@ -1,4 +1,5 @@
 #include "hokusai/checkpoint.hpp"
+#include "hokusai/hash.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -66,10 +67,10 @@ void write_text_atomic(const fs::path& path, const std::string& text) {
 }  // namespace
 
 uint64_t table_hash(const std::vector<TensorSpec>& table) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  uint64_t h = fnv1a("");
   for (const auto& s : table) {
-    for (unsigned char c : s.name) h = (h ^ c) * 0x100000001b3ULL;
-    for (int64_t d : s.shape) h = (h ^ uint64_t(d)) * 0x100000001b3ULL;
+    h = fnv1a(s.name, h);
+    for (int64_t d : s.shape) h = fnv1a(std::string_view(reinterpret_cast<const char*>(&d), sizeof d), h);
   }
   return h;
 }

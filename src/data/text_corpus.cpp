@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "hokusai/data.hpp"
+#include "hokusai/hash.hpp"
 
 namespace hokusai {
 
@@ -71,15 +72,6 @@ TokenCorpus load_text_corpus(const std::vector<std::string>& paths, double valid
   return c;
 }
 
-namespace {
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-}  // namespace
-
 WindowSampler::WindowSampler(const std::vector<int32_t>& stream, int64_t seq_len, uint64_t seed)
     : stream_(stream), seq_len_(seq_len), seed_(seed) {
   if (int64_t(stream.size()) < seq_len + 1)
@@ -91,7 +83,7 @@ WindowSampler::WindowSampler(const std::vector<int32_t>& stream, int64_t seq_len
 void WindowSampler::fill(int64_t first, int64_t count, int32_t* tokens, int32_t* targets) const {
   const uint64_t starts = uint64_t(stream_.size()) - uint64_t(seq_len_);
   for (int64_t s = 0; s < count; ++s) {
-    const uint64_t start = mix(seed_ ^ mix(uint64_t(first + s))) % starts;
+    const uint64_t start = splitmix64(seed_ ^ splitmix64(uint64_t(first + s))) % starts;
     const int32_t* src = stream_.data() + start;
     std::copy_n(src, seq_len_, tokens + s * seq_len_);
     std::copy_n(src + 1, seq_len_, targets + s * seq_len_);

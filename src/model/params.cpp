@@ -2,6 +2,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "hokusai/hash.hpp"
 #include "hokusai/model.hpp"
 
 namespace hokusai {
@@ -132,19 +133,6 @@ ModelViews<T> point_views(T* arena, const std::vector<TensorSpec>& table, const 
 }
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
 
 // Standard normal of element `i` of the stream `key` (Box-Muller on two hashed uniforms).
 double normal_at(uint64_t key, uint64_t i) {

@@ -8,7 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3
   libopenmpi-dev openmpi-bin        # MPI (the distributed engine)
   libopenblas-openmp-dev libdnnl-dev  # GEMM peers and selectable backends
-  libfmt-dev libspdlog-dev libyaml-cpp-dev libcli11-dev
+  libfmt-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  libsentencepiece-dev sentencepiece  # tokenizer (spm_train only builds the test model)
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 

@@ -58,10 +58,21 @@ struct ScheduleConfig {
   int64_t decay_steps = 0;     // steps from start to the end of decay; 0 = train.steps
 };
 
+// One input of a blend: a Megatron dataset prefix (PREFIX.bin + PREFIX.idx) or a .txt/.jsonl
+// file (preprocessed once into the cache), and its sampling weight.
+struct DataSource {
+  std::string path;
+  double weight = 1.0;
+  bool operator==(const DataSource&) const = default;
+};
+
 struct DataConfig {
-  std::vector<std::string> paths = {"data/corpus-en.txt"};  // text files, one document per line
-  std::string tokenizer = "byte";  // byte: 256 byte values + end-of-document (257)
-  double valid_fraction = 0.02;    // last fraction of documents held out for validation
+  std::vector<DataSource> paths = {{"data/corpus-en.txt", 1.0}};  // datasets and blend weights
+  std::string tokenizer = "byte";    // byte | sentencepiece
+  std::string tokenizer_model;       // SentencePiece .model file (tokenizer: sentencepiece)
+  std::string split = "98,2,0";      // train,valid,test proportions, by documents
+  std::string cache_dir;             // sample indexes and preprocessed text; "" = .hokusai-cache beside the data
+  std::string json_key = "text";     // field holding the text in .jsonl inputs
 };
 
 struct CheckpointConfig {

@@ -80,9 +80,12 @@ int cmd_generate(const GenerateArgs& a) {
   Model<float> model(dims, 1, cfg.train.seq_len);
   CheckpointData ck = load_checkpoint(dir, table_hash(model.table()), false);
   model.load_params(ck.params);
-  const std::vector<int32_t> prompt = ByteTokenizer::encode(a.prompt);
-  const auto out = generate(model, ctx, prompt, cfg.train.seq_len, a.sampling, ByteTokenizer::kEndOfDocument);
-  std::cout << a.prompt << ByteTokenizer::decode(out) << std::endl;
+  std::string model_path = cfg.data.tokenizer_model;
+  if (!model_path.empty()) model_path = resolve_data_path(model_path, {HOKUSAI_SOURCE_DIR});
+  const auto tok = make_tokenizer(cfg.data.tokenizer, model_path);
+  const std::vector<int32_t> prompt = tok->encode(a.prompt);
+  const auto out = generate(model, ctx, prompt, cfg.train.seq_len, a.sampling, tok->end_of_document());
+  std::cout << a.prompt << tok->decode(out) << std::endl;
   return 0;
 }
 

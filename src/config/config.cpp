@@ -50,11 +50,18 @@ void load_map(Config& cfg, const YAML::Node& map, const std::string& prefix, con
   }
 }
 
+// A value on one line (lists and maps in flow style).
+std::string one_line(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
+}
+
 // The field, its origin and its value, for validation messages: "tiny.yaml:4: model.hidden=250".
 std::string describe(const Config& cfg, const std::string& key) {
   const auto it = cfg.origin.find(key);
   const Field* f = find_field(key);
-  std::string value = f ? YAML::Dump(f->get(cfg)) : "?";
+  std::string value = f ? one_line(f->get(cfg)) : "?";
   return (it != cfg.origin.end() ? it->second + ": " : std::string()) + key + "=" + value;
 }
 
@@ -166,11 +173,13 @@ void validate(const Config& cfg) {
   if (o.grad_clip < 0) fail("optimizer.grad_clip", "must be >= 0 (0 disables clipping)");
   if (cfg.schedule.warmup_steps < 0) fail("schedule.warmup_steps", "must be >= 0");
   if (cfg.schedule.decay_steps < 0) fail("schedule.decay_steps", "must be >= 0 (0 = train.steps)");
-  if (cfg.data.paths.empty()) fail("data.paths", "needs at least one file");
+  if (cfg.data.paths.empty()) fail("data.paths", "needs at least one dataset");
+  for (const auto& src : cfg.data.paths)
+    if (!(src.weight > 0)) fail("data.paths", "weight of '" + src.path + "' must be > 0");
   if (cfg.data.tokenizer == "byte" && m.vocab_size < 257)
     fail("model.vocab_size", "the byte tokenizer produces 257 ids");
-  if (!(cfg.data.valid_fraction >= 0 && cfg.data.valid_fraction < 1))
-    fail("data.valid_fraction", "must be in [0, 1)");
+  if (cfg.data.tokenizer == "sentencepiece" && cfg.data.tokenizer_model.empty())
+    fail("data.tokenizer_model", "needed by data.tokenizer: sentencepiece (path of a .model file)");
   if (cfg.checkpoint.interval < 0) fail("checkpoint.interval", "must be >= 0");
   positive("checkpoint.keep", cfg.checkpoint.keep);
   positive("logging.interval", cfg.logging.interval);
@@ -207,9 +216,7 @@ std::string config_reference_markdown() {
       section = sec;
       md << "\n## `" << sec << "`\n\n| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
     }
-    std::string def = YAML::Dump(f.get(defaults));
-    for (auto& ch : def)
-      if (ch == '\n') ch = ' ';
+    const std::string def = one_line(f.get(defaults));
     std::string doc = f.doc;
     if (!f.choices.empty()) {
       doc += " (one of:";

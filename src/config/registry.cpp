@@ -38,6 +38,28 @@ V convert(const YAML::Node& node) {
     return V(out);
   } else if constexpr (std::is_same_v<V, std::string>) {
     return scalar_text(node);
+  } else if constexpr (std::is_same_v<V, std::vector<DataSource>>) {
+    // A path, a list of paths, or a list of {path, weight} maps.
+    const auto one = [](const YAML::Node& item) {
+      if (item.IsScalar()) return DataSource{item.Scalar(), 1.0};
+      if (!item.IsMap()) throw ConfigError("expected a path or a {path, weight} map");
+      DataSource src{"", 1.0};
+      for (const auto& kv : item) {
+        const std::string k = kv.first.as<std::string>();
+        if (k == "path")
+          src.path = scalar_text(kv.second);
+        else if (k == "weight")
+          src.weight = convert<double>(kv.second);
+        else
+          throw ConfigError("unknown field '" + k + "' in a data source (expected path and weight)");
+      }
+      if (src.path.empty()) throw ConfigError("a data source needs a path");
+      return src;
+    };
+    if (!node.IsSequence()) return V{one(node)};
+    V out;
+    for (const auto& item : node) out.push_back(one(item));
+    return out;
   } else {
     static_assert(std::is_same_v<V, std::vector<std::string>>);
     std::vector<std::string> out;
@@ -54,6 +76,7 @@ const char* type_name() {
   else if constexpr (std::is_integral_v<V>) return "int";
   else if constexpr (std::is_floating_point_v<V>) return "float";
   else if constexpr (std::is_same_v<V, std::string>) return "string";
+  else if constexpr (std::is_same_v<V, std::vector<DataSource>>) return "list of {path, weight}";
   else return "list of string";
 }
 
@@ -72,7 +95,25 @@ Field field_of(std::string key, Section Config::*section, V Section::*member, st
     }
     cfg.*section.*member = std::move(value);
   };
-  f.get = [section, member](const Config& cfg) { return YAML::Node(cfg.*section.*member); };
+  f.get = [section, member](const Config& cfg) {
+    if constexpr (std::is_same_v<V, std::vector<DataSource>>) {
+      YAML::Node list(YAML::NodeType::Sequence);
+      for (const auto& src : cfg.*section.*member) {
+        YAML::Node item;
+        item["path"] = src.path;
+        item["weight"] = src.weight;
+        list.push_back(item);
+      }
+      return list;
+    } else if constexpr (std::is_floating_point_v<V>) {
+      // Shortest text that reads back to the same double: 0.0003, not 0.00029999999999999997.
+      char buf[32];
+      const auto res = std::to_chars(buf, buf + sizeof buf, cfg.*section.*member);
+      return YAML::Node(std::string(buf, res.ptr));
+    } else {
+      return YAML::Node(cfg.*section.*member);
+    }
+  };
   return f;
 }
 
@@ -129,12 +170,20 @@ std::vector<Field> make_registry() {
       field_of("schedule.decay_steps", &C::schedule, &ScheduleConfig::decay_steps,
            "Step at which the decay reaches min_lr; 0 = train.steps"),
       field_of("data.paths", &C::data, &DataConfig::paths,
-           "Training text files (one document per line); relative paths are tried from the "
-           "working directory, then the config file's directory, then the source tree"),
+           "Datasets to blend: Megatron prefixes (PREFIX.bin + PREFIX.idx) or .txt (one document per "
+           "line) / .jsonl files, preprocessed once into the cache; a path, a list of paths, or a list of "
+           "{path, weight}. Relative paths are tried from the working directory, the config file's "
+           "directory, then the source tree"),
       field_of("data.tokenizer", &C::data, &DataConfig::tokenizer,
-           "Tokenizer: byte (256 byte values + end-of-document = 257 ids)", {"byte"}),
-      field_of("data.valid_fraction", &C::data, &DataConfig::valid_fraction,
-           "Fraction of documents (the last ones) held out for validation"),
+           "Tokenizer: byte (256 byte values + end-of-document = 257 ids) or sentencepiece",
+           {"byte", "sentencepiece"}),
+      field_of("data.tokenizer_model", &C::data, &DataConfig::tokenizer_model,
+           "SentencePiece .model file (data.tokenizer: sentencepiece); its </s> is the end-of-document token"),
+      field_of("data.split", &C::data, &DataConfig::split,
+           "Train,valid,test proportions, split by documents in order (Megatron's convention)"),
+      field_of("data.cache_dir", &C::data, &DataConfig::cache_dir,
+           "Where sample indexes and preprocessed text go; empty = .hokusai-cache beside each dataset"),
+      field_of("data.json_key", &C::data, &DataConfig::json_key, "Field holding the text in .jsonl inputs"),
       field_of("checkpoint.interval", &C::checkpoint, &CheckpointConfig::interval,
            "Save a checkpoint every N steps; 0 = only at the end"),
       field_of("checkpoint.keep", &C::checkpoint, &CheckpointConfig::keep,

@@ -36,14 +36,13 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-// Mean loss per token over a fixed set of validation samples.
-double evaluate(Model<float>& model, const ComputeContext& ctx, const WindowSampler& sampler,
-                const Config& cfg) {
+// Mean loss per token over a fixed set of validation samples (the first eval_batches * B).
+double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader& data, const Config& cfg) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   double total = 0.0;
   for (int b = 0; b < cfg.logging.eval_batches; ++b) {
-    sampler.fill(int64_t(b) * B, B, tokens.data(), targets.data());
+    data.fill(DataLoader::valid, int64_t(b) * B, B, tokens.data(), targets.data());
     total += model.forward(ctx, tokens.data(), targets.data(), B, T);
   }
   return total / double(int64_t(cfg.logging.eval_batches) * B * T);
@@ -93,16 +92,11 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
 
   // Data.
   std::vector<std::string> search = {fs::path(cfg.source).parent_path().string(), HOKUSAI_SOURCE_DIR};
-  std::vector<std::string> paths;
-  for (const auto& p : cfg.data.paths) paths.push_back(resolve_data_path(p, search));
-  const TokenCorpus corpus = load_text_corpus(paths, cfg.data.valid_fraction);
-  const WindowSampler train_sampler(corpus.train, cfg.train.seq_len, cfg.train.seed);
-  std::optional<WindowSampler> valid_sampler;
-  if (!corpus.valid.empty() && cfg.logging.eval_batches > 0)
-    valid_sampler.emplace(corpus.valid, cfg.train.seq_len, cfg.train.seed ^ 0x76616c6964ULL);
-  lg->info("data: {} train documents ({} tokens), {} validation documents ({} tokens) from {}",
-           corpus.train_documents, corpus.train.size(), corpus.valid_documents, corpus.valid.size(),
-           fmt::join(paths, ", "));
+  const int64_t samples[3] = {cfg.train.steps * cfg.train.global_batch,
+                              int64_t(cfg.logging.eval_batches) * cfg.train.micro_batch, 0};
+  auto data_log = log.get("data");
+  const DataLoader data(cfg, search, samples, [&](const std::string& m) { data_log->info("{}", m); });
+  const bool can_eval = data.has(DataLoader::valid);
 
   // Model and optimizer.
   const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
@@ -150,8 +144,8 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
     lg->info("checkpoint saved: {}", dir);
   };
   const auto run_eval = [&] {
-    if (!valid_sampler) return;
-    const double val = evaluate(model, ctx, *valid_sampler, cfg);
+    if (!can_eval) return;
+    const double val = evaluate(model, ctx, data, cfg);
     summary.last_val_loss = val;
     metrics << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step, val) << std::flush;
     progress.clear();
@@ -168,8 +162,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
     model.zero_grads();
     double loss_sum = 0.0;
     for (int micro = 0; micro < accum; ++micro) {
-      const int64_t first_sample = (step - 1) * cfg.train.global_batch + int64_t(micro) * B;
-      train_sampler.fill(first_sample, B, tokens.data(), targets.data());
+      data.fill_micro_batch(step - 1, micro, /*dp_rank=*/0, tokens.data(), targets.data());
       loss_sum += model.forward(ctx, tokens.data(), targets.data(), B, T);
       model.backward(ctx, tokens.data(), targets.data(), float(1.0 / tokens_per_step));
     }
@@ -204,7 +197,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
       interval_seconds = interval_loss = 0.0;
       interval_steps = 0;
     }
-    if (valid_sampler && cfg.logging.eval_interval > 0 && step % cfg.logging.eval_interval == 0 &&
+    if (can_eval && cfg.logging.eval_interval > 0 && step % cfg.logging.eval_interval == 0 &&
         step != cfg.train.steps)
       run_eval();
     if (cfg.checkpoint.interval > 0 && step % cfg.checkpoint.interval == 0 && step != cfg.train.steps) save();

@@ -41,14 +41,14 @@ Config load_and_check(const std::string& path, const std::vector<std::string>& s
 TEST(Config, LoadsTypedFieldsAndOverrides) {
   const auto p = write_yaml("ok.yaml", "model:\n  family: llama\n  hidden: 128\n  heads: 4\n"
                                        "train:\n  steps: 7\n  seq_len: 64\noptimizer:\n  lr: 1e-3\n"
-                                       "data:\n  paths: [a.txt, b.txt]\n");
+                                       "data:\n  paths: [a.txt, {path: b, weight: 0.25}]\n");
   Config c = load_and_check(p, {"optimizer.lr=3e-4", "parallel.dp=1", "logging.progress=false"});
   EXPECT_EQ(c.model.family, "llama");
   EXPECT_EQ(c.model.hidden, 128);
   EXPECT_EQ(c.train.steps, 7);
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-4);
   EXPECT_FALSE(c.logging.progress);
-  EXPECT_EQ(c.data.paths, (std::vector<std::string>{"a.txt", "b.txt"}));
+  EXPECT_EQ(c.data.paths, (std::vector<DataSource>{{"a.txt", 1.0}, {"b", 0.25}}));
   EXPECT_EQ(c.model.ffn_hidden, 384);  // llama default: 8/3 * 128 rounded up to 64
 }
 
@@ -84,6 +84,8 @@ TEST(Config, WrongTypeNamesKeyAndLine) {
   EXPECT_NE(error_of([&] { apply_override(c, "optimizer.lr=fast"); }).find("optimizer.lr"), std::string::npos);
   EXPECT_NE(error_of([&] { apply_override(c, "model.family=bert"); }).find("gpt2, llama"), std::string::npos);
   EXPECT_NE(error_of([&] { apply_override(c, "train.steps=1.5"); }).find("expected an integer"), std::string::npos);
+  EXPECT_NE(error_of([&] { apply_override(c, "data.paths=[{file: a}]"); }).find("unknown field 'file'"),
+            std::string::npos);
 }
 
 TEST(Config, ImpossibleValuesNameTheField) {
@@ -98,7 +100,8 @@ TEST(Config, ImpossibleValuesNameTheField) {
       {"parallel.tp=3", "parallel.tp"},              // does not divide heads=8
       {"optimizer.beta2=1.0", "optimizer.beta2"},
       {"model.vocab_size=100", "model.vocab_size"},  // byte tokenizer needs 257
-      {"data.valid_fraction=1.5", "data.valid_fraction"},
+      {"data.paths=[{path: a, weight: -1}]", "data.paths"},
+      {"data.tokenizer=sentencepiece", "data.tokenizer_model"},
   };
   const auto p = write_yaml("base.yaml", "model:\n  hidden: 256\n  heads: 8\n");
   for (const auto& c : cases) {

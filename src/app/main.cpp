@@ -128,6 +128,16 @@ int main(int argc, char** argv) {
   cfg_cmd->add_option("--set", check_sets, "Override a field (repeatable)");
   cfg_cmd->add_flag("--reference", reference, "Print the Markdown reference of every field");
 
+  PreprocessOptions pre;
+  std::string pre_tokenizer = "byte", pre_model;
+  auto* pre_cmd = app.add_subcommand("preprocess", "Text or JSONL -> Megatron indexed dataset (.bin/.idx)");
+  pre_cmd->add_option("--input", pre.inputs, "Input files: .txt (one document per line) or .jsonl")->required();
+  pre_cmd->add_option("--output-prefix", pre.output_prefix, "Writes PREFIX.bin and PREFIX.idx")->required();
+  pre_cmd->add_option("--tokenizer", pre_tokenizer, "byte or sentencepiece")->capture_default_str();
+  pre_cmd->add_option("--tokenizer-model", pre_model, "SentencePiece .model file");
+  pre_cmd->add_option("--json-key", pre.json_key, "Field holding the text in JSONL")->capture_default_str();
+  pre_cmd->add_option("--format", pre.format, "auto (by extension), text or jsonl")->capture_default_str();
+
   int peak_threads = 0;
   auto* peak_cmd = app.add_subcommand("peak", "Measure this machine's fp32 FMA peak (the MFU denominator)");
   peak_cmd->add_option("--threads", peak_threads, "Threads (0: OMP_NUM_THREADS or all cores)");
@@ -146,6 +156,14 @@ int main(int argc, char** argv) {
       }
       if (check_path.empty()) throw ConfigError("config: give a YAML file or --reference");
       std::cout << dump_config(load_resolved(check_path, check_sets));
+      return 0;
+    }
+    if (*pre_cmd) {
+      const auto tok = make_tokenizer(pre_tokenizer, pre_model);
+      const auto st = preprocess(pre, *tok);
+      std::cout << "wrote " << pre.output_prefix << ".bin/.idx: " << st.documents << " documents, " << st.tokens
+                << " tokens (" << tok->name() << "), " << double(st.input_bytes) / 1e6 / std::max(st.seconds, 1e-9)
+                << " MB/s\n";
       return 0;
     }
     if (*peak_cmd) {

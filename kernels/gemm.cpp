@@ -8,15 +8,17 @@
 namespace hokusai::kernels {
 
 GemmBackend parse_gemm_backend(std::string_view name) {
+  if (name == "native") return GemmBackend::native;
   if (name == "reference") return GemmBackend::reference;
   if (name == "openblas") return GemmBackend::openblas;
   if (name == "onednn") return GemmBackend::onednn;
   throw std::invalid_argument("unknown GEMM backend '" + std::string(name) +
-                              "': expected reference, openblas or onednn");
+                              "': expected native, reference, openblas or onednn");
 }
 
 std::string_view to_string(GemmBackend backend) {
   switch (backend) {
+    case GemmBackend::native: return "native";
     case GemmBackend::reference: return "reference";
     case GemmBackend::openblas: return "openblas";
     case GemmBackend::onednn: return "onednn";
@@ -26,6 +28,7 @@ std::string_view to_string(GemmBackend backend) {
 
 bool gemm_backend_available(GemmBackend backend) {
   switch (backend) {
+    case GemmBackend::native: return true;
     case GemmBackend::reference: return true;
     case GemmBackend::openblas: return detail::kHaveOpenBlas;
     case GemmBackend::onednn: return detail::kHaveOneDnn;
@@ -43,6 +46,9 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
     return;
   }
   switch (ctx.backend) {
+    case GemmBackend::native:
+      detail::gemm_native(ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
     case GemmBackend::openblas:
       detail::gemm_openblas(ctx.threads, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;

@@ -8,30 +8,64 @@
 // The trainer uses three layouts: NT (forward: in · W^T), NN (input gradient: dout · W) and
 // TN (weight gradient: dout^T · in).
 //
-// Backends: `reference` (the scalar oracle, double accumulation), `openblas` (cblas_sgemm),
-// `onednn` (dnnl_sgemm). The double-precision overload always runs the reference: it exists so
-// gradient tests can run the whole model in double.
+// Backends: `native` (ours: BLIS-style driver kernels/gemm_native.cpp + per-ISA microkernels,
+// contract in kernels/ukernel.hpp), `reference` (the scalar oracle, double accumulation),
+// `openblas` (cblas_sgemm), `onednn` (dnnl_sgemm). The double-precision overload always runs
+// the reference: it exists so gradient tests can run the whole model in double.
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace hokusai::kernels {
 
 enum class Op { N, T };
 
-enum class GemmBackend { reference, openblas, onednn };
+enum class GemmBackend { native, reference, openblas, onednn };
 
-// Parses "reference" | "openblas" | "onednn"; throws std::invalid_argument otherwise.
+// Parses "native" | "reference" | "openblas" | "onednn"; throws std::invalid_argument otherwise.
 GemmBackend parse_gemm_backend(std::string_view name);
 std::string_view to_string(GemmBackend backend);
 // True when this build contains the backend (OpenBLAS/oneDNN are build options).
 bool gemm_backend_available(GemmBackend backend);
 
+// Microkernel families of the native backend. `automatic` = the best this CPU runs, unless the
+// environment variable HOKUSAI_GEMM_ISA=generic|avx2|avx512|avx512bf16 forces one.
+enum class GemmIsa { automatic, generic, avx2, avx512, avx512bf16 };
+GemmIsa parse_gemm_isa(std::string_view name);  // throws std::invalid_argument
+std::string_view to_string(GemmIsa isa);
+bool gemm_isa_supported(GemmIsa isa);  // this CPU runs it
+// Resolves `automatic` (CPUID, then HOKUSAI_GEMM_ISA); throws std::runtime_error when the forced
+// ISA is not supported by this CPU.
+GemmIsa resolve_gemm_isa(GemmIsa requested);
+// Name of the fp32 microkernel an ISA uses, e.g. "sgemm_avx512_14x32".
+std::string_view sgemm_kernel_name(GemmIsa isa);
+
+// Packing buffers of the native backend, reused across calls (fresh buffers cost page faults
+// on every call). One workspace serves one caller at a time.
+class GemmWorkspace {
+ public:
+  float* floats(size_t slot, size_t count);        // 64-byte aligned, grows as needed
+  uint16_t* halves(size_t slot, size_t count);
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<void, Free>> buffers_;
+  std::vector<size_t> bytes_;
+  void* get(size_t slot, size_t bytes);
+};
+
 struct GemmContext {
-  GemmBackend backend = GemmBackend::openblas;
-  int threads = 1;  // threads the backend may use inside one call
+  GemmBackend backend = GemmBackend::native;
+  int threads = 1;                     // threads the backend may use inside one call
+  GemmIsa isa = GemmIsa::automatic;    // native backend only
+  GemmWorkspace* workspace = nullptr;  // native backend: reused packing buffers (null: per call)
 };
 
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -40,5 +74,12 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
+
+// C := alpha * bf16(op(A)) · bf16(op(B)) + beta * C with fp32 inputs and output: the inputs are
+// rounded to bf16 (nearest even) while packing, products accumulate in fp32 (vdpbf16ps). Native
+// backend with isa avx512bf16 (automatic picks it where the CPU has AVX512_BF16); throws
+// std::runtime_error elsewhere.
+void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 }  // namespace hokusai::kernels

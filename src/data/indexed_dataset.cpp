@@ -99,6 +99,7 @@ int64_t IndexedDataset::offset(int64_t seq) const { return load<int64_t>(offsets
 int64_t IndexedDataset::document_start(int64_t doc) const { return load<int64_t>(doc_index_ + 8 * doc); }
 
 void IndexedDataset::read(int64_t seq, int64_t off, int64_t count, int32_t* out) const {
+  if (count <= 0) return;  // empty sequences: out may be null
   const unsigned char* src = bin_->data() + offset(seq) + off * int64_t(dtype_size(dtype_));
   switch (dtype_) {
     case 1: for (int64_t i = 0; i < count; ++i) out[i] = src[i]; break;

@@ -1,0 +1,261 @@
+// The native GEMM: a BLIS-style five-loop driver around the microkernels of kernels/ukernel.hpp.
+//
+//   for jc (nc columns of C)        B block kc x nc packed once per (jc, pc), shared by threads
+//    for pc (kc of the k dimension)
+//     for ic (mc rows, this thread's share of M)   A block mc x kc packed per thread
+//      for jr (NR) / ir (MR)                       microkernel on one MR x NR tile of C
+//
+// Threads split M (in MR units) evenly and share the packed B block (packed cooperatively, one
+// barrier before and after use). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
+// in how panels are read, never by a materialised transpose; panels are zero-padded to MR/NR
+// (and to an even k for bf16), so the microkernels see full tiles only.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "kernels/gemm.hpp"
+#include "kernels/gemm_backends.hpp"
+#include "kernels/gemm_tuning.hpp"
+
+namespace hokusai::kernels {
+
+void* GemmWorkspace::get(size_t slot, size_t bytes) {
+  if (slot >= buffers_.size()) {
+    buffers_.resize(slot + 1);
+    bytes_.resize(slot + 1, 0);
+  }
+  if (bytes_[slot] < bytes) {
+    const size_t rounded = (bytes + 4095) / 4096 * 4096;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p) throw std::bad_alloc();
+    buffers_[slot].reset(p);
+    bytes_[slot] = rounded;
+  }
+  return buffers_[slot].get();
+}
+float* GemmWorkspace::floats(size_t slot, size_t count) { return static_cast<float*>(get(slot, count * 4)); }
+uint16_t* GemmWorkspace::halves(size_t slot, size_t count) { return static_cast<uint16_t*>(get(slot, count * 2)); }
+
+namespace {
+
+struct Matrix {
+  Op op;
+  const float* p;
+  int64_t ld;
+};
+
+// rows [i0, i0+rows) x k-range [p0, p0+kc) of op(A) -> one MR panel: dst[p*MR + i]; rows < MR
+// and p in [kc, kc_pad) are zero.
+void pack_a_panel(const Matrix& A, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kc_pad, int MR,
+                  float* dst) {
+  if (A.op == Op::N) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* src = A.p + (i0 + i) * A.ld + p0;
+      for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
+    }
+    for (int64_t i = rows; i < MR; ++i)
+      for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = 0.0f;
+  } else {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = A.p + (p0 + p) * A.ld + i0;
+      float* d = dst + p * MR;
+      for (int64_t i = 0; i < rows; ++i) d[i] = src[i];
+      for (int64_t i = rows; i < MR; ++i) d[i] = 0.0f;
+    }
+  }
+  std::fill(dst + kc * MR, dst + kc_pad * MR, 0.0f);
+}
+
+// k-range [p0, p0+kc) x columns [j0, j0+cols) of op(B) -> one NR panel: dst[p*NR + j].
+void pack_b_panel(const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64_t j0, int64_t cols, int NR,
+                  float* dst) {
+  if (B.op == Op::N) {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = B.p + (p0 + p) * B.ld + j0;
+      float* d = dst + p * NR;
+      for (int64_t j = 0; j < cols; ++j) d[j] = src[j];
+      for (int64_t j = cols; j < NR; ++j) d[j] = 0.0f;
+    }
+  } else {
+    for (int64_t j = 0; j < cols; ++j) {
+      const float* src = B.p + (j0 + j) * B.ld + p0;
+      for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+    }
+    for (int64_t j = cols; j < NR; ++j)
+      for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.0f;
+  }
+  std::fill(dst + kc * NR, dst + kc_pad * NR, 0.0f);
+}
+
+// fp32 -> bf16, round to nearest even (NaN stays NaN).
+inline uint16_t to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// A packed fp32 panel (kc_pad x R, kc_pad even) -> the bf16 pair-interleaved layout of the
+// contract: out[(pp*R + i)*2 + s] = bf16(panel[(2pp + s)*R + i]).
+void interleave_bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out) {
+  for (int64_t pp = 0; pp < kc_pad / 2; ++pp) {
+    const float* r0 = panel + 2 * pp * R;
+    const float* r1 = r0 + R;
+    uint16_t* o = out + pp * R * 2;
+    for (int i = 0; i < R; ++i) {
+      o[2 * i] = to_bf16(r0[i]);
+      o[2 * i + 1] = to_bf16(r1[i]);
+    }
+  }
+}
+
+// fp32 panels are packed in place; bf16 panels go through an fp32 scratch panel per thread.
+struct Fp32Path {
+  using P = float;
+  static constexpr int kStep = 1;
+  SgemmUkernel uk;
+  void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
+    uk(k, a, b, c, ldc, alpha, beta);
+  }
+};
+struct Bf16Path {
+  using P = uint16_t;
+  static constexpr int kStep = 2;
+  SbgemmUkernel uk;
+  void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
+    uk(k, a, b, c, ldc, alpha, beta);
+  }
+};
+
+template <typename Path>
+typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
+  if constexpr (std::is_same_v<typename Path::P, float>)
+    return ws.floats(slot, count);
+  else
+    return ws.halves(slot, count);
+}
+
+template <typename Path>
+void pack_a_block(const Matrix& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t kc_pad, int MR,
+                  typename Path::P* ap, float* scratch) {
+  for (int64_t ir = 0; ir < mc; ir += MR) {
+    const int64_t rows = std::min<int64_t>(MR, mc - ir);
+    if constexpr (std::is_same_v<typename Path::P, float>) {
+      pack_a_panel(A, i0 + ir, rows, p0, kc, kc_pad, MR, ap + ir * kc_pad);
+    } else {
+      pack_a_panel(A, i0 + ir, rows, p0, kc, kc_pad, MR, scratch);
+      interleave_bf16(scratch, kc_pad, MR, ap + ir * kc_pad);
+    }
+  }
+}
+
+template <typename Path>
+void pack_b_one(const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64_t j0, int64_t cols, int NR,
+                typename Path::P* bp, float* scratch) {
+  if constexpr (std::is_same_v<typename Path::P, float>) {
+    pack_b_panel(B, p0, kc, kc_pad, j0, cols, NR, bp);
+  } else {
+    pack_b_panel(B, p0, kc, kc_pad, j0, cols, NR, scratch);
+    interleave_bf16(scratch, kc_pad, NR, bp);
+  }
+}
+
+template <typename Path>
+void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmWorkspace& ws, const Matrix& A,
+             const Matrix& B, int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
+  using P = typename Path::P;
+  constexpr int kStep = Path::kStep;
+  const int64_t kc_max = std::min<int64_t>(bs.kc, (k + kStep - 1) / kStep * kStep);
+  const int64_t nc_max = std::min<int64_t>(bs.nc, (n + NR - 1) / NR * NR);
+  const int64_t mc_max = std::min<int64_t>(bs.mc, (m + MR - 1) / MR * MR);
+  const int nt = std::max(1, std::min<int>(threads, int((m + MR - 1) / MR)));
+  // Workspace slots: 0 = B block, 1+t = thread t's A block, 64+t = its fp32 scratch panel.
+  P* bp = packed<Path>(ws, 0, size_t(kc_max * nc_max));
+  std::vector<P*> ap(static_cast<size_t>(nt));
+  std::vector<float*> scratch(static_cast<size_t>(nt));
+  for (int t = 0; t < nt; ++t) {
+    ap[size_t(t)] = packed<Path>(ws, size_t(1 + t), size_t(mc_max * kc_max));
+    scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_max * std::max(MR, NR)));
+  }
+  const int64_t units = (m + MR - 1) / MR;
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
+    alignas(64) float tile[32 * 64];  // MR x NR edge tile (MR*NR <= 2048 for every kernel)
+    for (int64_t jc = 0; jc < n; jc += bs.nc) {
+      const int64_t nc = std::min(bs.nc, n - jc);
+      for (int64_t pc = 0; pc < k; pc += bs.kc) {
+        const int64_t kc = std::min(bs.kc, k - pc);
+        const int64_t kc_pad = (kc + kStep - 1) / kStep * kStep;
+        const float beta_eff = pc == 0 ? beta : 1.0f;
+        const int64_t panels = (nc + NR - 1) / NR;
+#pragma omp for schedule(static)
+        for (int64_t jp = 0; jp < panels; ++jp)
+          pack_b_one<Path>(B, pc, kc, kc_pad, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), NR,
+                           bp + jp * NR * kc_pad, scratch[size_t(t)]);
+        for (int64_t ic = r0; ic < r1; ic += bs.mc) {
+          const int64_t mc = std::min(bs.mc, r1 - ic);
+          pack_a_block<Path>(A, ic, mc, pc, kc, kc_pad, MR, ap[size_t(t)], scratch[size_t(t)]);
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int64_t cols = std::min<int64_t>(NR, nc - jr);
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+              const int64_t rows = std::min<int64_t>(MR, mc - ir);
+              float* cp = c + (ic + ir) * ldc + jc + jr;
+              const P* a_panel = ap[size_t(t)] + ir * kc_pad;
+              const P* b_panel = bp + jr * kc_pad;
+              if (rows == MR && cols == NR) {
+                path.run(kc_pad, a_panel, b_panel, cp, ldc, alpha, beta_eff);
+              } else {
+                path.run(kc_pad, a_panel, b_panel, tile, NR, 1.0f, 0.0f);
+                for (int64_t i = 0; i < rows; ++i)
+                  for (int64_t j = 0; j < cols; ++j)
+                    cp[i * ldc + j] = beta_eff == 0.0f ? alpha * tile[i * NR + j]
+                                                       : alpha * tile[i * NR + j] + beta_eff * cp[i * ldc + j];
+              }
+            }
+          }
+        }
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
+}  // namespace
+
+void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                         int64_t ldc) {
+  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
+  GemmWorkspace local;
+  GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
+  blocked(Fp32Path{kern.ukernel}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m,
+          n, k, alpha, beta, c, ldc);
+}
+
+void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (ctx.backend != GemmBackend::native)
+    throw std::runtime_error("gemm_bf16: only the native backend has a bf16 path");
+  const GemmIsa isa = resolve_gemm_isa(ctx.isa);
+  if (isa != GemmIsa::avx512bf16)
+    throw std::runtime_error("gemm_bf16 needs AVX512_BF16 (isa avx512bf16); this context resolves to " +
+                             std::string(to_string(isa)));
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  GemmWorkspace local;
+  GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
+  const SbgemmKernel& kern = kSbgemmAvx512Bf16;
+  blocked(Bf16Path{kern.ukernel}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m,
+          n, k, alpha, beta, c, ldc);
+}
+
+}  // namespace hokusai::kernels

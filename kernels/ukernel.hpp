@@ -1,0 +1,56 @@
+// The GEMM microkernel contract. Every ISA's microkernel implements exactly this; the portable
+// driver (kernels/gemm_native.cpp) does blocking, packing, threading and edge tiles.
+//
+//   C(MR x NR) := alpha * Ap · Bp + beta * C        (C row-major, row stride ldc)
+//
+// fp32 kernels (SgemmUkernel):
+//   Ap: packed A micro-panel, k steps of MR values:  Ap[p*MR + i] = A(i, p)
+//   Bp: packed B micro-panel, k steps of NR values:  Bp[p*NR + j] = B(p, j)
+// bf16 kernels (SbgemmUkernel, AVX512_BF16 vdpbf16ps: bf16 products, fp32 accumulation):
+//   k is even (the driver pads with zeros); pairs of consecutive k are interleaved:
+//   Ap[(p/2)*2*MR + 2*i + p%2] = A(i, p),  Bp[(p/2)*2*NR + 2*j + p%2] = B(p, j)
+// Both: Ap and Bp are 64-byte aligned; k >= 0 (k == 0 gives C := beta*C); beta == 0 never
+// reads C (C may hold NaN); the tile is always full — the driver runs edge tiles through an
+// MR x NR buffer — so a kernel has no edge code. Names: <dtype>gemm_<isa>_<MR>x<NR>.
+#pragma once
+
+#include <cstdint>
+
+namespace hokusai::kernels {
+
+using SgemmUkernel = void (*)(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
+                              float beta);
+using SbgemmUkernel = void (*)(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc,
+                               float alpha, float beta);
+
+// Cache blocking of the five-loop driver: B blocks are kc x nc (shared by the threads, L3),
+// A blocks mc x kc (per thread, L2), a B micro-panel kc x NR stays in L1.
+struct BlockSizes {
+  int64_t mc, kc, nc;
+};
+
+struct SgemmKernel {
+  const char* name;
+  int mr, nr;
+  SgemmUkernel ukernel;
+  BlockSizes blocks;
+};
+
+struct SbgemmKernel {
+  const char* name;
+  int mr, nr;
+  SbgemmUkernel ukernel;
+  BlockSizes blocks;
+};
+
+// Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp). Each x86 entry point is
+// compiled for its ISA only and must be called only when the CPU has it (see gemm_dispatch).
+void sgemm_generic_4x16(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
+void sgemm_avx2_6x16(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
+void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
+void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
+                             float beta);
+// fp32 -> bf16 (round to nearest even) of n values, AVX512_BF16 (vcvtneps2bf16); scalar fallback in the driver.
+void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n);
+
+}  // namespace hokusai::kernels

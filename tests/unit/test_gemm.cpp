@@ -16,8 +16,13 @@ struct Shape {
   int64_t m, n, k;
 };
 
-// fp32 tolerance: |C - C_ref| <= 1e-5 * K * max|a||b| + 1e-6 (K-term rounding of fp32 sums).
-void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, float beta, int64_t pad) {
+// fp32 tolerance: |C - C_ref| <= 1e-5 * (K + 1) * |alpha| + 1e-5 for inputs in [-1, 1]
+// (K-term rounding of fp32 sums). bf16 (8-bit mantissa inputs, fp32 accumulation):
+// 2^-8 relative per input, so 8e-3 * sqrt(K) * |alpha| + 1e-2 (random-sign errors add like a walk).
+enum class Precision { fp32, bf16 };
+
+void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, float beta, int64_t pad,
+                   GemmIsa isa = GemmIsa::automatic, Precision prec = Precision::fp32) {
   const int64_t a_rows = oa == Op::N ? s.m : s.k, a_cols = oa == Op::N ? s.k : s.m;
   const int64_t b_rows = ob == Op::N ? s.k : s.n, b_cols = ob == Op::N ? s.n : s.k;
   const int64_t lda = a_cols + pad, ldb = b_cols + pad, ldc = s.n + pad;
@@ -27,15 +32,19 @@ void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, floa
   if (beta == 0.0f)  // must never be read
     for (auto& x : c) x = std::numeric_limits<float>::quiet_NaN();
   auto c_ref = c;
-  GemmContext ctx{backend, 2};
-  gemm(ctx, oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  GemmContext ctx{backend, 2, isa};
+  if (prec == Precision::bf16)
+    gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  else
+    gemm(ctx, oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
   ref::gemm<float>(oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c_ref.data(), ldc);
-  const double tol = 1e-5 * double(s.k + 1) * std::abs(alpha) + 1e-5;
+  const double tol = prec == Precision::bf16 ? 8e-3 * std::sqrt(double(s.k) + 1) * std::abs(alpha) + 1e-2
+                                             : 1e-5 * double(s.k + 1) * std::abs(alpha) + 1e-5;
   for (int64_t i = 0; i < s.m; ++i)
     for (int64_t j = 0; j < s.n; ++j) {
       const float got = c[i * ldc + j], want = c_ref[i * ldc + j];
       ASSERT_FALSE(std::isnan(got)) << to_string(backend) << " read C with beta=0 at " << i << "," << j;
-      ASSERT_NEAR(got, want, tol) << to_string(backend) << " " << (oa == Op::N ? "N" : "T")
+      ASSERT_NEAR(got, want, tol) << to_string(backend) << "/" << to_string(isa) << " " << (oa == Op::N ? "N" : "T")
                                   << (ob == Op::N ? "N" : "T") << " m=" << s.m << " n=" << s.n
                                   << " k=" << s.k << " at " << i << "," << j;
     }
@@ -64,8 +73,70 @@ TEST_P(GemmBackends, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, GemmBackends,
-                         ::testing::Values(GemmBackend::reference, GemmBackend::openblas, GemmBackend::onednn),
+                         ::testing::Values(GemmBackend::native, GemmBackend::reference, GemmBackend::openblas,
+                                           GemmBackend::onednn),
                          [](const auto& info) { return std::string(to_string(info.param)); });
+
+// Every compiled ISA of the native backend, on shapes around its tile and block edges: 0, 1,
+// primes, MR±1, NR±1, KC±1, several MC/NC blocks, leading dimensions larger than the matrix.
+class NativeIsas : public ::testing::TestWithParam<GemmIsa> {};
+
+TEST_P(NativeIsas, EdgeShapesAllLayouts) {
+  const GemmIsa isa = GetParam();
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << to_string(isa) << " not supported by this CPU";
+  const auto kern = std::string(sgemm_kernel_name(isa));  // e.g. sgemm_avx512_14x32
+  const auto x = kern.rfind('_');
+  const int64_t MR = std::stoi(kern.substr(x + 1)), NR = std::stoi(kern.substr(kern.find('x', x) + 1));
+  const int64_t KC = 256;
+  std::vector<Shape> shapes = {{1, 1, 1}, {MR, NR, 1}, {MR - 1, NR - 1, 7}, {MR + 1, NR + 1, 13},
+                               {2 * MR + 3, 3 * NR - 1, KC - 1}, {MR, NR, KC}, {MR + 2, NR, KC + 1},
+                               {37, 41, 2 * KC + 3}, {401, 67, 19}, {23, 3100, 5}};
+  for (const auto& s : shapes)
+    for (Op oa : {Op::N, Op::T})
+      for (Op ob : {Op::N, Op::T}) {
+        check_backend(GemmBackend::native, oa, ob, s, 1.0f, 0.0f, 0, isa);
+        check_backend(GemmBackend::native, oa, ob, s, 0.75f, 1.0f, 3, isa);
+        check_backend(GemmBackend::native, oa, ob, s, -1.5f, -0.25f, 17, isa);
+        if (HasFatalFailure()) return;
+      }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, NativeIsas,
+                         ::testing::Values(GemmIsa::generic, GemmIsa::avx2, GemmIsa::avx512, GemmIsa::avx512bf16),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
+  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const Shape shapes[] = {{1, 1, 1}, {13, 31, 3}, {15, 33, 511}, {14, 32, 512}, {29, 65, 513}, {100, 70, 1030}};
+  for (const auto& s : shapes)
+    for (Op oa : {Op::N, Op::T})
+      for (Op ob : {Op::N, Op::T}) {
+        check_backend(GemmBackend::native, oa, ob, s, 1.0f, 0.0f, 0, GemmIsa::avx512bf16, Precision::bf16);
+        check_backend(GemmBackend::native, oa, ob, s, 0.5f, 1.0f, 9, GemmIsa::avx512bf16, Precision::bf16);
+        if (HasFatalFailure()) return;
+      }
+}
+
+// bf16 really rounds: an input needing more than 8 mantissa bits loses them.
+TEST(NativeBf16, RoundsInputsToBf16) {
+  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const float a = 1.0f + 1.0f / 512, b = 1.0f;  // 1 + 2^-9 rounds to 1 in bf16 (nearest even)
+  float c = 0;
+  gemm_bf16(GemmContext{GemmBackend::native, 1, GemmIsa::avx512bf16}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1,
+            0.0f, &c, 1);
+  EXPECT_EQ(c, 1.0f);
+}
+
+TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {
+  GemmWorkspace ws;
+  const GemmContext ctx{GemmBackend::native, 2, GemmIsa::automatic, &ws};
+  const auto a = testing::random_vector<float>(300 * 200, 1), b = testing::random_vector<float>(200 * 150, 2);
+  std::vector<float> c1(300 * 150), c2(300 * 150), c3(300 * 150);
+  gemm(ctx, Op::N, Op::N, 300, 150, 200, 1.0f, a.data(), 200, b.data(), 150, 0.0f, c1.data(), 150);
+  gemm(ctx, Op::N, Op::N, 50, 150, 200, 1.0f, a.data(), 200, b.data(), 150, 0.0f, c3.data(), 150);  // smaller
+  gemm(ctx, Op::N, Op::N, 300, 150, 200, 1.0f, a.data(), 200, b.data(), 150, 0.0f, c2.data(), 150);
+  EXPECT_EQ(c1, c2);
+}
 
 // The reference itself against a naive triple loop on a tiny case worked out by hand.
 TEST(GemmReference, HandComputed) {

@@ -89,26 +89,9 @@ void pack_b_panel(const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64
   std::fill(dst + kc * NR, dst + kc_pad * NR, 0.0f);
 }
 
-// fp32 -> bf16, round to nearest even (NaN stays NaN).
-inline uint16_t to_bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-// A packed fp32 panel (kc_pad x R, kc_pad even) -> the bf16 pair-interleaved layout of the
-// contract: out[(pp*R + i)*2 + s] = bf16(panel[(2pp + s)*R + i]).
-void interleave_bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out) {
-  for (int64_t pp = 0; pp < kc_pad / 2; ++pp) {
-    const float* r0 = panel + 2 * pp * R;
-    const float* r1 = r0 + R;
-    uint16_t* o = out + pp * R * 2;
-    for (int i = 0; i < R; ++i) {
-      o[2 * i] = to_bf16(r0[i]);
-      o[2 * i + 1] = to_bf16(r1[i]);
-    }
-  }
+// bf16 panels exist only with AVX512_BF16 (gemm_bf16 checks), so its converter packs them.
+inline void interleave_bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out) {
+  interleave_bf16_avx512bf16(panel, kc_pad, R, out);
 }
 
 // fp32 panels are packed in place; bf16 panels go through an fp32 scratch panel per thread.

@@ -50,7 +50,11 @@ void sgemm_avx2_6x16(int64_t k, const float* ap, const float* bp, float* c, int6
 void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
                              float beta);
-// fp32 -> bf16 (round to nearest even) of n values, AVX512_BF16 (vcvtneps2bf16); scalar fallback in the driver.
+// fp32 -> bf16 (round to nearest even) of n values, AVX512_BF16 (vcvtneps2bf16).
 void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n);
+// A packed fp32 panel (kc_pad x R, kc_pad even) -> the pair-interleaved bf16 layout of the
+// contract: out[(pp*R + i)*2 + s] = bf16(panel[(2pp + s)*R + i]). Vectorised packing for the
+// bf16 microkernel (the scalar version cost more than the products: 40% of fp32 peak).
+void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out);
 
 }  // namespace hokusai::kernels

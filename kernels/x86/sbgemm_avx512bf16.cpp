@@ -42,6 +42,27 @@ void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, 
     }
 }
 
+void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out) {
+  // Row pair (2pp, 2pp+1) of R values -> R 32-bit words (bf16(r0[i]) | bf16(r1[i]) << 16).
+  for (int64_t pp = 0; pp < kc_pad / 2; ++pp) {
+    const float* r0 = panel + 2 * pp * R;
+    const float* r1 = r0 + R;
+    uint16_t* o = out + pp * R * 2;
+    int i = 0;
+    for (; i + 16 <= R; i += 16) {
+      const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r0 + i)));
+      const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(r1 + i)));
+      _mm512_storeu_si512(o + 2 * i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+    if (i < R) {
+      const __mmask16 m = __mmask16((1u << (R - i)) - 1);
+      const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0 + i)));
+      const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1 + i)));
+      _mm512_mask_storeu_epi32(o + 2 * i, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
 void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {

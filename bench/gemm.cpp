@@ -1,0 +1,195 @@
+// GEMM benchmark: hokusai's native GEMM beside OpenBLAS (cblas_sgemm) and oneDNN (dnnl_sgemm;
+// its bf16 matmul for the bf16 rows), same process, same buffers, for the Transformer shapes of
+// the GPT-2 124M and Fugaku-LLM 13B (tp = 6) steps, in the three layouts the trainer uses, at
+// 1 and 2 threads. Median of --reps timed calls after one warm-up; % of the probed fp32 peak
+// (per-core probe x threads; bf16 rows against the same fp32 peak).
+//   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all]
+//   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
+#include <CLI/CLI.hpp>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <sstream>
+
+#include "kernels/gemm.hpp"
+#include "kernels/peak.hpp"
+#include "kernels/ukernel.hpp"
+#include "kernels/x86/sgemm_avx512_tiles.hpp"
+
+using namespace hokusai::kernels;
+
+namespace {
+
+struct Shape {
+  const char* group;
+  int64_t m, n, k;
+};
+
+const Shape kShapes[] = {
+    {"gpt2", 1024, 2304, 768}, {"gpt2", 1024, 768, 768},   {"gpt2", 1024, 3072, 768},
+    {"gpt2", 1024, 768, 3072}, {"gpt2", 1024, 50304, 768}, {"13b", 2048, 2592, 5184},
+    {"13b", 2048, 5184, 864},  {"13b", 2048, 3456, 5184},  {"13b", 2048, 5184, 3456},
+    {"square", 2048, 2048, 2048},
+};
+
+double median_seconds(const std::function<void()>& fn, int reps) {
+  fn();  // warm-up: page faults, JIT, packing buffers
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+uint16_t to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// oneDNN bf16 matmul C(f32) = A(bf16) B(bf16) with the layout given by strides.
+struct OnednnBf16 {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+  double time(Op oa, Op ob, int64_t m, int64_t n, int64_t k, const std::vector<uint16_t>& a,
+              const std::vector<uint16_t>& b, std::vector<float>& c, int reps) {
+    using dt = dnnl::memory::data_type;
+    const dnnl::memory::dims sa = oa == Op::N ? dnnl::memory::dims{k, 1} : dnnl::memory::dims{1, m};
+    const dnnl::memory::dims sb = ob == Op::N ? dnnl::memory::dims{n, 1} : dnnl::memory::dims{1, k};
+    dnnl::memory::desc ad({m, k}, dt::bf16, sa), bd({k, n}, dt::bf16, sb), cd({m, n}, dt::f32, {n, 1});
+    const dnnl::matmul::desc md(ad, bd, cd);  // oneDNN 2.x API
+    dnnl::matmul::primitive_desc pd(md, eng);
+    dnnl::matmul prim(pd);
+    dnnl::memory am(ad, eng, const_cast<uint16_t*>(a.data())), bm(bd, eng, const_cast<uint16_t*>(b.data())),
+        cm(cd, eng, c.data());
+    return median_seconds(
+        [&] {
+          prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+          strm.wait();
+        },
+        reps);
+  }
+};
+
+const char* layout_name(Op oa, Op ob) { return oa == Op::N ? (ob == Op::N ? "NN" : "NT") : "TN"; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hokusai GEMM benchmark"};
+  std::string thread_list = "1,2", group = "all";
+  int reps = 5;
+  bool csv = false, tiles = false, no_bf16 = false;
+  app.add_option("--threads", thread_list, "Comma-separated thread counts")->capture_default_str();
+  app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
+  app.add_option("--shapes", group, "gpt2, 13b, square or all")->capture_default_str();
+  app.add_flag("--csv", csv, "One row per measurement: backend,dtype,layout,m,n,k,threads,gflops,pct_peak");
+  app.add_flag("--tiles", tiles, "Compare AVX-512 register tiles on (2048, 2048, 2048) instead");
+  app.add_flag("--no-bf16", no_bf16, "Skip the bf16 rows");
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<int> thread_counts;
+  {
+    std::stringstream ss(thread_list);
+    std::string t;
+    while (std::getline(ss, t, ',')) thread_counts.push_back(std::stoi(t));
+  }
+  const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
+  const bool bf16 = !no_bf16 && isa == GemmIsa::avx512bf16;
+  const PeakFlops probe = probe_peak_fp32(1, 0.5);
+  if (csv)
+    std::printf("backend,dtype,layout,m,n,k,threads,gflops,pct_peak\n");
+  else
+    std::printf("# native kernel %s; fp32 peak %.1f GFLOP/s per core (%s probe); median of %d\n",
+                std::string(sgemm_kernel_name(isa)).c_str(), probe.per_core_gflops, probe.isa.c_str(), reps);
+
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  if (tiles) {
+    const int64_t s = 2048;
+    std::vector<float> a(size_t(s * s)), b(size_t(s * s)), c(size_t(s * s));
+    for (auto& x : a) x = u(rng);
+    for (auto& x : b) x = u(rng);
+    // One 14x32-sized workload through each candidate microkernel, packed panels in L1/L2 as the
+    // driver has them: kc = 256 steps on a resident panel, repeated.
+    for (int i = 0; i < kAvx512TileCandidateCount; ++i) {
+      const auto& cand = kAvx512TileCandidates[i];
+      const int64_t kc = 256;
+      std::vector<float, std::allocator<float>> ap(size_t(cand.mr * kc) + 16), bp(size_t(cand.nr * kc) + 16);
+      float* apa = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ap.data()) + 63) & ~uintptr_t(63));
+      float* bpa = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp.data()) + 63) & ~uintptr_t(63));
+      for (int64_t j = 0; j < cand.mr * kc; ++j) apa[j] = u(rng);
+      for (int64_t j = 0; j < cand.nr * kc; ++j) bpa[j] = u(rng);
+      const int64_t calls = 20000;
+      const double t = median_seconds(
+          [&] {
+            for (int64_t r = 0; r < calls; ++r) cand.ukernel(kc, apa, bpa, c.data(), s, 1.0f, 1.0f);
+          },
+          reps);
+      const double gf = 2.0 * cand.mr * cand.nr * kc * calls / t * 1e-9;
+      std::printf("%-20s %6.1f GFLOP/s  %5.1f%% of peak (microkernel alone, 1 thread)\n", cand.name, gf,
+                  100 * gf / probe.per_core_gflops);
+    }
+    return 0;
+  }
+
+  OnednnBf16 onednn_bf16;
+  for (const Shape& s : kShapes) {
+    if (group != "all" && group != s.group) continue;
+    for (const auto& [oa, ob] : {std::pair{Op::N, Op::T}, std::pair{Op::N, Op::N}, std::pair{Op::T, Op::N}}) {
+      const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
+      std::vector<float> a(size_t(s.m * s.k)), b(size_t(s.k * s.n)), c(size_t(s.m * s.n));
+      for (auto& x : a) x = u(rng);
+      for (auto& x : b) x = u(rng);
+      std::vector<uint16_t> a16, b16;
+      if (bf16) {
+        a16.resize(a.size());
+        b16.resize(b.size());
+        for (size_t i = 0; i < a.size(); ++i) a16[i] = to_bf16(a[i]);
+        for (size_t i = 0; i < b.size(); ++i) b16[i] = to_bf16(b[i]);
+      }
+      const double flops = 2.0 * double(s.m) * double(s.n) * double(s.k);
+      for (int threads : thread_counts) {
+        omp_set_num_threads(threads);
+        const double peak = probe.per_core_gflops * threads;
+        GemmWorkspace ws;
+        const auto report = [&](const char* backend, const char* dtype, double seconds) {
+          const double gf = flops / seconds * 1e-9;
+          if (csv)
+            std::printf("%s,%s,%s,%lld,%lld,%lld,%d,%.1f,%.1f\n", backend, dtype, layout_name(oa, ob),
+                        (long long)s.m, (long long)s.n, (long long)s.k, threads, gf, 100 * gf / peak);
+          else
+            std::printf("%-6s %-4s %s %5lld x %5lld x %5lld  %d thr  %-8s %7.1f GFLOP/s  %5.1f%%\n", s.group, dtype,
+                        layout_name(oa, ob), (long long)s.m, (long long)s.n, (long long)s.k, threads, backend, gf,
+                        100 * gf / peak);
+          std::fflush(stdout);
+        };
+        for (GemmBackend be : {GemmBackend::native, GemmBackend::openblas, GemmBackend::onednn}) {
+          if (!gemm_backend_available(be)) continue;
+          const GemmContext ctx{be, threads, GemmIsa::automatic, &ws};
+          const double t = median_seconds(
+              [&] { gemm(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n); },
+              reps);
+          report(be == GemmBackend::native ? "hokusai" : std::string(to_string(be)).c_str(), "fp32", t);
+        }
+        if (bf16) {
+          const GemmContext ctx{GemmBackend::native, threads, GemmIsa::avx512bf16, &ws};
+          report("hokusai", "bf16", median_seconds([&] {
+                   gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
+                 }, reps));
+          report("onednn", "bf16", onednn_bf16.time(oa, ob, s.m, s.n, s.k, a16, b16, c, reps));
+        }
+      }
+    }
+  }
+  return 0;
+}

@@ -18,6 +18,12 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // C rows sit ldc apart (8 KiB for ldc = 2048: the same L1 sets); fetch them while the k loop
+  // runs so the final update does not stall.
+  if (beta != 0.0f) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+  }
   for (int64_t p = 0; p < k; ++p) {
     __m512 b[NV];
 #pragma GCC unroll 4

@@ -17,6 +17,9 @@ struct PeakFlops {
   // core (seen here: 432 then 217 GFLOP/s on 2 threads, minutes apart), while the hardware peak
   // does not change.
   double peak_gflops() const { return per_core_gflops * threads; }
+  // bf16 dot-product peak (AVX512_BF16 vdpbf16ps: 2 multiply-adds per fp32 lane) of one core,
+  // GFLOP/s; 0 when the CPU has no AVX512_BF16.
+  double bf16_per_core_gflops = 0.0;
 };
 
 // Runs for about `seconds` in total (split between the two measurements).

@@ -172,6 +172,9 @@ int main(int argc, char** argv) {
       std::cout << "isa " << p.isa << ": " << p.per_core_gflops << " GFLOP/s per core, peak "
                 << p.peak_gflops() << " GFLOP/s for " << p.threads << " threads; measured together now: "
                 << p.all_gflops << " GFLOP/s (fp32 FMA)\n";
+      if (p.bf16_per_core_gflops > 0)
+        std::cout << "bf16 dot products (vdpbf16ps): " << p.bf16_per_core_gflops << " GFLOP/s per core ("
+                  << p.bf16_per_core_gflops / p.per_core_gflops << "x fp32)\n";
       return 0;
     }
   } catch (const ConfigError& e) {

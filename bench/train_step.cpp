@@ -58,8 +58,10 @@ int main(int argc, char** argv) {
     std::string name;
     while (std::getline(list, name, ',')) {
       ComputeContext ctx;
+      kernels::GemmWorkspace ws;
       ctx.gemm.backend = kernels::parse_gemm_backend(name);
       ctx.gemm.threads = threads;
+      ctx.gemm.workspace = &ws;
       Model<float> model(dims, B, T);
       model.init(cfg.train.seed);
       AdamW adam(model.table(), cfg.optimizer);

@@ -89,7 +89,7 @@ struct LoggingConfig {
 };
 
 struct KernelsConfig {
-  std::string gemm = "openblas";  // openblas | onednn | reference
+  std::string gemm = "openblas";  // openblas | onednn | native | reference
   int threads = 0;                // OpenMP threads; 0 = OMP_NUM_THREADS or all cores
   double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
 };

@@ -74,8 +74,10 @@ int cmd_generate(const GenerateArgs& a) {
   validate(cfg);
   if (a.threads > 0) omp_set_num_threads(a.threads);
   ComputeContext ctx;
+  kernels::GemmWorkspace ws;
   ctx.gemm.backend = kernels::parse_gemm_backend(cfg.kernels.gemm);
   ctx.gemm.threads = omp_get_max_threads();
+  ctx.gemm.workspace = &ws;
   const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
   Model<float> model(dims, 1, cfg.train.seq_len);
   CheckpointData ck = load_checkpoint(dir, table_hash(model.table()), false);

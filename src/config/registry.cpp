@@ -197,8 +197,10 @@ std::vector<Field> make_registry() {
            "Micro-batches per validation pass"),
       field_of("logging.progress", &C::logging, &LoggingConfig::progress,
            "Progress bar with ETA when stdout is a terminal"),
-      field_of("kernels.gemm", &C::kernels, &KernelsConfig::gemm, "GEMM backend",
-           {"openblas", "onednn", "reference"}),
+      field_of("kernels.gemm", &C::kernels, &KernelsConfig::gemm,
+           "GEMM backend: openblas, onednn, native (ours: AVX-512/AVX2/generic microkernels, "
+           "HOKUSAI_GEMM_ISA forces one) or reference (scalar)",
+           {"openblas", "onednn", "native", "reference"}),
       field_of("kernels.threads", &C::kernels, &KernelsConfig::threads,
            "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else all cores"),
       field_of("kernels.peak_gflops", &C::kernels, &KernelsConfig::peak_gflops,

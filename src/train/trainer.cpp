@@ -85,8 +85,10 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   const int threads = cfg.kernels.threads > 0 ? cfg.kernels.threads : omp_get_max_threads();
   omp_set_num_threads(threads);
   ComputeContext ctx;
+  kernels::GemmWorkspace gemm_workspace;  // native GEMM packing buffers, reused every call
   ctx.gemm.backend = kernels::parse_gemm_backend(cfg.kernels.gemm);
   ctx.gemm.threads = threads;
+  ctx.gemm.workspace = &gemm_workspace;
   if (!kernels::gemm_backend_available(ctx.gemm.backend))
     throw ConfigError("kernels.gemm: " + cfg.kernels.gemm + " is not in this build: choose another backend");
 
@@ -130,8 +132,12 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   lg->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters, {:.1f} MFLOP/token",
            cfg.model.family, dims.L, dims.C, dims.NH, dims.F, dims.V, dims.Vp, double(n_params) / 1e6,
            flops_per_token / 1e6);
-  lg->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={} threads={}",
-           B, T, accum, tokens_per_step, cfg.kernels.gemm, threads);
+  lg->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={}{} threads={}",
+           B, T, accum, tokens_per_step, cfg.kernels.gemm,
+           ctx.gemm.backend == kernels::GemmBackend::native
+               ? " (" + std::string(kernels::sgemm_kernel_name(ctx.gemm.isa)) + ")"
+               : std::string(),
+           threads);
   lg->info("run directory: {}", run_dir);
 
   std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);

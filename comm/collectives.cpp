@@ -1,0 +1,195 @@
+#include "comm/collectives.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hokusai::comm {
+
+namespace {
+
+constexpr int kTagRing = 1001, kTagFold = 1002, kTagHalve = 1003, kTagDouble = 1004, kTagUnfold = 1005;
+constexpr int64_t kMaxPiece = INT_MAX / 2;  // MPI counts are int: long buffers go in pieces
+
+// Exchange with possibly different peers and sizes; handles buffers beyond INT_MAX elements.
+void sendrecv(const Communicator& c, const float* send, int64_t send_n, int dst, float* recv, int64_t recv_n, int src,
+              int tag) {
+  int64_t done_s = 0, done_r = 0;
+  do {
+    const int ns = int(std::min(kMaxPiece, send_n - done_s)), nr = int(std::min(kMaxPiece, recv_n - done_r));
+    HOKUSAI_MPI(MPI_Sendrecv(send + done_s, ns, MPI_FLOAT, dst, tag, recv + done_r, nr, MPI_FLOAT, src, tag, c.raw(),
+                             MPI_STATUS_IGNORE));
+    done_s += ns;
+    done_r += nr;
+  } while (done_s < send_n || done_r < recv_n);
+}
+
+void send(const Communicator& c, const float* p, int64_t n, int dst, int tag) {
+  for (int64_t done = 0; done < n || done == 0; done += kMaxPiece) {
+    HOKUSAI_MPI(MPI_Send(p + done, int(std::min(kMaxPiece, n - done)), MPI_FLOAT, dst, tag, c.raw()));
+    if (n == 0) break;
+  }
+}
+
+void recv(const Communicator& c, float* p, int64_t n, int src, int tag) {
+  for (int64_t done = 0; done < n || done == 0; done += kMaxPiece) {
+    HOKUSAI_MPI(MPI_Recv(p + done, int(std::min(kMaxPiece, n - done)), MPI_FLOAT, src, tag, c.raw(), MPI_STATUS_IGNORE));
+    if (n == 0) break;
+  }
+}
+
+void add_into(float* dst, const float* src, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+}
+
+void scale(float* p, int64_t n, float s) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) p[i] *= s;
+}
+
+int mod(int a, int p) { return ((a % p) + p) % p; }
+
+void allreduce_ring(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+  reduce_scatter_ring(c, data, n, op);
+  allgather_ring(c, data, n);
+}
+
+void allreduce_mpi(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+  for (int64_t done = 0; done < n; done += kMaxPiece)
+    HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, data + done, int(std::min(kMaxPiece, n - done)), MPI_FLOAT, MPI_SUM, c.raw()));
+  if (op == ReduceOp::average) scale(data, n, 1.0f / float(c.size()));
+}
+
+void allreduce_rabenseifner(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+  const int p = c.size(), r = c.rank();
+  int pow2 = 1;
+  while (pow2 * 2 <= p) pow2 *= 2;
+  const int rem = p - pow2;
+  std::vector<float> tmp(size_t((n + 1) / 2 + 1));
+  // Fold: among the first 2*rem ranks, each even rank hands its vector to the odd one above.
+  int vrank;  // rank among the pow2 participants, -1 if folded away
+  if (r < 2 * rem) {
+    if (r % 2 == 0) {
+      send(c, data, n, r + 1, kTagFold);
+      vrank = -1;
+    } else {
+      tmp.resize(size_t(n));
+      recv(c, tmp.data(), n, r - 1, kTagFold);
+      add_into(data, tmp.data(), n);
+      vrank = r / 2;
+    }
+  } else {
+    vrank = r - rem;
+  }
+  const auto real = [&](int v) { return v < rem ? 2 * v + 1 : v + rem; };
+  if (vrank >= 0) {
+    // Reduce-scatter by recursive halving: keep one half of the current range, exchange the other.
+    struct Level {
+      int64_t lo, mid, hi;
+      bool keep_low;
+    };
+    std::vector<Level> levels;
+    int64_t lo = 0, hi = n;
+    for (int mask = pow2 / 2; mask >= 1; mask /= 2) {
+      const int partner = real(vrank ^ mask);
+      const int64_t mid = lo + (hi - lo) / 2;
+      const bool keep_low = (vrank & mask) == 0;
+      const int64_t keep_lo = keep_low ? lo : mid, keep_hi = keep_low ? mid : hi;
+      const int64_t give_lo = keep_low ? mid : lo, give_hi = keep_low ? hi : mid;
+      if (int64_t(tmp.size()) < keep_hi - keep_lo) tmp.resize(size_t(keep_hi - keep_lo));
+      sendrecv(c, data + give_lo, give_hi - give_lo, partner, tmp.data(), keep_hi - keep_lo, partner, kTagHalve);
+      add_into(data + keep_lo, tmp.data(), keep_hi - keep_lo);
+      levels.push_back({lo, mid, hi, keep_low});
+      lo = keep_lo;
+      hi = keep_hi;
+    }
+    if (op == ReduceOp::average) scale(data + lo, hi - lo, 1.0f / float(p));
+    // Allgather by recursive doubling: undo the levels, swapping owned halves with the partner.
+    for (int i = int(levels.size()) - 1, mask = 1; i >= 0; --i, mask *= 2) {
+      const Level& L = levels[size_t(i)];
+      const int partner = real(vrank ^ mask);
+      const int64_t own_lo = L.keep_low ? L.lo : L.mid, own_hi = L.keep_low ? L.mid : L.hi;
+      const int64_t other_lo = L.keep_low ? L.mid : L.lo, other_hi = L.keep_low ? L.hi : L.mid;
+      sendrecv(c, data + own_lo, own_hi - own_lo, partner, data + other_lo, other_hi - other_lo, partner, kTagDouble);
+    }
+  }
+  // Unfold: the odd ranks hand the result back to the even ones.
+  if (r < 2 * rem) {
+    if (r % 2 == 1)
+      send(c, data, n, r - 1, kTagUnfold);
+    else
+      recv(c, data, n, r + 1, kTagUnfold);
+  }
+}
+
+}  // namespace
+
+AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name) {
+  if (name == "automatic") return AllreduceAlgorithm::automatic;
+  if (name == "mpi") return AllreduceAlgorithm::mpi;
+  if (name == "ring") return AllreduceAlgorithm::ring;
+  if (name == "rabenseifner") return AllreduceAlgorithm::rabenseifner;
+  throw std::invalid_argument("unknown allreduce algorithm '" + std::string(name) +
+                              "': expected automatic, mpi, ring or rabenseifner");
+}
+
+std::string_view to_string(AllreduceAlgorithm a) {
+  switch (a) {
+    case AllreduceAlgorithm::automatic: return "automatic";
+    case AllreduceAlgorithm::mpi: return "mpi";
+    case AllreduceAlgorithm::ring: return "ring";
+    case AllreduceAlgorithm::rabenseifner: return "rabenseifner";
+  }
+  return "?";
+}
+
+AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks) {
+  // Below 64 KiB latency dominates: MPI's recursive doubling (lg p steps) wins. Above, the
+  // bandwidth-optimal algorithms: Rabenseifner's 2 lg p steps beat the ring's 2(p-1) once p > 2.
+  if (ranks <= 1 || bytes < (64 << 10)) return AllreduceAlgorithm::mpi;
+  return ranks <= 2 ? AllreduceAlgorithm::ring : AllreduceAlgorithm::rabenseifner;
+}
+
+void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm) {
+  const int p = comm.size();
+  if (p == 1 || count == 0) return;  // one rank: the sum is the data, the average too
+  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * 4, p);
+  switch (algorithm) {
+    case AllreduceAlgorithm::mpi: return allreduce_mpi(comm, data, count, op);
+    case AllreduceAlgorithm::ring: return allreduce_ring(comm, data, count, op);
+    case AllreduceAlgorithm::rabenseifner: return allreduce_rabenseifner(comm, data, count, op);
+    case AllreduceAlgorithm::automatic: break;
+  }
+}
+
+void reduce_scatter_ring(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+  const int p = c.size(), r = c.rank();
+  if (p == 1) return;
+  const int right = mod(r + 1, p), left = mod(r - 1, p);
+  std::vector<float> tmp(size_t(n / p + 1));
+  // Step s sends chunk r-s-1 and receives chunk r-s-2: after p-1 steps chunk r is complete here.
+  for (int s = 0; s < p - 1; ++s) {
+    const Range out = split_evenly(n, p, mod(r - s - 1, p)), in = split_evenly(n, p, mod(r - s - 2, p));
+    sendrecv(c, data + out.begin, out.size(), right, tmp.data(), in.size(), left, kTagRing);
+    add_into(data + in.begin, tmp.data(), in.size());
+  }
+  if (op == ReduceOp::average) {
+    const Range mine = split_evenly(n, p, r);
+    scale(data + mine.begin, mine.size(), 1.0f / float(p));
+  }
+}
+
+void allgather_ring(const Communicator& c, float* data, int64_t n) {
+  const int p = c.size(), r = c.rank();
+  if (p == 1) return;
+  const int right = mod(r + 1, p), left = mod(r - 1, p);
+  for (int s = 0; s < p - 1; ++s) {
+    const Range out = split_evenly(n, p, mod(r - s, p)), in = split_evenly(n, p, mod(r - s - 1, p));
+    sendrecv(c, data + out.begin, out.size(), right, data + in.begin, in.size(), left, kTagRing);
+  }
+}
+
+}  // namespace hokusai::comm

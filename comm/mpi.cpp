@@ -1,0 +1,82 @@
+#include "comm/mpi.hpp"
+
+namespace hokusai::comm {
+
+void check_mpi(int rc, const char* expr, const char* file, int line) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  int rank = -1, initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  throw MpiError("rank " + std::to_string(rank) + ": " + expr + " failed: " + std::string(text, size_t(len)) + " (" +
+                 file + ":" + std::to_string(line) + ")");
+}
+
+Environment::Environment(int* argc, char*** argv, int required) {
+  HOKUSAI_MPI(MPI_Init_thread(argc, argv, required, &provided_));
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  if (provided_ < required) {
+    MPI_Finalize();
+    throw MpiError("MPI provides thread level " + std::to_string(provided_) + " but hokusai needs " +
+                   std::to_string(required) + " (MPI_THREAD_FUNNELED = " + std::to_string(MPI_THREAD_FUNNELED) +
+                   "): use an MPI library built with thread support");
+  }
+}
+
+Environment::~Environment() { MPI_Finalize(); }
+
+Communicator Communicator::world() { return Communicator(MPI_COMM_WORLD, false); }
+
+Communicator::Communicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+}
+
+Communicator::~Communicator() {
+  if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+Communicator& Communicator::operator=(Communicator&& o) noexcept {
+  if (this != &o) {
+    if (owned_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    comm_ = std::exchange(o.comm_, MPI_COMM_NULL);
+    owned_ = o.owned_;
+  }
+  return *this;
+}
+
+int Communicator::rank() const {
+  int r = 0;
+  HOKUSAI_MPI(MPI_Comm_rank(comm_, &r));
+  return r;
+}
+
+int Communicator::size() const {
+  int s = 0;
+  HOKUSAI_MPI(MPI_Comm_size(comm_, &s));
+  return s;
+}
+
+Communicator Communicator::split(int color, int key) const {
+  MPI_Comm out = MPI_COMM_NULL;
+  HOKUSAI_MPI(MPI_Comm_split(comm_, color, key, &out));
+  return Communicator(out, true);
+}
+
+std::vector<int> Communicator::world_ranks() const {
+  MPI_Group mine, world;
+  HOKUSAI_MPI(MPI_Comm_group(comm_, &mine));
+  HOKUSAI_MPI(MPI_Comm_group(MPI_COMM_WORLD, &world));
+  const int n = size();
+  std::vector<int> local(static_cast<size_t>(n)), global(static_cast<size_t>(n));
+  for (size_t i = 0; i < local.size(); ++i) local[i] = int(i);
+  HOKUSAI_MPI(MPI_Group_translate_ranks(mine, int(local.size()), local.data(), world, global.data()));
+  MPI_Group_free(&mine);
+  MPI_Group_free(&world);
+  return global;
+}
+
+void Communicator::barrier() const { HOKUSAI_MPI(MPI_Barrier(comm_)); }
+
+}  // namespace hokusai::comm

@@ -1,0 +1,65 @@
+// A thin checked layer over MPI: every call's return code is checked and a failure throws
+// MpiError with the expression, MPI's error string, the rank and file:line. Communicators are
+// RAII objects; there is no global communicator besides MPI's own world.
+#pragma once
+
+#include <mpi.h>
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hokusai::comm {
+
+class MpiError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Throws MpiError when rc != MPI_SUCCESS.
+void check_mpi(int rc, const char* expr, const char* file, int line);
+#define HOKUSAI_MPI(expr) ::hokusai::comm::check_mpi((expr), #expr, __FILE__, __LINE__)
+
+// MPI_Init_thread / MPI_Finalize. Throws when MPI provides less than `required` (e.g.
+// MPI_THREAD_FUNNELED: OpenMP threads inside ranks, MPI calls from the main thread only).
+class Environment {
+ public:
+  Environment(int* argc, char*** argv, int required = MPI_THREAD_FUNNELED);
+  ~Environment();
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+  int provided() const { return provided_; }
+
+ private:
+  int provided_ = 0;
+};
+
+// An owned communicator (freed on destruction unless it is MPI_COMM_WORLD/SELF). Errors on it
+// return codes (MPI_ERRORS_RETURN) so HOKUSAI_MPI can report them.
+class Communicator {
+ public:
+  static Communicator world();
+  Communicator() = default;
+  explicit Communicator(MPI_Comm comm, bool owned);
+  ~Communicator();
+  Communicator(Communicator&& o) noexcept : comm_(std::exchange(o.comm_, MPI_COMM_NULL)), owned_(o.owned_) {}
+  Communicator& operator=(Communicator&& o) noexcept;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  MPI_Comm raw() const { return comm_; }
+  int rank() const;
+  int size() const;
+  // Ranks with the same color form one communicator, ordered by key.
+  Communicator split(int color, int key) const;
+  // World ranks of this communicator's members, in its rank order.
+  std::vector<int> world_ranks() const;
+  void barrier() const;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool owned_ = false;
+};
+
+}  // namespace hokusai::comm

@@ -1,0 +1,127 @@
+// The comm layer under mpirun (ctest runs this with 1, 2, 3, 4, 6 and 8 ranks): grid
+// communicators against the rank formula, and every collective against MPI's own result on
+// integer-valued floats, whose sums are exact in any order.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "comm/collectives.hpp"
+#include "comm/grid_comm.hpp"
+#include "comm/mpi.hpp"
+
+namespace hokusai::comm {
+namespace {
+
+Communicator& world() {
+  static Communicator w = Communicator::world();  // test-local: one world per process
+  return w;
+}
+
+TEST(GridComms, EveryLayoutMatchesTheRankFormula) {
+  const int p = world().size();
+  int layouts = 0;
+  for (int tp = 1; tp <= p; ++tp)
+    for (int pp = 1; pp <= p; ++pp) {
+      if (p % (tp * pp) != 0) continue;
+      const int dp = p / (tp * pp);
+      const GridComms g = GridComms::build({tp, pp, dp}, world());
+      EXPECT_EQ(g.tp.world_ranks(), g.grid.tp_group()) << tp << "x" << pp << "x" << dp;
+      EXPECT_EQ(g.dp.world_ranks(), g.grid.dp_group()) << tp << "x" << pp << "x" << dp;
+      EXPECT_EQ(g.pp.world_ranks(), g.grid.pp_group()) << tp << "x" << pp << "x" << dp;
+      EXPECT_EQ(g.tp.rank(), g.grid.tp_rank());
+      EXPECT_EQ(g.dp.rank(), g.grid.dp_rank());
+      EXPECT_EQ(g.pp.rank(), g.grid.pp_rank());
+      ++layouts;
+    }
+  EXPECT_GE(layouts, 1);
+}
+
+TEST(GridComms, RejectsALayoutThatDoesNotFit) {
+  const int p = world().size();
+  EXPECT_THROW(GridComms::build({p + 1, 1, 1}, world()), std::invalid_argument);
+}
+
+// Rank- and index-dependent integers: the expected sum is known in closed form.
+float value(int rank, int64_t i) { return float((rank + 1) * (i % 97) - 13); }
+float expected_sum(int p, int64_t i) { return float((i % 97) * p * (p + 1) / 2 - 13 * p); }
+
+const int64_t kSizes[] = {0, 1, 2, 3, 7, 8, 9, 100, 1000, 4097, 65539, (1 << 20) + 5};
+
+TEST(Allreduce, EveryAlgorithmIsExactAndMatchesMpi) {
+  const int p = world().size(), r = world().rank();
+  for (auto algo : {AllreduceAlgorithm::mpi, AllreduceAlgorithm::ring, AllreduceAlgorithm::rabenseifner,
+                    AllreduceAlgorithm::automatic})
+    for (auto op : {ReduceOp::sum, ReduceOp::average})
+      for (int64_t n : kSizes) {
+        std::vector<float> data(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) data[size_t(i)] = ref[size_t(i)] = value(r, i);
+        allreduce(world(), data.data(), n, op, algo);
+        if (n > 0)
+          HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, ref.data(), int(n), MPI_FLOAT, MPI_SUM, world().raw()));
+        const float inv = 1.0f / float(p);
+        for (int64_t i = 0; i < n; ++i) {
+          const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * inv;
+          ASSERT_EQ(data[size_t(i)], want) << to_string(algo) << (op == ReduceOp::sum ? " sum" : " avg") << " n=" << n
+                                           << " i=" << i << " p=" << p << " rank " << r;
+          if (op == ReduceOp::sum) ASSERT_EQ(data[size_t(i)], ref[size_t(i)]);
+        }
+      }
+}
+
+TEST(RingCollectives, ReduceScatterAndAllgatherMatchMpi) {
+  const int p = world().size(), r = world().rank();
+  for (int64_t n : kSizes) {
+    std::vector<float> data(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) data[size_t(i)] = value(r, i);
+    reduce_scatter_ring(world(), data.data(), n, ReduceOp::sum);
+    const Range mine = split_evenly(n, p, r);
+    // MPI_Reduce_scatter with the same chunking.
+    std::vector<int> counts(static_cast<size_t>(p)), displs(static_cast<size_t>(p));
+    for (int q = 0; q < p; ++q) {
+      counts[size_t(q)] = int(split_evenly(n, p, q).size());
+      displs[size_t(q)] = int(split_evenly(n, p, q).begin);
+    }
+    std::vector<float> src(static_cast<size_t>(n)), got(static_cast<size_t>(mine.size()) + 1);
+    for (int64_t i = 0; i < n; ++i) src[size_t(i)] = value(r, i);
+    if (n > 0) HOKUSAI_MPI(MPI_Reduce_scatter(src.data(), got.data(), counts.data(), MPI_FLOAT, MPI_SUM, world().raw()));
+    for (int64_t i = 0; i < mine.size(); ++i) {
+      ASSERT_EQ(data[size_t(mine.begin + i)], got[size_t(i)]) << "reduce-scatter n=" << n << " i=" << i;
+      ASSERT_EQ(data[size_t(mine.begin + i)], expected_sum(p, mine.begin + i));
+    }
+    // Allgather of the reduced chunks gives the full allreduce.
+    allgather_ring(world(), data.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(data[size_t(i)], expected_sum(p, i)) << "allgather n=" << n << " i=" << i;
+  }
+}
+
+TEST(CheckedMpi, AFailedCallNamesTheExpressionAndRank) {
+  try {
+    HOKUSAI_MPI(MPI_Send(nullptr, 1, MPI_FLOAT, world().size() + 5, 0, world().raw()));  // invalid destination
+    FAIL() << "expected an MpiError";
+  } catch (const MpiError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("rank " + std::to_string(world().rank())), std::string::npos) << msg;
+    EXPECT_NE(msg.find("MPI_Send"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("test_comm.cpp"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+}  // namespace hokusai::comm
+
+int main(int argc, char** argv) {
+  hokusai::comm::Environment env(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  // Only rank 0 prints progress; failures print from every rank (gtest's failure output).
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int rc = RUN_ALL_TESTS();
+  int worst = rc;
+  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return worst;
+}

@@ -9,6 +9,7 @@
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
 #include "comm/mpi.hpp"
+#include "comm/shared.hpp"
 
 namespace hokusai::comm {
 namespace {
@@ -93,6 +94,21 @@ TEST(RingCollectives, ReduceScatterAndAllgatherMatchMpi) {
     allgather_ring(world(), data.data(), n);
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(data[size_t(i)], expected_sum(p, i)) << "allgather n=" << n << " i=" << i;
   }
+}
+
+TEST(SharedBuffer, IntraNodeAllreduceIsExact) {
+  const Communicator node = split_node(world());
+  const int p = node.size(), r = node.rank();
+  for (int64_t n : kSizes)
+    for (auto op : {ReduceOp::sum, ReduceOp::average}) {
+      SharedBuffer buf(node, n);
+      for (int64_t i = 0; i < n; ++i) buf.local()[i] = value(r, i);
+      buf.allreduce(op);
+      for (int64_t i = 0; i < n; ++i) {
+        const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * (1.0f / float(p));
+        ASSERT_EQ(buf.local()[i], want) << "n=" << n << " i=" << i << " p=" << p;
+      }
+    }
 }
 
 TEST(CheckedMpi, AFailedCallNamesTheExpressionAndRank) {

@@ -1,0 +1,115 @@
+// Allreduce benchmark: hokusai's algorithms beside MPI_Allreduce, same process, same buffers.
+// Time = median over --reps of the slowest rank's time (each repetition starts after a
+// barrier); algbw = bytes / time; busbw = algbw * 2(p-1)/p (nccl-tests convention: compare it
+// with link or memory bandwidth).
+//   mpirun -np 2 build/release/bench/bench_collectives [--min 4096] [--max 268435456] [--csv]
+// Run under `--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm N` to
+// force an Open MPI algorithm: the mpi rows are then labelled with it
+// (scripts/bench-collectives.sh does all of them).
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "comm/collectives.hpp"
+#include "comm/mpi.hpp"
+#include "comm/shared.hpp"
+
+using namespace hokusai::comm;
+
+namespace {
+
+std::string mpi_label() {
+  const char* forced = std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm");
+  static const char* names[] = {"default", "linear", "nonoverlapping", "recursive_doubling", "ring", "segmented_ring",
+                                "rabenseifner"};
+  if (!forced) return "default";
+  const int n = std::atoi(forced);
+  return n >= 0 && n <= 6 ? names[n] : std::string("algorithm_") + forced;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Environment env(&argc, &argv);
+  CLI::App app{"hokusai collectives benchmark"};
+  int64_t min_bytes = 4096, max_bytes = int64_t(256) << 20;
+  int reps = 5;
+  bool csv = false, mpi_only = false;
+  app.add_option("--min", min_bytes, "Smallest message (bytes)")->capture_default_str();
+  app.add_option("--max", max_bytes, "Largest message (bytes)")->capture_default_str();
+  app.add_option("--reps", reps, "Repetitions (median)")->capture_default_str();
+  app.add_flag("--csv", csv, "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs");
+  app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
+  CLI11_PARSE(app, argc, argv);
+  Communicator world = Communicator::world();
+  const int p = world.size(), rank = world.rank();
+  if (rank == 0 && csv) std::printf("impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs\n");
+  if (rank == 0 && !csv)
+    std::printf("# %d ranks; time = median of %d (slowest rank); busbw = algbw*2(p-1)/p\n", p, reps);
+  std::vector<std::pair<std::string, AllreduceAlgorithm>> algos = {{"mpi", AllreduceAlgorithm::mpi}};
+  if (!mpi_only) {
+    algos.push_back({"ring", AllreduceAlgorithm::ring});
+    algos.push_back({"rabenseifner", AllreduceAlgorithm::rabenseifner});
+  }
+  const Communicator node = split_node(world);
+  const bool one_node = node.size() == p;
+  for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
+    const int64_t n = bytes / 4;
+    std::vector<float> buf(static_cast<size_t>(n), 1.0f);
+    if (one_node && !mpi_only) {
+      // The data lives in the shared window (what the trainer's gradient arena would do).
+      SharedBuffer shm(node, n);
+      std::fill_n(shm.local(), n, 1.0f);
+      std::vector<double> times;
+      for (int r = 0; r < reps + 1; ++r) {
+        world.barrier();
+        const double t0 = MPI_Wtime();
+        shm.allreduce(ReduceOp::sum);
+        double dt = MPI_Wtime() - t0;
+        HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, world.raw()));
+        if (r > 0) times.push_back(dt);
+        std::fill_n(shm.local(), n, 1.0f);
+      }
+      std::sort(times.begin(), times.end());
+      const double t = times[times.size() / 2];
+      const double algbw = double(bytes) / t / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
+      if (rank == 0) {
+        if (csv)
+          std::printf("hokusai,shared_memory,fp32,%d,%lld,%.6e,%.3f,%.3f\n", p, (long long)bytes, t, algbw, busbw);
+        else
+          std::printf("%-8s %-18s %10lld B  %10.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n", "hokusai",
+                      "shared_memory", (long long)bytes, t * 1e3, algbw, busbw);
+        std::fflush(stdout);
+      }
+    }
+    for (const auto& [name, algo] : algos) {
+      std::vector<double> times;
+      for (int r = 0; r < reps + 1; ++r) {
+        world.barrier();
+        const double t0 = MPI_Wtime();
+        allreduce(world, buf.data(), n, ReduceOp::sum, algo);
+        double dt = MPI_Wtime() - t0;
+        HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, world.raw()));
+        if (r > 0) times.push_back(dt);  // the first call warms up
+        std::fill(buf.begin(), buf.end(), 1.0f);
+      }
+      std::sort(times.begin(), times.end());
+      const double t = times[times.size() / 2];
+      const double algbw = double(bytes) / t / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
+      const std::string impl = name == "mpi" ? "mpi" : "hokusai", label = name == "mpi" ? mpi_label() : name;
+      if (rank == 0) {
+        if (csv)
+          std::printf("%s,%s,fp32,%d,%lld,%.6e,%.3f,%.3f\n", impl.c_str(), label.c_str(), p, (long long)bytes, t, algbw,
+                      busbw);
+        else
+          std::printf("%-8s %-18s %10lld B  %10.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n", impl.c_str(),
+                      label.c_str(), (long long)bytes, t * 1e3, algbw, busbw);
+        std::fflush(stdout);
+      }
+    }
+  }
+  return 0;
+}

@@ -9,6 +9,7 @@
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
 #include "comm/mpi.hpp"
+#include "comm/nonblocking.hpp"
 #include "comm/shared.hpp"
 
 namespace hokusai::comm {
@@ -109,6 +110,54 @@ TEST(SharedBuffer, IntraNodeAllreduceIsExact) {
         ASSERT_EQ(buf.local()[i], want) << "n=" << n << " i=" << i << " p=" << p;
       }
     }
+}
+
+// Several handles in flight at once (distinct tags, as gradient buckets would be), progressed
+// by test() between pieces of "compute", completing to the exact sums.
+TEST(NonBlocking, OverlappingAllreducesCompleteExactly) {
+  const int p = world().size(), r = world().rank();
+  for (auto algo : {AllreduceAlgorithm::ring, AllreduceAlgorithm::mpi, AllreduceAlgorithm::automatic})
+    for (auto op : {ReduceOp::sum, ReduceOp::average}) {
+      const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
+      std::vector<std::vector<float>> bufs;
+      for (int64_t n : sizes) {
+        bufs.emplace_back(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) bufs.back()[size_t(i)] = value(r, i);
+      }
+      std::vector<AllreduceHandle> handles;
+      for (size_t b = 0; b < sizes.size(); ++b)
+        handles.emplace_back(world(), bufs[b].data(), sizes[b], op, algo, /*tag=*/int(100 + b));
+      volatile double work = 0;
+      bool all = false;
+      for (int round = 0; !all && round < 1000000; ++round) {
+        for (int w = 0; w < 1000; ++w) work = work + w;  // the overlapped computation
+        all = true;
+        for (auto& h : handles) all = h.test() && all;
+      }
+      for (auto& h : handles) h.wait();
+      for (size_t b = 0; b < sizes.size(); ++b)
+        for (int64_t i = 0; i < sizes[b]; ++i) {
+          const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * (1.0f / float(p));
+          ASSERT_EQ(bufs[b][size_t(i)], want) << to_string(algo) << " size " << sizes[b] << " i=" << i;
+        }
+    }
+}
+
+// Pipeline transfers tagged by micro-batch complete correctly even when received out of order.
+TEST(NonBlocking, PipelineTransfersMatchByMicroBatch) {
+  const int p = world().size(), r = world().rank();
+  if (p < 2) GTEST_SKIP() << "needs two ranks";
+  const int next = (r + 1) % p, prev = (r + p - 1) % p;
+  constexpr int kMicro = 4;
+  std::vector<std::vector<float>> out(kMicro, std::vector<float>(1000)), in(kMicro, std::vector<float>(1000));
+  for (int m = 0; m < kMicro; ++m)
+    for (int i = 0; i < 1000; ++i) out[size_t(m)][size_t(i)] = float(r * 10000 + m * 1000 + i);
+  std::vector<Request> reqs;
+  for (int m = kMicro - 1; m >= 0; --m) reqs.push_back(irecv(world(), in[size_t(m)].data(), 1000, prev, pipeline_tag(m, false)));
+  for (int m = 0; m < kMicro; ++m) reqs.push_back(isend(world(), out[size_t(m)].data(), 1000, next, pipeline_tag(m, false)));
+  for (auto& q : reqs) q.wait();
+  for (int m = 0; m < kMicro; ++m)
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(in[size_t(m)][size_t(i)], float(prev * 10000 + m * 1000 + i));
 }
 
 TEST(CheckedMpi, AFailedCallNamesTheExpressionAndRank) {

@@ -1,0 +1,150 @@
+#include "comm/nonblocking.hpp"
+
+#include <climits>
+#include <stdexcept>
+#include <string>
+
+namespace hokusai::comm {
+
+namespace {
+int mod(int a, int p) { return ((a % p) + p) % p; }
+int count_arg(int64_t n) {
+  if (n > INT_MAX) throw std::invalid_argument("non-blocking transfer of " + std::to_string(n) +
+                                               " floats exceeds MPI's int count: split it into buckets");
+  return int(n);
+}
+}  // namespace
+
+Request& Request::operator=(Request&& o) noexcept {
+  if (this != &o) {
+    if (r_ != MPI_REQUEST_NULL) MPI_Wait(&r_, MPI_STATUS_IGNORE);
+    r_ = std::exchange(o.r_, MPI_REQUEST_NULL);
+  }
+  return *this;
+}
+
+Request::~Request() {
+  if (r_ != MPI_REQUEST_NULL) MPI_Wait(&r_, MPI_STATUS_IGNORE);
+}
+
+bool Request::test() {
+  if (r_ == MPI_REQUEST_NULL) return true;
+  int flag = 0;
+  HOKUSAI_MPI(MPI_Test(&r_, &flag, MPI_STATUS_IGNORE));
+  return flag != 0;
+}
+
+void Request::wait() {
+  if (r_ != MPI_REQUEST_NULL) HOKUSAI_MPI(MPI_Wait(&r_, MPI_STATUS_IGNORE));
+}
+
+int pipeline_tag(int micro_batch, bool gradient) { return 2 * micro_batch + (gradient ? 1 : 0); }
+
+Request isend(const Communicator& comm, const float* data, int64_t count, int dst, int tag) {
+  MPI_Request r;
+  HOKUSAI_MPI(MPI_Isend(data, count_arg(count), MPI_FLOAT, dst, tag, comm.raw(), &r));
+  return Request(r);
+}
+
+Request irecv(const Communicator& comm, float* data, int64_t count, int src, int tag) {
+  MPI_Request r;
+  HOKUSAI_MPI(MPI_Irecv(data, count_arg(count), MPI_FLOAT, src, tag, comm.raw(), &r));
+  return Request(r);
+}
+
+AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op,
+                                 AllreduceAlgorithm algorithm, int tag)
+    : comm_(&comm), data_(data), count_(count), op_(op), tag_(tag), p_(comm.size()), rank_(comm.rank()) {
+  if (p_ == 1 || count == 0) {
+    done_ = true;
+    return;
+  }
+  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * 4, p_);
+  ring_ = algorithm != AllreduceAlgorithm::mpi;  // Rabenseifner's exchange pattern is not pipelined here
+  if (!ring_) {
+    reqs_.resize(1);
+    HOKUSAI_MPI(MPI_Iallreduce(MPI_IN_PLACE, data_, count_arg(count), MPI_FLOAT, MPI_SUM, comm.raw(), &reqs_[0]));
+    return;
+  }
+  tmp_.resize(size_t(count / p_ + 1));
+  post_step();
+}
+
+AllreduceHandle::AllreduceHandle(AllreduceHandle&& o) noexcept
+    : comm_(std::exchange(o.comm_, nullptr)),
+      data_(o.data_),
+      count_(o.count_),
+      op_(o.op_),
+      ring_(o.ring_),
+      done_(std::exchange(o.done_, true)),
+      tag_(o.tag_),
+      step_(o.step_),
+      p_(o.p_),
+      rank_(o.rank_),
+      tmp_(std::move(o.tmp_)),
+      reqs_(std::move(o.reqs_)) {}
+
+AllreduceHandle::~AllreduceHandle() {
+  if (!done_ && comm_) {
+    try {
+      wait();
+    } catch (...) {
+      // A destructor must not throw; the MPI error was already reported by whoever failed.
+    }
+  }
+}
+
+// Steps 0 .. p-2 reduce-scatter, p-1 .. 2p-3 allgather (ring schedule of reduce_scatter_ring /
+// allgather_ring).
+void AllreduceHandle::post_step() {
+  const int right = mod(rank_ + 1, p_), left = mod(rank_ - 1, p_);
+  const bool rs = step_ < p_ - 1;
+  const int s = rs ? step_ : step_ - (p_ - 1);
+  const Range out = split_evenly(count_, p_, rs ? mod(rank_ - s - 1, p_) : mod(rank_ - s, p_));
+  const Range in = split_evenly(count_, p_, rs ? mod(rank_ - s - 2, p_) : mod(rank_ - s - 1, p_));
+  reqs_.assign(2, MPI_REQUEST_NULL);
+  HOKUSAI_MPI(MPI_Irecv(rs ? tmp_.data() : data_ + in.begin, count_arg(in.size()), MPI_FLOAT, left, tag_,
+                        comm_->raw(), &reqs_[0]));
+  HOKUSAI_MPI(MPI_Isend(data_ + out.begin, count_arg(out.size()), MPI_FLOAT, right, tag_, comm_->raw(), &reqs_[1]));
+}
+
+bool AllreduceHandle::finish_step() {
+  if (step_ < p_ - 1) {
+    const Range in = split_evenly(count_, p_, mod(rank_ - step_ - 2, p_));
+    float* d = data_ + in.begin;
+    for (int64_t i = 0; i < in.size(); ++i) d[i] += tmp_[size_t(i)];
+    if (step_ == p_ - 2 && op_ == ReduceOp::average) {
+      const Range mine = split_evenly(count_, p_, rank_);
+      for (int64_t i = mine.begin; i < mine.end; ++i) data_[i] *= 1.0f / float(p_);
+    }
+  }
+  ++step_;
+  if (step_ == 2 * (p_ - 1)) return true;
+  post_step();
+  return false;
+}
+
+bool AllreduceHandle::test() {
+  while (!done_) {
+    int flag = 0;
+    HOKUSAI_MPI(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE));
+    if (!flag) return false;
+    if (!ring_) {
+      if (op_ == ReduceOp::average)
+        for (int64_t i = 0; i < count_; ++i) data_[i] *= 1.0f / float(p_);
+      done_ = true;
+    } else {
+      done_ = finish_step();
+    }
+  }
+  return true;
+}
+
+void AllreduceHandle::wait() {
+  while (!done_) {
+    HOKUSAI_MPI(MPI_Waitall(int(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+    test();
+  }
+}
+
+}  // namespace hokusai::comm

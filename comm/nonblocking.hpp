@@ -1,0 +1,66 @@
+// Non-blocking communication: requests, pipeline point-to-point, and an allreduce handle that
+// makes progress whenever it is tested, so a data-parallel gradient reduction can run while
+// backward computes (the caller tests its handles between layers; no progress thread, so
+// MPI_THREAD_FUNNELED suffices).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "comm/collectives.hpp"
+#include "comm/mpi.hpp"
+
+namespace hokusai::comm {
+
+// One outstanding MPI request; the destructor waits, so no request outlives its buffer.
+class Request {
+ public:
+  Request() = default;
+  explicit Request(MPI_Request r) : r_(r) {}
+  Request(Request&& o) noexcept : r_(std::exchange(o.r_, MPI_REQUEST_NULL)) {}
+  Request& operator=(Request&& o) noexcept;
+  ~Request();
+  bool test();  // true when complete
+  void wait();
+
+ private:
+  MPI_Request r_ = MPI_REQUEST_NULL;
+};
+
+// Pipeline-stage transfers of activations and gradients. The tag says which micro-batch and
+// which direction, so transfers of different micro-batches may complete in any order.
+int pipeline_tag(int micro_batch, bool gradient);
+Request isend(const Communicator& comm, const float* data, int64_t count, int dst, int tag);
+Request irecv(const Communicator& comm, float* data, int64_t count, int src, int tag);
+
+// Non-blocking allreduce, in place. Algorithms: mpi (MPI_Iallreduce) or ring (a state machine
+// of Isend/Irecv steps advanced by test()); automatic picks by choose_allreduce, with
+// Rabenseifner mapped to ring. Handles outstanding at the same time on one communicator need
+// distinct tags (e.g. the gradient bucket index); every rank must start them in the same order.
+// The buffer must stay untouched until test() returns true or wait() returns.
+class AllreduceHandle {
+ public:
+  AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm,
+                  int tag);
+  // A moved-from handle is empty (done, no communicator): only the new owner completes it.
+  AllreduceHandle(AllreduceHandle&& o) noexcept;
+  AllreduceHandle& operator=(AllreduceHandle&&) = delete;
+  ~AllreduceHandle();  // waits: an abandoned handle must not leave transfers in flight
+  bool test();
+  void wait();
+  bool done() const { return done_; }
+
+ private:
+  void post_step();
+  bool finish_step();  // after the step's transfers completed: reduce, advance; true when all done
+  const Communicator* comm_;
+  float* data_;
+  int64_t count_;
+  ReduceOp op_;
+  bool ring_ = false, done_ = false;
+  int tag_, step_ = 0, p_ = 1, rank_ = 0;
+  std::vector<float> tmp_;
+  std::vector<MPI_Request> reqs_;
+};
+
+}  // namespace hokusai::comm

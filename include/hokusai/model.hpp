@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -132,10 +133,16 @@ class Model {
   // valid targets (double) and keeps the activations for backward.
   double forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
                  int64_t B, int64_t Tn);
+  // Called during backward each time a contiguous range [begin, end) of the gradient arena has
+  // received its last contribution of this backward: the head (final norm, untied output
+  // projection), then each layer from the last, then the embeddings. Data parallelism starts
+  // reducing a range while backward continues.
+  using GradsReady = std::function<void(int64_t begin, int64_t end)>;
+
   // Backward of the last forward; every valid token's loss is weighted by `dloss` (e.g.
   // 1/tokens in the global batch). Adds into grads().
   void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                T dloss);
+                T dloss, const GradsReady& ready = nullptr);
   // Logits of the last forward: (B*T, Vl), valid until the next forward.
   const T* logits() const;
 

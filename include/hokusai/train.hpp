@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/grid_comm.hpp"
 #include "hokusai/config.hpp"
 #include "hokusai/model.hpp"
 
@@ -40,6 +41,9 @@ struct TrainOptions {
   // a checkpoint at the next step boundary and returns with preempted = true.
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;     // no console output (tests)
+  // The job's communicators (MPI runs); null = one process. This build runs data parallelism
+  // (parallel.dp = ranks); tensor and pipeline parallelism must be 1.
+  const comm::GridComms* comms = nullptr;
 };
 
 struct TrainSummary {
@@ -49,6 +53,7 @@ struct TrainSummary {
   double last_val_loss = -1.0;
   double seconds = 0.0;
   bool preempted = false;
+  double dp_exposed_fraction = 0.0;  // data-parallel comm not hidden behind backward / all dp comm
 };
 
 // Trains per cfg (validated) and writes logs, metrics, config and checkpoints into the run

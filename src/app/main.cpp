@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "comm/grid_comm.hpp"
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/config.hpp"
 #include "hokusai/data.hpp"
@@ -39,7 +40,8 @@ Config load_resolved(const std::string& path, const std::vector<std::string>& se
   return cfg;
 }
 
-int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume) {
+int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume,
+              int* argc, char*** argv) {
   Config cfg = load_resolved(path, sets);
   TrainOptions opts;
   opts.resume = resume;
@@ -53,10 +55,30 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
     std::cout << dump_config(cfg) << "# written to " << out.string() << "\n";
     return 0;
   }
+  // One process or an mpirun job (parallel.dp ranks): MPI is initialised either way.
+  comm::Environment mpi(argc, argv);
+  const comm::Communicator world = comm::Communicator::world();
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
-  const TrainSummary s = train(cfg, opts);
-  return s.preempted ? kExitPreempted : 0;
+  try {
+    if (world.size() != cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp)
+      throw ConfigError("parallel.tp*pp*dp = " +
+                        std::to_string(cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp) + " but the job has " +
+                        std::to_string(world.size()) + " rank(s): change parallel.* or mpirun -np");
+    const comm::GridComms comms =
+        comm::GridComms::build({cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp}, world);
+    opts.comms = &comms;
+    const TrainSummary s = train(cfg, opts);
+    return s.preempted ? kExitPreempted : 0;
+  } catch (const std::exception& e) {
+    // Other ranks may be inside a collective: report, then take the whole job down.
+    if (world.size() > 1) {
+      std::fprintf(stderr, "hokusai: rank %d: %s\n", world.rank(), e.what());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, kExitError);
+    }
+    throw;
+  }
 }
 
 struct GenerateArgs {
@@ -146,7 +168,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*train_cmd) return cmd_train(config_path, sets, dump_only, resume);
+    if (*train_cmd) return cmd_train(config_path, sets, dump_only, resume, &argc, &argv);
     if (*gen_cmd) {
       gen.sampling.stop_at_end_of_document = !whole;
       return cmd_generate(gen);

@@ -1,6 +1,7 @@
 // Model assembly: embedding -> L blocks -> final norm -> output projection -> cross-entropy, and
 // the exact reverse for backward. Legend as in include/hokusai/model.hpp.
 #include <algorithm>
+#include <climits>
 #include <stdexcept>
 
 #include "hokusai/model.hpp"
@@ -212,7 +213,7 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
 
 template <typename T>
 void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                        T dloss) {
+                        T dloss, const GradsReady& ready) {
   const ModelDims& d = dims_;
   auto& s = *acts_;
   const int64_t B = s.B, Tn = s.T_, N = B * Tn, C = d.C;
@@ -233,13 +234,34 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
                           s.lnf_rstd.data(), N, C);
   else
     k::rmsnorm_backward(dout, g_.lnf_w, s.dln.data(), top, p_.lnf_w, s.lnf_rstd.data(), N, C);
+  // Arena ranges in backward order: the table is embeddings, layers 0..L-1, head.
+  const auto range_of = [&](auto pred) {
+    int64_t lo = INT64_MAX, hi = 0;
+    for (const auto& t : table_)
+      if (pred(t)) lo = std::min(lo, t.offset), hi = std::max(hi, t.offset + t.numel);
+    return std::pair<int64_t, int64_t>{lo, hi};
+  };
+  if (ready) {
+    // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
+    // output projection is wte, final only after the embedding backward).
+    const auto [lo, hi] = range_of([](const TensorSpec& t) { return t.layer < 0 && !t.is_embedding; });
+    if (lo < hi) ready(lo, hi);
+  }
   for (int64_t l = d.L - 1; l >= 0; --l) {
     const T* x = l > 0 ? s.blocks[l - 1].out.data() : s.encoded.data();
     std::fill_n(dx, N * C, T(0));
     block_backward(ctx, s, dx, dout, s.blocks[l], x, p_.layers[l], g_.layers[l], d, B, Tn);
     std::swap(dx, dout);
+    if (ready) {
+      const auto [lo, hi] = range_of([l](const TensorSpec& t) { return t.layer == int(l); });
+      ready(lo, hi);
+    }
   }
   k::embedding_backward(g_.wte, g_.wpe, dout, tokens, B, Tn, C, d.vocab_start, d.Vl);
+  if (ready) {
+    const auto [lo, hi] = range_of([](const TensorSpec& t) { return t.is_embedding; });
+    if (lo < hi) ready(lo, hi);
+  }
 }
 
 template class Model<float>;

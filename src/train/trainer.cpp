@@ -1,5 +1,6 @@
 // The training loop of one rank: data -> forward/backward over micro-batches -> clip -> AdamW,
 // with logging, metrics, validation and checkpoints.
+#include <mpi.h>
 #include <omp.h>
 
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -15,6 +17,7 @@
 #include "hokusai/log.hpp"
 #include "hokusai/train.hpp"
 #include "kernels/peak.hpp"
+#include "parallel/data_parallel.hpp"
 
 namespace hokusai {
 
@@ -36,16 +39,26 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-// Mean loss per token over a fixed set of validation samples (the first eval_batches * B).
-double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader& data, const Config& cfg) {
+// Sum over the data-parallel ranks (identity on one process).
+double dp_sum(const comm::GridComms* comms, double x) {
+  if (!comms || comms->dp.size() == 1) return x;
+  HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, comms->dp.raw()));
+  return x;
+}
+
+// Mean loss per token over a fixed set of validation samples (the first eval_batches * B),
+// the batches dealt round-robin to the data-parallel ranks.
+double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader& data, const Config& cfg,
+                const comm::GridComms* comms) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
+  const int dp = comms ? comms->dp.size() : 1, r = comms ? comms->dp.rank() : 0;
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   double total = 0.0;
-  for (int b = 0; b < cfg.logging.eval_batches; ++b) {
+  for (int b = r; b < cfg.logging.eval_batches; b += dp) {
     data.fill(DataLoader::valid, int64_t(b) * B, B, tokens.data(), targets.data());
     total += model.forward(ctx, tokens.data(), targets.data(), B, T);
   }
-  return total / double(int64_t(cfg.logging.eval_batches) * B * T);
+  return dp_sum(comms, total) / double(int64_t(cfg.logging.eval_batches) * B * T);
 }
 
 }  // namespace
@@ -54,10 +67,19 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
   validate(cfg);
-  if (cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp != 1)
-    throw ConfigError(fmt::format("parallel.tp={} pp={} dp={}: this build trains on one rank; "
-                                  "set all three to 1 (3D parallelism is not in this build yet)",
-                                  cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp));
+  const comm::GridComms* comms = opts.comms;
+  const int world = comms ? comms->world.size() : 1;
+  if (cfg.parallel.tp != 1 || cfg.parallel.pp != 1)
+    throw ConfigError(fmt::format("parallel.tp={} pp={}: this build runs data parallelism only; set tp and pp "
+                                  "to 1 (tensor and pipeline parallelism are not in this build yet)",
+                                  cfg.parallel.tp, cfg.parallel.pp));
+  if (cfg.parallel.dp != world)
+    throw ConfigError(fmt::format("parallel.dp={} but the job has {} rank(s): set parallel.dp to the rank "
+                                  "count (mpirun -np {})",
+                                  cfg.parallel.dp, world, cfg.parallel.dp));
+  const int rank = comms ? comms->world.rank() : 0;
+  const int dp_rank = comms ? comms->dp.rank() : 0;
+  const bool lead = rank == 0;  // writes logs, metrics, config and checkpoints
 
   // Run directory, logs, resolved config.
   TrainSummary summary;
@@ -73,10 +95,11 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
     if (!resume_from)
       throw ConfigError("--resume: no checkpoint in '" + run_dir + "/checkpoints' (check logging.run_dir)");
   }
-  fs::create_directories(run_dir);
-  Log log(0, !opts.quiet, (fs::path(run_dir) / "train.log").string());
+  if (lead) fs::create_directories(run_dir);
+  if (comms) comms->world.barrier();  // the run directory exists before anyone writes
+  Log log(rank, lead && !opts.quiet, lead ? (fs::path(run_dir) / "train.log").string() : "");
   auto lg = log.get("train");
-  {
+  if (lead) {
     std::ofstream out(fs::path(run_dir) / "config.yaml");
     out << dump_config(cfg);
   }
@@ -118,7 +141,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
     lg->info("resumed from {} at step {}", *resume_from, step);
   }
   const int64_t n_params = arena_size(model.table());
-  const int accum = cfg.train.global_batch / cfg.train.micro_batch;
+  const int accum = cfg.train.global_batch / (cfg.train.micro_batch * cfg.parallel.dp);
   const double tokens_per_step = double(cfg.train.global_batch) * double(T);
   const double flops_per_token = train_flops_per_token(cfg.model, T);
   double peak = cfg.kernels.peak_gflops;
@@ -139,21 +162,33 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
                : std::string(),
            threads);
   lg->info("run directory: {}", run_dir);
+  if (comms)
+    lg->info("data parallel: {} ranks, each {} micro-batches of {} per step; gradients summed in per-layer buckets "
+             "overlapped with backward",
+             cfg.parallel.dp, accum, B);
 
-  std::ofstream metrics(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
-  ProgressLine progress(cfg.logging.progress && !opts.quiet);
+  std::ofstream metrics;
+  if (lead) metrics.open(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
+  ProgressLine progress(lead && cfg.logging.progress && !opts.quiet);
+  std::optional<parallel::DataParallel> dpar;
+  if (comms && comms->dp.size() > 1) dpar.emplace(comms->dp, model.grads());
+  double dp_exposed_total = 0.0, dp_comm_total = 0.0;
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   const auto save = [&] {
-    const CheckpointView ck{step, step * cfg.train.global_batch, adam.t, model.params(), adam.m, adam.v};
-    const std::string dir = save_checkpoint(run_dir, cfg, thash, ck, cfg.checkpoint.keep);
-    progress.clear();
-    lg->info("checkpoint saved: {}", dir);
+    // Every data-parallel rank holds the same parameters and optimizer state: rank 0 writes.
+    if (lead) {
+      const CheckpointView ck{step, step * cfg.train.global_batch, adam.t, model.params(), adam.m, adam.v};
+      const std::string dir = save_checkpoint(run_dir, cfg, thash, ck, cfg.checkpoint.keep);
+      progress.clear();
+      lg->info("checkpoint saved: {}", dir);
+    }
+    if (comms) comms->world.barrier();  // nobody exits before the checkpoint is complete
   };
   const auto run_eval = [&] {
     if (!can_eval) return;
-    const double val = evaluate(model, ctx, data, cfg);
+    const double val = evaluate(model, ctx, data, cfg, comms);
     summary.last_val_loss = val;
-    metrics << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step, val) << std::flush;
+    if (lead) metrics << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step, val) << std::flush;
     progress.clear();
     lg->info("step {:>6} | val_loss {:.4f}", step, val);
   };
@@ -167,12 +202,24 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
     ++step;
     model.zero_grads();
     double loss_sum = 0.0;
+    double dp_exposed = 0.0, dp_comm = 0.0;
     for (int micro = 0; micro < accum; ++micro) {
-      data.fill_micro_batch(step - 1, micro, /*dp_rank=*/0, tokens.data(), targets.data());
+      data.fill_micro_batch(step - 1, micro, dp_rank, tokens.data(), targets.data());
       loss_sum += model.forward(ctx, tokens.data(), targets.data(), B, T);
-      model.backward(ctx, tokens.data(), targets.data(), float(1.0 / tokens_per_step));
+      // The last micro-batch's backward finalises each bucket: reduce it while backward goes on.
+      const bool last = micro == accum - 1;
+      model.backward(ctx, tokens.data(), targets.data(), float(1.0 / tokens_per_step),
+                     dpar && last ? Model<float>::GradsReady([&](int64_t b, int64_t e) { dpar->ready(b, e); })
+                                  : Model<float>::GradsReady());
     }
-    const double loss = loss_sum / tokens_per_step;
+    if (dpar) {
+      const auto t = dpar->finish();
+      dp_exposed = t.exposed_s;
+      dp_comm = t.total_s;
+      dp_exposed_total += dp_exposed;
+      dp_comm_total += dp_comm;
+    }
+    const double loss = dp_sum(comms, loss_sum) / tokens_per_step;
     if (!std::isfinite(loss))
       throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
                                            "schedule.warmup_steps, then --resume from the last checkpoint",
@@ -191,10 +238,13 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
       const double step_ms = 1e3 * interval_seconds / interval_steps;
       const double tflops = flops_per_token * tok_s / 1e12;
       const double mfu = tflops * 1e3 / peak;
-      metrics << fmt::format("{{\"step\":{},\"loss\":{:.6f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
-                             "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f}}}\n",
-                             step, loss, lr, grad_norm, tok_s, step_ms, tflops, mfu)
-              << std::flush;
+      if (lead)
+        metrics << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
+                               "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
+                               "\"dp_comm_ms\":{:.3f},\"dp_exposed_ms\":{:.3f}}}\n",
+                               step, loss, lr, grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * dp_comm,
+                               1e3 * dp_exposed)
+                << std::flush;
       progress.clear();
       lg->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
                "{:.3f} TFLOP/s | MFU {:.1f}%",
@@ -207,7 +257,11 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
         step != cfg.train.steps)
       run_eval();
     if (cfg.checkpoint.interval > 0 && step % cfg.checkpoint.interval == 0 && step != cfg.train.steps) save();
-    if (opts.stop && opts.stop->load()) {
+    // A stop request reaches ranks at slightly different times: they agree before acting.
+    double stop_now = opts.stop && opts.stop->load() ? 1.0 : 0.0;
+    if (comms && comms->world.size() > 1)
+      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop_now, 1, MPI_DOUBLE, MPI_MAX, comms->world.raw()));
+    if (stop_now > 0) {
       progress.clear();
       lg->warn("stop signal received: saving a checkpoint at step {} and exiting", step);
       save();
@@ -225,6 +279,12 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   }
   progress.clear();
   summary.steps_done = step;
+  summary.dp_exposed_fraction = dp_comm_total > 0 ? dp_exposed_total / dp_comm_total : 0.0;
+  if (dpar)
+    lg->info("data-parallel communication: {:.1f} ms per step, {:.1f} ms of it not hidden behind backward ({:.0f}%)",
+             1e3 * dp_comm_total / double(std::max<int64_t>(1, step - first_step)),
+             1e3 * dp_exposed_total / double(std::max<int64_t>(1, step - first_step)),
+             100.0 * summary.dp_exposed_fraction);
   summary.seconds = std::chrono::duration<double>(clock::now() - t_start).count();
   lg->info("done: {} steps in {}{}", step - first_step, format_duration(summary.seconds),
            summary.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary.last_val_loss) : "");

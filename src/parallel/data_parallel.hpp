@@ -1,0 +1,39 @@
+// Data parallelism: the gradient arena is summed over the dp communicator in buckets, each
+// started as soon as backward reports its range final (Model::GradsReady) and progressed while
+// backward continues; finish() completes them. Every rank then holds the gradient of the whole
+// global batch and takes the same optimizer step.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "comm/nonblocking.hpp"
+
+namespace hokusai::parallel {
+
+class DataParallel {
+ public:
+  // grads: the gradient arena of this rank; algorithm: the allreduce used per bucket.
+  DataParallel(const comm::Communicator& dp, std::span<float> grads,
+               comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic);
+  // Starts reducing grads[begin, end) and progresses the buckets already in flight.
+  void ready(int64_t begin, int64_t end);
+  struct StepTimes {
+    double exposed_s;  // waited in finish(): communication not hidden behind backward
+    double total_s;    // sum over buckets of start-to-completion time
+  };
+  // Completes every bucket of this step and resets the timers.
+  StepTimes finish();
+
+ private:
+  const comm::Communicator& dp_;
+  std::span<float> grads_;
+  comm::AllreduceAlgorithm algorithm_;
+  std::vector<comm::AllreduceHandle> inflight_;
+  std::vector<double> started_;
+  double comm_seconds_ = 0.0;
+  void progress();
+};
+
+}  // namespace hokusai::parallel

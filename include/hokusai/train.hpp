@@ -53,7 +53,9 @@ struct TrainSummary {
   double last_val_loss = -1.0;
   double seconds = 0.0;
   bool preempted = false;
-  double dp_exposed_fraction = 0.0;  // data-parallel comm not hidden behind backward / all dp comm
+  // Data-parallel communication not hidden behind backward, per step, divided by the time of one
+  // blocking allreduce of the gradient arena (0 without data parallelism).
+  double dp_exposed_fraction = 0.0;
 };
 
 // Trains per cfg (validated) and writes logs, metrics, config and checkpoints into the run

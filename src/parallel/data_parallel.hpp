@@ -19,20 +19,15 @@ class DataParallel {
                comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic);
   // Starts reducing grads[begin, end) and progresses the buckets already in flight.
   void ready(int64_t begin, int64_t end);
-  struct StepTimes {
-    double exposed_s;  // waited in finish(): communication not hidden behind backward
-    double total_s;    // sum over buckets of start-to-completion time
-  };
-  // Completes every bucket of this step and resets the timers.
-  StepTimes finish();
+  // Completes every bucket of this step. Returns the seconds it waited: the communication that
+  // backward did not hide.
+  double finish();
 
  private:
   const comm::Communicator& dp_;
   std::span<float> grads_;
   comm::AllreduceAlgorithm algorithm_;
   std::vector<comm::AllreduceHandle> inflight_;
-  std::vector<double> started_;
-  double comm_seconds_ = 0.0;
   void progress();
 };
 

@@ -31,6 +31,7 @@ struct ParallelConfig {
   int tp = 1;  // tensor-parallel ranks
   int pp = 1;  // pipeline stages
   int dp = 1;  // data-parallel replicas
+  bool zero1 = false;  // shard Adam state over dp ranks (ZeRO-1)
 };
 
 struct TrainConfig {

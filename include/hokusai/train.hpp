@@ -16,23 +16,32 @@ namespace hokusai {
 // cosine or linear decay to min_lr at decay_steps (or train.steps), then min_lr; constant keeps lr.
 double learning_rate(const Config& cfg, int64_t step);
 
-// AdamW over the whole parameter arena; weight decay only on tensors whose TensorSpec says so
-// (matrices), unless optimizer.decay_all. m and v use the parameter arena's layout.
+// AdamW over the range [shard.begin, shard.end) of the parameter arena (the whole arena, or one
+// data-parallel rank's ZeRO-1 shard); weight decay only on tensors whose TensorSpec says so
+// (matrices), unless optimizer.decay_all. m and v hold the shard only: m[i] belongs to parameter
+// shard.begin + i.
 class AdamW {
  public:
-  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg);
+  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard);
+  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg)
+      : AdamW(table, cfg, comm::Range{0, arena_size(table)}) {}
+  // params and grads: the whole arenas (only the shard is read and updated).
   void step(float* params, const float* grads, double lr);
+  const comm::Range& shard() const { return shard_; }
   int64_t t = 0;  // steps taken (bias correction)
   std::vector<float> m, v;
 
  private:
   std::vector<TensorSpec> table_;
   OptimizerConfig cfg_;
+  comm::Range shard_;
 };
 
 // Scales grads so their global L2 norm is at most max_norm (0: no clipping). Returns the norm
 // before clipping.
 double clip_grad_norm(float* grads, int64_t n, double max_norm);
+// The same scaling when the norm is already known (e.g. summed over ZeRO shards).
+void clip_to_norm(float* grads, int64_t n, double norm, double max_norm);
 
 struct TrainOptions {
   bool resume = false;    // continue from the newest checkpoint in logging.run_dir

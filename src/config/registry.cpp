@@ -143,6 +143,9 @@ std::vector<Field> make_registry() {
       field_of("parallel.tp", &C::parallel, &ParallelConfig::tp, "Tensor-parallel ranks"),
       field_of("parallel.pp", &C::parallel, &ParallelConfig::pp, "Pipeline stages"),
       field_of("parallel.dp", &C::parallel, &ParallelConfig::dp, "Data-parallel replicas"),
+      field_of("parallel.zero1", &C::parallel, &ParallelConfig::zero1,
+           "ZeRO-1 distributed optimizer: reduce-scatter gradients, each data-parallel rank updates its "
+           "shard of parameters and Adam state (optimizer memory / dp), then all-gather parameters"),
       field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "hokusai/train.hpp"
@@ -17,26 +18,35 @@ double learning_rate(const Config& cfg, int64_t step) {
   return min_lr + (lr - min_lr) * shape;
 }
 
-AdamW::AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg)
-    : m(size_t(arena_size(table)), 0.0f), v(m.size(), 0.0f), table_(table), cfg_(cfg) {}
+AdamW::AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard)
+    : m(size_t(shard.size()), 0.0f), v(m.size(), 0.0f), table_(table), cfg_(cfg), shard_(shard) {}
 
 void AdamW::step(float* params, const float* grads, double lr) {
   ++t;
-  // Consecutive tensors with the same decay flag form one call: fewer parallel regions.
+  // Consecutive tensors with the same decay flag form one call (fewer parallel regions), clipped
+  // to the shard.
   size_t i = 0;
   while (i < table_.size()) {
     const bool decay = table_[i].decay || cfg_.decay_all;
-    const int64_t begin = table_[i].offset;
+    int64_t begin = table_[i].offset;
     int64_t end = begin + table_[i].numel;
     while (++i < table_.size() && (table_[i].decay || cfg_.decay_all) == decay) end += table_[i].numel;
+    begin = std::max(begin, shard_.begin);
+    end = std::min(end, shard_.end);
+    if (end <= begin) continue;
     const kernels::AdamWParams hp{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay ? cfg_.weight_decay : 0.0, t};
-    kernels::adamw_update(params + begin, grads + begin, m.data() + begin, v.data() + begin, end - begin, hp);
+    const int64_t local = begin - shard_.begin;
+    kernels::adamw_update(params + begin, grads + begin, m.data() + local, v.data() + local, end - begin, hp);
   }
+}
+
+void clip_to_norm(float* grads, int64_t n, double norm, double max_norm) {
+  if (max_norm > 0 && norm > max_norm) kernels::scale(grads, float(max_norm / (norm + 1e-6)), n);
 }
 
 double clip_grad_norm(float* grads, int64_t n, double max_norm) {
   const double norm = std::sqrt(kernels::sum_squares(grads, n));
-  if (max_norm > 0 && norm > max_norm) kernels::scale(grads, float(max_norm / (norm + 1e-6)), n);
+  clip_to_norm(grads, n, norm, max_norm);
   return norm;
 }
 

@@ -16,6 +16,8 @@
 #include "hokusai/data.hpp"
 #include "hokusai/log.hpp"
 #include "hokusai/train.hpp"
+#include "comm/collectives.hpp"
+#include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
 #include "parallel/data_parallel.hpp"
 
@@ -37,6 +39,23 @@ std::string format_duration(double seconds) {
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
   if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
   return fmt::format("{}s", s);
+}
+
+// The full vector on rank 0 of `dp` from every rank's shard split_evenly(n, dp, rank); empty
+// elsewhere.
+std::vector<float> gather_shards(const comm::Communicator& dp, const std::vector<float>& mine, int64_t n) {
+  const int p = dp.size();
+  std::vector<int> counts(static_cast<size_t>(p)), displs(static_cast<size_t>(p));
+  for (int q = 0; q < p; ++q) {
+    const comm::Range r = comm::split_evenly(n, p, q);
+    if (r.end > INT32_MAX) throw std::runtime_error("checkpoint: ZeRO shard gather beyond 2^31 values is not supported yet");
+    counts[size_t(q)] = int(r.size());
+    displs[size_t(q)] = int(r.begin);
+  }
+  std::vector<float> full(dp.rank() == 0 ? size_t(n) : 0);
+  HOKUSAI_MPI(MPI_Gatherv(mine.data(), int(mine.size()), MPI_FLOAT, full.data(), counts.data(), displs.data(),
+                          MPI_FLOAT, 0, dp.raw()));
+  return full;
 }
 
 // Sum over the data-parallel ranks (identity on one process).
@@ -128,19 +147,22 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
   Model<float> model(dims, B, T);
   model.init(cfg.train.seed);
-  AdamW adam(model.table(), cfg.optimizer);
+  const int64_t n_params = arena_size(model.table());
+  // ZeRO-1: this data-parallel rank owns parameters shard.begin .. shard.end of the arena.
+  const bool zero1 = cfg.parallel.zero1 && comms && comms->dp.size() > 1;
+  const comm::Range shard = zero1 ? comm::split_evenly(n_params, comms->dp.size(), dp_rank) : comm::Range{0, n_params};
+  AdamW adam(model.table(), cfg.optimizer, shard);
   const uint64_t thash = table_hash(model.table());
   int64_t step = 0;
   if (resume_from) {
     CheckpointData ck = load_checkpoint(*resume_from, thash, true);
     model.load_params(ck.params);
-    adam.m = std::move(ck.m);
-    adam.v = std::move(ck.v);
+    adam.m.assign(ck.m.begin() + shard.begin, ck.m.begin() + shard.end);
+    adam.v.assign(ck.v.begin() + shard.begin, ck.v.begin() + shard.end);
     adam.t = ck.adam_t;
     step = ck.step;
     lg->info("resumed from {} at step {}", *resume_from, step);
   }
-  const int64_t n_params = arena_size(model.table());
   const int accum = cfg.train.global_batch / (cfg.train.micro_batch * cfg.parallel.dp);
   const double tokens_per_step = double(cfg.train.global_batch) * double(T);
   const double flops_per_token = train_flops_per_token(cfg.model, T);
@@ -163,9 +185,10 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
            threads);
   lg->info("run directory: {}", run_dir);
   if (comms)
-    lg->info("data parallel: {} ranks, each {} micro-batches of {} per step; gradients summed in per-layer buckets "
-             "overlapped with backward",
-             cfg.parallel.dp, accum, B);
+    lg->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg.parallel.dp, accum, B,
+             zero1 ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
+                     "(" + std::to_string(shard.size()) + " of " + std::to_string(n_params) + "), parameters all-gathered"
+                   : std::string("gradients summed in per-layer buckets overlapped with backward"));
 
   std::ofstream metrics;
   if (lead) metrics.open(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
@@ -174,7 +197,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   std::optional<parallel::DataParallel> dpar;
   double dp_blocking_s = 0.0;  // one blocking allreduce of the whole gradient arena: the cost to hide
   if (comms && comms->dp.size() > 1) {
-    dpar.emplace(comms->dp, model.grads());
+    if (!zero1) dpar.emplace(comms->dp, model.grads());
     model.zero_grads();
     comms->dp.barrier();
     const double t0 = MPI_Wtime();
@@ -186,9 +209,17 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   double dp_exposed_total = 0.0;
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   const auto save = [&] {
-    // Every data-parallel rank holds the same parameters and optimizer state: rank 0 writes.
+    // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded
+    // and gathered to rank 0 first. Rank 0 writes.
+    std::vector<float> full_m, full_v;
+    if (zero1) {
+      full_m = gather_shards(comms->dp, adam.m, n_params);
+      full_v = gather_shards(comms->dp, adam.v, n_params);
+    }
     if (lead) {
-      const CheckpointView ck{step, step * cfg.train.global_batch, adam.t, model.params(), adam.m, adam.v};
+      const CheckpointView ck{step, step * cfg.train.global_batch, adam.t, model.params(),
+                              zero1 ? std::span<const float>(full_m) : std::span<const float>(adam.m),
+                              zero1 ? std::span<const float>(full_v) : std::span<const float>(adam.v)};
       const std::string dir = save_checkpoint(run_dir, cfg, thash, ck, cfg.checkpoint.keep);
       progress.clear();
       lg->info("checkpoint saved: {}", dir);
@@ -227,14 +258,29 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
       dp_exposed = dpar->finish();
       dp_exposed_total += dp_exposed;
     }
+    if (zero1) {  // each rank needs only its shard of the summed gradient
+      const double t0 = MPI_Wtime();
+      comm::reduce_scatter_ring(comms->dp, model.grads().data(), n_params, comm::ReduceOp::sum);
+      dp_exposed = MPI_Wtime() - t0;
+      dp_exposed_total += dp_exposed;
+    }
     const double loss = dp_sum(comms, loss_sum) / tokens_per_step;
     if (!std::isfinite(loss))
       throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
                                            "schedule.warmup_steps, then --resume from the last checkpoint",
                                            step, loss));
-    const double grad_norm = clip_grad_norm(model.grads().data(), n_params, cfg.optimizer.grad_clip);
     const double lr = learning_rate(cfg, step);
-    adam.step(model.params().data(), model.grads().data(), lr);
+    double grad_norm;
+    if (zero1) {
+      float* g = model.grads().data() + shard.begin;
+      grad_norm = std::sqrt(dp_sum(comms, kernels::sum_squares(g, shard.size())));
+      clip_to_norm(g, shard.size(), grad_norm, cfg.optimizer.grad_clip);
+      adam.step(model.params().data(), model.grads().data(), lr);
+      comm::allgather_ring(comms->dp, model.params().data(), n_params);  // every rank's updated shard
+    } else {
+      grad_norm = clip_grad_norm(model.grads().data(), n_params, cfg.optimizer.grad_clip);
+      adam.step(model.params().data(), model.grads().data(), lr);
+    }
     const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
     summary.losses.push_back(loss);
     interval_seconds += seconds;
@@ -288,7 +334,7 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
   summary.steps_done = step;
   const double steps_run = double(std::max<int64_t>(1, step - first_step));
   summary.dp_exposed_fraction = dp_blocking_s > 0 ? dp_exposed_total / steps_run / dp_blocking_s : 0.0;
-  if (dpar)
+  if (dp_blocking_s > 0)
     lg->info("data-parallel communication not hidden behind backward: {:.1f} ms per step = {:.0f}% of the {:.1f} ms a "
              "blocking gradient allreduce takes",
              1e3 * dp_exposed_total / steps_run, 100.0 * summary.dp_exposed_fraction, 1e3 * dp_blocking_s);

@@ -145,6 +145,8 @@ class Model {
                 T dloss, const GradsReady& ready = nullptr);
   // Logits of the last forward: (B*T, Vl), valid until the next forward.
   const T* logits() const;
+  // Bytes of saved activations and gradient scratch allocated for (max_B, max_T).
+  int64_t activation_bytes() const { return activation_bytes_; }
 
  private:
   ModelDims dims_;
@@ -152,7 +154,7 @@ class Model {
   std::vector<T> params_, grads_;
   ModelViews<T> p_, g_;
   std::unique_ptr<Activations<T>> acts_;
-  int64_t max_N_ = 0, max_T_ = 0;
+  int64_t max_N_ = 0, max_T_ = 0, activation_bytes_ = 0;
 };
 
 }  // namespace hokusai

@@ -138,7 +138,10 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T)
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F;
   const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
   auto& s = *acts_;
-  const auto sized = [](int64_t n) { return std::vector<T>(size_t(n)); };
+  const auto sized = [this](int64_t n) {
+    activation_bytes_ += n * int64_t(sizeof(T));
+    return std::vector<T>(size_t(n));
+  };
   s.encoded = sized(N * C);
   s.blocks.resize(size_t(dims.L));
   for (auto& b : s.blocks) {

@@ -1,6 +1,7 @@
 // The training loop of one rank: data -> forward/backward over micro-batches -> clip -> AdamW,
 // with logging, metrics, validation and checkpoints.
 #include <mpi.h>
+#include <sys/resource.h>
 #include <omp.h>
 
 #include <chrono>
@@ -184,6 +185,16 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
                : std::string(),
            threads);
   lg->info("run directory: {}", run_dir);
+  {
+    // Memory of this rank by owner (the peak RSS at the end is the check of this account).
+    const double mb = 1.0 / (1 << 20);
+    const double params_mb = 4.0 * double(n_params) * mb, opt_mb = 8.0 * double(adam.m.size()) * mb;
+    const double act_mb = double(model.activation_bytes()) * mb;
+    lg->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
+             "activations and scratch {:.1f} MiB, total {:.1f} MiB",
+             rank, params_mb, params_mb, opt_mb, zero1 ? " (ZeRO-1 shard)" : "", act_mb,
+             2 * params_mb + opt_mb + act_mb);
+  }
   if (comms)
     lg->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg.parallel.dp, accum, B,
              zero1 ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
@@ -339,6 +350,9 @@ TrainSummary train(Config cfg, const TrainOptions& opts) {
              "blocking gradient allreduce takes",
              1e3 * dp_exposed_total / steps_run, 100.0 * summary.dp_exposed_fraction, 1e3 * dp_blocking_s);
   summary.seconds = std::chrono::duration<double>(clock::now() - t_start).count();
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  lg->info("peak resident memory (rank {}): {:.1f} MiB", rank, double(usage.ru_maxrss) / 1024.0);
   lg->info("done: {} steps in {}{}", step - first_step, format_duration(summary.seconds),
            summary.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary.last_val_loss) : "");
   return summary;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <vector>
 
 #include "comm/collectives.hpp"
@@ -56,60 +57,45 @@ int main(int argc, char** argv) {
   }
   const Communicator node = split_node(world);
   const bool one_node = node.size() == p;
+  // Times `run` (reset() restores the input between calls, untimed) and prints one row.
+  const auto measure = [&](const std::string& impl, const std::string& label, int64_t bytes,
+                           const std::function<void()>& run, const std::function<void()>& reset) {
+    std::vector<double> times;
+    for (int r = 0; r < reps + 1; ++r) {
+      world.barrier();
+      const double t0 = MPI_Wtime();
+      run();
+      double dt = MPI_Wtime() - t0;
+      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, world.raw()));
+      if (r > 0) times.push_back(dt);  // the first call warms up
+      reset();
+    }
+    std::sort(times.begin(), times.end());
+    const double t = times[times.size() / 2];
+    const double algbw = double(bytes) / t / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
+    if (rank != 0) return;
+    if (csv)
+      std::printf("%s,%s,fp32,%d,%lld,%.6e,%.3f,%.3f\n", impl.c_str(), label.c_str(), p, (long long)bytes, t, algbw,
+                  busbw);
+    else
+      std::printf("%-8s %-18s %10lld B  %10.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n", impl.c_str(), label.c_str(),
+                  (long long)bytes, t * 1e3, algbw, busbw);
+    std::fflush(stdout);
+  };
   for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
     const int64_t n = bytes / 4;
-    std::vector<float> buf(static_cast<size_t>(n), 1.0f);
     if (one_node && !mpi_only) {
       // The data lives in the shared window (what the trainer's gradient arena would do).
       SharedBuffer shm(node, n);
       std::fill_n(shm.local(), n, 1.0f);
-      std::vector<double> times;
-      for (int r = 0; r < reps + 1; ++r) {
-        world.barrier();
-        const double t0 = MPI_Wtime();
-        shm.allreduce(ReduceOp::sum);
-        double dt = MPI_Wtime() - t0;
-        HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, world.raw()));
-        if (r > 0) times.push_back(dt);
-        std::fill_n(shm.local(), n, 1.0f);
-      }
-      std::sort(times.begin(), times.end());
-      const double t = times[times.size() / 2];
-      const double algbw = double(bytes) / t / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
-      if (rank == 0) {
-        if (csv)
-          std::printf("hokusai,shared_memory,fp32,%d,%lld,%.6e,%.3f,%.3f\n", p, (long long)bytes, t, algbw, busbw);
-        else
-          std::printf("%-8s %-18s %10lld B  %10.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n", "hokusai",
-                      "shared_memory", (long long)bytes, t * 1e3, algbw, busbw);
-        std::fflush(stdout);
-      }
+      measure("hokusai", "shared_memory", bytes, [&] { shm.allreduce(ReduceOp::sum); },
+              [&] { std::fill_n(shm.local(), n, 1.0f); });
     }
-    for (const auto& [name, algo] : algos) {
-      std::vector<double> times;
-      for (int r = 0; r < reps + 1; ++r) {
-        world.barrier();
-        const double t0 = MPI_Wtime();
-        allreduce(world, buf.data(), n, ReduceOp::sum, algo);
-        double dt = MPI_Wtime() - t0;
-        HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, world.raw()));
-        if (r > 0) times.push_back(dt);  // the first call warms up
-        std::fill(buf.begin(), buf.end(), 1.0f);
-      }
-      std::sort(times.begin(), times.end());
-      const double t = times[times.size() / 2];
-      const double algbw = double(bytes) / t / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
-      const std::string impl = name == "mpi" ? "mpi" : "hokusai", label = name == "mpi" ? mpi_label() : name;
-      if (rank == 0) {
-        if (csv)
-          std::printf("%s,%s,fp32,%d,%lld,%.6e,%.3f,%.3f\n", impl.c_str(), label.c_str(), p, (long long)bytes, t, algbw,
-                      busbw);
-        else
-          std::printf("%-8s %-18s %10lld B  %10.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n", impl.c_str(),
-                      label.c_str(), (long long)bytes, t * 1e3, algbw, busbw);
-        std::fflush(stdout);
-      }
-    }
+    std::vector<float> buf(static_cast<size_t>(n), 1.0f);
+    for (const auto& [name, algo] : algos)
+      measure(name == "mpi" ? "mpi" : "hokusai", name == "mpi" ? mpi_label() : name, bytes,
+              [&] { allreduce(world, buf.data(), n, ReduceOp::sum, algo); },
+              [&] { std::fill(buf.begin(), buf.end(), 1.0f); });
   }
   return 0;
 }

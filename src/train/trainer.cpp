@@ -81,281 +81,351 @@ double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader
   return dp_sum(comms, total) / double(int64_t(cfg.logging.eval_batches) * B * T);
 }
 
-}  // namespace
+// One rank's training run, one member function per phase: setup (constructor), an optimizer
+// step, logging, validation, checkpoints. train() drives it.
+class Trainer {
+ public:
+  Trainer(Config cfg, const TrainOptions& opts);
+  TrainSummary run();
 
-TrainSummary train(Config cfg, const TrainOptions& opts) {
+ private:
+  struct StepStats {
+    double loss, lr, grad_norm, dp_exposed_s;
+  };
+  void check_layout() const;
+  void open_run_dir();
+  void setup_model();
+  void report_setup();
+  void measure_dp_baseline();
+  StepStats step();
+  double update(double lr);  // clip + AdamW (+ ZeRO-1 collectives); returns the gradient norm
+  void log_step(const StepStats& st);
+  void evaluate_and_log();
+  void save();
+  bool stop_requested() const;
+
   using clock = std::chrono::steady_clock;
-  const auto t_start = clock::now();
-  validate(cfg);
-  const comm::GridComms* comms = opts.comms;
-  const int world = comms ? comms->world.size() : 1;
-  if (cfg.parallel.tp != 1 || cfg.parallel.pp != 1)
+  Config cfg_;
+  const TrainOptions& opts_;
+  const comm::GridComms* comms_;
+  const clock::time_point t_start_ = clock::now();
+  int world_ = 1, rank_ = 0, dp_rank_ = 0;
+  bool lead_ = true;  // rank 0 writes logs, metrics, config and checkpoints
+  TrainSummary summary_;
+  std::optional<std::string> resume_from_;
+  std::unique_ptr<Log> log_;
+  std::shared_ptr<spdlog::logger> lg_;
+  int threads_ = 1;
+  kernels::GemmWorkspace gemm_workspace_;  // native GEMM packing buffers, reused every call
+  ComputeContext ctx_;
+  std::unique_ptr<DataLoader> data_;
+  bool can_eval_ = false;
+  std::unique_ptr<Model<float>> model_;
+  int64_t B_ = 0, T_ = 0, n_params_ = 0, step_ = 0, first_step_ = 0;
+  bool zero1_ = false;
+  comm::Range shard_{0, 0};  // this rank's ZeRO-1 shard of the arena (all of it without ZeRO-1)
+  std::unique_ptr<AdamW> adam_;
+  uint64_t thash_ = 0;
+  int accum_ = 1;
+  double tokens_per_step_ = 0, flops_per_token_ = 0, peak_ = 0;
+  std::ofstream metrics_;
+  std::unique_ptr<ProgressLine> progress_;
+  std::optional<parallel::DataParallel> dpar_;
+  double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
+  double interval_seconds_ = 0.0, interval_loss_ = 0.0;
+  int interval_steps_ = 0;
+  std::vector<int32_t> tokens_, targets_;
+};
+
+Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), opts_(opts), comms_(opts.comms) {
+  validate(cfg_);
+  world_ = comms_ ? comms_->world.size() : 1;
+  rank_ = comms_ ? comms_->world.rank() : 0;
+  dp_rank_ = comms_ ? comms_->dp.rank() : 0;
+  lead_ = rank_ == 0;
+  check_layout();
+  open_run_dir();
+
+  threads_ = cfg_.kernels.threads > 0 ? cfg_.kernels.threads : omp_get_max_threads();
+  omp_set_num_threads(threads_);
+  ctx_.gemm.backend = kernels::parse_gemm_backend(cfg_.kernels.gemm);
+  ctx_.gemm.threads = threads_;
+  ctx_.gemm.workspace = &gemm_workspace_;
+  if (!kernels::gemm_backend_available(ctx_.gemm.backend))
+    throw ConfigError("kernels.gemm: " + cfg_.kernels.gemm + " is not in this build: choose another backend");
+
+  const std::vector<std::string> search = {fs::path(cfg_.source).parent_path().string(), HOKUSAI_SOURCE_DIR};
+  const int64_t samples[3] = {cfg_.train.steps * cfg_.train.global_batch,
+                              int64_t(cfg_.logging.eval_batches) * cfg_.train.micro_batch, 0};
+  auto data_log = log_->get("data");
+  data_ = std::make_unique<DataLoader>(cfg_, search, samples, [&](const std::string& m) { data_log->info("{}", m); });
+  can_eval_ = data_->has(DataLoader::valid);
+
+  setup_model();
+  report_setup();
+  if (lead_) metrics_.open(fs::path(summary_.run_dir) / "metrics.jsonl", std::ios::app);
+  // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
+  progress_ = std::make_unique<ProgressLine>(lead_ && world_ == 1 && cfg_.logging.progress && !opts_.quiet);
+  measure_dp_baseline();
+  tokens_.resize(size_t(B_ * T_));
+  targets_.resize(size_t(B_ * T_));
+}
+
+void Trainer::check_layout() const {
+  if (cfg_.parallel.tp != 1 || cfg_.parallel.pp != 1)
     throw ConfigError(fmt::format("parallel.tp={} pp={}: this build runs data parallelism only; set tp and pp "
                                   "to 1 (tensor and pipeline parallelism are not in this build yet)",
-                                  cfg.parallel.tp, cfg.parallel.pp));
-  if (cfg.parallel.dp != world)
+                                  cfg_.parallel.tp, cfg_.parallel.pp));
+  if (cfg_.parallel.dp != world_)
     throw ConfigError(fmt::format("parallel.dp={} but the job has {} rank(s): set parallel.dp to the rank "
                                   "count (mpirun -np {})",
-                                  cfg.parallel.dp, world, cfg.parallel.dp));
-  const int rank = comms ? comms->world.rank() : 0;
-  const int dp_rank = comms ? comms->dp.rank() : 0;
-  const bool lead = rank == 0;  // writes logs, metrics, config and checkpoints
+                                  cfg_.parallel.dp, world_, cfg_.parallel.dp));
+}
 
-  // Run directory, logs, resolved config.
-  TrainSummary summary;
-  if (cfg.logging.run_dir.empty()) {
-    if (opts.resume) throw ConfigError("--resume needs logging.run_dir: the run directory to continue");
-    cfg.logging.run_dir = default_run_dir(opts.name);
+void Trainer::open_run_dir() {
+  if (cfg_.logging.run_dir.empty()) {
+    if (opts_.resume) throw ConfigError("--resume needs logging.run_dir: the run directory to continue");
+    cfg_.logging.run_dir = default_run_dir(opts_.name);
   }
-  const std::string run_dir = cfg.logging.run_dir;
-  summary.run_dir = run_dir;
-  std::optional<std::string> resume_from;
-  if (opts.resume) {
-    resume_from = latest_checkpoint(run_dir);
-    if (!resume_from)
+  const std::string& run_dir = cfg_.logging.run_dir;
+  summary_.run_dir = run_dir;
+  if (opts_.resume) {
+    resume_from_ = latest_checkpoint(run_dir);
+    if (!resume_from_)
       throw ConfigError("--resume: no checkpoint in '" + run_dir + "/checkpoints' (check logging.run_dir)");
   }
-  if (lead) fs::create_directories(run_dir);
-  if (comms) comms->world.barrier();  // the run directory exists before anyone writes
-  Log log(rank, lead && !opts.quiet, lead ? (fs::path(run_dir) / "train.log").string() : "");
-  auto lg = log.get("train");
-  if (lead) {
-    std::ofstream out(fs::path(run_dir) / "config.yaml");
-    out << dump_config(cfg);
-  }
+  if (lead_) fs::create_directories(run_dir);
+  if (comms_) comms_->world.barrier();  // the run directory exists before anyone writes
+  log_ = std::make_unique<Log>(rank_, lead_ && !opts_.quiet, lead_ ? (fs::path(run_dir) / "train.log").string() : "");
+  lg_ = log_->get("train");
+  if (lead_) std::ofstream(fs::path(run_dir) / "config.yaml") << dump_config(cfg_);
+}
 
-  // Compute context.
-  const int threads = cfg.kernels.threads > 0 ? cfg.kernels.threads : omp_get_max_threads();
-  omp_set_num_threads(threads);
-  ComputeContext ctx;
-  kernels::GemmWorkspace gemm_workspace;  // native GEMM packing buffers, reused every call
-  ctx.gemm.backend = kernels::parse_gemm_backend(cfg.kernels.gemm);
-  ctx.gemm.threads = threads;
-  ctx.gemm.workspace = &gemm_workspace;
-  if (!kernels::gemm_backend_available(ctx.gemm.backend))
-    throw ConfigError("kernels.gemm: " + cfg.kernels.gemm + " is not in this build: choose another backend");
-
-  // Data.
-  std::vector<std::string> search = {fs::path(cfg.source).parent_path().string(), HOKUSAI_SOURCE_DIR};
-  const int64_t samples[3] = {cfg.train.steps * cfg.train.global_batch,
-                              int64_t(cfg.logging.eval_batches) * cfg.train.micro_batch, 0};
-  auto data_log = log.get("data");
-  const DataLoader data(cfg, search, samples, [&](const std::string& m) { data_log->info("{}", m); });
-  const bool can_eval = data.has(DataLoader::valid);
-
-  // Model and optimizer.
-  const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
-  const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
-  Model<float> model(dims, B, T);
-  model.init(cfg.train.seed);
-  const int64_t n_params = arena_size(model.table());
-  // ZeRO-1: this data-parallel rank owns parameters shard.begin .. shard.end of the arena.
-  const bool zero1 = cfg.parallel.zero1 && comms && comms->dp.size() > 1;
-  const comm::Range shard = zero1 ? comm::split_evenly(n_params, comms->dp.size(), dp_rank) : comm::Range{0, n_params};
-  AdamW adam(model.table(), cfg.optimizer, shard);
-  const uint64_t thash = table_hash(model.table());
-  int64_t step = 0;
-  if (resume_from) {
-    CheckpointData ck = load_checkpoint(*resume_from, thash, true);
-    model.load_params(ck.params);
-    adam.m.assign(ck.m.begin() + shard.begin, ck.m.begin() + shard.end);
-    adam.v.assign(ck.v.begin() + shard.begin, ck.v.begin() + shard.end);
-    adam.t = ck.adam_t;
-    step = ck.step;
-    lg->info("resumed from {} at step {}", *resume_from, step);
+void Trainer::setup_model() {
+  const ModelDims dims = ModelDims::from(cfg_.model, comm::ParallelGrid::single());
+  B_ = cfg_.train.micro_batch;
+  T_ = cfg_.train.seq_len;
+  model_ = std::make_unique<Model<float>>(dims, B_, T_);
+  model_->init(cfg_.train.seed);
+  n_params_ = arena_size(model_->table());
+  // ZeRO-1: this data-parallel rank owns parameters shard_.begin .. shard_.end of the arena.
+  zero1_ = cfg_.parallel.zero1 && comms_ && comms_->dp.size() > 1;
+  shard_ = zero1_ ? comm::split_evenly(n_params_, comms_->dp.size(), dp_rank_) : comm::Range{0, n_params_};
+  adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard_);
+  thash_ = table_hash(model_->table());
+  if (resume_from_) {
+    CheckpointData ck = load_checkpoint(*resume_from_, thash_, true);
+    model_->load_params(ck.params);
+    adam_->m.assign(ck.m.begin() + shard_.begin, ck.m.begin() + shard_.end);
+    adam_->v.assign(ck.v.begin() + shard_.begin, ck.v.begin() + shard_.end);
+    adam_->t = ck.adam_t;
+    step_ = ck.step;
+    lg_->info("resumed from {} at step {}", *resume_from_, step_);
   }
-  const int accum = cfg.train.global_batch / (cfg.train.micro_batch * cfg.parallel.dp);
-  const double tokens_per_step = double(cfg.train.global_batch) * double(T);
-  const double flops_per_token = train_flops_per_token(cfg.model, T);
-  double peak = cfg.kernels.peak_gflops;
-  if (peak <= 0) {
-    const auto probe = kernels::probe_peak_fp32(threads);
-    peak = probe.peak_gflops();
-    lg->info("peak probe ({}): {:.1f} GFLOP/s per core; MFU peak {:.1f} GFLOP/s for {} threads "
-             "(all threads measured together now: {:.1f})",
-             probe.isa, probe.per_core_gflops, peak, threads, probe.all_gflops);
-  }
-  lg->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters, {:.1f} MFLOP/token",
-           cfg.model.family, dims.L, dims.C, dims.NH, dims.F, dims.V, dims.Vp, double(n_params) / 1e6,
-           flops_per_token / 1e6);
-  lg->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={}{} threads={}",
-           B, T, accum, tokens_per_step, cfg.kernels.gemm,
-           ctx.gemm.backend == kernels::GemmBackend::native
-               ? " (" + std::string(kernels::sgemm_kernel_name(ctx.gemm.isa)) + ")"
-               : std::string(),
-           threads);
-  lg->info("run directory: {}", run_dir);
-  {
-    // Memory of this rank by owner (the peak RSS at the end is the check of this account).
-    const double mb = 1.0 / (1 << 20);
-    const double params_mb = 4.0 * double(n_params) * mb, opt_mb = 8.0 * double(adam.m.size()) * mb;
-    const double act_mb = double(model.activation_bytes()) * mb;
-    lg->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
-             "activations and scratch {:.1f} MiB, total {:.1f} MiB",
-             rank, params_mb, params_mb, opt_mb, zero1 ? " (ZeRO-1 shard)" : "", act_mb,
-             2 * params_mb + opt_mb + act_mb);
-  }
-  if (comms)
-    lg->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg.parallel.dp, accum, B,
-             zero1 ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
-                     "(" + std::to_string(shard.size()) + " of " + std::to_string(n_params) + "), parameters all-gathered"
-                   : std::string("gradients summed in per-layer buckets overlapped with backward"));
+  first_step_ = step_;
+  accum_ = cfg_.train.global_batch / (cfg_.train.micro_batch * cfg_.parallel.dp);
+  tokens_per_step_ = double(cfg_.train.global_batch) * double(T_);
+  flops_per_token_ = train_flops_per_token(cfg_.model, T_);
+}
 
-  std::ofstream metrics;
-  if (lead) metrics.open(fs::path(run_dir) / "metrics.jsonl", std::ios::app);
-  // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
-  ProgressLine progress(lead && world == 1 && cfg.logging.progress && !opts.quiet);
-  std::optional<parallel::DataParallel> dpar;
-  double dp_blocking_s = 0.0;  // one blocking allreduce of the whole gradient arena: the cost to hide
-  if (comms && comms->dp.size() > 1) {
-    if (!zero1) dpar.emplace(comms->dp, model.grads());
-    model.zero_grads();
-    comms->dp.barrier();
+void Trainer::report_setup() {
+  peak_ = cfg_.kernels.peak_gflops;
+  if (peak_ <= 0) {
+    const auto probe = kernels::probe_peak_fp32(threads_);
+    peak_ = probe.peak_gflops();
+    lg_->info("peak probe ({}): {:.1f} GFLOP/s per core; MFU peak {:.1f} GFLOP/s for {} threads "
+              "(all threads measured together now: {:.1f})",
+              probe.isa, probe.per_core_gflops, peak_, threads_, probe.all_gflops);
+  }
+  const ModelDims& d = model_->dims();
+  lg_->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters, {:.1f} MFLOP/token",
+            cfg_.model.family, d.L, d.C, d.NH, d.F, d.V, d.Vp, double(n_params_) / 1e6, flops_per_token_ / 1e6);
+  lg_->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={}{} threads={}",
+            B_, T_, accum_, tokens_per_step_, cfg_.kernels.gemm,
+            ctx_.gemm.backend == kernels::GemmBackend::native
+                ? " (" + std::string(kernels::sgemm_kernel_name(ctx_.gemm.isa)) + ")"
+                : std::string(),
+            threads_);
+  lg_->info("run directory: {}", summary_.run_dir);
+  // Memory of this rank by owner (the peak RSS at the end is the check of this account).
+  const double mb = 1.0 / (1 << 20);
+  const double params_mb = 4.0 * double(n_params_) * mb, opt_mb = 8.0 * double(adam_->m.size()) * mb;
+  const double act_mb = double(model_->activation_bytes()) * mb;
+  lg_->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
+            "activations and scratch {:.1f} MiB, total {:.1f} MiB",
+            rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb,
+            2 * params_mb + opt_mb + act_mb);
+  if (comms_)
+    lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg_.parallel.dp, accum_, B_,
+              zero1_ ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
+                       "(" + std::to_string(shard_.size()) + " of " + std::to_string(n_params_) +
+                           "), parameters all-gathered"
+                     : std::string("gradients summed in per-layer buckets overlapped with backward"));
+}
+
+// One blocking allreduce of the whole gradient arena: the communication the overlap must hide.
+void Trainer::measure_dp_baseline() {
+  if (!comms_ || comms_->dp.size() == 1) return;
+  if (!zero1_) dpar_.emplace(comms_->dp, model_->grads());
+  model_->zero_grads();
+  comms_->dp.barrier();
+  const double t0 = MPI_Wtime();
+  comm::allreduce(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
+  dp_blocking_s_ = MPI_Wtime() - t0;
+  lg_->info("data parallel: one blocking allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
+            4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
+}
+
+Trainer::StepStats Trainer::step() {
+  ++step_;
+  StepStats st{0.0, learning_rate(cfg_, step_), 0.0, 0.0};
+  model_->zero_grads();
+  double loss_sum = 0.0;
+  for (int micro = 0; micro < accum_; ++micro) {
+    data_->fill_micro_batch(step_ - 1, micro, dp_rank_, tokens_.data(), targets_.data());
+    loss_sum += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
+    // The last micro-batch's backward finalises each bucket: reduce it while backward goes on.
+    const bool last = micro == accum_ - 1;
+    model_->backward(ctx_, tokens_.data(), targets_.data(), float(1.0 / tokens_per_step_),
+                     dpar_ && last ? Model<float>::GradsReady([&](int64_t b, int64_t e) { dpar_->ready(b, e); })
+                                   : Model<float>::GradsReady());
+  }
+  if (dpar_) st.dp_exposed_s = dpar_->finish();
+  if (zero1_) {  // each rank needs only its shard of the summed gradient
     const double t0 = MPI_Wtime();
-    comm::allreduce(comms->dp, model.grads().data(), n_params, comm::ReduceOp::sum);
-    dp_blocking_s = MPI_Wtime() - t0;
-    lg->info("data parallel: one blocking allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
-             4e-6 * double(n_params), 1e3 * dp_blocking_s);
+    comm::reduce_scatter_ring(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
+    st.dp_exposed_s = MPI_Wtime() - t0;
   }
-  double dp_exposed_total = 0.0;
-  std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
-  const auto save = [&] {
-    // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded
-    // and gathered to rank 0 first. Rank 0 writes.
-    std::vector<float> full_m, full_v;
-    if (zero1) {
-      full_m = gather_shards(comms->dp, adam.m, n_params);
-      full_v = gather_shards(comms->dp, adam.v, n_params);
-    }
-    if (lead) {
-      const CheckpointView ck{step, step * cfg.train.global_batch, adam.t, model.params(),
-                              zero1 ? std::span<const float>(full_m) : std::span<const float>(adam.m),
-                              zero1 ? std::span<const float>(full_v) : std::span<const float>(adam.v)};
-      const std::string dir = save_checkpoint(run_dir, cfg, thash, ck, cfg.checkpoint.keep);
-      progress.clear();
-      lg->info("checkpoint saved: {}", dir);
-    }
-    if (comms) comms->world.barrier();  // nobody exits before the checkpoint is complete
-  };
-  const auto run_eval = [&] {
-    if (!can_eval) return;
-    const double val = evaluate(model, ctx, data, cfg, comms);
-    summary.last_val_loss = val;
-    if (lead) metrics << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step, val) << std::flush;
-    progress.clear();
-    lg->info("step {:>6} | val_loss {:.4f}", step, val);
-  };
+  dp_exposed_total_ += st.dp_exposed_s;
+  st.loss = dp_sum(comms_, loss_sum) / tokens_per_step_;
+  if (!std::isfinite(st.loss))
+    throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
+                                         "schedule.warmup_steps, then --resume from the last checkpoint",
+                                         step_, st.loss));
+  st.grad_norm = update(st.lr);
+  return st;
+}
 
-  const int64_t first_step = step;
-  double interval_seconds = 0.0, interval_loss = 0.0;
-  int interval_steps = 0;
+double Trainer::update(double lr) {
+  float* params = model_->params().data();
+  float* grads = model_->grads().data();
+  if (!zero1_) {
+    const double norm = clip_grad_norm(grads, n_params_, cfg_.optimizer.grad_clip);
+    adam_->step(params, grads, lr);
+    return norm;
+  }
+  float* g = grads + shard_.begin;
+  const double norm = std::sqrt(dp_sum(comms_, kernels::sum_squares(g, shard_.size())));
+  clip_to_norm(g, shard_.size(), norm, cfg_.optimizer.grad_clip);
+  adam_->step(params, grads, lr);
+  comm::allgather_ring(comms_->dp, params, n_params_);  // every rank's updated shard
+  return norm;
+}
+
+void Trainer::log_step(const StepStats& st) {
+  const double tok_s = tokens_per_step_ * interval_steps_ / interval_seconds_;
+  const double step_ms = 1e3 * interval_seconds_ / interval_steps_;
+  const double tflops = flops_per_token_ * tok_s / 1e12;
+  const double mfu = tflops * 1e3 / (peak_ * world_);  // peak is per rank
+  if (lead_)
+    metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
+                            "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
+                            "\"dp_exposed_ms\":{:.3f}}}\n",
+                            step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.dp_exposed_s)
+             << std::flush;
+  progress_->clear();
+  lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
+            "{:.3f} TFLOP/s | MFU {:.1f}%",
+            step_, cfg_.train.steps, interval_loss_ / interval_steps_, st.lr, st.grad_norm, tok_s, step_ms, tflops,
+            100.0 * mfu);
+  interval_seconds_ = interval_loss_ = 0.0;
+  interval_steps_ = 0;
+}
+
+void Trainer::evaluate_and_log() {
+  if (!can_eval_) return;
+  const double val = evaluate(*model_, ctx_, *data_, cfg_, comms_);
+  summary_.last_val_loss = val;
+  if (lead_) metrics_ << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step_, val) << std::flush;
+  progress_->clear();
+  lg_->info("step {:>6} | val_loss {:.4f}", step_, val);
+}
+
+void Trainer::save() {
+  // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded
+  // and gathered to rank 0 first. Rank 0 writes.
+  std::vector<float> full_m, full_v;
+  if (zero1_) {
+    full_m = gather_shards(comms_->dp, adam_->m, n_params_);
+    full_v = gather_shards(comms_->dp, adam_->v, n_params_);
+  }
+  if (lead_) {
+    const CheckpointView ck{step_, step_ * cfg_.train.global_batch, adam_->t, model_->params(),
+                            zero1_ ? std::span<const float>(full_m) : std::span<const float>(adam_->m),
+                            zero1_ ? std::span<const float>(full_v) : std::span<const float>(adam_->v)};
+    const std::string dir = save_checkpoint(summary_.run_dir, cfg_, thash_, ck, cfg_.checkpoint.keep);
+    progress_->clear();
+    lg_->info("checkpoint saved: {}", dir);
+  }
+  if (comms_) comms_->world.barrier();  // nobody exits before the checkpoint is complete
+}
+
+// A stop request reaches ranks at slightly different times: they agree before acting.
+bool Trainer::stop_requested() const {
+  double stop = opts_.stop && opts_.stop->load() ? 1.0 : 0.0;
+  if (comms_ && comms_->world.size() > 1)
+    HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_DOUBLE, MPI_MAX, comms_->world.raw()));
+  return stop > 0;
+}
+
+TrainSummary Trainer::run() {
   const auto loop_start = clock::now();
-  while (step < cfg.train.steps) {
+  while (step_ < cfg_.train.steps) {
     const auto t0 = clock::now();
-    ++step;
-    model.zero_grads();
-    double loss_sum = 0.0;
-    double dp_exposed = 0.0;
-    for (int micro = 0; micro < accum; ++micro) {
-      data.fill_micro_batch(step - 1, micro, dp_rank, tokens.data(), targets.data());
-      loss_sum += model.forward(ctx, tokens.data(), targets.data(), B, T);
-      // The last micro-batch's backward finalises each bucket: reduce it while backward goes on.
-      const bool last = micro == accum - 1;
-      model.backward(ctx, tokens.data(), targets.data(), float(1.0 / tokens_per_step),
-                     dpar && last ? Model<float>::GradsReady([&](int64_t b, int64_t e) { dpar->ready(b, e); })
-                                  : Model<float>::GradsReady());
-    }
-    if (dpar) {
-      dp_exposed = dpar->finish();
-      dp_exposed_total += dp_exposed;
-    }
-    if (zero1) {  // each rank needs only its shard of the summed gradient
-      const double t0 = MPI_Wtime();
-      comm::reduce_scatter_ring(comms->dp, model.grads().data(), n_params, comm::ReduceOp::sum);
-      dp_exposed = MPI_Wtime() - t0;
-      dp_exposed_total += dp_exposed;
-    }
-    const double loss = dp_sum(comms, loss_sum) / tokens_per_step;
-    if (!std::isfinite(loss))
-      throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
-                                           "schedule.warmup_steps, then --resume from the last checkpoint",
-                                           step, loss));
-    const double lr = learning_rate(cfg, step);
-    double grad_norm;
-    if (zero1) {
-      float* g = model.grads().data() + shard.begin;
-      grad_norm = std::sqrt(dp_sum(comms, kernels::sum_squares(g, shard.size())));
-      clip_to_norm(g, shard.size(), grad_norm, cfg.optimizer.grad_clip);
-      adam.step(model.params().data(), model.grads().data(), lr);
-      comm::allgather_ring(comms->dp, model.params().data(), n_params);  // every rank's updated shard
-    } else {
-      grad_norm = clip_grad_norm(model.grads().data(), n_params, cfg.optimizer.grad_clip);
-      adam.step(model.params().data(), model.grads().data(), lr);
-    }
-    const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
-    summary.losses.push_back(loss);
-    interval_seconds += seconds;
-    interval_loss += loss;
-    ++interval_steps;
-
-    if (step % cfg.logging.interval == 0 || step == cfg.train.steps) {
-      const double tok_s = tokens_per_step * interval_steps / interval_seconds;
-      const double step_ms = 1e3 * interval_seconds / interval_steps;
-      const double tflops = flops_per_token * tok_s / 1e12;
-      const double mfu = tflops * 1e3 / (peak * world);  // peak is per rank
-      if (lead)
-        metrics << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
-                               "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                               "\"dp_exposed_ms\":{:.3f}}}\n",
-                               step, loss, lr, grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * dp_exposed)
-                << std::flush;
-      progress.clear();
-      lg->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
-               "{:.3f} TFLOP/s | MFU {:.1f}%",
-               step, cfg.train.steps, interval_loss / interval_steps, lr, grad_norm, tok_s, step_ms, tflops,
-               100.0 * mfu);
-      interval_seconds = interval_loss = 0.0;
-      interval_steps = 0;
-    }
-    if (can_eval && cfg.logging.eval_interval > 0 && step % cfg.logging.eval_interval == 0 &&
-        step != cfg.train.steps)
-      run_eval();
-    if (cfg.checkpoint.interval > 0 && step % cfg.checkpoint.interval == 0 && step != cfg.train.steps) save();
-    // A stop request reaches ranks at slightly different times: they agree before acting.
-    double stop_now = opts.stop && opts.stop->load() ? 1.0 : 0.0;
-    if (comms && comms->world.size() > 1)
-      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop_now, 1, MPI_DOUBLE, MPI_MAX, comms->world.raw()));
-    if (stop_now > 0) {
-      progress.clear();
-      lg->warn("stop signal received: saving a checkpoint at step {} and exiting", step);
+    const StepStats st = step();
+    summary_.losses.push_back(st.loss);
+    interval_seconds_ += std::chrono::duration<double>(clock::now() - t0).count();
+    interval_loss_ += st.loss;
+    ++interval_steps_;
+    const bool last = step_ == cfg_.train.steps;
+    if (step_ % cfg_.logging.interval == 0 || last) log_step(st);
+    if (cfg_.logging.eval_interval > 0 && step_ % cfg_.logging.eval_interval == 0 && !last) evaluate_and_log();
+    if (cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0 && !last) save();
+    if (stop_requested()) {
+      progress_->clear();
+      lg_->warn("stop signal received: saving a checkpoint at step {} and exiting", step_);
       save();
-      summary.preempted = true;
+      summary_.preempted = true;
       break;
     }
     const double elapsed = std::chrono::duration<double>(clock::now() - loop_start).count();
-    const double eta = elapsed / double(step - first_step) * double(cfg.train.steps - step);
-    progress.draw(fmt::format("step {}/{} ({:.0f}%) | loss {:.4f} | ETA {}", step, cfg.train.steps,
-                              100.0 * double(step) / double(cfg.train.steps), loss, format_duration(eta)));
+    const double eta = elapsed / double(step_ - first_step_) * double(cfg_.train.steps - step_);
+    progress_->draw(fmt::format("step {}/{} ({:.0f}%) | loss {:.4f} | ETA {}", step_, cfg_.train.steps,
+                                100.0 * double(step_) / double(cfg_.train.steps), st.loss, format_duration(eta)));
   }
-  if (!summary.preempted) {
-    run_eval();
+  if (!summary_.preempted) {
+    evaluate_and_log();
     save();
   }
-  progress.clear();
-  summary.steps_done = step;
-  const double steps_run = double(std::max<int64_t>(1, step - first_step));
-  summary.dp_exposed_fraction = dp_blocking_s > 0 ? dp_exposed_total / steps_run / dp_blocking_s : 0.0;
-  if (dp_blocking_s > 0)
-    lg->info("data-parallel communication not hidden behind backward: {:.1f} ms per step = {:.0f}% of the {:.1f} ms a "
-             "blocking gradient allreduce takes",
-             1e3 * dp_exposed_total / steps_run, 100.0 * summary.dp_exposed_fraction, 1e3 * dp_blocking_s);
-  summary.seconds = std::chrono::duration<double>(clock::now() - t_start).count();
+  progress_->clear();
+  summary_.steps_done = step_;
+  const double steps_run = double(std::max<int64_t>(1, step_ - first_step_));
+  summary_.dp_exposed_fraction = dp_blocking_s_ > 0 ? dp_exposed_total_ / steps_run / dp_blocking_s_ : 0.0;
+  if (dp_blocking_s_ > 0)
+    lg_->info("data-parallel communication not hidden behind backward: {:.1f} ms per step = {:.0f}% of the {:.1f} ms "
+              "a blocking gradient allreduce takes",
+              1e3 * dp_exposed_total_ / steps_run, 100.0 * summary_.dp_exposed_fraction, 1e3 * dp_blocking_s_);
+  summary_.seconds = std::chrono::duration<double>(clock::now() - t_start_).count();
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
-  lg->info("peak resident memory (rank {}): {:.1f} MiB", rank, double(usage.ru_maxrss) / 1024.0);
-  lg->info("done: {} steps in {}{}", step - first_step, format_duration(summary.seconds),
-           summary.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary.last_val_loss) : "");
-  return summary;
+  lg_->info("peak resident memory (rank {}): {:.1f} MiB", rank_, double(usage.ru_maxrss) / 1024.0);
+  lg_->info("done: {} steps in {}{}", step_ - first_step_, format_duration(summary_.seconds),
+            summary_.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary_.last_val_loss) : "");
+  return summary_;
 }
+
+}  // namespace
+
+TrainSummary train(Config cfg, const TrainOptions& opts) { return Trainer(std::move(cfg), opts).run(); }
 
 }  // namespace hokusai

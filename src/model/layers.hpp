@@ -20,3 +20,20 @@ void linear_backward(const kernels::GemmContext& ctx, T* din, T* dw, T* db, cons
                      const T* in, const T* w, int64_t N, int64_t IC, int64_t OC);
 
 }  // namespace hokusai::model
+
+namespace hokusai::model {
+
+// Causal self-attention through GEMM (same contract as kernels::attention_forward/backward,
+// which stay as the reference): per (batch, head), S = scale·Q·K^T and O = P·V as matrix
+// products on strided views of qkv(B,T,3,NH,HS), a causal softmax between them. The full T×T
+// products do twice the causal FLOPs but at GEMM speed. Parallel over (batch, head); each
+// product runs single-threaded inside.
+template <typename T>
+void attention_forward(const kernels::GemmContext& ctx, T* out, T* probs, const T* qkv, int64_t B, int64_t Tn,
+                       int64_t NH, int64_t HS);
+// dqkv += gradient (adds, like every backward).
+template <typename T>
+void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* probs, const T* qkv,
+                        int64_t B, int64_t Tn, int64_t NH, int64_t HS);
+
+}  // namespace hokusai::model

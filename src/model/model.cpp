@@ -59,7 +59,7 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
     k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, N, C, d.eps);
   linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, 3 * A);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
-  k::attention_forward(a.atty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
+  model::attention_forward(ctx.gemm, a.atty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
   linear_forward(ctx.gemm, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
   k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
   if (gpt2)
@@ -111,7 +111,8 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
   linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), a.atty.data(),
                   p.proj_w, N, A, C);
   zero(s.dqkv, N * 3 * A);
-  k::attention_backward(s.dqkv.data(), s.datty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
+  model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH,
+                            d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
   zero(s.dln, N * C);
   linear_backward(ctx.gemm, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(), p.qkv_w, N, C,

@@ -11,7 +11,7 @@ if [ "$ranks" -gt 1 ]; then
   launch=(mpirun --allow-run-as-root --oversubscribe -np "$ranks" -x OMP_NUM_THREADS=1)
 fi
 rm -rf "$work"; mkdir -p "$work"
-common=(--set train.steps=400 --set logging.interval=400 --set logging.eval_interval=0 --set logging.eval_batches=1
+common=(--set train.steps=2000 --set logging.interval=2000 --set logging.eval_interval=0 --set logging.eval_batches=1
         --set model.layers=2 --set model.hidden=64 --set model.heads=4 --set train.micro_batch=4
         --set train.global_batch=8 --set train.seq_len=64 --set model.max_seq_len=64 --set kernels.peak_gflops=100
         --set parallel.dp="$ranks" --set data.cache_dir="$work/cache")

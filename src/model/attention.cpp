@@ -9,9 +9,14 @@ namespace hokusai::model {
 using kernels::Op;
 
 namespace {
-// One single-threaded product per (batch, head) task: no nested thread teams, no shared workspace.
+// One single-threaded product per (batch, head) task, called concurrently from the OpenMP team.
+// Always our native GEMM (or the reference): it is reentrant with a per-call workspace. The
+// library backends are not safe to call concurrently: OpenBLAS' OpenMP build shares buffers
+// between concurrent callers (training stopped being bit-reproducible) and oneDNN's sgemm
+// corrupted the heap under mpirun in one of three runs.
 kernels::GemmContext serial(const kernels::GemmContext& ctx) {
   kernels::GemmContext c = ctx;
+  if (c.backend != kernels::GemmBackend::reference) c.backend = kernels::GemmBackend::native;
   c.threads = 1;
   c.workspace = nullptr;
   return c;

@@ -27,7 +27,8 @@ namespace hokusai::model {
 // which stay as the reference): per (batch, head), S = scale·Q·K^T and O = P·V as matrix
 // products on strided views of qkv(B,T,3,NH,HS), a causal softmax between them. The full T×T
 // products do twice the causal FLOPs but at GEMM speed. Parallel over (batch, head); each
-// product runs single-threaded inside.
+// product runs single-threaded inside, on the native GEMM whatever ctx.backend says (the library
+// backends are not reentrant; see attention.cpp), or the reference for the reference backend.
 template <typename T>
 void attention_forward(const kernels::GemmContext& ctx, T* out, T* probs, const T* qkv, int64_t B, int64_t Tn,
                        int64_t NH, int64_t HS);

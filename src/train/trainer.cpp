@@ -255,7 +255,7 @@ void Trainer::report_setup() {
             "activations and scratch {:.1f} MiB, total {:.1f} MiB",
             rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb,
             2 * params_mb + opt_mb + act_mb);
-  if (comms_)
+  if (comms_ && comms_->dp.size() > 1)
     lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg_.parallel.dp, accum_, B_,
               zero1_ ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
                        "(" + std::to_string(shard_.size()) + " of " + std::to_string(n_params_) +

@@ -9,18 +9,14 @@
 
 #include "hokusai/config.hpp"
 #include "hokusai/data.hpp"
+#include "scratch.hpp"
 
 namespace hokusai {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / "hokusai_test_data" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_dir("data", name); }
 
 std::vector<int32_t> read_all(const IndexedDataset& d, int64_t seq) {
   std::vector<int32_t> out(size_t(d.length(seq)));

@@ -10,17 +10,14 @@
 #include "hokusai/data.hpp"
 #include "hokusai/generate.hpp"
 #include "hokusai/train.hpp"
+#include "scratch.hpp"
 
 namespace hokusai {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / "hokusai_test_train" / name;
-  fs::remove_all(p);
-  return p;
-}
+fs::path scratch(const std::string& name) { return testing::scratch_dir("train", name); }
 
 Config small(const std::string& family, const fs::path& run_dir, int64_t steps) {
   Config c;

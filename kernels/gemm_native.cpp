@@ -99,23 +99,19 @@ inline void interleave_bf16(const float* panel, int64_t kc_pad, int R, uint16_t*
   interleave_bf16_avx512bf16(panel, kc_pad, R, out);
 }
 
-// fp32 panels are packed in place; bf16 panels go through an fp32 scratch panel per thread.
-struct Fp32Path {
-  using P = float;
-  static constexpr int kStep = 1;
-  SgemmUkernel uk;
+// A microkernel with its packed element type and k granularity. fp32 panels are packed in
+// place; bf16 panels go through an fp32 scratch panel per thread.
+template <typename Packed, int Step, typename Ukernel>
+struct KernelPath {
+  using P = Packed;
+  static constexpr int kStep = Step;
+  Ukernel uk;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
   }
 };
-struct Bf16Path {
-  using P = uint16_t;
-  static constexpr int kStep = 2;
-  SbgemmUkernel uk;
-  void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
-    uk(k, a, b, c, ldc, alpha, beta);
-  }
-};
+using Fp32Path = KernelPath<float, 1, SgemmUkernel>;
+using Bf16Path = KernelPath<uint16_t, 2, SbgemmUkernel>;
 
 template <typename Path>
 typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {

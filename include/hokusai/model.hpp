@@ -155,6 +155,9 @@ class Model {
   ModelViews<T> p_, g_;
   std::unique_ptr<Activations<T>> acts_;
   int64_t max_N_ = 0, max_T_ = 0, activation_bytes_ = 0;
+  // Gradient-arena ranges reported to GradsReady, computed once from the table.
+  comm::Range head_range_{0, 0}, embedding_range_{0, 0};
+  std::vector<comm::Range> layer_ranges_;
 };
 
 }  // namespace hokusai

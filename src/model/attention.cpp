@@ -10,15 +10,16 @@ using kernels::Op;
 
 namespace {
 // One single-threaded product per (batch, head) task, called concurrently from the OpenMP team.
-// Always our native GEMM (or the reference): it is reentrant with a per-call workspace. The
+// Always our native GEMM (or the reference): it is reentrant given one workspace per thread
+// (reused across heads: a fresh one per call cost an mmap and page faults every product). The
 // library backends are not safe to call concurrently: OpenBLAS' OpenMP build shares buffers
 // between concurrent callers (training stopped being bit-reproducible) and oneDNN's sgemm
 // corrupted the heap under mpirun in one of three runs.
-kernels::GemmContext serial(const kernels::GemmContext& ctx) {
+kernels::GemmContext serial(const kernels::GemmContext& ctx, kernels::GemmWorkspace* thread_workspace) {
   kernels::GemmContext c = ctx;
   if (c.backend != kernels::GemmBackend::reference) c.backend = kernels::GemmBackend::native;
   c.threads = 1;
-  c.workspace = nullptr;
+  c.workspace = thread_workspace;
   return c;
 }
 }  // namespace
@@ -28,27 +29,31 @@ void attention_forward(const kernels::GemmContext& ctx, T* out, T* probs, const 
                        int64_t NH, int64_t HS) {
   const int64_t C = NH * HS, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(HS));
-  const kernels::GemmContext one = serial(ctx);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < NH; ++h) {
-      const T* q = qkv + b * Tn * C3 + h * HS;
-      const T* k = q + C;
-      const T* v = q + 2 * C;
-      T* p = probs + (b * NH + h) * Tn * Tn;
-      kernels::gemm(one, Op::N, Op::T, Tn, Tn, HS, scale, q, C3, k, C3, T(0), p, Tn);
-      for (int64_t t = 0; t < Tn; ++t) {
-        T* row = p + t * Tn;
-        T mx = row[0];
-        for (int64_t j = 1; j <= t; ++j) mx = std::max(mx, row[j]);
-        T sum = 0;
-        for (int64_t j = 0; j <= t; ++j) sum += (row[j] = std::exp(row[j] - mx));
-        const T inv = T(1) / sum;
-        for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
-        for (int64_t j = t + 1; j < Tn; ++j) row[j] = T(0);  // masked: P·V sees zeros
+#pragma omp parallel
+  {
+    kernels::GemmWorkspace ws;
+    const kernels::GemmContext one = serial(ctx, &ws);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < NH; ++h) {
+        const T* q = qkv + b * Tn * C3 + h * HS;
+        const T* k = q + C;
+        const T* v = q + 2 * C;
+        T* p = probs + (b * NH + h) * Tn * Tn;
+        kernels::gemm(one, Op::N, Op::T, Tn, Tn, HS, scale, q, C3, k, C3, T(0), p, Tn);
+        for (int64_t t = 0; t < Tn; ++t) {
+          T* row = p + t * Tn;
+          T mx = row[0];
+          for (int64_t j = 1; j <= t; ++j) mx = std::max(mx, row[j]);
+          T sum = 0;
+          for (int64_t j = 0; j <= t; ++j) sum += (row[j] = std::exp(row[j] - mx));
+          const T inv = T(1) / sum;
+          for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
+          for (int64_t j = t + 1; j < Tn; ++j) row[j] = T(0);  // masked: P·V sees zeros
+        }
+        kernels::gemm(one, Op::N, Op::N, Tn, HS, Tn, T(1), p, Tn, v, C3, T(0), out + b * Tn * C + h * HS, C);
       }
-      kernels::gemm(one, Op::N, Op::N, Tn, HS, Tn, T(1), p, Tn, v, C3, T(0), out + b * Tn * C + h * HS, C);
-    }
+  }
 }
 
 template <typename T>
@@ -56,9 +61,10 @@ void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout,
                         int64_t B, int64_t Tn, int64_t NH, int64_t HS) {
   const int64_t C = NH * HS, C3 = 3 * C;
   const T scale = T(1) / std::sqrt(T(HS));
-  const kernels::GemmContext one = serial(ctx);
 #pragma omp parallel
   {
+    kernels::GemmWorkspace ws;
+    const kernels::GemmContext one = serial(ctx, &ws);
     std::vector<T> ds(static_cast<size_t>(Tn * Tn));  // dP, then dS in place
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b)

@@ -135,6 +135,17 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T)
   params_.assign(size_t(arena_size(table_)), T(0));
   grads_.assign(params_.size(), T(0));
   p_ = point_views(params_.data(), table_, dims_);
+  // Arena ranges backward reports as final (the table is embeddings, layers 0..L-1, head), once.
+  const auto range_of = [&](auto pred) {
+    comm::Range r{INT64_MAX, 0};
+    for (const auto& t : table_)
+      if (pred(t)) r.begin = std::min(r.begin, t.offset), r.end = std::max(r.end, t.offset + t.numel);
+    return r.begin < r.end ? r : comm::Range{0, 0};
+  };
+  head_range_ = range_of([](const TensorSpec& t) { return t.layer < 0 && !t.is_embedding; });
+  embedding_range_ = range_of([](const TensorSpec& t) { return t.is_embedding; });
+  for (int64_t l = 0; l < dims.L; ++l)
+    layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F;
   const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
@@ -238,34 +249,18 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
                           s.lnf_rstd.data(), N, C);
   else
     k::rmsnorm_backward(dout, g_.lnf_w, s.dln.data(), top, p_.lnf_w, s.lnf_rstd.data(), N, C);
-  // Arena ranges in backward order: the table is embeddings, layers 0..L-1, head.
-  const auto range_of = [&](auto pred) {
-    int64_t lo = INT64_MAX, hi = 0;
-    for (const auto& t : table_)
-      if (pred(t)) lo = std::min(lo, t.offset), hi = std::max(hi, t.offset + t.numel);
-    return std::pair<int64_t, int64_t>{lo, hi};
-  };
-  if (ready) {
-    // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
-    // output projection is wte, final only after the embedding backward).
-    const auto [lo, hi] = range_of([](const TensorSpec& t) { return t.layer < 0 && !t.is_embedding; });
-    if (lo < hi) ready(lo, hi);
-  }
+  // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
+  // output projection is wte, final only after the embedding backward).
+  if (ready && head_range_.size() > 0) ready(head_range_.begin, head_range_.end);
   for (int64_t l = d.L - 1; l >= 0; --l) {
     const T* x = l > 0 ? s.blocks[l - 1].out.data() : s.encoded.data();
     std::fill_n(dx, N * C, T(0));
     block_backward(ctx, s, dx, dout, s.blocks[l], x, p_.layers[l], g_.layers[l], d, B, Tn);
     std::swap(dx, dout);
-    if (ready) {
-      const auto [lo, hi] = range_of([l](const TensorSpec& t) { return t.layer == int(l); });
-      ready(lo, hi);
-    }
+    if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }
   k::embedding_backward(g_.wte, g_.wpe, dout, tokens, B, Tn, C, d.vocab_start, d.Vl);
-  if (ready) {
-    const auto [lo, hi] = range_of([](const TensorSpec& t) { return t.is_embedding; });
-    if (lo < hi) ready(lo, hi);
-  }
+  if (ready && embedding_range_.size() > 0) ready(embedding_range_.begin, embedding_range_.end);
 }
 
 template class Model<float>;

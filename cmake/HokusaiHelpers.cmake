@@ -1,3 +1,20 @@
+# hokusai_find_gtest()
+#   GoogleTest for the build's target: the host's packaged libraries, or, when cross-compiling,
+#   built for the target from Debian's source package (googletest: /usr/src/googletest).
+macro(hokusai_find_gtest)
+  if(CMAKE_CROSSCOMPILING)
+    if(NOT EXISTS /usr/src/googletest/CMakeLists.txt)
+      message(FATAL_ERROR "cross build: GoogleTest sources not found in /usr/src/googletest: run "
+                          "scripts/install-deps.sh --cross (package googletest)")
+    endif()
+    set(INSTALL_GTEST OFF CACHE BOOL "" FORCE)
+    set(BUILD_GMOCK OFF CACHE BOOL "" FORCE)
+    add_subdirectory(/usr/src/googletest ${PROJECT_BINARY_DIR}/googletest EXCLUDE_FROM_ALL SYSTEM)
+  else()
+    find_package(GTest REQUIRED)
+  endif()
+endmacro()
+
 # hokusai_add_test(NAME name SOURCES ... [LIBS ...] [LABELS ...])
 #   One GoogleTest executable registered as one CTest test.
 function(hokusai_add_test)

@@ -34,15 +34,16 @@ std::string_view to_string(GemmBackend backend);
 bool gemm_backend_available(GemmBackend backend);
 
 // Microkernel families of the native backend. `automatic` = the best this CPU runs, unless the
-// environment variable HOKUSAI_GEMM_ISA=generic|avx2|avx512|avx512bf16 forces one.
-enum class GemmIsa { automatic, generic, avx2, avx512, avx512bf16 };
+// environment variable HOKUSAI_GEMM_ISA=generic|avx2|avx512|avx512bf16|sve forces one.
+// x86 builds have generic, avx2, avx512 and avx512bf16; aarch64 SVE builds have generic and sve.
+enum class GemmIsa { automatic, generic, avx2, avx512, avx512bf16, sve };
 GemmIsa parse_gemm_isa(std::string_view name);  // throws std::invalid_argument
 std::string_view to_string(GemmIsa isa);
 bool gemm_isa_supported(GemmIsa isa);  // this CPU runs it
 // Resolves `automatic` (CPUID, then HOKUSAI_GEMM_ISA); throws std::runtime_error when the forced
 // ISA is not supported by this CPU.
 GemmIsa resolve_gemm_isa(GemmIsa requested);
-// Name of the fp32 microkernel an ISA uses, e.g. "sgemm_avx512_14x32".
+// Name of the fp32 microkernel an ISA uses, e.g. "sgemm_avx512_14x32", "sgemm_sve_10x32".
 std::string_view sgemm_kernel_name(GemmIsa isa);
 
 // Packing buffers of the native backend, reused across calls (fresh buffers cost page faults
@@ -80,6 +81,17 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
 // backend with isa avx512bf16 (automatic picks it where the CPU has AVX512_BF16); throws
 // std::runtime_error elsewhere.
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+}  // namespace hokusai::kernels
+
+namespace hokusai::kernels {
+
+// C := alpha * fp16(op(A)) · fp16(op(B)) + beta * C with fp32 inputs and output: the inputs are
+// rounded to IEEE half (nearest even; |x| > 65504 becomes inf) while packing, products
+// accumulate in fp32. The A64FX storage format (it has fp16 arithmetic but no bf16). Native
+// backend with isa sve; throws std::runtime_error elsewhere.
+void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 }  // namespace hokusai::kernels

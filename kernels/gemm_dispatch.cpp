@@ -14,8 +14,9 @@ GemmIsa parse_gemm_isa(std::string_view name) {
   if (name == "avx2") return GemmIsa::avx2;
   if (name == "avx512") return GemmIsa::avx512;
   if (name == "avx512bf16") return GemmIsa::avx512bf16;
+  if (name == "sve") return GemmIsa::sve;
   throw std::invalid_argument("unknown GEMM ISA '" + std::string(name) +
-                              "': expected automatic, generic, avx2, avx512 or avx512bf16");
+                              "': expected automatic, generic, avx2, avx512, avx512bf16 or sve");
 }
 
 std::string_view to_string(GemmIsa isa) {
@@ -25,6 +26,7 @@ std::string_view to_string(GemmIsa isa) {
     case GemmIsa::avx2: return "avx2";
     case GemmIsa::avx512: return "avx512";
     case GemmIsa::avx512bf16: return "avx512bf16";
+    case GemmIsa::sve: return "sve";
   }
   return "?";
 }
@@ -38,8 +40,13 @@ bool gemm_isa_supported(GemmIsa isa) {
     case GemmIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case GemmIsa::avx512: return __builtin_cpu_supports("avx512f");
     case GemmIsa::avx512bf16: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    case GemmIsa::sve: return false;
   }
   return false;
+#elif defined(__ARM_FEATURE_SVE)
+  // An SVE build runs only on SVE CPUs (a fixed-length build also checks the length at start:
+  // kernels/sve/vector_length.cpp).
+  return isa == GemmIsa::automatic || isa == GemmIsa::generic || isa == GemmIsa::sve;
 #else
   return isa == GemmIsa::automatic || isa == GemmIsa::generic;
 #endif
@@ -55,7 +62,7 @@ GemmIsa resolve_gemm_isa(GemmIsa requested) {
           throw std::runtime_error("HOKUSAI_GEMM_ISA=" + std::string(env) + ": this CPU does not run it");
         return forced;
       }
-      for (GemmIsa isa : {GemmIsa::avx512bf16, GemmIsa::avx512, GemmIsa::avx2})
+      for (GemmIsa isa : {GemmIsa::avx512bf16, GemmIsa::avx512, GemmIsa::avx2, GemmIsa::sve})
         if (gemm_isa_supported(isa)) return isa;
       return GemmIsa::generic;
     }();
@@ -68,11 +75,40 @@ GemmIsa resolve_gemm_isa(GemmIsa requested) {
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa) {
   switch (isa) {
+#if defined(__x86_64__)
     case GemmIsa::avx512:
     case GemmIsa::avx512bf16: return kSgemmAvx512;
     case GemmIsa::avx2: return kSgemmAvx2;
+#endif
+#if defined(__ARM_FEATURE_SVE)
+    case GemmIsa::sve: {  // NR = 2 vectors: the tile and its name follow the vector length
+      static const std::string name = "sgemm_sve_10x" + std::to_string(2 * sve_vector_bits() / 32);
+      static const SgemmKernel kern{name.c_str(), 10, 2 * sve_vector_bits() / 32,
+                                    sgemm_sve_10x2v, kSveBlocks};
+      return kern;
+    }
+#endif
     default: return kSgemmGeneric;
   }
+}
+
+const SbgemmKernel& sbgemm_kernel() {
+#if defined(__x86_64__)
+  return kSbgemmAvx512Bf16;
+#else
+  throw std::runtime_error("gemm_bf16: this build has no AVX512_BF16 kernel (x86 only)");
+#endif
+}
+
+const SbgemmKernel& shgemm_kernel() {
+#if defined(__ARM_FEATURE_SVE)
+  static const std::string name = "shgemm_sve_10x" + std::to_string(2 * sve_vector_bits() / 32);
+  static const SbgemmKernel kern{name.c_str(), 10, 2 * sve_vector_bits() / 32, shgemm_sve_10x2v, kSveFp16Blocks,
+                                 pack_fp16_sve};
+  return kern;
+#else
+  throw std::runtime_error("gemm_fp16: this build has no fp16 kernel (SVE builds only)");
+#endif
 }
 
 std::string_view sgemm_kernel_name(GemmIsa isa) { return sgemm_kernel(resolve_gemm_isa(isa)).name; }

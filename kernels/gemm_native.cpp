@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_backends.hpp"
@@ -94,24 +95,22 @@ void pack_b_panel(const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64
   std::fill(dst + kc * NR, dst + kc_pad * NR, 0.0f);
 }
 
-// bf16 panels exist only with AVX512_BF16 (gemm_bf16 checks), so its converter packs them.
-inline void interleave_bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out) {
-  interleave_bf16_avx512bf16(panel, kc_pad, R, out);
-}
-
-// A microkernel with its packed element type and k granularity. fp32 panels are packed in
-// place; bf16 panels go through an fp32 scratch panel per thread.
+// A microkernel with its packed element type, its k granularity and, for 16-bit panels, the
+// converter from a packed fp32 panel (kc_pad x R) to its own layout. fp32 panels are packed in
+// place; 16-bit panels go through an fp32 scratch panel per thread.
 template <typename Packed, int Step, typename Ukernel>
 struct KernelPath {
   using P = Packed;
   static constexpr int kStep = Step;
   Ukernel uk;
+  PanelConverter convert = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
   }
 };
 using Fp32Path = KernelPath<float, 1, SgemmUkernel>;
-using Bf16Path = KernelPath<uint16_t, 2, SbgemmUkernel>;
+using Bf16Path = KernelPath<uint16_t, 2, SbgemmUkernel>;  // pairs of k interleaved (vdpbf16ps)
+using Fp16Path = KernelPath<uint16_t, 1, SbgemmUkernel>;  // plain layout, IEEE half values
 
 template <typename Path>
 typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
@@ -122,35 +121,40 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
 }
 
 template <typename Path>
-void pack_a_block(const Matrix& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t kc_pad, int MR,
-                  typename Path::P* ap, float* scratch) {
+void pack_a_block(const Path& path, const Matrix& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                  int64_t kc_pad, int MR, typename Path::P* ap, float* scratch) {
   for (int64_t ir = 0; ir < mc; ir += MR) {
     const int64_t rows = std::min<int64_t>(MR, mc - ir);
     if constexpr (std::is_same_v<typename Path::P, float>) {
       pack_a_panel(A, i0 + ir, rows, p0, kc, kc_pad, MR, ap + ir * kc_pad);
     } else {
       pack_a_panel(A, i0 + ir, rows, p0, kc, kc_pad, MR, scratch);
-      interleave_bf16(scratch, kc_pad, MR, ap + ir * kc_pad);
+      path.convert(scratch, kc_pad, MR, ap + ir * kc_pad);
     }
   }
 }
 
 template <typename Path>
-void pack_b_one(const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64_t j0, int64_t cols, int NR,
-                typename Path::P* bp, float* scratch) {
+void pack_b_one(const Path& path, const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64_t j0, int64_t cols,
+                int NR, typename Path::P* bp, float* scratch) {
   if constexpr (std::is_same_v<typename Path::P, float>) {
     pack_b_panel(B, p0, kc, kc_pad, j0, cols, NR, bp);
   } else {
     pack_b_panel(B, p0, kc, kc_pad, j0, cols, NR, scratch);
-    interleave_bf16(scratch, kc_pad, NR, bp);
+    path.convert(scratch, kc_pad, NR, bp);
   }
 }
+
+constexpr int kMaxTile = 2048;
 
 template <typename Path>
 void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmWorkspace& ws, const Matrix& A,
              const Matrix& B, int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
   using P = typename Path::P;
   constexpr int kStep = Path::kStep;
+  if (MR * NR > kMaxTile)  // an SVE tile grows with the vector length: 10 x 128 at 2048 bits
+    throw std::runtime_error("native GEMM: microkernel tile " + std::to_string(MR) + "x" + std::to_string(NR) +
+                             " exceeds the driver's edge buffer (" + std::to_string(kMaxTile) + " values)");
   const int64_t kc_max = std::min<int64_t>(bs.kc, (k + kStep - 1) / kStep * kStep);
   const int64_t nc_max = std::min<int64_t>(bs.nc, (n + NR - 1) / NR * NR);
   const int64_t mc_max = std::min<int64_t>(bs.mc, (m + MR - 1) / MR * MR);
@@ -168,7 +172,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   {
     const int t = omp_get_thread_num();
     const int64_t r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
-    alignas(64) float tile[32 * 64];  // MR x NR edge tile (MR*NR <= 2048 for every kernel)
+    alignas(64) float tile[kMaxTile];  // MR x NR edge tile
     for (int64_t jc = 0; jc < n; jc += bs.nc) {
       const int64_t nc = std::min(bs.nc, n - jc);
       for (int64_t pc = 0; pc < k; pc += bs.kc) {
@@ -178,11 +182,11 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         const int64_t panels = (nc + NR - 1) / NR;
 #pragma omp for schedule(static)
         for (int64_t jp = 0; jp < panels; ++jp)
-          pack_b_one<Path>(B, pc, kc, kc_pad, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), NR,
+          pack_b_one<Path>(path, B, pc, kc, kc_pad, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), NR,
                            bp + jp * NR * kc_pad, scratch[size_t(t)]);
         for (int64_t ic = r0; ic < r1; ic += bs.mc) {
           const int64_t mc = std::min(bs.mc, r1 - ic);
-          pack_a_block<Path>(A, ic, mc, pc, kc, kc_pad, MR, ap[size_t(t)], scratch[size_t(t)]);
+          pack_a_block<Path>(path, A, ic, mc, pc, kc, kc_pad, MR, ap[size_t(t)], scratch[size_t(t)]);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t rows = std::min<int64_t>(MR, mc - ir);
             for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -233,25 +237,44 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
   const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  blocked(Fp32Path{kern.ukernel}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m,
-          n, k, alpha, beta, c, ldc);
+  blocked(Fp32Path{kern.ukernel}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws,
+          {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
-void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+namespace {
+
+// The 16-bit storage paths share the checks: native backend, an ISA that has the kernel.
+template <typename Path>
+void gemm_half(const char* what, GemmIsa needed, const SbgemmKernel& (*kernel)(), const GemmContext& ctx,
+               Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (ctx.backend != GemmBackend::native)
-    throw std::runtime_error("gemm_bf16: only the native backend has a bf16 path");
+    throw std::runtime_error(std::string(what) + ": only the native backend has this path");
   const GemmIsa isa = resolve_gemm_isa(ctx.isa);
-  if (isa != GemmIsa::avx512bf16)
-    throw std::runtime_error("gemm_bf16 needs AVX512_BF16 (isa avx512bf16); this context resolves to " +
-                             std::string(to_string(isa)));
+  if (isa != needed)
+    throw std::runtime_error(std::string(what) + " needs isa " + std::string(to_string(needed)) +
+                             "; this context resolves to " + std::string(to_string(isa)));
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  const SbgemmKernel& kern = kSbgemmAvx512Bf16;
-  blocked(Bf16Path{kern.ukernel}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m,
-          n, k, alpha, beta, c, ldc);
+  const SbgemmKernel& kern = kernel();
+  blocked(Path{kern.ukernel, kern.convert}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda},
+          {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+}
+
+}  // namespace
+
+void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_half<Bf16Path>("gemm_bf16", GemmIsa::avx512bf16, sbgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b,
+                      ldb, beta, c, ldc);
+}
+
+void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_half<Fp16Path>("gemm_fp16", GemmIsa::sve, shgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb,
+                      beta, c, ldc);
 }
 
 }  // namespace hokusai::kernels

@@ -1,6 +1,4 @@
 // Block sizes of the native GEMM per microkernel and CPU: data, not code. Each entry says why.
-// Measured on the development VM (Intel Xeon, AVX-512 + AVX512_BF16: 48 KiB L1D, 2 MiB L2 per
-// core); docs/performance.md has the numbers and the command.
 #pragma once
 
 #include "kernels/gemm.hpp"
@@ -8,6 +6,10 @@
 
 namespace hokusai::kernels {
 
+#if defined(__x86_64__)
+// Measured on the development VM (Intel Xeon, AVX-512 + AVX512_BF16: 48 KiB L1D, 2 MiB L2 per
+// core); docs/performance.md has the numbers and the command.
+//
 // 14x32 fp32: the A micro-panel (14*256*4 = 14 KiB) stays in L1 across the B micro-panels
 // (32 KiB each at kc = 256); the A block mc*kc*4 = 168 KiB sits in L2; the B block kc*nc*4 = 3 MiB
 // is shared by the threads. A sweep of (mc, kc, nc) with HOKUSAI_GEMM_BLOCKS over
@@ -16,11 +18,32 @@ namespace hokusai::kernels {
 inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32, {168, 256, 3072}};
 // bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint.
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
-                                               {168, 512, 3072}};
+                                               {168, 512, 3072}, interleave_bf16_avx512bf16};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
 inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16, {144, 256, 4080}};
+#endif
+
+#if defined(__ARM_FEATURE_SVE)
+// A64FX (per core: 64 KiB 4-way L1D with 256-byte lines; per CMG of 12 cores: 8 MiB 16-way L2,
+// shared). Reasoning, not a sweep (no A64FX here; re-tune on a node with HOKUSAI_GEMM_BLOCKS):
+//   kc = 256: one B micro-panel kc*NR*4 = 256*32*4 = 32 KiB streams through half of L1 while the
+//     A micro-panel (10*256*4 = 10 KiB) stays resident in the other half (the driver runs ir
+//     outside jr); 4-way L1 leaves a way for C.
+//   nc = 4096: the B block kc*nc*4 = 4 MiB, shared by the 12 threads of a CMG, fills half of L2.
+//   mc = 120 (12 micro-panels): each thread's A block mc*kc*4 = 120 KiB; 12 of them = 1.4 MiB,
+//     so B block + A blocks (5.4 MiB) stay inside the 8 MiB L2 with room for C lines.
+// For other SVE lengths NR scales with the vector, the same kc keeps the B micro-panel at
+// kc*NR*4 (16 KiB at 256 bits, 8 KiB at 128 bits): smaller than L1 on every SVE core we know.
+inline constexpr BlockSizes kSveBlocks{120, 256, 4096};
+// fp16 panels are half the bytes: kc = 512 keeps the same L1/L2 footprint.
+inline constexpr BlockSizes kSveFp16Blocks{120, 512, 4096};
+#endif
+
 inline constexpr SgemmKernel kSgemmGeneric{"sgemm_generic_4x16", 4, 16, sgemm_generic_4x16, {64, 256, 2048}};
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa);  // a resolved (not automatic) ISA
+// The 16-bit storage kernels; each throws std::runtime_error in a build without it.
+const SbgemmKernel& sbgemm_kernel();  // bf16, AVX512_BF16
+const SbgemmKernel& shgemm_kernel();  // fp16, SVE
 
 }  // namespace hokusai::kernels

@@ -12,6 +12,20 @@
 
 #include "kernels/ops_instantiate.hpp"
 
+// GCC 12 miscompiles `omp simd reduction` of a double accumulator over float inputs for
+// fixed-length SVE (-msve-vector-bits=512, the aarch64-a64fx preset): the lane array's second
+// half is reloaded from the first half's address (`ld1d z2.d, p0/z, [sp]` where `[sp, #1, mul vl]`
+// belongs), so sum_squares came out 559.76 instead of 558.77; tests/unit/test_ops caught it under
+// qemu-aarch64. Those two widening loops are left to the plain auto-vectoriser there (which keeps
+// the ordered sum: correct, slower); every other build keeps the pragma.
+#define HOKUSAI_PRAGMA(x) _Pragma(#x)
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13 && defined(__ARM_FEATURE_SVE_BITS) && \
+    __ARM_FEATURE_SVE_BITS > 0
+#define HOKUSAI_WIDENING_SIMD_SUM(var)
+#else
+#define HOKUSAI_WIDENING_SIMD_SUM(var) HOKUSAI_PRAGMA(omp simd reduction(+ : var))
+#endif
+
 namespace hokusai::kernels {
 
 namespace {
@@ -415,7 +429,7 @@ void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* tar
     T mx = -INFINITY;
     for (int64_t j = 0; j < V_real; ++j) mx = std::max(mx, l[j]);
     double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
+    HOKUSAI_WIDENING_SIMD_SUM(sum)
     for (int64_t j = 0; j < V_real; ++j) sum += vexp(l[j] - mx);
     const T z = mx + T(std::log(sum));
     lse[i] = z;
@@ -463,7 +477,7 @@ double sum_squares(const T* x, int64_t n) {
   for (int64_t ch = 0; ch < nchunks; ++ch) {
     const int64_t i0 = ch * kChunk, i1 = std::min(n, i0 + kChunk);
     double s = 0.0;
-#pragma omp simd reduction(+ : s)
+    HOKUSAI_WIDENING_SIMD_SUM(s)
     for (int64_t i = i0; i < i1; ++i) s += double(x[i]) * double(x[i]);
     partial[ch] = s;
   }

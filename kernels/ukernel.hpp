@@ -6,9 +6,11 @@
 // fp32 kernels (SgemmUkernel):
 //   Ap: packed A micro-panel, k steps of MR values:  Ap[p*MR + i] = A(i, p)
 //   Bp: packed B micro-panel, k steps of NR values:  Bp[p*NR + j] = B(p, j)
-// bf16 kernels (SbgemmUkernel, AVX512_BF16 vdpbf16ps: bf16 products, fp32 accumulation):
-//   k is even (the driver pads with zeros); pairs of consecutive k are interleaved:
-//   Ap[(p/2)*2*MR + 2*i + p%2] = A(i, p),  Bp[(p/2)*2*NR + 2*j + p%2] = B(p, j)
+// 16-bit storage kernels (SbgemmUkernel: uint16_t panels, fp32 accumulation and output):
+//   bf16 (AVX512_BF16 vdpbf16ps): k is even (the driver pads with zeros); pairs of consecutive
+//     k are interleaved: Ap[(p/2)*2*MR + 2*i + p%2] = A(i, p),  Bp[(p/2)*2*NR + 2*j + p%2] = B(p, j)
+//   fp16 (SVE, IEEE half): the fp32 layout above with half values.
+//   A 16-bit kernel comes with its PanelConverter: packed fp32 panel (kc_pad x R) -> its layout.
 // Both: Ap and Bp are 64-byte aligned; k >= 0 (k == 0 gives C := beta*C); beta == 0 never
 // reads C (C may hold NaN); the tile is always full — the driver runs edge tiles through an
 // MR x NR buffer — so a kernel has no edge code. Names: <dtype>gemm_<isa>_<MR>x<NR>.
@@ -36,15 +38,19 @@ struct SgemmKernel {
   BlockSizes blocks;
 };
 
+using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint16_t* out);
+
 struct SbgemmKernel {
   const char* name;
   int mr, nr;
   SbgemmUkernel ukernel;
   BlockSizes blocks;
+  PanelConverter convert;
 };
 
-// Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp). Each x86 entry point is
-// compiled for its ISA only and must be called only when the CPU has it (see gemm_dispatch).
+// Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
+// x86 entry point is compiled for its ISA only and must be called only when the CPU has it (see
+// gemm_dispatch); the SVE ones exist only in aarch64 builds with SVE enabled.
 void sgemm_generic_4x16(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 void sgemm_avx2_6x16(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
@@ -56,5 +62,13 @@ void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n);
 // contract: out[(pp*R + i)*2 + s] = bf16(panel[(2pp + s)*R + i]). Vectorised packing for the
 // bf16 microkernel (the scalar version cost more than the products: 40% of fp32 peak).
 void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out);
+
+
+// SVE (kernels/sve/sgemm_sve.cpp): MR = 10, NR = 2 * (vector length in floats), read at run time.
+void sgemm_sve_10x2v(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
+void shgemm_sve_10x2v(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
+                      float beta);
+void pack_fp16_sve(const float* panel, int64_t kc_pad, int R, uint16_t* out);  // fp32 -> IEEE half (RNE)
+int sve_vector_bits();  // this CPU's SVE vector length in bits
 
 }  // namespace hokusai::kernels

@@ -19,7 +19,9 @@ struct Shape {
 // fp32 tolerance: |C - C_ref| <= 1e-5 * (K + 1) * |alpha| + 1e-5 for inputs in [-1, 1]
 // (K-term rounding of fp32 sums). bf16 (8-bit mantissa inputs, fp32 accumulation):
 // 2^-8 relative per input, so 8e-3 * sqrt(K) * |alpha| + 1e-2 (random-sign errors add like a walk).
-enum class Precision { fp32, bf16 };
+// fp16 (11-bit mantissa inputs, fp32 accumulation): 2^-11 relative per input, so
+// 1e-3 * sqrt(K) * |alpha| + 2e-3.
+enum class Precision { fp32, bf16, fp16 };
 
 void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, float beta, int64_t pad,
                    GemmIsa isa = GemmIsa::automatic, Precision prec = Precision::fp32) {
@@ -35,11 +37,14 @@ void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, floa
   GemmContext ctx{backend, 2, isa};
   if (prec == Precision::bf16)
     gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  else if (prec == Precision::fp16)
+    gemm_fp16(ctx, oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
   else
     gemm(ctx, oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
   ref::gemm<float>(oa, ob, s.m, s.n, s.k, alpha, a.data(), lda, b.data(), ldb, beta, c_ref.data(), ldc);
-  const double tol = prec == Precision::bf16 ? 8e-3 * std::sqrt(double(s.k) + 1) * std::abs(alpha) + 1e-2
-                                             : 1e-5 * double(s.k + 1) * std::abs(alpha) + 1e-5;
+  const double tol = prec == Precision::bf16   ? 8e-3 * std::sqrt(double(s.k) + 1) * std::abs(alpha) + 1e-2
+                     : prec == Precision::fp16 ? 1e-3 * std::sqrt(double(s.k) + 1) * std::abs(alpha) + 2e-3
+                                               : 1e-5 * double(s.k + 1) * std::abs(alpha) + 1e-5;
   for (int64_t i = 0; i < s.m; ++i)
     for (int64_t j = 0; j < s.n; ++j) {
       const float got = c[i * ldc + j], want = c_ref[i * ldc + j];
@@ -49,10 +54,12 @@ void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, floa
                                   << " k=" << s.k << " at " << i << "," << j;
     }
   // Padding columns of C are outside the matrix: untouched.
-  if (pad > 0 && beta != 0.0f)
+  if (pad > 0 && beta != 0.0f) {
     for (int64_t i = 0; i < s.m; ++i)
-      for (int64_t j = s.n; j < ldc && i * ldc + j < int64_t(c.size()); ++j)
+      for (int64_t j = s.n; j < ldc && i * ldc + j < int64_t(c.size()); ++j) {
         ASSERT_EQ(c[i * ldc + j], c_ref[i * ldc + j]) << "wrote outside C";
+      }
+  }
 }
 
 class GemmBackends : public ::testing::TestWithParam<GemmBackend> {};
@@ -102,7 +109,8 @@ TEST_P(NativeIsas, EdgeShapesAllLayouts) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, NativeIsas,
-                         ::testing::Values(GemmIsa::generic, GemmIsa::avx2, GemmIsa::avx512, GemmIsa::avx512bf16),
+                         ::testing::Values(GemmIsa::generic, GemmIsa::avx2, GemmIsa::avx512, GemmIsa::avx512bf16,
+                                           GemmIsa::sve),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
 TEST(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
@@ -125,6 +133,44 @@ TEST(NativeBf16, RoundsInputsToBf16) {
   gemm_bf16(GemmContext{GemmBackend::native, 1, GemmIsa::avx512bf16}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1,
             0.0f, &c, 1);
   EXPECT_EQ(c, 1.0f);
+}
+
+// fp16 storage (SVE builds): same edge shapes as the fp32 kernel around its tile and kc = 512.
+TEST(NativeFp16, MatchesReferenceWithinFp16Tolerance) {
+  if (!gemm_isa_supported(GemmIsa::sve)) GTEST_SKIP() << "no SVE in this build/CPU";
+  const auto kern = std::string(sgemm_kernel_name(GemmIsa::sve));
+  const int64_t MR = 10, NR = std::stoi(kern.substr(kern.rfind('x') + 1));
+  const Shape shapes[] = {{1, 1, 1}, {MR - 1, NR + 1, 3}, {MR + 1, NR - 1, 511}, {MR, NR, 512}, {29, 65, 513},
+                          {130, 70, 1030}};
+  for (const auto& s : shapes)
+    for (Op oa : {Op::N, Op::T})
+      for (Op ob : {Op::N, Op::T}) {
+        check_backend(GemmBackend::native, oa, ob, s, 1.0f, 0.0f, 0, GemmIsa::sve, Precision::fp16);
+        check_backend(GemmBackend::native, oa, ob, s, 0.5f, 1.0f, 9, GemmIsa::sve, Precision::fp16);
+        if (HasFatalFailure()) return;
+      }
+}
+
+// fp16 really rounds: 1 + 2^-12 needs 12 mantissa bits and rounds to 1 (nearest even).
+TEST(NativeFp16, RoundsInputsToFp16) {
+  if (!gemm_isa_supported(GemmIsa::sve)) GTEST_SKIP() << "no SVE in this build/CPU";
+  const float a = 1.0f + 1.0f / 4096, b = 1.0f;
+  float c = 0;
+  gemm_fp16(GemmContext{GemmBackend::native, 1, GemmIsa::sve}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f,
+            &c, 1);
+  EXPECT_EQ(c, 1.0f);
+}
+
+// Each 16-bit path says clearly where it does not exist.
+TEST(NativeHalf, UnavailablePathsThrow) {
+  float a = 1, b = 1, c = 0;
+  const GemmContext ctx{GemmBackend::native, 1, GemmIsa::automatic};
+  if (!gemm_isa_supported(GemmIsa::sve)) {
+    EXPECT_THROW(gemm_fp16(ctx, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1), std::runtime_error);
+  }
+  if (!gemm_isa_supported(GemmIsa::avx512bf16)) {
+    EXPECT_THROW(gemm_bf16(ctx, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1), std::runtime_error);
+  }
 }
 
 TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {

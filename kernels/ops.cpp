@@ -16,14 +16,13 @@
 // fixed-length SVE (-msve-vector-bits=512, the aarch64-a64fx preset): the lane array's second
 // half is reloaded from the first half's address (`ld1d z2.d, p0/z, [sp]` where `[sp, #1, mul vl]`
 // belongs), so sum_squares came out 559.76 instead of 558.77; tests/unit/test_ops caught it under
-// qemu-aarch64. Those two widening loops are left to the plain auto-vectoriser there (which keeps
-// the ordered sum: correct, slower); every other build keeps the pragma.
-#define HOKUSAI_PRAGMA(x) _Pragma(#x)
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13 && defined(__ARM_FEATURE_SVE_BITS) && \
-    __ARM_FEATURE_SVE_BITS > 0
-#define HOKUSAI_WIDENING_SIMD_SUM(var)
+// qemu-aarch64. On SVE those two widening loops (squared norm, softmax denominator) run the
+// intrinsics of kernels/sve/reduce_sve.hpp instead; elsewhere they keep the pragma.
+#if defined(__ARM_FEATURE_SVE)
+#include "kernels/sve/reduce_sve.hpp"
+#define HOKUSAI_SVE_REDUCE 1
 #else
-#define HOKUSAI_WIDENING_SIMD_SUM(var) HOKUSAI_PRAGMA(omp simd reduction(+ : var))
+#define HOKUSAI_SVE_REDUCE 0
 #endif
 
 namespace hokusai::kernels {
@@ -427,10 +426,18 @@ void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* tar
   for (int64_t i = 0; i < N; ++i) {
     const T* l = logits + i * Vp;
     T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < V_real; ++j) mx = std::max(mx, l[j]);
     double sum = 0.0;
-    HOKUSAI_WIDENING_SIMD_SUM(sum)
-    for (int64_t j = 0; j < V_real; ++j) sum += vexp(l[j] - mx);
+#if HOKUSAI_SVE_REDUCE
+    if constexpr (std::is_same_v<T, float>) {
+      sum = sve::sum_exp(l, V_real, mx);
+    } else
+#endif
+    {
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < V_real; ++j) sum += vexp(l[j] - mx);
+    }
     const T z = mx + T(std::log(sum));
     lse[i] = z;
     losses[i] = targets[i] < 0 ? T(0) : z - l[targets[i]];
@@ -477,8 +484,15 @@ double sum_squares(const T* x, int64_t n) {
   for (int64_t ch = 0; ch < nchunks; ++ch) {
     const int64_t i0 = ch * kChunk, i1 = std::min(n, i0 + kChunk);
     double s = 0.0;
-    HOKUSAI_WIDENING_SIMD_SUM(s)
-    for (int64_t i = i0; i < i1; ++i) s += double(x[i]) * double(x[i]);
+#if HOKUSAI_SVE_REDUCE
+    if constexpr (std::is_same_v<T, float>) {
+      s = sve::sum_squares(x + i0, i1 - i0);
+    } else
+#endif
+    {
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = i0; i < i1; ++i) s += double(x[i]) * double(x[i]);
+    }
     partial[ch] = s;
   }
   double total = 0.0;

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages hokusai needs, and only those that are missing.
 # Idempotent; runs as root or through sudo; runs `apt-get update` before installing.
-# Usage: scripts/install-deps.sh [--check]   (--check: list what is missing, install nothing)
+# Usage: scripts/install-deps.sh [--cross] [--check]
+#   --cross  also the ARM SVE tools: aarch64 cross g++, qemu-user, GoogleTest sources, llvm-mca,
+#            and the arm64 runtime libraries of the emulated trainer build (Debian multiarch:
+#            adds the arm64 architecture to dpkg). scripts/test.sh uses it.
+#   --check  list what is missing, install nothing
 set -euo pipefail
 
 packages=(
@@ -12,6 +16,25 @@ packages=(
   libsentencepiece-dev sentencepiece  # tokenizer (spm_train only builds the test model)
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+# ARM (presets aarch64-a64fx, aarch64-sve): the cross compiler, qemu-user to run its tests,
+# GoogleTest sources to build for the target, llvm-mca for the A64FX pipeline model, and the
+# arm64 runtimes the trainer links (yaml-cpp's arm64 -dev package conflicts with the amd64 one;
+# its headers are the same, so only the runtime library is installed for arm64).
+cross_packages=(
+  g++-aarch64-linux-gnu qemu-user googletest llvm
+  libyaml-cpp0.7:arm64 libfmt-dev:arm64 libspdlog-dev:arm64
+)
+
+cross=0
+check=0
+for arg in "$@"; do
+  case "$arg" in
+    --cross) cross=1 ;;
+    --check) check=1 ;;
+    *) echo "install-deps: unknown option '$arg' (expected --cross, --check)" >&2; exit 2 ;;
+  esac
+done
+if [ $cross = 1 ]; then packages+=("${cross_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,7 +43,7 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if [ "${1:-}" = "--check" ]; then
+if [ $check = 1 ]; then
   printf '%s\n' "${missing[@]}"
   exit 0
 fi
@@ -39,5 +62,8 @@ else
 fi
 
 echo "install-deps: installing ${missing[*]}"
+if [ $cross = 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  "${sudo_cmd[@]}" dpkg --add-architecture arm64
+fi
 "${sudo_cmd[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

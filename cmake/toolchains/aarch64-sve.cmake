@@ -22,7 +22,11 @@ set(CMAKE_C_FLAGS_INIT "${_arch}")
 set(CMAKE_CXX_FLAGS_INIT "${_arch}")
 
 set(HOKUSAI_QEMU_CPU "a64fx" CACHE STRING "qemu-aarch64 -cpu value for running the cross-built tests")
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu ${HOKUSAI_QEMU_CPU})
+# The cross toolchain's C/C++ runtime (/usr/aarch64-linux-gnu/lib) must win over Debian's arm64
+# multiarch copies in /lib/aarch64-linux-gnu (installed for yaml-cpp, fmt, spdlog): its ld.so
+# with the multiarch libc (another patch level) hung every OpenMP program with 2 threads.
+set(HOKUSAI_QEMU qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib)
+set(CMAKE_CROSSCOMPILING_EMULATOR ${HOKUSAI_QEMU} -cpu ${HOKUSAI_QEMU_CPU})
 
 # Headers and libraries of the target: the cross sysroot and Debian's arm64 multiarch paths.
 set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)

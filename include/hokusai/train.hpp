@@ -6,9 +6,13 @@
 #include <string>
 #include <vector>
 
-#include "comm/grid_comm.hpp"
+#include "comm/grid.hpp"
 #include "hokusai/config.hpp"
 #include "hokusai/model.hpp"
+
+namespace hokusai::comm {
+struct GridComms;  // comm/grid_comm.hpp (MPI builds)
+}
 
 namespace hokusai {
 
@@ -50,8 +54,9 @@ struct TrainOptions {
   // a checkpoint at the next step boundary and returns with preempted = true.
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;     // no console output (tests)
-  // The job's communicators (MPI runs); null = one process. This build runs data parallelism
-  // (parallel.dp = ranks); tensor and pipeline parallelism must be 1.
+  // The job's communicators (MPI runs); null = one process (always, in a build without MPI:
+  // HOKUSAI_WITH_MPI=OFF). This build runs data parallelism (parallel.dp = ranks); tensor and
+  // pipeline parallelism must be 1.
   const comm::GridComms* comms = nullptr;
 };
 

@@ -70,14 +70,17 @@ void shgemm_sve_10x2v(int64_t k, const uint16_t* ap, const uint16_t* bp, float* 
   const svbool_t pg = svptrue_b32();
   const int64_t vl = int64_t(svcntw());
   HK_ALL(HK_ACC_DECL);
+  const float16_t* ah = reinterpret_cast<const float16_t*>(ap);
   for (int64_t p = 0; p < k; ++p) {
     // ld1h into 32-bit lanes (zero-extended), fcvt widens the low half of each lane.
     const svfloat32_t b0 = svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svld1uh_u32(pg, bp)));
     const svfloat32_t b1 = svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svld1uh_u32(pg, bp + vl)));
-#define HK_STEP(i) HK_FMA(i, svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svdup_n_u32(ap[i]))))
+    // ld1rh broadcasts the half to every 16-bit lane, so the low half of each 32-bit lane holds
+    // it and fcvt widens it (a GPR load + dup would cost a slow GPR-to-vector move).
+#define HK_STEP(i) HK_FMA(i, svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svreinterpret_u32_f16(svdup_n_f16(ah[i])))))
     HK_ALL(HK_STEP);
 #undef HK_STEP
-    ap += kMr;
+    ah += kMr;
     bp += 2 * vl;
   }
   HK_ALL(HK_STORE);

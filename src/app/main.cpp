@@ -11,7 +11,9 @@
 #include <fstream>
 #include <iostream>
 
+#if HOKUSAI_HAVE_MPI
 #include "comm/grid_comm.hpp"
+#endif
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/config.hpp"
 #include "hokusai/data.hpp"
@@ -55,11 +57,16 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
     std::cout << dump_config(cfg) << "# written to " << out.string() << "\n";
     return 0;
   }
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
+#if !HOKUSAI_HAVE_MPI
+  // A build without MPI (HOKUSAI_WITH_MPI=OFF, e.g. the emulated ARM build) is one process.
+  const TrainSummary s = train(cfg, opts);
+  return s.preempted ? kExitPreempted : 0;
+#else
   // One process or an mpirun job (parallel.dp ranks): MPI is initialised either way.
   comm::Environment mpi(argc, argv);
   const comm::Communicator world = comm::Communicator::world();
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGUSR1, on_stop_signal);
   try {
     if (world.size() != cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp)
       throw ConfigError("parallel.tp*pp*dp = " +
@@ -79,6 +86,7 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
     }
     throw;
   }
+#endif
 }
 
 struct GenerateArgs {

@@ -1,4 +1,6 @@
+#if HOKUSAI_HAVE_SENTENCEPIECE
 #include <sentencepiece_processor.h>
+#endif
 
 #include <filesystem>
 
@@ -26,6 +28,7 @@ std::string ByteTokenizer::decode(std::span<const int32_t> ids) const {
   return out;
 }
 
+#if HOKUSAI_HAVE_SENTENCEPIECE
 namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
@@ -78,13 +81,19 @@ class SentencePieceTokenizer final : public Tokenizer {
 };
 
 }  // namespace
+#endif
 
 std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::string& model_path) {
   if (kind == "byte") return std::make_unique<ByteTokenizer>();
   if (kind == "sentencepiece") {
     if (model_path.empty())
       throw DataError("data.tokenizer: sentencepiece needs data.tokenizer_model (path of a .model file)");
+#if HOKUSAI_HAVE_SENTENCEPIECE
     return std::make_unique<SentencePieceTokenizer>(model_path);
+#else
+    throw DataError("data.tokenizer: sentencepiece is not in this build (HOKUSAI_WITH_SENTENCEPIECE=OFF): use "
+                    "data.tokenizer: byte, or preprocess on a build that has it and train on the .bin/.idx");
+#endif
   }
   throw DataError("data.tokenizer: unknown tokenizer '" + kind + "' (byte or sentencepiece)");
 }

@@ -1,6 +1,5 @@
 // The training loop of one rank: data -> forward/backward over micro-batches -> clip -> AdamW,
 // with logging, metrics, validation and checkpoints.
-#include <mpi.h>
 #include <sys/resource.h>
 #include <omp.h>
 
@@ -17,10 +16,17 @@
 #include "hokusai/data.hpp"
 #include "hokusai/log.hpp"
 #include "hokusai/train.hpp"
-#include "comm/collectives.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
+// MPI builds (HOKUSAI_HAVE_MPI) run data parallelism; a build without MPI (the emulated ARM
+// build) is one process and compiles the multi-rank paths out: comms_ is always null there.
+#if HOKUSAI_HAVE_MPI
+#include <mpi.h>
+
+#include "comm/collectives.hpp"
+#include "comm/grid_comm.hpp"
 #include "parallel/data_parallel.hpp"
+#endif
 
 namespace hokusai {
 
@@ -42,6 +48,7 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
+#if HOKUSAI_HAVE_MPI
 // The full vector on rank 0 of `dp` from every rank's shard split_evenly(n, dp, rank); empty
 // elsewhere.
 std::vector<float> gather_shards(const comm::Communicator& dp, const std::vector<float>& mine, int64_t n) {
@@ -59,11 +66,29 @@ std::vector<float> gather_shards(const comm::Communicator& dp, const std::vector
   return full;
 }
 
+double wall_seconds() { return MPI_Wtime(); }
+#endif
+
 // Sum over the data-parallel ranks (identity on one process).
 double dp_sum(const comm::GridComms* comms, double x) {
+#if HOKUSAI_HAVE_MPI
   if (!comms || comms->dp.size() == 1) return x;
   HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, comms->dp.raw()));
+#endif
   return x;
+}
+
+int dp_size(const comm::GridComms* comms) {
+#if HOKUSAI_HAVE_MPI
+  if (comms) return comms->dp.size();
+#endif
+  return 1;
+}
+
+void world_barrier(const comm::GridComms* comms) {
+#if HOKUSAI_HAVE_MPI
+  if (comms) comms->world.barrier();
+#endif
 }
 
 // Mean loss per token over a fixed set of validation samples (the first eval_batches * B),
@@ -71,7 +96,12 @@ double dp_sum(const comm::GridComms* comms, double x) {
 double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader& data, const Config& cfg,
                 const comm::GridComms* comms) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
-  const int dp = comms ? comms->dp.size() : 1, r = comms ? comms->dp.rank() : 0;
+  const int dp = dp_size(comms);
+#if HOKUSAI_HAVE_MPI
+  const int r = comms ? comms->dp.rank() : 0;
+#else
+  const int r = 0;
+#endif
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   double total = 0.0;
   for (int b = r; b < cfg.logging.eval_batches; b += dp) {
@@ -130,7 +160,9 @@ class Trainer {
   double tokens_per_step_ = 0, flops_per_token_ = 0, peak_ = 0;
   std::ofstream metrics_;
   std::unique_ptr<ProgressLine> progress_;
+#if HOKUSAI_HAVE_MPI
   std::optional<parallel::DataParallel> dpar_;
+#endif
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
   double interval_seconds_ = 0.0, interval_loss_ = 0.0;
   int interval_steps_ = 0;
@@ -139,9 +171,11 @@ class Trainer {
 
 Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), opts_(opts), comms_(opts.comms) {
   validate(cfg_);
+#if HOKUSAI_HAVE_MPI
   world_ = comms_ ? comms_->world.size() : 1;
   rank_ = comms_ ? comms_->world.rank() : 0;
   dp_rank_ = comms_ ? comms_->dp.rank() : 0;
+#endif
   lead_ = rank_ == 0;
   check_layout();
   open_run_dir();
@@ -176,6 +210,12 @@ void Trainer::check_layout() const {
     throw ConfigError(fmt::format("parallel.tp={} pp={}: this build runs data parallelism only; set tp and pp "
                                   "to 1 (tensor and pipeline parallelism are not in this build yet)",
                                   cfg_.parallel.tp, cfg_.parallel.pp));
+#if !HOKUSAI_HAVE_MPI
+  if (cfg_.parallel.dp != 1)
+    throw ConfigError(fmt::format("parallel.dp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
+                                  "process: set parallel.dp to 1 or use an MPI build",
+                                  cfg_.parallel.dp));
+#endif
   if (cfg_.parallel.dp != world_)
     throw ConfigError(fmt::format("parallel.dp={} but the job has {} rank(s): set parallel.dp to the rank "
                                   "count (mpirun -np {})",
@@ -195,7 +235,7 @@ void Trainer::open_run_dir() {
       throw ConfigError("--resume: no checkpoint in '" + run_dir + "/checkpoints' (check logging.run_dir)");
   }
   if (lead_) fs::create_directories(run_dir);
-  if (comms_) comms_->world.barrier();  // the run directory exists before anyone writes
+  world_barrier(comms_);  // the run directory exists before anyone writes
   log_ = std::make_unique<Log>(rank_, lead_ && !opts_.quiet, lead_ ? (fs::path(run_dir) / "train.log").string() : "");
   lg_ = log_->get("train");
   if (lead_) std::ofstream(fs::path(run_dir) / "config.yaml") << dump_config(cfg_);
@@ -209,8 +249,8 @@ void Trainer::setup_model() {
   model_->init(cfg_.train.seed);
   n_params_ = arena_size(model_->table());
   // ZeRO-1: this data-parallel rank owns parameters shard_.begin .. shard_.end of the arena.
-  zero1_ = cfg_.parallel.zero1 && comms_ && comms_->dp.size() > 1;
-  shard_ = zero1_ ? comm::split_evenly(n_params_, comms_->dp.size(), dp_rank_) : comm::Range{0, n_params_};
+  zero1_ = cfg_.parallel.zero1 && dp_size(comms_) > 1;
+  shard_ = zero1_ ? comm::split_evenly(n_params_, dp_size(comms_), dp_rank_) : comm::Range{0, n_params_};
   adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard_);
   thash_ = table_hash(model_->table());
   if (resume_from_) {
@@ -255,7 +295,7 @@ void Trainer::report_setup() {
             "activations and scratch {:.1f} MiB, total {:.1f} MiB",
             rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb,
             2 * params_mb + opt_mb + act_mb);
-  if (comms_ && comms_->dp.size() > 1)
+  if (dp_size(comms_) > 1)
     lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg_.parallel.dp, accum_, B_,
               zero1_ ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
                        "(" + std::to_string(shard_.size()) + " of " + std::to_string(n_params_) +
@@ -265,15 +305,17 @@ void Trainer::report_setup() {
 
 // One blocking allreduce of the whole gradient arena: the communication the overlap must hide.
 void Trainer::measure_dp_baseline() {
+#if HOKUSAI_HAVE_MPI
   if (!comms_ || comms_->dp.size() == 1) return;
   if (!zero1_) dpar_.emplace(comms_->dp, model_->grads());
   model_->zero_grads();
   comms_->dp.barrier();
-  const double t0 = MPI_Wtime();
+  const double t0 = wall_seconds();
   comm::allreduce(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
-  dp_blocking_s_ = MPI_Wtime() - t0;
+  dp_blocking_s_ = wall_seconds() - t0;
   lg_->info("data parallel: one blocking allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
             4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
+#endif
 }
 
 Trainer::StepStats Trainer::step() {
@@ -285,17 +327,21 @@ Trainer::StepStats Trainer::step() {
     data_->fill_micro_batch(step_ - 1, micro, dp_rank_, tokens_.data(), targets_.data());
     loss_sum += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
     // The last micro-batch's backward finalises each bucket: reduce it while backward goes on.
-    const bool last = micro == accum_ - 1;
-    model_->backward(ctx_, tokens_.data(), targets_.data(), float(1.0 / tokens_per_step_),
-                     dpar_ && last ? Model<float>::GradsReady([&](int64_t b, int64_t e) { dpar_->ready(b, e); })
-                                   : Model<float>::GradsReady());
+    [[maybe_unused]] const bool last = micro == accum_ - 1;
+    Model<float>::GradsReady on_ready;
+#if HOKUSAI_HAVE_MPI
+    if (dpar_ && last) on_ready = [&](int64_t b, int64_t e) { dpar_->ready(b, e); };
+#endif
+    model_->backward(ctx_, tokens_.data(), targets_.data(), float(1.0 / tokens_per_step_), on_ready);
   }
+#if HOKUSAI_HAVE_MPI
   if (dpar_) st.dp_exposed_s = dpar_->finish();
   if (zero1_) {  // each rank needs only its shard of the summed gradient
-    const double t0 = MPI_Wtime();
+    const double t0 = wall_seconds();
     comm::reduce_scatter_ring(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
-    st.dp_exposed_s = MPI_Wtime() - t0;
+    st.dp_exposed_s = wall_seconds() - t0;
   }
+#endif
   dp_exposed_total_ += st.dp_exposed_s;
   st.loss = dp_sum(comms_, loss_sum) / tokens_per_step_;
   if (!std::isfinite(st.loss))
@@ -318,7 +364,9 @@ double Trainer::update(double lr) {
   const double norm = std::sqrt(dp_sum(comms_, kernels::sum_squares(g, shard_.size())));
   clip_to_norm(g, shard_.size(), norm, cfg_.optimizer.grad_clip);
   adam_->step(params, grads, lr);
+#if HOKUSAI_HAVE_MPI
   comm::allgather_ring(comms_->dp, params, n_params_);  // every rank's updated shard
+#endif
   return norm;
 }
 
@@ -355,10 +403,12 @@ void Trainer::save() {
   // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded
   // and gathered to rank 0 first. Rank 0 writes.
   std::vector<float> full_m, full_v;
+#if HOKUSAI_HAVE_MPI
   if (zero1_) {
     full_m = gather_shards(comms_->dp, adam_->m, n_params_);
     full_v = gather_shards(comms_->dp, adam_->v, n_params_);
   }
+#endif
   if (lead_) {
     const CheckpointView ck{step_, step_ * cfg_.train.global_batch, adam_->t, model_->params(),
                             zero1_ ? std::span<const float>(full_m) : std::span<const float>(adam_->m),
@@ -367,14 +417,16 @@ void Trainer::save() {
     progress_->clear();
     lg_->info("checkpoint saved: {}", dir);
   }
-  if (comms_) comms_->world.barrier();  // nobody exits before the checkpoint is complete
+  world_barrier(comms_);  // nobody exits before the checkpoint is complete
 }
 
 // A stop request reaches ranks at slightly different times: they agree before acting.
 bool Trainer::stop_requested() const {
   double stop = opts_.stop && opts_.stop->load() ? 1.0 : 0.0;
+#if HOKUSAI_HAVE_MPI
   if (comms_ && comms_->world.size() > 1)
     HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_DOUBLE, MPI_MAX, comms_->world.raw()));
+#endif
   return stop > 0;
 }
 

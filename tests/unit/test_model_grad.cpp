@@ -59,9 +59,10 @@ TEST_P(ModelGrad, MatchesFiniteDifferences) {
   }
   // Padded vocabulary rows (13..15) never see a gradient.
   const auto& wte = model.table().front();
-  for (int64_t row = cfg.vocab_size; row < d.Vl; ++row)
-    for (int64_t c = 0; c < d.C; ++c)
-      if (tied) EXPECT_EQ(analytic[wte.offset + row * d.C + c], 0.0) << "padded row " << row;
+  if (tied) {
+    for (int64_t row = cfg.vocab_size; row < d.Vl; ++row)
+      for (int64_t c = 0; c < d.C; ++c) EXPECT_EQ(analytic[wte.offset + row * d.C + c], 0.0) << "padded row " << row;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ModelGrad,
@@ -84,7 +85,7 @@ TEST(ModelPrecision, FloatMatchesDouble) {
     std::vector<int32_t> tokens(B * T), targets(B * T);
     for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 5 % 13), targets[i] = int32_t(i * 7 % 13);
     ComputeContext ctx{};
-    ctx.gemm.backend = kernels::GemmBackend::openblas;
+    ctx.gemm.backend = kernels::GemmBackend::native;  // ours, in every build
     const double ld = md.forward(ctx, tokens.data(), targets.data(), B, T);
     const double lf = mf.forward(ctx, tokens.data(), targets.data(), B, T);
     EXPECT_NEAR(lf, ld, 1e-5 * std::abs(ld)) << family;

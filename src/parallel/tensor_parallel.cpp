@@ -1,0 +1,128 @@
+#include "parallel/tensor_parallel.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comm/collectives.hpp"
+#include "model/layers.hpp"
+
+namespace hokusai::parallel {
+
+namespace {
+
+int checked_count(int64_t n, const char* what) {
+  if (n > INT_MAX)
+    throw std::runtime_error(std::string(what) + ": a block of " + std::to_string(n) +
+                             " floats exceeds MPI's int count; use more tensor-parallel ranks or smaller micro-batches");
+  return int(n);
+}
+
+// Element counts and displacements of every rank's block when `total` units of `unit` floats
+// are split evenly.
+void blocks(int p, int64_t total, int64_t unit, std::vector<int>& counts, std::vector<int>& displs,
+            const char* what) {
+  counts.resize(size_t(p));
+  displs.resize(size_t(p));
+  for (int q = 0; q < p; ++q) {
+    const comm::Range r = comm::split_evenly(total, p, q);
+    counts[size_t(q)] = checked_count(r.size() * unit, what);
+    displs[size_t(q)] = checked_count(r.begin * unit, what);
+  }
+}
+
+}  // namespace
+
+void tp_reduce(const comm::Communicator& tp, float* x, int64_t n) {
+  if (tp.size() == 1 || n == 0) return;
+  comm::allreduce(tp, x, n, comm::ReduceOp::sum);
+}
+
+void tp_split_columns(const comm::Communicator& tp, const float* full, int64_t rows, int64_t cols, float* mine) {
+  const comm::Range c = comm::split_evenly(cols, tp.size(), tp.rank());
+  for (int64_t i = 0; i < rows; ++i) std::copy(full + i * cols + c.begin, full + i * cols + c.end, mine + i * c.size());
+}
+
+void tp_gather_columns(const comm::Communicator& tp, const float* mine, int64_t rows, int64_t cols, float* full) {
+  const int p = tp.size();
+  if (p == 1) {
+    std::copy(mine, mine + rows * cols, full);
+    return;
+  }
+  // Every rank's (rows x cols_q) block, contiguous and in rank order, then interleaved by row.
+  std::vector<int> counts, displs;
+  blocks(p, cols, rows, counts, displs, "tp_gather_columns");
+  std::vector<float> stacked(size_t(rows * cols));
+  const comm::Range mc = comm::split_evenly(cols, p, tp.rank());
+  HOKUSAI_MPI(MPI_Allgatherv(mine, checked_count(rows * mc.size(), "tp_gather_columns"), MPI_FLOAT, stacked.data(),
+                             counts.data(), displs.data(), MPI_FLOAT, tp.raw()));
+  for (int q = 0; q < p; ++q) {
+    const comm::Range c = comm::split_evenly(cols, p, q);
+    const float* block = stacked.data() + c.begin * rows;  // displs[q] = c.begin * rows
+    for (int64_t i = 0; i < rows; ++i)
+      std::copy(block + i * c.size(), block + (i + 1) * c.size(), full + i * cols + c.begin);
+  }
+}
+
+void tp_gather_rows(const comm::Communicator& tp, const float* mine, int64_t rows, int64_t cols, float* full) {
+  const int p = tp.size();
+  const comm::Range r = comm::split_evenly(rows, p, tp.rank());
+  if (p == 1) {
+    std::copy(mine, mine + rows * cols, full);
+    return;
+  }
+  std::vector<int> counts, displs;
+  blocks(p, rows, cols, counts, displs, "tp_gather_rows");
+  HOKUSAI_MPI(MPI_Allgatherv(mine, checked_count(r.size() * cols, "tp_gather_rows"), MPI_FLOAT, full, counts.data(),
+                             displs.data(), MPI_FLOAT, tp.raw()));
+}
+
+void tp_reduce_scatter_rows(const comm::Communicator& tp, const float* full, int64_t rows, int64_t cols,
+                            float* mine) {
+  const int p = tp.size();
+  if (p == 1) {
+    std::copy(full, full + rows * cols, mine);
+    return;
+  }
+  std::vector<int> counts, displs;
+  blocks(p, rows, cols, counts, displs, "tp_reduce_scatter_rows");
+  HOKUSAI_MPI(MPI_Reduce_scatter(full, mine, counts.data(), MPI_FLOAT, MPI_SUM, tp.raw()));
+}
+
+void ColumnParallelLinear::forward(const kernels::GemmContext& ctx, float* y_r, const float* x, const float* w_r,
+                                   const float* b_r, int64_t N, int64_t IC, int64_t OC_r) {
+  model::linear_forward(ctx, y_r, x, w_r, b_r, N, IC, OC_r);
+}
+
+void ColumnParallelLinear::backward(const kernels::GemmContext& ctx, const comm::Communicator& tp, float* dx,
+                                    float* scratch, float* dw_r, float* db_r, const float* dy_r, const float* x,
+                                    const float* w_r, int64_t N, int64_t IC, int64_t OC_r) {
+  // The partial input gradient goes through scratch so that what dx already holds (e.g. the
+  // residual branch's gradient) is not summed over the ranks with it.
+  std::fill(scratch, scratch + N * IC, 0.0f);
+  model::linear_backward(ctx, scratch, dw_r, db_r, dy_r, x, w_r, N, IC, OC_r);
+  tp_reduce(tp, scratch, N * IC);
+  for (int64_t i = 0; i < N * IC; ++i) dx[i] += scratch[i];
+}
+
+void RowParallelLinear::forward(const kernels::GemmContext& ctx, const comm::Communicator& tp, float* y,
+                                const float* x_r, const float* w_r, const float* b, int64_t N, int64_t IC_r,
+                                int64_t OC) {
+  model::linear_forward<float>(ctx, y, x_r, w_r, nullptr, N, IC_r, OC);
+  tp_reduce(tp, y, N * OC);
+  if (b)
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t o = 0; o < OC; ++o) y[i * OC + o] += b[o];
+}
+
+void RowParallelLinear::backward(const kernels::GemmContext& ctx, float* dx_r, float* dw_r, float* db,
+                                 const float* dy, const float* x_r, const float* w_r, int64_t N, int64_t IC_r,
+                                 int64_t OC) {
+  model::linear_backward(ctx, dx_r, dw_r, db, dy, x_r, w_r, N, IC_r, OC);
+}
+
+}  // namespace hokusai::parallel

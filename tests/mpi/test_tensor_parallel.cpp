@@ -1,0 +1,158 @@
+// Tensor-parallel building blocks under mpirun (ctest: 1, 2, 3 and 4 ranks, the world being the
+// tp group): each communication pair on rank-valued inputs whose results are known in closed
+// form, then a column-parallel -> GELU -> row-parallel MLP against the serial MLP computed on
+// every rank from the same weights (forward output, input gradient, every weight gradient).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "comm/mpi.hpp"
+#include "kernels/ops.hpp"
+#include "model/layers.hpp"
+#include "parallel/tensor_parallel.hpp"
+
+namespace hokusai::parallel {
+namespace {
+
+comm::Communicator& world() {
+  static comm::Communicator w = comm::Communicator::world();  // test-local: one world per process
+  return w;
+}
+
+float value(int64_t i, int64_t j) { return float((i * 7 + j * 3) % 11); }  // integers: exact sums
+
+TEST(TpPairs, ReduceSumsRankValues) {
+  const int p = world().size(), r = world().rank();
+  std::vector<float> x(37);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(r + 1) + float(i);
+  tp_reduce(world(), x.data(), int64_t(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], float(p * (p + 1) / 2) + float(p) * float(i)) << i;
+}
+
+// Odd sizes so blocks are uneven for 2, 3 and 4 ranks.
+TEST(TpPairs, SplitAndGatherColumnsAreInverse) {
+  const int p = world().size(), r = world().rank();
+  const int64_t rows = 5, cols = 13;
+  std::vector<float> full(rows * cols);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) full[size_t(i * cols + j)] = value(i, j);
+  const comm::Range c = comm::split_evenly(cols, p, r);
+  std::vector<float> mine(size_t(rows * c.size()));
+  tp_split_columns(world(), full.data(), rows, cols, mine.data());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < c.size(); ++j) ASSERT_EQ(mine[size_t(i * c.size() + j)], value(i, c.begin + j));
+  std::vector<float> back(full.size(), -1.0f);
+  tp_gather_columns(world(), mine.data(), rows, cols, back.data());
+  EXPECT_EQ(back, full);
+}
+
+TEST(TpPairs, GatherRowsAndReduceScatterRowsAreConjugate) {
+  const int p = world().size(), r = world().rank();
+  const int64_t rows = 11, cols = 3;
+  const comm::Range rr = comm::split_evenly(rows, p, r);
+  std::vector<float> mine(size_t(rr.size() * cols));
+  for (int64_t i = 0; i < rr.size(); ++i)
+    for (int64_t j = 0; j < cols; ++j) mine[size_t(i * cols + j)] = value(rr.begin + i, j);
+  std::vector<float> full(size_t(rows * cols), -1.0f);
+  tp_gather_rows(world(), mine.data(), rows, cols, full.data());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) ASSERT_EQ(full[size_t(i * cols + j)], value(i, j));
+  // Backward of the gather: every rank's gradient of the full tensor summed, this rank's rows kept.
+  std::vector<float> grad(full.size());
+  for (size_t k = 0; k < grad.size(); ++k) grad[k] = float(r + 1) * float(k % 5);
+  std::vector<float> dmine(mine.size(), -1.0f);
+  tp_reduce_scatter_rows(world(), grad.data(), rows, cols, dmine.data());
+  for (int64_t i = 0; i < rr.size(); ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const size_t k = size_t((rr.begin + i) * cols + j);
+      ASSERT_EQ(dmine[size_t(i * cols + j)], float(p * (p + 1) / 2) * float(k % 5));
+    }
+}
+
+// Deterministic weights in [-0.5, 0.5).
+std::vector<float> weights(int64_t n, uint64_t seed) {
+  std::vector<float> w(static_cast<size_t>(n));
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& x : w) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    x = float(double(s >> 11) / double(1ull << 53) - 0.5);
+  }
+  return w;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], 2e-5 * (1.0 + std::abs(want[i]))) << what << " at " << i << " (rank "
+                                                                    << world().rank() << ")";
+}
+
+// The MLP of a GPT-2 block: h = gelu(x·W1^T + b1) (column-parallel over F), y = h·W2^T + b2
+// (row-parallel over F). F = 22 does not divide evenly by 3 or 4 ranks.
+TEST(TpLinear, ColumnThenRowParallelMlpEqualsSerial) {
+  const int p = world().size(), r = world().rank();
+  const int64_t N = 9, C = 8, F = 22;
+  const kernels::GemmContext ctx{kernels::GemmBackend::native, 1};
+  const auto x = weights(N * C, 1), w1 = weights(F * C, 2), b1 = weights(F, 3), w2 = weights(C * F, 4),
+             b2 = weights(C, 5), dy = weights(N * C, 6);
+
+  // Serial reference, on every rank.
+  std::vector<float> a(N * F), h(N * F), y(N * C);
+  model::linear_forward(ctx, a.data(), x.data(), w1.data(), b1.data(), N, C, F);
+  kernels::gelu_forward(h.data(), a.data(), N * F);
+  model::linear_forward(ctx, y.data(), h.data(), w2.data(), b2.data(), N, F, C);
+  std::vector<float> dh(N * F, 0.0f), da(N * F, 0.0f), dx(N * C, 0.0f), dw1(F * C, 0.0f), db1(F, 0.0f),
+      dw2(C * F, 0.0f), db2(C, 0.0f);
+  model::linear_backward(ctx, dh.data(), dw2.data(), db2.data(), dy.data(), h.data(), w2.data(), N, F, C);
+  kernels::gelu_backward(da.data(), dh.data(), a.data(), N * F);
+  model::linear_backward(ctx, dx.data(), dw1.data(), db1.data(), da.data(), x.data(), w1.data(), N, C, F);
+
+  // This rank's shards: rows of W1/b1, columns of W2 (F block), b2 whole.
+  const comm::Range f = comm::split_evenly(F, p, r);
+  const int64_t Fr = f.size();
+  std::vector<float> w1_r(w1.begin() + f.begin * C, w1.begin() + f.end * C), b1_r(b1.begin() + f.begin, b1.begin() + f.end);
+  std::vector<float> w2_r(size_t(C * Fr));
+  tp_split_columns(world(), w2.data(), C, F, w2_r.data());
+
+  std::vector<float> a_r(N * Fr), h_r(N * Fr), y_tp(N * C);
+  ColumnParallelLinear::forward(ctx, a_r.data(), x.data(), w1_r.data(), b1_r.data(), N, C, Fr);
+  kernels::gelu_forward(h_r.data(), a_r.data(), N * Fr);
+  RowParallelLinear::forward(ctx, world(), y_tp.data(), h_r.data(), w2_r.data(), b2.data(), N, Fr, C);
+  expect_close(y_tp, y, "forward output");
+
+  std::vector<float> dh_r(N * Fr, 0.0f), da_r(N * Fr, 0.0f), dw1_r(Fr * C, 0.0f), db1_r(Fr, 0.0f),
+      dw2_r(C * Fr, 0.0f), db2_tp(C, 0.0f), scratch(N * C);
+  std::vector<float> dx_tp(N * C, 1.0f);  // holds another branch's gradient already: must survive once
+  RowParallelLinear::backward(ctx, dh_r.data(), dw2_r.data(), db2_tp.data(), dy.data(), h_r.data(), w2_r.data(), N,
+                              Fr, C);
+  kernels::gelu_backward(da_r.data(), dh_r.data(), a_r.data(), N * Fr);
+  ColumnParallelLinear::backward(ctx, world(), dx_tp.data(), scratch.data(), dw1_r.data(), db1_r.data(),
+                                 da_r.data(), x.data(), w1_r.data(), N, C, Fr);
+  for (auto& v : dx_tp) v -= 1.0f;
+  expect_close(dx_tp, dx, "input gradient");
+  expect_close(dw1_r, std::vector<float>(dw1.begin() + f.begin * C, dw1.begin() + f.end * C), "W1 gradient shard");
+  expect_close(db1_r, std::vector<float>(db1.begin() + f.begin, db1.begin() + f.end), "b1 gradient shard");
+  std::vector<float> dw2_full(C * F);
+  tp_gather_columns(world(), dw2_r.data(), C, F, dw2_full.data());
+  expect_close(dw2_full, dw2, "W2 gradient (gathered)");
+  expect_close(db2_tp, db2, "b2 gradient (replicated)");
+}
+
+}  // namespace
+}  // namespace hokusai::parallel
+
+int main(int argc, char** argv) {
+  hokusai::comm::Environment env(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int rc = RUN_ALL_TESTS();
+  int worst = rc;
+  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return worst;
+}

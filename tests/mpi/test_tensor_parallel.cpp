@@ -1,7 +1,8 @@
 // Tensor-parallel building blocks under mpirun (ctest: 1, 2, 3 and 4 ranks, the world being the
 // tp group): each communication pair on rank-valued inputs whose results are known in closed
-// form, then a column-parallel -> GELU -> row-parallel MLP against the serial MLP computed on
-// every rank from the same weights (forward output, input gradient, every weight gradient).
+// form, then a column-parallel -> GELU -> row-parallel MLP, the vocabulary-parallel embedding and
+// the vocabulary-parallel cross-entropy against the serial layers computed on every rank from the
+// same values (forward outputs, input gradients, every weight gradient).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -137,6 +138,57 @@ TEST(TpLinear, ColumnThenRowParallelMlpEqualsSerial) {
   tp_gather_columns(world(), dw2_r.data(), C, F, dw2_full.data());
   expect_close(dw2_full, dw2, "W2 gradient (gathered)");
   expect_close(db2_tp, db2, "b2 gradient (replicated)");
+}
+
+// Vp = 48 splits evenly over 1-4 ranks; ids 45..47 are padding (the last rank's block holds
+// real and padded ids); targets hit every rank's block, and -1 is ignored.
+constexpr int64_t kVp = 48, kVreal = 45;
+const std::vector<int32_t> kTargets = {0, 13, 44, 23, -1, 30, 7, 36, 11};
+
+TEST(VocabParallel, CrossEntropyEqualsSerial) {
+  const int p = world().size(), r = world().rank();
+  const int64_t N = int64_t(kTargets.size());
+  auto logits = weights(N * kVp, 11);
+  for (auto& v : logits) v *= 8.0f;
+  const auto dl = weights(N, 12);
+  std::vector<float> losses(N), lse(N), dlogits(N * kVp, 0.0f);
+  kernels::softmax_xent_forward(losses.data(), lse.data(), logits.data(), kTargets.data(), N, kVp, kVreal);
+  kernels::softmax_xent_backward(dlogits.data(), dl.data(), logits.data(), lse.data(), kTargets.data(), N, kVp,
+                                 kVreal);
+
+  const comm::Range v = comm::split_evenly(kVp, p, r);
+  ASSERT_EQ(v.size() * p, kVp);
+  std::vector<float> logits_r(N * v.size()), losses_tp(N), lse_tp(N), dlogits_r(N * v.size(), 0.0f);
+  tp_split_columns(world(), logits.data(), N, kVp, logits_r.data());
+  vocab_parallel_xent_forward(world(), losses_tp.data(), lse_tp.data(), logits_r.data(), kTargets.data(), N,
+                              v.size(), v.begin, kVreal);
+  expect_close(losses_tp, losses, "losses");
+  expect_close(lse_tp, lse, "log-sum-exp");
+  vocab_parallel_xent_backward(dlogits_r.data(), dl.data(), logits_r.data(), lse_tp.data(), kTargets.data(), N,
+                               v.size(), v.begin, kVreal);
+  std::vector<float> gathered(N * kVp);
+  tp_gather_columns(world(), dlogits_r.data(), N, kVp, gathered.data());
+  expect_close(gathered, dlogits, "logit gradients (gathered)");
+}
+
+TEST(VocabParallel, EmbeddingEqualsSerial) {
+  const int p = world().size(), r = world().rank();
+  const int64_t C = 5;
+  std::vector<int32_t> tokens = {0, 13, 44, 23, 23, 30, 7, 36, 11};  // 23 twice: rows accumulate
+  const int64_t N = int64_t(tokens.size());
+  const auto wte = weights(kVp * C, 21), dout = weights(N * C, 22);
+  const comm::Range v = comm::split_evenly(kVp, p, r);
+  const std::vector<float> wte_r(wte.begin() + v.begin * C, wte.begin() + v.end * C);
+  std::vector<float> out(N * C), want(N * C), dwte(kVp * C, 0.0f), dwte_r(v.size() * C, 0.0f);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t c = 0; c < C; ++c) {
+      want[size_t(i * C + c)] = wte[size_t(tokens[size_t(i)] * C + c)];
+      dwte[size_t(tokens[size_t(i)] * C + c)] += dout[size_t(i * C + c)];
+    }
+  vocab_parallel_embedding_forward(world(), out.data(), tokens.data(), wte_r.data(), N, C, v.begin, v.size());
+  EXPECT_EQ(out, want);
+  vocab_parallel_embedding_backward(dwte_r.data(), dout.data(), tokens.data(), N, C, v.begin, v.size());
+  expect_close(dwte_r, std::vector<float>(dwte.begin() + v.begin * C, dwte.begin() + v.end * C), "wte gradient shard");
 }
 
 }  // namespace

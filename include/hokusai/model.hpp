@@ -33,6 +33,10 @@ struct ModelDims {
   int64_t layer_offset = 0;  // global index of this stage's first layer
   int64_t C = 0, NH = 0, HS = 0, F = 0;
   int64_t V = 0, Vp = 0, Vl = 0, vocab_start = 0;
+  // Tensor parallelism: this rank's slice of the heads [head_start, head_start + NH) of NH_total
+  // and of the MLP width [ffn_start, ffn_start + F) of F_total.
+  int tp = 1, tp_rank = 0;
+  int64_t NH_total = 0, F_total = 0, head_start = 0, ffn_start = 0;
   int64_t max_T = 0;
   bool tied = true, has_embedding = true, has_head = true;
   double eps = 1e-5, rope_theta = 10000.0, init_std = 0.02;
@@ -60,7 +64,12 @@ struct TensorSpec {
   Init init = Init::normal;
   bool decay = true;           // weight decay applies (matrices); false for norms/biases/embeddings
   bool is_embedding = false;
+  bool tp_sharded = false;     // split over the tensor-parallel ranks (else a full replica on each)
 };
+
+// Index in the serial (tp = 1) tensor of element `i` of this rank's slice of `spec`: the map
+// that makes a sharded model's initialisation (and a gathered checkpoint) equal the serial one.
+int64_t serial_index(const TensorSpec& spec, const ModelDims& d, int64_t i);
 
 // Pointers into an arena (parameters or gradients). Null where the family or stage has none.
 template <typename T>
@@ -100,8 +109,19 @@ ModelViews<T> point_views(T* arena, const std::vector<TensorSpec>& table, const 
 template <typename T>
 void init_params(T* arena, const std::vector<TensorSpec>& table, const ModelDims& d, uint64_t seed);
 
+// The tensor-parallel group's reductions, as the model needs them (src/model does not depend
+// on MPI; the trainer builds these from the tp communicator). Float only: the double model
+// (gradient checks) is always serial.
+struct TensorParallelOps {
+  int size = 1;
+  std::function<void(float*, int64_t)> sum;        // in place, over the tp group
+  std::function<void(float*, int64_t)> max;        // in place, over the tp group
+  std::function<void(double*, int64_t)> sum_f64;   // in place, over the tp group
+};
+
 struct ComputeContext {
   kernels::GemmContext gemm;
+  const TensorParallelOps* tp = nullptr;  // null or size 1: the model is not split
 };
 
 template <typename T>

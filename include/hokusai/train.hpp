@@ -55,7 +55,7 @@ struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;     // no console output (tests)
   // The job's communicators (MPI runs); null = one process (always, in a build without MPI:
-  // HOKUSAI_WITH_MPI=OFF). This build runs data parallelism (parallel.dp = ranks); tensor and
+  // HOKUSAI_WITH_MPI=OFF). This build runs tensor and data parallelism (tp * dp = ranks);
   // pipeline parallelism must be 1.
   const comm::GridComms* comms = nullptr;
 };

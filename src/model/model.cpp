@@ -7,6 +7,7 @@
 #include "hokusai/model.hpp"
 #include "kernels/ops.hpp"
 #include "layers.hpp"
+#include "vocab_parallel.hpp"
 
 namespace hokusai {
 
@@ -48,11 +49,48 @@ void zero(std::vector<T>& v, int64_t n) {
   std::fill_n(v.data(), n, T(0));
 }
 
+// The tensor-parallel group when the model is split (float only: the double model is serial).
+template <typename T>
+const TensorParallelOps* split_over(const ComputeContext& ctx) {
+  if constexpr (std::is_same_v<T, float>)
+    return ctx.tp && ctx.tp->size > 1 ? ctx.tp : nullptr;
+  else
+    return nullptr;
+}
+
+// Megatron's g: the partial sums of a row-parallel product (or of the input gradient of a
+// column-parallel one) summed over the tp group.
+template <typename T>
+void tp_sum(const TensorParallelOps* tp, T* x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    if (tp) tp->sum(x, n);
+}
+
+template <typename T>
+void add_bias(T* out, const T* b, int64_t N, int64_t C) {
+  if (!b) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t c = 0; c < C; ++c) out[i * C + c] += b[c];
+}
+
+// A row-parallel linear (attention and MLP output projections): local product, sum over the tp
+// group, then the (replicated) bias once. One rank: the plain linear.
+template <typename T>
+void row_parallel_forward(const ComputeContext& ctx, const TensorParallelOps* tp, T* out, const T* in, const T* w,
+                          const T* b, int64_t N, int64_t IC, int64_t OC) {
+  if (!tp) return linear_forward(ctx.gemm, out, in, w, b, N, IC, OC);
+  linear_forward<T>(ctx.gemm, out, in, w, nullptr, N, IC, OC);
+  tp_sum(tp, out, N * OC);
+  add_bias(out, b, N, OC);
+}
+
 template <typename T>
 void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const LayerViews<T>& p,
                    const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
   const bool gpt2 = d.family == Family::gpt2;
+  const TensorParallelOps* tp = split_over<T>(ctx);
   if (gpt2)
     k::layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, p.ln1_w, p.ln1_b, N, C, d.eps);
   else
@@ -60,7 +98,7 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
   linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, 3 * A);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
   model::attention_forward(ctx.gemm, a.atty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
-  linear_forward(ctx.gemm, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
+  row_parallel_forward(ctx, tp, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
   k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
   if (gpt2)
     k::layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w,
@@ -72,7 +110,7 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
     k::gelu_forward(a.fch_act.data(), a.fch.data(), N * F);
   else
     k::swiglu_forward(a.fch_act.data(), a.fch.data(), N, F);
-  linear_forward(ctx.gemm, a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, N, F, C);
+  row_parallel_forward(ctx, tp, a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, N, F, C);
   k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), N * C);
 }
 
@@ -84,7 +122,9 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
   const bool gpt2 = d.family == Family::gpt2;
   const int64_t FC = gpt2 ? F : 2 * F;
-  // out = resid2 + mlp(resid2)
+  const TensorParallelOps* tp = split_over<T>(ctx);
+  // out = resid2 + mlp(resid2). Row-parallel backward needs no communication (dout is
+  // replicated); the column-parallel ones leave partial input gradients, summed over tp.
   zero(s.dresid2, N * C);
   zero(s.dbranch, N * C);
   k::residual_backward(s.dresid2.data(), s.dbranch.data(), dout, N * C);
@@ -98,6 +138,7 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
     k::swiglu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N, F);
   zero(s.dln, N * C);
   linear_backward(ctx.gemm, s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), a.ln2.data(), p.fc_w, N, C, FC);
+  tp_sum(tp, s.dln.data(), N * C);
   if (gpt2)
     k::layernorm_backward(s.dresid2.data(), g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w,
                           a.ln2_mean.data(), a.ln2_rstd.data(), N, C);
@@ -117,6 +158,7 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
   zero(s.dln, N * C);
   linear_backward(ctx.gemm, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(), p.qkv_w, N, C,
                   3 * A);
+  tp_sum(tp, s.dln.data(), N * C);
   if (gpt2)
     k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
                           a.ln1_rstd.data(), N, C);
@@ -204,11 +246,20 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   if (B * Tn > max_N_ || Tn > max_T_ || Tn > d.max_T)
     throw std::invalid_argument("Model::forward: batch " + std::to_string(B) + "x" + std::to_string(Tn) +
                                 " exceeds the allocated activations");
+  const TensorParallelOps* tp = split_over<T>(ctx);
+  if (d.tp > 1 && (!tp || tp->size != d.tp))
+    throw std::invalid_argument("Model::forward: the model is split over " + std::to_string(d.tp) +
+                                " tensor-parallel ranks but the context has no such group (float model, ctx.tp)");
   auto& s = *acts_;
   s.B = B;
   s.T_ = Tn;
   const int64_t N = B * Tn, C = d.C;
-  k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
+  if constexpr (std::is_same_v<T, float>) {
+    if (tp)
+      model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
+                                              d.vocab_start, d.Vl);
+  }
+  if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   const T* x = s.encoded.data();
   for (int64_t l = 0; l < d.L; ++l) {
     block_forward(ctx, s.blocks[l], x, p_.layers[l], d, B, Tn);
@@ -219,8 +270,12 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   else
     k::rmsnorm_forward(s.lnf.data(), s.lnf_rstd.data(), x, p_.lnf_w, N, C, d.eps);
   linear_forward<T>(ctx.gemm, s.logits.data(), s.lnf.data(), p_.lm_head, nullptr, N, C, d.Vl);
-  const int64_t V_real = std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl);
-  k::softmax_xent_forward(s.losses.data(), s.lse.data(), s.logits.data(), targets, N, d.Vl, V_real);
+  if constexpr (std::is_same_v<T, float>) {
+    if (tp)
+      model::vocab_parallel_xent_forward(*tp, s.losses.data(), s.lse.data(), s.logits.data(), targets, N, d.Vl,
+                                         d.vocab_start, d.V);
+  }
+  if (!tp) k::softmax_xent_forward(s.losses.data(), s.lse.data(), s.logits.data(), targets, N, d.Vl, d.V);
   double total = 0.0;
   for (int64_t i = 0; i < N; ++i) total += s.losses[i];
   return total;
@@ -232,14 +287,21 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   const ModelDims& d = dims_;
   auto& s = *acts_;
   const int64_t B = s.B, Tn = s.T_, N = B * Tn, C = d.C;
-  const int64_t V_real = std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl);
+  const TensorParallelOps* tp = split_over<T>(ctx);
   std::fill_n(s.dlosses.data(), N, dloss);
   zero(s.dlogits, N * d.Vl);
-  k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets,
-                           N, d.Vl, V_real);
+  if constexpr (std::is_same_v<T, float>) {
+    if (tp)
+      model::vocab_parallel_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(),
+                                          targets, N, d.Vl, d.vocab_start, d.V);
+  }
+  if (!tp)
+    k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
+                             d.V);
   zero(s.dln, N * C);
   linear_backward<T>(ctx.gemm, s.dln.data(), g_.lm_head, nullptr, s.dlogits.data(), s.lnf.data(),
                      p_.lm_head, N, C, d.Vl);
+  tp_sum(tp, s.dln.data(), N * C);  // the output projection is split by vocabulary
   T* dout = s.dres_a.data();
   T* dx = s.dres_b.data();
   std::fill_n(dout, N * C, T(0));

@@ -19,6 +19,12 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid) 
   d.NH = m.heads / s.tp;
   d.HS = m.hidden / m.heads;
   d.F = m.ffn_hidden / s.tp;
+  d.tp = s.tp;
+  d.tp_rank = grid.tp_rank();
+  d.NH_total = m.heads;
+  d.F_total = m.ffn_hidden;
+  d.head_start = int64_t(d.tp_rank) * d.NH;
+  d.ffn_start = int64_t(d.tp_rank) * d.F;
   d.V = m.vocab_size;
   d.Vp = padded_vocab(m, s.tp);
   d.Vl = d.Vp / s.tp;
@@ -30,7 +36,7 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid) 
   d.eps = m.norm_eps;
   d.rope_theta = m.rope_theta;
   d.init_std = m.init_std;
-  if (m.ffn_hidden == 0 || m.heads % s.tp != 0)
+  if (m.ffn_hidden == 0 || m.heads % s.tp != 0 || m.ffn_hidden % s.tp != 0)
     throw std::invalid_argument("ModelDims::from: config not resolved/validated (ffn_hidden=0 or heads % tp)");
   return d;
 }
@@ -45,9 +51,17 @@ double train_flops_per_token(const ModelConfig& m, int64_t T) {
 
 std::vector<TensorSpec> param_table(const ModelDims& d) {
   std::vector<TensorSpec> t;
+  // Split over tp: the vocabulary rows, the heads' QKV rows and output-projection columns, the
+  // MLP's hidden rows and down-projection columns. Norms, positions and the biases added after
+  // a row-parallel reduction are replicated.
+  const auto sharded = [](const std::string& leaf) {
+    return leaf == "wte" || leaf == "lm_head" || leaf == "qkv_w" || leaf == "qkv_b" || leaf == "proj_w" ||
+           leaf == "fc_w" || leaf == "fc_b" || leaf == "fcproj_w";
+  };
   const auto add = [&](std::string name, std::vector<int64_t> shape, int layer, Init init, bool decay,
                        bool embedding = false) {
-    TensorSpec s{std::move(name), std::move(shape), 0, 1, layer, init, decay, embedding};
+    const std::string leaf = name.substr(name.rfind('.') + 1);
+    TensorSpec s{std::move(name), std::move(shape), 0, 1, layer, init, decay, embedding, d.tp > 1 && sharded(leaf)};
     for (int64_t n : s.shape) s.numel *= n;
     t.push_back(std::move(s));
   };
@@ -132,6 +146,24 @@ ModelViews<T> point_views(T* arena, const std::vector<TensorSpec>& table, const 
   return v;
 }
 
+int64_t serial_index(const TensorSpec& s, const ModelDims& d, int64_t i) {
+  if (!s.tp_sharded) return i;
+  const std::string leaf = s.name.substr(s.name.rfind('.') + 1);
+  const int64_t C = d.C, A = d.NH * d.HS, A_total = d.NH_total * d.HS, h0 = d.head_start * d.HS;
+  if (leaf == "wte" || leaf == "lm_head") return d.vocab_start * C + i;  // rows [vocab_start, +Vl)
+  if (leaf == "qkv_w" || leaf == "qkv_b") {  // rows [q | k | v], each this rank's heads
+    const int64_t cols = leaf == "qkv_w" ? C : 1, r = i / cols, c = i % cols;
+    return ((r / A) * A_total + h0 + r % A) * cols + c;
+  }
+  if (leaf == "proj_w") return (i / A) * A_total + h0 + i % A;  // columns of this rank's heads
+  if (leaf == "fc_w" || leaf == "fc_b") {  // rows [gate | up] (llama) or the hidden rows (gpt2)
+    const int64_t cols = leaf == "fc_w" ? C : 1, r = i / cols, c = i % cols;
+    return ((r / d.F) * d.F_total + d.ffn_start + r % d.F) * cols + c;
+  }
+  if (leaf == "fcproj_w") return (i / d.F) * d.F_total + d.ffn_start + i % d.F;
+  throw std::logic_error("serial_index: no serial layout for " + s.name);
+}
+
 namespace {
 
 // Standard normal of element `i` of the stream `key` (Box-Muller on two hashed uniforms).
@@ -160,7 +192,7 @@ void init_params(T* arena, const std::vector<TensorSpec>& table, const ModelDims
       case Init::normal_residual: {
         const double std = s.init == Init::normal ? d.init_std : residual_std;
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < s.numel; ++i) p[i] = T(std * normal_at(key, uint64_t(i)));
+        for (int64_t i = 0; i < s.numel; ++i) p[i] = T(std * normal_at(key, uint64_t(serial_index(s, d, i))));
         break;
       }
     }

@@ -3,7 +3,6 @@
 #include <mpi.h>
 
 #include <algorithm>
-#include <cmath>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -126,76 +125,19 @@ void RowParallelLinear::backward(const kernels::GemmContext& ctx, float* dx_r, f
   model::linear_backward(ctx, dx_r, dw_r, db, dy, x_r, w_r, N, IC_r, OC);
 }
 
-void vocab_parallel_embedding_forward(const comm::Communicator& tp, float* out, const int32_t* tokens,
-                                      const float* wte_r, int64_t N, int64_t C, int64_t v0, int64_t Vl) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const int64_t local = int64_t(tokens[i]) - v0;
-    float* o = out + i * C;
-    if (local >= 0 && local < Vl)
-      std::copy(wte_r + local * C, wte_r + (local + 1) * C, o);
-    else
-      std::fill(o, o + C, 0.0f);
-  }
-  tp_reduce(tp, out, N * C);
-}
-
-void vocab_parallel_embedding_backward(float* dwte_r, const float* dout, const int32_t* tokens, int64_t N,
-                                       int64_t C, int64_t v0, int64_t Vl) {
-  // Serial over tokens: two tokens may share a row (OpenMP over columns keeps it race-free).
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < N; ++i) {
-      const int64_t local = int64_t(tokens[i]) - v0;
-      if (local >= 0 && local < Vl) dwte_r[local * C + c] += dout[i * C + c];
-    }
-}
-
-void vocab_parallel_xent_forward(const comm::Communicator& tp, float* losses, float* lse, const float* logits_r,
-                                 const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real) {
-  const int64_t real = std::clamp<int64_t>(V_real - v0, 0, Vl);  // this rank's non-padding ids
-  std::vector<float> mx(static_cast<size_t>(N));
-  std::vector<double> sums(static_cast<size_t>(2 * N));  // [sum of exp | target logit] per token
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const float* l = logits_r + i * Vl;
-    float m = -INFINITY;
-    for (int64_t j = 0; j < real; ++j) m = std::max(m, l[j]);
-    mx[size_t(i)] = m;
-  }
-  if (tp.size() > 1) HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, mx.data(), int(N), MPI_FLOAT, MPI_MAX, tp.raw()));
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const float* l = logits_r + i * Vl;
-    double s = 0.0;
-    for (int64_t j = 0; j < real; ++j) s += std::exp(double(l[j]) - double(mx[size_t(i)]));
-    sums[size_t(i)] = s;
-    const int64_t t = int64_t(targets[i]) - v0;
-    sums[size_t(N + i)] = targets[i] >= 0 && t >= 0 && t < Vl ? double(l[t]) : 0.0;
-  }
-  if (tp.size() > 1)
-    HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, sums.data(), checked_count(2 * N, "vocab_parallel_xent_forward"),
-                              MPI_DOUBLE, MPI_SUM, tp.raw()));
-  for (int64_t i = 0; i < N; ++i) {
-    const double z = double(mx[size_t(i)]) + std::log(sums[size_t(i)]);
-    lse[i] = float(z);
-    losses[i] = targets[i] < 0 ? 0.0f : float(z - sums[size_t(N + i)]);
-  }
-}
-
-void vocab_parallel_xent_backward(float* dlogits_r, const float* dlosses, const float* logits_r, const float* lse,
-                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real) {
-  const int64_t real = std::clamp<int64_t>(V_real - v0, 0, Vl);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    if (targets[i] < 0) continue;
-    const float* l = logits_r + i * Vl;
-    float* dl = dlogits_r + i * Vl;
-    const float z = lse[i], dy = dlosses[i];
-    for (int64_t j = 0; j < real; ++j) dl[j] += std::exp(l[j] - z) * dy;
-    const int64_t t = int64_t(targets[i]) - v0;
-    if (t >= 0 && t < Vl) dl[t] -= dy;
-  }
+TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp) {
+  TensorParallelOps ops;
+  ops.size = tp.size();
+  ops.sum = [&tp](float* x, int64_t n) { tp_reduce(tp, x, n); };
+  ops.max = [&tp](float* x, int64_t n) {
+    if (tp.size() > 1 && n > 0)
+      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n, "tp max"), MPI_FLOAT, MPI_MAX, tp.raw()));
+  };
+  ops.sum_f64 = [&tp](double* x, int64_t n) {
+    if (tp.size() > 1 && n > 0)
+      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n, "tp sum"), MPI_DOUBLE, MPI_SUM, tp.raw()));
+  };
+  return ops;
 }
 
 }  // namespace hokusai::parallel

@@ -21,6 +21,7 @@
 
 #include "comm/grid.hpp"
 #include "comm/mpi.hpp"
+#include "hokusai/model.hpp"
 #include "kernels/gemm.hpp"
 
 namespace hokusai::parallel {
@@ -66,26 +67,9 @@ struct RowParallelLinear {
                        const float* x_r, const float* w_r, int64_t N, int64_t IC_r, int64_t OC);
 };
 
-// Vocabulary parallelism: rank r holds the embedding / output rows of vocabulary ids
-// [v0, v0 + Vl) (v0 = r * Vl; the padded vocabulary Vp = tp * Vl), and ids >= V_real are padding.
-
-// out(N,C) := embedding rows of `tokens` (each token's row lives on one rank, the others add
-// zeros), summed over the group: every rank gets the full embedding.
-void vocab_parallel_embedding_forward(const comm::Communicator& tp, float* out, const int32_t* tokens,
-                                      const float* wte_r, int64_t N, int64_t C, int64_t v0, int64_t Vl);
-// dwte_r += rows of dout(N,C) (replicated) for the tokens this rank owns. No communication.
-void vocab_parallel_embedding_backward(float* dwte_r, const float* dout, const int32_t* tokens, int64_t N,
-                                       int64_t C, int64_t v0, int64_t Vl);
-
-// Softmax cross-entropy over logits split by vocabulary: this rank holds logits_r(N, Vl) for its
-// ids; no rank ever holds N x Vp. losses[i] = lse_i - logit_i[target_i] (0 where target < 0),
-// lse_i = log sum_j exp(logit_ij) over the real ids of every rank: one max and one sum reduction
-// (N and 2N values) over the group. lse is kept for the backward.
-void vocab_parallel_xent_forward(const comm::Communicator& tp, float* losses, float* lse, const float* logits_r,
-                                 const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real);
-// dlogits_r += (softmax - onehot(target)) * dlosses on this rank's real ids (padding: 0). No
-// communication.
-void vocab_parallel_xent_backward(float* dlogits_r, const float* dlosses, const float* logits_r, const float* lse,
-                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real);
+// The model's view of the tp group (include/hokusai/model.hpp): sum, max and double sum over
+// `tp`, which must outlive the returned object. The vocabulary-parallel embedding and
+// cross-entropy that use it are in src/model/vocab_parallel.hpp.
+TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp);
 
 }  // namespace hokusai::parallel

@@ -26,6 +26,7 @@
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
 #include "parallel/data_parallel.hpp"
+#include "parallel/tensor_parallel.hpp"
 #endif
 
 namespace hokusai {
@@ -129,17 +130,24 @@ class Trainer {
   void measure_dp_baseline();
   StepStats step();
   double update(double lr);  // clip + AdamW (+ ZeRO-1 collectives); returns the gradient norm
+  double grad_norm_squared() const;
   void log_step(const StepStats& st);
   void evaluate_and_log();
   void save();
   bool stop_requested() const;
+  // Where this rank's checkpoints go: the run directory, or with tensor parallelism one
+  // directory per tp rank (each holds its slice of the arenas; serial_index maps it back).
+  std::string checkpoint_root() const {
+    return tp_size_ > 1 ? (fs::path(cfg_.logging.run_dir) / fmt::format("tp-rank-{}", tp_rank_)).string()
+                        : cfg_.logging.run_dir;
+  }
 
   using clock = std::chrono::steady_clock;
   Config cfg_;
   const TrainOptions& opts_;
   const comm::GridComms* comms_;
   const clock::time_point t_start_ = clock::now();
-  int world_ = 1, rank_ = 0, dp_rank_ = 0;
+  int world_ = 1, rank_ = 0, dp_rank_ = 0, tp_size_ = 1, tp_rank_ = 0;
   bool lead_ = true;  // rank 0 writes logs, metrics, config and checkpoints
   TrainSummary summary_;
   std::optional<std::string> resume_from_;
@@ -154,6 +162,7 @@ class Trainer {
   int64_t B_ = 0, T_ = 0, n_params_ = 0, step_ = 0, first_step_ = 0;
   bool zero1_ = false;
   comm::Range shard_{0, 0};  // this rank's ZeRO-1 shard of the arena (all of it without ZeRO-1)
+  TensorParallelOps tp_ops_;  // the model's tp reductions (tp > 1)
   std::unique_ptr<AdamW> adam_;
   uint64_t thash_ = 0;
   int accum_ = 1;
@@ -175,6 +184,8 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
   world_ = comms_ ? comms_->world.size() : 1;
   rank_ = comms_ ? comms_->world.rank() : 0;
   dp_rank_ = comms_ ? comms_->dp.rank() : 0;
+  tp_size_ = comms_ ? comms_->tp.size() : 1;
+  tp_rank_ = comms_ ? comms_->tp.rank() : 0;
 #endif
   lead_ = rank_ == 0;
   check_layout();
@@ -206,20 +217,26 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
 }
 
 void Trainer::check_layout() const {
-  if (cfg_.parallel.tp != 1 || cfg_.parallel.pp != 1)
-    throw ConfigError(fmt::format("parallel.tp={} pp={}: this build runs data parallelism only; set tp and pp "
-                                  "to 1 (tensor and pipeline parallelism are not in this build yet)",
-                                  cfg_.parallel.tp, cfg_.parallel.pp));
+  if (cfg_.parallel.pp != 1)
+    throw ConfigError(fmt::format("parallel.pp={}: pipeline parallelism is not in this build yet; set pp to 1 "
+                                  "(tensor and data parallelism are)",
+                                  cfg_.parallel.pp));
+#if !HOKUSAI_HAVE_MPI
+  if (cfg_.parallel.tp != 1)
+    throw ConfigError(fmt::format("parallel.tp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
+                                  "process: set parallel.tp to 1 or use an MPI build",
+                                  cfg_.parallel.tp));
+#endif
 #if !HOKUSAI_HAVE_MPI
   if (cfg_.parallel.dp != 1)
     throw ConfigError(fmt::format("parallel.dp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
                                   "process: set parallel.dp to 1 or use an MPI build",
                                   cfg_.parallel.dp));
 #endif
-  if (cfg_.parallel.dp != world_)
-    throw ConfigError(fmt::format("parallel.dp={} but the job has {} rank(s): set parallel.dp to the rank "
-                                  "count (mpirun -np {})",
-                                  cfg_.parallel.dp, world_, cfg_.parallel.dp));
+  if (cfg_.parallel.tp * cfg_.parallel.dp != world_)
+    throw ConfigError(fmt::format("parallel.tp*dp = {}*{} but the job has {} rank(s): make their product the rank "
+                                  "count (mpirun -np)",
+                                  cfg_.parallel.tp, cfg_.parallel.dp, world_));
 }
 
 void Trainer::open_run_dir() {
@@ -230,9 +247,9 @@ void Trainer::open_run_dir() {
   const std::string& run_dir = cfg_.logging.run_dir;
   summary_.run_dir = run_dir;
   if (opts_.resume) {
-    resume_from_ = latest_checkpoint(run_dir);
+    resume_from_ = latest_checkpoint(checkpoint_root());
     if (!resume_from_)
-      throw ConfigError("--resume: no checkpoint in '" + run_dir + "/checkpoints' (check logging.run_dir)");
+      throw ConfigError("--resume: no checkpoint in '" + checkpoint_root() + "/checkpoints' (check logging.run_dir)");
   }
   if (lead_) fs::create_directories(run_dir);
   world_barrier(comms_);  // the run directory exists before anyone writes
@@ -242,7 +259,15 @@ void Trainer::open_run_dir() {
 }
 
 void Trainer::setup_model() {
-  const ModelDims dims = ModelDims::from(cfg_.model, comm::ParallelGrid::single());
+  comm::ParallelGrid grid = comm::ParallelGrid::single();
+#if HOKUSAI_HAVE_MPI
+  if (comms_) grid = comms_->grid;
+  if (comms_ && comms_->tp.size() > 1) {
+    tp_ops_ = parallel::tensor_parallel_ops(comms_->tp);
+    ctx_.tp = &tp_ops_;
+  }
+#endif
+  const ModelDims dims = ModelDims::from(cfg_.model, grid);
   B_ = cfg_.train.micro_batch;
   T_ = cfg_.train.seq_len;
   model_ = std::make_unique<Model<float>>(dims, B_, T_);
@@ -352,16 +377,37 @@ Trainer::StepStats Trainer::step() {
   return st;
 }
 
+// Squared norm of this rank's part of the global gradient: its ZeRO-1 shard of the arena (all of
+// it without ZeRO-1), with tensors split over tp summed over the tp group and the replicated ones
+// (identical on every tp rank) counted once; then summed over the ZeRO-1 shards.
+double Trainer::grad_norm_squared() const {
+  const float* g = model_->grads().data();
+  if (!ctx_.tp) {  // unsplit model: one sum over the arena (shard)
+    const double mine = kernels::sum_squares(g + shard_.begin, shard_.size());
+    return zero1_ ? dp_sum(comms_, mine) : mine;
+  }
+  double split = 0.0, replicated = 0.0;
+  for (const TensorSpec& t : model_->table()) {
+    const int64_t b = std::max(t.offset, shard_.begin), e = std::min(t.offset + t.numel, shard_.end);
+    if (b >= e) continue;
+    (t.tp_sharded ? split : replicated) += kernels::sum_squares(g + b, e - b);
+  }
+  if (ctx_.tp) ctx_.tp->sum_f64(&split, 1);
+  const double mine = split + replicated;
+  return zero1_ ? dp_sum(comms_, mine) : mine;
+}
+
 double Trainer::update(double lr) {
   float* params = model_->params().data();
   float* grads = model_->grads().data();
   if (!zero1_) {
-    const double norm = clip_grad_norm(grads, n_params_, cfg_.optimizer.grad_clip);
+    const double norm = std::sqrt(grad_norm_squared());
+    clip_to_norm(grads, n_params_, norm, cfg_.optimizer.grad_clip);
     adam_->step(params, grads, lr);
     return norm;
   }
   float* g = grads + shard_.begin;
-  const double norm = std::sqrt(dp_sum(comms_, kernels::sum_squares(g, shard_.size())));
+  const double norm = std::sqrt(grad_norm_squared());
   clip_to_norm(g, shard_.size(), norm, cfg_.optimizer.grad_clip);
   adam_->step(params, grads, lr);
 #if HOKUSAI_HAVE_MPI
@@ -409,11 +455,11 @@ void Trainer::save() {
     full_v = gather_shards(comms_->dp, adam_->v, n_params_);
   }
 #endif
-  if (lead_) {
+  if (dp_rank_ == 0) {  // rank 0 of each data-parallel group: one writer per tp slice
     const CheckpointView ck{step_, step_ * cfg_.train.global_batch, adam_->t, model_->params(),
                             zero1_ ? std::span<const float>(full_m) : std::span<const float>(adam_->m),
                             zero1_ ? std::span<const float>(full_v) : std::span<const float>(adam_->v)};
-    const std::string dir = save_checkpoint(summary_.run_dir, cfg_, thash_, ck, cfg_.checkpoint.keep);
+    const std::string dir = save_checkpoint(checkpoint_root(), cfg_, thash_, ck, cfg_.checkpoint.keep);
     progress_->clear();
     lg_->info("checkpoint saved: {}", dir);
   }

@@ -11,6 +11,7 @@
 #include "comm/mpi.hpp"
 #include "kernels/ops.hpp"
 #include "model/layers.hpp"
+#include "model/vocab_parallel.hpp"
 #include "parallel/tensor_parallel.hpp"
 
 namespace hokusai::parallel {
@@ -160,11 +161,12 @@ TEST(VocabParallel, CrossEntropyEqualsSerial) {
   ASSERT_EQ(v.size() * p, kVp);
   std::vector<float> logits_r(N * v.size()), losses_tp(N), lse_tp(N), dlogits_r(N * v.size(), 0.0f);
   tp_split_columns(world(), logits.data(), N, kVp, logits_r.data());
-  vocab_parallel_xent_forward(world(), losses_tp.data(), lse_tp.data(), logits_r.data(), kTargets.data(), N,
+  const TensorParallelOps ops = tensor_parallel_ops(world());
+  model::vocab_parallel_xent_forward(ops, losses_tp.data(), lse_tp.data(), logits_r.data(), kTargets.data(), N,
                               v.size(), v.begin, kVreal);
   expect_close(losses_tp, losses, "losses");
   expect_close(lse_tp, lse, "log-sum-exp");
-  vocab_parallel_xent_backward(dlogits_r.data(), dl.data(), logits_r.data(), lse_tp.data(), kTargets.data(), N,
+  model::vocab_parallel_xent_backward(dlogits_r.data(), dl.data(), logits_r.data(), lse_tp.data(), kTargets.data(), N,
                                v.size(), v.begin, kVreal);
   std::vector<float> gathered(N * kVp);
   tp_gather_columns(world(), dlogits_r.data(), N, kVp, gathered.data());
@@ -176,18 +178,20 @@ TEST(VocabParallel, EmbeddingEqualsSerial) {
   const int64_t C = 5;
   std::vector<int32_t> tokens = {0, 13, 44, 23, 23, 30, 7, 36, 11};  // 23 twice: rows accumulate
   const int64_t N = int64_t(tokens.size());
-  const auto wte = weights(kVp * C, 21), dout = weights(N * C, 22);
+  const auto wte = weights(kVp * C, 21), dout = weights(N * C, 22), wpe = weights(N * C, 23);
   const comm::Range v = comm::split_evenly(kVp, p, r);
   const std::vector<float> wte_r(wte.begin() + v.begin * C, wte.begin() + v.end * C);
   std::vector<float> out(N * C), want(N * C), dwte(kVp * C, 0.0f), dwte_r(v.size() * C, 0.0f);
   for (int64_t i = 0; i < N; ++i)
     for (int64_t c = 0; c < C; ++c) {
-      want[size_t(i * C + c)] = wte[size_t(tokens[size_t(i)] * C + c)];
+      want[size_t(i * C + c)] = wte[size_t(tokens[size_t(i)] * C + c)] + wpe[size_t(i * C + c)];
       dwte[size_t(tokens[size_t(i)] * C + c)] += dout[size_t(i * C + c)];
     }
-  vocab_parallel_embedding_forward(world(), out.data(), tokens.data(), wte_r.data(), N, C, v.begin, v.size());
+  model::vocab_parallel_embedding_forward(tensor_parallel_ops(world()), out.data(), tokens.data(), wte_r.data(),
+                                          wpe.data(), 1, N, C, v.begin, v.size());
   EXPECT_EQ(out, want);
-  vocab_parallel_embedding_backward(dwte_r.data(), dout.data(), tokens.data(), N, C, v.begin, v.size());
+  // The backward needs no communication: the model's embedding_backward with its vocab_start.
+  kernels::embedding_backward<float>(dwte_r.data(), nullptr, dout.data(), tokens.data(), 1, N, C, v.begin, v.size());
   expect_close(dwte_r, std::vector<float>(dwte.begin() + v.begin * C, dwte.begin() + v.end * C), "wte gradient shard");
 }
 

@@ -1,0 +1,70 @@
+#include "vocab_parallel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/ops.hpp"
+
+namespace hokusai::model {
+
+void vocab_parallel_embedding_forward(const TensorParallelOps& tp, float* out, const int32_t* tokens,
+                                      const float* wte_r, const float* wpe, int64_t B, int64_t Tn, int64_t C,
+                                      int64_t v0, int64_t Vl) {
+  kernels::embedding_forward<float>(out, tokens, wte_r, nullptr, B, Tn, C, v0, Vl);
+  tp.sum(out, B * Tn * C);
+  if (!wpe) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < B * Tn; ++row) {
+    const float* p = wpe + (row % Tn) * C;
+    float* o = out + row * C;
+    for (int64_t c = 0; c < C; ++c) o[c] += p[c];
+  }
+}
+
+void vocab_parallel_xent_forward(const TensorParallelOps& tp, float* losses, float* lse, const float* logits_r,
+                                 const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real) {
+  const int64_t real = std::clamp<int64_t>(V_real - v0, 0, Vl);  // this rank's non-padding ids
+  std::vector<float> mx(static_cast<size_t>(N));
+  std::vector<double> sums(static_cast<size_t>(2 * N));  // [sum of exp | target logit] per token
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const float* l = logits_r + i * Vl;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < real; ++j) m = std::max(m, l[j]);
+    mx[size_t(i)] = m;
+  }
+  tp.max(mx.data(), N);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const float* l = logits_r + i * Vl;
+    double s = 0.0;
+    for (int64_t j = 0; j < real; ++j) s += std::exp(double(l[j]) - double(mx[size_t(i)]));
+    sums[size_t(i)] = s;
+    const int64_t t = int64_t(targets[i]) - v0;
+    sums[size_t(N + i)] = targets[i] >= 0 && t >= 0 && t < Vl ? double(l[t]) : 0.0;
+  }
+  tp.sum_f64(sums.data(), 2 * N);
+  for (int64_t i = 0; i < N; ++i) {
+    const double z = double(mx[size_t(i)]) + std::log(sums[size_t(i)]);
+    lse[i] = float(z);
+    losses[i] = targets[i] < 0 ? 0.0f : float(z - sums[size_t(N + i)]);
+  }
+}
+
+void vocab_parallel_xent_backward(float* dlogits_r, const float* dlosses, const float* logits_r, const float* lse,
+                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real) {
+  const int64_t real = std::clamp<int64_t>(V_real - v0, 0, Vl);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    if (targets[i] < 0) continue;
+    const float* l = logits_r + i * Vl;
+    float* dl = dlogits_r + i * Vl;
+    const float z = lse[i], dy = dlosses[i];
+    for (int64_t j = 0; j < real; ++j) dl[j] += std::exp(l[j] - z) * dy;
+    const int64_t t = int64_t(targets[i]) - v0;
+    if (t >= 0 && t < Vl) dl[t] -= dy;
+  }
+}
+
+}  // namespace hokusai::model

@@ -1,0 +1,30 @@
+// Vocabulary parallelism: tensor-parallel rank r holds the embedding / output rows of vocabulary
+// ids [v0, v0 + Vl) (v0 = r * Vl; the padded vocabulary Vp = tp * Vl); ids >= V_real are padding.
+// The reductions come from TensorParallelOps (the trainer builds them from the tp communicator;
+// src/parallel/tensor_parallel.hpp: tensor_parallel_ops). tests/mpi/test_tensor_parallel.cpp
+// checks both against the serial ops at 1-4 ranks.
+#pragma once
+
+#include <cstdint>
+
+#include "hokusai/model.hpp"
+
+namespace hokusai::model {
+
+// out(N,C) := embedding rows of `tokens` (each row lives on one rank, the others add zeros),
+// summed over the group; then + wpe[t] (positions, replicated; null: none), once.
+void vocab_parallel_embedding_forward(const TensorParallelOps& tp, float* out, const int32_t* tokens,
+                                      const float* wte_r, const float* wpe, int64_t B, int64_t Tn, int64_t C,
+                                      int64_t v0, int64_t Vl);
+
+// Softmax cross-entropy over logits split by vocabulary: this rank holds logits_r(N, Vl); no
+// rank ever holds N x Vp. losses[i] = lse_i - logit_i[target_i] (0 where target < 0), lse over
+// the real ids of every rank: one max (N floats) and one sum (2N doubles) over the group.
+void vocab_parallel_xent_forward(const TensorParallelOps& tp, float* losses, float* lse, const float* logits_r,
+                                 const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real);
+// dlogits_r += (softmax - onehot(target)) * dlosses on this rank's real ids (padding: 0), from
+// the global lse of the forward. No communication.
+void vocab_parallel_xent_backward(float* dlogits_r, const float* dlosses, const float* logits_r, const float* lse,
+                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real);
+
+}  // namespace hokusai::model

@@ -174,19 +174,3 @@ TEST(CheckedMpi, AFailedCallNamesTheExpressionAndRank) {
 
 }  // namespace
 }  // namespace hokusai::comm
-
-int main(int argc, char** argv) {
-  hokusai::comm::Environment env(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  // Only rank 0 prints progress; failures print from every rank (gtest's failure output).
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int rc = RUN_ALL_TESTS();
-  int worst = rc;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}

@@ -446,7 +446,7 @@ void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* tar
 
 template <typename T>
 void softmax_xent_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse,
-                           const int32_t* targets, int64_t N, int64_t Vp, int64_t V_real) {
+                           const int32_t* targets, int64_t N, int64_t Vp, int64_t V_real, int64_t vocab_start) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     if (targets[i] < 0) continue;
@@ -455,7 +455,8 @@ void softmax_xent_backward(T* dlogits, const T* dlosses, const T* logits, const 
     const T z = lse[i], dy = dlosses[i];
 #pragma omp simd
     for (int64_t j = 0; j < V_real; ++j) dl[j] += vexp(l[j] - z) * dy;
-    dl[targets[i]] -= dy;
+    const int64_t t = int64_t(targets[i]) - vocab_start;
+    if (t >= 0 && t < Vp) dl[t] -= dy;
   }
 }
 

@@ -29,7 +29,7 @@
   template void softmax_xent_forward<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t,        \
                                         int64_t);                                                  \
   template void softmax_xent_backward<T>(T*, const T*, const T*, const T*, const int32_t*,         \
-                                         int64_t, int64_t, int64_t);                               \
+                                         int64_t, int64_t, int64_t, int64_t);                      \
   template void residual_forward<T>(T*, const T*, const T*, int64_t);                              \
   template void residual_backward<T>(T*, T*, const T*, int64_t);                                   \
   template double sum_squares<T>(const T*, int64_t);                                               \

@@ -290,14 +290,9 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   const TensorParallelOps* tp = split_over<T>(ctx);
   std::fill_n(s.dlosses.data(), N, dloss);
   zero(s.dlogits, N * d.Vl);
-  if constexpr (std::is_same_v<T, float>) {
-    if (tp)
-      model::vocab_parallel_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(),
-                                          targets, N, d.Vl, d.vocab_start, d.V);
-  }
-  if (!tp)
-    k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
-                             d.V);
+  // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
+  k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
+                           std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
   zero(s.dln, N * C);
   linear_backward<T>(ctx.gemm, s.dln.data(), g_.lm_head, nullptr, s.dlogits.data(), s.lnf.data(),
                      p_.lm_head, N, C, d.Vl);

@@ -52,19 +52,4 @@ void vocab_parallel_xent_forward(const TensorParallelOps& tp, float* losses, flo
   }
 }
 
-void vocab_parallel_xent_backward(float* dlogits_r, const float* dlosses, const float* logits_r, const float* lse,
-                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real) {
-  const int64_t real = std::clamp<int64_t>(V_real - v0, 0, Vl);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    if (targets[i] < 0) continue;
-    const float* l = logits_r + i * Vl;
-    float* dl = dlogits_r + i * Vl;
-    const float z = lse[i], dy = dlosses[i];
-    for (int64_t j = 0; j < real; ++j) dl[j] += std::exp(l[j] - z) * dy;
-    const int64_t t = int64_t(targets[i]) - v0;
-    if (t >= 0 && t < Vl) dl[t] -= dy;
-  }
-}
-
 }  // namespace hokusai::model

@@ -22,9 +22,7 @@ void vocab_parallel_embedding_forward(const TensorParallelOps& tp, float* out, c
 // the real ids of every rank: one max (N floats) and one sum (2N doubles) over the group.
 void vocab_parallel_xent_forward(const TensorParallelOps& tp, float* losses, float* lse, const float* logits_r,
                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real);
-// dlogits_r += (softmax - onehot(target)) * dlosses on this rank's real ids (padding: 0), from
-// the global lse of the forward. No communication.
-void vocab_parallel_xent_backward(float* dlogits_r, const float* dlosses, const float* logits_r, const float* lse,
-                                  const int32_t* targets, int64_t N, int64_t Vl, int64_t v0, int64_t V_real);
+// The backward needs no communication: kernels::softmax_xent_backward on this rank's slice with
+// the global lse and vocab_start = v0.
 
 }  // namespace hokusai::model

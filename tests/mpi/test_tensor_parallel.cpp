@@ -5,6 +5,7 @@
 // same values (forward outputs, input gradients, every weight gradient).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -155,7 +156,7 @@ TEST(VocabParallel, CrossEntropyEqualsSerial) {
   std::vector<float> losses(N), lse(N), dlogits(N * kVp, 0.0f);
   kernels::softmax_xent_forward(losses.data(), lse.data(), logits.data(), kTargets.data(), N, kVp, kVreal);
   kernels::softmax_xent_backward(dlogits.data(), dl.data(), logits.data(), lse.data(), kTargets.data(), N, kVp,
-                                 kVreal);
+                                 kVreal, 0);
 
   const comm::Range v = comm::split_evenly(kVp, p, r);
   ASSERT_EQ(v.size() * p, kVp);
@@ -166,8 +167,9 @@ TEST(VocabParallel, CrossEntropyEqualsSerial) {
                               v.size(), v.begin, kVreal);
   expect_close(losses_tp, losses, "losses");
   expect_close(lse_tp, lse, "log-sum-exp");
-  model::vocab_parallel_xent_backward(dlogits_r.data(), dl.data(), logits_r.data(), lse_tp.data(), kTargets.data(), N,
-                               v.size(), v.begin, kVreal);
+  // The backward is the serial kernel on this rank's slice (global lse, target offset by v0).
+  kernels::softmax_xent_backward(dlogits_r.data(), dl.data(), logits_r.data(), lse_tp.data(), kTargets.data(), N,
+                                 v.size(), std::clamp<int64_t>(kVreal - v.begin, 0, v.size()), v.begin);
   std::vector<float> gathered(N * kVp);
   tp_gather_columns(world(), dlogits_r.data(), N, kVp, gathered.data());
   expect_close(gathered, dlogits, "logit gradients (gathered)");

@@ -100,8 +100,8 @@ TEST(FastVsRef, SoftmaxCrossEntropy) {
   ref::softmax_xent_forward(l2.data(), z2.data(), logits.data(), targets.data(), N, Vp, Vr);
   expect_close(l1, l2, "loss");
   V dl = random_vector<float>(N, 13), g1(N * Vp), g2(N * Vp);
-  softmax_xent_backward(g1.data(), dl.data(), logits.data(), z2.data(), targets.data(), N, Vp, Vr);
-  ref::softmax_xent_backward(g2.data(), dl.data(), logits.data(), z2.data(), targets.data(), N, Vp, Vr);
+  softmax_xent_backward(g1.data(), dl.data(), logits.data(), z2.data(), targets.data(), N, Vp, Vr, 0);
+  ref::softmax_xent_backward(g2.data(), dl.data(), logits.data(), z2.data(), targets.data(), N, Vp, Vr, 0);
   expect_close(g1, g2, "dlogits");
   for (int64_t i = 0; i < N; ++i)
     for (int64_t j = Vr; j < Vp; ++j) ASSERT_EQ(g1[i * Vp + j], 0.0f) << "padding column got a gradient";

@@ -165,7 +165,7 @@ TYPED_TEST(OpGrad, SoftmaxCrossEntropyWithPaddingAndIgnoredTarget) {
   OpCheck c{{&logits}, {"logits"}, N,
             [&](Vec& out) { K::softmax_xent_forward(out.data(), lse.data(), logits.data(), targets.data(), N, Vp, V); },
             [&](std::vector<Vec>& g, const Vec& dout) {
-              K::softmax_xent_backward(g[0].data(), dout.data(), logits.data(), lse.data(), targets.data(), N, Vp, V);
+              K::softmax_xent_backward(g[0].data(), dout.data(), logits.data(), lse.data(), targets.data(), N, Vp, V, 0);
             }};
   c.run();
 }

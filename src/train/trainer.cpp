@@ -86,6 +86,13 @@ int dp_size(const comm::GridComms* comms) {
   return 1;
 }
 
+int dp_rank(const comm::GridComms* comms) {
+#if HOKUSAI_HAVE_MPI
+  if (comms) return comms->dp.rank();
+#endif
+  return 0;
+}
+
 void world_barrier(const comm::GridComms* comms) {
 #if HOKUSAI_HAVE_MPI
   if (comms) comms->world.barrier();
@@ -97,12 +104,7 @@ void world_barrier(const comm::GridComms* comms) {
 double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader& data, const Config& cfg,
                 const comm::GridComms* comms) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
-  const int dp = dp_size(comms);
-#if HOKUSAI_HAVE_MPI
-  const int r = comms ? comms->dp.rank() : 0;
-#else
-  const int r = 0;
-#endif
+  const int dp = dp_size(comms), r = dp_rank(comms);
   std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
   double total = 0.0;
   for (int b = r; b < cfg.logging.eval_batches; b += dp) {
@@ -148,7 +150,7 @@ class Trainer {
   const comm::GridComms* comms_;
   const clock::time_point t_start_ = clock::now();
   int world_ = 1, rank_ = 0, dp_rank_ = 0, tp_size_ = 1, tp_rank_ = 0;
-  bool lead_ = true;  // rank 0 writes logs, metrics, config and checkpoints
+  bool lead_ = true;  // rank 0 writes logs, metrics and config; dp rank 0 of each tp slice its checkpoint
   TrainSummary summary_;
   std::optional<std::string> resume_from_;
   std::unique_ptr<Log> log_;

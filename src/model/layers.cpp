@@ -1,5 +1,8 @@
 #include "layers.hpp"
 
+#include <algorithm>
+#include <type_traits>
+
 #include "kernels/ops.hpp"
 
 namespace hokusai::model {
@@ -21,6 +24,35 @@ void linear_backward(const kernels::GemmContext& ctx, T* din, T* dw, T* db, cons
   if (db) kernels::bias_backward(db, dout, N, OC);
 }
 
+namespace {
+
+// Sum over the tp group (float only: the double model is never split).
+template <typename T>
+void tp_sum(const TensorParallelOps* tp, T* x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    if (tp && tp->size > 1) tp->sum(x, n);
+}
+
+}  // namespace
+
+template <typename T>
+void row_parallel_linear_forward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* out, const T* in,
+                                 const T* w, const T* b, int64_t N, int64_t IC, int64_t OC) {
+  if (!tp || tp->size == 1) return linear_forward(ctx, out, in, w, b, N, IC, OC);
+  linear_forward<T>(ctx, out, in, w, nullptr, N, IC, OC);
+  tp_sum(tp, out, N * OC);
+  if (b) kernels::bias_forward(out, b, N, OC);
+}
+
+template <typename T>
+void column_parallel_linear_backward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* din, T* dw,
+                                     T* db, const T* dout, const T* in, const T* w, int64_t N, int64_t IC,
+                                     int64_t OC) {
+  std::fill_n(din, N * IC, T(0));
+  linear_backward(ctx, din, dw, db, dout, in, w, N, IC, OC);
+  tp_sum(tp, din, N * IC);
+}
+
 template void linear_forward<float>(const kernels::GemmContext&, float*, const float*, const float*,
                                     const float*, int64_t, int64_t, int64_t);
 template void linear_forward<double>(const kernels::GemmContext&, double*, const double*,
@@ -31,5 +63,14 @@ template void linear_backward<float>(const kernels::GemmContext&, float*, float*
 template void linear_backward<double>(const kernels::GemmContext&, double*, double*, double*,
                                       const double*, const double*, const double*, int64_t,
                                       int64_t, int64_t);
+#define HOKUSAI_TP_LINEARS(T)                                                                                   \
+  template void row_parallel_linear_forward<T>(const kernels::GemmContext&, const TensorParallelOps*, T*,      \
+                                               const T*, const T*, const T*, int64_t, int64_t, int64_t);       \
+  template void column_parallel_linear_backward<T>(const kernels::GemmContext&, const TensorParallelOps*, T*,  \
+                                                   T*, T*, const T*, const T*, const T*, int64_t, int64_t,     \
+                                                   int64_t);
+HOKUSAI_TP_LINEARS(float)
+HOKUSAI_TP_LINEARS(double)
+#undef HOKUSAI_TP_LINEARS
 
 }  // namespace hokusai::model

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "hokusai/model.hpp"
 #include "kernels/gemm.hpp"
 
 namespace hokusai::model {
@@ -18,6 +19,23 @@ void linear_forward(const kernels::GemmContext& ctx, T* out, const T* in, const 
 template <typename T>
 void linear_backward(const kernels::GemmContext& ctx, T* din, T* dw, T* db, const T* dout,
                      const T* in, const T* w, int64_t N, int64_t IC, int64_t OC);
+
+// The two tensor-parallel halves of a Megatron pair of linears. tp null (or one rank, or the
+// double model, which is never split): the plain linear. A column-parallel forward (w = this
+// rank's output rows, input replicated) and a row-parallel backward (dout replicated) need no
+// communication: they are linear_forward / linear_backward.
+//
+// Row-parallel forward (w = this rank's input columns, in = this rank's input block):
+// out = sum over the tp group of in·w^T, then + b (replicated) once.
+template <typename T>
+void row_parallel_linear_forward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* out, const T* in,
+                                 const T* w, const T* b, int64_t N, int64_t IC, int64_t OC);
+// Column-parallel backward: din := sum over the tp group of dout·w (overwritten: the partial
+// sums must not meet other contributions before the reduction); dw += dout^T·in; db += colsum.
+template <typename T>
+void column_parallel_linear_backward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* din, T* dw,
+                                     T* db, const T* dout, const T* in, const T* w, int64_t N, int64_t IC,
+                                     int64_t OC);
 
 }  // namespace hokusai::model
 

@@ -58,33 +58,6 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
     return nullptr;
 }
 
-// Megatron's g: the partial sums of a row-parallel product (or of the input gradient of a
-// column-parallel one) summed over the tp group.
-template <typename T>
-void tp_sum(const TensorParallelOps* tp, T* x, int64_t n) {
-  if constexpr (std::is_same_v<T, float>)
-    if (tp) tp->sum(x, n);
-}
-
-template <typename T>
-void add_bias(T* out, const T* b, int64_t N, int64_t C) {
-  if (!b) return;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i)
-    for (int64_t c = 0; c < C; ++c) out[i * C + c] += b[c];
-}
-
-// A row-parallel linear (attention and MLP output projections): local product, sum over the tp
-// group, then the (replicated) bias once. One rank: the plain linear.
-template <typename T>
-void row_parallel_forward(const ComputeContext& ctx, const TensorParallelOps* tp, T* out, const T* in, const T* w,
-                          const T* b, int64_t N, int64_t IC, int64_t OC) {
-  if (!tp) return linear_forward(ctx.gemm, out, in, w, b, N, IC, OC);
-  linear_forward<T>(ctx.gemm, out, in, w, nullptr, N, IC, OC);
-  tp_sum(tp, out, N * OC);
-  add_bias(out, b, N, OC);
-}
-
 template <typename T>
 void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const LayerViews<T>& p,
                    const ModelDims& d, int64_t B, int64_t Tn) {
@@ -98,7 +71,7 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
   linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, 3 * A);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
   model::attention_forward(ctx.gemm, a.atty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
-  row_parallel_forward(ctx, tp, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
+  model::row_parallel_linear_forward(ctx.gemm, tp, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
   k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
   if (gpt2)
     k::layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w,
@@ -110,7 +83,8 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
     k::gelu_forward(a.fch_act.data(), a.fch.data(), N * F);
   else
     k::swiglu_forward(a.fch_act.data(), a.fch.data(), N, F);
-  row_parallel_forward(ctx, tp, a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, N, F, C);
+  model::row_parallel_linear_forward(ctx.gemm, tp, a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, N, F,
+                                     C);
   k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), N * C);
 }
 
@@ -136,9 +110,8 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
     k::gelu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N * F);
   else
     k::swiglu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N, F);
-  zero(s.dln, N * C);
-  linear_backward(ctx.gemm, s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), a.ln2.data(), p.fc_w, N, C, FC);
-  tp_sum(tp, s.dln.data(), N * C);
+  model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), a.ln2.data(),
+                                         p.fc_w, N, C, FC);
   if (gpt2)
     k::layernorm_backward(s.dresid2.data(), g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w,
                           a.ln2_mean.data(), a.ln2_rstd.data(), N, C);
@@ -155,10 +128,8 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
   model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH,
                             d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
-  zero(s.dln, N * C);
-  linear_backward(ctx.gemm, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(), p.qkv_w, N, C,
-                  3 * A);
-  tp_sum(tp, s.dln.data(), N * C);
+  model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(),
+                                         p.qkv_w, N, C, 3 * A);
   if (gpt2)
     k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
                           a.ln1_rstd.data(), N, C);
@@ -293,10 +264,9 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
   k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
                            std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
-  zero(s.dln, N * C);
-  linear_backward<T>(ctx.gemm, s.dln.data(), g_.lm_head, nullptr, s.dlogits.data(), s.lnf.data(),
-                     p_.lm_head, N, C, d.Vl);
-  tp_sum(tp, s.dln.data(), N * C);  // the output projection is split by vocabulary
+  // The output projection is column-parallel over the vocabulary.
+  model::column_parallel_linear_backward<T>(ctx.gemm, tp, s.dln.data(), g_.lm_head, nullptr, s.dlogits.data(),
+                                            s.lnf.data(), p_.lm_head, N, C, d.Vl);
   T* dout = s.dres_a.data();
   T* dx = s.dres_b.data();
   std::fill_n(dout, N * C, T(0));

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "comm/collectives.hpp"
-#include "model/layers.hpp"
 
 namespace hokusai::parallel {
 
@@ -91,38 +90,6 @@ void tp_reduce_scatter_rows(const comm::Communicator& tp, const float* full, int
   std::vector<int> counts, displs;
   blocks(p, rows, cols, counts, displs, "tp_reduce_scatter_rows");
   HOKUSAI_MPI(MPI_Reduce_scatter(full, mine, counts.data(), MPI_FLOAT, MPI_SUM, tp.raw()));
-}
-
-void ColumnParallelLinear::forward(const kernels::GemmContext& ctx, float* y_r, const float* x, const float* w_r,
-                                   const float* b_r, int64_t N, int64_t IC, int64_t OC_r) {
-  model::linear_forward(ctx, y_r, x, w_r, b_r, N, IC, OC_r);
-}
-
-void ColumnParallelLinear::backward(const kernels::GemmContext& ctx, const comm::Communicator& tp, float* dx,
-                                    float* scratch, float* dw_r, float* db_r, const float* dy_r, const float* x,
-                                    const float* w_r, int64_t N, int64_t IC, int64_t OC_r) {
-  // The partial input gradient goes through scratch so that what dx already holds (e.g. the
-  // residual branch's gradient) is not summed over the ranks with it.
-  std::fill(scratch, scratch + N * IC, 0.0f);
-  model::linear_backward(ctx, scratch, dw_r, db_r, dy_r, x, w_r, N, IC, OC_r);
-  tp_reduce(tp, scratch, N * IC);
-  for (int64_t i = 0; i < N * IC; ++i) dx[i] += scratch[i];
-}
-
-void RowParallelLinear::forward(const kernels::GemmContext& ctx, const comm::Communicator& tp, float* y,
-                                const float* x_r, const float* w_r, const float* b, int64_t N, int64_t IC_r,
-                                int64_t OC) {
-  model::linear_forward<float>(ctx, y, x_r, w_r, nullptr, N, IC_r, OC);
-  tp_reduce(tp, y, N * OC);
-  if (b)
-    for (int64_t i = 0; i < N; ++i)
-      for (int64_t o = 0; o < OC; ++o) y[i * OC + o] += b[o];
-}
-
-void RowParallelLinear::backward(const kernels::GemmContext& ctx, float* dx_r, float* dw_r, float* db,
-                                 const float* dy, const float* x_r, const float* w_r, int64_t N, int64_t IC_r,
-                                 int64_t OC) {
-  model::linear_backward(ctx, dx_r, dw_r, db, dy, x_r, w_r, N, IC_r, OC);
 }
 
 TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp) {

@@ -1,6 +1,6 @@
 // Tensor-parallel building blocks under mpirun (ctest: 1, 2, 3 and 4 ranks, the world being the
 // tp group): each communication pair on rank-valued inputs whose results are known in closed
-// form, then a column-parallel -> GELU -> row-parallel MLP, the vocabulary-parallel embedding and
+// form, then a column-parallel -> GELU -> row-parallel MLP (the model's own tp linears), the vocabulary-parallel embedding and
 // the vocabulary-parallel cross-entropy against the serial layers computed on every rank from the
 // same values (forward outputs, input gradients, every weight gradient).
 #include <gtest/gtest.h>
@@ -118,21 +118,21 @@ TEST(TpLinear, ColumnThenRowParallelMlpEqualsSerial) {
   std::vector<float> w2_r(size_t(C * Fr));
   tp_split_columns(world(), w2.data(), C, F, w2_r.data());
 
+  const TensorParallelOps ops = tensor_parallel_ops(world());
   std::vector<float> a_r(N * Fr), h_r(N * Fr), y_tp(N * C);
-  ColumnParallelLinear::forward(ctx, a_r.data(), x.data(), w1_r.data(), b1_r.data(), N, C, Fr);
+  model::linear_forward(ctx, a_r.data(), x.data(), w1_r.data(), b1_r.data(), N, C, Fr);  // column-parallel
   kernels::gelu_forward(h_r.data(), a_r.data(), N * Fr);
-  RowParallelLinear::forward(ctx, world(), y_tp.data(), h_r.data(), w2_r.data(), b2.data(), N, Fr, C);
+  model::row_parallel_linear_forward(ctx, &ops, y_tp.data(), h_r.data(), w2_r.data(), b2.data(), N, Fr, C);
   expect_close(y_tp, y, "forward output");
 
   std::vector<float> dh_r(N * Fr, 0.0f), da_r(N * Fr, 0.0f), dw1_r(Fr * C, 0.0f), db1_r(Fr, 0.0f),
-      dw2_r(C * Fr, 0.0f), db2_tp(C, 0.0f), scratch(N * C);
-  std::vector<float> dx_tp(N * C, 1.0f);  // holds another branch's gradient already: must survive once
-  RowParallelLinear::backward(ctx, dh_r.data(), dw2_r.data(), db2_tp.data(), dy.data(), h_r.data(), w2_r.data(), N,
-                              Fr, C);
+      dw2_r(C * Fr, 0.0f), db2_tp(C, 0.0f);
+  std::vector<float> dx_tp(N * C, -1.0f);  // stale values: the column-parallel backward overwrites
+  // Row-parallel backward: dy is replicated, no communication.
+  model::linear_backward(ctx, dh_r.data(), dw2_r.data(), db2_tp.data(), dy.data(), h_r.data(), w2_r.data(), N, Fr, C);
   kernels::gelu_backward(da_r.data(), dh_r.data(), a_r.data(), N * Fr);
-  ColumnParallelLinear::backward(ctx, world(), dx_tp.data(), scratch.data(), dw1_r.data(), db1_r.data(),
-                                 da_r.data(), x.data(), w1_r.data(), N, C, Fr);
-  for (auto& v : dx_tp) v -= 1.0f;
+  model::column_parallel_linear_backward(ctx, &ops, dx_tp.data(), dw1_r.data(), db1_r.data(), da_r.data(), x.data(),
+                                         w1_r.data(), N, C, Fr);
   expect_close(dx_tp, dx, "input gradient");
   expect_close(dw1_r, std::vector<float>(dw1.begin() + f.begin * C, dw1.begin() + f.end * C), "W1 gradient shard");
   expect_close(db1_r, std::vector<float>(db1.begin() + f.begin, db1.begin() + f.end), "b1 gradient shard");

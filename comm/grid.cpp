@@ -42,6 +42,11 @@ std::vector<int> ParallelGrid::pp_group() const {
   return g;
 }
 
+std::vector<int> ParallelGrid::embedding_group() const {
+  if (shape_.pp == 1 || !(first_stage() || last_stage())) return {rank_};
+  return {rank_of(tp_rank_, dp_rank_, 0), rank_of(tp_rank_, dp_rank_, shape_.pp - 1)};
+}
+
 Range split_evenly(int64_t total, int parts, int index) {
   const int64_t base = total / parts, extra = total % parts;
   const int64_t begin = index * base + std::min<int64_t>(index, extra);

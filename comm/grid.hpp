@@ -14,6 +14,7 @@
 //   tensor-parallel groups   {0,1} {2,3} {4,5} {6,7}
 //   data-parallel groups     {0,2} {1,3} {4,6} {5,7}
 //   pipeline-parallel groups {0,4} {1,5} {2,6} {3,7}
+//   embedding-tie groups     {0,4} {1,5} {2,6} {3,7}   (first and last stage; = pp groups here)
 //   rank 5 = tp 1, dp 0, pp 1: its pipeline predecessor is rank 1, it is the last stage.
 #pragma once
 
@@ -52,6 +53,9 @@ class ParallelGrid {
   std::vector<int> tp_group() const;
   std::vector<int> dp_group() const;
   std::vector<int> pp_group() const;
+  // Tied input/output embeddings: the first and the last stage of this rank's pipeline, which
+  // sum their copies' gradients. A rank on a middle stage (or any rank when pp = 1) is alone.
+  std::vector<int> embedding_group() const;
 
  private:
   GridShape shape_;

@@ -14,7 +14,9 @@ GridComms GridComms::build(GridShape shape, const Communicator& world) {
   Communicator tp = world.split(color_of(grid.tp_group()), key_of(grid.tp_group()));
   Communicator dp = world.split(color_of(grid.dp_group()), key_of(grid.dp_group()));
   Communicator pp = world.split(color_of(grid.pp_group()), key_of(grid.pp_group()));
-  return GridComms{grid, Communicator(world.raw(), false), std::move(tp), std::move(dp), std::move(pp)};
+  Communicator embed = world.split(color_of(grid.embedding_group()), key_of(grid.embedding_group()));
+  return GridComms{grid, Communicator(world.raw(), false), std::move(tp), std::move(dp), std::move(pp),
+                   std::move(embed)};
 }
 
 }  // namespace hokusai::comm

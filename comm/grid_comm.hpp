@@ -10,6 +10,7 @@ namespace hokusai::comm {
 struct GridComms {
   ParallelGrid grid;
   Communicator world, tp, dp, pp;
+  Communicator embed;  // first and last pipeline stage (tied embeddings); size 1 elsewhere
   // Collective over `world`: every rank must call it with the same shape.
   static GridComms build(GridShape shape, const Communicator& world);
 };

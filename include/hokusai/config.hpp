@@ -32,6 +32,9 @@ struct ParallelConfig {
   int pp = 1;  // pipeline stages
   int dp = 1;  // data-parallel replicas
   bool zero1 = false;  // shard Adam state over dp ranks (ZeRO-1)
+  std::vector<int> stage_layers;  // layers per pipeline stage; empty = as even as possible
+  std::string recompute = "none";  // activation recomputation: none, selective, full
+  std::vector<int> recompute_stages;  // stages that recompute; empty = every stage
 };
 
 struct TrainConfig {

@@ -41,7 +41,9 @@ struct ModelDims {
   bool tied = true, has_embedding = true, has_head = true;
   double eps = 1e-5, rope_theta = 10000.0, init_std = 0.02;
 
-  static ModelDims from(const ModelConfig& m, const comm::ParallelGrid& grid);
+  // stage_layers: layers per pipeline stage (parallel.stage_layers); empty = as even as possible.
+  static ModelDims from(const ModelConfig& m, const comm::ParallelGrid& grid,
+                        const std::vector<int>& stage_layers = {});
   bool bias() const { return family == Family::gpt2; }
 };
 
@@ -65,6 +67,9 @@ struct TensorSpec {
   bool decay = true;           // weight decay applies (matrices); false for norms/biases/embeddings
   bool is_embedding = false;
   bool tp_sharded = false;     // split over the tensor-parallel ranks (else a full replica on each)
+  // The last pipeline stage's copy of a tied wte: kept equal to the first stage's by summing the
+  // two gradients, so counted once (on the first stage) in the gradient norm.
+  bool tied_copy = false;
 };
 
 // Index in the serial (tp = 1) tensor of element `i` of this rank's slice of `spec`: the map
@@ -126,12 +131,30 @@ struct ComputeContext {
 
 template <typename T>
 struct Activations;  // defined in src/model; sized for (B, T) at construction
+template <typename T>
+struct Scratch;
 
-// One rank's model. T = float for training, double for gradient checks.
+// Activation recomputation (parallel.recompute): what a forward keeps for backward.
+//   none      every block's intermediate tensors;
+//   selective all but the attention probabilities (B*NH*T*T) and weighted sum, recomputed from
+//             the kept QKV in backward (Megatron's selective recomputation);
+//   full      only each block's input; backward re-runs the block's forward first.
+enum class Recompute { none, selective, full };
+Recompute parse_recompute(const std::string& name);
+
+// One rank's model: the layers of its pipeline stage (with the embedding on the first stage and
+// the head and loss on the last), its tensor-parallel slice of each. T = float for training,
+// double for gradient checks.
+//
+// Pipeline use: `slots` micro-batches may be between their forward and their backward at once
+// (1F1B keeps up to pp - stage of them); each forward and backward names its slot. A stage
+// without the embedding reads its input from input_buffer(slot), filled by the caller (the
+// previous stage's stage_output); a stage without the head takes the gradient of its output as
+// `dy` and leaves the gradient of its input in input_grad().
 template <typename T>
 class Model {
  public:
-  Model(const ModelDims& dims, int64_t max_B, int64_t max_T);
+  Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots = 1, Recompute recompute = Recompute::none);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -150,9 +173,10 @@ class Model {
   void zero_grads();
 
   // tokens, targets: (B, T). Targets < 0 are ignored. Returns the sum of per-token losses over
-  // valid targets (double) and keeps the activations for backward.
+  // valid targets (double) on the last stage (0 elsewhere) and keeps the activations for
+  // backward in `slot`.
   double forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                 int64_t B, int64_t Tn);
+                 int64_t B, int64_t Tn, int slot = 0);
   // Called during backward each time a contiguous range [begin, end) of the gradient arena has
   // received its last contribution of this backward: the head (final norm, untied output
   // projection), then each layer from the last, then the embeddings. Data parallelism starts
@@ -161,10 +185,21 @@ class Model {
 
   // Backward of the last forward; every valid token's loss is weighted by `dloss` (e.g.
   // 1/tokens in the global batch). Adds into grads().
+  // `dy`: gradient of this stage's output (B*T*C), for a stage without the head.
   void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                T dloss, const GradsReady& ready = nullptr);
-  // Logits of the last forward: (B*T, Vl), valid until the next forward.
+                T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr);
+  // Logits of the last forward in slot 0: (B*T, Vl), valid until the next forward.
   const T* logits() const;
+  // Pipeline: where a stage without the embedding receives its input for `slot` (max_B*max_T*C);
+  // this stage's output of the forward in `slot` (B*T*C), valid until the slot's next forward;
+  // the gradient of this stage's input after a backward (B*T*C), valid until the next backward.
+  T* input_buffer(int slot);
+  const T* stage_output(int slot) const;
+  const T* input_grad() const { return input_grad_; }
+  int slots() const { return n_slots_; }
+  Recompute recompute() const { return recompute_; }
+  // Gradient-arena range of the embeddings (a tied wte copy on the last stage included).
+  comm::Range embedding_range() const { return embedding_range_; }
   // Bytes of saved activations and gradient scratch allocated for (max_B, max_T).
   int64_t activation_bytes() const { return activation_bytes_; }
 
@@ -173,7 +208,11 @@ class Model {
   std::vector<TensorSpec> table_;
   std::vector<T> params_, grads_;
   ModelViews<T> p_, g_;
-  std::unique_ptr<Activations<T>> acts_;
+  Recompute recompute_;
+  std::vector<Activations<T>> slots_;
+  std::unique_ptr<Scratch<T>> scratch_;
+  const T* input_grad_ = nullptr;
+  int n_slots_ = 1;
   int64_t max_N_ = 0, max_T_ = 0, activation_bytes_ = 0;
   // Gradient-arena ranges reported to GradsReady, computed once from the table.
   comm::Range head_range_{0, 0}, embedding_range_{0, 0};

@@ -159,6 +159,22 @@ void validate(const Config& cfg) {
     fail("parallel.tp", "does not divide model.ffn_hidden=" + std::to_string(m.ffn_hidden));
   if (m.layers < p.pp)
     fail("parallel.pp", "more pipeline stages than model.layers=" + std::to_string(m.layers));
+  if (!p.stage_layers.empty()) {
+    if (int(p.stage_layers.size()) != p.pp)
+      fail("parallel.stage_layers", std::to_string(p.stage_layers.size()) + " entries for parallel.pp=" +
+                                        std::to_string(p.pp) + " stages: give one layer count per stage");
+    int64_t sum = 0;
+    for (int n : p.stage_layers) {
+      if (n < 0) fail("parallel.stage_layers", "a negative layer count (" + std::to_string(n) + ")");
+      sum += n;
+    }
+    if (sum != m.layers)
+      fail("parallel.stage_layers", "sums to " + std::to_string(sum) + " but model.layers=" + std::to_string(m.layers));
+  }
+  for (int s : p.recompute_stages)
+    if (s < 0 || s >= p.pp)
+      fail("parallel.recompute_stages", "stage " + std::to_string(s) + " is outside [0, parallel.pp=" +
+                                            std::to_string(p.pp) + ")");
   positive("train.steps", double(t.steps));
   positive("train.micro_batch", t.micro_batch);
   positive("train.global_batch", t.global_batch);

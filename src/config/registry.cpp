@@ -60,6 +60,12 @@ V convert(const YAML::Node& node) {
     V out;
     for (const auto& item : node) out.push_back(one(item));
     return out;
+  } else if constexpr (std::is_same_v<V, std::vector<int>>) {
+    V out;
+    if (node.IsScalar()) return {convert<int>(node)};
+    if (!node.IsSequence()) throw ConfigError("expected a list of integers");
+    for (const auto& item : node) out.push_back(convert<int>(item));
+    return out;
   } else {
     static_assert(std::is_same_v<V, std::vector<std::string>>);
     std::vector<std::string> out;
@@ -77,6 +83,7 @@ const char* type_name() {
   else if constexpr (std::is_floating_point_v<V>) return "float";
   else if constexpr (std::is_same_v<V, std::string>) return "string";
   else if constexpr (std::is_same_v<V, std::vector<DataSource>>) return "list of {path, weight}";
+  else if constexpr (std::is_same_v<V, std::vector<int>>) return "list of int";
   else return "list of string";
 }
 
@@ -146,6 +153,17 @@ std::vector<Field> make_registry() {
       field_of("parallel.zero1", &C::parallel, &ParallelConfig::zero1,
            "ZeRO-1 distributed optimizer: reduce-scatter gradients, each data-parallel rank updates its "
            "shard of parameters and Adam state (optimizer memory / dp), then all-gather parameters"),
+      field_of("parallel.stage_layers", &C::parallel, &ParallelConfig::stage_layers,
+           "Layers of each pipeline stage, e.g. [5, 6, 6, 5]: pp entries summing to model.layers; empty = "
+           "as even as possible (the first layers % pp stages get one more)"),
+      field_of("parallel.recompute", &C::parallel, &ParallelConfig::recompute,
+           "Activation recomputation: none; selective (attention scores and weighted sum recomputed in "
+           "backward, the B*heads*T*T probabilities never kept); full (only each layer's input kept, the "
+           "layer re-run in backward)",
+           {"none", "selective", "full"}),
+      field_of("parallel.recompute_stages", &C::parallel, &ParallelConfig::recompute_stages,
+           "Pipeline stages that recompute (0-based); empty = every stage. Early stages hold the most "
+           "micro-batches in flight under 1F1B, so they gain the most"),
       field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),

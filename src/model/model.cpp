@@ -15,7 +15,9 @@ namespace k = kernels;
 using model::linear_backward;
 using model::linear_forward;
 
-// Saved-for-backward tensors of one block, sized for (max_B, max_T).
+// Saved-for-backward tensors of one block, sized for (max_B, max_T). What is allocated depends
+// on the recomputation mode: everything (none), all but probs and atty (selective), only out
+// (full); the rest lives in Scratch and is recomputed in backward.
 template <typename T>
 struct BlockActs {
   std::vector<T> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
@@ -29,17 +31,24 @@ struct BlockActs {
   std::vector<T> out;                      // (N,C)  resid2 + MLP branch
 };
 
+// One micro-batch's saved activations (one pipeline slot).
 template <typename T>
 struct Activations {
-  int64_t B = 0, T_ = 0;  // shape of the last forward
-  std::vector<T> encoded;                   // (N,C)
+  int64_t B = 0, T_ = 0;  // shape of the slot's last forward
+  std::vector<T> encoded;                   // (N,C): the embedding, or the previous stage's output
   std::vector<BlockActs<T>> blocks;         // L
-  std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)
-  std::vector<T> logits, lse, losses;       // (N,Vl), (N), (N)
-  // Gradient scratch, one block's worth, reused layer by layer.
+  std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)   last stage
+  std::vector<T> logits, lse, losses;       // (N,Vl), (N), (N)  last stage
+};
+
+// Gradient scratch, one block's worth, reused layer by layer and slot by slot; and the block
+// tensors that recomputation rebuilds.
+template <typename T>
+struct Scratch {
   std::vector<T> dres_a, dres_b, dresid2, dbranch, dln;  // (N,C)
   std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,3A), (N,F), (N,F|2F)
-  std::vector<T> dlogits, dlosses;                       // (N,Vl), (N)
+  std::vector<T> dlogits, dlosses;                       // (N,Vl), (N)   last stage
+  BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
 };
 
 namespace {
@@ -58,9 +67,11 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
     return nullptr;
 }
 
+// `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
+// selective recomputation.
 template <typename T>
-void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const LayerViews<T>& p,
-                   const ModelDims& d, int64_t B, int64_t Tn) {
+void block_forward(const ComputeContext& ctx, BlockActs<T>& a, BlockActs<T>& at, const T* x,
+                   const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
   const bool gpt2 = d.family == Family::gpt2;
   const TensorParallelOps* tp = split_over<T>(ctx);
@@ -70,8 +81,8 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
     k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, N, C, d.eps);
   linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, 3 * A);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
-  model::attention_forward(ctx.gemm, a.atty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
-  model::row_parallel_linear_forward(ctx.gemm, tp, a.resid2.data(), a.atty.data(), p.proj_w, p.proj_b, N, A, C);
+  model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
+  model::row_parallel_linear_forward(ctx.gemm, tp, a.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, N, A, C);
   k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
   if (gpt2)
     k::layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w,
@@ -90,9 +101,9 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, const T* x, const
 
 // dx += d(block)/dx · dout, and the block's parameter gradients into g.
 template <typename T>
-void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout,
-                    const BlockActs<T>& a, const T* x, const LayerViews<T>& p,
-                    const LayerViews<T>& g, const ModelDims& d, int64_t B, int64_t Tn) {
+void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, const BlockActs<T>& a,
+                    const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
+                    const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
   const bool gpt2 = d.family == Family::gpt2;
   const int64_t FC = gpt2 ? F : 2 * F;
@@ -122,10 +133,10 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
   zero(s.dbranch, N * C);
   k::residual_backward(dx, s.dbranch.data(), s.dresid2.data(), N * C);
   zero(s.datty, N * A);
-  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), a.atty.data(),
+  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), at.atty.data(),
                   p.proj_w, N, A, C);
   zero(s.dqkv, N * 3 * A);
-  model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), a.probs.data(), a.qkv.data(), B, Tn, d.NH,
+  model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                             d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
   model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(),
@@ -139,12 +150,17 @@ void block_backward(const ComputeContext& ctx, Activations<T>& s, T* dx, T* dout
 
 }  // namespace
 
+Recompute parse_recompute(const std::string& name) {
+  if (name == "none") return Recompute::none;
+  if (name == "selective") return Recompute::selective;
+  if (name == "full") return Recompute::full;
+  throw std::invalid_argument("recompute '" + name + "' is not one of: none, selective, full");
+}
+
 template <typename T>
-Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T)
-    : dims_(dims), table_(param_table(dims)), acts_(std::make_unique<Activations<T>>()) {
-  if (!dims.has_embedding || !dims.has_head)
-    throw std::invalid_argument("Model: pipeline stages arrive with the 3D-parallel issue; this "
-                                "build runs the whole model on one stage (parallel.pp=1)");
+Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute)
+    : dims_(dims), table_(param_table(dims)), recompute_(recompute), scratch_(std::make_unique<Scratch<T>>()) {
+  if (slots < 1) throw std::invalid_argument("Model: slots must be >= 1, got " + std::to_string(slots));
   params_.assign(size_t(arena_size(table_)), T(0));
   grads_.assign(params_.size(), T(0));
   p_ = point_views(params_.data(), table_, dims_);
@@ -161,30 +177,43 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T)
     layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F;
-  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
-  auto& s = *acts_;
+  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F, P = max_B * dims.NH * max_T * max_T;
   const auto sized = [this](int64_t n) {
     activation_bytes_ += n * int64_t(sizeof(T));
     return std::vector<T>(size_t(n));
   };
-  s.encoded = sized(N * C);
-  s.blocks.resize(size_t(dims.L));
-  for (auto& b : s.blocks) {
-    b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
-    b.qkv = sized(N * 3 * A);
-    b.probs = sized(max_B * dims.NH * max_T * max_T);
-    b.atty = sized(N * A);
-    b.resid2 = sized(N * C);
-    b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
-    b.fch = sized(N * FC), b.fch_act = sized(N * F);
+  // keep: every tensor (none, or the recomputation scratch); attention: probs and atty too.
+  const auto block = [&](bool keep, bool attention) {
+    BlockActs<T> b;
+    if (keep) {
+      b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
+      b.qkv = sized(N * 3 * A);
+      b.resid2 = sized(N * C);
+      b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
+      b.fch = sized(N * FC), b.fch_act = sized(N * F);
+    }
+    if (attention) b.probs = sized(P), b.atty = sized(N * A);
     b.out = sized(N * C);
+    return b;
+  };
+  slots_.resize(size_t(slots));
+  n_slots_ = slots;
+  for (auto& s : slots_) {
+    s.encoded = sized(N * C);
+    for (int64_t l = 0; l < dims.L; ++l)
+      s.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none));
+    if (dims.has_head) {
+      s.lnf = sized(N * C), s.lnf_mean = sized(N), s.lnf_rstd = sized(N);
+      s.logits = sized(N * dims.Vl), s.lse = sized(N), s.losses = sized(N);
+    }
   }
-  s.lnf = sized(N * C), s.lnf_mean = sized(N), s.lnf_rstd = sized(N);
-  s.logits = sized(N * dims.Vl), s.lse = sized(N), s.losses = sized(N);
+  auto& s = *scratch_;
   s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dresid2 = sized(N * C);
   s.dbranch = sized(N * C), s.dln = sized(N * C);
   s.datty = sized(N * A), s.dqkv = sized(N * 3 * A), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
-  s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
+  if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
+  if (recompute == Recompute::full) s.re = block(true, true);
+  if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.atty = sized(N * A);
   max_N_ = N;
   max_T_ = max_T;
 }
@@ -207,35 +236,53 @@ void Model<T>::zero_grads() {
 
 template <typename T>
 const T* Model<T>::logits() const {
-  return acts_->logits.data();
+  return slots_[0].logits.data();
+}
+
+template <typename T>
+T* Model<T>::input_buffer(int slot) {
+  return slots_.at(size_t(slot)).encoded.data();
+}
+
+template <typename T>
+const T* Model<T>::stage_output(int slot) const {
+  const Activations<T>& s = slots_.at(size_t(slot));
+  return dims_.L > 0 ? s.blocks[size_t(dims_.L - 1)].out.data() : s.encoded.data();
 }
 
 template <typename T>
 double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                         int64_t B, int64_t Tn) {
+                         int64_t B, int64_t Tn, int slot) {
   const ModelDims& d = dims_;
   if (B * Tn > max_N_ || Tn > max_T_ || Tn > d.max_T)
     throw std::invalid_argument("Model::forward: batch " + std::to_string(B) + "x" + std::to_string(Tn) +
                                 " exceeds the allocated activations");
+  if (slot < 0 || slot >= slots())
+    throw std::invalid_argument("Model::forward: slot " + std::to_string(slot) + " of " + std::to_string(slots()));
   const TensorParallelOps* tp = split_over<T>(ctx);
   if (d.tp > 1 && (!tp || tp->size != d.tp))
     throw std::invalid_argument("Model::forward: the model is split over " + std::to_string(d.tp) +
                                 " tensor-parallel ranks but the context has no such group (float model, ctx.tp)");
-  auto& s = *acts_;
+  auto& s = slots_[size_t(slot)];
   s.B = B;
   s.T_ = Tn;
   const int64_t N = B * Tn, C = d.C;
-  if constexpr (std::is_same_v<T, float>) {
-    if (tp)
-      model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
-                                              d.vocab_start, d.Vl);
+  if (d.has_embedding) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (tp)
+        model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
+                                                d.vocab_start, d.Vl);
+    }
+    if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   }
-  if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   const T* x = s.encoded.data();
   for (int64_t l = 0; l < d.L; ++l) {
-    block_forward(ctx, s.blocks[l], x, p_.layers[l], d, B, Tn);
-    x = s.blocks[l].out.data();
+    BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(l)];
+    block_forward(ctx, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[l], d, B, Tn);
+    if (recompute_ == Recompute::full) std::copy_n(a.out.data(), N * C, s.blocks[size_t(l)].out.data());
+    x = s.blocks[size_t(l)].out.data();
   }
+  if (!d.has_head) return 0.0;
   if (d.family == Family::gpt2)
     k::layernorm_forward(s.lnf.data(), s.lnf_mean.data(), s.lnf_rstd.data(), x, p_.lnf_w, p_.lnf_b, N, C, d.eps);
   else
@@ -254,39 +301,57 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
 
 template <typename T>
 void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                        T dloss, const GradsReady& ready) {
+                        T dloss, const GradsReady& ready, int slot, const T* dy) {
   const ModelDims& d = dims_;
-  auto& s = *acts_;
+  if (slot < 0 || slot >= slots())
+    throw std::invalid_argument("Model::backward: slot " + std::to_string(slot) + " of " + std::to_string(slots()));
+  if (!d.has_head && !dy)
+    throw std::invalid_argument("Model::backward: a stage without the head needs the gradient of its output (dy)");
+  auto& s = slots_[size_t(slot)];
+  auto& sc = *scratch_;
   const int64_t B = s.B, Tn = s.T_, N = B * Tn, C = d.C;
   const TensorParallelOps* tp = split_over<T>(ctx);
-  std::fill_n(s.dlosses.data(), N, dloss);
-  zero(s.dlogits, N * d.Vl);
-  // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
-  k::softmax_xent_backward(s.dlogits.data(), s.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
-                           std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
-  // The output projection is column-parallel over the vocabulary.
-  model::column_parallel_linear_backward<T>(ctx.gemm, tp, s.dln.data(), g_.lm_head, nullptr, s.dlogits.data(),
-                                            s.lnf.data(), p_.lm_head, N, C, d.Vl);
-  T* dout = s.dres_a.data();
-  T* dx = s.dres_b.data();
-  std::fill_n(dout, N * C, T(0));
-  const T* top = d.L > 0 ? s.blocks[d.L - 1].out.data() : s.encoded.data();
-  if (d.family == Family::gpt2)
-    k::layernorm_backward(dout, g_.lnf_w, g_.lnf_b, s.dln.data(), top, p_.lnf_w, s.lnf_mean.data(),
-                          s.lnf_rstd.data(), N, C);
-  else
-    k::rmsnorm_backward(dout, g_.lnf_w, s.dln.data(), top, p_.lnf_w, s.lnf_rstd.data(), N, C);
-  // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
-  // output projection is wte, final only after the embedding backward).
-  if (ready && head_range_.size() > 0) ready(head_range_.begin, head_range_.end);
+  T* dout = sc.dres_a.data();
+  T* dx = sc.dres_b.data();
+  const T* top = d.L > 0 ? s.blocks[size_t(d.L - 1)].out.data() : s.encoded.data();
+  if (d.has_head) {
+    std::fill_n(sc.dlosses.data(), N, dloss);
+    zero(sc.dlogits, N * d.Vl);
+    // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
+    k::softmax_xent_backward(sc.dlogits.data(), sc.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
+                             std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
+    // The output projection is column-parallel over the vocabulary.
+    model::column_parallel_linear_backward<T>(ctx.gemm, tp, sc.dln.data(), g_.lm_head, nullptr, sc.dlogits.data(),
+                                              s.lnf.data(), p_.lm_head, N, C, d.Vl);
+    std::fill_n(dout, N * C, T(0));
+    if (d.family == Family::gpt2)
+      k::layernorm_backward(dout, g_.lnf_w, g_.lnf_b, sc.dln.data(), top, p_.lnf_w, s.lnf_mean.data(),
+                            s.lnf_rstd.data(), N, C);
+    else
+      k::rmsnorm_backward(dout, g_.lnf_w, sc.dln.data(), top, p_.lnf_w, s.lnf_rstd.data(), N, C);
+    // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
+    // output projection is wte, final only after the embedding backward).
+    if (ready && head_range_.size() > 0) ready(head_range_.begin, head_range_.end);
+  } else {
+    std::copy_n(dy, N * C, dout);
+  }
   for (int64_t l = d.L - 1; l >= 0; --l) {
-    const T* x = l > 0 ? s.blocks[l - 1].out.data() : s.encoded.data();
+    const T* x = l > 0 ? s.blocks[size_t(l - 1)].out.data() : s.encoded.data();
+    const BlockActs<T>* a = &s.blocks[size_t(l)];
+    if (recompute_ == Recompute::full) {  // re-run the block: every tensor lands in the scratch
+      block_forward(ctx, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
+      a = &sc.re;
+    } else if (recompute_ == Recompute::selective) {
+      model::attention_forward(ctx.gemm, sc.re.atty.data(), sc.re.probs.data(), a->qkv.data(), B, Tn, d.NH, d.HS);
+    }
     std::fill_n(dx, N * C, T(0));
-    block_backward(ctx, s, dx, dout, s.blocks[l], x, p_.layers[l], g_.layers[l], d, B, Tn);
+    block_backward(ctx, sc, dx, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l],
+                   g_.layers[l], d, B, Tn);
     std::swap(dx, dout);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }
-  k::embedding_backward(g_.wte, g_.wpe, dout, tokens, B, Tn, C, d.vocab_start, d.Vl);
+  input_grad_ = dout;
+  if (d.has_embedding) k::embedding_backward(g_.wte, g_.wpe, dout, tokens, B, Tn, C, d.vocab_start, d.Vl);
   if (ready && embedding_range_.size() > 0) ready(embedding_range_.begin, embedding_range_.end);
 }
 

@@ -7,11 +7,19 @@
 
 namespace hokusai {
 
-ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid) {
+ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, const std::vector<int>& stage_layers) {
   const auto& s = grid.shape();
   ModelDims d;
   d.family = m.family == "llama" ? Family::llama : Family::gpt2;
-  const comm::Range stage = comm::split_evenly(m.layers, s.pp, grid.pp_rank());
+  comm::Range stage = comm::split_evenly(m.layers, s.pp, grid.pp_rank());
+  if (!stage_layers.empty()) {
+    if (int(stage_layers.size()) != s.pp)
+      throw std::invalid_argument("ModelDims::from: stage_layers has " + std::to_string(stage_layers.size()) +
+                                  " entries for " + std::to_string(s.pp) + " stages (config not validated)");
+    stage.begin = 0;
+    for (int p = 0; p < grid.pp_rank(); ++p) stage.begin += stage_layers[size_t(p)];
+    stage.end = stage.begin + stage_layers[size_t(grid.pp_rank())];
+  }
   d.L = stage.size();
   d.L_total = m.layers;
   d.layer_offset = stage.begin;
@@ -94,8 +102,10 @@ std::vector<TensorSpec> param_table(const ModelDims& d) {
     // the two stages' gradients (the pipeline issue); tied on one stage: wte itself.
     if (!d.tied)
       add("lm_head", {d.Vl, d.C}, -1, Init::normal, true);
-    else if (!d.has_embedding)
+    else if (!d.has_embedding) {
       add("wte", {d.Vl, d.C}, -1, Init::normal, false, true);
+      t.back().tied_copy = true;
+    }
   }
   int64_t offset = 0;
   for (auto& s : t) {

@@ -92,18 +92,26 @@ void tp_reduce_scatter_rows(const comm::Communicator& tp, const float* full, int
   HOKUSAI_MPI(MPI_Reduce_scatter(full, mine, counts.data(), MPI_FLOAT, MPI_SUM, tp.raw()));
 }
 
-TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp) {
+TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seconds) {
+  // Runs f, adding its wall time to *seconds when asked.
+  const auto timed = [seconds](auto f) {
+    return [seconds, f](auto* x, int64_t n) {
+      const double t0 = seconds ? MPI_Wtime() : 0.0;
+      f(x, n);
+      if (seconds) *seconds += MPI_Wtime() - t0;
+    };
+  };
   TensorParallelOps ops;
   ops.size = tp.size();
-  ops.sum = [&tp](float* x, int64_t n) { tp_reduce(tp, x, n); };
-  ops.max = [&tp](float* x, int64_t n) {
+  ops.sum = timed([&tp](float* x, int64_t n) { tp_reduce(tp, x, n); });
+  ops.max = timed([&tp](float* x, int64_t n) {
     if (tp.size() > 1 && n > 0)
       HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n, "tp max"), MPI_FLOAT, MPI_MAX, tp.raw()));
-  };
-  ops.sum_f64 = [&tp](double* x, int64_t n) {
+  });
+  ops.sum_f64 = timed([&tp](double* x, int64_t n) {
     if (tp.size() > 1 && n > 0)
       HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n, "tp sum"), MPI_DOUBLE, MPI_SUM, tp.raw()));
-  };
+  });
   return ops;
 }
 

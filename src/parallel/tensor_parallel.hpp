@@ -43,7 +43,8 @@ void tp_reduce_scatter_rows(const comm::Communicator& tp, const float* full, int
 
 // The model's view of the tp group (include/hokusai/model.hpp): sum, max and double sum over
 // `tp`, which must outlive the returned object. The vocabulary-parallel embedding and
-// cross-entropy that use it are in src/model/vocab_parallel.hpp.
-TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp);
+// cross-entropy that use it are in src/model/vocab_parallel.hpp. When `seconds` is given, the
+// time spent in each reduction is added to it (the step's tensor-parallel communication time).
+TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seconds = nullptr);
 
 }  // namespace hokusai::parallel

@@ -26,6 +26,7 @@
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
 #include "parallel/data_parallel.hpp"
+#include "parallel/pipeline.hpp"
 #include "parallel/tensor_parallel.hpp"
 #endif
 
@@ -79,6 +80,15 @@ double dp_sum(const comm::GridComms* comms, double x) {
   return x;
 }
 
+// Sum over the pipeline stages (identity without pipeline parallelism).
+double pp_sum(const comm::GridComms* comms, double x) {
+#if HOKUSAI_HAVE_MPI
+  if (!comms || comms->pp.size() == 1) return x;
+  HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, comms->pp.raw()));
+#endif
+  return x;
+}
+
 int dp_size(const comm::GridComms* comms) {
 #if HOKUSAI_HAVE_MPI
   if (comms) return comms->dp.size();
@@ -86,32 +96,10 @@ int dp_size(const comm::GridComms* comms) {
   return 1;
 }
 
-int dp_rank(const comm::GridComms* comms) {
-#if HOKUSAI_HAVE_MPI
-  if (comms) return comms->dp.rank();
-#endif
-  return 0;
-}
-
 void world_barrier(const comm::GridComms* comms) {
 #if HOKUSAI_HAVE_MPI
   if (comms) comms->world.barrier();
 #endif
-}
-
-// Mean loss per token over a fixed set of validation samples (the first eval_batches * B),
-// the batches dealt round-robin to the data-parallel ranks.
-double evaluate(Model<float>& model, const ComputeContext& ctx, const DataLoader& data, const Config& cfg,
-                const comm::GridComms* comms) {
-  const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len;
-  const int dp = dp_size(comms), r = dp_rank(comms);
-  std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
-  double total = 0.0;
-  for (int b = r; b < cfg.logging.eval_batches; b += dp) {
-    data.fill(DataLoader::valid, int64_t(b) * B, B, tokens.data(), targets.data());
-    total += model.forward(ctx, tokens.data(), targets.data(), B, T);
-  }
-  return dp_sum(comms, total) / double(int64_t(cfg.logging.eval_batches) * B * T);
 }
 
 // One rank's training run, one member function per phase: setup (constructor), an optimizer
@@ -122,8 +110,14 @@ class Trainer {
   TrainSummary run();
 
  private:
+  // Where one step's time went on this rank (seconds).
+  struct Breakdown {
+    double compute = 0, tp_comm = 0, pp_wait = 0, dp_exposed = 0, optimizer = 0;
+    static constexpr int fields = 5;
+  };
   struct StepStats {
     double loss, lr, grad_norm, dp_exposed_s;
+    Breakdown time;
   };
   void check_layout() const;
   void open_run_dir();
@@ -134,14 +128,22 @@ class Trainer {
   double update(double lr);  // clip + AdamW (+ ZeRO-1 collectives); returns the gradient norm
   double grad_norm_squared() const;
   void log_step(const StepStats& st);
+  double evaluate();
   void evaluate_and_log();
+  // Runs the step's micro-batches (1F1B over the pipeline when pp > 1); returns the loss sum of
+  // this rank's micro-batches on the last stage (0 on other stages).
+  double forward_backward(const Model<float>::GradsReady& ready_last);
+  void sum_tied_embedding_grads();
   void save();
   bool stop_requested() const;
-  // Where this rank's checkpoints go: the run directory, or with tensor parallelism one
-  // directory per tp rank (each holds its slice of the arenas; serial_index maps it back).
+  // Where this rank's checkpoints go: the run directory, or with model parallelism one
+  // directory per pipeline stage and tp rank, <run_dir>[/pp-stage-<s>][/tp-rank-<r>] (each holds
+  // its slice of the arenas; serial_index maps a tp slice back).
   std::string checkpoint_root() const {
-    return tp_size_ > 1 ? (fs::path(cfg_.logging.run_dir) / fmt::format("tp-rank-{}", tp_rank_)).string()
-                        : cfg_.logging.run_dir;
+    fs::path root(cfg_.logging.run_dir);
+    if (pp_size_ > 1) root /= fmt::format("pp-stage-{}", pp_rank_);
+    if (tp_size_ > 1) root /= fmt::format("tp-rank-{}", tp_rank_);
+    return root.string();
   }
 
   using clock = std::chrono::steady_clock;
@@ -149,7 +151,7 @@ class Trainer {
   const TrainOptions& opts_;
   const comm::GridComms* comms_;
   const clock::time_point t_start_ = clock::now();
-  int world_ = 1, rank_ = 0, dp_rank_ = 0, tp_size_ = 1, tp_rank_ = 0;
+  int world_ = 1, rank_ = 0, dp_rank_ = 0, tp_size_ = 1, tp_rank_ = 0, pp_size_ = 1, pp_rank_ = 0;
   bool lead_ = true;  // rank 0 writes logs, metrics and config; dp rank 0 of each tp slice its checkpoint
   TrainSummary summary_;
   std::optional<std::string> resume_from_;
@@ -173,9 +175,13 @@ class Trainer {
   std::unique_ptr<ProgressLine> progress_;
 #if HOKUSAI_HAVE_MPI
   std::optional<parallel::DataParallel> dpar_;
+  std::optional<parallel::Pipeline> pipe_;
 #endif
+  comm::Range tied_wte_{0, 0};  // this stage's wte when tied across first and last stage (pp > 1)
+  double tp_comm_s_ = 0.0;      // time inside tensor-parallel reductions (accumulated by tp_ops_)
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
   double interval_seconds_ = 0.0, interval_loss_ = 0.0;
+  Breakdown interval_time_;
   int interval_steps_ = 0;
   std::vector<int32_t> tokens_, targets_;
 };
@@ -188,6 +194,8 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
   dp_rank_ = comms_ ? comms_->dp.rank() : 0;
   tp_size_ = comms_ ? comms_->tp.size() : 1;
   tp_rank_ = comms_ ? comms_->tp.rank() : 0;
+  pp_size_ = comms_ ? comms_->pp.size() : 1;
+  pp_rank_ = comms_ ? comms_->pp.rank() : 0;
 #endif
   lead_ = rank_ == 0;
   check_layout();
@@ -219,10 +227,12 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
 }
 
 void Trainer::check_layout() const {
+#if !HOKUSAI_HAVE_MPI
   if (cfg_.parallel.pp != 1)
-    throw ConfigError(fmt::format("parallel.pp={}: pipeline parallelism is not in this build yet; set pp to 1 "
-                                  "(tensor and data parallelism are)",
+    throw ConfigError(fmt::format("parallel.pp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
+                                  "process: set parallel.pp to 1 or use an MPI build",
                                   cfg_.parallel.pp));
+#endif
 #if !HOKUSAI_HAVE_MPI
   if (cfg_.parallel.tp != 1)
     throw ConfigError(fmt::format("parallel.tp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
@@ -235,10 +245,10 @@ void Trainer::check_layout() const {
                                   "process: set parallel.dp to 1 or use an MPI build",
                                   cfg_.parallel.dp));
 #endif
-  if (cfg_.parallel.tp * cfg_.parallel.dp != world_)
-    throw ConfigError(fmt::format("parallel.tp*dp = {}*{} but the job has {} rank(s): make their product the rank "
-                                  "count (mpirun -np)",
-                                  cfg_.parallel.tp, cfg_.parallel.dp, world_));
+  if (cfg_.parallel.tp * cfg_.parallel.pp * cfg_.parallel.dp != world_)
+    throw ConfigError(fmt::format("parallel.tp*pp*dp = {}*{}*{} but the job has {} rank(s): make their product the "
+                                  "rank count (mpirun -np)",
+                                  cfg_.parallel.tp, cfg_.parallel.pp, cfg_.parallel.dp, world_));
 }
 
 void Trainer::open_run_dir() {
@@ -265,14 +275,28 @@ void Trainer::setup_model() {
 #if HOKUSAI_HAVE_MPI
   if (comms_) grid = comms_->grid;
   if (comms_ && comms_->tp.size() > 1) {
-    tp_ops_ = parallel::tensor_parallel_ops(comms_->tp);
+    tp_ops_ = parallel::tensor_parallel_ops(comms_->tp, &tp_comm_s_);
     ctx_.tp = &tp_ops_;
   }
 #endif
-  const ModelDims dims = ModelDims::from(cfg_.model, grid);
+  const ModelDims dims = ModelDims::from(cfg_.model, grid, cfg_.parallel.stage_layers);
   B_ = cfg_.train.micro_batch;
   T_ = cfg_.train.seq_len;
-  model_ = std::make_unique<Model<float>>(dims, B_, T_);
+  accum_ = cfg_.train.global_batch / (cfg_.train.micro_batch * cfg_.parallel.dp);
+  const auto& rs = cfg_.parallel.recompute_stages;
+  const bool recomputes = rs.empty() || std::find(rs.begin(), rs.end(), pp_rank_) != rs.end();
+  const Recompute recompute = recomputes ? parse_recompute(cfg_.parallel.recompute) : Recompute::none;
+  int slots = 1;
+#if HOKUSAI_HAVE_MPI
+  if (pp_size_ > 1) slots = parallel::Pipeline::slots(pp_size_, pp_rank_, accum_);
+#endif
+  model_ = std::make_unique<Model<float>>(dims, B_, T_, slots, recompute);
+#if HOKUSAI_HAVE_MPI
+  if (pp_size_ > 1) pipe_.emplace(comms_->pp, *model_, B_, T_);
+#endif
+  if (pp_size_ > 1 && dims.tied && (dims.has_embedding || dims.has_head))
+    for (const TensorSpec& t : model_->table())
+      if (t.name == "wte") tied_wte_ = {t.offset, t.offset + t.numel};
   model_->init(cfg_.train.seed);
   n_params_ = arena_size(model_->table());
   // ZeRO-1: this data-parallel rank owns parameters shard_.begin .. shard_.end of the arena.
@@ -290,7 +314,6 @@ void Trainer::setup_model() {
     lg_->info("resumed from {} at step {}", *resume_from_, step_);
   }
   first_step_ = step_;
-  accum_ = cfg_.train.global_batch / (cfg_.train.micro_batch * cfg_.parallel.dp);
   tokens_per_step_ = double(cfg_.train.global_batch) * double(T_);
   flops_per_token_ = train_flops_per_token(cfg_.model, T_);
 }
@@ -305,8 +328,9 @@ void Trainer::report_setup() {
               probe.isa, probe.per_core_gflops, peak_, threads_, probe.all_gflops);
   }
   const ModelDims& d = model_->dims();
-  lg_->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters, {:.1f} MFLOP/token",
-            cfg_.model.family, d.L, d.C, d.NH, d.F, d.V, d.Vp, double(n_params_) / 1e6, flops_per_token_ / 1e6);
+  lg_->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters{}, {:.1f} MFLOP/token",
+            cfg_.model.family, d.L_total, d.C, d.NH_total, d.F_total, d.V, d.Vp, double(n_params_) / 1e6,
+            world_ > 1 ? " on rank 0" : "", flops_per_token_ / 1e6);
   lg_->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={}{} threads={}",
             B_, T_, accum_, tokens_per_step_, cfg_.kernels.gemm,
             ctx_.gemm.backend == kernels::GemmBackend::native
@@ -318,10 +342,22 @@ void Trainer::report_setup() {
   const double mb = 1.0 / (1 << 20);
   const double params_mb = 4.0 * double(n_params_) * mb, opt_mb = 8.0 * double(adam_->m.size()) * mb;
   const double act_mb = double(model_->activation_bytes()) * mb;
+  double comm_mb = 0.0;
+#if HOKUSAI_HAVE_MPI
+  if (pipe_) comm_mb = double(pipe_->buffer_bytes()) * mb;
+#endif
   lg_->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
-            "activations and scratch {:.1f} MiB, total {:.1f} MiB",
-            rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb,
-            2 * params_mb + opt_mb + act_mb);
+            "activations and scratch {:.1f} MiB ({} micro-batch slot(s), recompute {}), communication buffers "
+            "{:.1f} MiB, total {:.1f} MiB",
+            rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb, model_->slots(),
+            model_->recompute() == Recompute::none ? "none" : cfg_.parallel.recompute, comm_mb,
+            2 * params_mb + opt_mb + act_mb + comm_mb);
+  if (pp_size_ > 1)
+    lg_->info("pipeline: {} stages, 1F1B over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "
+              "layers {}..{}{}{}",
+              pp_size_, accum_, 100.0 * (pp_size_ - 1) / (accum_ + pp_size_ - 1), pp_rank_, d.layer_offset,
+              d.layer_offset + d.L - 1, d.has_embedding ? " and the embedding" : "",
+              d.has_head ? (d.tied && !d.has_embedding ? " and the head (tied wte copy)" : " and the head") : "");
   if (dp_size(comms_) > 1)
     lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg_.parallel.dp, accum_, B_,
               zero1_ ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
@@ -347,21 +383,28 @@ void Trainer::measure_dp_baseline() {
 
 Trainer::StepStats Trainer::step() {
   ++step_;
-  StepStats st{0.0, learning_rate(cfg_, step_), 0.0, 0.0};
+  StepStats st{0.0, learning_rate(cfg_, step_), 0.0, 0.0, Breakdown{}};
+  const auto t_step = clock::now();
+  const double tp_before = tp_comm_s_;
   model_->zero_grads();
-  double loss_sum = 0.0;
-  for (int micro = 0; micro < accum_; ++micro) {
-    data_->fill_micro_batch(step_ - 1, micro, dp_rank_, tokens_.data(), targets_.data());
-    loss_sum += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
-    // The last micro-batch's backward finalises each bucket: reduce it while backward goes on.
-    [[maybe_unused]] const bool last = micro == accum_ - 1;
-    Model<float>::GradsReady on_ready;
+  // The last micro-batch's backward finalises each bucket: reduce it while backward goes on. A
+  // tied wte shared by two stages is final only once the stages have summed it.
+  Model<float>::GradsReady on_ready;
+  std::optional<comm::Range> deferred;
 #if HOKUSAI_HAVE_MPI
-    if (dpar_ && last) on_ready = [&](int64_t b, int64_t e) { dpar_->ready(b, e); };
+  if (dpar_)
+    on_ready = [&](int64_t b, int64_t e) {
+      if (tied_wte_.size() > 0 && b <= tied_wte_.begin && tied_wte_.end <= e)
+        deferred = comm::Range{b, e};
+      else
+        dpar_->ready(b, e);
+    };
 #endif
-    model_->backward(ctx_, tokens_.data(), targets_.data(), float(1.0 / tokens_per_step_), on_ready);
-  }
+  const double loss_sum = forward_backward(on_ready);
+  sum_tied_embedding_grads();
 #if HOKUSAI_HAVE_MPI
+  if (pipe_) st.time.pp_wait = pipe_->take_wait_seconds();
+  if (dpar_ && deferred) dpar_->ready(deferred->begin, deferred->end);
   if (dpar_) st.dp_exposed_s = dpar_->finish();
   if (zero1_) {  // each rank needs only its shard of the summed gradient
     const double t0 = wall_seconds();
@@ -370,32 +413,67 @@ Trainer::StepStats Trainer::step() {
   }
 #endif
   dp_exposed_total_ += st.dp_exposed_s;
-  st.loss = dp_sum(comms_, loss_sum) / tokens_per_step_;
+  st.time.dp_exposed = st.dp_exposed_s;
+  st.loss = dp_sum(comms_, pp_sum(comms_, loss_sum)) / tokens_per_step_;
   if (!std::isfinite(st.loss))
     throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
                                          "schedule.warmup_steps, then --resume from the last checkpoint",
                                          step_, st.loss));
+  const auto t_update = clock::now();
   st.grad_norm = update(st.lr);
+  const auto t_end = clock::now();
+  st.time.optimizer = std::chrono::duration<double>(t_end - t_update).count();
+  st.time.tp_comm = tp_comm_s_ - tp_before;
+  st.time.compute = std::chrono::duration<double>(t_end - t_step).count() - st.time.optimizer - st.time.tp_comm -
+                    st.time.pp_wait - st.time.dp_exposed;
   return st;
+}
+
+double Trainer::forward_backward(const Model<float>::GradsReady& ready_last) {
+  const float dloss = float(1.0 / tokens_per_step_);
+#if HOKUSAI_HAVE_MPI
+  if (pipe_)
+    return pipe_->train(
+        ctx_, accum_,
+        [&](int micro, int32_t* tokens, int32_t* targets) {
+          data_->fill_micro_batch(step_ - 1, micro, dp_rank_, tokens, targets);
+        },
+        dloss, ready_last);
+#endif
+  double loss_sum = 0.0;
+  for (int micro = 0; micro < accum_; ++micro) {
+    data_->fill_micro_batch(step_ - 1, micro, dp_rank_, tokens_.data(), targets_.data());
+    loss_sum += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
+    model_->backward(ctx_, tokens_.data(), targets_.data(), dloss, micro == accum_ - 1 ? ready_last : nullptr);
+  }
+  return loss_sum;
+}
+
+// Tied embeddings over a pipeline: the first stage's wte (input embedding) and the last stage's
+// copy (output projection) each hold part of the gradient; both take the sum, so both apply the
+// same update and stay equal.
+void Trainer::sum_tied_embedding_grads() {
+#if HOKUSAI_HAVE_MPI
+  if (tied_wte_.size() == 0 || comms_->embed.size() == 1) return;
+  comm::allreduce(comms_->embed, model_->grads().data() + tied_wte_.begin, tied_wte_.size(), comm::ReduceOp::sum);
+#endif
 }
 
 // Squared norm of this rank's part of the global gradient: its ZeRO-1 shard of the arena (all of
 // it without ZeRO-1), with tensors split over tp summed over the tp group and the replicated ones
 // (identical on every tp rank) counted once; then summed over the ZeRO-1 shards.
+// Pipeline stages hold different tensors: their sums add up (the last stage's tied wte copy
+// is left out, it equals the first stage's wte).
 double Trainer::grad_norm_squared() const {
   const float* g = model_->grads().data();
-  if (!ctx_.tp) {  // unsplit model: one sum over the arena (shard)
-    const double mine = kernels::sum_squares(g + shard_.begin, shard_.size());
-    return zero1_ ? dp_sum(comms_, mine) : mine;
-  }
   double split = 0.0, replicated = 0.0;
   for (const TensorSpec& t : model_->table()) {
     const int64_t b = std::max(t.offset, shard_.begin), e = std::min(t.offset + t.numel, shard_.end);
-    if (b >= e) continue;
+    if (b >= e || t.tied_copy) continue;
     (t.tp_sharded ? split : replicated) += kernels::sum_squares(g + b, e - b);
   }
   if (ctx_.tp) ctx_.tp->sum_f64(&split, 1);
-  const double mine = split + replicated;
+  const double mine = pp_sum(comms_, split + replicated);
   return zero1_ ? dp_sum(comms_, mine) : mine;
 }
 
@@ -423,24 +501,72 @@ void Trainer::log_step(const StepStats& st) {
   const double step_ms = 1e3 * interval_seconds_ / interval_steps_;
   const double tflops = flops_per_token_ * tok_s / 1e12;
   const double mfu = tflops * 1e3 / (peak_ * world_);  // peak is per rank
+  // Every rank's time per step by phase, gathered on rank 0: [phase][rank] in ms.
+  const Breakdown& b = interval_time_;
+  std::vector<double> mine = {b.compute, b.tp_comm, b.pp_wait, b.dp_exposed, b.optimizer};
+  for (double& x : mine) x *= 1e3 / interval_steps_;
+  std::vector<double> all = mine;
+#if HOKUSAI_HAVE_MPI
+  if (comms_ && world_ > 1) {
+    all.resize(size_t(Breakdown::fields * world_));
+    HOKUSAI_MPI(MPI_Gather(mine.data(), Breakdown::fields, MPI_DOUBLE, all.data(), Breakdown::fields, MPI_DOUBLE, 0,
+                           comms_->world.raw()));
+  }
+#endif
+  static constexpr const char* phases[Breakdown::fields] = {"compute", "tp_comm", "pp_wait", "dp_exposed",
+                                                            "optimizer"};
+  std::string per_rank;
+  double max_wait = 0.0;
+  for (int f = 0; f < Breakdown::fields; ++f) {
+    per_rank += fmt::format("{}\"{}\":[", f ? "," : "", phases[f]);
+    for (int r = 0; r < world_; ++r) per_rank += fmt::format("{}{:.2f}", r ? "," : "", all[size_t(r * Breakdown::fields + f)]);
+    per_rank += "]";
+  }
+  for (int r = 0; r < world_; ++r) max_wait = std::max(max_wait, all[size_t(r * Breakdown::fields + 2)]);
   if (lead_)
     metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
                             "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                            "\"dp_exposed_ms\":{:.3f}}}\n",
-                            step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.dp_exposed_s)
+                            "\"dp_exposed_ms\":{:.3f},\"time_ms\":{{{}}}}}\n",
+                            step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.dp_exposed_s,
+                            per_rank)
              << std::flush;
   progress_->clear();
   lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
             "{:.3f} TFLOP/s | MFU {:.1f}%",
             step_, cfg_.train.steps, interval_loss_ / interval_steps_, st.lr, st.grad_norm, tok_s, step_ms, tflops,
             100.0 * mfu);
+  if (world_ > 1)
+    lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
+              "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",
+              mine[0], mine[1], mine[2], max_wait, mine[3], mine[4]);
+  interval_time_ = Breakdown{};
   interval_seconds_ = interval_loss_ = 0.0;
   interval_steps_ = 0;
 }
 
+// Mean loss per token over a fixed set of validation samples (the first eval_batches * B),
+// the batches dealt round-robin to the data-parallel ranks, through the pipeline when pp > 1.
+double Trainer::evaluate() {
+  const int dp = dp_size(comms_);
+  const int mine = (cfg_.logging.eval_batches - dp_rank_ + dp - 1) / dp;  // batches r, r + dp, ...
+  const auto batch = [&](int i, int32_t* tokens, int32_t* targets) {
+    data_->fill(DataLoader::valid, int64_t(dp_rank_ + i * dp) * B_, B_, tokens, targets);
+  };
+  double total = 0.0;
+#if HOKUSAI_HAVE_MPI
+  if (pipe_) total = pipe_->forward_only(ctx_, mine, batch);
+#endif
+  if (pp_size_ == 1)
+    for (int i = 0; i < mine; ++i) {
+      batch(i, tokens_.data(), targets_.data());
+      total += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
+    }
+  return dp_sum(comms_, pp_sum(comms_, total)) / double(int64_t(cfg_.logging.eval_batches) * B_ * T_);
+}
+
 void Trainer::evaluate_and_log() {
   if (!can_eval_) return;
-  const double val = evaluate(*model_, ctx_, *data_, cfg_, comms_);
+  const double val = evaluate();
   summary_.last_val_loss = val;
   if (lead_) metrics_ << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step_, val) << std::flush;
   progress_->clear();
@@ -486,6 +612,11 @@ TrainSummary Trainer::run() {
     summary_.losses.push_back(st.loss);
     interval_seconds_ += std::chrono::duration<double>(clock::now() - t0).count();
     interval_loss_ += st.loss;
+    interval_time_.compute += st.time.compute;
+    interval_time_.tp_comm += st.time.tp_comm;
+    interval_time_.pp_wait += st.time.pp_wait;
+    interval_time_.dp_exposed += st.time.dp_exposed;
+    interval_time_.optimizer += st.time.optimizer;
     ++interval_steps_;
     const bool last = step_ == cfg_.train.steps;
     if (step_ % cfg_.logging.interval == 0 || last) log_step(st);

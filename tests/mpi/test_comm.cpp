@@ -31,6 +31,9 @@ TEST(GridComms, EveryLayoutMatchesTheRankFormula) {
       EXPECT_EQ(g.tp.world_ranks(), g.grid.tp_group()) << tp << "x" << pp << "x" << dp;
       EXPECT_EQ(g.dp.world_ranks(), g.grid.dp_group()) << tp << "x" << pp << "x" << dp;
       EXPECT_EQ(g.pp.world_ranks(), g.grid.pp_group()) << tp << "x" << pp << "x" << dp;
+      EXPECT_EQ(g.embed.world_ranks(), g.grid.embedding_group()) << tp << "x" << pp << "x" << dp;
+      const bool end_stage = g.grid.first_stage() || g.grid.last_stage();
+      EXPECT_EQ(g.embed.size(), pp > 1 && end_stage ? 2 : 1) << tp << "x" << pp << "x" << dp;
       EXPECT_EQ(g.tp.rank(), g.grid.tp_rank());
       EXPECT_EQ(g.dp.rank(), g.grid.dp_rank());
       EXPECT_EQ(g.pp.rank(), g.grid.pp_rank());

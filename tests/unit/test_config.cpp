@@ -102,6 +102,11 @@ TEST(Config, ImpossibleValuesNameTheField) {
       {"model.vocab_size=100", "model.vocab_size"},  // byte tokenizer needs 257
       {"data.paths=[{path: a, weight: -1}]", "data.paths"},
       {"data.tokenizer=sentencepiece", "data.tokenizer_model"},
+      {"parallel.stage_layers=[2, 2]", "parallel.stage_layers"},  // two stages for pp=1
+      {"parallel.stage_layers=[3]", "parallel.stage_layers"},     // sums to 3 of 4 layers
+      {"parallel.stage_layers=[a]", "parallel.stage_layers"},     // not an integer
+      {"parallel.recompute_stages=[1]", "parallel.recompute_stages"},  // no stage 1 with pp=1
+      {"parallel.recompute=some", "parallel.recompute"},
   };
   const auto p = write_yaml("base.yaml", "model:\n  hidden: 256\n  heads: 8\n");
   for (const auto& c : cases) {

@@ -1,0 +1,66 @@
+// Pipeline parallelism: the 1F1B schedule over one pipeline (the pp communicator), with
+// non-blocking point-to-point transfers of activations (forward) and their gradients (backward)
+// between neighbouring stages, tagged by micro-batch (comm::pipeline_tag).
+//
+// 1F1B on stage s of P with m micro-batches (Narayanan et al., PipeDream-Flush; Megatron's
+// default): w = min(P - s - 1, m) warm-up forwards, then alternately one forward and one
+// backward, then the w remaining backwards. Stage s keeps at most min(P - s, m) micro-batches
+// between forward and backward (the model's slots; micro-batch i uses slot i % slots), against
+// m for GPipe's all-forwards-then-all-backwards. Example, P = 4, m = 6 (F3 = forward of micro-batch 3):
+//     stage 0: F0 F1 F2 F3 B0 F4 B1 F5 B2 B3 B4 B5
+//     stage 1:    F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 B4 B5
+//     stage 2:       F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 B5
+//     stage 3:          F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5
+// The bubble (stage idle while the pipeline fills and drains) is (P - 1) / (m + P - 1) of the step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "comm/mpi.hpp"
+#include "comm/nonblocking.hpp"
+#include "hokusai/model.hpp"
+
+namespace hokusai::parallel {
+
+class Pipeline {
+ public:
+  // Micro-batches that stage `stage` of `stages` keeps between forward and backward under 1F1B.
+  static int slots(int stages, int stage, int micro_batches);
+
+  // pp: this rank's pipeline (rank = stage). model: this stage, built with at least
+  // slots(pp.size(), pp.rank(), m) slots for the m it will run. B, T: micro-batch shape.
+  Pipeline(const comm::Communicator& pp, Model<float>& model, int64_t B, int64_t T);
+
+  // Fills micro-batch i's tokens and targets (B*T each); called once per micro-batch per run.
+  using Batch = std::function<void(int micro, int32_t* tokens, int32_t* targets)>;
+
+  // Forward and backward of m micro-batches in 1F1B order. dloss weights each token's loss;
+  // `ready_last` goes to the last micro-batch's backward (data-parallel buckets). Returns the
+  // sum of the losses on the last stage, 0 elsewhere.
+  double train(const ComputeContext& ctx, int m, const Batch& batch, float dloss,
+               const Model<float>::GradsReady& ready_last);
+  // Forward only (validation), micro-batch after micro-batch, slot 0. Loss sum as train().
+  double forward_only(const ComputeContext& ctx, int m, const Batch& batch);
+
+  // Seconds spent waiting for a neighbour's activation or gradient since the last call: the
+  // bubble plus transfer time not hidden.
+  double take_wait_seconds();
+  // Bytes of the transfer and token buffers.
+  int64_t buffer_bytes() const;
+
+ private:
+  const comm::Communicator& pp_;
+  Model<float>& model_;
+  int64_t B_, T_, NC_;
+  int stage_, stages_;
+  std::vector<std::vector<int32_t>> tokens_, targets_;  // per slot
+  std::vector<float> dy_, dx_;                           // received output gradient, sent input gradient
+  std::vector<comm::Request> sent_output_;               // per slot: the forward output in flight
+  comm::Request sent_grad_;
+  double wait_s_ = 0.0;
+  void receive(float* data, int from, int tag);
+};
+
+}  // namespace hokusai::parallel

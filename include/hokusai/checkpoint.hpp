@@ -1,4 +1,6 @@
-// Checkpoints of a single-rank run (sharded, resharding checkpoints arrive with 3D parallelism).
+// Checkpoints. A model-parallel run (tp or pp > 1) writes one checkpoint per pipeline stage and
+// tensor-parallel rank, each under its shard root (checkpoint_shard_root); merge_checkpoint
+// turns those shards back into one serial checkpoint.
 //
 // Layout: <run_dir>/checkpoints/step_00000100/{config.yaml, state.bin}, and
 // <run_dir>/checkpoints/latest holding the name of the newest complete checkpoint.
@@ -54,5 +56,20 @@ CheckpointData load_checkpoint(const std::string& dir, uint64_t expected_table_h
 
 // Resolves a run or checkpoint directory to the checkpoint directory itself.
 std::string checkpoint_dir(const std::string& run_or_checkpoint_dir);
+
+// Where the checkpoints of pipeline stage pp_rank and tensor-parallel rank tp_rank go:
+// <run_dir>[/pp-stage-<s>][/tp-rank-<r>] (a component only when that dimension is split).
+std::string checkpoint_shard_root(const std::string& run_dir, int pp, int pp_rank, int tp, int tp_rank);
+// The step of a checkpoint directory's name (step_00000020 -> 20); -1 when it is not one.
+int64_t checkpoint_step(const std::string& checkpoint_dir);
+// The complete checkpoint of `step` under a run (or shard) root; nullopt when it has none.
+std::optional<std::string> checkpoint_at(const std::string& run_dir, int64_t step);
+
+// Reads the newest step every shard of a model-parallel run has (the layout from
+// <run_dir>/config.yaml), checks each shard's table hash and checksum, and writes the serial
+// model (tp = pp = dp = 1, parameters and Adam state) as a checkpoint of out_run_dir: it trains on
+// with --resume in any layout of one tensor/pipeline slice and `hokusai generate` reads it.
+// Returns the checkpoint directory written. Throws std::runtime_error naming the shard.
+std::string merge_checkpoint(const std::string& run_dir, const std::string& out_run_dir);
 
 }  // namespace hokusai

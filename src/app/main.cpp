@@ -170,6 +170,12 @@ int main(int argc, char** argv) {
   pre_cmd->add_option("--json-key", pre.json_key, "Field holding the text in JSONL")->capture_default_str();
   pre_cmd->add_option("--format", pre.format, "auto (by extension), text or jsonl")->capture_default_str();
 
+  std::string merge_run, merge_out;
+  auto* merge_cmd = app.add_subcommand(
+      "merge", "Merge a tensor/pipeline-parallel run's per-rank checkpoints into one serial checkpoint");
+  merge_cmd->add_option("run", merge_run, "Run directory of the parallel run")->required();
+  merge_cmd->add_option("out", merge_out, "Run directory to write the serial checkpoint into")->required();
+
   int peak_threads = 0;
   auto* peak_cmd = app.add_subcommand("peak", "Measure this machine's fp32 FMA peak (the MFU denominator)");
   peak_cmd->add_option("--threads", peak_threads, "Threads (0: OMP_NUM_THREADS or all cores)");
@@ -188,6 +194,10 @@ int main(int argc, char** argv) {
       }
       if (check_path.empty()) throw ConfigError("config: give a YAML file or --reference");
       std::cout << dump_config(load_resolved(check_path, check_sets));
+      return 0;
+    }
+    if (*merge_cmd) {
+      std::cout << "wrote " << merge_checkpoint(merge_run, merge_out) << "\n";
       return 0;
     }
     if (*pre_cmd) {

@@ -145,6 +145,30 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   return (root / name).string();
 }
 
+std::string checkpoint_shard_root(const std::string& run_dir, int pp, int pp_rank, int tp, int tp_rank) {
+  fs::path root(run_dir);
+  if (pp > 1) root /= "pp-stage-" + std::to_string(pp_rank);
+  if (tp > 1) root /= "tp-rank-" + std::to_string(tp_rank);
+  return root.string();
+}
+
+int64_t checkpoint_step(const std::string& dir) {
+  const std::string name = fs::path(dir).filename().string();
+  if (name.size() != 13 || name.rfind("step_", 0) != 0) return -1;
+  int64_t step = 0;
+  for (char c : name.substr(5)) {
+    if (c < '0' || c > '9') return -1;
+    step = step * 10 + (c - '0');
+  }
+  return step;
+}
+
+std::optional<std::string> checkpoint_at(const std::string& run_dir, int64_t step) {
+  const fs::path dir = fs::path(run_dir) / "checkpoints" / step_name(step);
+  if (!fs::exists(dir / "state.bin")) return std::nullopt;
+  return dir.string();
+}
+
 std::string checkpoint_dir(const std::string& dir) {
   if (fs::exists(fs::path(dir) / "state.bin")) return dir;
   if (auto latest = latest_checkpoint(dir)) return *latest;

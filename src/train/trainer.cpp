@@ -140,10 +140,7 @@ class Trainer {
   // directory per pipeline stage and tp rank, <run_dir>[/pp-stage-<s>][/tp-rank-<r>] (each holds
   // its slice of the arenas; serial_index maps a tp slice back).
   std::string checkpoint_root() const {
-    fs::path root(cfg_.logging.run_dir);
-    if (pp_size_ > 1) root /= fmt::format("pp-stage-{}", pp_rank_);
-    if (tp_size_ > 1) root /= fmt::format("tp-rank-{}", tp_rank_);
-    return root.string();
+    return checkpoint_shard_root(cfg_.logging.run_dir, pp_size_, pp_rank_, tp_size_, tp_rank_);
   }
 
   using clock = std::chrono::steady_clock;
@@ -261,7 +258,21 @@ void Trainer::open_run_dir() {
   if (opts_.resume) {
     resume_from_ = latest_checkpoint(checkpoint_root());
     if (!resume_from_)
-      throw ConfigError("--resume: no checkpoint in '" + checkpoint_root() + "/checkpoints' (check logging.run_dir)");
+      throw ConfigError(fmt::format("--resume: rank {} finds no checkpoint in '{}/checkpoints' (check logging.run_dir "
+                                    "and that the layout matches the saved run's)",
+                                    rank_, checkpoint_root()));
+    // Shards save one after another: a job killed in between leaves some a step ahead. Every
+    // rank resumes from the newest step all of them have.
+    double step = double(checkpoint_step(*resume_from_));
+#if HOKUSAI_HAVE_MPI
+    if (comms_ && world_ > 1)
+      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &step, 1, MPI_DOUBLE, MPI_MIN, comms_->world.raw()));
+#endif
+    resume_from_ = checkpoint_at(checkpoint_root(), int64_t(step));
+    if (!resume_from_)
+      throw ConfigError(fmt::format("--resume: rank {} has no checkpoint of step {} in '{}/checkpoints', the newest "
+                                    "step every shard has: raise checkpoint.keep (the shards were pruned apart)",
+                                    rank_, int64_t(step), checkpoint_root()));
   }
   if (lead_) fs::create_directories(run_dir);
   world_barrier(comms_);  // the run directory exists before anyone writes

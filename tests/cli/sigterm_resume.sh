@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# sigterm_resume.sh HOKUSAI CONFIG WORKDIR [RANKS [TP]]   (dp = RANKS / TP)
+# sigterm_resume.sh HOKUSAI CONFIG WORKDIR [RANKS [TP [PP]]]   (dp = RANKS / (TP * PP))
 # What a batch system does before the wall-clock limit: SIGTERM during training. The run must
 # save a checkpoint and exit 75 (one process; under mpirun, SIGTERM goes to mpirun, which
 # forwards it, and every rank stops at the same step); --resume must then finish the run, and
 # its final loss must equal an uninterrupted run's.
 set -euo pipefail
-hokusai=$1; config=$2; work=$3; ranks=${4:-1}; tp=${5:-1}
-dp=$((ranks / tp))
-ckpt=checkpoints; [ "$tp" -gt 1 ] && ckpt=tp-rank-0/checkpoints  # one directory per tp rank
+hokusai=$1; config=$2; work=$3; ranks=${4:-1}; tp=${5:-1}; pp=${6:-1}
+dp=$((ranks / (tp * pp)))
+ckpt=checkpoints  # one directory per pipeline stage and tp rank
+[ "$tp" -gt 1 ] && ckpt=tp-rank-0/$ckpt
+[ "$pp" -gt 1 ] && ckpt=pp-stage-0/$ckpt
 launch=()
 if [ "$ranks" -gt 1 ]; then
   launch=(mpirun --allow-run-as-root --oversubscribe -np "$ranks" -x OMP_NUM_THREADS=1)
@@ -16,7 +18,7 @@ rm -rf "$work"; mkdir -p "$work"
 common=(--set train.steps=2000 --set logging.interval=2000 --set logging.eval_interval=0 --set logging.eval_batches=1
         --set model.layers=2 --set model.hidden=64 --set model.heads=4 --set train.micro_batch=4
         --set train.global_batch=8 --set train.seq_len=64 --set model.max_seq_len=64 --set kernels.peak_gflops=100
-        --set parallel.dp="$dp" --set parallel.tp="$tp" --set data.cache_dir="$work/cache")
+        --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" --set data.cache_dir="$work/cache")
 "${launch[@]}" "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/full" > "$work/full.log" 2>&1
 "${launch[@]}" "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/cut" > "$work/cut.log" 2>&1 &
 pid=$!
@@ -37,4 +39,4 @@ stopped_at=$(head -1 "$work/cut/$ckpt/latest")
 last() { grep '"loss"' "$1/metrics.jsonl" | tail -1 | sed 's/.*"loss":\([0-9.]*\).*/\1/'; }
 a=$(last "$work/full"); b=$(last "$work/cut")
 [ "$a" = "$b" ] || { echo "FAIL: final loss $b after resume differs from uninterrupted $a"; exit 1; }
-echo "ok ($ranks rank(s), tp=$tp): stopped with $code at $stopped_at, resumed to the same final loss $a"
+echo "ok ($ranks rank(s), tp=$tp, pp=$pp): stopped with $code at $stopped_at, resumed to the same final loss $a"

@@ -33,6 +33,7 @@ struct ParallelConfig {
   int dp = 1;  // data-parallel replicas
   bool zero1 = false;  // shard Adam state over dp ranks (ZeRO-1)
   std::vector<int> stage_layers;  // layers per pipeline stage; empty = as even as possible
+  int virtual_stages = 1;         // model chunks per stage: > 1 selects interleaved 1F1B
   std::string recompute = "none";  // activation recomputation: none, selective, full
   std::vector<int> recompute_stages;  // stages that recompute; empty = every stage
 };

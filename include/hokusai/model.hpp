@@ -28,9 +28,12 @@ enum class Family { gpt2, llama };
 // Local sizes of this rank's shard, all from the config and the grid.
 struct ModelDims {
   Family family = Family::gpt2;
-  int64_t L = 0;             // layers on this pipeline stage
+  int64_t L = 0;             // layers on this pipeline stage (all its chunks)
   int64_t L_total = 0;       // layers of the whole model
   int64_t layer_offset = 0;  // global index of this stage's first layer
+  // Interleaved pipeline (virtual stages): the stage holds `chunks` model chunks of L/chunks
+  // consecutive layers each; chunk c of stage s is virtual stage c*pp + s. One chunk otherwise.
+  int chunks = 1, pp = 1, pp_rank = 0;
   int64_t C = 0, NH = 0, HS = 0, F = 0;
   int64_t V = 0, Vp = 0, Vl = 0, vocab_start = 0;
   // Tensor parallelism: this rank's slice of the heads [head_start, head_start + NH) of NH_total
@@ -43,8 +46,14 @@ struct ModelDims {
 
   // stage_layers: layers per pipeline stage (parallel.stage_layers); empty = as even as possible.
   static ModelDims from(const ModelConfig& m, const comm::ParallelGrid& grid,
-                        const std::vector<int>& stage_layers = {});
+                        const std::vector<int>& stage_layers = {}, int chunks = 1);
   bool bias() const { return family == Family::gpt2; }
+  int64_t chunk_layers() const { return L / chunks; }
+  // Global index of local layer l (chunk l / chunk_layers()).
+  int64_t global_layer(int64_t l) const {
+    const int64_t Lc = chunk_layers();
+    return chunks == 1 ? layer_offset + l : ((l / Lc) * pp + pp_rank) * Lc + l % Lc;
+  }
 };
 
 // Model FLOPs per token of one training step (forward + backward) of the whole model at
@@ -147,10 +156,11 @@ Recompute parse_recompute(const std::string& name);
 // double for gradient checks.
 //
 // Pipeline use: `slots` micro-batches may be between their forward and their backward at once
-// (1F1B keeps up to pp - stage of them); each forward and backward names its slot. A stage
-// without the embedding reads its input from input_buffer(slot), filled by the caller (the
-// previous stage's stage_output); a stage without the head takes the gradient of its output as
-// `dy` and leaves the gradient of its input in input_grad().
+// (1F1B keeps up to pp - stage of them); each forward and backward names its slot and its model
+// chunk (interleaved schedule; a slot holds one chunk's activations). A chunk without the
+// embedding reads its input from input_buffer(slot), filled by the caller (the previous virtual
+// stage's stage_output); a chunk without the head takes the gradient of its output as `dy` and
+// leaves the gradient of its input in input_grad().
 template <typename T>
 class Model {
  public:
@@ -176,7 +186,7 @@ class Model {
   // valid targets (double) on the last stage (0 elsewhere) and keeps the activations for
   // backward in `slot`.
   double forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                 int64_t B, int64_t Tn, int slot = 0);
+                 int64_t B, int64_t Tn, int slot = 0, int chunk = 0);
   // Called during backward each time a contiguous range [begin, end) of the gradient arena has
   // received its last contribution of this backward: the head (final norm, untied output
   // projection), then each layer from the last, then the embeddings. Data parallelism starts
@@ -187,7 +197,7 @@ class Model {
   // 1/tokens in the global batch). Adds into grads().
   // `dy`: gradient of this stage's output (B*T*C), for a stage without the head.
   void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr);
+                T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr, int chunk = 0);
   // Logits of the last forward in slot 0: (B*T, Vl), valid until the next forward.
   const T* logits() const;
   // Pipeline: where a stage without the embedding receives its input for `slot` (max_B*max_T*C);

@@ -46,7 +46,8 @@ std::string merge_checkpoint(const std::string& run_dir, const std::string& out_
   for (int s = 0; s < pp; ++s)
     for (int t = 0; t < tp; ++t) {
       const comm::ParallelGrid grid(shape, tp * pp, t + tp * s);
-      const ModelDims d = ModelDims::from(cfg.model, grid, cfg.parallel.stage_layers);
+      const ModelDims d = ModelDims::from(cfg.model, grid, cfg.parallel.stage_layers,
+                                          pp > 1 ? cfg.parallel.virtual_stages : 1);
       const std::vector<TensorSpec> table = param_table(d);
       const std::string root = checkpoint_shard_root(run_dir, pp, s, tp, t);
       const auto dir = checkpoint_at(root, step);
@@ -90,6 +91,7 @@ std::string merge_checkpoint(const std::string& run_dir, const std::string& out_
   out.parallel.zero1 = false;
   out.parallel.stage_layers.clear();
   out.parallel.recompute_stages.clear();
+  out.parallel.virtual_stages = 1;
   out.logging.run_dir = out_run_dir;
   fs::create_directories(out_run_dir);
   const CheckpointView view{first.step, first.consumed_samples, first.adam_t, params, m, v};

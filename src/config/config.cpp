@@ -171,6 +171,19 @@ void validate(const Config& cfg) {
     if (sum != m.layers)
       fail("parallel.stage_layers", "sums to " + std::to_string(sum) + " but model.layers=" + std::to_string(m.layers));
   }
+  positive("parallel.virtual_stages", p.virtual_stages);
+  if (p.virtual_stages > 1) {
+    if (p.pp == 1) fail("parallel.virtual_stages", "interleaving needs parallel.pp > 1");
+    if (m.layers % (int64_t(p.pp) * p.virtual_stages) != 0)
+      fail("parallel.virtual_stages", "model.layers=" + std::to_string(m.layers) + " is not divisible by pp*v=" +
+                                          std::to_string(p.pp * p.virtual_stages));
+    if (!p.stage_layers.empty()) fail("parallel.virtual_stages", "cannot be combined with parallel.stage_layers");
+    const int64_t micro = t.micro_batch * int64_t(p.dp);
+    if (micro > 0 && t.global_batch % micro == 0 && (t.global_batch / micro) % p.pp != 0)
+      fail("parallel.virtual_stages", "interleaving needs the micro-batches per step (global_batch/(micro_batch*dp)=" +
+                                          std::to_string(t.global_batch / micro) + ") to be a multiple of parallel.pp=" +
+                                          std::to_string(p.pp));
+  }
   for (int s : p.recompute_stages)
     if (s < 0 || s >= p.pp)
       fail("parallel.recompute_stages", "stage " + std::to_string(s) + " is outside [0, parallel.pp=" +

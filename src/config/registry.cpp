@@ -156,6 +156,9 @@ std::vector<Field> make_registry() {
       field_of("parallel.stage_layers", &C::parallel, &ParallelConfig::stage_layers,
            "Layers of each pipeline stage, e.g. [5, 6, 6, 5]: pp entries summing to model.layers; empty = "
            "as even as possible (the first layers % pp stages get one more)"),
+      field_of("parallel.virtual_stages", &C::parallel, &ParallelConfig::virtual_stages,
+           "Model chunks per pipeline stage: 1 = 1F1B; v > 1 = interleaved 1F1B (bubble / v, v times the "
+           "point-to-point messages); model.layers must divide by pp*v and the micro-batches per step by pp"),
       field_of("parallel.recompute", &C::parallel, &ParallelConfig::recompute,
            "Activation recomputation: none; selective (attention scores and weighted sum recomputed in "
            "backward, the B*heads*T*T probabilities never kept); full (only each layer's input kept, the "

@@ -200,7 +200,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   n_slots_ = slots;
   for (auto& s : slots_) {
     s.encoded = sized(N * C);
-    for (int64_t l = 0; l < dims.L; ++l)
+    for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
       s.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none));
     if (dims.has_head) {
       s.lnf = sized(N * C), s.lnf_mean = sized(N), s.lnf_rstd = sized(N);
@@ -247,18 +247,19 @@ T* Model<T>::input_buffer(int slot) {
 template <typename T>
 const T* Model<T>::stage_output(int slot) const {
   const Activations<T>& s = slots_.at(size_t(slot));
-  return dims_.L > 0 ? s.blocks[size_t(dims_.L - 1)].out.data() : s.encoded.data();
+  return s.blocks.empty() ? s.encoded.data() : s.blocks.back().out.data();
 }
 
 template <typename T>
 double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                         int64_t B, int64_t Tn, int slot) {
+                         int64_t B, int64_t Tn, int slot, int chunk) {
   const ModelDims& d = dims_;
   if (B * Tn > max_N_ || Tn > max_T_ || Tn > d.max_T)
     throw std::invalid_argument("Model::forward: batch " + std::to_string(B) + "x" + std::to_string(Tn) +
                                 " exceeds the allocated activations");
-  if (slot < 0 || slot >= slots())
-    throw std::invalid_argument("Model::forward: slot " + std::to_string(slot) + " of " + std::to_string(slots()));
+  if (slot < 0 || slot >= slots() || chunk < 0 || chunk >= d.chunks)
+    throw std::invalid_argument("Model::forward: slot " + std::to_string(slot) + " of " + std::to_string(slots()) +
+                                ", chunk " + std::to_string(chunk) + " of " + std::to_string(d.chunks));
   const TensorParallelOps* tp = split_over<T>(ctx);
   if (d.tp > 1 && (!tp || tp->size != d.tp))
     throw std::invalid_argument("Model::forward: the model is split over " + std::to_string(d.tp) +
@@ -267,7 +268,8 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   s.B = B;
   s.T_ = Tn;
   const int64_t N = B * Tn, C = d.C;
-  if (d.has_embedding) {
+  const int64_t Lc = d.chunk_layers(), l0 = chunk * Lc;  // this chunk's local layers [l0, l0 + Lc)
+  if (d.has_embedding && chunk == 0) {
     if constexpr (std::is_same_v<T, float>) {
       if (tp)
         model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
@@ -276,13 +278,13 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   }
   const T* x = s.encoded.data();
-  for (int64_t l = 0; l < d.L; ++l) {
-    BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(l)];
-    block_forward(ctx, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[l], d, B, Tn);
-    if (recompute_ == Recompute::full) std::copy_n(a.out.data(), N * C, s.blocks[size_t(l)].out.data());
-    x = s.blocks[size_t(l)].out.data();
+  for (int64_t j = 0; j < Lc; ++j) {
+    BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
+    block_forward(ctx, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[size_t(l0 + j)], d, B, Tn);
+    if (recompute_ == Recompute::full) std::copy_n(a.out.data(), N * C, s.blocks[size_t(j)].out.data());
+    x = s.blocks[size_t(j)].out.data();
   }
-  if (!d.has_head) return 0.0;
+  if (!d.has_head || chunk != d.chunks - 1) return 0.0;
   if (d.family == Family::gpt2)
     k::layernorm_forward(s.lnf.data(), s.lnf_mean.data(), s.lnf_rstd.data(), x, p_.lnf_w, p_.lnf_b, N, C, d.eps);
   else
@@ -301,20 +303,23 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
 
 template <typename T>
 void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                        T dloss, const GradsReady& ready, int slot, const T* dy) {
+                        T dloss, const GradsReady& ready, int slot, const T* dy, int chunk) {
   const ModelDims& d = dims_;
-  if (slot < 0 || slot >= slots())
-    throw std::invalid_argument("Model::backward: slot " + std::to_string(slot) + " of " + std::to_string(slots()));
-  if (!d.has_head && !dy)
-    throw std::invalid_argument("Model::backward: a stage without the head needs the gradient of its output (dy)");
+  if (slot < 0 || slot >= slots() || chunk < 0 || chunk >= d.chunks)
+    throw std::invalid_argument("Model::backward: slot " + std::to_string(slot) + " of " + std::to_string(slots()) +
+                                ", chunk " + std::to_string(chunk) + " of " + std::to_string(d.chunks));
+  const bool head = d.has_head && chunk == d.chunks - 1;
+  if (!head && !dy)
+    throw std::invalid_argument("Model::backward: a chunk without the head needs the gradient of its output (dy)");
   auto& s = slots_[size_t(slot)];
   auto& sc = *scratch_;
   const int64_t B = s.B, Tn = s.T_, N = B * Tn, C = d.C;
   const TensorParallelOps* tp = split_over<T>(ctx);
   T* dout = sc.dres_a.data();
   T* dx = sc.dres_b.data();
-  const T* top = d.L > 0 ? s.blocks[size_t(d.L - 1)].out.data() : s.encoded.data();
-  if (d.has_head) {
+  const int64_t Lc = d.chunk_layers(), l0 = chunk * Lc;
+  const T* top = stage_output(slot);
+  if (head) {
     std::fill_n(sc.dlosses.data(), N, dloss);
     zero(sc.dlogits, N * d.Vl);
     // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
@@ -335,9 +340,10 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   } else {
     std::copy_n(dy, N * C, dout);
   }
-  for (int64_t l = d.L - 1; l >= 0; --l) {
-    const T* x = l > 0 ? s.blocks[size_t(l - 1)].out.data() : s.encoded.data();
-    const BlockActs<T>* a = &s.blocks[size_t(l)];
+  for (int64_t j = Lc - 1; j >= 0; --j) {
+    const int64_t l = l0 + j;
+    const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data();
+    const BlockActs<T>* a = &s.blocks[size_t(j)];
     if (recompute_ == Recompute::full) {  // re-run the block: every tensor lands in the scratch
       block_forward(ctx, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
       a = &sc.re;
@@ -351,6 +357,7 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }
   input_grad_ = dout;
+  if (chunk != 0) return;
   if (d.has_embedding) k::embedding_backward(g_.wte, g_.wpe, dout, tokens, B, Tn, C, d.vocab_start, d.Vl);
   if (ready && embedding_range_.size() > 0) ready(embedding_range_.begin, embedding_range_.end);
 }

@@ -7,7 +7,8 @@
 
 namespace hokusai {
 
-ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, const std::vector<int>& stage_layers) {
+ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, const std::vector<int>& stage_layers,
+                          int chunks) {
   const auto& s = grid.shape();
   ModelDims d;
   d.family = m.family == "llama" ? Family::llama : Family::gpt2;
@@ -20,6 +21,17 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, 
     for (int p = 0; p < grid.pp_rank(); ++p) stage.begin += stage_layers[size_t(p)];
     stage.end = stage.begin + stage_layers[size_t(grid.pp_rank())];
   }
+  if (chunks > 1) {  // interleaved: chunk c of stage s holds layers [(c*pp + s)*Lc, +Lc)
+    if (!stage_layers.empty() || m.layers % (int64_t(s.pp) * chunks) != 0)
+      throw std::invalid_argument("ModelDims::from: " + std::to_string(chunks) + " chunks per stage need layers (" +
+                                  std::to_string(m.layers) + ") divisible by pp*chunks and no stage_layers "
+                                  "(config not validated)");
+    const int64_t Lc = m.layers / (int64_t(s.pp) * chunks);
+    stage = {grid.pp_rank() * Lc, grid.pp_rank() * Lc + Lc * chunks};
+  }
+  d.chunks = std::max(1, chunks);
+  d.pp = s.pp;
+  d.pp_rank = grid.pp_rank();
   d.L = stage.size();
   d.L_total = m.layers;
   d.layer_offset = stage.begin;
@@ -80,7 +92,7 @@ std::vector<TensorSpec> param_table(const ModelDims& d) {
     if (gpt2) add("wpe", {d.max_T, d.C}, -1, Init::normal, false, true);
   }
   for (int64_t l = 0; l < d.L; ++l) {
-    const std::string p = "layers." + std::to_string(d.layer_offset + l) + ".";
+    const std::string p = "layers." + std::to_string(d.global_layer(l)) + ".";
     const int li = int(l);
     add(p + "ln1_w", {d.C}, li, Init::ones, false);
     if (gpt2) add(p + "ln1_b", {d.C}, li, Init::zeros, false);

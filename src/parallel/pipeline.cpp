@@ -8,18 +8,59 @@
 
 namespace hokusai::parallel {
 
-int Pipeline::slots(int stages, int stage, int micro_batches) {
-  return std::max(1, std::min(stages - stage, micro_batches));
+std::vector<Pipeline::Op> Pipeline::schedule(int P, int s, int m, int v) {
+  std::vector<Op> ops;
+  if (v == 1) {
+    const int warmup = std::min(P - s - 1, m);
+    for (int i = 0; i < warmup; ++i) ops.push_back({true, i, 0});
+    for (int i = warmup; i < m; ++i) {
+      ops.push_back({true, i, 0});
+      ops.push_back({false, i - warmup, 0});
+    }
+    for (int i = m - warmup; i < m; ++i) ops.push_back({false, i, 0});
+    return ops;
+  }
+  if (m % P != 0)
+    throw std::invalid_argument("interleaved pipeline: " + std::to_string(m) + " micro-batches per step is not a "
+                                "multiple of the " + std::to_string(P) + " stages");
+  const int total = m * v;
+  // The k-th forward (backward) of this stage: micro-batch and chunk.
+  const auto micro = [&](int k) { return (k / (P * v)) * P + k % P; };
+  const auto chunk = [&](int k, bool forward) {
+    const int c = (k % (P * v)) / P;
+    return forward ? c : v - 1 - c;
+  };
+  const int warmup = m == P ? total : std::min(total, (P - s - 1) * 2 + (v - 1) * P);
+  for (int k = 0; k < warmup; ++k) ops.push_back({true, micro(k), chunk(k, true)});
+  for (int k = 0; k < total - warmup; ++k) {
+    ops.push_back({true, micro(warmup + k), chunk(warmup + k, true)});
+    ops.push_back({false, micro(k), chunk(k, false)});
+  }
+  for (int k = total - warmup; k < total; ++k) ops.push_back({false, micro(k), chunk(k, false)});
+  return ops;
+}
+
+int Pipeline::slots(int stages, int stage, int micro_batches, int chunks) {
+  int in_flight = 0, most = 1;
+  for (const Op& op : schedule(stages, stage, micro_batches, chunks))
+    most = std::max(most, in_flight += op.forward ? 1 : -1);
+  return most;
 }
 
 Pipeline::Pipeline(const comm::Communicator& pp, Model<float>& model, int64_t B, int64_t T)
-    : pp_(pp), model_(model), B_(B), T_(T), NC_(B * T * model.dims().C), stage_(pp.rank()), stages_(pp.size()) {
+    : pp_(pp),
+      model_(model),
+      B_(B),
+      T_(T),
+      NC_(B * T * model.dims().C),
+      stage_(pp.rank()),
+      stages_(pp.size()),
+      chunks_(model.dims().chunks) {
   const size_t slots = size_t(model.slots());
   tokens_.assign(slots, std::vector<int32_t>(size_t(B * T)));
   targets_.assign(slots, std::vector<int32_t>(size_t(B * T)));
   sent_output_.resize(slots);
-  if (stage_ < stages_ - 1) dy_.resize(size_t(NC_));
-  if (stage_ > 0) dx_.resize(size_t(NC_));
+  if (stage_ < stages_ - 1 || chunks_ > 1) dy_.resize(size_t(NC_));
 }
 
 void Pipeline::receive(float* data, int from, int tag) {
@@ -30,55 +71,67 @@ void Pipeline::receive(float* data, int from, int tag) {
 
 double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, float dloss,
                        const Model<float>::GradsReady& ready_last) {
-  const int slots = model_.slots();
-  if (slots < Pipeline::slots(stages_, stage_, m))
-    throw std::invalid_argument("Pipeline: stage " + std::to_string(stage_) + " has " + std::to_string(slots) +
-                                " activation slots but 1F1B over " + std::to_string(m) + " micro-batches needs " +
-                                std::to_string(Pipeline::slots(stages_, stage_, m)));
-  const bool first = stage_ == 0, last = stage_ == stages_ - 1;
+  const int P = stages_, s = stage_, v = chunks_;
+  const std::vector<Op> ops = schedule(P, s, m, v);
+  const int need = slots(P, s, m, v);
+  if (model_.slots() < need)
+    throw std::invalid_argument("Pipeline: stage " + std::to_string(s) + " has " + std::to_string(model_.slots()) +
+                                " activation slots but its schedule over " + std::to_string(m) +
+                                " micro-batches needs " + std::to_string(need));
+  // Virtual stage c*P + s sends forward to c*P + s + 1: the next stage, or stage 0's next chunk
+  // (and backward the other way). A message is tagged with its receiver's micro-batch and chunk.
+  const int next = (s + 1) % P, prev = (s + P - 1) % P;
+  const auto tag = [v](int micro, int chunk, bool gradient) { return comm::pipeline_tag(micro * v + chunk, gradient); };
+  std::vector<int> free_slots(size_t(model_.slots())), slot_of(size_t(m * v), -1);
+  for (int i = 0; i < model_.slots(); ++i) free_slots[size_t(i)] = model_.slots() - 1 - i;
   double loss = 0.0;
-  const auto forward = [&](int i) {
-    const size_t slot = size_t(i % slots);
-    sent_output_[slot].wait();  // the slot's previous output has left before it is overwritten
-    batch(i, tokens_[slot].data(), targets_[slot].data());
-    if (!first) receive(model_.input_buffer(int(slot)), stage_ - 1, comm::pipeline_tag(i, false));
-    loss += model_.forward(ctx, tokens_[slot].data(), targets_[slot].data(), B_, T_, int(slot));
-    if (!last)
-      sent_output_[slot] = comm::isend(pp_, model_.stage_output(int(slot)), NC_, stage_ + 1, comm::pipeline_tag(i, false));
-  };
-  const auto backward = [&](int i) {
-    const size_t slot = size_t(i % slots);
-    if (!last) receive(dy_.data(), stage_ + 1, comm::pipeline_tag(i, true));
-    model_.backward(ctx, tokens_[slot].data(), targets_[slot].data(), dloss, i == m - 1 ? ready_last : nullptr,
-                    int(slot), last ? nullptr : dy_.data());
-    if (!first) {
-      sent_grad_.wait();
-      std::copy_n(model_.input_grad(), NC_, dx_.data());
-      sent_grad_ = comm::isend(pp_, dx_.data(), NC_, stage_ - 1, comm::pipeline_tag(i, true));
+  for (const Op& op : ops) {
+    const bool entry = s == 0 && op.chunk == 0, exit = s == P - 1 && op.chunk == v - 1;
+    if (op.forward) {
+      const int slot = free_slots.back();
+      free_slots.pop_back();
+      slot_of[size_t(op.micro * v + op.chunk)] = slot;
+      sent_output_[size_t(slot)].wait();  // the slot's previous output has left before it is overwritten
+      batch(op.micro, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data());
+      if (!entry) receive(model_.input_buffer(slot), prev, tag(op.micro, op.chunk, false));
+      loss += model_.forward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), B_, T_, slot, op.chunk);
+      if (!exit)
+        sent_output_[size_t(slot)] = comm::isend(pp_, model_.stage_output(slot), NC_, next,
+                                                 tag(op.micro, s == P - 1 ? op.chunk + 1 : op.chunk, false));
+    } else {
+      const int slot = slot_of[size_t(op.micro * v + op.chunk)];
+      if (!exit) receive(dy_.data(), next, tag(op.micro, op.chunk, true));
+      model_.backward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), dloss,
+                      op.micro == m - 1 ? ready_last : nullptr, slot, exit ? nullptr : dy_.data(), op.chunk);
+      if (!entry) {  // a send buffer no transfer still uses (a new one if all are in flight)
+        auto it = std::find_if(grad_sends_.begin(), grad_sends_.end(), [](GradSend& g) { return g.request.test(); });
+        if (it == grad_sends_.end()) it = grad_sends_.insert(grad_sends_.end(), GradSend{std::vector<float>(size_t(NC_)), {}});
+        std::copy_n(model_.input_grad(), NC_, it->data.data());
+        it->request = comm::isend(pp_, it->data.data(), NC_, prev, tag(op.micro, s == 0 ? op.chunk - 1 : op.chunk, true));
+      }
+      free_slots.push_back(slot);
     }
-  };
-  const int warmup = std::min(stages_ - stage_ - 1, m);
-  for (int i = 0; i < warmup; ++i) forward(i);
-  for (int i = warmup; i < m; ++i) {
-    forward(i);
-    backward(i - warmup);
   }
-  for (int i = m - warmup; i < m; ++i) backward(i);
   for (auto& r : sent_output_) r.wait();
-  sent_grad_.wait();
+  for (auto& g : grad_sends_) g.request.wait();
   return loss;
 }
 
 double Pipeline::forward_only(const ComputeContext& ctx, int m, const Batch& batch) {
-  const bool first = stage_ == 0, last = stage_ == stages_ - 1;
+  const int P = stages_, s = stage_, v = chunks_;
+  const int next = (s + 1) % P, prev = (s + P - 1) % P;
   double loss = 0.0;
-  for (int i = 0; i < m; ++i) {
-    sent_output_[0].wait();
-    batch(i, tokens_[0].data(), targets_[0].data());
-    if (!first) receive(model_.input_buffer(0), stage_ - 1, comm::pipeline_tag(i, false));
-    loss += model_.forward(ctx, tokens_[0].data(), targets_[0].data(), B_, T_, 0);
-    if (!last) sent_output_[0] = comm::isend(pp_, model_.stage_output(0), NC_, stage_ + 1, comm::pipeline_tag(i, false));
-  }
+  for (int i = 0; i < m; ++i)
+    for (int c = 0; c < v; ++c) {  // micro-batch i round the ring of virtual stages
+      const bool entry = s == 0 && c == 0, exit = s == P - 1 && c == v - 1;
+      sent_output_[0].wait();
+      batch(i, tokens_[0].data(), targets_[0].data());
+      if (!entry) receive(model_.input_buffer(0), prev, comm::pipeline_tag(i * v + c, false));
+      loss += model_.forward(ctx, tokens_[0].data(), targets_[0].data(), B_, T_, 0, c);
+      if (!exit)
+        sent_output_[0] = comm::isend(pp_, model_.stage_output(0), NC_, next,
+                                      comm::pipeline_tag(i * v + (s == P - 1 ? c + 1 : c), false));
+    }
   sent_output_[0].wait();
   return loss;
 }
@@ -90,7 +143,9 @@ double Pipeline::take_wait_seconds() {
 }
 
 int64_t Pipeline::buffer_bytes() const {
-  return int64_t(sizeof(float)) * int64_t(dy_.size() + dx_.size()) +
+  int64_t grads = 0;
+  for (const auto& g : grad_sends_) grads += int64_t(g.data.size());
+  return int64_t(sizeof(float)) * (int64_t(dy_.size()) + grads) +
          int64_t(sizeof(int32_t)) * 2 * int64_t(tokens_.size()) * B_ * T_;
 }
 

@@ -12,10 +12,22 @@
 //     stage 2:       F0 F1 B0 F2 B1 F3 B2 F4 B3 F5 B4 B5
 //     stage 3:          F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5
 // The bubble (stage idle while the pipeline fills and drains) is (P - 1) / (m + P - 1) of the step.
+//
+// Interleaved 1F1B (Narayanan et al. 2021; Megatron's virtual pipeline): each stage holds v model
+// chunks, chunk c of stage s being virtual stage c*P + s, so a micro-batch goes round the ring of
+// stages v times. Forwards run in groups of P micro-batches per chunk (chunk 0 of micro-batches
+// 0..P-1, chunk 1 of the same, ..., then micro-batches P..2P-1), backwards in the mirrored chunk
+// order; (P - s - 1)*2 + (v - 1)*P warm-up forwards (all of them when m = P). The bubble shrinks
+// to (P - 1) / (v*m + P - 1) for v times the point-to-point messages; m must be a multiple of P.
+//
+// Both orders are lists of operations (schedule()) run by one executor: a forward takes a free
+// activation slot and a backward frees it, so the model needs as many slots as the schedule's
+// most micro-batch chunks in flight (slots()).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <vector>
 
 #include "comm/mpi.hpp"
@@ -26,18 +38,27 @@ namespace hokusai::parallel {
 
 class Pipeline {
  public:
-  // Micro-batches that stage `stage` of `stages` keeps between forward and backward under 1F1B.
-  static int slots(int stages, int stage, int micro_batches);
+  // One step of a schedule: the forward or backward of one micro-batch through one model chunk.
+  struct Op {
+    bool forward;
+    int micro, chunk;
+  };
+  // The order stage `stage` of `stages` runs m micro-batches through its `chunks` model chunks:
+  // 1F1B for one chunk, interleaved 1F1B for more (m a multiple of stages).
+  static std::vector<Op> schedule(int stages, int stage, int micro_batches, int chunks = 1);
+  // Micro-batch chunks that stage keeps between forward and backward under that schedule.
+  static int slots(int stages, int stage, int micro_batches, int chunks = 1);
 
-  // pp: this rank's pipeline (rank = stage). model: this stage, built with at least
-  // slots(pp.size(), pp.rank(), m) slots for the m it will run. B, T: micro-batch shape.
+  // pp: this rank's pipeline (rank = stage). model: this stage (its dims().chunks chunks), built
+  // with at least slots(pp.size(), pp.rank(), m, chunks) slots for the m it will run. B, T:
+  // micro-batch shape.
   Pipeline(const comm::Communicator& pp, Model<float>& model, int64_t B, int64_t T);
 
   // Fills micro-batch i's tokens and targets (B*T each); called once per micro-batch per run.
   using Batch = std::function<void(int micro, int32_t* tokens, int32_t* targets)>;
 
-  // Forward and backward of m micro-batches in 1F1B order. dloss weights each token's loss;
-  // `ready_last` goes to the last micro-batch's backward (data-parallel buckets). Returns the
+  // Forward and backward of m micro-batches in schedule() order. dloss weights each token's
+  // loss; `ready_last` goes to each chunk's last backward (data-parallel buckets). Returns the
   // sum of the losses on the last stage, 0 elsewhere.
   double train(const ComputeContext& ctx, int m, const Batch& batch, float dloss,
                const Model<float>::GradsReady& ready_last);
@@ -54,11 +75,17 @@ class Pipeline {
   const comm::Communicator& pp_;
   Model<float>& model_;
   int64_t B_, T_, NC_;
-  int stage_, stages_;
+  int stage_, stages_, chunks_;
   std::vector<std::vector<int32_t>> tokens_, targets_;  // per slot
-  std::vector<float> dy_, dx_;                           // received output gradient, sent input gradient
+  std::vector<float> dy_;                                // received output gradient
   std::vector<comm::Request> sent_output_;               // per slot: the forward output in flight
-  comm::Request sent_grad_;
+  // Input gradients on their way to the previous stage, each in its own buffer: a send never
+  // waits for the receiver, so no order of receives can deadlock against it.
+  struct GradSend {
+    std::vector<float> data;
+    comm::Request request;
+  };
+  std::list<GradSend> grad_sends_;
   double wait_s_ = 0.0;
   void receive(float* data, int from, int tag);
 };

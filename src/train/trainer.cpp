@@ -43,6 +43,16 @@ std::string default_run_dir(const std::string& name) {
   return (fs::path("runs") / ((name.empty() ? "run" : name) + "-" + stamp)).string();
 }
 
+// "4..7" or, interleaved, "2..3, 10..11"
+std::string stage_layer_list(const ModelDims& d) {
+  std::string out;
+  for (int c = 0; c < d.chunks; ++c) {
+    const int64_t first = d.global_layer(c * d.chunk_layers());
+    out += fmt::format("{}{}..{}", c ? ", " : "", first, first + d.chunk_layers() - 1);
+  }
+  return out;
+}
+
 std::string format_duration(double seconds) {
   const auto s = int64_t(seconds);
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
@@ -290,7 +300,8 @@ void Trainer::setup_model() {
     ctx_.tp = &tp_ops_;
   }
 #endif
-  const ModelDims dims = ModelDims::from(cfg_.model, grid, cfg_.parallel.stage_layers);
+  const ModelDims dims =
+      ModelDims::from(cfg_.model, grid, cfg_.parallel.stage_layers, pp_size_ > 1 ? cfg_.parallel.virtual_stages : 1);
   B_ = cfg_.train.micro_batch;
   T_ = cfg_.train.seq_len;
   accum_ = cfg_.train.global_batch / (cfg_.train.micro_batch * cfg_.parallel.dp);
@@ -299,7 +310,7 @@ void Trainer::setup_model() {
   const Recompute recompute = recomputes ? parse_recompute(cfg_.parallel.recompute) : Recompute::none;
   int slots = 1;
 #if HOKUSAI_HAVE_MPI
-  if (pp_size_ > 1) slots = parallel::Pipeline::slots(pp_size_, pp_rank_, accum_);
+  if (pp_size_ > 1) slots = parallel::Pipeline::slots(pp_size_, pp_rank_, accum_, dims.chunks);
 #endif
   model_ = std::make_unique<Model<float>>(dims, B_, T_, slots, recompute);
 #if HOKUSAI_HAVE_MPI
@@ -364,10 +375,11 @@ void Trainer::report_setup() {
             model_->recompute() == Recompute::none ? "none" : cfg_.parallel.recompute, comm_mb,
             2 * params_mb + opt_mb + act_mb + comm_mb);
   if (pp_size_ > 1)
-    lg_->info("pipeline: {} stages, 1F1B over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "
-              "layers {}..{}{}{}",
-              pp_size_, accum_, 100.0 * (pp_size_ - 1) / (accum_ + pp_size_ - 1), pp_rank_, d.layer_offset,
-              d.layer_offset + d.L - 1, d.has_embedding ? " and the embedding" : "",
+    lg_->info("pipeline: {} stages, {} over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "
+              "layers {}{}{}",
+              pp_size_, d.chunks > 1 ? fmt::format("interleaved 1F1B with {} chunks per stage", d.chunks) : "1F1B",
+              accum_, 100.0 * (pp_size_ - 1) / (d.chunks * accum_ + pp_size_ - 1), pp_rank_, stage_layer_list(d),
+              d.has_embedding ? " and the embedding" : "",
               d.has_head ? (d.tied && !d.has_embedding ? " and the head (tied wte copy)" : " and the head") : "");
   if (dp_size(comms_) > 1)
     lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg_.parallel.dp, accum_, B_,

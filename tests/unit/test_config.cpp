@@ -107,6 +107,8 @@ TEST(Config, ImpossibleValuesNameTheField) {
       {"parallel.stage_layers=[a]", "parallel.stage_layers"},     // not an integer
       {"parallel.recompute_stages=[1]", "parallel.recompute_stages"},  // no stage 1 with pp=1
       {"parallel.recompute=some", "parallel.recompute"},
+      {"parallel.virtual_stages=2", "parallel.virtual_stages"},  // interleaving needs pp > 1
+      {"parallel.virtual_stages=0", "parallel.virtual_stages"},
   };
   const auto p = write_yaml("base.yaml", "model:\n  hidden: 256\n  heads: 8\n");
   for (const auto& c : cases) {

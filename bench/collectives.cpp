@@ -12,11 +12,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "comm/collectives.hpp"
 #include "comm/mpi.hpp"
+#include "comm/scratch.hpp"
+#include "comm/topology.hpp"
+#if !HOKUSAI_SMPI  // SimGrid SMPI (scripts/simulate-collectives.sh) has no MPI-3 shared windows
 #include "comm/shared.hpp"
+#endif
 
 using namespace hokusai::comm;
 
@@ -44,6 +50,8 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "Repetitions (median)")->capture_default_str();
   app.add_flag("--csv", csv, "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs");
   app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
+  std::string torus_shape;
+  app.add_option("--torus", torus_shape, "Also time allreduce_torus with the ranks laid on this torus (4x4x4x2x3x2)");
   CLI11_PARSE(app, argc, argv);
   Communicator world = Communicator::world();
   const int p = world.size(), rank = world.rank();
@@ -55,8 +63,12 @@ int main(int argc, char** argv) {
     algos.push_back({"ring", AllreduceAlgorithm::ring});
     algos.push_back({"rabenseifner", AllreduceAlgorithm::rabenseifner});
   }
+  std::optional<TorusComms> torus;
+  if (!torus_shape.empty()) torus.emplace(world, Torus::parse(torus_shape));
+#if !HOKUSAI_SMPI
   const Communicator node = split_node(world);
   const bool one_node = node.size() == p;
+#endif
   // Times `run` (reset() restores the input between calls, untimed) and prints one row.
   const auto measure = [&](const std::string& impl, const std::string& label, int64_t bytes,
                            const std::function<void()>& run, const std::function<void()>& reset) {
@@ -84,6 +96,7 @@ int main(int argc, char** argv) {
   };
   for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
     const int64_t n = bytes / 4;
+#if !HOKUSAI_SMPI
     if (one_node && !mpi_only) {
       // The data lives in the shared window (what the trainer's gradient arena would do).
       SharedBuffer shm(node, n);
@@ -91,11 +104,22 @@ int main(int argc, char** argv) {
       measure("hokusai", "shared_memory", bytes, [&] { shm.allreduce(ReduceOp::sum); },
               [&] { std::fill_n(shm.local(), n, 1.0f); });
     }
-    std::vector<float> buf(static_cast<size_t>(n), 1.0f);
+#endif
+    // The message (a Scratch: under SMPI its pages are shared by every simulated rank).
+    Scratch message(n);
+#if HOKUSAI_SMPI
+    const auto fill = [] {};  // shared pages: the values mean nothing, only the timing is simulated
+#else
+    const auto fill = [&] { std::fill_n(message.data(), n, 1.0f); };
+#endif
+    fill();
+    float* buf = message.data();
+    if (torus)
+      measure("hokusai", "torus_" + torus->torus().to_string(), bytes,
+              [&] { allreduce_torus(*torus, buf, n, ReduceOp::sum); }, fill);
     for (const auto& [name, algo] : algos)
       measure(name == "mpi" ? "mpi" : "hokusai", name == "mpi" ? mpi_label() : name, bytes,
-              [&] { allreduce(world, buf.data(), n, ReduceOp::sum, algo); },
-              [&] { std::fill(buf.begin(), buf.end(), 1.0f); });
+              [&] { allreduce(world, buf, n, ReduceOp::sum, algo); }, fill);
   }
   return 0;
 }

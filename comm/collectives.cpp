@@ -1,5 +1,7 @@
 #include "comm/collectives.hpp"
 
+#include "comm/scratch.hpp"
+
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
@@ -68,7 +70,7 @@ void allreduce_rabenseifner(const Communicator& c, float* data, int64_t n, Reduc
   int pow2 = 1;
   while (pow2 * 2 <= p) pow2 *= 2;
   const int rem = p - pow2;
-  std::vector<float> tmp(size_t((n + 1) / 2 + 1));
+  Scratch tmp((n + 1) / 2 + 1);
   // Fold: among the first 2*rem ranks, each even rank hands its vector to the odd one above.
   int vrank;  // rank among the pow2 participants, -1 if folded away
   if (r < 2 * rem) {
@@ -76,7 +78,7 @@ void allreduce_rabenseifner(const Communicator& c, float* data, int64_t n, Reduc
       send(c, data, n, r + 1, kTagFold);
       vrank = -1;
     } else {
-      tmp.resize(size_t(n));
+      tmp.resize(n);
       recv(c, tmp.data(), n, r - 1, kTagFold);
       add_into(data, tmp.data(), n);
       vrank = r / 2;
@@ -99,7 +101,7 @@ void allreduce_rabenseifner(const Communicator& c, float* data, int64_t n, Reduc
       const bool keep_low = (vrank & mask) == 0;
       const int64_t keep_lo = keep_low ? lo : mid, keep_hi = keep_low ? mid : hi;
       const int64_t give_lo = keep_low ? mid : lo, give_hi = keep_low ? hi : mid;
-      if (int64_t(tmp.size()) < keep_hi - keep_lo) tmp.resize(size_t(keep_hi - keep_lo));
+      tmp.resize(keep_hi - keep_lo);
       sendrecv(c, data + give_lo, give_hi - give_lo, partner, tmp.data(), keep_hi - keep_lo, partner, kTagHalve);
       add_into(data + keep_lo, tmp.data(), keep_hi - keep_lo);
       levels.push_back({lo, mid, hi, keep_low});
@@ -169,7 +171,7 @@ void reduce_scatter_ring(const Communicator& c, float* data, int64_t n, ReduceOp
   const int p = c.size(), r = c.rank();
   if (p == 1) return;
   const int right = mod(r + 1, p), left = mod(r - 1, p);
-  std::vector<float> tmp(size_t(n / p + 1));
+  Scratch tmp(n / p + 1);
   // Step s sends chunk r-s-1 and receives chunk r-s-2: after p-1 steps chunk r is complete here.
   for (int s = 0; s < p - 1; ++s) {
     const Range out = split_evenly(n, p, mod(r - s - 1, p)), in = split_evenly(n, p, mod(r - s - 2, p));

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages hokusai needs, and only those that are missing.
 # Idempotent; runs as root or through sudo; runs `apt-get update` before installing.
-# Usage: scripts/install-deps.sh [--cross] [--check]
+# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--check]
 #   --cross  also the ARM SVE tools: aarch64 cross g++, qemu-user, GoogleTest sources, llvm-mca,
 #            and the arm64 runtime libraries of the emulated trainer build (Debian multiarch:
 #            adds the arm64 architecture to dpkg). scripts/test.sh uses it.
+#   --simgrid  also SimGrid SMPI (smpicxx, smpirun) for scripts/simulate-collectives.sh and the
+#            simulated-torus test
 #   --check  list what is missing, install nothing
 set -euo pipefail
 
@@ -25,16 +27,21 @@ cross_packages=(
   libyaml-cpp0.7:arm64 libfmt-dev:arm64 libspdlog-dev:arm64
 )
 
+simgrid_packages=(libsimgrid-dev)
+
 cross=0
+simgrid=0
 check=0
 for arg in "$@"; do
   case "$arg" in
     --cross) cross=1 ;;
+    --simgrid) simgrid=1 ;;
     --check) check=1 ;;
-    *) echo "install-deps: unknown option '$arg' (expected --cross, --check)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --check)" >&2; exit 2 ;;
   esac
 done
 if [ $cross = 1 ]; then packages+=("${cross_packages[@]}"); fi
+if [ $simgrid = 1 ]; then packages+=("${simgrid_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

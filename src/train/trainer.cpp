@@ -186,6 +186,7 @@ class Trainer {
 #endif
   comm::Range tied_wte_{0, 0};  // this stage's wte when tied across first and last stage (pp > 1)
   double tp_comm_s_ = 0.0;      // time inside tensor-parallel reductions (accumulated by tp_ops_)
+  double memory_estimate_mb_ = 0.0;  // the start-up memory account's peak, checked against the peak RSS
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
   double interval_seconds_ = 0.0, interval_loss_ = 0.0;
   Breakdown interval_time_;
@@ -364,16 +365,27 @@ void Trainer::report_setup() {
   const double mb = 1.0 / (1 << 20);
   const double params_mb = 4.0 * double(n_params_) * mb, opt_mb = 8.0 * double(adam_->m.size()) * mb;
   const double act_mb = double(model_->activation_bytes()) * mb;
-  double comm_mb = 0.0;
+  // Communication buffers: the pipeline's transfer buffers, and the data-parallel reduction's
+  // scratch (a ring step's chunk per bucket in flight: arena / dp). With ZeRO-1, dp rank 0
+  // gathers the full Adam state (2 x arena) at each checkpoint: the peak is the larger of the two.
+  double comm_mb = 0.0, gather_mb = 0.0;
+  const int dp = dp_size(comms_);
 #if HOKUSAI_HAVE_MPI
-  if (pipe_) comm_mb = double(pipe_->buffer_bytes()) * mb;
+  if (pipe_) comm_mb += double(pipe_->buffer_bytes()) * mb;
 #endif
+  const double dp_scratch_mb = dp > 1 ? params_mb / dp : 0.0;
+  if (zero1_ && dp_rank_ == 0) gather_mb = 2.0 * params_mb;
+  const double steady_mb = 2 * params_mb + opt_mb + act_mb + comm_mb + dp_scratch_mb;
+  memory_estimate_mb_ = steady_mb + std::max(0.0, gather_mb - dp_scratch_mb);
   lg_->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
             "activations and scratch {:.1f} MiB ({} micro-batch slot(s), recompute {}), communication buffers "
-            "{:.1f} MiB, total {:.1f} MiB",
+            "{:.1f} MiB, total {:.1f} MiB{}",
             rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb, model_->slots(),
-            model_->recompute() == Recompute::none ? "none" : cfg_.parallel.recompute, comm_mb,
-            2 * params_mb + opt_mb + act_mb + comm_mb);
+            model_->recompute() == Recompute::none ? "none" : cfg_.parallel.recompute, comm_mb + dp_scratch_mb,
+            steady_mb,
+            gather_mb > 0 ? fmt::format(", {:.1f} MiB at a checkpoint (ZeRO-1 Adam state gathered here)",
+                                        memory_estimate_mb_)
+                          : std::string());
   if (pp_size_ > 1)
     lg_->info("pipeline: {} stages, {} over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "
               "layers {}{}{}",
@@ -672,7 +684,9 @@ TrainSummary Trainer::run() {
   summary_.seconds = std::chrono::duration<double>(clock::now() - t_start_).count();
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
-  lg_->info("peak resident memory (rank {}): {:.1f} MiB", rank_, double(usage.ru_maxrss) / 1024.0);
+  const double rss_mb = double(usage.ru_maxrss) / 1024.0;
+  lg_->info("peak resident memory (rank {}): {:.1f} MiB ({:+.0f}% against the {:.1f} MiB accounted at start)", rank_,
+            rss_mb, 100.0 * (rss_mb - memory_estimate_mb_) / memory_estimate_mb_, memory_estimate_mb_);
   lg_->info("done: {} steps in {}{}", step_ - first_step_, format_duration(summary_.seconds),
             summary_.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary_.last_val_loss) : "");
   return summary_;

@@ -8,6 +8,7 @@
 
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
+#include "comm/topology.hpp"
 #include "comm/mpi.hpp"
 #include "comm/nonblocking.hpp"
 #include "comm/shared.hpp"
@@ -69,9 +70,53 @@ TEST(Allreduce, EveryAlgorithmIsExactAndMatchesMpi) {
           const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * inv;
           ASSERT_EQ(data[size_t(i)], want) << to_string(algo) << (op == ReduceOp::sum ? " sum" : " avg") << " n=" << n
                                            << " i=" << i << " p=" << p << " rank " << r;
-          if (op == ReduceOp::sum) ASSERT_EQ(data[size_t(i)], ref[size_t(i)]);
+          if (op == ReduceOp::sum) {
+            ASSERT_EQ(data[size_t(i)], ref[size_t(i)]);
+          }
         }
       }
+}
+
+// Every torus and mesh shape of the world (1-D, and every ordered factorisation into 2 and 3
+// extents), every size and both ops: exact, equal to the closed form and to MPI_Allreduce.
+TEST(Allreduce, TorusIsExactOnEveryShape) {
+  const int p = world().size(), r = world().rank();
+  std::vector<std::string> shapes = {std::to_string(p), "mesh:" + std::to_string(p)};
+  for (int a = 2; a <= p; ++a)
+    if (p % a == 0 && p / a > 1) {
+      shapes.push_back(std::to_string(a) + "x" + std::to_string(p / a));
+      shapes.push_back("mesh:" + std::to_string(a) + "x" + std::to_string(p / a));
+      for (int b = 2; b <= p / a; ++b)
+        if ((p / a) % b == 0 && p / a / b > 1)
+          shapes.push_back(std::to_string(a) + "x" + std::to_string(b) + "x" + std::to_string(p / a / b));
+    }
+  if (p == 1) shapes.push_back("1x1");
+  for (const auto& shape : shapes) {
+    const TorusComms tc(world(), Torus::parse(shape));
+    for (auto op : {ReduceOp::sum, ReduceOp::average})
+      for (int64_t n : kSizes) {
+        std::vector<float> data(static_cast<size_t>(n)), ref(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) data[size_t(i)] = ref[size_t(i)] = value(r, i);
+        allreduce_torus(tc, data.data(), n, op);
+        if (n > 0) HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, ref.data(), int(n), MPI_FLOAT, MPI_SUM, world().raw()));
+        const float inv = 1.0f / float(p);
+        for (int64_t i = 0; i < n; ++i) {
+          const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * inv;
+          ASSERT_EQ(data[size_t(i)], want) << "torus " << shape << " n=" << n << " i=" << i << " rank " << r;
+          if (op == ReduceOp::sum) {
+            ASSERT_EQ(data[size_t(i)], ref[size_t(i)]);
+          }
+        }
+      }
+  }
+  EXPECT_THROW(TorusComms(world(), Torus::parse(std::to_string(p + 1))), std::invalid_argument);
+  EXPECT_THROW(Torus::parse("4x"), std::invalid_argument);
+  EXPECT_THROW(Torus::parse("4xa"), std::invalid_argument);
+  EXPECT_THROW(Torus::parse("0x2"), std::invalid_argument);
+  const Torus tofu = Torus::parse("4x4x4x2x3x2");
+  EXPECT_EQ(tofu.nodes(), 768);
+  for (int node : {0, 1, 5, 767, 400}) EXPECT_EQ(tofu.node(tofu.coords(node)), node);
+  EXPECT_EQ(tofu.coords(1), (std::vector<int>{0, 0, 0, 0, 0, 1}));  // the last dimension varies fastest
 }
 
 TEST(RingCollectives, ReduceScatterAndAllgatherMatchMpi) {

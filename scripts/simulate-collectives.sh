@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Allreduce at scale, simulated: bench/collectives.cpp and comm/ built with SimGrid SMPI
+# (smpicxx) and run by smpirun on simulated tori whose links have Tofu-D's figures
+# (REFERENCE.md: 6.8 GB/s per direction, 0.49 µs latency). Every figure it prints is SIMULATED.
+#   scripts/simulate-collectives.sh [--quick] [OUT.csv]
+# Platforms: a Tofu-like 6-D slice 4x4x4x2x3x2 (768 nodes) and a 3-D 16x16x16 torus (4096
+# nodes), one rank per node; messages 16 and 64 MiB (--quick: the 6-D torus at 16 MiB only).
+# Computation is not simulated (smpi/simulate-computation:no): times are the network's alone,
+# comparable with the alpha-beta bounds printed beside them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0; [ "${1:-}" = --quick ] && { quick=1; shift; }
+out_csv=${1:-build/smpi/simulated-collectives.csv}
+command -v smpicxx > /dev/null || { echo "simulate-collectives: smpicxx not found: ./scripts/install-deps.sh --simgrid" >&2; exit 1; }
+dir=build/smpi; mkdir -p "$dir"
+bin=$dir/bench_collectives_smpi
+if [ ! -x "$bin" ] || [ -n "$(find comm bench/collectives.cpp -newer "$bin" 2>/dev/null | head -1)" ]; then
+  smpicxx -std=c++20 -O2 -fopenmp-simd -DHOKUSAI_SMPI=1 -I. comm/grid.cpp comm/mpi.cpp comm/collectives.cpp \
+    comm/topology.cpp comm/nonblocking.cpp bench/collectives.cpp -o "$bin"
+fi
+BW=6.8GBps LAT=0.49us
+# platform FILE "a,b,c": a SimGrid torus cluster (its first dimension varies fastest).
+platform() {
+  local n=1; IFS=, read -ra d <<< "$2"; for x in "${d[@]}"; do n=$((n * x)); done
+  cat > "$1" <<XML
+<?xml version='1.0'?>
+<!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">
+<platform version="4.1">
+  <cluster id="torus" prefix="node-" suffix="" radical="0-$((n - 1))" speed="1Gf" bw="$BW" lat="$LAT"
+           topology="TORUS" topo_parameters="$2"/>
+</platform>
+XML
+  seq 0 $((n - 1)) | sed 's/^/node-/' > "$1.hosts"
+  echo "$n"
+}
+echo "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs,platform" > "$out_csv"
+run() {  # run NAME "a,b,c" MIN MAX
+  local name=$1 shape=$2 min=$3 max=$4
+  local n; n=$(platform "$dir/$name.xml" "$shape")
+  # hokusai's Torus lists the slowest dimension first: the reverse of SimGrid's order.
+  local ours; ours=$(echo "$shape" | tr ',' '\n' | tac | paste -sd x)
+  echo "== $name: $n simulated ranks, torus $shape (SIMULATED)" >&2
+  smpirun -np "$n" -platform "$dir/$name.xml" -hostfile "$dir/$name.xml.hosts" \
+    --cfg=smpi/simulate-computation:no --cfg=smpi/shared-malloc:global --cfg=contexts/stack-size:256 \
+    --log=root.thres:critical "$bin" --csv --reps 1 --min "$min" --max "$max" --torus "$ours" \
+    | grep -v '^impl' | sed "s/\$/,$name/" | tee -a "$out_csv"
+}
+run tofu6d 4,4,4,2,3,2 $((16 << 20)) $((16 << 20))
+if [ $quick = 0 ]; then
+  run tofu6d 4,4,4,2,3,2 $((64 << 20)) $((64 << 20))
+  run torus3d 16,16,16 $((16 << 20)) $((64 << 20))
+fi
+# The alpha-beta bounds per platform: every byte a node must send, 2n(P-1)/P, spread over all its
+# links (2 per dimension of extent > 2, 1 for extent 2), plus the torus algorithm's latency.
+python3 - "$out_csv" "$BW" "$LAT" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+beta = 1 / 6.8e9; alpha = 0.49e-6
+shapes = {"tofu6d": [4, 4, 4, 2, 3, 2], "torus3d": [16, 16, 16]}
+print(f"\n{'platform':<8} {'MiB':>4} {'algorithm':<22} {'time ms':>9} {'busbw GB/s':>10} {'x ring':>7} {'x rabens.':>9} {'/ bound':>8}   (SIMULATED)")
+for (plat, nbytes) in sorted({(r["platform"], int(r["bytes"])) for r in rows}):
+    sel = [r for r in rows if r["platform"] == plat and int(r["bytes"]) == nbytes]
+    dims = shapes[plat]; P = 1
+    for k in dims: P *= k
+    links = sum(2 if k > 2 else 1 for k in dims)
+    bound = 2 * nbytes * (P - 1) / P * beta / links + 2 * sum(k - 1 for k in dims) * alpha
+    t = {r["algorithm"]: float(r["time_s"]) for r in sel}
+    for r in sel:
+        tt = float(r["time_s"])
+        print(f"{plat:<8} {nbytes >> 20:>4} {r['algorithm']:<22} {tt * 1e3:9.2f} {float(r['busbw_gbs']):10.2f} "
+              f"{t.get('ring', 0) / tt:7.2f} {t.get('rabenseifner', 0) / tt:9.2f} {tt / bound:8.2f}")
+    print(f"{plat:<8} {nbytes >> 20:>4} {'alpha-beta bound':<22} {bound * 1e3:9.2f}")
+PY

@@ -6,6 +6,9 @@
 // Run under `--mca coll_tuned_use_dynamic_rules 1 --mca coll_tuned_allreduce_algorithm N` to
 // force an Open MPI algorithm: the mpi rows are then labelled with it
 // (scripts/bench-collectives.sh does all of them).
+#if HOKUSAI_SMPI
+#undef exit  // SMPI's force-included helpers rename exit(); CLI11 has a member of that name
+#endif
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -50,6 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "Repetitions (median)")->capture_default_str();
   app.add_flag("--csv", csv, "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs");
   app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
+  bool no_mpi = false;
+  app.add_flag("--no-mpi", no_mpi, "No MPI_Allreduce rows (simulations: SMPI's own allreduce allocates real buffers)");
   std::string torus_shape;
   app.add_option("--torus", torus_shape, "Also time allreduce_torus with the ranks laid on this torus (4x4x4x2x3x2)");
   CLI11_PARSE(app, argc, argv);
@@ -58,7 +63,8 @@ int main(int argc, char** argv) {
   if (rank == 0 && csv) std::printf("impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs\n");
   if (rank == 0 && !csv)
     std::printf("# %d ranks; time = median of %d (slowest rank); busbw = algbw*2(p-1)/p\n", p, reps);
-  std::vector<std::pair<std::string, AllreduceAlgorithm>> algos = {{"mpi", AllreduceAlgorithm::mpi}};
+  std::vector<std::pair<std::string, AllreduceAlgorithm>> algos;
+  if (!no_mpi) algos.push_back({"mpi", AllreduceAlgorithm::mpi});
   if (!mpi_only) {
     algos.push_back({"ring", AllreduceAlgorithm::ring});
     algos.push_back({"rabenseifner", AllreduceAlgorithm::rabenseifner});

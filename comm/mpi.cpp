@@ -15,6 +15,9 @@ void check_mpi(int rc, const char* expr, const char* file, int line) {
 }
 
 Environment::Environment(int* argc, char*** argv, int required) {
+#if HOKUSAI_SMPI  // simulated ranks run no OpenMP threads, and SMPI reports MPI_THREAD_SINGLE
+  required = MPI_THREAD_SINGLE;
+#endif
   HOKUSAI_MPI(MPI_Init_thread(argc, argv, required, &provided_));
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   if (provided_ < required) {

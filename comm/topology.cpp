@@ -112,74 +112,81 @@ void allreduce_torus(const TorusComms& tc, float* data, int64_t n, ReduceOp op) 
     part.tmp.resize(r.size() / 2 + 1);
     parts.push_back(std::move(part));
   }
-  std::vector<MPI_Request> reqs;
-  while (true) {
-    reqs.clear();
-    struct Posted {
-      Part* part;
-      int64_t in_begin, in_size;
-    };
-    std::vector<Posted> posted;
-    for (size_t q = 0; q < parts.size(); ++q) {
-      Part& pt = parts[q];
-      if (pt.done) continue;
-      const int dim = pt.order[size_t(pt.phase)];
-      const Communicator& ring = tc.ring(dim);
-      const int p = ring.size(), r = ring.rank();
-      const int right = mod(r + pt.dir, p), left = mod(r - pt.dir, p);
-      if (pt.step == 0 && !pt.gathering) pt.ranges.push_back({pt.begin, pt.end});
-      const int64_t len = pt.end - pt.begin;
-      // Reduce-scatter step s: send chunk r - dir(s+1), receive chunk r - dir(s+2); allgather
-      // step s: send chunk r - dir·s, receive chunk r - dir(s+1) (chunks of the phase's range).
-      const int s = pt.step;
-      const int out_c = pt.gathering ? mod(r - pt.dir * s, p) : mod(r - pt.dir * (s + 1), p);
-      const int in_c = pt.gathering ? mod(r - pt.dir * (s + 1), p) : mod(r - pt.dir * (s + 2), p);
-      const Range out = split_evenly(len, p, out_c), in = split_evenly(len, p, in_c);
-      float* recv_to = pt.gathering ? data + pt.begin + in.begin : pt.tmp.data();
-      if (!pt.gathering && in.size() > pt.tmp.size()) pt.tmp.resize(in.size()), recv_to = pt.tmp.data();
-      const int tag = 2000 + int(q);
-      reqs.emplace_back();
-      HOKUSAI_MPI(MPI_Irecv(recv_to, int(in.size()), MPI_FLOAT, left, tag, ring.raw(), &reqs.back()));
-      reqs.emplace_back();
-      HOKUSAI_MPI(MPI_Isend(data + pt.begin + out.begin, int(out.size()), MPI_FLOAT, right, tag, ring.raw(),
-                            &reqs.back()));
-      posted.push_back({&pt, pt.begin + in.begin, in.size()});
-    }
-    if (posted.empty()) break;
-    HOKUSAI_MPI(MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE));
-    for (const Posted& ps : posted) {
-      Part& pt = *ps.part;
-      const int dim = pt.order[size_t(pt.phase)];
-      const Communicator& ring = tc.ring(dim);
-      const int p = ring.size(), r = ring.rank();
-      if (!pt.gathering) {
-        float* dst = data + ps.in_begin;
-        const float* src = pt.tmp.data();
+  // Each part advances on its own: its next ring step is posted as soon as its previous one has
+  // completed (no round waits for the slowest part), MPI_Waitsome over all parts' requests.
+  std::vector<MPI_Request> reqs(size_t(2 * nparts), MPI_REQUEST_NULL);
+  std::vector<std::pair<int64_t, int64_t>> incoming(static_cast<size_t>(nparts));  // the posted receive's range
+  const auto post = [&](int q) {
+    Part& pt = parts[size_t(q)];
+    const Communicator& ring = tc.ring(pt.order[size_t(pt.phase)]);
+    const int p = ring.size(), r = ring.rank();
+    const int right = mod(r + pt.dir, p), left = mod(r - pt.dir, p);
+    if (pt.step == 0 && !pt.gathering) pt.ranges.push_back({pt.begin, pt.end});
+    const int64_t len = pt.end - pt.begin;
+    // Reduce-scatter step s: send chunk r - dir(s+1), receive chunk r - dir(s+2); allgather
+    // step s: send chunk r - dir·s, receive chunk r - dir(s+1) (chunks of the phase's range).
+    const int s = pt.step;
+    const int out_c = pt.gathering ? mod(r - pt.dir * s, p) : mod(r - pt.dir * (s + 1), p);
+    const int in_c = pt.gathering ? mod(r - pt.dir * (s + 1), p) : mod(r - pt.dir * (s + 2), p);
+    const Range out = split_evenly(len, p, out_c), in = split_evenly(len, p, in_c);
+    if (!pt.gathering) pt.tmp.resize(in.size());
+    float* recv_to = pt.gathering ? data + pt.begin + in.begin : pt.tmp.data();
+    const int tag = 2000 + q;
+    HOKUSAI_MPI(MPI_Irecv(recv_to, int(in.size()), MPI_FLOAT, left, tag, ring.raw(), &reqs[size_t(2 * q)]));
+    HOKUSAI_MPI(MPI_Isend(data + pt.begin + out.begin, int(out.size()), MPI_FLOAT, right, tag, ring.raw(),
+                          &reqs[size_t(2 * q + 1)]));
+    incoming[size_t(q)] = {pt.begin + in.begin, in.size()};
+  };
+  // After part q's step completed: reduce what arrived, move to the next step, phase or stage.
+  const auto advance = [&](int q) {
+    Part& pt = parts[size_t(q)];
+    const Communicator& ring = tc.ring(pt.order[size_t(pt.phase)]);
+    const int p = ring.size(), r = ring.rank();
+    if (!pt.gathering) {
+      float* dst = data + incoming[size_t(q)].first;
+      const float* src = pt.tmp.data();
+      const int64_t m = incoming[size_t(q)].second;
 #pragma omp simd
-        for (int64_t i = 0; i < ps.in_size; ++i) dst[i] += src[i];
-      }
-      if (++pt.step < p - 1) continue;
-      pt.step = 0;
-      if (!pt.gathering) {  // keep my chunk of this phase's range, go to the next dimension
-        const Range mine = split_evenly(pt.end - pt.begin, p, r);
-        pt.end = pt.begin + mine.end;
-        pt.begin += mine.begin;
-        if (++pt.phase == D) {  // fully reduced: the allgather walks the dimensions back
-          if (op == ReduceOp::average) {
-            const float s = 1.0f / float(tc.size());
-            for (int64_t i = pt.begin; i < pt.end; ++i) data[i] *= s;
-          }
-          pt.gathering = true;
-          pt.phase = D - 1;
-          pt.begin = pt.ranges.back().first, pt.end = pt.ranges.back().second;
+      for (int64_t i = 0; i < m; ++i) dst[i] += src[i];
+    }
+    if (++pt.step < p - 1) return;
+    pt.step = 0;
+    if (!pt.gathering) {  // keep my chunk of this phase's range, go to the next dimension
+      const Range mine = split_evenly(pt.end - pt.begin, p, r);
+      pt.end = pt.begin + mine.end;
+      pt.begin += mine.begin;
+      if (++pt.phase == D) {  // fully reduced: the allgather walks the dimensions back
+        if (op == ReduceOp::average) {
+          const float f = 1.0f / float(tc.size());
+          for (int64_t i = pt.begin; i < pt.end; ++i) data[i] *= f;
         }
-      } else if (pt.phase == 0) {
-        pt.done = true;
-      } else {
-        pt.ranges.pop_back();
-        --pt.phase;
+        pt.gathering = true;
+        pt.phase = D - 1;
         pt.begin = pt.ranges.back().first, pt.end = pt.ranges.back().second;
       }
+    } else if (pt.phase == 0) {
+      pt.done = true;
+    } else {
+      pt.ranges.pop_back();
+      --pt.phase;
+      pt.begin = pt.ranges.back().first, pt.end = pt.ranges.back().second;
+    }
+  };
+  for (int q = 0; q < nparts; ++q) post(q);
+  int in_progress = nparts;
+  std::vector<int> finished(reqs.size());
+  while (in_progress > 0) {
+    int count = 0;
+    HOKUSAI_MPI(MPI_Waitsome(int(reqs.size()), reqs.data(), &count, finished.data(), MPI_STATUSES_IGNORE));
+    for (int i = 0; i < count; ++i) {
+      const int q = finished[size_t(i)] / 2;
+      if (reqs[size_t(2 * q)] != MPI_REQUEST_NULL || reqs[size_t(2 * q + 1)] != MPI_REQUEST_NULL) continue;
+      if (parts[size_t(q)].done) continue;
+      advance(q);
+      if (parts[size_t(q)].done)
+        --in_progress;
+      else
+        post(q);
     }
   }
 }

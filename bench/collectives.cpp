@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   app.add_flag("--csv", csv, "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs");
   app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
   bool no_mpi = false;
+  std::string only;
+  app.add_option("--only", only, "Comma-separated algorithms to time (mpi, ring, rabenseifner, torus); default all");
   app.add_flag("--no-mpi", no_mpi, "No MPI_Allreduce rows (simulations: SMPI's own allreduce allocates real buffers)");
   std::string torus_shape;
   app.add_option("--torus", torus_shape, "Also time allreduce_torus with the ranks laid on this torus (4x4x4x2x3x2)");
@@ -63,11 +65,14 @@ int main(int argc, char** argv) {
   if (rank == 0 && csv) std::printf("impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs\n");
   if (rank == 0 && !csv)
     std::printf("# %d ranks; time = median of %d (slowest rank); busbw = algbw*2(p-1)/p\n", p, reps);
+  const auto wanted = [&](const std::string& name) {
+    return only.empty() || ("," + only + ",").find("," + name + ",") != std::string::npos;
+  };
   std::vector<std::pair<std::string, AllreduceAlgorithm>> algos;
-  if (!no_mpi) algos.push_back({"mpi", AllreduceAlgorithm::mpi});
+  if (!no_mpi && wanted("mpi")) algos.push_back({"mpi", AllreduceAlgorithm::mpi});
   if (!mpi_only) {
-    algos.push_back({"ring", AllreduceAlgorithm::ring});
-    algos.push_back({"rabenseifner", AllreduceAlgorithm::rabenseifner});
+    if (wanted("ring")) algos.push_back({"ring", AllreduceAlgorithm::ring});
+    if (wanted("rabenseifner")) algos.push_back({"rabenseifner", AllreduceAlgorithm::rabenseifner});
   }
   std::optional<TorusComms> torus;
   if (!torus_shape.empty()) torus.emplace(world, Torus::parse(torus_shape));
@@ -120,7 +125,7 @@ int main(int argc, char** argv) {
 #endif
     fill();
     float* buf = message.data();
-    if (torus)
+    if (torus && wanted("torus"))
       measure("hokusai", "torus_" + torus->torus().to_string(), bytes,
               [&] { allreduce_torus(*torus, buf, n, ReduceOp::sum); }, fill);
     for (const auto& [name, algo] : algos)

@@ -44,7 +44,7 @@ run() {  # run NAME "a,b,c" MIN MAX ALGORITHMS
   local ours; ours=$(echo "$shape" | tr ',' '\n' | tac | paste -sd x)
   echo "== $name: $n simulated ranks, torus $shape (SIMULATED)" >&2
   smpirun -np "$n" -platform "$dir/$name.xml" -hostfile "$dir/$name.xml.hosts" \
-    --cfg=smpi/simulate-computation:no --cfg=smpi/test:0 --cfg=smpi/shared-malloc:global --cfg=contexts/stack-size:256 \
+    --cfg=smpi/simulate-computation:no --cfg=smpi/test:0 --cfg=smpi/shared-malloc:global --cfg=smpi/shared-malloc-blocksize:67108864 --cfg=contexts/stack-size:256 \
     --log=root.thres:critical "$bin" --csv --no-mpi --only "$algos" --reps 1 --min "$min" --max "$max" --torus "$ours" \
     | grep --line-buffered -v '^impl' | sed -u "s/\$/,$name/" | tee -a "$out_csv"
 }

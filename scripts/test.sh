@@ -10,10 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-release}
 
+# SimGrid (--simgrid) builds the simulated-torus test (ctest simulated_torus_4x4).
 if [ "$preset" = release ] && [ "${HOKUSAI_SKIP_CROSS:-0}" != 1 ]; then
-  scripts/install-deps.sh --cross
+  scripts/install-deps.sh --cross --simgrid
 else
-  scripts/install-deps.sh
+  scripts/install-deps.sh --simgrid
 fi
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$(nproc)"

@@ -96,19 +96,26 @@ void allreduce_torus(const TorusComms& tc, float* data, int64_t n, ReduceOp op) 
     if (t.dims[k] > 1) active.push_back(int(k));
   const int D = int(active.size());
   if (D == 0 || n == 0) return;
-  // Mesh dimensions have no wrap-around link: the ring's closing hop crosses the whole line, so
-  // only one direction is used there (no gain from the second).
-  std::vector<Part> parts;
-  const int directions = t.wrap ? 2 : 1;
-  const int nparts = directions * D;
+  // One part per outgoing link: a dimension of extent > 2 on a torus has two (to coordinate + 1
+  // and − 1), one of extent 2 a single neighbour, and a mesh line is used in one direction (its
+  // ring's closing hop crosses the whole line). Part (j, dir) starts on dimension j.
+  std::vector<std::pair<int, int>> starts;  // (position in active, direction)
+  for (int j = 0; j < D; ++j) starts.push_back({j, 1});
+  if (t.wrap)
+    for (int j = 0; j < D; ++j)
+      if (t.dims[size_t(active[size_t(j)])] > 2) starts.push_back({j, -1});
+  const int nparts = int(starts.size());
   if (n / nparts >= INT32_MAX)
     throw std::invalid_argument("allreduce_torus: " + std::to_string(n) + " floats per part exceed MPI's int count");
+  // Equal parts. (Sizing them so every link carries the same bytes was slower in simulation, 1.01
+  // against 0.95 ms on the 768-node 6-D torus: the busiest link is not what sets the time.)
+  std::vector<Part> parts;
   for (int q = 0; q < nparts; ++q) {
     Part part;
     const Range r = split_evenly(n, nparts, q);
     part.begin = r.begin, part.end = r.end;
-    for (int k = 0; k < D; ++k) part.order.push_back(active[size_t((q % D + k) % D)]);
-    part.dir = q < D ? 1 : -1;
+    for (int k = 0; k < D; ++k) part.order.push_back(active[size_t((starts[size_t(q)].first + k) % D)]);
+    part.dir = starts[size_t(q)].second;
     part.tmp.resize(r.size() / 2 + 1);
     parts.push_back(std::move(part));
   }

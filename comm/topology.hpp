@@ -4,13 +4,14 @@
 // Torus: node n <-> coordinates, row-major (the last dimension varies fastest), as Fugaku's
 // virtual-coordinate files list them; rank r of a communicator laid on the torus is node r.
 //
-// allreduce_torus (one rank per node, comm.size() == nodes()): the buffer is cut into 2D parts
-// for the D dimensions of extent > 1 and the two ring directions. Part (j, dir) reduce-scatters
+// allreduce_torus (one rank per node, comm.size() == nodes()): the buffer is cut into one part per
+// outgoing link of a node (two per dimension of extent > 2, to coordinate + 1 and − 1; one per
+// dimension of extent 2, whose two neighbours are the same node). Part (j, dir) reduce-scatters
 // along dimension j, then j+1, ..., each time on the chunk it kept (a ring of n_k ranks leaves
-// 1/n_k of the range), then all-gathers back in the reverse order. All parts advance together,
-// one ring step per round, so in every round each node sends on up to 2D links instead of the
-// ring's one. Bytes sent per node: 2·(P−1)/P · n as for the ring, spread over 2D links;
-// steps: 2·Σ(n_k − 1) instead of 2·(P − 1).
+// 1/n_k of the range), then all-gathers back in the reverse order. The parts advance
+// independently, so every link carries traffic at once instead of the ring's one. Bytes sent
+// per node: 2·(P−1)/P · n as for the ring, spread over all links; steps: 2·Σ(n_k − 1) instead of
+// 2·(P − 1).
 #pragma once
 
 #include <cstdint>

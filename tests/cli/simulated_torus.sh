@@ -20,7 +20,8 @@ cat > "$work/t16.xml" <<'XML'
 XML
 seq 0 15 | sed 's/^/node-/' > "$work/t16.hosts"
 smpirun -np 16 -platform "$work/t16.xml" -hostfile "$work/t16.hosts" --cfg=smpi/simulate-computation:no \
-  --cfg=smpi/test:0 --cfg=smpi/shared-malloc:global --log=root.thres:critical \
+  --cfg=smpi/test:0 --cfg=smpi/lat-factor:0:1 --cfg=smpi/bw-factor:0:1 --cfg=smpi/shared-malloc:global \
+  --log=root.thres:critical \
   "$work/bench_collectives_smpi" --csv --no-mpi --reps 1 --min 16777216 --max 16777216 --torus 4x4 > "$work/out.csv"
 python3 - "$work/out.csv" <<'PY'
 import csv, sys

@@ -69,6 +69,26 @@ void Pipeline::receive(float* data, int from, int tag) {
   wait_s_ += MPI_Wtime() - t0;
 }
 
+// Virtual stage c*P + s sends forward to c*P + s + 1: the next stage, or stage 0's next chunk
+// (and backward the other way). A message is tagged with its receiver's micro-batch and chunk.
+int Pipeline::tag(int micro, int chunk, bool gradient) const {
+  return comm::pipeline_tag(micro * chunks_ + chunk, gradient);
+}
+
+double Pipeline::forward(const ComputeContext& ctx, const Batch& batch, int micro, int chunk, int slot) {
+  const int P = stages_, s = stage_;
+  const bool entry = s == 0 && chunk == 0, exit = s == P - 1 && chunk == chunks_ - 1;
+  sent_output_[size_t(slot)].wait();  // the slot's previous output has left before it is overwritten
+  batch(micro, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data());
+  if (!entry) receive(model_.input_buffer(slot), (s + P - 1) % P, tag(micro, chunk, false));
+  const double loss =
+      model_.forward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), B_, T_, slot, chunk);
+  if (!exit)
+    sent_output_[size_t(slot)] = comm::isend(pp_, model_.stage_output(slot), NC_, (s + 1) % P,
+                                             tag(micro, s == P - 1 ? chunk + 1 : chunk, false));
+  return loss;
+}
+
 double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, float dloss,
                        const Model<float>::GradsReady& ready_last) {
   const int P = stages_, s = stage_, v = chunks_;
@@ -78,10 +98,7 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
     throw std::invalid_argument("Pipeline: stage " + std::to_string(s) + " has " + std::to_string(model_.slots()) +
                                 " activation slots but its schedule over " + std::to_string(m) +
                                 " micro-batches needs " + std::to_string(need));
-  // Virtual stage c*P + s sends forward to c*P + s + 1: the next stage, or stage 0's next chunk
-  // (and backward the other way). A message is tagged with its receiver's micro-batch and chunk.
   const int next = (s + 1) % P, prev = (s + P - 1) % P;
-  const auto tag = [v](int micro, int chunk, bool gradient) { return comm::pipeline_tag(micro * v + chunk, gradient); };
   std::vector<int> free_slots(size_t(model_.slots())), slot_of(size_t(m * v), -1);
   for (int i = 0; i < model_.slots(); ++i) free_slots[size_t(i)] = model_.slots() - 1 - i;
   double loss = 0.0;
@@ -91,13 +108,7 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
       const int slot = free_slots.back();
       free_slots.pop_back();
       slot_of[size_t(op.micro * v + op.chunk)] = slot;
-      sent_output_[size_t(slot)].wait();  // the slot's previous output has left before it is overwritten
-      batch(op.micro, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data());
-      if (!entry) receive(model_.input_buffer(slot), prev, tag(op.micro, op.chunk, false));
-      loss += model_.forward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), B_, T_, slot, op.chunk);
-      if (!exit)
-        sent_output_[size_t(slot)] = comm::isend(pp_, model_.stage_output(slot), NC_, next,
-                                                 tag(op.micro, s == P - 1 ? op.chunk + 1 : op.chunk, false));
+      loss += forward(ctx, batch, op.micro, op.chunk, slot);
     } else {
       const int slot = slot_of[size_t(op.micro * v + op.chunk)];
       if (!exit) receive(dy_.data(), next, tag(op.micro, op.chunk, true));
@@ -118,20 +129,9 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
 }
 
 double Pipeline::forward_only(const ComputeContext& ctx, int m, const Batch& batch) {
-  const int P = stages_, s = stage_, v = chunks_;
-  const int next = (s + 1) % P, prev = (s + P - 1) % P;
   double loss = 0.0;
   for (int i = 0; i < m; ++i)
-    for (int c = 0; c < v; ++c) {  // micro-batch i round the ring of virtual stages
-      const bool entry = s == 0 && c == 0, exit = s == P - 1 && c == v - 1;
-      sent_output_[0].wait();
-      batch(i, tokens_[0].data(), targets_[0].data());
-      if (!entry) receive(model_.input_buffer(0), prev, comm::pipeline_tag(i * v + c, false));
-      loss += model_.forward(ctx, tokens_[0].data(), targets_[0].data(), B_, T_, 0, c);
-      if (!exit)
-        sent_output_[0] = comm::isend(pp_, model_.stage_output(0), NC_, next,
-                                      comm::pipeline_tag(i * v + (s == P - 1 ? c + 1 : c), false));
-    }
+    for (int c = 0; c < chunks_; ++c) loss += forward(ctx, batch, i, c, 0);  // round the ring of virtual stages
   sent_output_[0].wait();
   return loss;
 }

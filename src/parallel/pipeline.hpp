@@ -88,6 +88,10 @@ class Pipeline {
   std::list<GradSend> grad_sends_;
   double wait_s_ = 0.0;
   void receive(float* data, int from, int tag);
+  int tag(int micro, int chunk, bool gradient) const;
+  // Forward of (micro, chunk) in `slot`: receive the input unless this is the first virtual
+  // stage, run the chunk, send its output on unless this is the last. Returns its loss sum.
+  double forward(const ComputeContext& ctx, const Batch& batch, int micro, int chunk, int slot);
 };
 
 }  // namespace hokusai::parallel

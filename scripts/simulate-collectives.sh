@@ -3,8 +3,11 @@
 # (smpicxx) and run by smpirun on simulated tori whose links have Tofu-D's figures
 # (REFERENCE.md: 6.8 GB/s per direction, 0.49 µs latency). Every figure it prints is SIMULATED.
 #   scripts/simulate-collectives.sh [--quick] [OUT.csv]
-# Platforms: a Tofu-like 6-D slice 4x4x4x2x3x2 (768 nodes) and a 3-D 16x16x16 torus (4096
-# nodes), one rank per node; messages 16 and 64 MiB (--quick: the 6-D torus at 16 MiB only).
+#   scripts/simulate-collectives.sh --test DIR   (ctest simulated_torus_4x4)
+# Platforms: a Tofu-like 6-D slice 4x4x4x2x3x2 (768 nodes), a 3-D 8x8x8 torus (512) and, with
+# HOKUSAI_SIM_4096=1, 16x16x16 (4096; torus algorithm only); one rank per node; 16 MiB
+# (--quick: the 6-D torus only). --test: a 4x4 torus (16 nodes), where the torus allreduce must
+# beat ring and Rabenseifner by >= 1.5x and stay within 1.3x of the alpha-beta bound.
 # Computation is not simulated (smpi/simulate-computation:no), nor SMPI's default 0.1 ms per
 # MPI_Test-like call (smpi/test:0; it would charge the torus algorithm's MPI_Waitsome progress
 # loop for polling that a real network does not pay), and SMPI's latency and bandwidth factors
@@ -14,10 +17,14 @@
 # (--no-mpi): it allocates real per-rank buffers, 768 x 16 MiB and more, beyond this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=0; [ "${1:-}" = --quick ] && { quick=1; shift; }
-out_csv=${1:-build/smpi/simulated-collectives.csv}
+quick=0 test=0 dir=build/smpi
+case "${1:-}" in
+  --quick) quick=1; shift ;;
+  --test) test=1; dir=$2; shift 2 ;;
+esac
+out_csv=${1:-$dir/simulated-collectives.csv}
 command -v smpicxx > /dev/null || { echo "simulate-collectives: smpicxx not found: ./scripts/install-deps.sh --simgrid" >&2; exit 1; }
-dir=build/smpi; mkdir -p "$dir"
+mkdir -p "$dir"
 bin=$dir/bench_collectives_smpi
 if [ ! -x "$bin" ] || [ -n "$(find comm bench/collectives.cpp -newer "$bin" 2>/dev/null | head -1)" ]; then
   smpicxx -std=c++20 -O2 -fopenmp-simd -DHOKUSAI_SMPI=1 -I. comm/grid.cpp comm/mpi.cpp comm/collectives.cpp \
@@ -52,19 +59,24 @@ run() {  # run NAME "a,b,c" MIN MAX ALGORITHMS
     | grep --line-buffered -v '^impl' | sed -u "s/\$/,$name/" | tee -a "$out_csv"
 }
 # One smpirun per algorithm: the ring's 2(P-1) steps on P ranks take by far the longest to simulate.
-for a in torus rabenseifner ring; do run tofu6d 4,4,4,2,3,2 $((16 << 20)) $((16 << 20)) $a; done
-if [ $quick = 0 ]; then
+if [ $test = 1 ]; then
+  run torus2d 4,4 $((16 << 20)) $((16 << 20)) torus,ring,rabenseifner
+else
+  for a in torus rabenseifner ring; do run tofu6d 4,4,4,2,3,2 $((16 << 20)) $((16 << 20)) $a; done
+fi
+if [ $quick = 0 ] && [ $test = 0 ]; then
   for a in torus rabenseifner ring; do run torus3d_8 8,8,8 $((16 << 20)) $((16 << 20)) $a; done
   # 4096 simulated ranks: even the torus algorithm alone takes tens of minutes to simulate here.
   [ "${HOKUSAI_SIM_4096:-0}" = 1 ] && run torus3d 16,16,16 $((16 << 20)) $((16 << 20)) torus
 fi
 # The alpha-beta bounds per platform: every byte a node must send, 2n(P-1)/P, spread over all its
 # links (2 per dimension of extent > 2, 1 for extent 2), plus the torus algorithm's latency.
-python3 - "$out_csv" "$BW" "$LAT" <<'PY'
+python3 - "$out_csv" "$BW" "$LAT" "$test" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 beta = 1 / 6.8e9; alpha = 0.49e-6
-shapes = {"tofu6d": [4, 4, 4, 2, 3, 2], "torus3d_8": [8, 8, 8], "torus3d": [16, 16, 16]}
+shapes = {"tofu6d": [4, 4, 4, 2, 3, 2], "torus3d_8": [8, 8, 8], "torus3d": [16, 16, 16], "torus2d": [4, 4]}
+worst = []
 print(f"\n{'platform':<8} {'MiB':>4} {'algorithm':<22} {'time ms':>9} {'busbw GB/s':>10} {'x ring':>7} {'x rabens.':>9} {'/ bound':>8}   (SIMULATED)")
 for (plat, nbytes) in sorted({(r["platform"], int(r["bytes"])) for r in rows}):
     sel = [r for r in rows if r["platform"] == plat and int(r["bytes"]) == nbytes]
@@ -78,4 +90,13 @@ for (plat, nbytes) in sorted({(r["platform"], int(r["bytes"])) for r in rows}):
         print(f"{plat:<8} {nbytes >> 20:>4} {r['algorithm']:<22} {tt * 1e3:9.2f} {float(r['busbw_gbs']):10.2f} "
               f"{t.get('ring', 0) / tt:7.2f} {t.get('rabenseifner', 0) / tt:9.2f} {tt / bound:8.2f}")
     print(f"{plat:<8} {nbytes >> 20:>4} {'alpha-beta bound':<22} {bound * 1e3:9.2f}")
+    tor = [v for k, v in t.items() if k.startswith("torus")]
+    if tor and "ring" in t and "rabenseifner" in t:
+        worst.append((min(t["ring"], t["rabenseifner"]) / tor[0], tor[0] / bound))
+if sys.argv[4] == "1":  # --test: the thresholds of the issue
+    if not worst: sys.exit("FAIL: no torus, ring and rabenseifner rows")
+    speedup, ratio = worst[0]
+    if speedup < 1.5: sys.exit(f"FAIL: torus allreduce only {speedup:.2f}x faster than ring/Rabenseifner (< 1.5x)")
+    if ratio > 1.3: sys.exit(f"FAIL: torus allreduce at {ratio:.2f}x the alpha-beta bound (> 1.3x)")
+    print(f"ok: torus {speedup:.2f}x faster than the faster of ring and Rabenseifner, {ratio:.2f}x the bound (SIMULATED)")
 PY

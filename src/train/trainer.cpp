@@ -236,22 +236,11 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
 
 void Trainer::check_layout() const {
 #if !HOKUSAI_HAVE_MPI
-  if (cfg_.parallel.pp != 1)
-    throw ConfigError(fmt::format("parallel.pp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
-                                  "process: set parallel.pp to 1 or use an MPI build",
-                                  cfg_.parallel.pp));
-#endif
-#if !HOKUSAI_HAVE_MPI
-  if (cfg_.parallel.tp != 1)
-    throw ConfigError(fmt::format("parallel.tp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
-                                  "process: set parallel.tp to 1 or use an MPI build",
-                                  cfg_.parallel.tp));
-#endif
-#if !HOKUSAI_HAVE_MPI
-  if (cfg_.parallel.dp != 1)
-    throw ConfigError(fmt::format("parallel.dp={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
-                                  "process: set parallel.dp to 1 or use an MPI build",
-                                  cfg_.parallel.dp));
+  for (const auto& [axis, ranks] : {std::pair{"pp", cfg_.parallel.pp}, {"tp", cfg_.parallel.tp}, {"dp", cfg_.parallel.dp}})
+    if (ranks != 1)
+      throw ConfigError(fmt::format("parallel.{}={}: this build has no MPI (HOKUSAI_WITH_MPI=OFF) and runs one "
+                                    "process: set parallel.{} to 1 or use an MPI build",
+                                    axis, ranks, axis));
 #endif
   if (cfg_.parallel.tp * cfg_.parallel.pp * cfg_.parallel.dp != world_)
     throw ConfigError(fmt::format("parallel.tp*pp*dp = {}*{}*{} but the job has {} rank(s): make their product the "

@@ -104,7 +104,9 @@ void allreduce_torus(const TorusComms& tc, float* data, int64_t n, ReduceOp op) 
   if (t.wrap)
     for (int j = 0; j < D; ++j)
       if (t.dims[size_t(active[size_t(j)])] > 2) starts.push_back({j, -1});
-  const int nparts = int(starts.size());
+  // Each link's part is split in two that cross the other dimensions in opposite orders (j, j+1,
+  // ... and j, j−1, ...), so the later phases spread over more links.
+  const int nlinks = int(starts.size()), nparts = 2 * nlinks;
   if (n / nparts >= INT32_MAX)
     throw std::invalid_argument("allreduce_torus: " + std::to_string(n) + " floats per part exceed MPI's int count");
   // Equal parts. (Sizing them so every link carries the same bytes was slower in simulation, 1.01
@@ -114,8 +116,10 @@ void allreduce_torus(const TorusComms& tc, float* data, int64_t n, ReduceOp op) 
     Part part;
     const Range r = split_evenly(n, nparts, q);
     part.begin = r.begin, part.end = r.end;
-    for (int k = 0; k < D; ++k) part.order.push_back(active[size_t((starts[size_t(q)].first + k) % D)]);
-    part.dir = starts[size_t(q)].second;
+    const auto [j, dir] = starts[size_t(q % nlinks)];
+    const int step = q < nlinks ? 1 : D - 1;  // forward or backward round the dimensions
+    for (int k = 0; k < D; ++k) part.order.push_back(active[size_t((j + k * step) % D)]);
+    part.dir = dir;
     part.tmp.resize(r.size() / 2 + 1);
     parts.push_back(std::move(part));
   }

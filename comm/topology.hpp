@@ -6,8 +6,9 @@
 //
 // allreduce_torus (one rank per node, comm.size() == nodes()): the buffer is cut into one part per
 // outgoing link of a node (two per dimension of extent > 2, to coordinate + 1 and − 1; one per
-// dimension of extent 2, whose two neighbours are the same node). Part (j, dir) reduce-scatters
-// along dimension j, then j+1, ..., each time on the chunk it kept (a ring of n_k ranks leaves
+// dimension of extent 2, whose two neighbours are the same node), each in two halves that cross
+// the other dimensions in opposite orders (j, j+1, ... and j, j−1, ...). A part reduce-scatters
+// along its dimensions in turn, each time on the chunk it kept (a ring of n_k ranks leaves
 // 1/n_k of the range), then all-gathers back in the reverse order. The parts advance
 // independently, so every link carries traffic at once instead of the ring's one. Bytes sent
 // per node: 2·(P−1)/P · n as for the ring, spread over all links; steps: 2·Σ(n_k − 1) instead of

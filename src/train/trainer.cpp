@@ -81,20 +81,18 @@ std::vector<float> gather_shards(const comm::Communicator& dp, const std::vector
 double wall_seconds() { return MPI_Wtime(); }
 #endif
 
-// Sum over the data-parallel ranks (identity on one process).
-double dp_sum(const comm::GridComms* comms, double x) {
+// Sum of x over the data-parallel ranks, the pipeline stages, or both (identity on one process).
+enum class Over { dp, pp, pp_and_dp };
+double sum_over(const comm::GridComms* comms, Over over, double x) {
 #if HOKUSAI_HAVE_MPI
-  if (!comms || comms->dp.size() == 1) return x;
-  HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, comms->dp.raw()));
-#endif
-  return x;
-}
-
-// Sum over the pipeline stages (identity without pipeline parallelism).
-double pp_sum(const comm::GridComms* comms, double x) {
-#if HOKUSAI_HAVE_MPI
-  if (!comms || comms->pp.size() == 1) return x;
-  HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, comms->pp.raw()));
+  if (!comms) return x;
+  const auto sum = [&x](const comm::Communicator& c) {
+    if (c.size() > 1) HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, c.raw()));
+  };
+  if (over != Over::dp) sum(comms->pp);
+  if (over != Over::pp) sum(comms->dp);
+#else
+  (void)comms, (void)over;
 #endif
   return x;
 }
@@ -438,7 +436,7 @@ Trainer::StepStats Trainer::step() {
 #endif
   dp_exposed_total_ += st.dp_exposed_s;
   st.time.dp_exposed = st.dp_exposed_s;
-  st.loss = dp_sum(comms_, pp_sum(comms_, loss_sum)) / tokens_per_step_;
+  st.loss = sum_over(comms_, Over::pp_and_dp, loss_sum) / tokens_per_step_;
   if (!std::isfinite(st.loss))
     throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
                                          "schedule.warmup_steps, then --resume from the last checkpoint",
@@ -497,8 +495,8 @@ double Trainer::grad_norm_squared() const {
     (t.tp_sharded ? split : replicated) += kernels::sum_squares(g + b, e - b);
   }
   if (ctx_.tp) ctx_.tp->sum_f64(&split, 1);
-  const double mine = pp_sum(comms_, split + replicated);
-  return zero1_ ? dp_sum(comms_, mine) : mine;
+  const double mine = sum_over(comms_, Over::pp, split + replicated);
+  return zero1_ ? sum_over(comms_, Over::dp, mine) : mine;
 }
 
 double Trainer::update(double lr) {
@@ -585,7 +583,7 @@ double Trainer::evaluate() {
       batch(i, tokens_.data(), targets_.data());
       total += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
     }
-  return dp_sum(comms_, pp_sum(comms_, total)) / double(int64_t(cfg_.logging.eval_batches) * B_ * T_);
+  return sum_over(comms_, Over::pp_and_dp, total) / double(int64_t(cfg_.logging.eval_batches) * B_ * T_);
 }
 
 void Trainer::evaluate_and_log() {

@@ -124,7 +124,7 @@ class Trainer {
     static constexpr int fields = 5;
   };
   struct StepStats {
-    double loss, lr, grad_norm, dp_exposed_s;
+    double loss, lr, grad_norm;
     Breakdown time;
   };
   void check_layout() const;
@@ -405,7 +405,7 @@ void Trainer::measure_dp_baseline() {
 
 Trainer::StepStats Trainer::step() {
   ++step_;
-  StepStats st{0.0, learning_rate(cfg_, step_), 0.0, 0.0, Breakdown{}};
+  StepStats st{0.0, learning_rate(cfg_, step_), 0.0, Breakdown{}};
   const auto t_step = clock::now();
   const double tp_before = tp_comm_s_;
   model_->zero_grads();
@@ -427,15 +427,14 @@ Trainer::StepStats Trainer::step() {
 #if HOKUSAI_HAVE_MPI
   if (pipe_) st.time.pp_wait = pipe_->take_wait_seconds();
   if (dpar_ && deferred) dpar_->ready(deferred->begin, deferred->end);
-  if (dpar_) st.dp_exposed_s = dpar_->finish();
+  if (dpar_) st.time.dp_exposed = dpar_->finish();
   if (zero1_) {  // each rank needs only its shard of the summed gradient
     const double t0 = wall_seconds();
     comm::reduce_scatter_ring(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
-    st.dp_exposed_s = wall_seconds() - t0;
+    st.time.dp_exposed = wall_seconds() - t0;
   }
 #endif
-  dp_exposed_total_ += st.dp_exposed_s;
-  st.time.dp_exposed = st.dp_exposed_s;
+  dp_exposed_total_ += st.time.dp_exposed;
   st.loss = sum_over(comms_, Over::pp_and_dp, loss_sum) / tokens_per_step_;
   if (!std::isfinite(st.loss))
     throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
@@ -549,7 +548,7 @@ void Trainer::log_step(const StepStats& st) {
     metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
                             "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
                             "\"dp_exposed_ms\":{:.3f},\"time_ms\":{{{}}}}}\n",
-                            step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.dp_exposed_s,
+                            step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.time.dp_exposed,
                             per_rank)
              << std::flush;
   progress_->clear();

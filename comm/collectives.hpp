@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "comm/grid.hpp"
@@ -18,12 +19,18 @@
 namespace hokusai::comm {
 
 enum class ReduceOp { sum, average };
-enum class AllreduceAlgorithm { automatic, mpi, ring, rabenseifner };
+// torus: allreduce_torus (comm/topology.hpp) on a communicator laid on a torus; the plain
+// allreduce() below has no torus and rejects it.
+enum class AllreduceAlgorithm { automatic, mpi, ring, rabenseifner, torus };
 
 AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);  // throws std::invalid_argument
 std::string_view to_string(AllreduceAlgorithm a);
 // The selection policy (automatic): see docs in collectives.cpp with the measured thresholds.
-AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks);
+// on_torus: the communicator's ranks form a torus of nodes (a TorusComms exists for it).
+AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, bool on_torus = false);
+// The policy in words, for the start-up line of a collective over `ranks` ranks whose messages
+// are between min_bytes and max_bytes.
+std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, bool on_torus);
 
 // data[0..count) := op over the ranks of comm. Every rank passes the same count.
 void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op,

@@ -53,13 +53,22 @@ Request irecv(const Communicator& comm, float* data, int64_t count, int src, int
 }
 
 AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op,
-                                 AllreduceAlgorithm algorithm, int tag)
+                                 AllreduceAlgorithm algorithm, int tag, const TorusComms* torus)
     : comm_(&comm), data_(data), count_(count), op_(op), tag_(tag), p_(comm.size()), rank_(comm.rank()) {
+  if (algorithm == AllreduceAlgorithm::torus && !torus)
+    throw std::invalid_argument("non-blocking allreduce: the torus algorithm needs the communicator's TorusComms");
+  if (torus && torus->size() != p_)
+    throw std::invalid_argument("non-blocking allreduce: the torus has " + std::to_string(torus->size()) +
+                                " nodes, the communicator " + std::to_string(p_) + " ranks");
   if (p_ == 1 || count == 0) {
     done_ = true;
     return;
   }
-  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * 4, p_);
+  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * 4, p_, torus != nullptr);
+  if (algorithm == AllreduceAlgorithm::torus) {
+    torus_ = std::make_unique<TorusAllreduce>(*torus, data, count, op, tag);
+    return;
+  }
   ring_ = algorithm != AllreduceAlgorithm::mpi;  // Rabenseifner's exchange pattern is not pipelined here
   if (!ring_) {
     reqs_.resize(1);
@@ -82,7 +91,8 @@ AllreduceHandle::AllreduceHandle(AllreduceHandle&& o) noexcept
       p_(o.p_),
       rank_(o.rank_),
       tmp_(std::move(o.tmp_)),
-      reqs_(std::move(o.reqs_)) {}
+      reqs_(std::move(o.reqs_)),
+      torus_(std::move(o.torus_)) {}
 
 AllreduceHandle::~AllreduceHandle() {
   if (!done_ && comm_) {
@@ -125,6 +135,10 @@ bool AllreduceHandle::finish_step() {
 }
 
 bool AllreduceHandle::test() {
+  if (torus_) {
+    if (!done_) done_ = torus_->test();
+    return done_;
+  }
   while (!done_) {
     int flag = 0;
     HOKUSAI_MPI(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE));
@@ -141,6 +155,11 @@ bool AllreduceHandle::test() {
 }
 
 void AllreduceHandle::wait() {
+  if (torus_) {
+    if (!done_) torus_->wait();
+    done_ = true;
+    return;
+  }
   while (!done_) {
     HOKUSAI_MPI(MPI_Waitall(int(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
     test();

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "comm/collectives.hpp"
 #include "comm/mpi.hpp"
+#include "comm/topology.hpp"
 
 namespace hokusai::comm {
 
@@ -33,15 +35,17 @@ int pipeline_tag(int micro_batch, bool gradient);
 Request isend(const Communicator& comm, const float* data, int64_t count, int dst, int tag);
 Request irecv(const Communicator& comm, float* data, int64_t count, int src, int tag);
 
-// Non-blocking allreduce, in place. Algorithms: mpi (MPI_Iallreduce) or ring (a state machine
-// of Isend/Irecv steps advanced by test()); automatic picks by choose_allreduce, with
-// Rabenseifner mapped to ring. Handles outstanding at the same time on one communicator need
+// Non-blocking allreduce, in place. Algorithms: mpi (MPI_Iallreduce), ring (a state machine
+// of Isend/Irecv steps advanced by test()) or torus (TorusAllreduce, when a TorusComms of the
+// communicator is given); automatic picks by choose_allreduce, with Rabenseifner mapped to ring. Handles outstanding at the same time on one communicator need
 // distinct tags (e.g. the gradient bucket index); every rank must start them in the same order.
 // The buffer must stay untouched until test() returns true or wait() returns.
 class AllreduceHandle {
  public:
+  // torus: the communicator laid on a torus (TorusComms of `comm`), or nullptr. Throws
+  // std::invalid_argument for the torus algorithm without one.
   AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm,
-                  int tag);
+                  int tag, const TorusComms* torus = nullptr);
   // A moved-from handle is empty (done, no communicator): only the new owner completes it.
   AllreduceHandle(AllreduceHandle&& o) noexcept;
   AllreduceHandle& operator=(AllreduceHandle&&) = delete;
@@ -61,6 +65,7 @@ class AllreduceHandle {
   int tag_, step_ = 0, p_ = 1, rank_ = 0;
   std::vector<float> tmp_;
   std::vector<MPI_Request> reqs_;
+  std::unique_ptr<TorusAllreduce> torus_;
 };
 
 }  // namespace hokusai::comm

@@ -1,8 +1,7 @@
 // Network topology: nodes on a d-dimensional torus or mesh (Tofu-D is a 6-D torus X,Y,Z,a,b,c),
 // and the allreduce that keeps every dimension's links busy at once.
 //
-// Torus: node n <-> coordinates, row-major (the last dimension varies fastest), as Fugaku's
-// virtual-coordinate files list them; rank r of a communicator laid on the torus is node r.
+// Rank r of a communicator laid on a Torus (comm/torus.hpp) is node r, row-major coordinates.
 //
 // allreduce_torus (one rank per node, comm.size() == nodes()): the buffer is cut into one part per
 // outgoing link of a node (two per dimension of extent > 2, to coordinate + 1 and − 1; one per
@@ -22,20 +21,9 @@
 
 #include "comm/collectives.hpp"
 #include "comm/mpi.hpp"
+#include "comm/torus.hpp"
 
 namespace hokusai::comm {
-
-struct Torus {
-  std::vector<int> dims;  // extent per dimension
-  bool wrap = true;       // torus (wrap-around links); false: mesh
-
-  // "4x4x4x2x3x2" (torus) or "mesh:4x4". Throws std::invalid_argument naming the text.
-  static Torus parse(std::string_view text);
-  int nodes() const;
-  std::vector<int> coords(int node) const;
-  int node(const std::vector<int>& coords) const;
-  std::string to_string() const;
-};
 
 // The ring communicators of a communicator laid on a torus: ring(k) holds the ranks that differ
 // only in coordinate k (in coordinate order). Collective over comm.
@@ -52,6 +40,35 @@ class TorusComms {
   std::vector<Communicator> rings_;
   std::vector<int> coords_;
   int size_ = 1;
+};
+
+// The torus allreduce as a state machine, in place: test() advances every part whose transfers
+// have completed and returns true when all are done; wait() blocks until then (the destructor
+// waits too, so no transfer outlives the buffer). Operations outstanding at the same time on one
+// TorusComms need distinct tags (0..440; the blocking call uses -1), started in the same order on
+// every rank. The buffer must stay untouched until done.
+class TorusAllreduce {
+ public:
+  TorusAllreduce(const TorusComms& tc, float* data, int64_t count, ReduceOp op, int tag = -1);
+  ~TorusAllreduce();
+  TorusAllreduce(const TorusAllreduce&) = delete;
+  TorusAllreduce& operator=(const TorusAllreduce&) = delete;
+  bool test() { return progress(false); }
+  void wait() { progress(true); }
+  bool done() const { return remaining_ == 0; }
+
+ private:
+  struct Part;
+  void post(int q);
+  void advance(int q);
+  bool progress(bool block);
+  const TorusComms* tc_;
+  float* data_;
+  ReduceOp op_;
+  int tag_base_ = 0, remaining_ = 0;
+  std::vector<Part> parts_;
+  std::vector<MPI_Request> reqs_;
+  std::vector<int> finished_;
 };
 
 // data[0..count) := op over every rank, all dimensions at once (see above). In place.

@@ -102,9 +102,18 @@ struct KernelsConfig {
   double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
 };
 
+// The machine under the grid and the collectives run on it (docs/communication.md).
+struct CommConfig {
+  std::string topology = "flat";  // torus of nodes: flat, 4x4x4x2x3x2, mesh:4x4
+  std::string coordinates;        // node coordinates file (Fugaku vcoordfile style); "" = row-major
+  int ranks_per_node = 0;         // 0 = from MPI's shared-memory split
+  std::string dp_allreduce = "automatic";  // gradient allreduce: automatic, mpi, ring, rabenseifner, torus
+};
+
 struct Config {
   ModelConfig model;
   ParallelConfig parallel;
+  CommConfig comm;
   TrainConfig train;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;

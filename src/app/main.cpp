@@ -72,8 +72,10 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
       throw ConfigError("parallel.tp*pp*dp = " +
                         std::to_string(cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp) + " but the job has " +
                         std::to_string(world.size()) + " rank(s): change parallel.* or mpirun -np");
-    const comm::GridComms comms =
-        comm::GridComms::build({cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp}, world);
+    const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
+    const comm::Machine machine =
+        comm::describe_machine(world, cfg.comm.topology, cfg.comm.coordinates, cfg.comm.ranks_per_node);
+    const comm::GridComms comms = comm::GridComms::build(shape, world, comm::place(shape, machine));
     opts.comms = &comms;
     const TrainSummary s = train(cfg, opts);
     return s.preempted ? kExitPreempted : 0;

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "comm/torus.hpp"
 #include "kernels/gemm.hpp"
 #include "registry.hpp"
 
@@ -221,6 +222,19 @@ void validate(const Config& cfg) {
   if (cfg.logging.eval_batches < 0) fail("logging.eval_batches", "must be >= 0");
   if (cfg.kernels.threads < 0) fail("kernels.threads", "must be >= 0 (0 = automatic)");
   if (cfg.kernels.peak_gflops < 0) fail("kernels.peak_gflops", "must be >= 0 (0 = probe)");
+  const CommConfig& c = cfg.comm;
+  if (c.ranks_per_node < 0) fail("comm.ranks_per_node", "must be >= 0 (0 = from MPI's shared-memory split)");
+  if (c.topology != "flat") {
+    try {
+      comm::Torus::parse(c.topology);
+    } catch (const std::invalid_argument& e) {
+      fail("comm.topology", std::string(e.what()) + ", or flat");
+    }
+  }
+  if (!c.coordinates.empty() && c.topology == "flat")
+    fail("comm.coordinates", "needs comm.topology: the torus extents the coordinates are on (e.g. 4x4x4x2x3x2)");
+  if (c.dp_allreduce == "torus" && c.topology == "flat" && p.dp > 1)
+    fail("comm.dp_allreduce", "torus needs comm.topology (the torus the dp groups lie on)");
 }
 
 std::string dump_config(const Config& cfg) {

@@ -167,6 +167,20 @@ std::vector<Field> make_registry() {
       field_of("parallel.recompute_stages", &C::parallel, &ParallelConfig::recompute_stages,
            "Pipeline stages that recompute (0-based); empty = every stage. Early stages hold the most "
            "micro-batches in flight under 1F1B, so they gain the most"),
+      field_of("comm.topology", &C::comm, &CommConfig::topology,
+           "Torus (or mesh) the nodes form, e.g. 4x4x4x2x3x2 for a Tofu-D slice or mesh:4x4; flat = "
+           "unknown. Grid ranks are then placed so each dp group spans torus dimensions of its own and "
+           "tp groups share a node or neighbouring nodes (the chosen mapping is printed at start)"),
+      field_of("comm.coordinates", &C::comm, &CommConfig::coordinates,
+           "File of node coordinates on comm.topology, one node per line in rank order, e.g. (0,1,2) "
+           "as in Fugaku's virtual-coordinate files; empty = nodes in row-major order"),
+      field_of("comm.ranks_per_node", &C::comm, &CommConfig::ranks_per_node,
+           "MPI ranks per node (consecutive ranks share a node); 0 = from MPI's shared-memory split. Set "
+           "it to emulate several nodes on one machine"),
+      field_of("comm.dp_allreduce", &C::comm, &CommConfig::dp_allreduce,
+           "Data-parallel gradient allreduce: automatic (mpi below 64 KiB; above, torus when the dp "
+           "groups lie on comm.topology, else ring for 2 ranks and rabenseifner beyond), or one forced",
+           {"automatic", "mpi", "ring", "rabenseifner", "torus"}),
       field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),

@@ -4,8 +4,9 @@
 
 namespace hokusai::parallel {
 
-DataParallel::DataParallel(const comm::Communicator& dp, std::span<float> grads, comm::AllreduceAlgorithm algorithm)
-    : dp_(dp), grads_(grads), algorithm_(algorithm) {}
+DataParallel::DataParallel(const comm::Communicator& dp, std::span<float> grads, comm::AllreduceAlgorithm algorithm,
+                           const comm::TorusComms* torus)
+    : dp_(dp), grads_(grads), algorithm_(algorithm), torus_(torus) {}
 
 void DataParallel::progress() {
   for (auto& h : inflight_)
@@ -18,7 +19,7 @@ void DataParallel::ready(int64_t begin, int64_t end) {
   // Tags are the bucket's position in this step: every rank reports the same ranges in the same
   // (backward) order.
   inflight_.emplace_back(dp_, grads_.data() + begin, end - begin, comm::ReduceOp::sum, algorithm_,
-                         int(inflight_.size()) + 1);
+                         int(inflight_.size()) + 1, torus_);
 }
 
 double DataParallel::finish() {

@@ -14,9 +14,11 @@ namespace hokusai::parallel {
 
 class DataParallel {
  public:
-  // grads: the gradient arena of this rank; algorithm: the allreduce used per bucket.
+  // grads: the gradient arena of this rank; algorithm: the allreduce used per bucket; torus: the
+  // dp communicator laid on the torus (GridComms::dp_torus), or nullptr.
   DataParallel(const comm::Communicator& dp, std::span<float> grads,
-               comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic);
+               comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic,
+               const comm::TorusComms* torus = nullptr);
   // Starts reducing grads[begin, end) and progresses the buckets already in flight.
   void ready(int64_t begin, int64_t end);
   // Completes every bucket of this step. Returns the seconds it waited: the communication that
@@ -27,6 +29,7 @@ class DataParallel {
   const comm::Communicator& dp_;
   std::span<float> grads_;
   comm::AllreduceAlgorithm algorithm_;
+  const comm::TorusComms* torus_;
   std::vector<comm::AllreduceHandle> inflight_;
   void progress();
 };

@@ -132,6 +132,8 @@ class Trainer {
   void setup_model();
   void report_setup();
   void measure_dp_baseline();
+  void resolve_dp_allreduce();
+  void report_comm() const;
   StepStats step();
   double update(double lr);  // clip + AdamW (+ ZeRO-1 collectives); returns the gradient norm
   double grad_norm_squared() const;
@@ -181,6 +183,7 @@ class Trainer {
 #if HOKUSAI_HAVE_MPI
   std::optional<parallel::DataParallel> dpar_;
   std::optional<parallel::Pipeline> pipe_;
+  comm::AllreduceAlgorithm dp_algo_ = comm::AllreduceAlgorithm::automatic;  // comm.dp_allreduce
 #endif
   comm::Range tied_wte_{0, 0};  // this stage's wte when tied across first and last stage (pp > 1)
   double tp_comm_s_ = 0.0;      // time inside tensor-parallel reductions (accumulated by tp_ops_)
@@ -205,6 +208,7 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
 #endif
   lead_ = rank_ == 0;
   check_layout();
+  resolve_dp_allreduce();
   open_run_dir();
 
   threads_ = cfg_.kernels.threads > 0 ? cfg_.kernels.threads : omp_get_max_threads();
@@ -386,20 +390,69 @@ void Trainer::report_setup() {
                        "(" + std::to_string(shard_.size()) + " of " + std::to_string(n_params_) +
                            "), parameters all-gathered"
                      : std::string("gradients summed in per-layer buckets overlapped with backward"));
+  report_comm();
+}
+
+// The placement and one line per collective the run uses, with the algorithm chosen for it.
+void Trainer::report_comm() const {
+#if HOKUSAI_HAVE_MPI
+  if (!comms_ || world_ == 1) return;
+  for (const std::string& line : comms_->placement.description) lg_->info("{}", line);
+  const int tp = tp_size_, dp = dp_size(comms_);
+  const int64_t act_bytes = 4 * B_ * T_ * int64_t(cfg_.model.hidden);
+  if (tp > 1)
+    lg_->info("comm: tp activation allreduce over {} ranks ({:.2f} MB per call): {}", tp, 1e-6 * double(act_bytes),
+              comm::describe_policy(act_bytes, act_bytes, tp, false));
+  if (pp_size_ > 1)
+    lg_->info("comm: pipeline activations and gradients ({:.2f} MB per micro-batch): non-blocking point-to-point, "
+              "tagged by micro-batch", 1e-6 * double(act_bytes));
+  if (tied_wte_.size() > 0)
+    lg_->info("comm: tied-embedding gradient sum over the first and last stage ({:.1f} MB): {}",
+              4e-6 * double(tied_wte_.size()), comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, false));
+  if (dp > 1 && zero1_)
+    lg_->info("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring", dp);
+  if (dp > 1 && !zero1_) {
+    const bool torus = comms_->dp_torus != nullptr;
+    lg_->info("comm: dp gradient allreduce over {} ranks ({:.1f} MB arena in per-layer buckets){}: {} (comm.dp_allreduce: {})",
+              dp, 4e-6 * double(n_params_), torus ? " on torus " + comms_->dp_torus->torus().to_string() : "",
+              dp_algo_ == comm::AllreduceAlgorithm::automatic ? comm::describe_policy(0, 4 * n_params_, dp, torus)
+                                                              : std::string(comm::to_string(dp_algo_)),
+              cfg_.comm.dp_allreduce);
+  }
+#endif
+}
+
+void Trainer::resolve_dp_allreduce() {
+#if HOKUSAI_HAVE_MPI
+  const comm::AllreduceAlgorithm a = comm::parse_allreduce_algorithm(cfg_.comm.dp_allreduce);
+  if (a == comm::AllreduceAlgorithm::torus && comms_ && comms_->dp.size() > 1 && !comms_->dp_torus)
+    throw ConfigError("comm.dp_allreduce: torus, but the dp groups are not laid on comm.topology (" +
+                      (comms_->placement.description.empty() ? std::string("no placement")
+                                                             : comms_->placement.description.back()) +
+                      "): choose automatic or another algorithm, or a topology whose dimensions fit dp");
+  dp_algo_ = a;
+#endif
 }
 
 // One blocking allreduce of the whole gradient arena: the communication the overlap must hide.
 void Trainer::measure_dp_baseline() {
 #if HOKUSAI_HAVE_MPI
   if (!comms_ || comms_->dp.size() == 1) return;
-  if (!zero1_) dpar_.emplace(comms_->dp, model_->grads());
+  const comm::TorusComms* torus = comms_->dp_torus.get();
+  if (!zero1_) dpar_.emplace(comms_->dp, model_->grads(), dp_algo_, torus);
   model_->zero_grads();
   comms_->dp.barrier();
   const double t0 = wall_seconds();
-  comm::allreduce(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
+  const comm::AllreduceAlgorithm algo = dp_algo_ == comm::AllreduceAlgorithm::automatic
+                                            ? comm::choose_allreduce(4 * n_params_, comms_->dp.size(), torus)
+                                            : dp_algo_;
+  if (algo == comm::AllreduceAlgorithm::torus)
+    comm::allreduce_torus(*torus, model_->grads().data(), n_params_, comm::ReduceOp::sum);
+  else
+    comm::allreduce(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum, algo);
   dp_blocking_s_ = wall_seconds() - t0;
-  lg_->info("data parallel: one blocking allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
-            4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
+  lg_->info("data parallel: one blocking {} allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
+            comm::to_string(algo), 4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
 #endif
 }
 

@@ -11,6 +11,7 @@
 #include "comm/topology.hpp"
 #include "comm/mpi.hpp"
 #include "comm/nonblocking.hpp"
+#include "comm/placement.hpp"
 #include "comm/shared.hpp"
 
 namespace hokusai::comm {
@@ -189,6 +190,86 @@ TEST(NonBlocking, OverlappingAllreducesCompleteExactly) {
           ASSERT_EQ(bufs[b][size_t(i)], want) << to_string(algo) << " size " << sizes[b] << " i=" << i;
         }
     }
+}
+
+// Torus handles in flight at once on one TorusComms (distinct tags), with automatic ones beside
+// them (which pick the torus above 64 KiB), progressed by test(): exact on 1-D and 2-D tori.
+TEST(NonBlocking, OverlappingTorusAllreducesCompleteExactly) {
+  const int p = world().size(), r = world().rank();
+  std::vector<std::string> shapes = {std::to_string(p)};
+  for (int a = 2; a < p; ++a)
+    if (p % a == 0) shapes.push_back(std::to_string(a) + "x" + std::to_string(p / a));
+  EXPECT_THROW(AllreduceHandle(world(), nullptr, 10, ReduceOp::sum, AllreduceAlgorithm::torus, 1), std::invalid_argument);
+  for (const auto& shape : shapes) {
+    const TorusComms tc(world(), Torus::parse(shape));
+    for (auto op : {ReduceOp::sum, ReduceOp::average}) {
+      const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
+      std::vector<std::vector<float>> bufs;
+      for (int64_t n : sizes) {
+        bufs.emplace_back(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) bufs.back()[size_t(i)] = value(r, i);
+      }
+      std::vector<AllreduceHandle> handles;
+      for (size_t b = 0; b < sizes.size(); ++b)
+        handles.emplace_back(world(), bufs[b].data(), sizes[b], op,
+                             b % 2 ? AllreduceAlgorithm::torus : AllreduceAlgorithm::automatic, int(1 + b), &tc);
+      bool all = false;
+      for (int round = 0; !all && round < 10000000; ++round) {
+        all = true;
+        for (auto& h : handles) all = h.test() && all;
+      }
+      EXPECT_TRUE(all) << "torus " << shape << ": test() alone did not complete the handles";
+      for (auto& h : handles) h.wait();
+      for (size_t b = 0; b < sizes.size(); ++b)
+        for (int64_t i = 0; i < sizes[b]; ++i) {
+          const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * (1.0f / float(p));
+          ASSERT_EQ(bufs[b][size_t(i)], want) << "torus " << shape << " size " << sizes[b] << " i=" << i;
+        }
+    }
+  }
+}
+
+// The trainer's path: a placement on a torus (reversed node coordinates, so grid ranks are not
+// MPI ranks), the grid's communicators built on it, and the dp gradient sum on the dp torus.
+TEST(GridComms, PlacementOnATorusBuildsTheGroupsItChose) {
+  const int p = world().size(), r = world().rank();
+  for (int rpn : {1, 2}) {
+    if (p % rpn != 0 || p / rpn < 2) continue;
+    const int nodes = p / rpn;
+    const std::string shape = nodes % 2 == 0 && nodes > 2 ? "2x" + std::to_string(nodes / 2) : std::to_string(nodes);
+    for (bool reversed : {false, true}) {
+      Machine m;
+      m.ranks = p;
+      m.ranks_per_node = rpn;
+      m.torus = Torus::parse(shape);
+      if (reversed)
+        for (int n = nodes - 1; n >= 0; --n) m.node_coords.push_back(m.torus->coords(n));
+      const GridShape gs{rpn, 1, p / rpn};  // a tp group fills a node; dp spans every node
+      const Placement pl = place(gs, m);
+      const GridComms g = GridComms::build(gs, world(), pl);
+      const std::string what = shape + " rpn " + std::to_string(rpn) + (reversed ? " reversed" : "");
+      EXPECT_EQ(g.world.rank(), pl.grid_rank[size_t(r)]) << what;
+      std::vector<int> mpi_rank_of(static_cast<size_t>(p));  // grid rank -> MPI rank
+      for (int w = 0; w < p; ++w) mpi_rank_of[size_t(pl.grid_rank[size_t(w)])] = w;
+      const auto as_mpi = [&](std::vector<int> group) {
+        for (int& x : group) x = mpi_rank_of[size_t(x)];
+        return group;
+      };
+      EXPECT_EQ(g.tp.world_ranks(), as_mpi(g.grid.tp_group())) << what;
+      EXPECT_EQ(g.dp.world_ranks(), as_mpi(g.grid.dp_group())) << what;
+      EXPECT_EQ(g.pp.world_ranks(), as_mpi(g.grid.pp_group())) << what;
+      ASSERT_TRUE(g.dp_torus) << what;
+      EXPECT_EQ(g.dp_torus->torus().to_string(), shape) << what;
+      // My node's coordinates are the dp torus coordinates of my dp rank.
+      const std::vector<int> mine = reversed ? m.node_coords[size_t(r / rpn)] : m.torus->coords(r / rpn);
+      EXPECT_EQ(pl.dp_torus.coords(g.dp.rank()), mine) << what;
+      const int64_t n = 70000;
+      std::vector<float> grads(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) grads[size_t(i)] = value(g.dp.rank(), i);
+      AllreduceHandle(g.dp, grads.data(), n, ReduceOp::sum, AllreduceAlgorithm::automatic, 1, g.dp_torus.get()).wait();
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(grads[size_t(i)], expected_sum(g.dp.size(), i)) << what;
+    }
+  }
 }
 
 // Pipeline transfers tagged by micro-batch complete correctly even when received out of order.

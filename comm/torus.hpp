@@ -1,0 +1,37 @@
+// A d-dimensional torus or mesh of nodes (Tofu-D is a 6-D torus X,Y,Z,a,b,c) and the files that
+// say where each node sits on it. Pure arithmetic: no MPI (comm/topology.hpp runs collectives on it).
+//
+// Node n <-> coordinates, row-major (the last dimension varies fastest).
+//
+// Coordinate files (comm.coordinates) list one node per line, in node order (node i holds MPI
+// ranks i·ranks_per_node ... (i+1)·ranks_per_node − 1), the way Fugaku's virtual-coordinate files
+// (mpiexec --vcoordfile) list "(x,y,z)": "(0,1,2)", "0,1,2" and "0 1 2" are all accepted; blank
+// lines and text after '#' are ignored.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hokusai::comm {
+
+struct Torus {
+  std::vector<int> dims;  // extent per dimension
+  bool wrap = true;       // torus (wrap-around links); false: mesh
+
+  // "4x4x4x2x3x2" (torus) or "mesh:4x4". Throws std::invalid_argument naming the text.
+  static Torus parse(std::string_view text);
+  int nodes() const;
+  std::vector<int> coords(int node) const;
+  int node(const std::vector<int>& coords) const;
+  std::string to_string() const;
+  // "X".."c" for 6 dimensions (Tofu's names), "d0", "d1", ... otherwise.
+  std::string dim_name(int dim) const;
+};
+
+// Reads a coordinate file for `torus` holding `nodes` nodes: result[i] = coordinates of node i.
+// Throws std::invalid_argument "<path>:<line>: ..." for a missing file, a wrong count of
+// coordinates or lines, a coordinate outside the torus, or two nodes at the same place.
+std::vector<std::vector<int>> read_coordinates(const std::string& path, const Torus& torus, int nodes);
+
+}  // namespace hokusai::comm

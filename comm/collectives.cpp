@@ -135,8 +135,9 @@ AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name) {
   if (name == "ring") return AllreduceAlgorithm::ring;
   if (name == "rabenseifner") return AllreduceAlgorithm::rabenseifner;
   if (name == "torus") return AllreduceAlgorithm::torus;
+  if (name == "hierarchical") return AllreduceAlgorithm::hierarchical;
   throw std::invalid_argument("unknown allreduce algorithm '" + std::string(name) +
-                              "': expected automatic, mpi, ring, rabenseifner or torus");
+                              "': expected automatic, mpi, ring, rabenseifner, torus or hierarchical");
 }
 
 std::string_view to_string(AllreduceAlgorithm a) {
@@ -146,6 +147,7 @@ std::string_view to_string(AllreduceAlgorithm a) {
     case AllreduceAlgorithm::ring: return "ring";
     case AllreduceAlgorithm::rabenseifner: return "rabenseifner";
     case AllreduceAlgorithm::torus: return "torus";
+    case AllreduceAlgorithm::hierarchical: return "hierarchical";
   }
   return "?";
 }
@@ -154,20 +156,23 @@ namespace {
 constexpr int64_t kSmall = 64 << 10;
 }
 
-AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, bool on_torus) {
+AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, Layout layout) {
   // Below 64 KiB latency dominates: MPI's recursive doubling (lg p steps) wins. Above, the
   // bandwidth-optimal algorithms: on a torus the torus algorithm (all links at once: 13.9x the
   // ring and 21x Rabenseifner at 16 MiB on a simulated 768-node Tofu slice, docs/communication.md);
-  // otherwise Rabenseifner's 2 lg p steps beat the ring's 2(p-1) once p > 2.
+  // with several ranks per node the hierarchical one (a node sends n(N-1)/N bytes over the
+  // network instead of q times that); otherwise Rabenseifner's 2 lg p steps beat the ring's
+  // 2(p-1) once p > 2.
   if (ranks <= 1 || bytes < kSmall) return AllreduceAlgorithm::mpi;
-  if (on_torus) return AllreduceAlgorithm::torus;
+  if (layout == Layout::torus) return AllreduceAlgorithm::torus;
+  if (layout == Layout::nodes) return AllreduceAlgorithm::hierarchical;
   return ranks <= 2 ? AllreduceAlgorithm::ring : AllreduceAlgorithm::rabenseifner;
 }
 
-std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, bool on_torus) {
+std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Layout layout) {
   if (ranks <= 1) return "none (1 rank)";
-  const AllreduceAlgorithm lo = choose_allreduce(min_bytes, ranks, on_torus);
-  const AllreduceAlgorithm hi = choose_allreduce(max_bytes, ranks, on_torus);
+  const AllreduceAlgorithm lo = choose_allreduce(min_bytes, ranks, layout);
+  const AllreduceAlgorithm hi = choose_allreduce(max_bytes, ranks, layout);
   if (lo == hi) return std::string(to_string(lo));
   return std::string(to_string(lo)) + " below 64 KiB, " + std::string(to_string(hi)) + " above";
 }
@@ -181,8 +186,9 @@ void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op
     case AllreduceAlgorithm::ring: return allreduce_ring(comm, data, count, op);
     case AllreduceAlgorithm::rabenseifner: return allreduce_rabenseifner(comm, data, count, op);
     case AllreduceAlgorithm::torus:
-      throw std::invalid_argument("allreduce: the torus algorithm needs the communicator's TorusComms "
-                                  "(comm/topology.hpp)");
+    case AllreduceAlgorithm::hierarchical:
+      throw std::invalid_argument("allreduce: the " + std::string(to_string(algorithm)) +
+                                  " algorithm needs the communicator's TorusComms or Hierarchy (comm/topology.hpp)");
     case AllreduceAlgorithm::automatic: break;
   }
 }

@@ -19,18 +19,21 @@
 namespace hokusai::comm {
 
 enum class ReduceOp { sum, average };
-// torus: allreduce_torus (comm/topology.hpp) on a communicator laid on a torus; the plain
-// allreduce() below has no torus and rejects it.
-enum class AllreduceAlgorithm { automatic, mpi, ring, rabenseifner, torus };
+// torus: allreduce_torus (comm/topology.hpp) on a communicator laid on a torus; hierarchical:
+// allreduce_hierarchical (comm/topology.hpp) on a communicator grouped by node. The plain
+// allreduce() below knows neither and rejects both.
+enum class AllreduceAlgorithm { automatic, mpi, ring, rabenseifner, torus, hierarchical };
+// What is known about where a communicator's ranks sit: nothing (flat), one rank per node of a
+// torus (TorusComms), or several ranks per node (Hierarchy).
+enum class Layout { flat, torus, nodes };
 
 AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);  // throws std::invalid_argument
 std::string_view to_string(AllreduceAlgorithm a);
 // The selection policy (automatic): see docs in collectives.cpp with the measured thresholds.
-// on_torus: the communicator's ranks form a torus of nodes (a TorusComms exists for it).
-AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, bool on_torus = false);
+AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, Layout layout = Layout::flat);
 // The policy in words, for the start-up line of a collective over `ranks` ranks whose messages
 // are between min_bytes and max_bytes.
-std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, bool on_torus);
+std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Layout layout);
 
 // data[0..count) := op over the ranks of comm. Every rank passes the same count.
 void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op,

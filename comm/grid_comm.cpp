@@ -24,8 +24,12 @@ GridComms GridComms::build(GridShape shape, const Communicator& mpi_world, const
   Communicator dp = world.split(color_of(grid.dp_group()), key_of(grid.dp_group()));
   Communicator pp = world.split(color_of(grid.pp_group()), key_of(grid.pp_group()));
   Communicator embed = world.split(color_of(grid.embedding_group()), key_of(grid.embedding_group()));
-  GridComms g{grid, placement, std::move(world), std::move(tp), std::move(dp), std::move(pp), std::move(embed), nullptr};
-  if (!placement.dp_dims.empty()) g.dp_torus = std::make_unique<TorusComms>(g.dp, placement.dp_torus);
+  GridComms g{grid,           placement,        std::move(world), std::move(tp), std::move(dp),
+              std::move(pp),  std::move(embed), nullptr,          nullptr};
+  const int q = placement.dp_per_node;
+  const Torus* nodes = placement.dp_dims.empty() ? nullptr : &placement.dp_torus;
+  if (q == 1 && nodes) g.dp_torus = std::make_unique<TorusComms>(g.dp, *nodes);
+  if (q > 1 && g.dp.size() > q) g.dp_nodes = std::make_unique<Hierarchy>(g.dp, q, nodes);
   return g;
 }
 

@@ -19,8 +19,12 @@ struct GridComms {
   Communicator world;  // every rank, ordered by grid rank
   Communicator tp, dp, pp;
   Communicator embed;  // first and last pipeline stage (tied embeddings); size 1 elsewhere
-  // The dp group laid on the torus (when the placement put it there): its rings are torus lines.
+  // The dp group laid on the torus (one dp rank per node, when the placement put it there): its
+  // rings are torus lines.
   std::unique_ptr<TorusComms> dp_torus;
+  // The dp group grouped by node (several dp ranks per node and more than one node), its
+  // across-node communicators on the torus when the placement put them there.
+  std::unique_ptr<Hierarchy> dp_nodes;
 
   // Collective over `world`: every rank must call it with the same shape and placement.
   static GridComms build(GridShape shape, const Communicator& world, const Placement& placement);

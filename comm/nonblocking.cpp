@@ -57,6 +57,9 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
     : comm_(&comm), data_(data), count_(count), op_(op), tag_(tag), p_(comm.size()), rank_(comm.rank()) {
   if (algorithm == AllreduceAlgorithm::torus && !torus)
     throw std::invalid_argument("non-blocking allreduce: the torus algorithm needs the communicator's TorusComms");
+  if (algorithm == AllreduceAlgorithm::hierarchical)
+    throw std::invalid_argument("non-blocking allreduce: the hierarchical algorithm needs the communicator's "
+                                "Hierarchy (the other constructor)");
   if (torus && torus->size() != p_)
     throw std::invalid_argument("non-blocking allreduce: the torus has " + std::to_string(torus->size()) +
                                 " nodes, the communicator " + std::to_string(p_) + " ranks");
@@ -64,13 +67,15 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
     done_ = true;
     return;
   }
-  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * 4, p_, torus != nullptr);
+  if (algorithm == AllreduceAlgorithm::automatic)
+    algorithm = choose_allreduce(count * 4, p_, torus ? Layout::torus : Layout::flat);
   if (algorithm == AllreduceAlgorithm::torus) {
+    mode_ = Mode::torus;
     torus_ = std::make_unique<TorusAllreduce>(*torus, data, count, op, tag);
     return;
   }
-  ring_ = algorithm != AllreduceAlgorithm::mpi;  // Rabenseifner's exchange pattern is not pipelined here
-  if (!ring_) {
+  if (algorithm == AllreduceAlgorithm::mpi) {  // Rabenseifner's exchange pattern is not pipelined here: ring
+    mode_ = Mode::mpi;
     reqs_.resize(1);
     HOKUSAI_MPI(MPI_Iallreduce(MPI_IN_PLACE, data_, count_arg(count), MPI_FLOAT, MPI_SUM, comm.raw(), &reqs_[0]));
     return;
@@ -79,12 +84,26 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
   post_step();
 }
 
+AllreduceHandle::AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag)
+    : comm_(&h.node()), data_(data), count_(count), op_(op), mode_(Mode::hierarchical), tag_(tag),
+      p_(h.node().size()), rank_(h.node().rank()), hierarchy_(&h) {
+  if (h.size() == 1 || count == 0) {
+    done_ = true;
+    return;
+  }
+  tmp_.resize(size_t(count / p_ + 1));
+  if (p_ > 1)
+    post_step();
+  else
+    finish_step();  // one rank per node: straight to the allreduce across nodes
+}
+
 AllreduceHandle::AllreduceHandle(AllreduceHandle&& o) noexcept
     : comm_(std::exchange(o.comm_, nullptr)),
       data_(o.data_),
       count_(o.count_),
       op_(o.op_),
-      ring_(o.ring_),
+      mode_(o.mode_),
       done_(std::exchange(o.done_, true)),
       tag_(o.tag_),
       step_(o.step_),
@@ -92,7 +111,9 @@ AllreduceHandle::AllreduceHandle(AllreduceHandle&& o) noexcept
       rank_(o.rank_),
       tmp_(std::move(o.tmp_)),
       reqs_(std::move(o.reqs_)),
-      torus_(std::move(o.torus_)) {}
+      torus_(std::move(o.torus_)),
+      hierarchy_(o.hierarchy_),
+      across_(std::move(o.across_)) {}
 
 AllreduceHandle::~AllreduceHandle() {
   if (!done_ && comm_) {
@@ -104,8 +125,8 @@ AllreduceHandle::~AllreduceHandle() {
   }
 }
 
-// Steps 0 .. p-2 reduce-scatter, p-1 .. 2p-3 allgather (ring schedule of reduce_scatter_ring /
-// allgather_ring).
+// Ring steps 0 .. p-2 reduce-scatter, p-1 .. 2p-3 allgather (ring schedule of
+// reduce_scatter_ring / allgather_ring).
 void AllreduceHandle::post_step() {
   const int right = mod(rank_ + 1, p_), left = mod(rank_ - 1, p_);
   const bool rs = step_ < p_ - 1;
@@ -123,27 +144,69 @@ bool AllreduceHandle::finish_step() {
     const Range in = split_evenly(count_, p_, mod(rank_ - step_ - 2, p_));
     float* d = data_ + in.begin;
     for (int64_t i = 0; i < in.size(); ++i) d[i] += tmp_[size_t(i)];
-    if (step_ == p_ - 2 && op_ == ReduceOp::average) {
+    if (step_ == p_ - 2 && op_ == ReduceOp::average && mode_ == Mode::ring) {
       const Range mine = split_evenly(count_, p_, rank_);
       for (int64_t i = mine.begin; i < mine.end; ++i) data_[i] *= 1.0f / float(p_);
     }
+    ++step_;
+  } else if (p_ > 1) {
+    ++step_;
   }
-  ++step_;
-  if (step_ == 2 * (p_ - 1)) return true;
+  // Hierarchical: once my chunk holds the node's sum, it crosses the nodes before the allgather.
+  if (mode_ == Mode::hierarchical && step_ == p_ - 1 && !across_) {
+    const Range mine = split_evenly(count_, p_, rank_);
+    // Point-to-point only (torus or ring, told apart by tag): nodes reach this point for the
+    // handles in flight in different orders, and MPI_Iallreduce would need the same order on all.
+    across_ = std::make_unique<AllreduceHandle>(
+        hierarchy_->across(), data_ + mine.begin, mine.size(), ReduceOp::sum,
+        hierarchy_->across_torus() ? AllreduceAlgorithm::torus : AllreduceAlgorithm::ring, tag_,
+        hierarchy_->across_torus());
+    return false;
+  }
+  if (step_ >= 2 * (p_ - 1)) return true;
   post_step();
   return false;
 }
 
-bool AllreduceHandle::test() {
-  if (torus_) {
-    if (!done_) done_ = torus_->test();
-    return done_;
-  }
+// Advances as far as completed transfers allow (blocking: until done).
+bool AllreduceHandle::progress(bool block) {
   while (!done_) {
+    if (mode_ == Mode::torus) {
+      if (block)
+        torus_->wait();
+      else if (!torus_->test())
+        return false;
+      done_ = true;
+      break;
+    }
+    if (across_) {  // hierarchical, between the node's reduce-scatter and allgather
+      if (block)
+        across_->wait();
+      else if (!across_->test())
+        return false;
+      if (op_ == ReduceOp::average) {
+        const Range mine = split_evenly(count_, p_, rank_);
+        const float f = 1.0f / float(hierarchy_->size());
+        for (int64_t i = mine.begin; i < mine.end; ++i) data_[i] *= f;
+      }
+      across_.reset();
+      // Past the allreduce across nodes: the allgather's steps (none with one rank per node).
+      if (step_ >= 2 * (p_ - 1)) {
+        done_ = true;
+        break;
+      }
+      post_step();
+      continue;
+    }
     int flag = 0;
-    HOKUSAI_MPI(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE));
+    if (block) {
+      HOKUSAI_MPI(MPI_Waitall(int(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
+      flag = 1;
+    } else {
+      HOKUSAI_MPI(MPI_Testall(int(reqs_.size()), reqs_.data(), &flag, MPI_STATUSES_IGNORE));
+    }
     if (!flag) return false;
-    if (!ring_) {
+    if (mode_ == Mode::mpi) {
       if (op_ == ReduceOp::average)
         for (int64_t i = 0; i < count_; ++i) data_[i] *= 1.0f / float(p_);
       done_ = true;
@@ -154,16 +217,8 @@ bool AllreduceHandle::test() {
   return true;
 }
 
-void AllreduceHandle::wait() {
-  if (torus_) {
-    if (!done_) torus_->wait();
-    done_ = true;
-    return;
-  }
-  while (!done_) {
-    HOKUSAI_MPI(MPI_Waitall(int(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE));
-    test();
-  }
-}
+bool AllreduceHandle::test() { return progress(false); }
+
+void AllreduceHandle::wait() { progress(true); }
 
 }  // namespace hokusai::comm

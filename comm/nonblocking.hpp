@@ -36,16 +36,21 @@ Request isend(const Communicator& comm, const float* data, int64_t count, int ds
 Request irecv(const Communicator& comm, float* data, int64_t count, int src, int tag);
 
 // Non-blocking allreduce, in place. Algorithms: mpi (MPI_Iallreduce), ring (a state machine
-// of Isend/Irecv steps advanced by test()) or torus (TorusAllreduce, when a TorusComms of the
-// communicator is given); automatic picks by choose_allreduce, with Rabenseifner mapped to ring. Handles outstanding at the same time on one communicator need
-// distinct tags (e.g. the gradient bucket index); every rank must start them in the same order.
-// The buffer must stay untouched until test() returns true or wait() returns.
+// of Isend/Irecv steps advanced by test()), torus (TorusAllreduce, on the communicator's
+// TorusComms) and hierarchical (ring reduce-scatter in the node, then the chunk's allreduce
+// across nodes as a nested handle, then ring allgather in the node); automatic picks by
+// choose_allreduce, with Rabenseifner mapped to ring. Handles outstanding at the same time on
+// one communicator need distinct tags (e.g. the gradient bucket index); every rank must start
+// them in the same order. The buffer must stay untouched until test() returns true or wait()
+// returns.
 class AllreduceHandle {
  public:
   // torus: the communicator laid on a torus (TorusComms of `comm`), or nullptr. Throws
-  // std::invalid_argument for the torus algorithm without one.
+  // std::invalid_argument for the torus or hierarchical algorithm without their structure.
   AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm,
                   int tag, const TorusComms* torus = nullptr);
+  // The hierarchical allreduce over the communicator h was built from.
+  AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag);
   // A moved-from handle is empty (done, no communicator): only the new owner completes it.
   AllreduceHandle(AllreduceHandle&& o) noexcept;
   AllreduceHandle& operator=(AllreduceHandle&&) = delete;
@@ -55,17 +60,22 @@ class AllreduceHandle {
   bool done() const { return done_; }
 
  private:
+  enum class Mode { mpi, ring, torus, hierarchical };
   void post_step();
   bool finish_step();  // after the step's transfers completed: reduce, advance; true when all done
-  const Communicator* comm_;
+  bool progress(bool block);
+  const Communicator* comm_;  // the ring's communicator: the node's in hierarchical mode
   float* data_;
   int64_t count_;
   ReduceOp op_;
-  bool ring_ = false, done_ = false;
+  Mode mode_ = Mode::ring;
+  bool done_ = false;
   int tag_, step_ = 0, p_ = 1, rank_ = 0;
   std::vector<float> tmp_;
   std::vector<MPI_Request> reqs_;
   std::unique_ptr<TorusAllreduce> torus_;
+  const Hierarchy* hierarchy_ = nullptr;
+  std::unique_ptr<AllreduceHandle> across_;  // hierarchical: my chunk's allreduce across nodes
 };
 
 }  // namespace hokusai::comm

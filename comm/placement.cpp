@@ -152,7 +152,7 @@ Placement place(const GridShape& shape, const Machine& m) {
   std::sort(check.begin(), check.end());
   for (int r = 0; r < world; ++r)
     if (check[size_t(r)] != r) throw std::logic_error("placement: grid ranks are not a permutation");
-  if (q == 1 && dp_nodes > 1) {
+  if (dp_nodes > 1) {
     p.dp_dims = S;
     for (int d : S) p.dp_torus.dims.push_back(t.dims[size_t(d)]);
     p.dp_torus.wrap = t.wrap;

@@ -41,7 +41,9 @@ struct Machine {
 struct Placement {
   std::vector<int> grid_rank;  // grid_rank[MPI rank]
   // Torus dimensions a dp group spans, and the torus the group's nodes form (their extents, in
-  // dimension order); empty when the dp groups are not laid on the torus.
+  // dimension order); empty when the dp groups are not laid on the torus. With one dp rank per
+  // node the dp group itself is that torus; with several, the ranks at one position of every
+  // node are (the hierarchical allreduce's across-node step).
   std::vector<int> dp_dims;
   Torus dp_torus;
   // dp ranks of one group on each node, when every group takes the same number of consecutive

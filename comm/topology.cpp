@@ -185,4 +185,30 @@ void allreduce_torus(const TorusComms& tc, float* data, int64_t n, ReduceOp op) 
   TorusAllreduce(tc, data, n, op).wait();
 }
 
+Hierarchy::Hierarchy(const Communicator& comm, int per_node, const Torus* nodes) : size_(comm.size()) {
+  if (per_node < 1 || comm.size() % per_node != 0)
+    throw std::invalid_argument("hierarchy: " + std::to_string(comm.size()) + " ranks do not fill nodes of " +
+                                std::to_string(per_node));
+  const int r = comm.rank();
+  node_ = comm.split(r / per_node, r % per_node);
+  across_ = comm.split(r % per_node, r / per_node);
+  if (nodes) torus_ = std::make_unique<TorusComms>(across_, *nodes);
+}
+
+void allreduce_hierarchical(const Hierarchy& h, float* data, int64_t n, ReduceOp op) {
+  if (h.size() == 1 || n == 0) return;
+  const Communicator& node = h.node();
+  reduce_scatter_ring(node, data, n, ReduceOp::sum);
+  const Range mine = split_evenly(n, node.size(), node.rank());
+  if (h.across_torus())
+    allreduce_torus(*h.across_torus(), data + mine.begin, mine.size(), ReduceOp::sum);
+  else
+    allreduce(h.across(), data + mine.begin, mine.size(), ReduceOp::sum);
+  if (op == ReduceOp::average) {
+    const float f = 1.0f / float(h.size());
+    for (int64_t i = mine.begin; i < mine.end; ++i) data[i] *= f;
+  }
+  allgather_ring(node, data, n);
+}
+
 }  // namespace hokusai::comm

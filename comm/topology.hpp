@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,5 +74,28 @@ class TorusAllreduce {
 
 // data[0..count) := op over every rank, all dimensions at once (see above). In place.
 void allreduce_torus(const TorusComms& tc, float* data, int64_t count, ReduceOp op);
+
+// A communicator's ranks grouped by node: `per_node` consecutive ranks share one. node(): my
+// node's ranks; across(): the ranks at my position on every node, in node order, laid on
+// `nodes` (the torus the nodes form) when it is given. Collective over comm.
+class Hierarchy {
+ public:
+  Hierarchy(const Communicator& comm, int per_node, const Torus* nodes = nullptr);
+  const Communicator& node() const { return node_; }
+  const Communicator& across() const { return across_; }
+  const TorusComms* across_torus() const { return torus_.get(); }
+  int size() const { return size_; }
+
+ private:
+  Communicator node_, across_;
+  std::unique_ptr<TorusComms> torus_;
+  int size_ = 1;
+};
+
+// Hierarchical allreduce, in place: reduce-scatter inside the node (ring over the node's
+// shared-memory transport), each rank's 1/q chunk allreduced across the nodes (torus when the
+// nodes form one, else the automatic choice), then allgather inside the node. The network
+// carries n·(N−1)/N bytes per node and direction instead of q times that.
+void allreduce_hierarchical(const Hierarchy& h, float* data, int64_t count, ReduceOp op);
 
 }  // namespace hokusai::comm

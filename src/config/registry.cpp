@@ -178,9 +178,10 @@ std::vector<Field> make_registry() {
            "MPI ranks per node (consecutive ranks share a node); 0 = from MPI's shared-memory split. Set "
            "it to emulate several nodes on one machine"),
       field_of("comm.dp_allreduce", &C::comm, &CommConfig::dp_allreduce,
-           "Data-parallel gradient allreduce: automatic (mpi below 64 KiB; above, torus when the dp "
-           "groups lie on comm.topology, else ring for 2 ranks and rabenseifner beyond), or one forced",
-           {"automatic", "mpi", "ring", "rabenseifner", "torus"}),
+           "Data-parallel gradient allreduce: automatic (mpi below 64 KiB; above, torus when each dp group "
+           "lies on comm.topology one rank per node, hierarchical when it has several ranks on each of "
+           "several nodes, else ring for 2 ranks and rabenseifner beyond), or one forced",
+           {"automatic", "mpi", "ring", "rabenseifner", "torus", "hierarchical"}),
       field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),

@@ -14,11 +14,16 @@ namespace hokusai::parallel {
 
 class DataParallel {
  public:
-  // grads: the gradient arena of this rank; algorithm: the allreduce used per bucket; torus: the
-  // dp communicator laid on the torus (GridComms::dp_torus), or nullptr.
+  // grads: the gradient arena of this rank; algorithm: the allreduce used per bucket (automatic:
+  // choose_allreduce by the bucket's size and the dp group's layout); torus: the dp communicator
+  // laid on the torus (GridComms::dp_torus), nodes: the dp communicator grouped by node
+  // (GridComms::dp_nodes), each or both nullptr.
   DataParallel(const comm::Communicator& dp, std::span<float> grads,
                comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic,
-               const comm::TorusComms* torus = nullptr);
+               const comm::TorusComms* torus = nullptr, const comm::Hierarchy* nodes = nullptr);
+  // The algorithm a bucket of `bytes` gets.
+  comm::AllreduceAlgorithm algorithm_for(int64_t bytes) const;
+  comm::Layout layout() const;
   // Starts reducing grads[begin, end) and progresses the buckets already in flight.
   void ready(int64_t begin, int64_t end);
   // Completes every bucket of this step. Returns the seconds it waited: the communication that
@@ -30,6 +35,7 @@ class DataParallel {
   std::span<float> grads_;
   comm::AllreduceAlgorithm algorithm_;
   const comm::TorusComms* torus_;
+  const comm::Hierarchy* nodes_;
   std::vector<comm::AllreduceHandle> inflight_;
   void progress();
 };

@@ -402,20 +402,31 @@ void Trainer::report_comm() const {
   const int64_t act_bytes = 4 * B_ * T_ * int64_t(cfg_.model.hidden);
   if (tp > 1)
     lg_->info("comm: tp activation allreduce over {} ranks ({:.2f} MB per call): {}", tp, 1e-6 * double(act_bytes),
-              comm::describe_policy(act_bytes, act_bytes, tp, false));
+              comm::describe_policy(act_bytes, act_bytes, tp, comm::Layout::flat));
   if (pp_size_ > 1)
     lg_->info("comm: pipeline activations and gradients ({:.2f} MB per micro-batch): non-blocking point-to-point, "
               "tagged by micro-batch", 1e-6 * double(act_bytes));
   if (tied_wte_.size() > 0)
     lg_->info("comm: tied-embedding gradient sum over the first and last stage ({:.1f} MB): {}",
-              4e-6 * double(tied_wte_.size()), comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, false));
+              4e-6 * double(tied_wte_.size()), comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, comm::Layout::flat));
   if (dp > 1 && zero1_)
     lg_->info("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring", dp);
   if (dp > 1 && !zero1_) {
-    const bool torus = comms_->dp_torus != nullptr;
-    lg_->info("comm: dp gradient allreduce over {} ranks ({:.1f} MB arena in per-layer buckets){}: {} (comm.dp_allreduce: {})",
-              dp, 4e-6 * double(n_params_), torus ? " on torus " + comms_->dp_torus->torus().to_string() : "",
-              dp_algo_ == comm::AllreduceAlgorithm::automatic ? comm::describe_policy(0, 4 * n_params_, dp, torus)
+    const comm::Layout layout = comms_->dp_torus   ? comm::Layout::torus
+                                : comms_->dp_nodes ? comm::Layout::nodes
+                                                   : comm::Layout::flat;
+    std::string where;
+    if (comms_->dp_torus) where = " on torus " + comms_->dp_torus->torus().to_string();
+    if (comms_->dp_nodes)
+      where = fmt::format(" on {} nodes of {} ranks{}", comms_->dp_nodes->across().size(),
+                          comms_->dp_nodes->node().size(),
+                          comms_->dp_nodes->across_torus()
+                              ? " (torus " + comms_->dp_nodes->across_torus()->torus().to_string() + ")"
+                              : std::string());
+    lg_->info("comm: dp gradient allreduce over {} ranks{} ({:.1f} MB arena in per-layer buckets): {} "
+              "(comm.dp_allreduce: {})",
+              dp, where, 4e-6 * double(n_params_),
+              dp_algo_ == comm::AllreduceAlgorithm::automatic ? comm::describe_policy(0, 4 * n_params_, dp, layout)
                                                               : std::string(comm::to_string(dp_algo_)),
               cfg_.comm.dp_allreduce);
   }
@@ -425,11 +436,17 @@ void Trainer::report_comm() const {
 void Trainer::resolve_dp_allreduce() {
 #if HOKUSAI_HAVE_MPI
   const comm::AllreduceAlgorithm a = comm::parse_allreduce_algorithm(cfg_.comm.dp_allreduce);
-  if (a == comm::AllreduceAlgorithm::torus && comms_ && comms_->dp.size() > 1 && !comms_->dp_torus)
-    throw ConfigError("comm.dp_allreduce: torus, but the dp groups are not laid on comm.topology (" +
-                      (comms_->placement.description.empty() ? std::string("no placement")
-                                                             : comms_->placement.description.back()) +
-                      "): choose automatic or another algorithm, or a topology whose dimensions fit dp");
+  const auto why = [&] {
+    return comms_->placement.description.empty() ? std::string("no placement") : comms_->placement.description.back();
+  };
+  if (comms_ && comms_->dp.size() > 1) {
+    if (a == comm::AllreduceAlgorithm::torus && !comms_->dp_torus)
+      throw ConfigError("comm.dp_allreduce: torus, but the dp groups are not laid on comm.topology with one rank "
+                        "per node (" + why() + "): choose automatic or another algorithm");
+    if (a == comm::AllreduceAlgorithm::hierarchical && !comms_->dp_nodes)
+      throw ConfigError("comm.dp_allreduce: hierarchical, but the dp groups do not have several ranks on each of "
+                        "several nodes (" + why() + "): choose automatic or another algorithm");
+  }
   dp_algo_ = a;
 #endif
 }
@@ -438,18 +455,20 @@ void Trainer::resolve_dp_allreduce() {
 void Trainer::measure_dp_baseline() {
 #if HOKUSAI_HAVE_MPI
   if (!comms_ || comms_->dp.size() == 1) return;
-  const comm::TorusComms* torus = comms_->dp_torus.get();
-  if (!zero1_) dpar_.emplace(comms_->dp, model_->grads(), dp_algo_, torus);
+  const parallel::DataParallel plan(comms_->dp, model_->grads(), dp_algo_, comms_->dp_torus.get(),
+                                    comms_->dp_nodes.get());
+  if (!zero1_) dpar_.emplace(comms_->dp, model_->grads(), dp_algo_, comms_->dp_torus.get(), comms_->dp_nodes.get());
   model_->zero_grads();
   comms_->dp.barrier();
   const double t0 = wall_seconds();
-  const comm::AllreduceAlgorithm algo = dp_algo_ == comm::AllreduceAlgorithm::automatic
-                                            ? comm::choose_allreduce(4 * n_params_, comms_->dp.size(), torus)
-                                            : dp_algo_;
+  const comm::AllreduceAlgorithm algo = plan.algorithm_for(4 * n_params_);
+  float* g = model_->grads().data();
   if (algo == comm::AllreduceAlgorithm::torus)
-    comm::allreduce_torus(*torus, model_->grads().data(), n_params_, comm::ReduceOp::sum);
+    comm::allreduce_torus(*comms_->dp_torus, g, n_params_, comm::ReduceOp::sum);
+  else if (algo == comm::AllreduceAlgorithm::hierarchical)
+    comm::allreduce_hierarchical(*comms_->dp_nodes, g, n_params_, comm::ReduceOp::sum);
   else
-    comm::allreduce(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum, algo);
+    comm::allreduce(comms_->dp, g, n_params_, comm::ReduceOp::sum, algo);
   dp_blocking_s_ = wall_seconds() - t0;
   lg_->info("data parallel: one blocking {} allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
             comm::to_string(algo), 4e-6 * double(n_params_), 1e3 * dp_blocking_s_);

@@ -229,6 +229,48 @@ TEST(NonBlocking, OverlappingTorusAllreducesCompleteExactly) {
   }
 }
 
+// The hierarchical allreduce for every node size dividing the world, across nodes flat or on a
+// 1-D torus, blocking and as overlapping non-blocking handles: exact.
+TEST(Allreduce, HierarchicalIsExactForEveryNodeSize) {
+  const int p = world().size(), r = world().rank();
+  for (int q = 1; q <= p; ++q) {
+    if (p % q != 0) continue;
+    const Torus line = Torus::parse(std::to_string(p / q));
+    for (const Torus* nodes : {static_cast<const Torus*>(nullptr), &line}) {
+      const Hierarchy h(world(), q, nodes);
+      const std::string what = std::to_string(q) + " per node" + (nodes ? ", torus across" : "");
+      for (auto op : {ReduceOp::sum, ReduceOp::average}) {
+        const float scale = op == ReduceOp::sum ? 1.0f : 1.0f / float(p);
+        for (int64_t n : kSizes) {
+          std::vector<float> data(static_cast<size_t>(n));
+          for (int64_t i = 0; i < n; ++i) data[size_t(i)] = value(r, i);
+          allreduce_hierarchical(h, data.data(), n, op);
+          for (int64_t i = 0; i < n; ++i)
+            ASSERT_EQ(data[size_t(i)], expected_sum(p, i) * scale) << what << " n=" << n << " i=" << i;
+        }
+        const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
+        std::vector<std::vector<float>> bufs;
+        std::vector<AllreduceHandle> handles;
+        for (size_t b = 0; b < sizes.size(); ++b) {
+          bufs.emplace_back(static_cast<size_t>(sizes[b]));
+          for (int64_t i = 0; i < sizes[b]; ++i) bufs.back()[size_t(i)] = value(r, i);
+        }
+        for (size_t b = 0; b < sizes.size(); ++b) handles.emplace_back(h, bufs[b].data(), sizes[b], op, int(1 + b));
+        bool all = false;
+        for (int round = 0; !all && round < 10000000; ++round) {
+          all = true;
+          for (auto& hd : handles) all = hd.test() && all;
+        }
+        EXPECT_TRUE(all) << what << ": test() alone did not complete the handles";
+        for (size_t b = 0; b < sizes.size(); ++b)
+          for (int64_t i = 0; i < sizes[b]; ++i)
+            ASSERT_EQ(bufs[b][size_t(i)], expected_sum(p, i) * scale) << what << " handle size " << sizes[b];
+      }
+    }
+  }
+  if (p > 1) EXPECT_THROW(Hierarchy(world(), p + 1), std::invalid_argument);
+}
+
 // The trainer's path: a placement on a torus (reversed node coordinates, so grid ranks are not
 // MPI ranks), the grid's communicators built on it, and the dp gradient sum on the dp torus.
 TEST(GridComms, PlacementOnATorusBuildsTheGroupsItChose) {

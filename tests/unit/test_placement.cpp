@@ -110,10 +110,12 @@ TEST(Placement, ReversedCoordinatesKeepTheInvariants) {
 
 TEST(Placement, SeveralDpRanksPerNode) {
   // 4 ranks per node, tp 2: a node holds two whole replicas, so each dp group has 2 ranks on
-  // each of its nodes: the torus does not carry the dp group by itself (no dp_dims).
+  // each of its 4 nodes, which form the whole 2x2 torus (the hierarchical allreduce's step
+  // across nodes runs on it).
   const Placement p = place({2, 1, 8}, torus_machine(16, 4, "2x2"));
   EXPECT_EQ(p.dp_per_node, 2);
-  EXPECT_TRUE(p.dp_dims.empty());
+  EXPECT_EQ(p.dp_dims, (std::vector<int>{0, 1}));
+  EXPECT_EQ(p.dp_torus.nodes(), 4);
 }
 
 TEST(Placement, NoFittingDimensionsFallsBackAndSaysWhy) {

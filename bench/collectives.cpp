@@ -1,4 +1,5 @@
-// Allreduce benchmark: hokusai's algorithms beside MPI_Allreduce, same process, same buffers.
+// Allreduce benchmark: hokusai's algorithms beside MPI_Allreduce, same process, same buffers,
+// fp32 or bf16 (--dtype), with the torus (--torus) and hierarchical (--ranks-per-node) rows.
 // Time = median over --reps of the slowest rank's time (each repetition starts after a
 // barrier); algbw = bytes / time; busbw = algbw * 2(p-1)/p (nccl-tests convention: compare it
 // with link or memory bandwidth).
@@ -17,6 +18,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "comm/collectives.hpp"
@@ -55,10 +57,18 @@ int main(int argc, char** argv) {
   app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
   bool no_mpi = false;
   std::string only;
-  app.add_option("--only", only, "Comma-separated algorithms to time (mpi, ring, rabenseifner, torus); default all");
+  app.add_option("--only", only, "Comma-separated algorithms to time (mpi, ring, rabenseifner, torus, hierarchical); default all");
   app.add_flag("--no-mpi", no_mpi, "No MPI_Allreduce rows (simulations: SMPI's own allreduce allocates real buffers)");
-  std::string torus_shape;
-  app.add_option("--torus", torus_shape, "Also time allreduce_torus with the ranks laid on this torus (4x4x4x2x3x2)");
+  std::string torus_shape, dtype = "fp32";
+  int per_node = 1;
+  app.add_option("--torus", torus_shape,
+                 "The torus the nodes form (4x4x4x2x3x2): adds allreduce_torus rows (one rank per node) or, with "
+                 "--ranks-per-node, the hierarchical rows cross nodes on it");
+  app.add_option("--ranks-per-node", per_node,
+                 "Ranks per (emulated) node: adds allreduce_hierarchical rows when > 1")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dtype", dtype, "Element type: fp32 or bf16 (bf16 mpi rows reduce an fp32 copy)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   CLI11_PARSE(app, argc, argv);
   Communicator world = Communicator::world();
   const int p = world.size(), rank = world.rank();
@@ -74,8 +84,22 @@ int main(int argc, char** argv) {
     if (wanted("ring")) algos.push_back({"ring", AllreduceAlgorithm::ring});
     if (wanted("rabenseifner")) algos.push_back({"rabenseifner", AllreduceAlgorithm::rabenseifner});
   }
+  if (p % per_node != 0) {
+    if (rank == 0) std::fprintf(stderr, "bench_collectives: %d ranks do not fill nodes of --ranks-per-node %d\n", p, per_node);
+    return 1;
+  }
+  std::optional<Torus> nodes_torus;
+  if (!torus_shape.empty()) nodes_torus = Torus::parse(torus_shape);
+  if (nodes_torus && nodes_torus->nodes() != p / per_node) {
+    if (rank == 0)
+      std::fprintf(stderr, "bench_collectives: --torus %s has %d nodes, the job %d (%d ranks / %d per node)\n",
+                   torus_shape.c_str(), nodes_torus->nodes(), p / per_node, p, per_node);
+    return 1;
+  }
   std::optional<TorusComms> torus;
-  if (!torus_shape.empty()) torus.emplace(world, Torus::parse(torus_shape));
+  std::optional<Hierarchy> hierarchy;
+  if (nodes_torus && per_node == 1) torus.emplace(world, *nodes_torus);
+  if (per_node > 1) hierarchy.emplace(world, per_node, nodes_torus ? &*nodes_torus : nullptr);
 #if !HOKUSAI_SMPI
   const Communicator node = split_node(world);
   const bool one_node = node.size() == p;
@@ -98,17 +122,19 @@ int main(int argc, char** argv) {
     const double algbw = double(bytes) / t / 1e9, busbw = algbw * 2.0 * (p - 1) / p;
     if (rank != 0) return;
     if (csv)
-      std::printf("%s,%s,fp32,%d,%lld,%.6e,%.3f,%.3f\n", impl.c_str(), label.c_str(), p, (long long)bytes, t, algbw,
-                  busbw);
+      std::printf("%s,%s,%s,%d,%lld,%.6e,%.3f,%.3f\n", impl.c_str(), label.c_str(), dtype.c_str(), p, (long long)bytes,
+                  t, algbw, busbw);
     else
       std::printf("%-8s %-18s %10lld B  %10.3f ms  algbw %7.2f GB/s  busbw %7.2f GB/s\n", impl.c_str(), label.c_str(),
                   (long long)bytes, t * 1e3, algbw, busbw);
     std::fflush(stdout);
   };
-  for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
-    const int64_t n = bytes / 4;
+  // One message size in element type T.
+  const auto run_size = [&](auto type_tag, int64_t bytes) {
+    using T = decltype(type_tag);
+    const int64_t n = bytes / int64_t(sizeof(T));
 #if !HOKUSAI_SMPI
-    if (one_node && !mpi_only) {
+    if (one_node && !mpi_only && std::is_same_v<T, float>) {
       // The data lives in the shared window (what the trainer's gradient arena would do).
       SharedBuffer shm(node, n);
       std::fill_n(shm.local(), n, 1.0f);
@@ -117,20 +143,38 @@ int main(int argc, char** argv) {
     }
 #endif
     // The message (a Scratch: under SMPI its pages are shared by every simulated rank).
-    Scratch message(n);
+    ScratchOf<T> message(n);
 #if HOKUSAI_SMPI
     const auto fill = [] {};  // shared pages: the values mean nothing, only the timing is simulated
 #else
-    const auto fill = [&] { std::fill_n(message.data(), n, 1.0f); };
+    const auto fill = [&] {
+      if constexpr (std::is_same_v<T, float>)
+        std::fill_n(message.data(), n, 1.0f);
+      else
+        std::fill_n(message.data(), n, to_bf16(1.0f));
+    };
 #endif
     fill();
-    float* buf = message.data();
+    T* buf = message.data();
     if (torus && wanted("torus"))
       measure("hokusai", "torus_" + torus->torus().to_string(), bytes,
               [&] { allreduce_torus(*torus, buf, n, ReduceOp::sum); }, fill);
-    for (const auto& [name, algo] : algos)
-      measure(name == "mpi" ? "mpi" : "hokusai", name == "mpi" ? mpi_label() : name, bytes,
+    if (hierarchy && wanted("hierarchical") && !mpi_only)
+      measure("hokusai",
+              "hierarchical_" + std::to_string(per_node) + (nodes_torus ? "_torus_" + nodes_torus->to_string() : ""),
+              bytes, [&] { allreduce_hierarchical(*hierarchy, buf, n, ReduceOp::sum); }, fill);
+    for (const auto& [name, algo] : algos) {
+      std::string label = name == "mpi" ? mpi_label() : name;
+      if (name == "mpi" && !std::is_same_v<T, float>) label += "_fp32_copy";
+      measure(name == "mpi" ? "mpi" : "hokusai", label, bytes,
               [&] { allreduce(world, buf, n, ReduceOp::sum, algo); }, fill);
+    }
+  };
+  for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
+    if (dtype == "bf16")
+      run_size(bf16{}, bytes);
+    else
+      run_size(float{}, bytes);
   }
   return 0;
 }

@@ -12,49 +12,55 @@ namespace hokusai::comm {
 
 namespace {
 
-constexpr int kTagRing = 1001, kTagFold = 1002, kTagHalve = 1003, kTagDouble = 1004, kTagUnfold = 1005;
+constexpr int kTagRing = 1001, kTagFold = 1002, kTagHalve = 1003, kTagDouble = 1004, kTagUnfold = 1005,
+              kTagScatter = 1006;
 constexpr int64_t kMaxPiece = INT_MAX / 2;  // MPI counts are int: long buffers go in pieces
 
 // Exchange with possibly different peers and sizes; handles buffers beyond INT_MAX elements.
-void sendrecv(const Communicator& c, const float* send, int64_t send_n, int dst, float* recv, int64_t recv_n, int src,
+template <class T>
+void sendrecv(const Communicator& c, const T* send, int64_t send_n, int dst, T* recv, int64_t recv_n, int src,
               int tag) {
   int64_t done_s = 0, done_r = 0;
   do {
     const int ns = int(std::min(kMaxPiece, send_n - done_s)), nr = int(std::min(kMaxPiece, recv_n - done_r));
-    HOKUSAI_MPI(MPI_Sendrecv(send + done_s, ns, MPI_FLOAT, dst, tag, recv + done_r, nr, MPI_FLOAT, src, tag, c.raw(),
-                             MPI_STATUS_IGNORE));
+    HOKUSAI_MPI(MPI_Sendrecv(send + done_s, ns, Elem<T>::mpi(), dst, tag, recv + done_r, nr, Elem<T>::mpi(), src, tag,
+                             c.raw(), MPI_STATUS_IGNORE));
     done_s += ns;
     done_r += nr;
   } while (done_s < send_n || done_r < recv_n);
 }
 
-void send(const Communicator& c, const float* p, int64_t n, int dst, int tag) {
+template <class T>
+void send(const Communicator& c, const T* p, int64_t n, int dst, int tag) {
   for (int64_t done = 0; done < n || done == 0; done += kMaxPiece) {
-    HOKUSAI_MPI(MPI_Send(p + done, int(std::min(kMaxPiece, n - done)), MPI_FLOAT, dst, tag, c.raw()));
+    HOKUSAI_MPI(MPI_Send(p + done, int(std::min(kMaxPiece, n - done)), Elem<T>::mpi(), dst, tag, c.raw()));
     if (n == 0) break;
   }
 }
 
-void recv(const Communicator& c, float* p, int64_t n, int src, int tag) {
+template <class T>
+void recv(const Communicator& c, T* p, int64_t n, int src, int tag) {
   for (int64_t done = 0; done < n || done == 0; done += kMaxPiece) {
-    HOKUSAI_MPI(MPI_Recv(p + done, int(std::min(kMaxPiece, n - done)), MPI_FLOAT, src, tag, c.raw(), MPI_STATUS_IGNORE));
+    HOKUSAI_MPI(
+        MPI_Recv(p + done, int(std::min(kMaxPiece, n - done)), Elem<T>::mpi(), src, tag, c.raw(), MPI_STATUS_IGNORE));
     if (n == 0) break;
   }
 }
 
-void add_into(float* dst, const float* src, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
+template <class T>
+void add_into(T* dst, const T* src, int64_t n) {
+  Elem<T>::add(dst, src, n);
 }
 
-void scale(float* p, int64_t n, float s) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) p[i] *= s;
+template <class T>
+void scale(T* p, int64_t n, float s) {
+  Elem<T>::scale(p, n, s);
 }
 
 int mod(int a, int p) { return ((a % p) + p) % p; }
 
-void allreduce_ring(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+template <class T>
+void allreduce_ring(const Communicator& c, T* data, int64_t n, ReduceOp op) {
   reduce_scatter_ring(c, data, n, op);
   allgather_ring(c, data, n);
 }
@@ -65,12 +71,22 @@ void allreduce_mpi(const Communicator& c, float* data, int64_t n, ReduceOp op) {
   if (op == ReduceOp::average) scale(data, n, 1.0f / float(c.size()));
 }
 
-void allreduce_rabenseifner(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+// MPI has no bf16 sum: the library's MPI_Allreduce runs on an fp32 copy (one rounding at the end,
+// so it is the most accurate bf16 result, and the reference the bf16 algorithms are tested against).
+void allreduce_mpi(const Communicator& c, bf16* data, int64_t n, ReduceOp op) {
+  Scratch wide(n);
+  for (int64_t i = 0; i < n; ++i) wide.data()[i] = to_float(data[i]);
+  allreduce_mpi(c, wide.data(), n, op);
+  for (int64_t i = 0; i < n; ++i) data[i] = to_bf16(wide.data()[i]);
+}
+
+template <class T>
+void allreduce_rabenseifner(const Communicator& c, T* data, int64_t n, ReduceOp op) {
   const int p = c.size(), r = c.rank();
   int pow2 = 1;
   while (pow2 * 2 <= p) pow2 *= 2;
   const int rem = p - pow2;
-  Scratch tmp((n + 1) / 2 + 1);
+  ScratchOf<T> tmp((n + 1) / 2 + 1);
   // Fold: among the first 2*rem ranks, each even rank hands its vector to the odd one above.
   int vrank;  // rank among the pow2 participants, -1 if folded away
   if (r < 2 * rem) {
@@ -177,10 +193,11 @@ std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Lay
   return std::string(to_string(lo)) + " below 64 KiB, " + std::string(to_string(hi)) + " above";
 }
 
-void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm) {
+template <class T>
+void allreduce(const Communicator& comm, T* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm) {
   const int p = comm.size();
   if (p == 1 || count == 0) return;  // one rank: the sum is the data, the average too
-  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * 4, p);
+  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * int64_t(sizeof(T)), p);
   switch (algorithm) {
     case AllreduceAlgorithm::mpi: return allreduce_mpi(comm, data, count, op);
     case AllreduceAlgorithm::ring: return allreduce_ring(comm, data, count, op);
@@ -193,11 +210,12 @@ void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op
   }
 }
 
-void reduce_scatter_ring(const Communicator& c, float* data, int64_t n, ReduceOp op) {
+template <class T>
+void reduce_scatter_ring(const Communicator& c, T* data, int64_t n, ReduceOp op) {
   const int p = c.size(), r = c.rank();
   if (p == 1) return;
   const int right = mod(r + 1, p), left = mod(r - 1, p);
-  Scratch tmp(n / p + 1);
+  ScratchOf<T> tmp(n / p + 1);
   // Step s sends chunk r-s-1 and receives chunk r-s-2: after p-1 steps chunk r is complete here.
   for (int s = 0; s < p - 1; ++s) {
     const Range out = split_evenly(n, p, mod(r - s - 1, p)), in = split_evenly(n, p, mod(r - s - 2, p));
@@ -210,7 +228,8 @@ void reduce_scatter_ring(const Communicator& c, float* data, int64_t n, ReduceOp
   }
 }
 
-void allgather_ring(const Communicator& c, float* data, int64_t n) {
+template <class T>
+void allgather_ring(const Communicator& c, T* data, int64_t n) {
   const int p = c.size(), r = c.rank();
   if (p == 1) return;
   const int right = mod(r + 1, p), left = mod(r - 1, p);
@@ -219,5 +238,84 @@ void allgather_ring(const Communicator& c, float* data, int64_t n) {
     sendrecv(c, data + out.begin, out.size(), right, data + in.begin, in.size(), left, kTagRing);
   }
 }
+
+template <class T>
+void allreduce(const Communicator& comm, const T* in, T* out, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm) {
+  if (in != out) std::copy(in, in + count, out);
+  allreduce(comm, out, count, op, algorithm);
+}
+
+template <class T>
+void reduce_scatter(const Communicator& c, const T* in, T* out, int64_t n, ReduceOp op) {
+  const Range mine = split_evenly(n, c.size(), c.rank());
+  if (c.size() == 1) {
+    std::copy(in, in + n, out);
+    return;
+  }
+  ScratchOf<T> work(n);
+  std::copy(in, in + n, work.data());
+  reduce_scatter_ring(c, work.data(), n, op);
+  std::copy(work.data() + mine.begin, work.data() + mine.end, out);
+}
+
+template <class T>
+void allgather(const Communicator& c, const T* in, T* out, int64_t n) {
+  const Range mine = split_evenly(n, c.size(), c.rank());
+  if (in != out + mine.begin) std::copy(in, in + mine.size(), out + mine.begin);
+  allgather_ring(c, out, n);
+}
+
+BroadcastAlgorithm parse_broadcast_algorithm(std::string_view name) {
+  if (name == "mpi") return BroadcastAlgorithm::mpi;
+  if (name == "scatter_allgather") return BroadcastAlgorithm::scatter_allgather;
+  throw std::invalid_argument("unknown broadcast algorithm '" + std::string(name) +
+                              "': expected mpi or scatter_allgather");
+}
+
+template <class T>
+void broadcast(const Communicator& c, T* data, int64_t n, int root, BroadcastAlgorithm algorithm) {
+  const int p = c.size(), r = c.rank();
+  if (root < 0 || root >= p)
+    throw std::invalid_argument("broadcast: root " + std::to_string(root) + " outside the " + std::to_string(p) +
+                                " ranks");
+  if (p == 1 || n == 0) return;
+  if (algorithm == BroadcastAlgorithm::mpi) {
+    for (int64_t done = 0; done < n; done += kMaxPiece)
+      HOKUSAI_MPI(MPI_Bcast(data + done, int(std::min(kMaxPiece, n - done)), Elem<T>::mpi(), root, c.raw()));
+    return;
+  }
+  // van de Geijn: the root scatters chunk q to rank q (its link carries n(p-1)/p), then the ring
+  // allgather; 2n(p-1)/p bytes per rank, against the binomial tree's n·lg p at the root.
+  const Range mine = split_evenly(n, p, r);
+  if (r == root) {
+    std::vector<MPI_Request> reqs;
+    for (int q = 0; q < p; ++q) {
+      if (q == root) continue;
+      const Range part = split_evenly(n, p, q);
+      for (int64_t done = part.begin; done < part.end; done += kMaxPiece) {
+        reqs.emplace_back();
+        HOKUSAI_MPI(MPI_Isend(data + done, int(std::min(kMaxPiece, part.end - done)), Elem<T>::mpi(), q, kTagScatter,
+                              c.raw(), &reqs.back()));
+      }
+    }
+    HOKUSAI_MPI(MPI_Waitall(int(reqs.size()), reqs.data(), MPI_STATUSES_IGNORE));
+  } else if (mine.size() > 0) {
+    for (int64_t done = mine.begin; done < mine.end; done += kMaxPiece)
+      recv(c, data + done, std::min(kMaxPiece, mine.end - done), root, kTagScatter);
+  }
+  allgather_ring(c, data, n);
+}
+
+#define HOKUSAI_COMM_INSTANTIATE(T)                                                                              \
+  template void allreduce<T>(const Communicator&, T*, int64_t, ReduceOp, AllreduceAlgorithm);                    \
+  template void allreduce<T>(const Communicator&, const T*, T*, int64_t, ReduceOp, AllreduceAlgorithm);          \
+  template void reduce_scatter_ring<T>(const Communicator&, T*, int64_t, ReduceOp);                               \
+  template void allgather_ring<T>(const Communicator&, T*, int64_t);                                              \
+  template void reduce_scatter<T>(const Communicator&, const T*, T*, int64_t, ReduceOp);                          \
+  template void allgather<T>(const Communicator&, const T*, T*, int64_t);                                         \
+  template void broadcast<T>(const Communicator&, T*, int64_t, int, BroadcastAlgorithm);
+HOKUSAI_COMM_INSTANTIATE(float)
+HOKUSAI_COMM_INSTANTIATE(bf16)
+#undef HOKUSAI_COMM_INSTANTIATE
 
 }  // namespace hokusai::comm

@@ -1,4 +1,4 @@
-// Collectives on fp32 buffers over any Communicator, in place.
+// Collectives on fp32 and bf16 buffers over any Communicator, in place or out of place.
 //   ring          reduce-scatter then allgather around the ring: 2(p-1) steps, bandwidth-optimal
 //                 (each rank sends 2n(p-1)/p bytes); any p.
 //   rabenseifner  reduce-scatter by recursive halving + allgather by recursive doubling:
@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "comm/dtype.hpp"
 #include "comm/grid.hpp"
 #include "comm/mpi.hpp"
 
@@ -35,14 +36,42 @@ AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, Layout layout = La
 // are between min_bytes and max_bytes.
 std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Layout layout);
 
+// Every collective below takes T = float or bf16 (comm/dtype.hpp; instantiated in
+// collectives.cpp). bf16 sums add in fp32 and round once per step; the mpi algorithm on bf16
+// reduces an fp32 copy with MPI_Allreduce (MPI has no bf16 sum).
+
 // data[0..count) := op over the ranks of comm. Every rank passes the same count.
-void allreduce(const Communicator& comm, float* data, int64_t count, ReduceOp op,
+template <class T>
+void allreduce(const Communicator& comm, T* data, int64_t count, ReduceOp op,
+               AllreduceAlgorithm algorithm = AllreduceAlgorithm::automatic);
+// Out of place: out[0..count) := op over every rank's in[0..count); in is not modified (in == out
+// is the in-place call). The input is copied into out, then reduced there.
+template <class T>
+void allreduce(const Communicator& comm, const T* in, T* out, int64_t count, ReduceOp op,
                AllreduceAlgorithm algorithm = AllreduceAlgorithm::automatic);
 
 // Ring reduce-scatter, in place: afterwards chunk split_evenly(count, p, rank) of data holds the
 // reduced values (the other chunks hold partial sums).
-void reduce_scatter_ring(const Communicator& comm, float* data, int64_t count, ReduceOp op);
+template <class T>
+void reduce_scatter_ring(const Communicator& comm, T* data, int64_t count, ReduceOp op);
 // Ring allgather, in place: each rank's chunk split_evenly(count, p, rank) goes to every rank.
-void allgather_ring(const Communicator& comm, float* data, int64_t count);
+template <class T>
+void allgather_ring(const Communicator& comm, T* data, int64_t count);
+// Out of place, as MPI_Reduce_scatter with counts split_evenly(count, p, ·): out receives this
+// rank's reduced chunk (split_evenly(count, p, rank).size() elements); in is not modified.
+template <class T>
+void reduce_scatter(const Communicator& comm, const T* in, T* out, int64_t count, ReduceOp op);
+// Out of place, as MPI_Allgatherv with the same chunks: in holds this rank's chunk, out[0..count)
+// receives every rank's.
+template <class T>
+void allgather(const Communicator& comm, const T* in, T* out, int64_t count);
+
+// Broadcast from root: mpi (MPI_Bcast) or scatter_allgather (the root sends chunk q to rank q,
+// then the ring allgather: 2n(p−1)/p bytes per rank, bandwidth-optimal for large messages).
+enum class BroadcastAlgorithm { mpi, scatter_allgather };
+BroadcastAlgorithm parse_broadcast_algorithm(std::string_view name);  // throws std::invalid_argument
+template <class T>
+void broadcast(const Communicator& comm, T* data, int64_t count, int root,
+               BroadcastAlgorithm algorithm = BroadcastAlgorithm::scatter_allgather);
 
 }  // namespace hokusai::comm

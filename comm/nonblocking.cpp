@@ -71,7 +71,7 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
     algorithm = choose_allreduce(count * 4, p_, torus ? Layout::torus : Layout::flat);
   if (algorithm == AllreduceAlgorithm::torus) {
     mode_ = Mode::torus;
-    torus_ = std::make_unique<TorusAllreduce>(*torus, data, count, op, tag);
+    torus_ = std::make_unique<TorusAllreduce<float>>(*torus, data, count, op, tag);
     return;
   }
   if (algorithm == AllreduceAlgorithm::mpi) {  // Rabenseifner's exchange pattern is not pipelined here: ring

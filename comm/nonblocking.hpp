@@ -73,7 +73,7 @@ class AllreduceHandle {
   int tag_, step_ = 0, p_ = 1, rank_ = 0;
   std::vector<float> tmp_;
   std::vector<MPI_Request> reqs_;
-  std::unique_ptr<TorusAllreduce> torus_;
+  std::unique_ptr<TorusAllreduce<float>> torus_;
   const Hierarchy* hierarchy_ = nullptr;
   std::unique_ptr<AllreduceHandle> across_;  // hierarchical: my chunk's allreduce across nodes
 };

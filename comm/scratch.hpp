@@ -15,14 +15,15 @@
 
 namespace hokusai::comm {
 
-class Scratch {
+template <class T>
+class ScratchOf {
  public:
-  explicit Scratch(int64_t n = 0) { resize(n); }
-  ~Scratch() { release(); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  Scratch(Scratch&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
-  Scratch& operator=(Scratch&& o) noexcept {
+  explicit ScratchOf(int64_t n = 0) { resize(n); }
+  ~ScratchOf() { release(); }
+  ScratchOf(const ScratchOf&) = delete;
+  ScratchOf& operator=(const ScratchOf&) = delete;
+  ScratchOf(ScratchOf&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  ScratchOf& operator=(ScratchOf&& o) noexcept {
     if (this != &o) {
       release();
       p_ = std::exchange(o.p_, nullptr);
@@ -30,16 +31,16 @@ class Scratch {
     }
     return *this;
   }
-  float* data() { return p_; }
+  T* data() { return p_; }
   int64_t size() const { return n_; }
-  // Grows to at least n floats; the contents are not kept.
+  // Grows to at least n elements; the contents are not kept.
   void resize(int64_t n) {
     if (n <= n_) return;
     release();
 #if HOKUSAI_SMPI
-    p_ = static_cast<float*>(SMPI_SHARED_MALLOC(size_t(n) * sizeof(float)));
+    p_ = static_cast<T*>(SMPI_SHARED_MALLOC(size_t(n) * sizeof(T)));
 #else
-    p_ = static_cast<float*>(std::malloc(size_t(n) * sizeof(float)));
+    p_ = static_cast<T*>(std::malloc(size_t(n) * sizeof(T)));
 #endif
     if (!p_) throw std::bad_alloc();
     n_ = n;
@@ -56,8 +57,9 @@ class Scratch {
     p_ = nullptr;
     n_ = 0;
   }
-  float* p_ = nullptr;
+  T* p_ = nullptr;
   int64_t n_ = 0;
 };
+using Scratch = ScratchOf<float>;
 
 }  // namespace hokusai::comm

@@ -27,7 +27,8 @@ constexpr int kTagTorus = 4096, kMaxParts = 64;
 }  // namespace
 
 // One part of the buffer on its way through the dimensions.
-struct TorusAllreduce::Part {
+template <class T>
+struct TorusAllreduce<T>::Part {
   int64_t begin = 0, end = 0;       // current range
   std::vector<int> order;           // dimensions, in reduce-scatter order
   int dir = 1;                      // ring direction: +1 sends to coordinate + 1
@@ -35,10 +36,11 @@ struct TorusAllreduce::Part {
   bool gathering = false, done = false, posted = false;
   std::vector<std::pair<int64_t, int64_t>> ranges;  // range before each reduce-scatter phase
   int64_t in_begin = 0, in_size = 0;                // the posted receive's range
-  Scratch tmp;
+  ScratchOf<T> tmp;
 };
 
-TorusAllreduce::TorusAllreduce(const TorusComms& tc, float* data, int64_t n, ReduceOp op, int tag)
+template <class T>
+TorusAllreduce<T>::TorusAllreduce(const TorusComms& tc, T* data, int64_t n, ReduceOp op, int tag)
     : tc_(&tc), data_(data), op_(op) {
   const Torus& t = tc.torus();
   if (tag < -1 || kTagTorus + kMaxParts * (tag + 2) > 32767)
@@ -84,7 +86,8 @@ TorusAllreduce::TorusAllreduce(const TorusComms& tc, float* data, int64_t n, Red
   for (int q = 0; q < nparts; ++q) post(q);
 }
 
-TorusAllreduce::~TorusAllreduce() {
+template <class T>
+TorusAllreduce<T>::~TorusAllreduce() {
   if (remaining_ > 0) {
     try {
       wait();
@@ -94,7 +97,8 @@ TorusAllreduce::~TorusAllreduce() {
   }
 }
 
-void TorusAllreduce::post(int q) {
+template <class T>
+void TorusAllreduce<T>::post(int q) {
   Part& pt = parts_[size_t(q)];
   const Communicator& ring = tc_->ring(pt.order[size_t(pt.phase)]);
   const int p = ring.size(), r = ring.rank();
@@ -108,28 +112,23 @@ void TorusAllreduce::post(int q) {
   const int in_c = pt.gathering ? mod(r - pt.dir * (s + 1), p) : mod(r - pt.dir * (s + 2), p);
   const Range out = split_evenly(len, p, out_c), in = split_evenly(len, p, in_c);
   if (!pt.gathering) pt.tmp.resize(in.size());
-  float* recv_to = pt.gathering ? data_ + pt.begin + in.begin : pt.tmp.data();
+  T* recv_to = pt.gathering ? data_ + pt.begin + in.begin : pt.tmp.data();
   const int tag = tag_base_ + q;
-  HOKUSAI_MPI(MPI_Irecv(recv_to, int(in.size()), MPI_FLOAT, left, tag, ring.raw(), &reqs_[size_t(2 * q)]));
-  HOKUSAI_MPI(MPI_Isend(data_ + pt.begin + out.begin, int(out.size()), MPI_FLOAT, right, tag, ring.raw(),
+  HOKUSAI_MPI(MPI_Irecv(recv_to, int(in.size()), Elem<T>::mpi(), left, tag, ring.raw(), &reqs_[size_t(2 * q)]));
+  HOKUSAI_MPI(MPI_Isend(data_ + pt.begin + out.begin, int(out.size()), Elem<T>::mpi(), right, tag, ring.raw(),
                         &reqs_[size_t(2 * q + 1)]));
   pt.in_begin = pt.begin + in.begin, pt.in_size = in.size();
   pt.posted = true;
 }
 
 // After part q's step completed: reduce what arrived, move to the next step, phase or stage.
-void TorusAllreduce::advance(int q) {
+template <class T>
+void TorusAllreduce<T>::advance(int q) {
   Part& pt = parts_[size_t(q)];
   pt.posted = false;
   const Communicator& ring = tc_->ring(pt.order[size_t(pt.phase)]);
   const int p = ring.size(), r = ring.rank();
-  if (!pt.gathering) {
-    float* dst = data_ + pt.in_begin;
-    const float* src = pt.tmp.data();
-    const int64_t m = pt.in_size;
-#pragma omp simd
-    for (int64_t i = 0; i < m; ++i) dst[i] += src[i];
-  }
+  if (!pt.gathering) Elem<T>::add(data_ + pt.in_begin, pt.tmp.data(), pt.in_size);
   if (++pt.step < p - 1) return;
   pt.step = 0;
   const int D = int(pt.order.size());
@@ -138,10 +137,7 @@ void TorusAllreduce::advance(int q) {
     pt.end = pt.begin + mine.end;
     pt.begin += mine.begin;
     if (++pt.phase == D) {  // fully reduced: the allgather walks the dimensions back
-      if (op_ == ReduceOp::average) {
-        const float f = 1.0f / float(tc_->size());
-        for (int64_t i = pt.begin; i < pt.end; ++i) data_[i] *= f;
-      }
+      if (op_ == ReduceOp::average) Elem<T>::scale(data_ + pt.begin, pt.end - pt.begin, 1.0f / float(tc_->size()));
       pt.gathering = true;
       pt.phase = D - 1;
       pt.begin = pt.ranges.back().first, pt.end = pt.ranges.back().second;
@@ -157,7 +153,8 @@ void TorusAllreduce::advance(int q) {
 
 // Each part advances on its own: its next ring step is posted as soon as its previous one has
 // completed (no round waits for the slowest part).
-bool TorusAllreduce::progress(bool block) {
+template <class T>
+bool TorusAllreduce<T>::progress(bool block) {
   while (remaining_ > 0) {
     int count = 0;
     finished_.resize(reqs_.size());
@@ -181,8 +178,9 @@ bool TorusAllreduce::progress(bool block) {
   return true;
 }
 
-void allreduce_torus(const TorusComms& tc, float* data, int64_t n, ReduceOp op) {
-  TorusAllreduce(tc, data, n, op).wait();
+template <class T>
+void allreduce_torus(const TorusComms& tc, T* data, int64_t n, ReduceOp op) {
+  TorusAllreduce<T>(tc, data, n, op).wait();
 }
 
 Hierarchy::Hierarchy(const Communicator& comm, int per_node, const Torus* nodes) : size_(comm.size()) {
@@ -195,7 +193,8 @@ Hierarchy::Hierarchy(const Communicator& comm, int per_node, const Torus* nodes)
   if (nodes) torus_ = std::make_unique<TorusComms>(across_, *nodes);
 }
 
-void allreduce_hierarchical(const Hierarchy& h, float* data, int64_t n, ReduceOp op) {
+template <class T>
+void allreduce_hierarchical(const Hierarchy& h, T* data, int64_t n, ReduceOp op) {
   if (h.size() == 1 || n == 0) return;
   const Communicator& node = h.node();
   reduce_scatter_ring(node, data, n, ReduceOp::sum);
@@ -204,11 +203,15 @@ void allreduce_hierarchical(const Hierarchy& h, float* data, int64_t n, ReduceOp
     allreduce_torus(*h.across_torus(), data + mine.begin, mine.size(), ReduceOp::sum);
   else
     allreduce(h.across(), data + mine.begin, mine.size(), ReduceOp::sum);
-  if (op == ReduceOp::average) {
-    const float f = 1.0f / float(h.size());
-    for (int64_t i = mine.begin; i < mine.end; ++i) data[i] *= f;
-  }
+  if (op == ReduceOp::average) Elem<T>::scale(data + mine.begin, mine.size(), 1.0f / float(h.size()));
   allgather_ring(node, data, n);
 }
+
+template class TorusAllreduce<float>;
+template class TorusAllreduce<bf16>;
+template void allreduce_torus<float>(const TorusComms&, float*, int64_t, ReduceOp);
+template void allreduce_torus<bf16>(const TorusComms&, bf16*, int64_t, ReduceOp);
+template void allreduce_hierarchical<float>(const Hierarchy&, float*, int64_t, ReduceOp);
+template void allreduce_hierarchical<bf16>(const Hierarchy&, bf16*, int64_t, ReduceOp);
 
 }  // namespace hokusai::comm

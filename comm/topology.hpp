@@ -48,9 +48,10 @@ class TorusComms {
 // waits too, so no transfer outlives the buffer). Operations outstanding at the same time on one
 // TorusComms need distinct tags (0..440; the blocking call uses -1), started in the same order on
 // every rank. The buffer must stay untouched until done.
+template <class T>  // float or bf16
 class TorusAllreduce {
  public:
-  TorusAllreduce(const TorusComms& tc, float* data, int64_t count, ReduceOp op, int tag = -1);
+  TorusAllreduce(const TorusComms& tc, T* data, int64_t count, ReduceOp op, int tag = -1);
   ~TorusAllreduce();
   TorusAllreduce(const TorusAllreduce&) = delete;
   TorusAllreduce& operator=(const TorusAllreduce&) = delete;
@@ -64,7 +65,7 @@ class TorusAllreduce {
   void advance(int q);
   bool progress(bool block);
   const TorusComms* tc_;
-  float* data_;
+  T* data_;
   ReduceOp op_;
   int tag_base_ = 0, remaining_ = 0;
   std::vector<Part> parts_;
@@ -72,8 +73,10 @@ class TorusAllreduce {
   std::vector<int> finished_;
 };
 
-// data[0..count) := op over every rank, all dimensions at once (see above). In place.
-void allreduce_torus(const TorusComms& tc, float* data, int64_t count, ReduceOp op);
+// data[0..count) := op over every rank, all dimensions at once (see above). In place. T = float
+// or bf16.
+template <class T>
+void allreduce_torus(const TorusComms& tc, T* data, int64_t count, ReduceOp op);
 
 // A communicator's ranks grouped by node: `per_node` consecutive ranks share one. node(): my
 // node's ranks; across(): the ranks at my position on every node, in node order, laid on
@@ -96,6 +99,7 @@ class Hierarchy {
 // shared-memory transport), each rank's 1/q chunk allreduced across the nodes (torus when the
 // nodes form one, else the automatic choice), then allgather inside the node. The network
 // carries n·(N−1)/N bytes per node and direction instead of q times that.
-void allreduce_hierarchical(const Hierarchy& h, float* data, int64_t count, ReduceOp op);
+template <class T>  // float or bf16
+void allreduce_hierarchical(const Hierarchy& h, T* data, int64_t count, ReduceOp op);
 
 }  // namespace hokusai::comm

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "comm/collectives.hpp"
@@ -144,6 +145,125 @@ TEST(RingCollectives, ReduceScatterAndAllgatherMatchMpi) {
     allgather_ring(world(), data.data(), n);
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(data[size_t(i)], expected_sum(p, i)) << "allgather n=" << n << " i=" << i;
   }
+}
+
+// bf16: small integers (|partial sums| <= 144 for 8 ranks) are exact in bf16's 8 significant
+// bits, so every algorithm must give the closed form exactly: the same rounding everywhere.
+float small_value(int rank, int64_t i) { return float((rank + 1) * (i % 5) - 2); }
+float small_sum(int p, int64_t i) { return float((i % 5) * p * (p + 1) / 2 - 2 * p); }
+
+TEST(Bf16, EveryAlgorithmIsExactOnSmallIntegers) {
+  const int p = world().size(), r = world().rank();
+  std::vector<std::unique_ptr<TorusComms>> tori;
+  tori.push_back(std::make_unique<TorusComms>(world(), Torus::parse(std::to_string(p))));
+  for (int a = 2; a < p; ++a)
+    if (p % a == 0) tori.push_back(std::make_unique<TorusComms>(world(), Torus::parse(std::to_string(a) + "x" + std::to_string(p / a))));
+  std::vector<std::unique_ptr<Hierarchy>> hierarchies;
+  for (int q = 1; q <= p; ++q)
+    if (p % q == 0) hierarchies.push_back(std::make_unique<Hierarchy>(world(), q));
+  for (auto op : {ReduceOp::sum, ReduceOp::average})
+    for (int64_t n : kSizes) {
+      std::vector<bf16> want(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i)
+        want[size_t(i)] = to_bf16(op == ReduceOp::sum ? small_sum(p, i) : small_sum(p, i) * (1.0f / float(p)));
+      // run(name, f): f reduces `data` in place; the result must equal `want` bit for bit.
+      const auto run = [&](const std::string& name, const auto& f) {
+        std::vector<bf16> data(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) data[size_t(i)] = to_bf16(small_value(r, i));
+        f(data.data());
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(data[size_t(i)].bits, want[size_t(i)].bits)
+              << name << " n=" << n << " i=" << i << ": " << to_float(data[size_t(i)]) << " vs " << to_float(want[size_t(i)]);
+      };
+      for (auto algo : {AllreduceAlgorithm::mpi, AllreduceAlgorithm::ring, AllreduceAlgorithm::rabenseifner,
+                        AllreduceAlgorithm::automatic})
+        run(std::string(to_string(algo)), [&](bf16* d) { allreduce(world(), d, n, op, algo); });
+      for (const auto& tc : tori)
+        run("torus " + tc->torus().to_string(), [&](bf16* d) { allreduce_torus(*tc, d, n, op); });
+      for (const auto& h : hierarchies)
+        run("hierarchical " + std::to_string(h->node().size()), [&](bf16* d) { allreduce_hierarchical(*h, d, n, op); });
+    }
+}
+
+// bf16 on general values: each algorithm rounds once per step, MPI (on an fp32 copy) once; the
+// difference stays within a few bf16 ulps of the largest partial sum.
+TEST(Bf16, GeneralValuesStayWithinRounding) {
+  const int p = world().size(), r = world().rank();
+  const int64_t n = 10007;
+  std::vector<bf16> ref(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ref[size_t(i)] = to_bf16(std::sin(0.37f * float(i) + float(r)) * 3.0f);
+  std::vector<bf16> mpi_result = ref;
+  allreduce(world(), mpi_result.data(), n, ReduceOp::sum, AllreduceAlgorithm::mpi);
+  for (auto algo : {AllreduceAlgorithm::ring, AllreduceAlgorithm::rabenseifner}) {
+    std::vector<bf16> got = ref;
+    allreduce(world(), got.data(), n, ReduceOp::sum, algo);
+    for (int64_t i = 0; i < n; ++i) {
+      // p steps, each rounding by at most half an ulp of a value <= 3p: 2^-8 relative of 3p per step.
+      const float tol = float(p) * 3.0f * float(p) * std::ldexp(1.0f, -8);
+      ASSERT_NEAR(to_float(got[size_t(i)]), to_float(mpi_result[size_t(i)]), tol) << to_string(algo) << " i=" << i;
+    }
+  }
+  EXPECT_EQ(to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(to_bf16(1.00390625f).bits, 0x3f80);  // halfway between 1 and the next bf16: to even
+  EXPECT_EQ(to_bf16(1.01171875f).bits, 0x3f82);  // halfway between 0x3f81 and 0x3f82: to even
+  EXPECT_NE(to_float(to_bf16(std::nanf(""))), to_float(to_bf16(std::nanf(""))));  // NaN stays NaN
+}
+
+// Out of place: the input is untouched and the output matches MPI's own collective.
+TEST(OutOfPlace, AllreduceReduceScatterAllgatherMatchMpi) {
+  const int p = world().size(), r = world().rank();
+  for (int64_t n : kSizes) {
+    std::vector<float> in(static_cast<size_t>(n)), out(static_cast<size_t>(n), -1.0f);
+    for (int64_t i = 0; i < n; ++i) in[size_t(i)] = value(r, i);
+    const std::vector<float> original = in;
+    for (auto algo : {AllreduceAlgorithm::ring, AllreduceAlgorithm::rabenseifner, AllreduceAlgorithm::mpi}) {
+      allreduce(world(), in.data(), out.data(), n, ReduceOp::sum, algo);
+      ASSERT_EQ(in, original) << "allreduce changed its input";
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[size_t(i)], expected_sum(p, i)) << to_string(algo) << " n=" << n;
+    }
+    std::vector<int> counts(static_cast<size_t>(p)), displs(static_cast<size_t>(p));
+    for (int q = 0; q < p; ++q) {
+      counts[size_t(q)] = int(split_evenly(n, p, q).size());
+      displs[size_t(q)] = int(split_evenly(n, p, q).begin);
+    }
+    const Range mine = split_evenly(n, p, r);
+    std::vector<float> chunk(static_cast<size_t>(mine.size()) + 1), mpi_chunk(static_cast<size_t>(mine.size()) + 1);
+    reduce_scatter(world(), in.data(), chunk.data(), n, ReduceOp::sum);
+    ASSERT_EQ(in, original) << "reduce_scatter changed its input";
+    if (n > 0)
+      HOKUSAI_MPI(MPI_Reduce_scatter(in.data(), mpi_chunk.data(), counts.data(), MPI_FLOAT, MPI_SUM, world().raw()));
+    for (int64_t i = 0; i < mine.size(); ++i) ASSERT_EQ(chunk[size_t(i)], mpi_chunk[size_t(i)]) << "n=" << n;
+    std::vector<float> gathered(static_cast<size_t>(n)), mpi_gathered(static_cast<size_t>(n));
+    allgather(world(), chunk.data(), gathered.data(), n);
+    if (n > 0)
+      HOKUSAI_MPI(MPI_Allgatherv(chunk.data(), int(mine.size()), MPI_FLOAT, mpi_gathered.data(), counts.data(),
+                                 displs.data(), MPI_FLOAT, world().raw()));
+    ASSERT_EQ(gathered, mpi_gathered) << "allgather n=" << n;
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(gathered[size_t(i)], expected_sum(p, i));
+  }
+}
+
+TEST(Broadcast, EveryRootAndAlgorithmMatchesMpi) {
+  const int p = world().size(), r = world().rank();
+  for (auto algo : {BroadcastAlgorithm::mpi, BroadcastAlgorithm::scatter_allgather})
+    for (int root = 0; root < p; ++root)
+      for (int64_t n : kSizes) {
+        std::vector<float> data(static_cast<size_t>(n));
+        std::vector<bf16> half(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          data[size_t(i)] = r == root ? value(root, i) : -1.0f;
+          half[size_t(i)] = to_bf16(r == root ? small_value(root, i) : -1.0f);
+        }
+        broadcast(world(), data.data(), n, root, algo);
+        broadcast(world(), half.data(), n, root, algo);
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(data[size_t(i)], value(root, i)) << "root " << root << " n=" << n << " i=" << i;
+          ASSERT_EQ(to_float(half[size_t(i)]), small_value(root, i)) << "bf16 root " << root << " n=" << n;
+        }
+      }
+  std::vector<float> x(4);
+  EXPECT_THROW(broadcast(world(), x.data(), 4, p), std::invalid_argument);
+  EXPECT_THROW(parse_broadcast_algorithm("tree"), std::invalid_argument);
 }
 
 TEST(SharedBuffer, IntraNodeAllreduceIsExact) {

@@ -10,11 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-release}
 
-# SimGrid (--simgrid) builds the simulated-torus test (ctest simulated_torus_4x4).
+# SimGrid (--simgrid) builds the simulated-torus test (ctest simulated_torus_4x4); MPICH
+# (--mpich) the comm layer's MPICH build and test (ctest mpich_comm).
 if [ "$preset" = release ] && [ "${HOKUSAI_SKIP_CROSS:-0}" != 1 ]; then
-  scripts/install-deps.sh --cross --simgrid
+  scripts/install-deps.sh --cross --simgrid --mpich
 else
-  scripts/install-deps.sh --simgrid
+  scripts/install-deps.sh --simgrid --mpich
 fi
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$(nproc)"

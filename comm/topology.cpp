@@ -14,6 +14,7 @@ TorusComms::TorusComms(const Communicator& comm, const Torus& torus) : torus_(to
                                 " nodes but the communicator has " + std::to_string(comm.size()) +
                                 " ranks: one rank per node is expected");
   coords_ = torus.coords(comm.rank());
+  routes_ = torus_routes(torus);
   for (size_t k = 0; k < torus.dims.size(); ++k) {
     std::vector<int> line = coords_;
     line[k] = 0;  // the ring's color: my coordinates with dimension k left out
@@ -31,7 +32,7 @@ template <class T>
 struct TorusAllreduce<T>::Part {
   int64_t begin = 0, end = 0;       // current range
   std::vector<int> order;           // dimensions, in reduce-scatter order
-  int dir = 1;                      // ring direction: +1 sends to coordinate + 1
+  std::vector<int> dirs;            // ring direction per phase: +1 sends to coordinate + 1
   int phase = 0, step = 0;          // position in the order, ring step within it
   bool gathering = false, done = false, posted = false;
   std::vector<std::pair<int64_t, int64_t>> ranges;  // range before each reduce-scatter phase
@@ -47,37 +48,23 @@ TorusAllreduce<T>::TorusAllreduce(const TorusComms& tc, T* data, int64_t n, Redu
     throw std::invalid_argument("torus allreduce: tag " + std::to_string(tag) + " outside -1.." +
                                 std::to_string((32767 - kTagTorus) / kMaxParts - 2));
   tag_base_ = kTagTorus + kMaxParts * (tag + 1);
-  std::vector<int> active;
-  for (size_t k = 0; k < t.dims.size(); ++k)
-    if (t.dims[k] > 1) active.push_back(int(k));
-  const int D = int(active.size());
-  if (D == 0 || n == 0) return;
-  // One part per outgoing link: a dimension of extent > 2 on a torus has two (to coordinate + 1
-  // and − 1), one of extent 2 a single neighbour, and a mesh line is used in one direction (its
-  // ring's closing hop crosses the whole line). Part (j, dir) starts on dimension j.
-  std::vector<std::pair<int, int>> starts;  // (position in active, direction)
-  for (int j = 0; j < D; ++j) starts.push_back({j, 1});
-  if (t.wrap)
-    for (int j = 0; j < D; ++j)
-      if (t.dims[size_t(active[size_t(j)])] > 2) starts.push_back({j, -1});
-  // Each link's part is split in two that cross the other dimensions in opposite orders (j, j+1,
-  // ... and j, j−1, ...), so the later phases spread over more links.
-  const int nlinks = int(starts.size()), nparts = 2 * nlinks;
+  if (n == 0) return;
+  const std::vector<TorusRoute>& routes = tc.routes();
+  if (routes.empty()) return;  // every extent 1: one node
+  const int nparts = int(routes.size());
   if (nparts > kMaxParts)
     throw std::invalid_argument("torus allreduce: " + t.to_string() + " has more than " +
                                 std::to_string(kMaxParts / 4) + " dimensions");
   if (n / nparts >= INT32_MAX)
     throw std::invalid_argument("allreduce_torus: " + std::to_string(n) + " floats per part exceed MPI's int count");
-  // Equal parts. (Sizing them so every link carries the same bytes was slower in simulation, 1.01
-  // against 0.95 ms on the 768-node 6-D torus: the busiest link is not what sets the time.)
+  // Equal parts (sized for equal bytes per link they were slower in simulation, 1.01 against
+  // 0.95 ms on the 768-node 6-D torus; balancing directions and orders instead is torus_routes).
   for (int q = 0; q < nparts; ++q) {
     Part part;
     const Range r = split_evenly(n, nparts, q);
     part.begin = r.begin, part.end = r.end;
-    const auto [j, dir] = starts[size_t(q % nlinks)];
-    const int step = q < nlinks ? 1 : D - 1;  // forward or backward round the dimensions
-    for (int k = 0; k < D; ++k) part.order.push_back(active[size_t((j + k * step) % D)]);
-    part.dir = dir;
+    part.order = routes[size_t(q)].dims;
+    part.dirs = routes[size_t(q)].dirs;
     part.tmp.resize(r.size() / 2 + 1);
     parts_.push_back(std::move(part));
   }
@@ -102,14 +89,15 @@ void TorusAllreduce<T>::post(int q) {
   Part& pt = parts_[size_t(q)];
   const Communicator& ring = tc_->ring(pt.order[size_t(pt.phase)]);
   const int p = ring.size(), r = ring.rank();
-  const int right = mod(r + pt.dir, p), left = mod(r - pt.dir, p);
+  const int dir = pt.dirs[size_t(pt.phase)];
+  const int right = mod(r + dir, p), left = mod(r - dir, p);
   if (pt.step == 0 && !pt.gathering) pt.ranges.push_back({pt.begin, pt.end});
   const int64_t len = pt.end - pt.begin;
   // Reduce-scatter step s: send chunk r - dir(s+1), receive chunk r - dir(s+2); allgather
   // step s: send chunk r - dir·s, receive chunk r - dir(s+1) (chunks of the phase's range).
   const int s = pt.step;
-  const int out_c = pt.gathering ? mod(r - pt.dir * s, p) : mod(r - pt.dir * (s + 1), p);
-  const int in_c = pt.gathering ? mod(r - pt.dir * (s + 1), p) : mod(r - pt.dir * (s + 2), p);
+  const int out_c = pt.gathering ? mod(r - dir * s, p) : mod(r - dir * (s + 1), p);
+  const int in_c = pt.gathering ? mod(r - dir * (s + 1), p) : mod(r - dir * (s + 2), p);
   const Range out = split_evenly(len, p, out_c), in = split_evenly(len, p, in_c);
   if (!pt.gathering) pt.tmp.resize(in.size());
   T* recv_to = pt.gathering ? data_ + pt.begin + in.begin : pt.tmp.data();

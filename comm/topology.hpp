@@ -5,8 +5,9 @@
 //
 // allreduce_torus (one rank per node, comm.size() == nodes()): the buffer is cut into one part per
 // outgoing link of a node (two per dimension of extent > 2, to coordinate + 1 and − 1; one per
-// dimension of extent 2, whose two neighbours are the same node), each in two halves that cross
-// the other dimensions in opposite orders (j, j+1, ... and j, j−1, ...). A part reduce-scatters
+// dimension of extent 2, whose two neighbours are the same node), each in two halves, routed
+// through the other dimensions so every link carries about the same bytes (torus_routes in
+// comm/torus.hpp: orders and ring directions chosen by link load). A part reduce-scatters
 // along its dimensions in turn, each time on the chunk it kept (a ring of n_k ranks leaves
 // 1/n_k of the range), then all-gathers back in the reverse order. The parts advance
 // independently, so every link carries traffic at once instead of the ring's one. Bytes sent
@@ -35,9 +36,12 @@ class TorusComms {
   const Communicator& ring(int dim) const { return rings_[size_t(dim)]; }
   int coord(int dim) const { return coords_[size_t(dim)]; }
   int size() const { return size_; }
+  // The allreduce parts' routes (torus_routes), computed once.
+  const std::vector<TorusRoute>& routes() const { return routes_; }
 
  private:
   Torus torus_;
+  std::vector<TorusRoute> routes_;
   std::vector<Communicator> rings_;
   std::vector<int> coords_;
   int size_ = 1;

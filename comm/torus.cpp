@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <fstream>
+#include <algorithm>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -61,6 +63,100 @@ std::string Torus::dim_name(int dim) const {
   static constexpr const char* tofu[] = {"X", "Y", "Z", "a", "b", "c"};
   if (dims.size() == 6) return tofu[dim];
   return "d" + std::to_string(dim);
+}
+
+namespace {
+
+// Link loads of a schedule: key (dim, dir) with dir +1 for extent-2 dimensions and meshes (one
+// link), value the bytes per unit of message (both reduce-scatter and allgather).
+struct LinkLoads {
+  const Torus& t;
+  std::map<std::pair<int, int>, double> load;
+  std::pair<int, int> key(int dim, int dir) const { return {dim, t.dims[size_t(dim)] > 2 && t.wrap ? dir : 1}; }
+  double after(int dim, int dir, double part) const {
+    const double e = t.dims[size_t(dim)];
+    const auto it = load.find(key(dim, dir));
+    return (it == load.end() ? 0.0 : it->second) + 2.0 * part * (e - 1) / e;
+  }
+  void add(int dim, int dir, double part) { load[key(dim, dir)] = after(dim, dir, part); }
+};
+
+std::vector<int> active_dims(const Torus& t) {
+  std::vector<int> act;
+  for (size_t k = 0; k < t.dims.size(); ++k)
+    if (t.dims[k] > 1) act.push_back(int(k));
+  return act;
+}
+
+// mode 0: opposite orders per half, direction by load; mode 1: dimension and direction by load.
+std::vector<TorusRoute> build_routes(const Torus& t, int mode) {
+  const std::vector<int> act = active_dims(t);
+  const int D = int(act.size());
+  std::vector<std::pair<int, int>> starts;  // (position in act, direction)
+  for (int j = 0; j < D; ++j) starts.push_back({j, 1});
+  if (t.wrap)
+    for (int j = 0; j < D; ++j)
+      if (t.dims[size_t(act[size_t(j)])] > 2) starts.push_back({j, -1});
+  const int nlinks = int(starts.size()), nparts = 2 * nlinks;
+  std::vector<TorusRoute> routes(static_cast<size_t>(nparts));
+  std::vector<double> size(static_cast<size_t>(nparts), 1.0 / nparts);
+  LinkLoads loads{t, {}};
+  for (int q = 0; q < nparts; ++q) {
+    const auto [j, dir] = starts[size_t(q % nlinks)];
+    routes[size_t(q)].dims.push_back(act[size_t(j)]);
+    routes[size_t(q)].dirs.push_back(dir);
+    loads.add(act[size_t(j)], dir, size[size_t(q)]);
+    size[size_t(q)] /= t.dims[size_t(act[size_t(j)])];
+  }
+  // Phase by phase, part by part, so early phases (the big chunks) are placed first.
+  for (int phase = 1; phase < D; ++phase)
+    for (int q = 0; q < nparts; ++q) {
+      TorusRoute& r = routes[size_t(q)];
+      std::vector<int> dims;
+      if (mode == 0) {
+        const int step = q < nlinks ? 1 : D - 1;  // forward or backward round the dimensions
+        dims.push_back(act[size_t((starts[size_t(q % nlinks)].first + phase * step) % D)]);
+      } else {
+        for (int d : act)
+          if (std::find(r.dims.begin(), r.dims.end(), d) == r.dims.end()) dims.push_back(d);
+      }
+      int best_dim = dims[0], best_dir = 1;
+      double best = 1e300;
+      for (int d : dims)
+        for (int dir : {1, -1}) {
+          if (dir == -1 && (!t.wrap || t.dims[size_t(d)] <= 2)) continue;
+          const double v = loads.after(d, dir, size[size_t(q)]);
+          if (v < best - 1e-12) best = v, best_dim = d, best_dir = dir;
+        }
+      r.dims.push_back(best_dim);
+      r.dirs.push_back(best_dir);
+      loads.add(best_dim, best_dir, size[size_t(q)]);
+      size[size_t(q)] /= t.dims[size_t(best_dim)];
+    }
+  return routes;
+}
+
+}  // namespace
+
+double torus_route_imbalance(const Torus& t, const std::vector<TorusRoute>& routes) {
+  LinkLoads loads{t, {}};
+  for (const TorusRoute& r : routes) {
+    double part = 1.0 / double(routes.size());
+    for (size_t k = 0; k < r.dims.size(); ++k) {
+      loads.add(r.dims[k], r.dirs[k], part);
+      part /= t.dims[size_t(r.dims[k])];
+    }
+  }
+  if (loads.load.empty()) return 1.0;
+  double max = 0, sum = 0;
+  for (const auto& [k, v] : loads.load) max = std::max(max, v), sum += v;
+  return max / (sum / double(loads.load.size()));
+}
+
+std::vector<TorusRoute> torus_routes(const Torus& t) {
+  if (active_dims(t).empty()) return {};
+  std::vector<TorusRoute> a = build_routes(t, 0), b = build_routes(t, 1);
+  return torus_route_imbalance(t, b) < torus_route_imbalance(t, a) - 1e-9 ? b : a;
 }
 
 std::vector<std::vector<int>> read_coordinates(const std::string& path, const Torus& torus, int nodes) {

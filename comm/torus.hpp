@@ -29,6 +29,23 @@ struct Torus {
   std::string dim_name(int dim) const;
 };
 
+// The routes of the torus allreduce's parts (comm/topology.hpp), a pure function of the torus so
+// every rank computes the same ones. One part per outgoing link of a node (two per dimension of
+// extent > 2 on a torus, one for extent 2 or a mesh line), each in two halves; part i starts on its
+// link and then visits every other dimension of extent > 1 once (route.dims), each in a ring
+// direction (route.dirs: +1 sends to coordinate + 1). A part moving n_i bytes sends
+// 2·n_i·(e−1)/e over its link in a phase on a dimension of extent e, then continues with 1/e of
+// them. Two schedules are built and the one whose busiest link carries the least is kept:
+// (a) the halves cross the other dimensions in opposite orders (j, j+1, ... and j, j−1, ...),
+// each phase in the less loaded direction; (b) each part's next dimension and direction are the
+// least loaded link. Equal part sizes.
+struct TorusRoute {
+  std::vector<int> dims, dirs;
+};
+std::vector<TorusRoute> torus_routes(const Torus& torus);
+// The routes' busiest link load over the mean link load (1 = every link carries the same bytes).
+double torus_route_imbalance(const Torus& torus, const std::vector<TorusRoute>& routes);
+
 // Reads a coordinate file for `torus` holding `nodes` nodes: result[i] = coordinates of node i.
 // Throws std::invalid_argument "<path>:<line>: ..." for a missing file, a wrong count of
 // coordinates or lines, a coordinate outside the torus, or two nodes at the same place.

@@ -107,6 +107,7 @@ struct CommConfig {
   std::string topology = "flat";  // torus of nodes: flat, 4x4x4x2x3x2, mesh:4x4
   std::string coordinates;        // node coordinates file (Fugaku vcoordfile style); "" = row-major
   int ranks_per_node = 0;         // 0 = from MPI's shared-memory split
+  std::string tp_allreduce = "automatic";  // activation allreduce: automatic, mpi, ring, rabenseifner
   std::string dp_allreduce = "automatic";  // gradient allreduce: automatic, mpi, ring, rabenseifner, torus, hierarchical
 };
 

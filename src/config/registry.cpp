@@ -177,6 +177,10 @@ std::vector<Field> make_registry() {
       field_of("comm.ranks_per_node", &C::comm, &CommConfig::ranks_per_node,
            "MPI ranks per node (consecutive ranks share a node); 0 = from MPI's shared-memory split. Set "
            "it to emulate several nodes on one machine"),
+      field_of("comm.tp_allreduce", &C::comm, &CommConfig::tp_allreduce,
+           "Tensor-parallel activation allreduce (blocking, on the critical path): automatic (mpi below "
+           "64 KiB, ring for 2 ranks and rabenseifner beyond above), or one forced",
+           {"automatic", "mpi", "ring", "rabenseifner"}),
       field_of("comm.dp_allreduce", &C::comm, &CommConfig::dp_allreduce,
            "Data-parallel gradient allreduce: automatic (mpi below 64 KiB; above, torus when each dp group "
            "lies on comm.topology one rank per node, hierarchical when it has several ranks on each of "

@@ -36,9 +36,9 @@ void blocks(int p, int64_t total, int64_t unit, std::vector<int>& counts, std::v
 
 }  // namespace
 
-void tp_reduce(const comm::Communicator& tp, float* x, int64_t n) {
+void tp_reduce(const comm::Communicator& tp, float* x, int64_t n, comm::AllreduceAlgorithm algorithm) {
   if (tp.size() == 1 || n == 0) return;
-  comm::allreduce(tp, x, n, comm::ReduceOp::sum);
+  comm::allreduce(tp, x, n, comm::ReduceOp::sum, algorithm);
 }
 
 void tp_split_columns(const comm::Communicator& tp, const float* full, int64_t rows, int64_t cols, float* mine) {
@@ -92,7 +92,8 @@ void tp_reduce_scatter_rows(const comm::Communicator& tp, const float* full, int
   HOKUSAI_MPI(MPI_Reduce_scatter(full, mine, counts.data(), MPI_FLOAT, MPI_SUM, tp.raw()));
 }
 
-TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seconds) {
+TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seconds,
+                                      comm::AllreduceAlgorithm algorithm) {
   // Runs f, adding its wall time to *seconds when asked.
   const auto timed = [seconds](auto f) {
     return [seconds, f](auto* x, int64_t n) {
@@ -103,7 +104,7 @@ TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seco
   };
   TensorParallelOps ops;
   ops.size = tp.size();
-  ops.sum = timed([&tp](float* x, int64_t n) { tp_reduce(tp, x, n); });
+  ops.sum = timed([&tp, algorithm](float* x, int64_t n) { tp_reduce(tp, x, n, algorithm); });
   ops.max = timed([&tp](float* x, int64_t n) {
     if (tp.size() > 1 && n > 0)
       HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, checked_count(n, "tp max"), MPI_FLOAT, MPI_MAX, tp.raw()));

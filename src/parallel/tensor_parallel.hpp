@@ -20,14 +20,17 @@
 
 #include <cstdint>
 
+#include "comm/collectives.hpp"
 #include "comm/grid.hpp"
 #include "comm/mpi.hpp"
 #include "hokusai/model.hpp"
 
 namespace hokusai::parallel {
 
-// reduce (g): x[0..n) := sum over the group, in place. Also copy's backward.
-void tp_reduce(const comm::Communicator& tp, float* x, int64_t n);
+// reduce (g): x[0..n) := sum over the group, in place, by `algorithm` (automatic: the policy of
+// comm/collectives.hpp). Also copy's backward.
+void tp_reduce(const comm::Communicator& tp, float* x, int64_t n,
+               comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic);
 
 // split_columns: mine(rows x cols_r) := full(rows x cols)[:, block r]. Backward of gather_columns.
 void tp_split_columns(const comm::Communicator& tp, const float* full, int64_t rows, int64_t cols, float* mine);
@@ -44,7 +47,9 @@ void tp_reduce_scatter_rows(const comm::Communicator& tp, const float* full, int
 // The model's view of the tp group (include/hokusai/model.hpp): sum, max and double sum over
 // `tp`, which must outlive the returned object. The vocabulary-parallel embedding and
 // cross-entropy that use it are in src/model/vocab_parallel.hpp. When `seconds` is given, the
-// time spent in each reduction is added to it (the step's tensor-parallel communication time).
-TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seconds = nullptr);
+// time spent in each reduction is added to it (the step's tensor-parallel communication time);
+// `algorithm` is the sum's (comm.tp_allreduce).
+TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seconds = nullptr,
+                                      comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic);
 
 }  // namespace hokusai::parallel

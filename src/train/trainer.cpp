@@ -288,7 +288,7 @@ void Trainer::setup_model() {
 #if HOKUSAI_HAVE_MPI
   if (comms_) grid = comms_->grid;
   if (comms_ && comms_->tp.size() > 1) {
-    tp_ops_ = parallel::tensor_parallel_ops(comms_->tp, &tp_comm_s_);
+    tp_ops_ = parallel::tensor_parallel_ops(comms_->tp, &tp_comm_s_, comm::parse_allreduce_algorithm(cfg_.comm.tp_allreduce));
     ctx_.tp = &tp_ops_;
   }
 #endif
@@ -401,8 +401,11 @@ void Trainer::report_comm() const {
   const int tp = tp_size_, dp = dp_size(comms_);
   const int64_t act_bytes = 4 * B_ * T_ * int64_t(cfg_.model.hidden);
   if (tp > 1)
-    lg_->info("comm: tp activation allreduce over {} ranks ({:.2f} MB per call): {}", tp, 1e-6 * double(act_bytes),
-              comm::describe_policy(act_bytes, act_bytes, tp, comm::Layout::flat));
+    lg_->info("comm: tp activation allreduce over {} ranks ({:.2f} MB per call): {} (comm.tp_allreduce: {})", tp,
+              1e-6 * double(act_bytes),
+              cfg_.comm.tp_allreduce == "automatic" ? comm::describe_policy(act_bytes, act_bytes, tp, comm::Layout::flat)
+                                                    : cfg_.comm.tp_allreduce,
+              cfg_.comm.tp_allreduce);
   if (pp_size_ > 1)
     lg_->info("comm: pipeline activations and gradients ({:.2f} MB per micro-batch): non-blocking point-to-point, "
               "tagged by micro-batch", 1e-6 * double(act_bytes));

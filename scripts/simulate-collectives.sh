@@ -66,8 +66,16 @@ else
 fi
 if [ $quick = 0 ] && [ $test = 0 ]; then
   for a in torus rabenseifner ring; do run torus3d_8 8,8,8 $((16 << 20)) $((16 << 20)) $a; done
-  # 4096 simulated ranks: even the torus algorithm alone takes tens of minutes to simulate here.
-  [ "${HOKUSAI_SIM_4096:-0}" = 1 ] && run torus3d 16,16,16 $((16 << 20)) $((16 << 20)) torus
+  # 4096 simulated ranks (torus algorithm only): SMPI maps every rank's shared buffers
+  # separately, beyond Linux's default 65530 mappings per process (the run aborts with "Could not
+  # map folded virtual memory"): raise vm.max_map_count first (as root) or say how.
+  if [ "${HOKUSAI_SIM_4096:-0}" = 1 ]; then
+    if [ "$(cat /proc/sys/vm/max_map_count)" -lt 1048576 ]; then
+      sysctl -qw vm.max_map_count=1048576 2>/dev/null || {
+        echo "simulate-collectives: 4096 simulated ranks need vm.max_map_count >= 1048576 (now $(cat /proc/sys/vm/max_map_count)): run 'sysctl -w vm.max_map_count=1048576' as root" >&2; exit 1; }
+    fi
+    run torus3d 16,16,16 $((16 << 20)) $((16 << 20)) torus
+  fi
 fi
 # The alpha-beta bounds per platform: every byte a node must send, 2n(P-1)/P, spread over all its
 # links (2 per dimension of extent > 2, 1 for extent 2), plus the torus algorithm's latency.

@@ -48,11 +48,14 @@ int main(int argc, char** argv) {
   Environment env(&argc, &argv);
   CLI::App app{"hokusai collectives benchmark"};
   int64_t min_bytes = 4096, max_bytes = int64_t(256) << 20;
-  int reps = 5;
+  int reps = 5, warmup = 1;
   bool csv = false, mpi_only = false;
   app.add_option("--min", min_bytes, "Smallest message (bytes)")->capture_default_str();
   app.add_option("--max", max_bytes, "Largest message (bytes)")->capture_default_str();
-  app.add_option("--reps", reps, "Repetitions (median)")->capture_default_str();
+  app.add_option("--reps", reps, "Repetitions (median)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "Untimed calls before them (0 in simulations: no caches to warm)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--csv", csv, "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs");
   app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
   bool no_mpi = false;
@@ -108,13 +111,13 @@ int main(int argc, char** argv) {
   const auto measure = [&](const std::string& impl, const std::string& label, int64_t bytes,
                            const std::function<void()>& run, const std::function<void()>& reset) {
     std::vector<double> times;
-    for (int r = 0; r < reps + 1; ++r) {
+    for (int r = 0; r < reps + warmup; ++r) {
       world.barrier();
       const double t0 = MPI_Wtime();
       run();
       double dt = MPI_Wtime() - t0;
       HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, world.raw()));
-      if (r > 0) times.push_back(dt);  // the first call warms up
+      if (r >= warmup) times.push_back(dt);  // the first calls warm up
       reset();
     }
     std::sort(times.begin(), times.end());

@@ -55,7 +55,7 @@ run() {  # run NAME "a,b,c" MIN MAX ALGORITHMS
   smpirun -np "$n" -platform "$dir/$name.xml" -hostfile "$dir/$name.xml.hosts" \
     --cfg=smpi/simulate-computation:no --cfg=smpi/test:0 --cfg=smpi/lat-factor:0:1 --cfg=smpi/bw-factor:0:1 \
     --cfg=smpi/shared-malloc:global --cfg=smpi/shared-malloc-blocksize:67108864 --cfg=contexts/stack-size:256 \
-    --log=root.thres:critical "$bin" --csv --no-mpi --only "$algos" --reps 1 --min "$min" --max "$max" --torus "$ours" \
+    --log=root.thres:critical "$bin" --csv --no-mpi --only "$algos" --reps 1 --warmup 0 --min "$min" --max "$max" --torus "$ours" \
     | grep --line-buffered -v '^impl' | sed -u "s/\$/,$name/" | tee -a "$out_csv"
 }
 # One smpirun per algorithm: the ring's 2(P-1) steps on P ranks take by far the longest to simulate.

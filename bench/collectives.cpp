@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   app.add_flag("--mpi-only", mpi_only, "Only the MPI rows (for forced Open MPI algorithms)");
   bool no_mpi = false;
   std::string only;
-  app.add_option("--only", only, "Comma-separated algorithms to time (mpi, ring, rabenseifner, torus, hierarchical); default all");
+  app.add_option("--only", only, "Comma-separated algorithms to time (mpi, ring, rabenseifner, torus, hierarchical, shared_memory); default all");
   app.add_flag("--no-mpi", no_mpi, "No MPI_Allreduce rows (simulations: SMPI's own allreduce allocates real buffers)");
   std::string torus_shape, dtype = "fp32";
   int per_node = 1;
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
     using T = decltype(type_tag);
     const int64_t n = bytes / int64_t(sizeof(T));
 #if !HOKUSAI_SMPI
-    if (one_node && !mpi_only && std::is_same_v<T, float>) {
+    if (one_node && !mpi_only && wanted("shared_memory") && std::is_same_v<T, float>) {
       // The data lives in the shared window (what the trainer's gradient arena would do).
       SharedBuffer shm(node, n);
       std::fill_n(shm.local(), n, 1.0f);

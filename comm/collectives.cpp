@@ -185,6 +185,10 @@ AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, Layout layout) {
   return ranks <= 2 ? AllreduceAlgorithm::ring : AllreduceAlgorithm::rabenseifner;
 }
 
+AllreduceAlgorithm resolve_allreduce(AllreduceAlgorithm requested, int64_t bytes, int ranks, Layout layout) {
+  return requested == AllreduceAlgorithm::automatic ? choose_allreduce(bytes, ranks, layout) : requested;
+}
+
 std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Layout layout) {
   if (ranks <= 1) return "none (1 rank)";
   const AllreduceAlgorithm lo = choose_allreduce(min_bytes, ranks, layout);
@@ -197,7 +201,7 @@ template <class T>
 void allreduce(const Communicator& comm, T* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm) {
   const int p = comm.size();
   if (p == 1 || count == 0) return;  // one rank: the sum is the data, the average too
-  if (algorithm == AllreduceAlgorithm::automatic) algorithm = choose_allreduce(count * int64_t(sizeof(T)), p);
+  algorithm = resolve_allreduce(algorithm, count * int64_t(sizeof(T)), p, Layout::flat);
   switch (algorithm) {
     case AllreduceAlgorithm::mpi: return allreduce_mpi(comm, data, count, op);
     case AllreduceAlgorithm::ring: return allreduce_ring(comm, data, count, op);

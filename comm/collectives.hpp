@@ -32,6 +32,8 @@ AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);  // throws 
 std::string_view to_string(AllreduceAlgorithm a);
 // The selection policy (automatic): see docs in collectives.cpp with the measured thresholds.
 AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, Layout layout = Layout::flat);
+// `requested`, or the policy's choice when it is automatic.
+AllreduceAlgorithm resolve_allreduce(AllreduceAlgorithm requested, int64_t bytes, int ranks, Layout layout);
 // The policy in words, for the start-up line of a collective over `ranks` ranks whose messages
 // are between min_bytes and max_bytes.
 std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Layout layout);

@@ -25,6 +25,7 @@ struct GridComms {
   // The dp group grouped by node (several dp ranks per node and more than one node), its
   // across-node communicators on the torus when the placement put them there.
   std::unique_ptr<Hierarchy> dp_nodes;
+  Layout dp_layout() const { return dp_torus ? Layout::torus : dp_nodes ? Layout::nodes : Layout::flat; }
 
   // Collective over `world`: every rank must call it with the same shape and placement.
   static GridComms build(GridShape shape, const Communicator& world, const Placement& placement);

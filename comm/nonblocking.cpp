@@ -67,8 +67,7 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
     done_ = true;
     return;
   }
-  if (algorithm == AllreduceAlgorithm::automatic)
-    algorithm = choose_allreduce(count * 4, p_, torus ? Layout::torus : Layout::flat);
+  algorithm = resolve_allreduce(algorithm, count * 4, p_, torus ? Layout::torus : Layout::flat);
   if (algorithm == AllreduceAlgorithm::torus) {
     mode_ = Mode::torus;
     torus_ = std::make_unique<TorusAllreduce<float>>(*torus, data, count, op, tag);

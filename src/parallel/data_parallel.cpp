@@ -21,8 +21,7 @@ comm::Layout DataParallel::layout() const {
 }
 
 comm::AllreduceAlgorithm DataParallel::algorithm_for(int64_t bytes) const {
-  return algorithm_ == comm::AllreduceAlgorithm::automatic ? comm::choose_allreduce(bytes, dp_.size(), layout())
-                                                           : algorithm_;
+  return comm::resolve_allreduce(algorithm_, bytes, dp_.size(), layout());
 }
 
 void DataParallel::progress() {

@@ -415,9 +415,6 @@ void Trainer::report_comm() const {
   if (dp > 1 && zero1_)
     lg_->info("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring", dp);
   if (dp > 1 && !zero1_) {
-    const comm::Layout layout = comms_->dp_torus   ? comm::Layout::torus
-                                : comms_->dp_nodes ? comm::Layout::nodes
-                                                   : comm::Layout::flat;
     std::string where;
     if (comms_->dp_torus) where = " on torus " + comms_->dp_torus->torus().to_string();
     if (comms_->dp_nodes)
@@ -429,7 +426,7 @@ void Trainer::report_comm() const {
     lg_->info("comm: dp gradient allreduce over {} ranks{} ({:.1f} MB arena in per-layer buckets): {} "
               "(comm.dp_allreduce: {})",
               dp, where, 4e-6 * double(n_params_),
-              dp_algo_ == comm::AllreduceAlgorithm::automatic ? comm::describe_policy(0, 4 * n_params_, dp, layout)
+              dp_algo_ == comm::AllreduceAlgorithm::automatic ? comm::describe_policy(0, 4 * n_params_, dp, comms_->dp_layout())
                                                               : std::string(comm::to_string(dp_algo_)),
               cfg_.comm.dp_allreduce);
   }
@@ -458,13 +455,12 @@ void Trainer::resolve_dp_allreduce() {
 void Trainer::measure_dp_baseline() {
 #if HOKUSAI_HAVE_MPI
   if (!comms_ || comms_->dp.size() == 1) return;
-  const parallel::DataParallel plan(comms_->dp, model_->grads(), dp_algo_, comms_->dp_torus.get(),
-                                    comms_->dp_nodes.get());
   if (!zero1_) dpar_.emplace(comms_->dp, model_->grads(), dp_algo_, comms_->dp_torus.get(), comms_->dp_nodes.get());
   model_->zero_grads();
   comms_->dp.barrier();
   const double t0 = wall_seconds();
-  const comm::AllreduceAlgorithm algo = plan.algorithm_for(4 * n_params_);
+  const comm::AllreduceAlgorithm algo =
+      comm::resolve_allreduce(dp_algo_, 4 * n_params_, comms_->dp.size(), comms_->dp_layout());
   float* g = model_->grads().data();
   if (algo == comm::AllreduceAlgorithm::torus)
     comm::allreduce_torus(*comms_->dp_torus, g, n_params_, comm::ReduceOp::sum);

@@ -281,73 +281,61 @@ TEST(SharedBuffer, IntraNodeAllreduceIsExact) {
     }
 }
 
-// Several handles in flight at once (distinct tags, as gradient buckets would be), progressed
-// by test() between pieces of "compute", completing to the exact sums.
-TEST(NonBlocking, OverlappingAllreducesCompleteExactly) {
+// Handles for buffers of six sizes in flight at once (distinct tags, as gradient buckets would
+// be), made by start(bucket, data, count), progressed by test() alone between pieces of
+// "compute" until all complete, then checked against the exact sums.
+template <class Start>
+void overlapping_handles_complete_exactly(const std::string& what, ReduceOp op, const Start& start) {
   const int p = world().size(), r = world().rank();
+  const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
+  std::vector<std::vector<float>> bufs;
+  for (int64_t n : sizes) {
+    bufs.emplace_back(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) bufs.back()[size_t(i)] = value(r, i);
+  }
+  std::vector<AllreduceHandle> handles;
+  for (size_t b = 0; b < sizes.size(); ++b) handles.push_back(start(int(b), bufs[b].data(), sizes[b]));
+  volatile double work = 0;
+  bool all = false;
+  for (int round = 0; !all && round < 10000000; ++round) {
+    for (int w = 0; w < 100; ++w) work = work + w;  // the overlapped computation
+    all = true;
+    for (auto& h : handles) all = h.test() && all;
+  }
+  EXPECT_TRUE(all) << what << ": test() alone did not complete the handles";
+  for (auto& h : handles) h.wait();
+  const float scale = op == ReduceOp::sum ? 1.0f : 1.0f / float(p);
+  for (size_t b = 0; b < sizes.size(); ++b)
+    for (int64_t i = 0; i < sizes[b]; ++i)
+      ASSERT_EQ(bufs[b][size_t(i)], expected_sum(p, i) * scale) << what << " size " << sizes[b] << " i=" << i;
+}
+
+TEST(NonBlocking, OverlappingAllreducesCompleteExactly) {
   for (auto algo : {AllreduceAlgorithm::ring, AllreduceAlgorithm::mpi, AllreduceAlgorithm::automatic})
-    for (auto op : {ReduceOp::sum, ReduceOp::average}) {
-      const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
-      std::vector<std::vector<float>> bufs;
-      for (int64_t n : sizes) {
-        bufs.emplace_back(static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) bufs.back()[size_t(i)] = value(r, i);
-      }
-      std::vector<AllreduceHandle> handles;
-      for (size_t b = 0; b < sizes.size(); ++b)
-        handles.emplace_back(world(), bufs[b].data(), sizes[b], op, algo, /*tag=*/int(100 + b));
-      volatile double work = 0;
-      bool all = false;
-      for (int round = 0; !all && round < 1000000; ++round) {
-        for (int w = 0; w < 1000; ++w) work = work + w;  // the overlapped computation
-        all = true;
-        for (auto& h : handles) all = h.test() && all;
-      }
-      for (auto& h : handles) h.wait();
-      for (size_t b = 0; b < sizes.size(); ++b)
-        for (int64_t i = 0; i < sizes[b]; ++i) {
-          const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * (1.0f / float(p));
-          ASSERT_EQ(bufs[b][size_t(i)], want) << to_string(algo) << " size " << sizes[b] << " i=" << i;
-        }
-    }
+    for (auto op : {ReduceOp::sum, ReduceOp::average})
+      overlapping_handles_complete_exactly(std::string(to_string(algo)), op, [&](int b, float* data, int64_t n) {
+        return AllreduceHandle(world(), data, n, op, algo, /*tag=*/100 + b);
+      });
 }
 
 // Torus handles in flight at once on one TorusComms (distinct tags), with automatic ones beside
 // them (which pick the torus above 64 KiB), progressed by test(): exact on 1-D and 2-D tori.
 TEST(NonBlocking, OverlappingTorusAllreducesCompleteExactly) {
-  const int p = world().size(), r = world().rank();
+  const int p = world().size();
   std::vector<std::string> shapes = {std::to_string(p)};
   for (int a = 2; a < p; ++a)
     if (p % a == 0) shapes.push_back(std::to_string(a) + "x" + std::to_string(p / a));
   EXPECT_THROW(AllreduceHandle(world(), nullptr, 10, ReduceOp::sum, AllreduceAlgorithm::torus, 1), std::invalid_argument);
   for (const auto& shape : shapes) {
     const TorusComms tc(world(), Torus::parse(shape));
-    for (auto op : {ReduceOp::sum, ReduceOp::average}) {
-      const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
-      std::vector<std::vector<float>> bufs;
-      for (int64_t n : sizes) {
-        bufs.emplace_back(static_cast<size_t>(n));
-        for (int64_t i = 0; i < n; ++i) bufs.back()[size_t(i)] = value(r, i);
-      }
-      std::vector<AllreduceHandle> handles;
-      for (size_t b = 0; b < sizes.size(); ++b)
-        handles.emplace_back(world(), bufs[b].data(), sizes[b], op,
-                             b % 2 ? AllreduceAlgorithm::torus : AllreduceAlgorithm::automatic, int(1 + b), &tc);
-      bool all = false;
-      for (int round = 0; !all && round < 10000000; ++round) {
-        all = true;
-        for (auto& h : handles) all = h.test() && all;
-      }
-      EXPECT_TRUE(all) << "torus " << shape << ": test() alone did not complete the handles";
-      for (auto& h : handles) h.wait();
-      for (size_t b = 0; b < sizes.size(); ++b)
-        for (int64_t i = 0; i < sizes[b]; ++i) {
-          const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * (1.0f / float(p));
-          ASSERT_EQ(bufs[b][size_t(i)], want) << "torus " << shape << " size " << sizes[b] << " i=" << i;
-        }
-    }
+    for (auto op : {ReduceOp::sum, ReduceOp::average})
+      overlapping_handles_complete_exactly("torus " + shape, op, [&](int b, float* data, int64_t n) {
+        return AllreduceHandle(world(), data, n, op, b % 2 ? AllreduceAlgorithm::torus : AllreduceAlgorithm::automatic,
+                               1 + b, &tc);
+      });
   }
 }
+
 
 // The hierarchical allreduce for every node size dividing the world, across nodes flat or on a
 // 1-D torus, blocking and as overlapping non-blocking handles: exact.
@@ -368,27 +356,15 @@ TEST(Allreduce, HierarchicalIsExactForEveryNodeSize) {
           for (int64_t i = 0; i < n; ++i)
             ASSERT_EQ(data[size_t(i)], expected_sum(p, i) * scale) << what << " n=" << n << " i=" << i;
         }
-        const std::vector<int64_t> sizes = {0, 1, 7, 1000, 65539, 300000};
-        std::vector<std::vector<float>> bufs;
-        std::vector<AllreduceHandle> handles;
-        for (size_t b = 0; b < sizes.size(); ++b) {
-          bufs.emplace_back(static_cast<size_t>(sizes[b]));
-          for (int64_t i = 0; i < sizes[b]; ++i) bufs.back()[size_t(i)] = value(r, i);
-        }
-        for (size_t b = 0; b < sizes.size(); ++b) handles.emplace_back(h, bufs[b].data(), sizes[b], op, int(1 + b));
-        bool all = false;
-        for (int round = 0; !all && round < 10000000; ++round) {
-          all = true;
-          for (auto& hd : handles) all = hd.test() && all;
-        }
-        EXPECT_TRUE(all) << what << ": test() alone did not complete the handles";
-        for (size_t b = 0; b < sizes.size(); ++b)
-          for (int64_t i = 0; i < sizes[b]; ++i)
-            ASSERT_EQ(bufs[b][size_t(i)], expected_sum(p, i) * scale) << what << " handle size " << sizes[b];
+        overlapping_handles_complete_exactly(what + " (handles)", op, [&](int b, float* data, int64_t n) {
+          return AllreduceHandle(h, data, n, op, 1 + b);
+        });
       }
     }
   }
-  if (p > 1) EXPECT_THROW(Hierarchy(world(), p + 1), std::invalid_argument);
+  if (p > 1) {
+    EXPECT_THROW(Hierarchy(world(), p + 1), std::invalid_argument);
+  }
 }
 
 // The trainer's path: a placement on a torus (reversed node coordinates, so grid ranks are not

@@ -141,11 +141,10 @@ void AllreduceHandle::post_step() {
 bool AllreduceHandle::finish_step() {
   if (step_ < p_ - 1) {
     const Range in = split_evenly(count_, p_, mod(rank_ - step_ - 2, p_));
-    float* d = data_ + in.begin;
-    for (int64_t i = 0; i < in.size(); ++i) d[i] += tmp_[size_t(i)];
+    Elem<float>::add(data_ + in.begin, tmp_.data(), in.size());
     if (step_ == p_ - 2 && op_ == ReduceOp::average && mode_ == Mode::ring) {
       const Range mine = split_evenly(count_, p_, rank_);
-      for (int64_t i = mine.begin; i < mine.end; ++i) data_[i] *= 1.0f / float(p_);
+      Elem<float>::scale(data_ + mine.begin, mine.size(), 1.0f / float(p_));
     }
     ++step_;
   } else if (p_ > 1) {
@@ -185,8 +184,7 @@ bool AllreduceHandle::progress(bool block) {
         return false;
       if (op_ == ReduceOp::average) {
         const Range mine = split_evenly(count_, p_, rank_);
-        const float f = 1.0f / float(hierarchy_->size());
-        for (int64_t i = mine.begin; i < mine.end; ++i) data_[i] *= f;
+        Elem<float>::scale(data_ + mine.begin, mine.size(), 1.0f / float(hierarchy_->size()));
       }
       across_.reset();
       // Past the allreduce across nodes: the allgather's steps (none with one rank per node).
@@ -207,7 +205,7 @@ bool AllreduceHandle::progress(bool block) {
     if (!flag) return false;
     if (mode_ == Mode::mpi) {
       if (op_ == ReduceOp::average)
-        for (int64_t i = 0; i < count_; ++i) data_[i] *= 1.0f / float(p_);
+        Elem<float>::scale(data_, count_, 1.0f / float(p_));
       done_ = true;
     } else {
       done_ = finish_step();

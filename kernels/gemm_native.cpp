@@ -52,47 +52,18 @@ struct Matrix {
   int64_t ld;
 };
 
-// rows [i0, i0+rows) x k-range [p0, p0+kc) of op(A) -> one MR panel: dst[p*MR + i]; rows < MR
-// and p in [kc, kc_pad) are zero.
-void pack_a_panel(const Matrix& A, int64_t i0, int64_t rows, int64_t p0, int64_t kc, int64_t kc_pad, int MR,
-                  float* dst) {
-  if (A.op == Op::N) {
-    for (int64_t i = 0; i < rows; ++i) {
-      const float* src = A.p + (i0 + i) * A.ld + p0;
-      for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = src[p];
-    }
-    for (int64_t i = rows; i < MR; ++i)
-      for (int64_t p = 0; p < kc; ++p) dst[p * MR + i] = 0.0f;
-  } else {
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = A.p + (p0 + p) * A.ld + i0;
-      float* d = dst + p * MR;
-      for (int64_t i = 0; i < rows; ++i) d[i] = src[i];
-      for (int64_t i = rows; i < MR; ++i) d[i] = 0.0f;
-    }
-  }
-  std::fill(dst + kc * MR, dst + kc_pad * MR, 0.0f);
+// The panel of op(A) rows [i0, i0+rows) or of op(B) columns [j0, j0+cols), k-range [p0, p0+kc),
+// as the kernel's packer sees it (kernels/ukernel.hpp: PanelPacker).
+struct PanelSource {
+  const float* src;
+  int64_t ld;
+  bool k_contiguous;
+};
+PanelSource a_panel(const Matrix& A, int64_t i0, int64_t p0) {
+  return A.op == Op::N ? PanelSource{A.p + i0 * A.ld + p0, A.ld, true} : PanelSource{A.p + p0 * A.ld + i0, A.ld, false};
 }
-
-// k-range [p0, p0+kc) x columns [j0, j0+cols) of op(B) -> one NR panel: dst[p*NR + j].
-void pack_b_panel(const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64_t j0, int64_t cols, int NR,
-                  float* dst) {
-  if (B.op == Op::N) {
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = B.p + (p0 + p) * B.ld + j0;
-      float* d = dst + p * NR;
-      for (int64_t j = 0; j < cols; ++j) d[j] = src[j];
-      for (int64_t j = cols; j < NR; ++j) d[j] = 0.0f;
-    }
-  } else {
-    for (int64_t j = 0; j < cols; ++j) {
-      const float* src = B.p + (j0 + j) * B.ld + p0;
-      for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
-    }
-    for (int64_t j = cols; j < NR; ++j)
-      for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.0f;
-  }
-  std::fill(dst + kc * NR, dst + kc_pad * NR, 0.0f);
+PanelSource b_panel(const Matrix& B, int64_t p0, int64_t j0) {
+  return B.op == Op::N ? PanelSource{B.p + p0 * B.ld + j0, B.ld, false} : PanelSource{B.p + j0 * B.ld + p0, B.ld, true};
 }
 
 // A microkernel with its packed element type, its k granularity and, for 16-bit panels, the
@@ -103,6 +74,7 @@ struct KernelPath {
   using P = Packed;
   static constexpr int kStep = Step;
   Ukernel uk;
+  PanelPacker pack;
   PanelConverter convert = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
@@ -120,28 +92,15 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
     return ws.halves(slot, count);
 }
 
+// One micro-panel of width R: fp32 panels are packed in place, 16-bit ones through the scratch panel.
 template <typename Path>
-void pack_a_block(const Path& path, const Matrix& A, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-                  int64_t kc_pad, int MR, typename Path::P* ap, float* scratch) {
-  for (int64_t ir = 0; ir < mc; ir += MR) {
-    const int64_t rows = std::min<int64_t>(MR, mc - ir);
-    if constexpr (std::is_same_v<typename Path::P, float>) {
-      pack_a_panel(A, i0 + ir, rows, p0, kc, kc_pad, MR, ap + ir * kc_pad);
-    } else {
-      pack_a_panel(A, i0 + ir, rows, p0, kc, kc_pad, MR, scratch);
-      path.convert(scratch, kc_pad, MR, ap + ir * kc_pad);
-    }
-  }
-}
-
-template <typename Path>
-void pack_b_one(const Path& path, const Matrix& B, int64_t p0, int64_t kc, int64_t kc_pad, int64_t j0, int64_t cols,
-                int NR, typename Path::P* bp, float* scratch) {
+void pack_one(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R, typename Path::P* dst,
+              float* scratch) {
   if constexpr (std::is_same_v<typename Path::P, float>) {
-    pack_b_panel(B, p0, kc, kc_pad, j0, cols, NR, bp);
+    path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
   } else {
-    pack_b_panel(B, p0, kc, kc_pad, j0, cols, NR, scratch);
-    path.convert(scratch, kc_pad, NR, bp);
+    path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, scratch);
+    path.convert(scratch, kc_pad, R, dst);
   }
 }
 
@@ -182,11 +141,13 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         const int64_t panels = (nc + NR - 1) / NR;
 #pragma omp for schedule(static)
         for (int64_t jp = 0; jp < panels; ++jp)
-          pack_b_one<Path>(path, B, pc, kc, kc_pad, jc + jp * NR, std::min<int64_t>(NR, nc - jp * NR), NR,
-                           bp + jp * NR * kc_pad, scratch[size_t(t)]);
+          pack_one<Path>(path, b_panel(B, pc, jc + jp * NR), std::min<int64_t>(NR, nc - jp * NR), kc, kc_pad, NR,
+                         bp + jp * NR * kc_pad, scratch[size_t(t)]);
         for (int64_t ic = r0; ic < r1; ic += bs.mc) {
           const int64_t mc = std::min(bs.mc, r1 - ic);
-          pack_a_block<Path>(path, A, ic, mc, pc, kc, kc_pad, MR, ap[size_t(t)], scratch[size_t(t)]);
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            pack_one<Path>(path, a_panel(A, ic + ir, pc), std::min<int64_t>(MR, mc - ir), kc, kc_pad, MR,
+                           ap[size_t(t)] + ir * kc_pad, scratch[size_t(t)]);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t rows = std::min<int64_t>(MR, mc - ir);
             for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -237,7 +198,7 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
   const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  blocked(Fp32Path{kern.ukernel}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws,
+  blocked(Fp32Path{kern.ukernel, kern.pack}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws,
           {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
@@ -259,7 +220,7 @@ void gemm_half(const char* what, GemmIsa needed, const SbgemmKernel& (*kernel)()
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
   const SbgemmKernel& kern = kernel();
-  blocked(Path{kern.ukernel, kern.convert}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda},
+  blocked(Path{kern.ukernel, kern.pack, kern.convert}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda},
           {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 

@@ -15,10 +15,12 @@ namespace hokusai::kernels {
 // is shared by the threads. A sweep of (mc, kc, nc) with HOKUSAI_GEMM_BLOCKS over
 // {56..1008} x {192..768} x {320..4096} on 2048x2592x5184 (2 threads) and 2048^3 (1 thread)
 // found nothing better than this point beyond the +-5% run-to-run noise of this VM.
-inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32, {168, 256, 3072}};
+inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32, {168, 256, 3072},
+                                           pack_panel_avx512};
 // bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint.
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
-                                               {168, 512, 3072}, interleave_bf16_avx512bf16};
+                                               {168, 512, 3072}, interleave_bf16_avx512bf16,
+                                               pack_panel_avx512};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
 inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16, {144, 256, 4080}};
 #endif

@@ -31,21 +31,37 @@ struct BlockSizes {
   int64_t mc, kc, nc;
 };
 
+// Packing of one fp32 micro-panel of width R (an A panel: R = MR rows of op(A); a B panel: R = NR
+// columns of op(B)) from an element x(r, p), r < rows <= R, p < kc:
+//   dst[p*R + r] = x(r, p);   zero for rows <= r < R and for kc <= p < kc_pad
+//   x(r, p) = src[r*ld + p] when k_contiguous (A with op N, B with op T), else src[p*ld + r].
+// dst is 64-byte aligned. Every kernel names the packer of its ISA: the transposing case
+// (k_contiguous) is where a vector shuffle pays (kernels/x86/sgemm_avx512.cpp).
+using PanelPacker = void (*)(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                             int64_t kc_pad, int R, float* dst);
+void pack_panel_generic(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                        int R, float* dst);
+void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                       int R, float* dst);
+
 struct SgemmKernel {
   const char* name;
   int mr, nr;
   SgemmUkernel ukernel;
   BlockSizes blocks;
+  PanelPacker pack = pack_panel_generic;
 };
 
 using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint16_t* out);
 
+// 16-bit kernels pack fp32 with `pack`, then `convert` that panel to their layout.
 struct SbgemmKernel {
   const char* name;
   int mr, nr;
   SbgemmUkernel ukernel;
   BlockSizes blocks;
   PanelConverter convert;
+  PanelPacker pack = pack_panel_generic;
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each

@@ -5,6 +5,8 @@
 // cover 2 FMA pipes x 4 cycles of latency 3.5 times over.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "kernels/ukernel.hpp"
 #include "kernels/x86/sgemm_avx512_tiles.hpp"
 
@@ -20,15 +22,18 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   // C rows sit ldc apart (8 KiB for ldc = 2048: the same L1 sets); fetch them while the k loop
   // runs so the final update does not stall.
-  if (beta != 0.0f) {
+  {
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
   }
   for (int64_t p = 0; p < k; ++p) {
     __m512 b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(bp + p * NR + 16 * v);
-    _mm_prefetch(reinterpret_cast<const char*>(bp + (p + 8) * NR), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(bp + (p + 8) * NR + 16 * v), _MM_HINT_T0);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[p * MR + i]);
@@ -50,6 +55,75 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
 
 void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta) {
   sgemm_avx512_tile<14, 2>(k, ap, bp, c, ldc, alpha, beta);
+}
+
+namespace {
+
+// GCC 12's unpack/shuffle intrinsics pass _mm512_undefined_ps() as the merge source, which
+// -Wmaybe-uninitialized reports once inlined (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+__mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n > 0 ? n : 0)) - 1); }
+
+// In-register transpose of a 16x16 block: v[i] lane j -> v[j] lane i. Four rounds of 16
+// shuffles (unpack ps, unpack pd, two 128-bit lane shuffles).
+inline void transpose16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  // Per 128-bit lane l, u[4q + e] holds rows 4q..4q+3 of column 4l + e.
+  __m512 u[16];
+  for (int q = 0; q < 4; ++q) {
+    const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  // Gather the four row quarters of each column: lanes (0, 2) then (1, 3) of each pair.
+  for (int e = 0; e < 4; ++e) {
+    const __m512 lo02 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88), lo13 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
+    const __m512 hi02 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88),
+                 hi13 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
+    v[e] = _mm512_shuffle_f32x4(lo02, hi02, 0x88);       // column e
+    v[8 + e] = _mm512_shuffle_f32x4(lo02, hi02, 0xdd);   // column 8 + e
+    v[4 + e] = _mm512_shuffle_f32x4(lo13, hi13, 0x88);   // column 4 + e
+    v[12 + e] = _mm512_shuffle_f32x4(lo13, hi13, 0xdd);  // column 12 + e
+  }
+}
+
+}  // namespace
+
+// The generic packer moved a value at a time: packing A (op N) cost 7% of a 2048^3 product and
+// B 2% (docs/performance.md). Here the transposing case goes through 16x16 register transposes
+// and the other case through masked vector copies.
+void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                       int R, float* dst) {
+  if (k_contiguous) {
+    for (int r0 = 0; r0 < R; r0 += 16) {
+      const int64_t live = rows - r0;  // rows of this group that exist (<= 0: all padding)
+      const __mmask16 store = first_lanes(R - r0);
+      for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+        const int64_t steps = std::min<int64_t>(16, kc - p0);
+        const __mmask16 load = first_lanes(steps);
+        __m512 v[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+          v[i] = i < live ? _mm512_maskz_loadu_ps(load, src + (r0 + i) * ld + p0) : _mm512_setzero_ps();
+        transpose16(v);
+        for (int64_t j = 0; j < steps; ++j) _mm512_mask_storeu_ps(dst + (p0 + j) * R + r0, store, v[j]);
+      }
+    }
+  } else {
+    for (int64_t p = 0; p < kc; ++p)
+      for (int r0 = 0; r0 < R; r0 += 16)
+        _mm512_mask_storeu_ps(dst + p * R + r0, first_lanes(R - r0),
+                              _mm512_maskz_loadu_ps(first_lanes(rows - r0), src + p * ld + r0));
+  }
+  for (int64_t i = kc * R; i < kc_pad * R; ++i) dst[i] = 0.0f;
 }
 
 // Candidates measured against the shipped tile (bench_gemm --tiles).

@@ -8,8 +8,11 @@
 // ir outside jr: one A micro-panel (MR x kc, 14 KiB) stays in L1 while the B micro-panels
 // stream past it; measured +15% over jr outside ir (1 thread, 2048^3: 127 -> 147 GFLOP/s).
 //
-// Threads split M (in MR units) evenly and share the packed B block (packed cooperatively, one
-// barrier before and after use). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
+// Blocks are the table's sizes evened out over the extent (balanced(): k = 5184 is 21 passes of
+// 248, not 20 of 256 and one of 64; n = 3456 two B blocks of 1728, not 3072 + 384 with A packed
+// again for the sliver): +6% on (2048, 3456, 5184). Threads split M (in MR units) evenly and
+// share the packed B block (each packs a contiguous share of its panels; one barrier before and
+// after use). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
 // in how panels are read, never by a materialised transpose; panels are zero-padded to MR/NR
 // (and to an even k for bf16), so the microkernels see full tiles only.
 #include <omp.h>
@@ -92,19 +95,32 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
     return ws.halves(slot, count);
 }
 
-// One micro-panel of width R: fp32 panels are packed in place, 16-bit ones through the scratch panel.
+// `rows` rows of x into consecutive micro-panels of width R: fp32 panels in one packer call over
+// the block, 16-bit ones a panel at a time through the fp32 scratch panel.
 template <typename Path>
-void pack_one(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R, typename Path::P* dst,
-              float* scratch) {
+void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R,
+                typename Path::P* dst, float* scratch) {
   if constexpr (std::is_same_v<typename Path::P, float>) {
     path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
   } else {
-    path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, scratch);
-    path.convert(scratch, kc_pad, R, dst);
+    for (int64_t r0 = 0; r0 < rows; r0 += R) {
+      const float* src = x.src + r0 * (x.k_contiguous ? x.ld : 1);
+      path.pack(src, x.ld, x.k_contiguous, std::min<int64_t>(R, rows - r0), kc, kc_pad, R, scratch);
+      path.convert(scratch, kc_pad, R, dst + r0 * kc_pad);
+    }
   }
 }
 
 constexpr int kMaxTile = 2048;
+
+// The block size for `extent` values with at most `max_block` per block, equal blocks rounded up
+// to `unit`: k = 5184 in blocks of <= 256 is 21 x 248 (the last one 224), not 20 x 256 + 64, whose
+// short last pass costs as many C updates as a full one.
+int64_t balanced(int64_t extent, int64_t max_block, int64_t unit) {
+  const int64_t blocks = std::max<int64_t>(1, (extent + max_block - 1) / max_block);
+  const int64_t size = ((extent + blocks - 1) / blocks + unit - 1) / unit * unit;
+  return std::min(size, (max_block + unit - 1) / unit * unit);
+}
 
 template <typename Path>
 void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmWorkspace& ws, const Matrix& A,
@@ -114,17 +130,16 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   if (MR * NR > kMaxTile)  // an SVE tile grows with the vector length: 10 x 128 at 2048 bits
     throw std::runtime_error("native GEMM: microkernel tile " + std::to_string(MR) + "x" + std::to_string(NR) +
                              " exceeds the driver's edge buffer (" + std::to_string(kMaxTile) + " values)");
-  const int64_t kc_max = std::min<int64_t>(bs.kc, (k + kStep - 1) / kStep * kStep);
-  const int64_t nc_max = std::min<int64_t>(bs.nc, (n + NR - 1) / NR * NR);
+  const int64_t kc_blk = balanced(k, bs.kc, kStep), nc_blk = balanced(n, bs.nc, NR);
   const int64_t mc_max = std::min<int64_t>(bs.mc, (m + MR - 1) / MR * MR);
   const int nt = std::max(1, std::min<int>(threads, int((m + MR - 1) / MR)));
   // Workspace slots: 0 = B block, 1+t = thread t's A block, 64+t = its fp32 scratch panel.
-  P* bp = packed<Path>(ws, 0, size_t(kc_max * nc_max));
+  P* bp = packed<Path>(ws, 0, size_t(kc_blk * nc_blk));
   std::vector<P*> ap(static_cast<size_t>(nt));
   std::vector<float*> scratch(static_cast<size_t>(nt));
   for (int t = 0; t < nt; ++t) {
-    ap[size_t(t)] = packed<Path>(ws, size_t(1 + t), size_t(mc_max * kc_max));
-    scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_max * std::max(MR, NR)));
+    ap[size_t(t)] = packed<Path>(ws, size_t(1 + t), size_t(mc_max * kc_blk));
+    scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_blk * std::max(MR, NR)));
   }
   const int64_t units = (m + MR - 1) / MR;
 #pragma omp parallel num_threads(nt)
@@ -132,22 +147,23 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
     const int t = omp_get_thread_num();
     const int64_t r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
     alignas(64) float tile[kMaxTile];  // MR x NR edge tile
-    for (int64_t jc = 0; jc < n; jc += bs.nc) {
-      const int64_t nc = std::min(bs.nc, n - jc);
-      for (int64_t pc = 0; pc < k; pc += bs.kc) {
-        const int64_t kc = std::min(bs.kc, k - pc);
+    const int64_t mc_blk = balanced(r1 - r0, bs.mc, MR);
+    for (int64_t jc = 0; jc < n; jc += nc_blk) {
+      const int64_t nc = std::min(nc_blk, n - jc);
+      for (int64_t pc = 0; pc < k; pc += kc_blk) {
+        const int64_t kc = std::min(kc_blk, k - pc);
         const int64_t kc_pad = (kc + kStep - 1) / kStep * kStep;
         const float beta_eff = pc == 0 ? beta : 1.0f;
         const int64_t panels = (nc + NR - 1) / NR;
-#pragma omp for schedule(static)
-        for (int64_t jp = 0; jp < panels; ++jp)
-          pack_one<Path>(path, b_panel(B, pc, jc + jp * NR), std::min<int64_t>(NR, nc - jp * NR), kc, kc_pad, NR,
-                         bp + jp * NR * kc_pad, scratch[size_t(t)]);
-        for (int64_t ic = r0; ic < r1; ic += bs.mc) {
-          const int64_t mc = std::min(bs.mc, r1 - ic);
-          for (int64_t ir = 0; ir < mc; ir += MR)
-            pack_one<Path>(path, a_panel(A, ic + ir, pc), std::min<int64_t>(MR, mc - ir), kc, kc_pad, MR,
-                           ap[size_t(t)] + ir * kc_pad, scratch[size_t(t)]);
+        // Each thread packs its share of the B panels (whole panels), then all wait for all.
+        const int64_t j0 = std::min(nc, panels * t / nt * NR), j1 = std::min(nc, panels * (t + 1) / nt * NR);
+        if (j1 > j0)
+          pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, bp + j0 * kc_pad,
+                           scratch[size_t(t)]);
+#pragma omp barrier
+        for (int64_t ic = r0; ic < r1; ic += mc_blk) {
+          const int64_t mc = std::min(mc_blk, r1 - ic);
+          pack_block<Path>(path, a_panel(A, ic, pc), mc, kc, kc_pad, MR, ap[size_t(t)], scratch[size_t(t)]);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t rows = std::min<int64_t>(MR, mc - ir);
             for (int64_t jr = 0; jr < nc; jr += NR) {

@@ -31,12 +31,15 @@ struct BlockSizes {
   int64_t mc, kc, nc;
 };
 
-// Packing of one fp32 micro-panel of width R (an A panel: R = MR rows of op(A); a B panel: R = NR
-// columns of op(B)) from an element x(r, p), r < rows <= R, p < kc:
-//   dst[p*R + r] = x(r, p);   zero for rows <= r < R and for kc <= p < kc_pad
+// Packing of fp32 micro-panels of width R (A panels: R = MR rows of op(A); B panels: R = NR
+// columns of op(B)). `rows` (any count) elements x(r, p), p < kc, fill ceil(rows / R) consecutive
+// panels of kc_pad * R values:
+//   dst[(r / R)*kc_pad*R + p*R + r % R] = x(r, p);   zero for the last panel's rows past `rows`
+//   and for kc <= p < kc_pad
 //   x(r, p) = src[r*ld + p] when k_contiguous (A with op N, B with op T), else src[p*ld + r].
-// dst is 64-byte aligned. Every kernel names the packer of its ISA: the transposing case
-// (k_contiguous) is where a vector shuffle pays (kernels/x86/sgemm_avx512.cpp).
+// dst is 64-byte aligned. A whole block at once, so a packer can read each source row once from
+// start to end (what the hardware prefetchers follow) instead of panel by panel. Every kernel
+// names the packer of its ISA (kernels/x86/sgemm_avx512.cpp has the vector one).
 using PanelPacker = void (*)(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                              int64_t kc_pad, int R, float* dst);
 void pack_panel_generic(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,

@@ -187,21 +187,22 @@ TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {
 }
 
 // The vector packer against the generic one, bit for bit, on every edge: rows below, at and above
-// a 16-lane group, partial 16-step k blocks, padded k, both orientations, leading dimensions
-// larger than the panel. The destination starts as NaN so a value the packer skips shows.
+// a 16-lane group and a panel, several panels with a partial last one, partial 16-step k blocks,
+// padded k, both orientations, leading dimensions larger than the block. The destination starts as NaN so a value the packer skips shows.
 TEST(PanelPacker, Avx512MatchesGeneric) {
 #if defined(__x86_64__)
   if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
   for (int R : {6, 14, 16, 32})
-    for (int64_t rows : {0, 1, 5, 13, 14, 15, 16, 17, 31, 32})
+    for (int64_t rows : {0, 1, 5, 13, 14, 15, 16, 17, 31, 32, 33, 47, 100})
       for (int64_t kc : {1, 15, 16, 17, 100, 256})
         for (int64_t extra : {0, 1})
           for (bool k_contiguous : {true, false}) {
-            if (rows > R) continue;
             const int64_t kc_pad = kc + extra, pad = 3;
             const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
             const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
-            std::vector<float> want(size_t(kc_pad * R) + 16, std::numeric_limits<float>::quiet_NaN()), got = want;
+            const int64_t panels = (rows + R - 1) / R;
+            std::vector<float> want(size_t(panels * kc_pad * R) + 16, std::numeric_limits<float>::quiet_NaN());
+            auto got = want;
             pack_panel_generic(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
             pack_panel_avx512(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
             ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))

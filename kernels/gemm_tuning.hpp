@@ -11,15 +11,17 @@ namespace hokusai::kernels {
 // core); docs/performance.md has the numbers and the command.
 //
 // 14x32 fp32: the A micro-panel (14*256*4 = 14 KiB) stays in L1 across the B micro-panels
-// (32 KiB each at kc = 256); the A block mc*kc*4 = 168 KiB sits in L2; the B block kc*nc*4 = 3 MiB
-// is shared by the threads. A sweep of (mc, kc, nc) with HOKUSAI_GEMM_BLOCKS over
-// {56..1008} x {192..768} x {320..4096} on 2048x2592x5184 (2 threads) and 2048^3 (1 thread)
-// found nothing better than this point beyond the +-5% run-to-run noise of this VM.
-inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32, {168, 256, 3072},
+// (32 KiB each at kc = 256), which stream from L2; the A block mc*kc*4 = 168 KiB sits in L2 and
+// so must the B block kc*nc*4: nc = 1792 is 1.75 MiB of the 2 MiB L2 (the driver evens the
+// blocks out, so n = 5184 runs as 3 x 1728). Measured (median of 3 alternating runs, 1 thread):
+// (2048, 5184, 3456) NN 154 -> 159 GFLOP/s and (2048, 2592, 5184) 152 -> 161 against nc = 3072
+// (a 2.5-3 MiB B block read from L3); 2048^3 and (1024, 3072, 768) unchanged. mc 112..336,
+// kc 384/512 and nc 512/1024 were no better.
+inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32, {168, 256, 1792},
                                            pack_panel_avx512};
 // bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint.
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
-                                               {168, 512, 3072}, interleave_bf16_avx512bf16,
+                                               {168, 512, 1792}, interleave_bf16_avx512bf16,
                                                pack_panel_avx512};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
 inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16, {144, 256, 4080}};

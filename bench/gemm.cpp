@@ -104,13 +104,17 @@ int main(int argc, char** argv) {
     while (std::getline(ss, t, ',')) thread_counts.push_back(std::stoi(t));
   }
   const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
-  const bool bf16 = !no_bf16 && isa == GemmIsa::avx512bf16;
+  // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
+  // else vdpbf16ps (HOKUSAI_GEMM_ISA=avx512bf16 forces the latter).
+  const bool bf16 = !no_bf16 && (isa == GemmIsa::avx512bf16 || isa == GemmIsa::amx);
   const PeakFlops probe = probe_peak_fp32(1, 0.5);
   if (csv)
     std::printf("backend,dtype,layout,m,n,k,threads,gflops,pct_peak\n");
   else
-    std::printf("# native kernel %s; fp32 peak %.1f GFLOP/s per core (%s probe); median of %d\n",
-                std::string(sgemm_kernel_name(isa)).c_str(), probe.per_core_gflops, probe.isa.c_str(), reps);
+    std::printf("# native kernel %s (isa %s%s); fp32 peak %.1f GFLOP/s per core (%s probe); median of %d\n",
+                std::string(sgemm_kernel_name(isa)).c_str(), std::string(to_string(isa)).c_str(),
+                bf16 ? (isa == GemmIsa::amx ? ", bf16 on AMX tiles" : ", bf16 on vdpbf16ps") : "",
+                probe.per_core_gflops, probe.isa.c_str(), reps);
 
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -182,7 +186,7 @@ int main(int argc, char** argv) {
           report(be == GemmBackend::native ? "hokusai" : std::string(to_string(be)).c_str(), "fp32", t);
         }
         if (bf16) {
-          const GemmContext ctx{GemmBackend::native, threads, GemmIsa::avx512bf16, &ws};
+          const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
           report("hokusai", "bf16", median_seconds([&] {
                    gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
                  }, reps));

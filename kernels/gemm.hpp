@@ -34,9 +34,11 @@ std::string_view to_string(GemmBackend backend);
 bool gemm_backend_available(GemmBackend backend);
 
 // Microkernel families of the native backend. `automatic` = the best this CPU runs, unless the
-// environment variable HOKUSAI_GEMM_ISA=generic|avx2|avx512|avx512bf16|sve forces one.
-// x86 builds have generic, avx2, avx512 and avx512bf16; aarch64 SVE builds have generic and sve.
-enum class GemmIsa { automatic, generic, avx2, avx512, avx512bf16, sve };
+// environment variable HOKUSAI_GEMM_ISA=generic|avx2|avx512|avx512bf16|amx|sve forces one.
+// x86 builds have generic, avx2, avx512, avx512bf16 and amx; aarch64 SVE builds have generic and
+// sve. avx512bf16 and amx run fp32 products on the AVX-512 kernel and differ in gemm_bf16:
+// vdpbf16ps (AVX512_BF16) or TDPBF16PS tiles (AMX-BF16; needs Linux to grant the tile state).
+enum class GemmIsa { automatic, generic, avx2, avx512, avx512bf16, sve, amx };
 GemmIsa parse_gemm_isa(std::string_view name);  // throws std::invalid_argument
 std::string_view to_string(GemmIsa isa);
 bool gemm_isa_supported(GemmIsa isa);  // this CPU runs it
@@ -77,9 +79,9 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
           int64_t ldc);
 
 // C := alpha * bf16(op(A)) · bf16(op(B)) + beta * C with fp32 inputs and output: the inputs are
-// rounded to bf16 (nearest even) while packing, products accumulate in fp32 (vdpbf16ps). Native
-// backend with isa avx512bf16 (automatic picks it where the CPU has AVX512_BF16); throws
-// std::runtime_error elsewhere.
+// rounded to bf16 (nearest even) while packing, products accumulate in fp32. Native backend with
+// isa amx (AMX tiles) or avx512bf16 (vdpbf16ps); automatic picks amx, then avx512bf16, where the
+// CPU has them. Throws std::runtime_error elsewhere.
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

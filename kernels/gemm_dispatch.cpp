@@ -1,5 +1,8 @@
 // Run-time choice of the native GEMM's microkernels, and the per-CPU block-size table.
 #include <cstdlib>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <stdexcept>
 #include <string>
 
@@ -15,8 +18,9 @@ GemmIsa parse_gemm_isa(std::string_view name) {
   if (name == "avx512") return GemmIsa::avx512;
   if (name == "avx512bf16") return GemmIsa::avx512bf16;
   if (name == "sve") return GemmIsa::sve;
+  if (name == "amx") return GemmIsa::amx;
   throw std::invalid_argument("unknown GEMM ISA '" + std::string(name) +
-                              "': expected automatic, generic, avx2, avx512, avx512bf16 or sve");
+                              "': expected automatic, generic, avx2, avx512, avx512bf16, amx or sve");
 }
 
 std::string_view to_string(GemmIsa isa) {
@@ -27,6 +31,7 @@ std::string_view to_string(GemmIsa isa) {
     case GemmIsa::avx512: return "avx512";
     case GemmIsa::avx512bf16: return "avx512bf16";
     case GemmIsa::sve: return "sve";
+    case GemmIsa::amx: return "amx";
   }
   return "?";
 }
@@ -40,6 +45,13 @@ bool gemm_isa_supported(GemmIsa isa) {
     case GemmIsa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case GemmIsa::avx512: return __builtin_cpu_supports("avx512f");
     case GemmIsa::avx512bf16: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    case GemmIsa::amx: {
+      // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE (GCC 12's __builtin_cpu_supports has
+      // no AMX names); then the OS must grant the tile state.
+      unsigned a = 0, b = 0, c = 0, d = 0;
+      if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+      return (d >> 22 & 1) && (d >> 24 & 1) && __builtin_cpu_supports("avx512bf16") && amx_permitted();
+    }
     case GemmIsa::sve: return false;
   }
   return false;
@@ -62,7 +74,7 @@ GemmIsa resolve_gemm_isa(GemmIsa requested) {
           throw std::runtime_error("HOKUSAI_GEMM_ISA=" + std::string(env) + ": this CPU does not run it");
         return forced;
       }
-      for (GemmIsa isa : {GemmIsa::avx512bf16, GemmIsa::avx512, GemmIsa::avx2, GemmIsa::sve})
+      for (GemmIsa isa : {GemmIsa::amx, GemmIsa::avx512bf16, GemmIsa::avx512, GemmIsa::avx2, GemmIsa::sve})
         if (gemm_isa_supported(isa)) return isa;
       return GemmIsa::generic;
     }();
@@ -77,7 +89,8 @@ const SgemmKernel& sgemm_kernel(GemmIsa isa) {
   switch (isa) {
 #if defined(__x86_64__)
     case GemmIsa::avx512:
-    case GemmIsa::avx512bf16: return kSgemmAvx512;
+    case GemmIsa::avx512bf16:
+    case GemmIsa::amx: return kSgemmAvx512;
     case GemmIsa::avx2: return kSgemmAvx2;
 #endif
 #if defined(__ARM_FEATURE_SVE)
@@ -92,21 +105,28 @@ const SgemmKernel& sgemm_kernel(GemmIsa isa) {
   }
 }
 
-const SbgemmKernel& sbgemm_kernel() {
+const SbgemmKernel& sbgemm_kernel(GemmIsa isa) {
 #if defined(__x86_64__)
-  return kSbgemmAvx512Bf16;
+  if (isa == GemmIsa::amx) return kSbgemmAmx;
+  if (isa == GemmIsa::avx512bf16) return kSbgemmAvx512Bf16;
+  throw std::runtime_error("gemm_bf16 needs isa amx or avx512bf16; this context resolves to " +
+                           std::string(to_string(isa)));
 #else
-  throw std::runtime_error("gemm_bf16: this build has no AVX512_BF16 kernel (x86 only)");
+  (void)isa;
+  throw std::runtime_error("gemm_bf16: this build has no bf16 kernel (x86 only: AMX or AVX512_BF16)");
 #endif
 }
 
-const SbgemmKernel& shgemm_kernel() {
+const SbgemmKernel& shgemm_kernel(GemmIsa isa) {
 #if defined(__ARM_FEATURE_SVE)
+  if (isa != GemmIsa::sve)
+    throw std::runtime_error("gemm_fp16 needs isa sve; this context resolves to " + std::string(to_string(isa)));
   static const std::string name = "shgemm_sve_10x" + std::to_string(2 * sve_vector_bits() / 32);
   static const SbgemmKernel kern{name.c_str(), 10, 2 * sve_vector_bits() / 32, shgemm_sve_10x2v, kSveFp16Blocks,
                                  pack_fp16_sve};
   return kern;
 #else
+  (void)isa;
   throw std::runtime_error("gemm_fp16: this build has no fp16 kernel (SVE builds only)");
 #endif
 }

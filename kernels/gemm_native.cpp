@@ -69,23 +69,23 @@ PanelSource b_panel(const Matrix& B, int64_t p0, int64_t j0) {
   return B.op == Op::N ? PanelSource{B.p + p0 * B.ld + j0, B.ld, false} : PanelSource{B.p + j0 * B.ld + p0, B.ld, true};
 }
 
-// A microkernel with its packed element type, its k granularity and, for 16-bit panels, the
-// converter from a packed fp32 panel (kc_pad x R) to its own layout. fp32 panels are packed in
+// A microkernel with its packed element type, its k granularity (k is padded with zeros to a
+// multiple of it) and, for 16-bit panels, the converters from a packed fp32 panel (kc_pad x R)
+// to its own layout (A panels may differ: AMX reads them row by row). fp32 panels are packed in
 // place; 16-bit panels go through an fp32 scratch panel per thread.
-template <typename Packed, int Step, typename Ukernel>
+template <typename Packed, typename Ukernel>
 struct KernelPath {
   using P = Packed;
-  static constexpr int kStep = Step;
   Ukernel uk;
   PanelPacker pack;
-  PanelConverter convert = nullptr;
+  int step = 1;
+  PanelConverter convert_b = nullptr, convert_a = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
   }
 };
-using Fp32Path = KernelPath<float, 1, SgemmUkernel>;
-using Bf16Path = KernelPath<uint16_t, 2, SbgemmUkernel>;  // pairs of k interleaved (vdpbf16ps)
-using Fp16Path = KernelPath<uint16_t, 1, SbgemmUkernel>;  // plain layout, IEEE half values
+using Fp32Path = KernelPath<float, SgemmUkernel>;
+using HalfPath = KernelPath<uint16_t, SbgemmUkernel>;  // bf16 or fp16 panels (the kernel's layout)
 
 template <typename Path>
 typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
@@ -99,14 +99,14 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
 // the block, 16-bit ones a panel at a time through the fp32 scratch panel.
 template <typename Path>
 void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R,
-                typename Path::P* dst, float* scratch) {
+                PanelConverter convert, typename Path::P* dst, float* scratch) {
   if constexpr (std::is_same_v<typename Path::P, float>) {
     path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
   } else {
     for (int64_t r0 = 0; r0 < rows; r0 += R) {
       const float* src = x.src + r0 * (x.k_contiguous ? x.ld : 1);
       path.pack(src, x.ld, x.k_contiguous, std::min<int64_t>(R, rows - r0), kc, kc_pad, R, scratch);
-      path.convert(scratch, kc_pad, R, dst + r0 * kc_pad);
+      convert(scratch, kc_pad, R, dst + r0 * kc_pad);
     }
   }
 }
@@ -126,7 +126,7 @@ template <typename Path>
 void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmWorkspace& ws, const Matrix& A,
              const Matrix& B, int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
   using P = typename Path::P;
-  constexpr int kStep = Path::kStep;
+  const int kStep = path.step;
   if (MR * NR > kMaxTile)  // an SVE tile grows with the vector length: 10 x 128 at 2048 bits
     throw std::runtime_error("native GEMM: microkernel tile " + std::to_string(MR) + "x" + std::to_string(NR) +
                              " exceeds the driver's edge buffer (" + std::to_string(kMaxTile) + " values)");
@@ -158,12 +158,13 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         // Each thread packs its share of the B panels (whole panels), then all wait for all.
         const int64_t j0 = std::min(nc, panels * t / nt * NR), j1 = std::min(nc, panels * (t + 1) / nt * NR);
         if (j1 > j0)
-          pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, bp + j0 * kc_pad,
-                           scratch[size_t(t)]);
+          pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b,
+                           bp + j0 * kc_pad, scratch[size_t(t)]);
 #pragma omp barrier
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, r1 - ic);
-          pack_block<Path>(path, a_panel(A, ic, pc), mc, kc, kc_pad, MR, ap[size_t(t)], scratch[size_t(t)]);
+          pack_block<Path>(path, a_panel(A, ic, pc), mc, kc, kc_pad, MR, path.convert_a, ap[size_t(t)],
+                           scratch[size_t(t)]);
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t rows = std::min<int64_t>(MR, mc - ir);
             for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -214,44 +215,40 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
   const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  blocked(Fp32Path{kern.ukernel, kern.pack}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws,
+  blocked(Fp32Path{kern.ukernel, kern.pack, 1}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws,
           {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
 namespace {
 
 // The 16-bit storage paths share the checks: native backend, an ISA that has the kernel.
-template <typename Path>
-void gemm_half(const char* what, GemmIsa needed, const SbgemmKernel& (*kernel)(), const GemmContext& ctx,
-               Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// The 16-bit storage paths share the checks (native backend) and the driver; `kernel` picks the
+// ISA's kernel or throws naming the ISAs that have one.
+void gemm_half(const char* what, const SbgemmKernel& (*kernel)(GemmIsa), const GemmContext& ctx, Op op_a, Op op_b,
+               int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float beta, float* c, int64_t ldc) {
   if (ctx.backend != GemmBackend::native)
     throw std::runtime_error(std::string(what) + ": only the native backend has this path");
-  const GemmIsa isa = resolve_gemm_isa(ctx.isa);
-  if (isa != needed)
-    throw std::runtime_error(std::string(what) + " needs isa " + std::string(to_string(needed)) +
-                             "; this context resolves to " + std::string(to_string(isa)));
+  const SbgemmKernel& kern = kernel(resolve_gemm_isa(ctx.isa));
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  const SbgemmKernel& kern = kernel();
-  blocked(Path{kern.ukernel, kern.pack, kern.convert}, kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda},
-          {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+  blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert},
+          kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c,
+          ldc);
 }
 
 }  // namespace
 
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  gemm_half<Bf16Path>("gemm_bf16", GemmIsa::avx512bf16, sbgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b,
-                      ldb, beta, c, ldc);
+  gemm_half("gemm_bf16", sbgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  gemm_half<Fp16Path>("gemm_fp16", GemmIsa::sve, shgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb,
-                      beta, c, ldc);
+  gemm_half("gemm_fp16", shgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace hokusai::kernels

@@ -22,7 +22,11 @@ inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_av
 // bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint.
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
                                                {168, 512, 1792}, interleave_bf16_avx512bf16,
-                                               pack_panel_avx512};
+                                               pack_panel_avx512, 2};
+// AMX 32x32 (bf16): an A and a B micro-panel are 32 KiB each at kc = 512 (32 x 512 x 2 bytes);
+// A block 192 x 512 x 2 = 192 KiB and B block 512 x 1792 x 2 = 1.75 MiB as for the fp32 kernel.
+inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32, {192, 512, 1792},
+                                        interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
 inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16, {144, 256, 4080}};
 #endif
@@ -47,7 +51,7 @@ inline constexpr SgemmKernel kSgemmGeneric{"sgemm_generic_4x16", 4, 16, sgemm_ge
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa);  // a resolved (not automatic) ISA
 // The 16-bit storage kernels; each throws std::runtime_error in a build without it.
-const SbgemmKernel& sbgemm_kernel();  // bf16, AVX512_BF16
-const SbgemmKernel& shgemm_kernel();  // fp16, SVE
+const SbgemmKernel& sbgemm_kernel(GemmIsa isa);  // bf16: amx or avx512bf16
+const SbgemmKernel& shgemm_kernel(GemmIsa isa);  // fp16: sve
 
 }  // namespace hokusai::kernels

@@ -9,6 +9,7 @@
 // 16-bit storage kernels (SbgemmUkernel: uint16_t panels, fp32 accumulation and output):
 //   bf16 (AVX512_BF16 vdpbf16ps): k is even (the driver pads with zeros); pairs of consecutive
 //     k are interleaved: Ap[(p/2)*2*MR + 2*i + p%2] = A(i, p),  Bp[(p/2)*2*NR + 2*j + p%2] = B(p, j)
+//   bf16 (AMX): k is a multiple of 32; Bp as above, Ap row by row: Ap[i*k + p] = A(i, p).
 //   fp16 (SVE, IEEE half): the fp32 layout above with half values.
 //   A 16-bit kernel comes with its PanelConverter: packed fp32 panel (kc_pad x R) -> its layout.
 // Both: Ap and Bp are 64-byte aligned; k >= 0 (k == 0 gives C := beta*C); beta == 0 never
@@ -57,7 +58,8 @@ struct SgemmKernel {
 
 using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint16_t* out);
 
-// 16-bit kernels pack fp32 with `pack`, then `convert` that panel to their layout.
+// 16-bit kernels pack fp32 with `pack`, then `convert` that panel to their layout (`convert_a`
+// for A panels when their layout differs); k is padded with zeros to a multiple of k_step.
 struct SbgemmKernel {
   const char* name;
   int mr, nr;
@@ -65,6 +67,8 @@ struct SbgemmKernel {
   BlockSizes blocks;
   PanelConverter convert;
   PanelPacker pack = pack_panel_generic;
+  int k_step = 1;
+  PanelConverter convert_a = nullptr;
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
@@ -75,6 +79,15 @@ void sgemm_avx2_6x16(int64_t k, const float* ap, const float* bp, float* c, int6
 void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
 void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
                              float beta);
+// AMX (AMX-TILE + AMX-BF16, kernels/x86/sbgemm_amx.cpp): a 32x32 tile of C as 2x2 16x16 tile
+// registers, 32 k values per TDPBF16PS. k is a multiple of 32. B panels: the bf16 pair layout
+// above (NR = 32); A panels row by row: Ap[i*k + p] = A(i, p).
+void sbgemm_amx_32x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
+                      float beta);
+// A packed fp32 panel (kc_pad x R) -> out[i*kc_pad + p] = bf16(panel[p*R + i]).
+void rows_bf16_amx(const float* panel, int64_t kc_pad, int R, uint16_t* out);
+// Asks Linux for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM); false when refused.
+bool amx_permitted();
 // fp32 -> bf16 (round to nearest even) of n values, AVX512_BF16 (vcvtneps2bf16).
 void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n);
 // A packed fp32 panel (kc_pad x R, kc_pad even) -> the pair-interleaved bf16 layout of the

@@ -10,6 +10,10 @@
 
 namespace hokusai::kernels {
 
+// GCC 12's intrinsics pass _mm512_undefined_*() as the merge source, which -Wmaybe-uninitialized
+// reports once inlined (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
                              float beta) {
   constexpr int MR = 14, NR = 32;

@@ -112,30 +112,40 @@ TEST_P(NativeIsas, EdgeShapesAllLayouts) {
 
 INSTANTIATE_TEST_SUITE_P(All, NativeIsas,
                          ::testing::Values(GemmIsa::generic, GemmIsa::avx2, GemmIsa::avx512, GemmIsa::avx512bf16,
-                                           GemmIsa::sve),
+                                           GemmIsa::amx, GemmIsa::sve),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
-TEST(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
-  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
-  const Shape shapes[] = {{1, 1, 1}, {13, 31, 3}, {15, 33, 511}, {14, 32, 512}, {29, 65, 513}, {100, 70, 1030}};
+// Both bf16 kernels (vdpbf16ps 14x32 with k in pairs; AMX 32x32 with k in 32s and A panels row
+// by row) around their tiles, k granularity and kc = 512, several mc blocks, two threads.
+class NativeBf16 : public ::testing::TestWithParam<GemmIsa> {};
+
+TEST_P(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
+  const GemmIsa isa = GetParam();
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << to_string(isa) << " not supported by this CPU";
+  const Shape shapes[] = {{1, 1, 1},      {13, 31, 3},    {15, 33, 511},  {14, 32, 512},   {29, 65, 513},
+                          {31, 33, 31},   {33, 31, 33},   {32, 32, 32},   {64, 64, 1024},  {100, 70, 1030},
+                          {401, 67, 95}};
   for (const auto& s : shapes)
     for (Op oa : {Op::N, Op::T})
       for (Op ob : {Op::N, Op::T}) {
-        check_backend(GemmBackend::native, oa, ob, s, 1.0f, 0.0f, 0, GemmIsa::avx512bf16, Precision::bf16);
-        check_backend(GemmBackend::native, oa, ob, s, 0.5f, 1.0f, 9, GemmIsa::avx512bf16, Precision::bf16);
+        check_backend(GemmBackend::native, oa, ob, s, 1.0f, 0.0f, 0, isa, Precision::bf16);
+        check_backend(GemmBackend::native, oa, ob, s, 0.5f, 1.0f, 9, isa, Precision::bf16);
         if (HasFatalFailure()) return;
       }
 }
 
 // bf16 really rounds: an input needing more than 8 mantissa bits loses them.
-TEST(NativeBf16, RoundsInputsToBf16) {
-  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+TEST_P(NativeBf16, RoundsInputsToBf16) {
+  const GemmIsa isa = GetParam();
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << to_string(isa) << " not supported by this CPU";
   const float a = 1.0f + 1.0f / 512, b = 1.0f;  // 1 + 2^-9 rounds to 1 in bf16 (nearest even)
   float c = 0;
-  gemm_bf16(GemmContext{GemmBackend::native, 1, GemmIsa::avx512bf16}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1,
-            0.0f, &c, 1);
+  gemm_bf16(GemmContext{GemmBackend::native, 1, isa}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1);
   EXPECT_EQ(c, 1.0f);
 }
+
+INSTANTIATE_TEST_SUITE_P(All, NativeBf16, ::testing::Values(GemmIsa::avx512bf16, GemmIsa::amx),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
 
 // fp16 storage (SVE builds): same edge shapes as the fp32 kernel around its tile and kc = 512.
 TEST(NativeFp16, MatchesReferenceWithinFp16Tolerance) {
@@ -173,6 +183,10 @@ TEST(NativeHalf, UnavailablePathsThrow) {
   if (!gemm_isa_supported(GemmIsa::avx512bf16)) {
     EXPECT_THROW(gemm_bf16(ctx, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1), std::runtime_error);
   }
+  // An ISA without a bf16 kernel, asked for one.
+  EXPECT_THROW(gemm_bf16(GemmContext{GemmBackend::native, 1, GemmIsa::generic}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1,
+                         &b, 1, 0.0f, &c, 1),
+               std::runtime_error);
 }
 
 TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {

@@ -80,6 +80,8 @@ struct KernelPath {
   PanelPacker pack;
   int step = 1;
   PanelConverter convert_b = nullptr, convert_a = nullptr;
+  void (*thread_begin)() = nullptr;
+  void (*thread_end)() = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
   }
@@ -147,6 +149,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
     const int t = omp_get_thread_num();
     const int64_t r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
     alignas(64) float tile[kMaxTile];  // MR x NR edge tile
+    if (path.thread_begin) path.thread_begin();
     const int64_t mc_blk = balanced(r1 - r0, bs.mc, MR);
     for (int64_t jc = 0; jc < n; jc += nc_blk) {
       const int64_t nc = std::min(nc_blk, n - jc);
@@ -187,6 +190,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
 #pragma omp barrier
       }
     }
+    if (path.thread_end) path.thread_end();
   }
 }
 
@@ -234,7 +238,8 @@ void gemm_half(const char* what, const SbgemmKernel& (*kernel)(GemmIsa), const G
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert},
+  blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert,
+                   kern.thread_begin, kern.thread_end},
           kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c,
           ldc);
 }

@@ -69,6 +69,9 @@ struct SbgemmKernel {
   PanelPacker pack = pack_panel_generic;
   int k_step = 1;
   PanelConverter convert_a = nullptr;
+  // Per-thread set-up and tear-down around a thread's microkernel calls (AMX tile configuration).
+  void (*thread_begin)() = nullptr;
+  void (*thread_end)() = nullptr;
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
@@ -84,6 +87,9 @@ void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, 
 // above (NR = 32); A panels row by row: Ap[i*k + p] = A(i, p).
 void sbgemm_amx_32x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
                       float beta);
+// Loads the tile configuration of sbgemm_amx_32x32 in this thread / releases the tiles.
+void amx_begin();
+void amx_end();
 // A packed fp32 panel (kc_pad x R) -> out[i*kc_pad + p] = bf16(panel[p*R + i]).
 void rows_bf16_amx(const float* panel, int64_t kc_pad, int R, uint16_t* out);
 // Asks Linux for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM); false when refused.

@@ -93,11 +93,8 @@ struct LoggingConfig {
   bool progress = true;      // progress bar when stdout is a terminal
 };
 
-// "openblas" where the build has OpenBLAS (x86 default), else "native" (ARM builds).
-std::string default_gemm_backend();
-
 struct KernelsConfig {
-  std::string gemm = default_gemm_backend();  // openblas | onednn | native | reference
+  std::string gemm = "native";    // native (ours) | openblas | onednn | reference
   int threads = 0;                // OpenMP threads; 0 = OMP_NUM_THREADS or all cores
   double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
 };

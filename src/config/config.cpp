@@ -7,14 +7,9 @@
 #include <sstream>
 
 #include "comm/torus.hpp"
-#include "kernels/gemm.hpp"
 #include "registry.hpp"
 
 namespace hokusai {
-
-std::string default_gemm_backend() {
-  return kernels::gemm_backend_available(kernels::GemmBackend::openblas) ? "openblas" : "native";
-}
 
 using config_detail::Field;
 using config_detail::find_field;

@@ -241,9 +241,8 @@ std::vector<Field> make_registry() {
       field_of("logging.progress", &C::logging, &LoggingConfig::progress,
            "Progress bar with ETA when stdout is a terminal"),
       field_of("kernels.gemm", &C::kernels, &KernelsConfig::gemm,
-           "GEMM backend: openblas, onednn, native (ours: AVX-512/AVX2/SVE/generic microkernels, "
-           "HOKUSAI_GEMM_ISA forces one) or reference (scalar). Default: openblas where the build "
-           "has it, else native",
+           "GEMM backend: native (ours: AVX-512/AVX2/SVE/generic microkernels, HOKUSAI_GEMM_ISA "
+           "forces one), openblas, onednn (peers, where the build has them) or reference (scalar)",
            {"openblas", "onednn", "native", "reference"}),
       field_of("kernels.threads", &C::kernels, &KernelsConfig::threads,
            "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else all cores"),

@@ -1,8 +1,10 @@
 // GEMM benchmark: hokusai's native GEMM beside OpenBLAS (cblas_sgemm) and oneDNN (dnnl_sgemm;
 // its bf16 matmul for the bf16 rows), same process, same buffers, for the Transformer shapes of
 // the GPT-2 124M and Fugaku-LLM 13B (tp = 6) steps, in the three layouts the trainer uses, at
-// 1 and 2 threads. Median of --reps timed calls after one warm-up; % of the probed fp32 peak
-// (per-core probe x threads; bf16 rows against the same fp32 peak).
+// 1 and 2 threads. Median of --reps timed calls after one warm-up; % of the probed peak
+// (per-core probe x threads): fp32 rows of the fp32 FMA peak, bf16 rows of the bf16 peak of the
+// unit our bf16 kernel runs on (AMX tiles, else vdpbf16ps). Our bf16 rows include rounding the
+// fp32 inputs while packing; oneDNN's bf16 rows start from bf16 inputs.
 //   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all]
 //   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
 #include <CLI/CLI.hpp>
@@ -111,10 +113,16 @@ int main(int argc, char** argv) {
   if (csv)
     std::printf("backend,dtype,layout,m,n,k,threads,gflops,pct_peak\n");
   else
-    std::printf("# native kernel %s (isa %s%s); fp32 peak %.1f GFLOP/s per core (%s probe); median of %d\n",
+    std::printf("# native kernel %s (isa %s%s); fp32 peak %.1f GFLOP/s per core (%s probe)%s; median of %d\n",
                 std::string(sgemm_kernel_name(isa)).c_str(), std::string(to_string(isa)).c_str(),
                 bf16 ? (isa == GemmIsa::amx ? ", bf16 on AMX tiles" : ", bf16 on vdpbf16ps") : "",
-                probe.per_core_gflops, probe.isa.c_str(), reps);
+                probe.per_core_gflops, probe.isa.c_str(),
+                bf16 ? (", bf16 rows in % of the bf16 peak " +
+                        std::to_string(int(isa == GemmIsa::amx ? probe.amx_bf16_per_core_gflops
+                                                               : probe.bf16_per_core_gflops)) +
+                        " GFLOP/s per core").c_str()
+                     : "",
+                reps);
 
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -164,10 +172,13 @@ int main(int argc, char** argv) {
       const double flops = 2.0 * double(s.m) * double(s.n) * double(s.k);
       for (int threads : thread_counts) {
         omp_set_num_threads(threads);
-        const double peak = probe.per_core_gflops * threads;
+        // fp32 rows: % of the fp32 FMA peak; bf16 rows: % of the bf16 peak of the unit our kernel
+        // uses (AMX tiles or vdpbf16ps; oneDNN's bf16 matmul uses AMX too where it exists).
+        const double bf16_core = isa == GemmIsa::amx ? probe.amx_bf16_per_core_gflops : probe.bf16_per_core_gflops;
         GemmWorkspace ws;
         const auto report = [&](const char* backend, const char* dtype, double seconds) {
           const double gf = flops / seconds * 1e-9;
+          const double peak = (std::string(dtype) == "bf16" ? bf16_core : probe.per_core_gflops) * threads;
           if (csv)
             std::printf("%s,%s,%s,%lld,%lld,%lld,%d,%.1f,%.1f\n", backend, dtype, layout_name(oa, ob),
                         (long long)s.m, (long long)s.n, (long long)s.k, threads, gf, 100 * gf / peak);

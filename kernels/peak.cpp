@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "kernels/gemm.hpp"
+#include "kernels/ukernel.hpp"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -126,6 +129,7 @@ PeakFlops probe_peak_fp32(int threads, double seconds) {
   p.all_gflops = p.threads == 1 ? p.per_core_gflops : measure(fn, p.threads, seconds / 2);
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx512bf16")) p.bf16_per_core_gflops = measure(dp_bf16, 1, seconds / 4);
+  if (gemm_isa_supported(GemmIsa::amx)) p.amx_bf16_per_core_gflops = measure(amx_bf16_peak_flops, 1, seconds / 4);
 #endif
   return p;
 }

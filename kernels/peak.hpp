@@ -20,6 +20,9 @@ struct PeakFlops {
   // bf16 dot-product peak (AVX512_BF16 vdpbf16ps: 2 multiply-adds per fp32 lane) of one core,
   // GFLOP/s; 0 when the CPU has no AVX512_BF16.
   double bf16_per_core_gflops = 0.0;
+  // AMX-BF16 tile peak (TDPBF16PS on register-resident tiles) of one core, GFLOP/s; 0 without
+  // AMX (or when Linux does not grant the tile state).
+  double amx_bf16_per_core_gflops = 0.0;
 };
 
 // Runs for about `seconds` in total (split between the two measurements).

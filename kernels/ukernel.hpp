@@ -90,6 +90,8 @@ void sbgemm_amx_32x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* 
 // Loads the tile configuration of sbgemm_amx_32x32 in this thread / releases the tiles.
 void amx_begin();
 void amx_end();
+// `iters` rounds of 4 independent register-resident TDPBF16PS; returns the flops done (peak probe).
+double amx_bf16_peak_flops(long iters);
 // A packed fp32 panel (kc_pad x R) -> out[i*kc_pad + p] = bf16(panel[p*R + i]).
 void rows_bf16_amx(const float* panel, int64_t kc_pad, int R, uint16_t* out);
 // Asks Linux for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM); false when refused.

@@ -219,6 +219,9 @@ int main(int argc, char** argv) {
       if (p.bf16_per_core_gflops > 0)
         std::cout << "bf16 dot products (vdpbf16ps): " << p.bf16_per_core_gflops << " GFLOP/s per core ("
                   << p.bf16_per_core_gflops / p.per_core_gflops << "x fp32)\n";
+      if (p.amx_bf16_per_core_gflops > 0)
+        std::cout << "bf16 AMX tiles (tdpbf16ps): " << p.amx_bf16_per_core_gflops << " GFLOP/s per core ("
+                  << p.amx_bf16_per_core_gflops / p.per_core_gflops << "x fp32)\n";
       return 0;
     }
   } catch (const ConfigError& e) {

@@ -14,7 +14,8 @@
 // share the packed B block (each packs a contiguous share of its panels; one barrier before and
 // after use). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
 // in how panels are read, never by a materialised transpose; panels are zero-padded to MR/NR
-// (and to an even k for bf16), so the microkernels see full tiles only.
+// (and k to the kernel's k step: 2 for vdpbf16ps, 32 for AMX), so the microkernels see full
+// tiles only.
 #include <omp.h>
 
 #include <algorithm>
@@ -219,13 +220,12 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
   const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  blocked(Fp32Path{kern.ukernel, kern.pack, 1}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws,
-          {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+  blocked(Fp32Path{kern.ukernel, kern.pack, 1}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr),
+          ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
 namespace {
 
-// The 16-bit storage paths share the checks: native backend, an ISA that has the kernel.
 // The 16-bit storage paths share the checks (native backend) and the driver; `kernel` picks the
 // ISA's kernel or throws naming the ISAs that have one.
 void gemm_half(const char* what, const SbgemmKernel& (*kernel)(GemmIsa), const GemmContext& ctx, Op op_a, Op op_b,

@@ -202,7 +202,8 @@ TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {
 
 // The vector packer against the generic one, bit for bit, on every edge: rows below, at and above
 // a 16-lane group and a panel, several panels with a partial last one, partial 16-step k blocks,
-// padded k, both orientations, leading dimensions larger than the block. The destination starts as NaN so a value the packer skips shows.
+// padded k, both orientations, leading dimensions larger than the block. The destination starts
+// as NaN so a value the packer skips shows.
 TEST(PanelPacker, Avx512MatchesGeneric) {
 #if defined(__x86_64__)
   if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";

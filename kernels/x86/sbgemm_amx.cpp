@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "kernels/ukernel.hpp"
+#include "kernels/x86/lanes.hpp"
 
 namespace hokusai::kernels {
 
@@ -148,7 +149,7 @@ void rows_bf16_amx(const float* panel, int64_t kc_pad, int R, uint16_t* out) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i * kc_pad + p), (__m256i)_mm512_cvtneps_pbh(v));
     }
     if (p < kc_pad) {
-      const __mmask16 m = __mmask16((1u << (kc_pad - p)) - 1);
+      const __mmask16 m = first_lanes(kc_pad - p);
       const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, stride, panel + p * R + i, 4);
       _mm256_mask_storeu_epi16(out + i * kc_pad + p, m, (__m256i)_mm512_cvtneps_pbh(v));
     }

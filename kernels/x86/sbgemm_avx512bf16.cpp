@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/ukernel.hpp"
+#include "kernels/x86/lanes.hpp"
 
 namespace hokusai::kernels {
 
@@ -59,7 +60,7 @@ void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint1
       _mm512_storeu_si512(o + 2 * i, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
     if (i < R) {
-      const __mmask16 m = __mmask16((1u << (R - i)) - 1);
+      const __mmask16 m = first_lanes(R - i);
       const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0 + i)));
       const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1 + i)));
       _mm512_mask_storeu_epi32(o + 2 * i, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
@@ -74,7 +75,7 @@ void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), (__m256i)h);
   }
   if (i < n) {
-    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    const __mmask16 m = first_lanes(n - i);
     const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, in + i));
     _mm256_mask_storeu_epi16(out + i, m, (__m256i)h);
   }

@@ -9,7 +9,9 @@
 //   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
 #include <CLI/CLI.hpp>
 #include <omp.h>
+#ifdef HOKUSAI_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -58,6 +60,7 @@ uint16_t to_bf16(float x) {
   return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+#ifdef HOKUSAI_HAVE_ONEDNN
 // oneDNN bf16 matmul C(f32) = A(bf16) B(bf16) with the layout given by strides.
 struct OnednnBf16 {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
@@ -81,6 +84,7 @@ struct OnednnBf16 {
         reps);
   }
 };
+#endif
 
 const char* layout_name(Op oa, Op ob) { return oa == Op::N ? (ob == Op::N ? "NN" : "NT") : "TN"; }
 
@@ -154,7 +158,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+#ifdef HOKUSAI_HAVE_ONEDNN
   OnednnBf16 onednn_bf16;
+#endif
   for (const Shape& s : kShapes) {
     if (group != "all" && group != s.group) continue;
     for (const auto& [oa, ob] : {std::pair{Op::N, Op::T}, std::pair{Op::N, Op::N}, std::pair{Op::T, Op::N}}) {
@@ -201,7 +207,9 @@ int main(int argc, char** argv) {
           report("hokusai", "bf16", median_seconds([&] {
                    gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
                  }, reps));
+#ifdef HOKUSAI_HAVE_ONEDNN
           report("onednn", "bf16", onednn_bf16.time(oa, ob, s.m, s.n, s.k, a16, b16, c, reps));
+#endif
         }
       }
     }

@@ -46,3 +46,48 @@ function(hokusai_add_mpi_test)
     set_property(TEST ${T_NAME} APPEND PROPERTY ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
   endif()
 endfunction()
+
+# hokusai_package_usable(PACKAGE RESULT_VAR REASON_VAR)
+#   True when find_package(PACKAGE REQUIRED) succeeds. Tried first in a separate configure
+#   (cmake/probe-package), because a package config may itself call find_package(... REQUIRED)
+#   on a dependency that is not installed (Debian's dnnl-config.cmake needs OpenCL, which
+#   libdnnl-dev only recommends) and that error cannot be caught in this project. REASON_VAR gets
+#   the probe's "Could NOT find ..." line. A success is remembered in the cache; a failure is
+#   probed again at the next configure (the user may have installed the package since).
+function(hokusai_package_usable package result_var reason_var)
+  if(HOKUSAI_PACKAGE_USABLE_${package})
+    set(${result_var} TRUE PARENT_SCOPE)
+    return()
+  endif()
+  set(_dir ${PROJECT_BINARY_DIR}/probe-package-${package})
+  file(REMOVE_RECURSE ${_dir})
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${PROJECT_SOURCE_DIR}/cmake/probe-package -B ${_dir}
+                          -G ${CMAKE_GENERATOR} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
+                          -DHOKUSAI_PROBE_PACKAGE=${package}
+                  RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+  if(_rc EQUAL 0)
+    set(HOKUSAI_PACKAGE_USABLE_${package} TRUE CACHE INTERNAL "find_package(${package}) worked in a probe")
+    set(${result_var} TRUE PARENT_SCOPE)
+    return()
+  endif()
+  string(REGEX MATCH "Could NOT find [^\n]*" _why "${_out}")
+  if(NOT _why)
+    string(REGEX MATCH "[^\n]*(by \"${package}\"|${package}Config.cmake|${package}-config.cmake)[^\n]*" _why "${_out}")
+  endif()
+  if(NOT _why)
+    set(_why "find_package(${package}) failed")
+  endif()
+  string(STRIP "${_why}" _why)
+  set(${result_var} FALSE PARENT_SCOPE)
+  set(${reason_var} "${_why}" PARENT_SCOPE)
+endfunction()
+
+# hokusai_peer_unavailable(OPTION WHAT REASON PACKAGES)
+#   An optional peer backend (OpenBLAS, oneDNN, SentencePiece) that cannot be built: one line on
+#   the configure output, and OPTION turned off for this configure (the cache keeps the user's
+#   choice, so installing the package and configuring again brings the backend back).
+macro(hokusai_peer_unavailable option what reason packages)
+  message(NOTICE "hokusai: building without ${what}: ${reason}; "
+                 "scripts/install-deps.sh installs it (${packages})")
+  set(${option} OFF)
+endmacro()

@@ -15,7 +15,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git python3
   libopenmpi-dev openmpi-bin        # MPI (the distributed engine)
-  libopenblas-openmp-dev libdnnl-dev  # GEMM peers and selectable backends
+  # GEMM peers and selectable backends. Debian's oneDNN CMake package (dnnl-config.cmake) calls
+  # find_package(OpenCL REQUIRED), and libdnnl-dev only recommends the OpenCL headers.
+  libopenblas-openmp-dev libdnnl-dev ocl-icd-opencl-dev
   libfmt-dev libspdlog-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libsentencepiece-dev sentencepiece  # tokenizer (spm_train only builds the test model)
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cmake --preset release
-cmake --build --preset release -j "$(nproc)"
+cmake --build --preset release -j "$(nproc)" --target hokusai  # the suite and benchmarks: scripts/test.sh
 
 hokusai=build/release/hokusai
 run_dir=runs/quickstart-$(date +%Y%m%d-%H%M%S)

@@ -82,4 +82,11 @@ std::vector<int> Communicator::world_ranks() const {
 
 void Communicator::barrier() const { HOKUSAI_MPI(MPI_Barrier(comm_)); }
 
+int Communicator::lowest_rank_where(bool flag) const {
+  const int n = size();
+  int lowest = flag ? rank() : n;
+  HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &lowest, 1, MPI_INT, MPI_MIN, comm_));
+  return lowest < n ? lowest : -1;
+}
+
 }  // namespace hokusai::comm

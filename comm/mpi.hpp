@@ -56,6 +56,9 @@ class Communicator {
   // World ranks of this communicator's members, in its rank order.
   std::vector<int> world_ranks() const;
   void barrier() const;
+  // Collective: the lowest rank whose `flag` is true, or -1 when no rank's is. Lets a job agree
+  // on which one of several ranks that hit the same error reports it.
+  int lowest_rank_where(bool flag) const;
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;

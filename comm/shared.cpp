@@ -1,5 +1,7 @@
 #include "comm/shared.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 
 namespace hokusai::comm {
@@ -8,6 +10,21 @@ Communicator split_node(const Communicator& comm) {
   MPI_Comm node = MPI_COMM_NULL;
   HOKUSAI_MPI(MPI_Comm_split_type(comm.raw(), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node));
   return Communicator(node, true);
+}
+
+int cpus_per_rank(const Communicator& node) {
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  if (sched_getaffinity(0, sizeof(mine), &mine) != 0) return 1;
+  std::vector<cpu_set_t> all(size_t(node.size()));
+  HOKUSAI_MPI(MPI_Allgather(&mine, int(sizeof(mine)), MPI_BYTE, all.data(), int(sizeof(mine)), MPI_BYTE, node.raw()));
+  int sharing = 0;
+  for (cpu_set_t& other : all) {
+    cpu_set_t both;
+    CPU_AND(&both, &mine, &other);
+    if (CPU_COUNT(&both) > 0) ++sharing;
+  }
+  return std::max(1, CPU_COUNT(&mine) / std::max(1, sharing));
 }
 
 SharedBuffer::SharedBuffer(const Communicator& node, int64_t count) : node_(node), rank_(node.rank()), count_(count) {

@@ -16,6 +16,13 @@ namespace hokusai::comm {
 // their rank in `comm`.
 Communicator split_node(const Communicator& comm);
 
+// Collective over `node`: the CPUs this rank may use that no other rank of the node is also
+// allowed to use, counted as its affinity mask's CPUs divided by the ranks whose masks overlap it
+// (at least 1). Ranks bound to their own cores (mpirun's binding when the ranks fit) keep their
+// cores; unbound ranks share the node's CPUs evenly, so 8 ranks on 2 cores run 1 thread each
+// instead of 2 each, which made the job ~10x slower. The trainer's default threads per rank.
+int cpus_per_rank(const Communicator& node);
+
 class SharedBuffer {
  public:
   // Collective over `node` (ranks of one node): every rank gets a segment of `count` floats.

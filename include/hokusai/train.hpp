@@ -58,6 +58,9 @@ struct TrainOptions {
   // HOKUSAI_WITH_MPI=OFF). This build runs tensor and data parallelism (tp * dp = ranks);
   // pipeline parallelism must be 1.
   const comm::GridComms* comms = nullptr;
+  // Threads per rank when kernels.threads is 0 and OMP_NUM_THREADS is unset (main: the CPUs
+  // this rank shares with no other rank of its node, comm::cpus_per_rank); 0 = all it may use.
+  int default_threads = 0;
 };
 
 struct TrainSummary {

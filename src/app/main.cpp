@@ -13,6 +13,7 @@
 
 #if HOKUSAI_HAVE_MPI
 #include "comm/grid_comm.hpp"
+#include "comm/shared.hpp"
 #endif
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/config.hpp"
@@ -42,14 +43,21 @@ Config load_resolved(const std::string& path, const std::vector<std::string>& se
   return cfg;
 }
 
+// The one line an error prints (same format with or without mpirun).
+std::string error_line(const std::exception& e) {
+  if (dynamic_cast<const ConfigError*>(&e)) return std::string("hokusai: config error: ") + e.what();
+  if (dynamic_cast<const DataError*>(&e)) return std::string("hokusai: data error: ") + e.what();
+  return std::string("hokusai: error: ") + e.what();
+}
+
 int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume,
               int* argc, char*** argv) {
-  Config cfg = load_resolved(path, sets);
   TrainOptions opts;
   opts.resume = resume;
   opts.name = fs::path(path).stem().string();
   opts.stop = &g_stop_requested;
   if (dump_only) {
+    Config cfg = load_resolved(path, sets);
     if (cfg.logging.run_dir.empty()) cfg.logging.run_dir = "runs/" + opts.name + "-config";
     fs::create_directories(cfg.logging.run_dir);
     const fs::path out = fs::path(cfg.logging.run_dir) / "config.yaml";
@@ -61,22 +69,41 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
   std::signal(SIGUSR1, on_stop_signal);
 #if !HOKUSAI_HAVE_MPI
   // A build without MPI (HOKUSAI_WITH_MPI=OFF, e.g. the emulated ARM build) is one process.
-  const TrainSummary s = train(cfg, opts);
+  const TrainSummary s = train(load_resolved(path, sets), opts);
   return s.preempted ? kExitPreempted : 0;
 #else
   // One process or an mpirun job (parallel.dp ranks): MPI is initialised either way.
   comm::Environment mpi(argc, argv);
   const comm::Communicator world = comm::Communicator::world();
+  // Set-up: every rank reads the same config and the same machine, and the errors of both
+  // (config, topology, coordinate file) come after the last collective of describe_machine, so
+  // every rank reaches the agreement below. The lowest failing rank prints the one line; the
+  // barrier lets it print before any rank exits (mpirun kills the rest when one exits non-zero).
+  Config cfg;
+  comm::Machine machine;
+  std::string setup_error;
   try {
+    cfg = load_resolved(path, sets);
     if (world.size() != cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp)
       throw ConfigError("parallel.tp*pp*dp = " +
                         std::to_string(cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp) + " but the job has " +
                         std::to_string(world.size()) + " rank(s): change parallel.* or mpirun -np");
+    machine = comm::describe_machine(world, cfg.comm.topology, cfg.comm.coordinates, cfg.comm.ranks_per_node);
+  } catch (const std::exception& e) {
+    setup_error = error_line(e);
+  }
+  const int speaker = world.lowest_rank_where(!setup_error.empty());
+  if (speaker >= 0) {
+    if (world.rank() == speaker) std::fprintf(stderr, "%s\n", setup_error.c_str());
+    std::fflush(stderr);
+    world.barrier();
+    return kExitError;
+  }
+  try {
     const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
-    const comm::Machine machine =
-        comm::describe_machine(world, cfg.comm.topology, cfg.comm.coordinates, cfg.comm.ranks_per_node);
     const comm::GridComms comms = comm::GridComms::build(shape, world, comm::place(shape, machine));
     opts.comms = &comms;
+    opts.default_threads = comm::cpus_per_rank(comm::split_node(world));
     const TrainSummary s = train(cfg, opts);
     return s.preempted ? kExitPreempted : 0;
   } catch (const std::exception& e) {
@@ -224,14 +251,8 @@ int main(int argc, char** argv) {
                   << p.amx_bf16_per_core_gflops / p.per_core_gflops << "x fp32)\n";
       return 0;
     }
-  } catch (const ConfigError& e) {
-    std::fprintf(stderr, "hokusai: config error: %s\n", e.what());
-    return kExitError;
-  } catch (const DataError& e) {
-    std::fprintf(stderr, "hokusai: data error: %s\n", e.what());
-    return kExitError;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "hokusai: error: %s\n", e.what());
+    std::fprintf(stderr, "%s\n", error_line(e).c_str());
     return kExitError;
   }
   return 0;

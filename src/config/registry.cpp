@@ -245,7 +245,7 @@ std::vector<Field> make_registry() {
            "forces one), openblas, onednn (peers, where the build has them) or reference (scalar)",
            {"openblas", "onednn", "native", "reference"}),
       field_of("kernels.threads", &C::kernels, &KernelsConfig::threads,
-           "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else all cores"),
+           "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else the cores it may use, divided among the ranks of its node that share them"),
       field_of("kernels.peak_gflops", &C::kernels, &KernelsConfig::peak_gflops,
            "Peak fp32 GFLOP/s per rank for MFU; 0 = measure with the FMA probe at start"),
   };

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -211,7 +212,9 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
   resolve_dp_allreduce();
   open_run_dir();
 
-  threads_ = cfg_.kernels.threads > 0 ? cfg_.kernels.threads : omp_get_max_threads();
+  threads_ = cfg_.kernels.threads > 0                         ? cfg_.kernels.threads
+             : opts_.default_threads > 0 && !std::getenv("OMP_NUM_THREADS") ? opts_.default_threads
+                                                                        : omp_get_max_threads();
   omp_set_num_threads(threads_);
   ctx_.gemm.backend = kernels::parse_gemm_backend(cfg_.kernels.gemm);
   ctx_.gemm.threads = threads_;

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Doc-test: runs every shell command of a README's ```sh blocks, in order, as a user would.
 
-    readme_commands.py README HOKUSAI_BINARY SOURCE_DIR WORK_DIR
+    readme_commands.py [--as-written] README HOKUSAI_BINARY SOURCE_DIR WORK_DIR
 
 Commands run in WORK_DIR (made fresh), where `configs/` and `data/` link to SOURCE_DIR and
 `build/release/hokusai` to HOKUSAI_BINARY, so each command runs exactly as written (the README
 assumes the project root) without writing into the source tree. One bash process runs them all in
 order: `export` lines carry over and later commands see earlier runs' output (merge reads the
 run that trained before it). A training command is shortened by appending
-`--set train.steps=2` (a later --set wins), nothing else is changed. The two set-up commands of
+`--set train.steps=2` (a later --set wins), nothing else is changed; --as-written runs them
+unshortened (the README's wall-time table comes from such a run). The two set-up commands of
 the README's first block are run by CI itself (.ci/run is scripts/test.sh, and it runs
 scripts/check-fresh-machine.sh for the quickstart); they are listed, not run again here.
 
@@ -54,9 +55,13 @@ def is_training(words):
 
 
 def main():
-    if len(sys.argv) != 5:
-        sys.exit("usage: readme_commands.py README HOKUSAI_BINARY SOURCE_DIR WORK_DIR")
-    readme, binary, source, work = (pathlib.Path(a).resolve() for a in sys.argv[1:])
+    args = sys.argv[1:]
+    as_written = args[:1] == ["--as-written"]
+    if as_written:
+        args = args[1:]
+    if len(args) != 4:
+        sys.exit("usage: readme_commands.py [--as-written] README HOKUSAI_BINARY SOURCE_DIR WORK_DIR")
+    readme, binary, source, work = (pathlib.Path(a).resolve() for a in args)
     cmds = commands(readme.read_text())
     if not cmds:
         print(f"readme_commands: {readme}: no ```sh command found", file=sys.stderr)
@@ -74,7 +79,7 @@ def main():
         if text in COVERED_ELSEWHERE:
             print(f"[{n:2}] not run here: {text} -- {COVERED_ELSEWHERE[text]}")
             continue
-        run = words + SHORTEN_TRAINING if is_training(words) else words
+        run = words + SHORTEN_TRAINING if is_training(words) and not as_written else words
         listed.append((n, text))
         script.append(f"echo '@@ start {n}'")
         script.append(f"timeout {TIMEOUT_S} {shlex.join(run)}" if words[0] != "export" else shlex.join(run))

@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "comm/range.hpp"
+
 namespace hokusai::comm {
 
 struct GridShape {
@@ -61,13 +63,5 @@ class ParallelGrid {
   GridShape shape_;
   int rank_, tp_rank_, pp_rank_, dp_rank_;
 };
-
-// [begin, end) of part `index` when `total` items are split into `parts` contiguous parts as
-// evenly as possible (the first total % parts parts get one more).
-struct Range {
-  int64_t begin, end;
-  int64_t size() const { return end - begin; }
-};
-Range split_evenly(int64_t total, int parts, int index);
 
 }  // namespace hokusai::comm

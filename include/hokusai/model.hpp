@@ -17,9 +17,13 @@
 #include <string>
 #include <vector>
 
-#include "comm/grid.hpp"
+#include "comm/range.hpp"
 #include "hokusai/config.hpp"
 #include "kernels/gemm.hpp"
+
+namespace hokusai::comm {
+class ParallelGrid;  // comm/grid.hpp
+}
 
 namespace hokusai {
 

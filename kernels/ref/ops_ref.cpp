@@ -335,5 +335,11 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWPar
 
 HOKUSAI_INSTANTIATE_OPS(float)
 HOKUSAI_INSTANTIATE_OPS(double)
+template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t, int64_t);
+template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t, int64_t, int64_t);
+template void attention_backward<float>(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
+                                        int64_t);
+template void attention_backward<double>(double*, const double*, const double*, const double*, int64_t, int64_t,
+                                         int64_t, int64_t);
 
 }  // namespace hokusai::kernels::ref

@@ -8,6 +8,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "comm/grid.hpp"
 #include "hokusai/checkpoint.hpp"
 
 namespace hokusai {

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "comm/grid.hpp"
 #include "hokusai/hash.hpp"
 #include "hokusai/model.hpp"
 

@@ -2,6 +2,7 @@
 // double, on a tiny configuration; and the float model against the double model.
 #include <gtest/gtest.h>
 
+#include "comm/grid.hpp"
 #include "gradcheck.hpp"
 #include "hokusai/model.hpp"
 

@@ -1,5 +1,10 @@
 #include "comm/mpi.hpp"
 
+#include <climits>
+#include <cstdlib>
+
+#include "comm/range.hpp"
+
 namespace hokusai::comm {
 
 void check_mpi(int rc, const char* expr, const char* file, int line) {
@@ -81,6 +86,52 @@ std::vector<int> Communicator::world_ranks() const {
 }
 
 void Communicator::barrier() const { HOKUSAI_MPI(MPI_Barrier(comm_)); }
+
+double wall_time() { return MPI_Wtime(); }
+
+void abort_job(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::abort();  // MPI_Abort does not return; the compiler cannot know
+}
+
+namespace {
+MPI_Op mpi_op(Reduce op) {
+  switch (op) {
+    case Reduce::sum: return MPI_SUM;
+    case Reduce::min: return MPI_MIN;
+    case Reduce::max: return MPI_MAX;
+  }
+  return MPI_SUM;
+}
+}  // namespace
+
+double Communicator::allreduce(double x, Reduce op) const {
+  if (size() > 1) HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, mpi_op(op), comm_));
+  return x;
+}
+
+std::vector<double> Communicator::gather(const std::vector<double>& mine, int root) const {
+  const int n = int(mine.size());
+  std::vector<double> all(rank() == root ? mine.size() * size_t(size()) : 0);
+  HOKUSAI_MPI(MPI_Gather(mine.data(), n, MPI_DOUBLE, all.data(), n, MPI_DOUBLE, root, comm_));
+  return all;
+}
+
+std::vector<float> Communicator::gather_even(const std::vector<float>& mine, int64_t total, int root) const {
+  const int p = size();
+  std::vector<int> counts(static_cast<size_t>(p)), displs(static_cast<size_t>(p));
+  for (int q = 0; q < p; ++q) {
+    const Range r = split_evenly(total, p, q);
+    if (r.end > INT32_MAX)
+      throw std::runtime_error("gather of " + std::to_string(total) + " values: beyond 2^31 is not supported yet");
+    counts[size_t(q)] = int(r.size());
+    displs[size_t(q)] = int(r.begin);
+  }
+  std::vector<float> full(rank() == root ? size_t(total) : 0);
+  HOKUSAI_MPI(MPI_Gatherv(mine.data(), int(mine.size()), MPI_FLOAT, full.data(), counts.data(), displs.data(),
+                          MPI_FLOAT, root, comm_));
+  return full;
+}
 
 int Communicator::lowest_rank_where(bool flag) const {
   const int n = size();

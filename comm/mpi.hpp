@@ -5,6 +5,8 @@
 
 #include <mpi.h>
 
+#include <cstdint>
+
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -35,6 +37,15 @@ class Environment {
   int provided_ = 0;
 };
 
+// MPI_Wtime: seconds on a clock every rank of the job reads alike.
+double wall_time();
+
+// MPI_Abort of the whole job with `code`: for an error found by one rank while the others may be
+// inside a collective (nothing else can end them).
+[[noreturn]] void abort_job(int code);
+
+enum class Reduce { sum, min, max };
+
 // An owned communicator (freed on destruction unless it is MPI_COMM_WORLD/SELF). Errors on it
 // return codes (MPI_ERRORS_RETURN) so HOKUSAI_MPI can report them.
 class Communicator {
@@ -59,6 +70,14 @@ class Communicator {
   // Collective: the lowest rank whose `flag` is true, or -1 when no rank's is. Lets a job agree
   // on which one of several ranks that hit the same error reports it.
   int lowest_rank_where(bool flag) const;
+  // Collective: x reduced over the ranks (returned as is on one rank).
+  double allreduce(double x, Reduce op) const;
+  // Collective: every rank's `mine` (the same length on every rank) in rank order on `root`;
+  // empty elsewhere.
+  std::vector<double> gather(const std::vector<double>& mine, int root) const;
+  // Collective: the vector of `total` values on `root` from every rank's part
+  // split_evenly(total, size, rank) (a ZeRO-1 shard); empty elsewhere.
+  std::vector<float> gather_even(const std::vector<float>& mine, int64_t total, int root) const;
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;

@@ -111,7 +111,7 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
     if (world.size() > 1) {
       std::fprintf(stderr, "hokusai: rank %d: %s\n", world.rank(), e.what());
       std::fflush(stderr);
-      MPI_Abort(MPI_COMM_WORLD, kExitError);
+      comm::abort_job(kExitError);
     }
     throw;
   }

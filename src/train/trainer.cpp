@@ -62,24 +62,7 @@ std::string format_duration(double seconds) {
 }
 
 #if HOKUSAI_HAVE_MPI
-// The full vector on rank 0 of `dp` from every rank's shard split_evenly(n, dp, rank); empty
-// elsewhere.
-std::vector<float> gather_shards(const comm::Communicator& dp, const std::vector<float>& mine, int64_t n) {
-  const int p = dp.size();
-  std::vector<int> counts(static_cast<size_t>(p)), displs(static_cast<size_t>(p));
-  for (int q = 0; q < p; ++q) {
-    const comm::Range r = comm::split_evenly(n, p, q);
-    if (r.end > INT32_MAX) throw std::runtime_error("checkpoint: ZeRO shard gather beyond 2^31 values is not supported yet");
-    counts[size_t(q)] = int(r.size());
-    displs[size_t(q)] = int(r.begin);
-  }
-  std::vector<float> full(dp.rank() == 0 ? size_t(n) : 0);
-  HOKUSAI_MPI(MPI_Gatherv(mine.data(), int(mine.size()), MPI_FLOAT, full.data(), counts.data(), displs.data(),
-                          MPI_FLOAT, 0, dp.raw()));
-  return full;
-}
-
-double wall_seconds() { return MPI_Wtime(); }
+double wall_seconds() { return comm::wall_time(); }
 #endif
 
 // Sum of x over the data-parallel ranks, the pipeline stages, or both (identity on one process).
@@ -87,11 +70,8 @@ enum class Over { dp, pp, pp_and_dp };
 double sum_over(const comm::GridComms* comms, Over over, double x) {
 #if HOKUSAI_HAVE_MPI
   if (!comms) return x;
-  const auto sum = [&x](const comm::Communicator& c) {
-    if (c.size() > 1) HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, c.raw()));
-  };
-  if (over != Over::dp) sum(comms->pp);
-  if (over != Over::pp) sum(comms->dp);
+  if (over != Over::dp) x = comms->pp.allreduce(x, comm::Reduce::sum);
+  if (over != Over::pp) x = comms->dp.allreduce(x, comm::Reduce::sum);
 #else
   (void)comms, (void)over;
 #endif
@@ -270,8 +250,7 @@ void Trainer::open_run_dir() {
     // rank resumes from the newest step all of them have.
     double step = double(checkpoint_step(*resume_from_));
 #if HOKUSAI_HAVE_MPI
-    if (comms_ && world_ > 1)
-      HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &step, 1, MPI_DOUBLE, MPI_MIN, comms_->world.raw()));
+    if (comms_) step = comms_->world.allreduce(step, comm::Reduce::min);
 #endif
     resume_from_ = checkpoint_at(checkpoint_root(), int64_t(step));
     if (!resume_from_)
@@ -602,38 +581,35 @@ void Trainer::log_step(const StepStats& st) {
   for (double& x : mine) x *= 1e3 / interval_steps_;
   std::vector<double> all = mine;
 #if HOKUSAI_HAVE_MPI
-  if (comms_ && world_ > 1) {
-    all.resize(size_t(Breakdown::fields * world_));
-    HOKUSAI_MPI(MPI_Gather(mine.data(), Breakdown::fields, MPI_DOUBLE, all.data(), Breakdown::fields, MPI_DOUBLE, 0,
-                           comms_->world.raw()));
-  }
+  if (comms_ && world_ > 1) all = comms_->world.gather(mine, 0);
 #endif
-  static constexpr const char* phases[Breakdown::fields] = {"compute", "tp_comm", "pp_wait", "dp_exposed",
-                                                            "optimizer"};
-  std::string per_rank;
-  double max_wait = 0.0;
-  for (int f = 0; f < Breakdown::fields; ++f) {
-    per_rank += fmt::format("{}\"{}\":[", f ? "," : "", phases[f]);
-    for (int r = 0; r < world_; ++r) per_rank += fmt::format("{}{:.2f}", r ? "," : "", all[size_t(r * Breakdown::fields + f)]);
-    per_rank += "]";
-  }
-  for (int r = 0; r < world_; ++r) max_wait = std::max(max_wait, all[size_t(r * Breakdown::fields + 2)]);
-  if (lead_)
+  if (lead_) {  // the gathered times are on rank 0 only; the other ranks log nothing
+    static constexpr const char* phases[Breakdown::fields] = {"compute", "tp_comm", "pp_wait", "dp_exposed",
+                                                              "optimizer"};
+    std::string per_rank;
+    double max_wait = 0.0;
+    for (int f = 0; f < Breakdown::fields; ++f) {
+      per_rank += fmt::format("{}\"{}\":[", f ? "," : "", phases[f]);
+      for (int r = 0; r < world_; ++r) per_rank += fmt::format("{}{:.2f}", r ? "," : "", all[size_t(r * Breakdown::fields + f)]);
+      per_rank += "]";
+    }
+    for (int r = 0; r < world_; ++r) max_wait = std::max(max_wait, all[size_t(r * Breakdown::fields + 2)]);
     metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
                             "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
                             "\"dp_exposed_ms\":{:.3f},\"time_ms\":{{{}}}}}\n",
                             step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.time.dp_exposed,
                             per_rank)
              << std::flush;
-  progress_->clear();
-  lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
-            "{:.3f} TFLOP/s | MFU {:.1f}%",
-            step_, cfg_.train.steps, interval_loss_ / interval_steps_, st.lr, st.grad_norm, tok_s, step_ms, tflops,
-            100.0 * mfu);
-  if (world_ > 1)
-    lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
-              "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",
-              mine[0], mine[1], mine[2], max_wait, mine[3], mine[4]);
+    progress_->clear();
+    lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
+              "{:.3f} TFLOP/s | MFU {:.1f}%",
+              step_, cfg_.train.steps, interval_loss_ / interval_steps_, st.lr, st.grad_norm, tok_s, step_ms, tflops,
+              100.0 * mfu);
+    if (world_ > 1)
+      lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
+                "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",
+                mine[0], mine[1], mine[2], max_wait, mine[3], mine[4]);
+  }
   interval_time_ = Breakdown{};
   interval_seconds_ = interval_loss_ = 0.0;
   interval_steps_ = 0;
@@ -674,8 +650,8 @@ void Trainer::save() {
   std::vector<float> full_m, full_v;
 #if HOKUSAI_HAVE_MPI
   if (zero1_) {
-    full_m = gather_shards(comms_->dp, adam_->m, n_params_);
-    full_v = gather_shards(comms_->dp, adam_->v, n_params_);
+    full_m = comms_->dp.gather_even(adam_->m, n_params_, 0);
+    full_v = comms_->dp.gather_even(adam_->v, n_params_, 0);
   }
 #endif
   if (dp_rank_ == 0) {  // rank 0 of each data-parallel group: one writer per tp slice
@@ -693,8 +669,7 @@ void Trainer::save() {
 bool Trainer::stop_requested() const {
   double stop = opts_.stop && opts_.stop->load() ? 1.0 : 0.0;
 #if HOKUSAI_HAVE_MPI
-  if (comms_ && comms_->world.size() > 1)
-    HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, &stop, 1, MPI_DOUBLE, MPI_MAX, comms_->world.raw()));
+  if (comms_) stop = comms_->world.allreduce(stop, comm::Reduce::max);
 #endif
   return stop > 0;
 }

@@ -19,6 +19,7 @@
 #include "hokusai/train.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
+#include "parallel/gradient_sync.hpp"
 // MPI builds (HOKUSAI_HAVE_MPI) run data parallelism; a build without MPI (the emulated ARM
 // build) is one process and compiles the multi-rank paths out: comms_ is always null there.
 #if HOKUSAI_HAVE_MPI
@@ -26,7 +27,6 @@
 
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
-#include "parallel/data_parallel.hpp"
 #include "parallel/pipeline.hpp"
 #include "parallel/tensor_parallel.hpp"
 #endif
@@ -61,19 +61,15 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-#if HOKUSAI_HAVE_MPI
-double wall_seconds() { return comm::wall_time(); }
-#endif
 
-// Sum of x over the data-parallel ranks, the pipeline stages, or both (identity on one process).
-enum class Over { dp, pp, pp_and_dp };
-double sum_over(const comm::GridComms* comms, Over over, double x) {
+// Sum of x over the pipeline stages and the data-parallel ranks (identity on one process).
+double sum_over_pp_and_dp(const comm::GridComms* comms, double x) {
 #if HOKUSAI_HAVE_MPI
   if (!comms) return x;
-  if (over != Over::dp) x = comms->pp.allreduce(x, comm::Reduce::sum);
-  if (over != Over::pp) x = comms->dp.allreduce(x, comm::Reduce::sum);
+  x = comms->pp.allreduce(x, comm::Reduce::sum);
+  x = comms->dp.allreduce(x, comm::Reduce::sum);
 #else
-  (void)comms, (void)over;
+  (void)comms;
 #endif
   return x;
 }
@@ -113,18 +109,15 @@ class Trainer {
   void setup_model();
   void report_setup();
   void measure_dp_baseline();
-  void resolve_dp_allreduce();
   void report_comm() const;
   StepStats step();
   double update(double lr);  // clip + AdamW (+ ZeRO-1 collectives); returns the gradient norm
-  double grad_norm_squared() const;
   void log_step(const StepStats& st);
   double evaluate();
   void evaluate_and_log();
   // Runs the step's micro-batches (1F1B over the pipeline when pp > 1); returns the loss sum of
   // this rank's micro-batches on the last stage (0 on other stages).
   double forward_backward(const Model<float>::GradsReady& ready_last);
-  void sum_tied_embedding_grads();
   void save();
   bool stop_requested() const;
   // Where this rank's checkpoints go: the run directory, or with model parallelism one
@@ -152,8 +145,7 @@ class Trainer {
   bool can_eval_ = false;
   std::unique_ptr<Model<float>> model_;
   int64_t B_ = 0, T_ = 0, n_params_ = 0, step_ = 0, first_step_ = 0;
-  bool zero1_ = false;
-  comm::Range shard_{0, 0};  // this rank's ZeRO-1 shard of the arena (all of it without ZeRO-1)
+  std::unique_ptr<parallel::GradientSync> sync_;  // dp buckets, tied-embedding sum, ZeRO-1, global norm
   TensorParallelOps tp_ops_;  // the model's tp reductions (tp > 1)
   std::unique_ptr<AdamW> adam_;
   uint64_t thash_ = 0;
@@ -162,11 +154,8 @@ class Trainer {
   std::ofstream metrics_;
   std::unique_ptr<ProgressLine> progress_;
 #if HOKUSAI_HAVE_MPI
-  std::optional<parallel::DataParallel> dpar_;
   std::optional<parallel::Pipeline> pipe_;
-  comm::AllreduceAlgorithm dp_algo_ = comm::AllreduceAlgorithm::automatic;  // comm.dp_allreduce
 #endif
-  comm::Range tied_wte_{0, 0};  // this stage's wte when tied across first and last stage (pp > 1)
   double tp_comm_s_ = 0.0;      // time inside tensor-parallel reductions (accumulated by tp_ops_)
   double memory_estimate_mb_ = 0.0;  // the start-up memory account's peak, checked against the peak RSS
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
@@ -189,7 +178,6 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
 #endif
   lead_ = rank_ == 0;
   check_layout();
-  resolve_dp_allreduce();
   open_run_dir();
 
   threads_ = cfg_.kernels.threads > 0                         ? cfg_.kernels.threads
@@ -290,21 +278,18 @@ void Trainer::setup_model() {
 #if HOKUSAI_HAVE_MPI
   if (pp_size_ > 1) pipe_.emplace(comms_->pp, *model_, B_, T_);
 #endif
-  if (pp_size_ > 1 && dims.tied && (dims.has_embedding || dims.has_head))
-    for (const TensorSpec& t : model_->table())
-      if (t.name == "wte") tied_wte_ = {t.offset, t.offset + t.numel};
   model_->init(cfg_.train.seed);
   n_params_ = arena_size(model_->table());
-  // ZeRO-1: this data-parallel rank owns parameters shard_.begin .. shard_.end of the arena.
-  zero1_ = cfg_.parallel.zero1 && dp_size(comms_) > 1;
-  shard_ = zero1_ ? comm::split_evenly(n_params_, dp_size(comms_), dp_rank_) : comm::Range{0, n_params_};
-  adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard_);
+  sync_ = std::make_unique<parallel::GradientSync>(comms_, *model_, cfg_);
+  // ZeRO-1: this data-parallel rank owns parameters shard.begin .. shard.end of the arena.
+  const comm::Range shard = sync_->shard();
+  adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard);
   thash_ = table_hash(model_->table());
   if (resume_from_) {
     CheckpointData ck = load_checkpoint(*resume_from_, thash_, true);
     model_->load_params(ck.params);
-    adam_->m.assign(ck.m.begin() + shard_.begin, ck.m.begin() + shard_.end);
-    adam_->v.assign(ck.v.begin() + shard_.begin, ck.v.begin() + shard_.end);
+    adam_->m.assign(ck.m.begin() + shard.begin, ck.m.begin() + shard.end);
+    adam_->v.assign(ck.v.begin() + shard.begin, ck.v.begin() + shard.end);
     adam_->t = ck.adam_t;
     step_ = ck.step;
     lg_->info("resumed from {} at step {}", *resume_from_, step_);
@@ -347,13 +332,13 @@ void Trainer::report_setup() {
   if (pipe_) comm_mb += double(pipe_->buffer_bytes()) * mb;
 #endif
   const double dp_scratch_mb = dp > 1 ? params_mb / dp : 0.0;
-  if (zero1_ && dp_rank_ == 0) gather_mb = 2.0 * params_mb;
+  if (sync_->zero1() && dp_rank_ == 0) gather_mb = 2.0 * params_mb;
   const double steady_mb = 2 * params_mb + opt_mb + act_mb + comm_mb + dp_scratch_mb;
   memory_estimate_mb_ = steady_mb + std::max(0.0, gather_mb - dp_scratch_mb);
   lg_->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
             "activations and scratch {:.1f} MiB ({} micro-batch slot(s), recompute {}), communication buffers "
             "{:.1f} MiB, total {:.1f} MiB{}",
-            rank_, params_mb, params_mb, opt_mb, zero1_ ? " (ZeRO-1 shard)" : "", act_mb, model_->slots(),
+            rank_, params_mb, params_mb, opt_mb, sync_->zero1() ? " (ZeRO-1 shard)" : "", act_mb, model_->slots(),
             model_->recompute() == Recompute::none ? "none" : cfg_.parallel.recompute, comm_mb + dp_scratch_mb,
             steady_mb,
             gather_mb > 0 ? fmt::format(", {:.1f} MiB at a checkpoint (ZeRO-1 Adam state gathered here)",
@@ -368,8 +353,8 @@ void Trainer::report_setup() {
               d.has_head ? (d.tied && !d.has_embedding ? " and the head (tied wte copy)" : " and the head") : "");
   if (dp_size(comms_) > 1)
     lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", cfg_.parallel.dp, accum_, B_,
-              zero1_ ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
-                       "(" + std::to_string(shard_.size()) + " of " + std::to_string(n_params_) +
+              sync_->zero1() ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
+                       "(" + std::to_string(sync_->shard().size()) + " of " + std::to_string(n_params_) +
                            "), parameters all-gathered"
                      : std::string("gradients summed in per-layer buckets overlapped with backward"));
   report_comm();
@@ -380,7 +365,7 @@ void Trainer::report_comm() const {
 #if HOKUSAI_HAVE_MPI
   if (!comms_ || world_ == 1) return;
   for (const std::string& line : comms_->placement.description) lg_->info("{}", line);
-  const int tp = tp_size_, dp = dp_size(comms_);
+  const int tp = tp_size_;
   const int64_t act_bytes = 4 * B_ * T_ * int64_t(cfg_.model.hidden);
   if (tp > 1)
     lg_->info("comm: tp activation allreduce over {} ranks ({:.2f} MB per call): {} (comm.tp_allreduce: {})", tp,
@@ -391,69 +376,17 @@ void Trainer::report_comm() const {
   if (pp_size_ > 1)
     lg_->info("comm: pipeline activations and gradients ({:.2f} MB per micro-batch): non-blocking point-to-point, "
               "tagged by micro-batch", 1e-6 * double(act_bytes));
-  if (tied_wte_.size() > 0)
-    lg_->info("comm: tied-embedding gradient sum over the first and last stage ({:.1f} MB): {}",
-              4e-6 * double(tied_wte_.size()), comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, comm::Layout::flat));
-  if (dp > 1 && zero1_)
-    lg_->info("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring", dp);
-  if (dp > 1 && !zero1_) {
-    std::string where;
-    if (comms_->dp_torus) where = " on torus " + comms_->dp_torus->torus().to_string();
-    if (comms_->dp_nodes)
-      where = fmt::format(" on {} nodes of {} ranks{}", comms_->dp_nodes->across().size(),
-                          comms_->dp_nodes->node().size(),
-                          comms_->dp_nodes->across_torus()
-                              ? " (torus " + comms_->dp_nodes->across_torus()->torus().to_string() + ")"
-                              : std::string());
-    lg_->info("comm: dp gradient allreduce over {} ranks{} ({:.1f} MB arena in per-layer buckets): {} "
-              "(comm.dp_allreduce: {})",
-              dp, where, 4e-6 * double(n_params_),
-              dp_algo_ == comm::AllreduceAlgorithm::automatic ? comm::describe_policy(0, 4 * n_params_, dp, comms_->dp_layout())
-                                                              : std::string(comm::to_string(dp_algo_)),
-              cfg_.comm.dp_allreduce);
-  }
-#endif
-}
-
-void Trainer::resolve_dp_allreduce() {
-#if HOKUSAI_HAVE_MPI
-  const comm::AllreduceAlgorithm a = comm::parse_allreduce_algorithm(cfg_.comm.dp_allreduce);
-  const auto why = [&] {
-    return comms_->placement.description.empty() ? std::string("no placement") : comms_->placement.description.back();
-  };
-  if (comms_ && comms_->dp.size() > 1) {
-    if (a == comm::AllreduceAlgorithm::torus && !comms_->dp_torus)
-      throw ConfigError("comm.dp_allreduce: torus, but the dp groups are not laid on comm.topology with one rank "
-                        "per node (" + why() + "): choose automatic or another algorithm");
-    if (a == comm::AllreduceAlgorithm::hierarchical && !comms_->dp_nodes)
-      throw ConfigError("comm.dp_allreduce: hierarchical, but the dp groups do not have several ranks on each of "
-                        "several nodes (" + why() + "): choose automatic or another algorithm");
-  }
-  dp_algo_ = a;
+  for (const std::string& line : sync_->describe()) lg_->info("{}", line);
 #endif
 }
 
 // One blocking allreduce of the whole gradient arena: the communication the overlap must hide.
 void Trainer::measure_dp_baseline() {
-#if HOKUSAI_HAVE_MPI
-  if (!comms_ || comms_->dp.size() == 1) return;
-  if (!zero1_) dpar_.emplace(comms_->dp, model_->grads(), dp_algo_, comms_->dp_torus.get(), comms_->dp_nodes.get());
-  model_->zero_grads();
-  comms_->dp.barrier();
-  const double t0 = wall_seconds();
-  const comm::AllreduceAlgorithm algo =
-      comm::resolve_allreduce(dp_algo_, 4 * n_params_, comms_->dp.size(), comms_->dp_layout());
-  float* g = model_->grads().data();
-  if (algo == comm::AllreduceAlgorithm::torus)
-    comm::allreduce_torus(*comms_->dp_torus, g, n_params_, comm::ReduceOp::sum);
-  else if (algo == comm::AllreduceAlgorithm::hierarchical)
-    comm::allreduce_hierarchical(*comms_->dp_nodes, g, n_params_, comm::ReduceOp::sum);
-  else
-    comm::allreduce(comms_->dp, g, n_params_, comm::ReduceOp::sum, algo);
-  dp_blocking_s_ = wall_seconds() - t0;
-  lg_->info("data parallel: one blocking {} allreduce of the {:.1f} MB gradient arena takes {:.1f} ms",
-            comm::to_string(algo), 4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
-#endif
+  const parallel::GradientSync::Timed t = sync_->measure_blocking_allreduce();
+  dp_blocking_s_ = t.seconds;
+  if (dp_blocking_s_ > 0)
+    lg_->info("data parallel: one blocking {} allreduce of the {:.1f} MB gradient arena takes {:.1f} ms", t.algorithm,
+              4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
 }
 
 Trainer::StepStats Trainer::step() {
@@ -462,33 +395,15 @@ Trainer::StepStats Trainer::step() {
   const auto t_step = clock::now();
   const double tp_before = tp_comm_s_;
   model_->zero_grads();
-  // The last micro-batch's backward finalises each bucket: reduce it while backward goes on. A
-  // tied wte shared by two stages is final only once the stages have summed it.
-  Model<float>::GradsReady on_ready;
-  std::optional<comm::Range> deferred;
-#if HOKUSAI_HAVE_MPI
-  if (dpar_)
-    on_ready = [&](int64_t b, int64_t e) {
-      if (tied_wte_.size() > 0 && b <= tied_wte_.begin && tied_wte_.end <= e)
-        deferred = comm::Range{b, e};
-      else
-        dpar_->ready(b, e);
-    };
-#endif
-  const double loss_sum = forward_backward(on_ready);
-  sum_tied_embedding_grads();
+  // The last micro-batch's backward finalises each bucket: the sync reduces it while backward
+  // goes on, and completes the rest after.
+  const double loss_sum = forward_backward(sync_->on_ready());
 #if HOKUSAI_HAVE_MPI
   if (pipe_) st.time.pp_wait = pipe_->take_wait_seconds();
-  if (dpar_ && deferred) dpar_->ready(deferred->begin, deferred->end);
-  if (dpar_) st.time.dp_exposed = dpar_->finish();
-  if (zero1_) {  // each rank needs only its shard of the summed gradient
-    const double t0 = wall_seconds();
-    comm::reduce_scatter_ring(comms_->dp, model_->grads().data(), n_params_, comm::ReduceOp::sum);
-    st.time.dp_exposed = wall_seconds() - t0;
-  }
 #endif
+  st.time.dp_exposed = sync_->finish();
   dp_exposed_total_ += st.time.dp_exposed;
-  st.loss = sum_over(comms_, Over::pp_and_dp, loss_sum) / tokens_per_step_;
+  st.loss = sum_over_pp_and_dp(comms_, loss_sum) / tokens_per_step_;
   if (!std::isfinite(st.loss))
     throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
                                          "schedule.warmup_steps, then --resume from the last checkpoint",
@@ -523,50 +438,14 @@ double Trainer::forward_backward(const Model<float>::GradsReady& ready_last) {
   return loss_sum;
 }
 
-// Tied embeddings over a pipeline: the first stage's wte (input embedding) and the last stage's
-// copy (output projection) each hold part of the gradient; both take the sum, so both apply the
-// same update and stay equal.
-void Trainer::sum_tied_embedding_grads() {
-#if HOKUSAI_HAVE_MPI
-  if (tied_wte_.size() == 0 || comms_->embed.size() == 1) return;
-  comm::allreduce(comms_->embed, model_->grads().data() + tied_wte_.begin, tied_wte_.size(), comm::ReduceOp::sum);
-#endif
-}
-
-// Squared norm of this rank's part of the global gradient: its ZeRO-1 shard of the arena (all of
-// it without ZeRO-1), with tensors split over tp summed over the tp group and the replicated ones
-// (identical on every tp rank) counted once; then summed over the ZeRO-1 shards.
-// Pipeline stages hold different tensors: their sums add up (the last stage's tied wte copy
-// is left out, it equals the first stage's wte).
-double Trainer::grad_norm_squared() const {
-  const float* g = model_->grads().data();
-  double split = 0.0, replicated = 0.0;
-  for (const TensorSpec& t : model_->table()) {
-    const int64_t b = std::max(t.offset, shard_.begin), e = std::min(t.offset + t.numel, shard_.end);
-    if (b >= e || t.tied_copy) continue;
-    (t.tp_sharded ? split : replicated) += kernels::sum_squares(g + b, e - b);
-  }
-  if (ctx_.tp) ctx_.tp->sum_f64(&split, 1);
-  const double mine = sum_over(comms_, Over::pp, split + replicated);
-  return zero1_ ? sum_over(comms_, Over::dp, mine) : mine;
-}
-
 double Trainer::update(double lr) {
   float* params = model_->params().data();
   float* grads = model_->grads().data();
-  if (!zero1_) {
-    const double norm = std::sqrt(grad_norm_squared());
-    clip_to_norm(grads, n_params_, norm, cfg_.optimizer.grad_clip);
-    adam_->step(params, grads, lr);
-    return norm;
-  }
-  float* g = grads + shard_.begin;
-  const double norm = std::sqrt(grad_norm_squared());
-  clip_to_norm(g, shard_.size(), norm, cfg_.optimizer.grad_clip);
+  const double norm = sync_->grad_norm(ctx_);
+  const comm::Range shard = sync_->shard();
+  clip_to_norm(grads + shard.begin, shard.size(), norm, cfg_.optimizer.grad_clip);
   adam_->step(params, grads, lr);
-#if HOKUSAI_HAVE_MPI
-  comm::allgather_ring(comms_->dp, params, n_params_);  // every rank's updated shard
-#endif
+  sync_->after_step(params);
   return norm;
 }
 
@@ -632,7 +511,7 @@ double Trainer::evaluate() {
       batch(i, tokens_.data(), targets_.data());
       total += model_->forward(ctx_, tokens_.data(), targets_.data(), B_, T_);
     }
-  return sum_over(comms_, Over::pp_and_dp, total) / double(int64_t(cfg_.logging.eval_batches) * B_ * T_);
+  return sum_over_pp_and_dp(comms_, total) / double(int64_t(cfg_.logging.eval_batches) * B_ * T_);
 }
 
 void Trainer::evaluate_and_log() {
@@ -647,17 +526,12 @@ void Trainer::evaluate_and_log() {
 void Trainer::save() {
   // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded
   // and gathered to rank 0 first. Rank 0 writes.
-  std::vector<float> full_m, full_v;
-#if HOKUSAI_HAVE_MPI
-  if (zero1_) {
-    full_m = comms_->dp.gather_even(adam_->m, n_params_, 0);
-    full_v = comms_->dp.gather_even(adam_->v, n_params_, 0);
-  }
-#endif
+  const bool zero1 = sync_->zero1();
+  const std::vector<float> full_m = sync_->gather_shards(adam_->m), full_v = sync_->gather_shards(adam_->v);
   if (dp_rank_ == 0) {  // rank 0 of each data-parallel group: one writer per tp slice
     const CheckpointView ck{step_, step_ * cfg_.train.global_batch, adam_->t, model_->params(),
-                            zero1_ ? std::span<const float>(full_m) : std::span<const float>(adam_->m),
-                            zero1_ ? std::span<const float>(full_v) : std::span<const float>(adam_->v)};
+                            zero1 ? std::span<const float>(full_m) : std::span<const float>(adam_->m),
+                            zero1 ? std::span<const float>(full_v) : std::span<const float>(adam_->v)};
     const std::string dir = save_checkpoint(checkpoint_root(), cfg_, thash_, ck, cfg_.checkpoint.keep);
     progress_->clear();
     lg_->info("checkpoint saved: {}", dir);

@@ -1,0 +1,84 @@
+// GradientSync: everything between "backward produced a gradient range" and "the optimizer may
+// step", and back from the optimizer to the parameters every rank uses:
+//   - data parallelism: the arena summed over dp in per-layer buckets overlapped with backward
+//     (DataParallel), on the algorithm comm.dp_allreduce or the policy picks for the placement;
+//   - tied embeddings over a pipeline: the first stage's wte and the last stage's copy both take
+//     the sum of their gradients, before the bucket holding wte is reduced over dp;
+//   - ZeRO-1: the summed gradient reduce-scattered so each dp rank holds its shard, the optimizer
+//     steps that shard, the parameters all-gathered; the shards' Adam state gathered for a
+//     checkpoint;
+//   - the global gradient norm over tp, pp and dp.
+// The trainer calls it in a few verbs per step: on_ready() for the last micro-batch's backward,
+// finish() after backward, grad_norm() before clipping, after_step() after the optimizer.
+// One process (comms null, or a build without MPI): every verb is local.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "comm/range.hpp"
+#include "hokusai/config.hpp"
+#include "hokusai/model.hpp"
+
+namespace hokusai::comm {
+struct GridComms;
+}
+
+namespace hokusai::parallel {
+
+class GradientSync {
+ public:
+  // Reads parallel.zero1 and comm.dp_allreduce; throws ConfigError when the algorithm asked for
+  // does not fit the placement. `model` must outlive this object.
+  GradientSync(const comm::GridComms* comms, Model<float>& model, const Config& cfg);
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+
+  bool zero1() const { return zero1_; }
+  // This rank's part of the arena the optimizer updates: its ZeRO-1 shard, or all of it.
+  comm::Range shard() const { return shard_; }
+  // The wte range this stage shares with the other end of the pipeline (empty if none).
+  comm::Range tied_wte() const { return tied_wte_; }
+
+  // The callback the step's last micro-batch passes to backward (null when nothing overlaps it).
+  // Call once per step, before that backward.
+  Model<float>::GradsReady on_ready();
+  // After the step's backward: tied-embedding sum, the remaining dp buckets, ZeRO-1's
+  // reduce-scatter. Returns the seconds of dp communication that backward did not hide.
+  double finish();
+  // The norm of the global gradient (this rank's shard; tp-split tensors summed over tp, the
+  // replicated ones counted once, the tied copy left out, stages and shards summed).
+  double grad_norm(const ComputeContext& ctx) const;
+  // After the optimizer stepped this rank's shard of `params`: ZeRO-1 all-gathers the shards.
+  void after_step(float* params);
+  // The whole optimizer-state vector on dp rank 0 from each rank's shard (ZeRO-1); empty on the
+  // other ranks, and without ZeRO-1 (the caller's vector is already whole).
+  std::vector<float> gather_shards(const std::vector<float>& shard_state) const;
+
+  // One blocking allreduce of the whole gradient arena (seconds, 0 without dp; the algorithm
+  // it ran): the communication the overlap must hide. Clobbers the gradients.
+  struct Timed {
+    double seconds = 0.0;
+    std::string algorithm;
+  };
+  Timed measure_blocking_allreduce();
+  // One line per collective this component runs, with the algorithm chosen for it.
+  std::vector<std::string> describe() const;
+
+ private:
+  const comm::GridComms* comms_;
+  Model<float>& model_;
+  int64_t n_params_;
+  bool zero1_ = false;
+  comm::Range shard_{0, 0}, tied_wte_{0, 0};
+  std::string dp_algorithm_setting_;      // comm.dp_allreduce as written
+  std::optional<comm::Range> deferred_;  // the bucket holding the tied wte, reduced after its sum
+  struct Collectives;                    // the dp algorithm and buckets (MPI builds; this header has no MPI)
+  std::unique_ptr<Collectives> mpi_;
+};
+
+}  // namespace hokusai::parallel

@@ -20,6 +20,7 @@
 #include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
 #include "parallel/gradient_sync.hpp"
+#include "train/step_meter.hpp"
 // MPI builds (HOKUSAI_HAVE_MPI) run data parallelism; a build without MPI (the emulated ARM
 // build) is one process and compiles the multi-rank paths out: comms_ is always null there.
 #if HOKUSAI_HAVE_MPI
@@ -95,15 +96,6 @@ class Trainer {
   TrainSummary run();
 
  private:
-  // Where one step's time went on this rank (seconds).
-  struct Breakdown {
-    double compute = 0, tp_comm = 0, pp_wait = 0, dp_exposed = 0, optimizer = 0;
-    static constexpr int fields = 5;
-  };
-  struct StepStats {
-    double loss, lr, grad_norm;
-    Breakdown time;
-  };
   void check_layout() const;
   void open_run_dir();
   void setup_model();
@@ -112,7 +104,6 @@ class Trainer {
   void report_comm() const;
   StepStats step();
   double update(double lr);  // clip + AdamW (+ ZeRO-1 collectives); returns the gradient norm
-  void log_step(const StepStats& st);
   double evaluate();
   void evaluate_and_log();
   // Runs the step's micro-batches (1F1B over the pipeline when pp > 1); returns the loss sum of
@@ -153,15 +144,13 @@ class Trainer {
   double tokens_per_step_ = 0, flops_per_token_ = 0, peak_ = 0;
   std::ofstream metrics_;
   std::unique_ptr<ProgressLine> progress_;
+  std::unique_ptr<StepMeter> meter_;  // log lines and metrics.jsonl of the steps since the last log
 #if HOKUSAI_HAVE_MPI
   std::optional<parallel::Pipeline> pipe_;
 #endif
   double tp_comm_s_ = 0.0;      // time inside tensor-parallel reductions (accumulated by tp_ops_)
   double memory_estimate_mb_ = 0.0;  // the start-up memory account's peak, checked against the peak RSS
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
-  double interval_seconds_ = 0.0, interval_loss_ = 0.0;
-  Breakdown interval_time_;
-  int interval_steps_ = 0;
   std::vector<int32_t> tokens_, targets_;
 };
 
@@ -202,6 +191,8 @@ Trainer::Trainer(Config cfg, const TrainOptions& opts) : cfg_(std::move(cfg)), o
   if (lead_) metrics_.open(fs::path(summary_.run_dir) / "metrics.jsonl", std::ios::app);
   // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
   progress_ = std::make_unique<ProgressLine>(lead_ && world_ == 1 && cfg_.logging.progress && !opts_.quiet);
+  meter_ = std::make_unique<StepMeter>(StepMeter::Rates{tokens_per_step_, flops_per_token_, peak_, world_}, comms_,
+                                       lead_ ? &metrics_ : nullptr, lg_, *progress_);
   measure_dp_baseline();
   tokens_.resize(size_t(B_ * T_));
   targets_.resize(size_t(B_ * T_));
@@ -389,9 +380,10 @@ void Trainer::measure_dp_baseline() {
               4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
 }
 
-Trainer::StepStats Trainer::step() {
+StepStats Trainer::step() {
   ++step_;
-  StepStats st{0.0, learning_rate(cfg_, step_), 0.0, Breakdown{}};
+  StepStats st;
+  st.lr = learning_rate(cfg_, step_);
   const auto t_step = clock::now();
   const double tp_before = tp_comm_s_;
   model_->zero_grads();
@@ -447,51 +439,6 @@ double Trainer::update(double lr) {
   adam_->step(params, grads, lr);
   sync_->after_step(params);
   return norm;
-}
-
-void Trainer::log_step(const StepStats& st) {
-  const double tok_s = tokens_per_step_ * interval_steps_ / interval_seconds_;
-  const double step_ms = 1e3 * interval_seconds_ / interval_steps_;
-  const double tflops = flops_per_token_ * tok_s / 1e12;
-  const double mfu = tflops * 1e3 / (peak_ * world_);  // peak is per rank
-  // Every rank's time per step by phase, gathered on rank 0: [phase][rank] in ms.
-  const Breakdown& b = interval_time_;
-  std::vector<double> mine = {b.compute, b.tp_comm, b.pp_wait, b.dp_exposed, b.optimizer};
-  for (double& x : mine) x *= 1e3 / interval_steps_;
-  std::vector<double> all = mine;
-#if HOKUSAI_HAVE_MPI
-  if (comms_ && world_ > 1) all = comms_->world.gather(mine, 0);
-#endif
-  if (lead_) {  // the gathered times are on rank 0 only; the other ranks log nothing
-    static constexpr const char* phases[Breakdown::fields] = {"compute", "tp_comm", "pp_wait", "dp_exposed",
-                                                              "optimizer"};
-    std::string per_rank;
-    double max_wait = 0.0;
-    for (int f = 0; f < Breakdown::fields; ++f) {
-      per_rank += fmt::format("{}\"{}\":[", f ? "," : "", phases[f]);
-      for (int r = 0; r < world_; ++r) per_rank += fmt::format("{}{:.2f}", r ? "," : "", all[size_t(r * Breakdown::fields + f)]);
-      per_rank += "]";
-    }
-    for (int r = 0; r < world_; ++r) max_wait = std::max(max_wait, all[size_t(r * Breakdown::fields + 2)]);
-    metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
-                            "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                            "\"dp_exposed_ms\":{:.3f},\"time_ms\":{{{}}}}}\n",
-                            step_, st.loss, st.lr, st.grad_norm, tok_s, step_ms, tflops, mfu, 1e3 * st.time.dp_exposed,
-                            per_rank)
-             << std::flush;
-    progress_->clear();
-    lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
-              "{:.3f} TFLOP/s | MFU {:.1f}%",
-              step_, cfg_.train.steps, interval_loss_ / interval_steps_, st.lr, st.grad_norm, tok_s, step_ms, tflops,
-              100.0 * mfu);
-    if (world_ > 1)
-      lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
-                "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",
-                mine[0], mine[1], mine[2], max_wait, mine[3], mine[4]);
-  }
-  interval_time_ = Breakdown{};
-  interval_seconds_ = interval_loss_ = 0.0;
-  interval_steps_ = 0;
 }
 
 // Mean loss per token over a fixed set of validation samples (the first eval_batches * B),
@@ -554,16 +501,9 @@ TrainSummary Trainer::run() {
     const auto t0 = clock::now();
     const StepStats st = step();
     summary_.losses.push_back(st.loss);
-    interval_seconds_ += std::chrono::duration<double>(clock::now() - t0).count();
-    interval_loss_ += st.loss;
-    interval_time_.compute += st.time.compute;
-    interval_time_.tp_comm += st.time.tp_comm;
-    interval_time_.pp_wait += st.time.pp_wait;
-    interval_time_.dp_exposed += st.time.dp_exposed;
-    interval_time_.optimizer += st.time.optimizer;
-    ++interval_steps_;
+    meter_->add(st, std::chrono::duration<double>(clock::now() - t0).count());
     const bool last = step_ == cfg_.train.steps;
-    if (step_ % cfg_.logging.interval == 0 || last) log_step(st);
+    if (step_ % cfg_.logging.interval == 0 || last) meter_->log(step_, cfg_.train.steps, st);
     if (cfg_.logging.eval_interval > 0 && step_ % cfg_.logging.eval_interval == 0 && !last) evaluate_and_log();
     if (cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0 && !last) save();
     if (stop_requested()) {

@@ -1,0 +1,80 @@
+#include "train/step_meter.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "hokusai/log.hpp"
+#if HOKUSAI_HAVE_MPI
+#include "comm/grid_comm.hpp"
+#endif
+
+namespace hokusai {
+
+StepTime& StepTime::operator+=(const StepTime& o) {
+  compute += o.compute;
+  tp_comm += o.tp_comm;
+  pp_wait += o.pp_wait;
+  dp_exposed += o.dp_exposed;
+  optimizer += o.optimizer;
+  return *this;
+}
+
+StepMeter::StepMeter(Rates rates, const comm::GridComms* comms, std::ostream* metrics,
+                     std::shared_ptr<spdlog::logger> lg, ProgressLine& progress)
+    : rates_(rates), comms_(comms), metrics_(metrics), lg_(std::move(lg)), progress_(progress) {}
+
+void StepMeter::add(const StepStats& st, double seconds) {
+  seconds_ += seconds;
+  loss_ += st.loss;
+  time_ += st.time;
+  ++steps_;
+}
+
+void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
+  const double tok_s = rates_.tokens_per_step * steps_ / seconds_;
+  const double step_ms = 1e3 * seconds_ / steps_;
+  const double tflops = rates_.flops_per_token * tok_s / 1e12;
+  const double mfu = tflops * 1e3 / (rates_.peak_gflops * rates_.ranks);  // peak is per rank
+  // Every rank's time per step by phase, gathered on rank 0: [phase][rank] in ms.
+  std::vector<double> mine = {time_.compute, time_.tp_comm, time_.pp_wait, time_.dp_exposed, time_.optimizer};
+  for (double& x : mine) x *= 1e3 / steps_;
+  std::vector<double> all = mine;
+#if HOKUSAI_HAVE_MPI
+  if (comms_ && rates_.ranks > 1) all = comms_->world.gather(mine, 0);
+#endif
+  if (metrics_) {  // rank 0: the gathered times are here only; the other ranks log nothing
+    static constexpr const char* phases[StepTime::fields] = {"compute", "tp_comm", "pp_wait", "dp_exposed",
+                                                             "optimizer"};
+    const int ranks = rates_.ranks;
+    std::string per_rank;
+    double max_wait = 0.0;
+    for (int f = 0; f < StepTime::fields; ++f) {
+      per_rank += fmt::format("{}\"{}\":[", f ? "," : "", phases[f]);
+      for (int r = 0; r < ranks; ++r) per_rank += fmt::format("{}{:.2f}", r ? "," : "", all[size_t(r * StepTime::fields + f)]);
+      per_rank += "]";
+    }
+    for (int r = 0; r < ranks; ++r) max_wait = std::max(max_wait, all[size_t(r * StepTime::fields + 2)]);
+    *metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
+                             "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
+                             "\"dp_exposed_ms\":{:.3f},\"time_ms\":{{{}}}}}\n",
+                             step, last.loss, last.lr, last.grad_norm, tok_s, step_ms, tflops, mfu,
+                             1e3 * last.time.dp_exposed, per_rank)
+              << std::flush;
+    progress_.clear();
+    lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
+              "{:.3f} TFLOP/s | MFU {:.1f}%",
+              step, steps, loss_ / steps_, last.lr, last.grad_norm, tok_s, step_ms, tflops, 100.0 * mfu);
+    if (ranks > 1)
+      lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
+                "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",
+                mine[0], mine[1], mine[2], max_wait, mine[3], mine[4]);
+  }
+  time_ = StepTime{};
+  seconds_ = loss_ = 0.0;
+  steps_ = 0;
+}
+
+}  // namespace hokusai

@@ -1,0 +1,59 @@
+// StepMeter: what a training step reports. Accumulates each step's loss, wall time and time by
+// phase; at a log step writes one metrics.jsonl object (rank 0: loss, lr, norm, tokens/s, MFU and
+// every rank's time per step by phase, gathered here) and the log lines, then starts over.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <cstdint>
+#include <memory>
+#include <ostream>
+
+namespace hokusai {
+
+namespace comm {
+struct GridComms;
+}
+class ProgressLine;
+
+// Where one step's time went on this rank (seconds).
+struct StepTime {
+  double compute = 0, tp_comm = 0, pp_wait = 0, dp_exposed = 0, optimizer = 0;
+  static constexpr int fields = 5;
+  StepTime& operator+=(const StepTime& o);
+};
+
+struct StepStats {
+  double loss = 0, lr = 0, grad_norm = 0;
+  StepTime time;
+};
+
+class StepMeter {
+ public:
+  struct Rates {
+    double tokens_per_step = 0, flops_per_token = 0;
+    double peak_gflops = 0;  // per rank: the MFU denominator
+    int ranks = 1;
+  };
+  // comms: null on one process. metrics: the metrics.jsonl stream (rank 0; null elsewhere). The
+  // logger and the progress line must outlive the meter.
+  StepMeter(Rates rates, const comm::GridComms* comms, std::ostream* metrics, std::shared_ptr<spdlog::logger> lg,
+            ProgressLine& progress);
+  // One finished step and its wall time.
+  void add(const StepStats& st, double seconds);
+  // Collective over the job (the per-rank times are gathered): the steps since the last log as
+  // one metrics object and log line, `last` for lr and norm. Starts a new interval.
+  void log(int64_t step, int64_t steps, const StepStats& last);
+
+ private:
+  Rates rates_;
+  const comm::GridComms* comms_;
+  std::ostream* metrics_;
+  std::shared_ptr<spdlog::logger> lg_;
+  ProgressLine& progress_;
+  double seconds_ = 0, loss_ = 0;
+  StepTime time_;
+  int steps_ = 0;
+};
+
+}  // namespace hokusai

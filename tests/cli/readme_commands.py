@@ -17,7 +17,6 @@ Prints each command with its exit status and time; at the first command that fai
 after it may depend on it), or when the README has no command at all, prints one line on stderr
 and exits 1.
 """
-import os
 import pathlib
 import re
 import shlex

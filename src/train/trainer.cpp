@@ -17,15 +17,12 @@
 #include "hokusai/data.hpp"
 #include "hokusai/log.hpp"
 #include "hokusai/train.hpp"
-#include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
 #include "parallel/gradient_sync.hpp"
 #include "train/step_meter.hpp"
 // MPI builds (HOKUSAI_HAVE_MPI) run data parallelism; a build without MPI (the emulated ARM
 // build) is one process and compiles the multi-rank paths out: comms_ is always null there.
 #if HOKUSAI_HAVE_MPI
-#include <mpi.h>
-
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
 #include "parallel/pipeline.hpp"

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
                   median(mbs), (long long)st.documents, (long long)st.tokens, reps);
     };
     time_preprocess(ByteTokenizer(), "byte");
-    if (!spm_model.empty()) time_preprocess(*make_tokenizer("sentencepiece", spm_model), "sentencepiece");
+    if (!spm_model.empty()) time_preprocess(*make_tokenizer(TokenizerKind::sentencepiece, spm_model), "sentencepiece");
 
     // Loader: gpt2-124m batch shape (micro-batch 4 x 256), samples drawn as a training run does.
     Config cfg;

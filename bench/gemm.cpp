@@ -27,6 +27,7 @@
 #include "kernels/x86/sgemm_avx512_tiles.hpp"
 
 using namespace hokusai::kernels;
+using hokusai::name_of;
 
 namespace {
 
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
     std::printf("backend,dtype,layout,m,n,k,threads,gflops,pct_peak\n");
   else
     std::printf("# native kernel %s (isa %s%s); fp32 peak %.1f GFLOP/s per core (%s probe)%s; median of %d\n",
-                std::string(sgemm_kernel_name(isa)).c_str(), std::string(to_string(isa)).c_str(),
+                std::string(sgemm_kernel_name(isa)).c_str(), std::string(name_of(isa)).c_str(),
                 bf16 ? (isa == GemmIsa::amx ? ", bf16 on AMX tiles" : ", bf16 on vdpbf16ps") : "",
                 probe.per_core_gflops, probe.isa.c_str(),
                 bf16 ? (", bf16 rows in % of the bf16 peak " +
@@ -200,7 +201,7 @@ int main(int argc, char** argv) {
           const double t = median_seconds(
               [&] { gemm(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n); },
               reps);
-          report(be == GemmBackend::native ? "hokusai" : std::string(to_string(be)).c_str(), "fp32", t);
+          report(be == GemmBackend::native ? "hokusai" : std::string(name_of(be)).c_str(), "fp32", t);
         }
         if (bf16) {
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};

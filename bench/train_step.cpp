@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     else
       std::printf("%s: %s L=%lld C=%lld, micro-batch %lld x %lld, %d threads, peak %.1f GFLOP/s "
                   "(%s probe: %.1f per core; %.1f measured on all threads together)\n",
-                  config_path.c_str(), cfg.model.family.c_str(), (long long)dims.L, (long long)dims.C,
+                  config_path.c_str(), std::string(name_of(cfg.model.family)).c_str(), (long long)dims.L, (long long)dims.C,
                   (long long)B, (long long)T, threads, peak.peak_gflops(), peak.isa.c_str(), peak.per_core_gflops,
                   peak.all_gflops);
     std::stringstream list(backends);
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     while (std::getline(list, name, ',')) {
       ComputeContext ctx;
       kernels::GemmWorkspace ws;
-      ctx.gemm.backend = kernels::parse_gemm_backend(name);
+      ctx.gemm.backend = parse_name<kernels::GemmBackend>(name);
       ctx.gemm.threads = threads;
       ctx.gemm.workspace = &ws;
       Model<float> model(dims, B, T);

@@ -145,28 +145,6 @@ void allreduce_rabenseifner(const Communicator& c, T* data, int64_t n, ReduceOp 
 
 }  // namespace
 
-AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name) {
-  if (name == "automatic") return AllreduceAlgorithm::automatic;
-  if (name == "mpi") return AllreduceAlgorithm::mpi;
-  if (name == "ring") return AllreduceAlgorithm::ring;
-  if (name == "rabenseifner") return AllreduceAlgorithm::rabenseifner;
-  if (name == "torus") return AllreduceAlgorithm::torus;
-  if (name == "hierarchical") return AllreduceAlgorithm::hierarchical;
-  throw std::invalid_argument("unknown allreduce algorithm '" + std::string(name) +
-                              "': expected automatic, mpi, ring, rabenseifner, torus or hierarchical");
-}
-
-std::string_view to_string(AllreduceAlgorithm a) {
-  switch (a) {
-    case AllreduceAlgorithm::automatic: return "automatic";
-    case AllreduceAlgorithm::mpi: return "mpi";
-    case AllreduceAlgorithm::ring: return "ring";
-    case AllreduceAlgorithm::rabenseifner: return "rabenseifner";
-    case AllreduceAlgorithm::torus: return "torus";
-    case AllreduceAlgorithm::hierarchical: return "hierarchical";
-  }
-  return "?";
-}
 
 namespace {
 constexpr int64_t kSmall = 64 << 10;
@@ -193,8 +171,8 @@ std::string describe_policy(int64_t min_bytes, int64_t max_bytes, int ranks, Lay
   if (ranks <= 1) return "none (1 rank)";
   const AllreduceAlgorithm lo = choose_allreduce(min_bytes, ranks, layout);
   const AllreduceAlgorithm hi = choose_allreduce(max_bytes, ranks, layout);
-  if (lo == hi) return std::string(to_string(lo));
-  return std::string(to_string(lo)) + " below 64 KiB, " + std::string(to_string(hi)) + " above";
+  if (lo == hi) return std::string(name_of(lo));
+  return std::string(name_of(lo)) + " below 64 KiB, " + std::string(name_of(hi)) + " above";
 }
 
 template <class T>
@@ -208,7 +186,7 @@ void allreduce(const Communicator& comm, T* data, int64_t count, ReduceOp op, Al
     case AllreduceAlgorithm::rabenseifner: return allreduce_rabenseifner(comm, data, count, op);
     case AllreduceAlgorithm::torus:
     case AllreduceAlgorithm::hierarchical:
-      throw std::invalid_argument("allreduce: the " + std::string(to_string(algorithm)) +
+      throw std::invalid_argument("allreduce: the " + std::string(name_of(algorithm)) +
                                   " algorithm needs the communicator's TorusComms or Hierarchy (comm/topology.hpp)");
     case AllreduceAlgorithm::automatic: break;
   }
@@ -267,13 +245,6 @@ void allgather(const Communicator& c, const T* in, T* out, int64_t n) {
   const Range mine = split_evenly(n, c.size(), c.rank());
   if (in != out + mine.begin) std::copy(in, in + mine.size(), out + mine.begin);
   allgather_ring(c, out, n);
-}
-
-BroadcastAlgorithm parse_broadcast_algorithm(std::string_view name) {
-  if (name == "mpi") return BroadcastAlgorithm::mpi;
-  if (name == "scatter_allgather") return BroadcastAlgorithm::scatter_allgather;
-  throw std::invalid_argument("unknown broadcast algorithm '" + std::string(name) +
-                              "': expected mpi or scatter_allgather");
 }
 
 template <class T>

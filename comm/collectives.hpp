@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "comm/algorithms.hpp"
 #include "comm/dtype.hpp"
 #include "comm/grid.hpp"
 #include "comm/mpi.hpp"
@@ -20,16 +21,10 @@
 namespace hokusai::comm {
 
 enum class ReduceOp { sum, average };
-// torus: allreduce_torus (comm/topology.hpp) on a communicator laid on a torus; hierarchical:
-// allreduce_hierarchical (comm/topology.hpp) on a communicator grouped by node. The plain
-// allreduce() below knows neither and rejects both.
-enum class AllreduceAlgorithm { automatic, mpi, ring, rabenseifner, torus, hierarchical };
 // What is known about where a communicator's ranks sit: nothing (flat), one rank per node of a
 // torus (TorusComms), or several ranks per node (Hierarchy).
 enum class Layout { flat, torus, nodes };
 
-AllreduceAlgorithm parse_allreduce_algorithm(std::string_view name);  // throws std::invalid_argument
-std::string_view to_string(AllreduceAlgorithm a);
 // The selection policy (automatic): see docs in collectives.cpp with the measured thresholds.
 AllreduceAlgorithm choose_allreduce(int64_t bytes, int ranks, Layout layout = Layout::flat);
 // `requested`, or the policy's choice when it is automatic.
@@ -68,10 +63,7 @@ void reduce_scatter(const Communicator& comm, const T* in, T* out, int64_t count
 template <class T>
 void allgather(const Communicator& comm, const T* in, T* out, int64_t count);
 
-// Broadcast from root: mpi (MPI_Bcast) or scatter_allgather (the root sends chunk q to rank q,
-// then the ring allgather: 2n(p−1)/p bytes per rank, bandwidth-optimal for large messages).
-enum class BroadcastAlgorithm { mpi, scatter_allgather };
-BroadcastAlgorithm parse_broadcast_algorithm(std::string_view name);  // throws std::invalid_argument
+// Broadcast from root (comm/algorithms.hpp: BroadcastAlgorithm).
 template <class T>
 void broadcast(const Communicator& comm, T* data, int64_t count, int root,
                BroadcastAlgorithm algorithm = BroadcastAlgorithm::scatter_allgather);

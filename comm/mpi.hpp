@@ -37,6 +37,16 @@ class Environment {
   int provided_ = 0;
 };
 
+// True in a build without an MPI library (HOKUSAI_WITH_MPI=OFF): comm/ runs over the one-process
+// MPI of comm/serial/mpi.h and every job has one rank.
+constexpr bool one_process_build() {
+#ifdef HOKUSAI_ONE_PROCESS_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
 // MPI_Wtime: seconds on a clock every rank of the job reads alike.
 double wall_time();
 

@@ -7,25 +7,6 @@
 
 namespace hokusai::kernels {
 
-GemmBackend parse_gemm_backend(std::string_view name) {
-  if (name == "native") return GemmBackend::native;
-  if (name == "reference") return GemmBackend::reference;
-  if (name == "openblas") return GemmBackend::openblas;
-  if (name == "onednn") return GemmBackend::onednn;
-  throw std::invalid_argument("unknown GEMM backend '" + std::string(name) +
-                              "': expected native, reference, openblas or onednn");
-}
-
-std::string_view to_string(GemmBackend backend) {
-  switch (backend) {
-    case GemmBackend::native: return "native";
-    case GemmBackend::reference: return "reference";
-    case GemmBackend::openblas: return "openblas";
-    case GemmBackend::onednn: return "onednn";
-  }
-  return "?";
-}
-
 bool gemm_backend_available(GemmBackend backend) {
   switch (backend) {
     case GemmBackend::native: return true;

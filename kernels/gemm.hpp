@@ -21,15 +21,14 @@
 #include <string_view>
 #include <vector>
 
+#include "hokusai/names.hpp"
+
 namespace hokusai::kernels {
 
 enum class Op { N, T };
 
 enum class GemmBackend { native, reference, openblas, onednn };
 
-// Parses "native" | "reference" | "openblas" | "onednn"; throws std::invalid_argument otherwise.
-GemmBackend parse_gemm_backend(std::string_view name);
-std::string_view to_string(GemmBackend backend);
 // True when this build contains the backend (OpenBLAS/oneDNN are build options).
 bool gemm_backend_available(GemmBackend backend);
 
@@ -39,8 +38,6 @@ bool gemm_backend_available(GemmBackend backend);
 // sve. avx512bf16 and amx run fp32 products on the AVX-512 kernel and differ in gemm_bf16:
 // vdpbf16ps (AVX512_BF16) or TDPBF16PS tiles (AMX-BF16; needs Linux to grant the tile state).
 enum class GemmIsa { automatic, generic, avx2, avx512, avx512bf16, sve, amx };
-GemmIsa parse_gemm_isa(std::string_view name);  // throws std::invalid_argument
-std::string_view to_string(GemmIsa isa);
 bool gemm_isa_supported(GemmIsa isa);  // this CPU runs it
 // Resolves `automatic` (CPUID, then HOKUSAI_GEMM_ISA); throws std::runtime_error when the forced
 // ISA is not supported by this CPU.
@@ -97,3 +94,18 @@ void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, i
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 }  // namespace hokusai::kernels
+
+// Names (hokusai/names.hpp): kernels.gemm in configs and bench flags; HOKUSAI_GEMM_ISA.
+template <>
+struct hokusai::Names<hokusai::kernels::GemmBackend> {
+  using E = kernels::GemmBackend;
+  static constexpr std::array<std::pair<E, std::string_view>, 4> table = {
+      {{E::native, "native"}, {E::reference, "reference"}, {E::openblas, "openblas"}, {E::onednn, "onednn"}}};
+};
+template <>
+struct hokusai::Names<hokusai::kernels::GemmIsa> {
+  using E = kernels::GemmIsa;
+  static constexpr std::array<std::pair<E, std::string_view>, 7> table = {
+      {{E::automatic, "automatic"}, {E::generic, "generic"}, {E::avx2, "avx2"}, {E::avx512, "avx512"},
+       {E::avx512bf16, "avx512bf16"}, {E::amx, "amx"}, {E::sve, "sve"}}};
+};

@@ -11,31 +11,6 @@
 
 namespace hokusai::kernels {
 
-GemmIsa parse_gemm_isa(std::string_view name) {
-  if (name == "automatic") return GemmIsa::automatic;
-  if (name == "generic") return GemmIsa::generic;
-  if (name == "avx2") return GemmIsa::avx2;
-  if (name == "avx512") return GemmIsa::avx512;
-  if (name == "avx512bf16") return GemmIsa::avx512bf16;
-  if (name == "sve") return GemmIsa::sve;
-  if (name == "amx") return GemmIsa::amx;
-  throw std::invalid_argument("unknown GEMM ISA '" + std::string(name) +
-                              "': expected automatic, generic, avx2, avx512, avx512bf16, amx or sve");
-}
-
-std::string_view to_string(GemmIsa isa) {
-  switch (isa) {
-    case GemmIsa::automatic: return "automatic";
-    case GemmIsa::generic: return "generic";
-    case GemmIsa::avx2: return "avx2";
-    case GemmIsa::avx512: return "avx512";
-    case GemmIsa::avx512bf16: return "avx512bf16";
-    case GemmIsa::sve: return "sve";
-    case GemmIsa::amx: return "amx";
-  }
-  return "?";
-}
-
 bool gemm_isa_supported(GemmIsa isa) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
@@ -69,7 +44,10 @@ GemmIsa resolve_gemm_isa(GemmIsa requested) {
     // Read once: the environment does not change under a running process.
     static const GemmIsa chosen = [] {
       if (const char* env = std::getenv("HOKUSAI_GEMM_ISA"); env && *env) {
-        const GemmIsa forced = parse_gemm_isa(env);
+        const auto forced_or = value_named<GemmIsa>(env);
+        if (!forced_or)
+          throw std::invalid_argument("HOKUSAI_GEMM_ISA=" + std::string(env) + ": not one of: " + name_list<GemmIsa>());
+        const GemmIsa forced = *forced_or;
         if (!gemm_isa_supported(forced))
           throw std::runtime_error("HOKUSAI_GEMM_ISA=" + std::string(env) + ": this CPU does not run it");
         return forced;
@@ -81,7 +59,7 @@ GemmIsa resolve_gemm_isa(GemmIsa requested) {
     return chosen;
   }
   if (!gemm_isa_supported(requested))
-    throw std::runtime_error("GEMM ISA " + std::string(to_string(requested)) + " is not supported by this CPU");
+    throw std::runtime_error("GEMM ISA " + std::string(name_of(requested)) + " is not supported by this CPU");
   return requested;
 }
 
@@ -110,7 +88,7 @@ const SbgemmKernel& sbgemm_kernel(GemmIsa isa) {
   if (isa == GemmIsa::amx) return kSbgemmAmx;
   if (isa == GemmIsa::avx512bf16) return kSbgemmAvx512Bf16;
   throw std::runtime_error("gemm_bf16 needs isa amx or avx512bf16; this context resolves to " +
-                           std::string(to_string(isa)));
+                           std::string(name_of(isa)));
 #else
   (void)isa;
   throw std::runtime_error("gemm_bf16: this build has no bf16 kernel (x86 only: AMX or AVX512_BF16)");
@@ -120,7 +98,7 @@ const SbgemmKernel& sbgemm_kernel(GemmIsa isa) {
 const SbgemmKernel& shgemm_kernel(GemmIsa isa) {
 #if defined(__ARM_FEATURE_SVE)
   if (isa != GemmIsa::sve)
-    throw std::runtime_error("gemm_fp16 needs isa sve; this context resolves to " + std::string(to_string(isa)));
+    throw std::runtime_error("gemm_fp16 needs isa sve; this context resolves to " + std::string(name_of(isa)));
   static const std::string name = "shgemm_sve_10x" + std::to_string(2 * sve_vector_bits() / 32);
   static const SbgemmKernel kern{name.c_str(), 10, 2 * sve_vector_bits() / 32, shgemm_sve_10x2v, kSveFp16Blocks,
                                  pack_fp16_sve};

@@ -10,7 +10,7 @@ work=${1:-build/mpich}
 command -v mpicxx.mpich > /dev/null || { echo "check-mpich: mpicxx.mpich not found: ./scripts/install-deps.sh --mpich" >&2; exit 1; }
 mkdir -p "$work"
 bin=$work/test_comm_mpich
-mpicxx.mpich -std=c++20 -O2 -fopenmp -I. comm/grid.cpp comm/torus.cpp comm/placement.cpp comm/mpi.cpp comm/grid_comm.cpp \
+mpicxx.mpich -std=c++20 -O2 -fopenmp -I. -Iinclude comm/grid.cpp comm/torus.cpp comm/placement.cpp comm/mpi.cpp comm/grid_comm.cpp \
   comm/collectives.cpp comm/shared.cpp comm/nonblocking.cpp comm/topology.cpp tests/mpi/test_comm.cpp \
   tests/mpi/mpi_gtest_main.cpp -lgtest -lpthread -o "$bin"
 echo "check-mpich: built $bin with $(mpichversion 2>/dev/null | head -1 || echo MPICH)"

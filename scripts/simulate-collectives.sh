@@ -27,7 +27,7 @@ command -v smpicxx > /dev/null || { echo "simulate-collectives: smpicxx not foun
 mkdir -p "$dir"
 bin=$dir/bench_collectives_smpi
 if [ ! -x "$bin" ] || [ -n "$(find comm bench/collectives.cpp -newer "$bin" 2>/dev/null | head -1)" ]; then
-  smpicxx -std=c++20 -O2 -fopenmp-simd -DHOKUSAI_SMPI=1 -I. comm/grid.cpp comm/mpi.cpp comm/collectives.cpp \
+  smpicxx -std=c++20 -O2 -fopenmp-simd -DHOKUSAI_SMPI=1 -I. -Iinclude comm/grid.cpp comm/mpi.cpp comm/collectives.cpp \
     comm/torus.cpp comm/topology.cpp comm/nonblocking.cpp bench/collectives.cpp -o "$bin"
 fi
 BW=6.8GBps LAT=0.49us

@@ -1,7 +1,8 @@
 // Run configuration: typed structs filled from YAML, then `--set key=value` overrides, then
 // validated. Precedence: defaults < file < --set. Every field is registered once (registry.cpp)
 // with its key and doc, and that one registry drives YAML parsing, --set, --dump-config and
-// docs/configuration.md.
+// docs/configuration.md. Fields with a fixed set of values are enums, each named once in its
+// Names table (hokusai/names.hpp), which parsing, dumping, errors and the reference all read.
 #pragma once
 
 #include <cstdint>
@@ -10,10 +11,48 @@
 #include <string>
 #include <vector>
 
+#include "comm/algorithms.hpp"
+#include "hokusai/names.hpp"
+#include "kernels/gemm.hpp"
+
 namespace hokusai {
 
+enum class Family { gpt2, llama };
+
+// Activation recomputation (parallel.recompute): what a forward keeps for backward.
+//   none      every block's intermediate tensors;
+//   selective all but the attention probabilities (B*NH*T*T) and weighted sum, recomputed from
+//             the kept QKV in backward (Megatron's selective recomputation);
+//   full      only each block's input; backward re-runs the block's forward first.
+enum class Recompute { none, selective, full };
+
+enum class Decay { cosine, linear, constant };  // schedule.decay
+
+enum class TokenizerKind { byte, sentencepiece };  // data.tokenizer
+
+template <>
+struct Names<Family> {
+  static constexpr std::array<std::pair<Family, std::string_view>, 2> table = {
+      {{Family::gpt2, "gpt2"}, {Family::llama, "llama"}}};
+};
+template <>
+struct Names<Recompute> {
+  static constexpr std::array<std::pair<Recompute, std::string_view>, 3> table = {
+      {{Recompute::none, "none"}, {Recompute::selective, "selective"}, {Recompute::full, "full"}}};
+};
+template <>
+struct Names<Decay> {
+  static constexpr std::array<std::pair<Decay, std::string_view>, 3> table = {
+      {{Decay::cosine, "cosine"}, {Decay::linear, "linear"}, {Decay::constant, "constant"}}};
+};
+template <>
+struct Names<TokenizerKind> {
+  static constexpr std::array<std::pair<TokenizerKind, std::string_view>, 2> table = {
+      {{TokenizerKind::byte, "byte"}, {TokenizerKind::sentencepiece, "sentencepiece"}}};
+};
+
 struct ModelConfig {
-  std::string family = "gpt2";   // gpt2 | llama
+  Family family = Family::gpt2;
   int layers = 4;                // Transformer blocks (L)
   int hidden = 256;              // model width (C)
   int heads = 8;                 // attention heads (NH); head size = hidden / heads
@@ -34,7 +73,7 @@ struct ParallelConfig {
   bool zero1 = false;  // shard Adam state over dp ranks (ZeRO-1)
   std::vector<int> stage_layers;  // layers per pipeline stage; empty = as even as possible
   int virtual_stages = 1;         // model chunks per stage: > 1 selects interleaved 1F1B
-  std::string recompute = "none";  // activation recomputation: none, selective, full
+  Recompute recompute = Recompute::none;  // activation recomputation
   std::vector<int> recompute_stages;  // stages that recompute; empty = every stage
 };
 
@@ -59,7 +98,7 @@ struct OptimizerConfig {
 
 struct ScheduleConfig {
   int64_t warmup_steps = 100;  // linear warm-up from 0
-  std::string decay = "cosine";  // cosine | linear | constant
+  Decay decay = Decay::cosine;
   int64_t decay_steps = 0;     // steps from start to the end of decay; 0 = train.steps
 };
 
@@ -73,7 +112,7 @@ struct DataSource {
 
 struct DataConfig {
   std::vector<DataSource> paths = {{"data/corpus-en.txt", 1.0}};  // datasets and blend weights
-  std::string tokenizer = "byte";    // byte | sentencepiece
+  TokenizerKind tokenizer = TokenizerKind::byte;
   std::string tokenizer_model;       // SentencePiece .model file (tokenizer: sentencepiece)
   std::string split = "98,2,0";      // train,valid,test proportions, by documents
   std::string cache_dir;             // sample indexes and preprocessed text; "" = .hokusai-cache beside the data
@@ -94,7 +133,7 @@ struct LoggingConfig {
 };
 
 struct KernelsConfig {
-  std::string gemm = "native";    // native (ours) | openblas | onednn | reference
+  kernels::GemmBackend gemm = kernels::GemmBackend::native;  // native is ours
   int threads = 0;                // OpenMP threads; 0 = OMP_NUM_THREADS or all cores
   double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
 };
@@ -104,8 +143,8 @@ struct CommConfig {
   std::string topology = "flat";  // torus of nodes: flat, 4x4x4x2x3x2, mesh:4x4
   std::string coordinates;        // node coordinates file (Fugaku vcoordfile style); "" = row-major
   int ranks_per_node = 0;         // 0 = from MPI's shared-memory split
-  std::string tp_allreduce = "automatic";  // activation allreduce: automatic, mpi, ring, rabenseifner
-  std::string dp_allreduce = "automatic";  // gradient allreduce: automatic, mpi, ring, rabenseifner, torus, hierarchical
+  comm::AllreduceAlgorithm tp_allreduce = comm::AllreduceAlgorithm::automatic;  // activation allreduce
+  comm::AllreduceAlgorithm dp_allreduce = comm::AllreduceAlgorithm::automatic;  // gradient allreduce
 };
 
 struct Config {

@@ -16,9 +16,10 @@
 #include <string_view>
 #include <vector>
 
+#include "hokusai/config.hpp"
+
 namespace hokusai {
 
-struct Config;
 
 class DataError : public std::runtime_error {
  public:
@@ -49,9 +50,9 @@ class ByteTokenizer final : public Tokenizer {
   std::string name() const override { return "byte"; }
 };
 
-// kind: "byte" | "sentencepiece" (model_path: a SentencePiece .model file; its </s> id, or the
+// kind: byte or sentencepiece (model_path: a SentencePiece .model file; its </s> id, or the
 // vocabulary size when it has none, is the end-of-document token). Throws DataError.
-std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::string& model_path);
+std::unique_ptr<Tokenizer> make_tokenizer(TokenizerKind kind, const std::string& model_path);
 
 // ------------------------------------------------------------------ Megatron indexed dataset
 // Layout (little-endian): .idx = "MMIDIDX\0\0", u64 version 1, u8 dtype, u64 N sequences,

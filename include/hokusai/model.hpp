@@ -27,8 +27,6 @@ class ParallelGrid;  // comm/grid.hpp
 
 namespace hokusai {
 
-enum class Family { gpt2, llama };
-
 // Local sizes of this rank's shard, all from the config and the grid.
 struct ModelDims {
   Family family = Family::gpt2;
@@ -147,13 +145,7 @@ struct Activations;  // defined in src/model; sized for (B, T) at construction
 template <typename T>
 struct Scratch;
 
-// Activation recomputation (parallel.recompute): what a forward keeps for backward.
-//   none      every block's intermediate tensors;
-//   selective all but the attention probabilities (B*NH*T*T) and weighted sum, recomputed from
-//             the kept QKV in backward (Megatron's selective recomputation);
-//   full      only each block's input; backward re-runs the block's forward first.
-enum class Recompute { none, selective, full };
-Recompute parse_recompute(const std::string& name);
+// Activation recomputation: Recompute (hokusai/config.hpp, parallel.recompute).
 
 // One rank's model: the layers of its pipeline stage (with the embedding on the first stage and
 // the head and loss on the last), its tensor-parallel slice of each. T = float for training,

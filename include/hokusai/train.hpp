@@ -11,7 +11,7 @@
 #include "hokusai/model.hpp"
 
 namespace hokusai::comm {
-struct GridComms;  // comm/grid_comm.hpp (MPI builds)
+struct GridComms;  // comm/grid_comm.hpp
 }
 
 namespace hokusai {
@@ -54,10 +54,6 @@ struct TrainOptions {
   // a checkpoint at the next step boundary and returns with preempted = true.
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;     // no console output (tests)
-  // The job's communicators (MPI runs); null = one process (always, in a build without MPI:
-  // HOKUSAI_WITH_MPI=OFF). This build runs tensor and data parallelism (tp * dp = ranks);
-  // pipeline parallelism must be 1.
-  const comm::GridComms* comms = nullptr;
   // Threads per rank when kernels.threads is 0 and OMP_NUM_THREADS is unset (main: the CPUs
   // this rank shares with no other rank of its node, comm::cpus_per_rank); 0 = all it may use.
   int default_threads = 0;
@@ -75,8 +71,13 @@ struct TrainSummary {
   double dp_exposed_fraction = 0.0;
 };
 
-// Trains per cfg (validated) and writes logs, metrics, config and checkpoints into the run
-// directory. Throws ConfigError/DataError/std::runtime_error with a one-line message.
-TrainSummary train(Config cfg, const TrainOptions& opts);
+// Throws ConfigError when parallel.tp * pp * dp is not the job's rank count.
+void check_rank_count(const Config& cfg, int ranks);
+
+// Trains per cfg (validated) on this rank of the job `comms` describes (the tp x pp x dp grid of
+// cfg.parallel, placed on the machine: comm::GridComms::build; a one-rank grid for one process),
+// and writes logs, metrics, config and checkpoints into the run directory. Collective over
+// comms.world. Throws ConfigError/DataError/std::runtime_error with a one-line message.
+TrainSummary train(Config cfg, const comm::GridComms& comms, const TrainOptions& opts);
 
 }  // namespace hokusai

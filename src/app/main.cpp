@@ -11,10 +11,8 @@
 #include <fstream>
 #include <iostream>
 
-#if HOKUSAI_HAVE_MPI
 #include "comm/grid_comm.hpp"
 #include "comm/shared.hpp"
-#endif
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/config.hpp"
 #include "hokusai/data.hpp"
@@ -67,12 +65,8 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
   }
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGUSR1, on_stop_signal);
-#if !HOKUSAI_HAVE_MPI
-  // A build without MPI (HOKUSAI_WITH_MPI=OFF, e.g. the emulated ARM build) is one process.
-  const TrainSummary s = train(load_resolved(path, sets), opts);
-  return s.preempted ? kExitPreempted : 0;
-#else
-  // One process or an mpirun job (parallel.dp ranks): MPI is initialised either way.
+  // One process or an mpirun job: MPI is initialised either way (a build without MPI runs over
+  // comm/'s one-process MPI, HOKUSAI_WITH_MPI=OFF).
   comm::Environment mpi(argc, argv);
   const comm::Communicator world = comm::Communicator::world();
   // Set-up: every rank reads the same config and the same machine, and the errors of both
@@ -84,10 +78,7 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
   std::string setup_error;
   try {
     cfg = load_resolved(path, sets);
-    if (world.size() != cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp)
-      throw ConfigError("parallel.tp*pp*dp = " +
-                        std::to_string(cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp) + " but the job has " +
-                        std::to_string(world.size()) + " rank(s): change parallel.* or mpirun -np");
+    check_rank_count(cfg, world.size());
     machine = comm::describe_machine(world, cfg.comm.topology, cfg.comm.coordinates, cfg.comm.ranks_per_node);
   } catch (const std::exception& e) {
     setup_error = error_line(e);
@@ -102,9 +93,8 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
   try {
     const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
     const comm::GridComms comms = comm::GridComms::build(shape, world, comm::place(shape, machine));
-    opts.comms = &comms;
     opts.default_threads = comm::cpus_per_rank(comm::split_node(world));
-    const TrainSummary s = train(cfg, opts);
+    const TrainSummary s = train(cfg, comms, opts);
     return s.preempted ? kExitPreempted : 0;
   } catch (const std::exception& e) {
     // Other ranks may be inside a collective: report, then take the whole job down.
@@ -115,7 +105,6 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
     }
     throw;
   }
-#endif
 }
 
 struct GenerateArgs {
@@ -134,7 +123,7 @@ int cmd_generate(const GenerateArgs& a) {
   if (a.threads > 0) omp_set_num_threads(a.threads);
   ComputeContext ctx;
   kernels::GemmWorkspace ws;
-  ctx.gemm.backend = kernels::parse_gemm_backend(cfg.kernels.gemm);
+  ctx.gemm.backend = cfg.kernels.gemm;
   ctx.gemm.threads = omp_get_max_threads();
   ctx.gemm.workspace = &ws;
   const ModelDims dims = ModelDims::from(cfg.model, comm::ParallelGrid::single());
@@ -230,7 +219,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*pre_cmd) {
-      const auto tok = make_tokenizer(pre_tokenizer, pre_model);
+      const std::optional<TokenizerKind> kind = value_named<TokenizerKind>(pre_tokenizer);
+      if (!kind) throw ConfigError("--tokenizer: '" + pre_tokenizer + "' is not one of: " + name_list<TokenizerKind>());
+      const auto tok = make_tokenizer(*kind, pre_model);
       const auto st = preprocess(pre, *tok);
       std::cout << "wrote " << pre.output_prefix << ".bin/.idx: " << st.documents << " documents, " << st.tokens
                 << " tokens (" << tok->name() << "), " << double(st.input_bytes) / 1e6 / std::max(st.seconds, 1e-9)

@@ -114,7 +114,7 @@ int padded_vocab(const ModelConfig& m, int tp) {
 void resolve(Config& cfg) {
   auto& m = cfg.model;
   if (m.ffn_hidden == 0 && m.hidden > 0) {
-    if (m.family == "llama")
+    if (m.family == Family::llama)
       m.ffn_hidden = (8 * m.hidden / 3 + 63) / 64 * 64;
     else
       m.ffn_hidden = 4 * m.hidden;
@@ -144,7 +144,7 @@ void validate(const Config& cfg) {
   if (m.ffn_hidden < 0) fail("model.ffn_hidden", "must be >= 0 (0 picks the family default)");
   if (m.hidden % m.heads != 0)
     fail("model.hidden", "not divisible by model.heads=" + std::to_string(m.heads));
-  if (m.family == "llama" && (m.hidden / m.heads) % 2 != 0)
+  if (m.family == Family::llama && (m.hidden / m.heads) % 2 != 0)
     fail("model.heads", "head size hidden/heads=" + std::to_string(m.hidden / m.heads) +
                             " must be even for rotary embeddings");
   positive("parallel.tp", p.tp);
@@ -206,9 +206,9 @@ void validate(const Config& cfg) {
   if (cfg.data.paths.empty()) fail("data.paths", "needs at least one dataset");
   for (const auto& src : cfg.data.paths)
     if (!(src.weight > 0)) fail("data.paths", "weight of '" + src.path + "' must be > 0");
-  if (cfg.data.tokenizer == "byte" && m.vocab_size < 257)
+  if (cfg.data.tokenizer == TokenizerKind::byte && m.vocab_size < 257)
     fail("model.vocab_size", "the byte tokenizer produces 257 ids");
-  if (cfg.data.tokenizer == "sentencepiece" && cfg.data.tokenizer_model.empty())
+  if (cfg.data.tokenizer == TokenizerKind::sentencepiece && cfg.data.tokenizer_model.empty())
     fail("data.tokenizer_model", "needed by data.tokenizer: sentencepiece (path of a .model file)");
   if (cfg.checkpoint.interval < 0) fail("checkpoint.interval", "must be >= 0");
   positive("checkpoint.keep", cfg.checkpoint.keep);
@@ -228,7 +228,7 @@ void validate(const Config& cfg) {
   }
   if (!c.coordinates.empty() && c.topology == "flat")
     fail("comm.coordinates", "needs comm.topology: the torus extents the coordinates are on (e.g. 4x4x4x2x3x2)");
-  if (c.dp_allreduce == "torus" && c.topology == "flat" && p.dp > 1)
+  if (c.dp_allreduce == comm::AllreduceAlgorithm::torus && c.topology == "flat" && p.dp > 1)
     fail("comm.dp_allreduce", "torus needs comm.topology (the torus the dp groups lie on)");
 }
 

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 namespace hokusai::config_detail {
@@ -17,7 +18,11 @@ std::string scalar_text(const YAML::Node& node) {
 
 template <typename V>
 V convert(const YAML::Node& node) {
-  if constexpr (std::is_same_v<V, bool>) {
+  if constexpr (std::is_enum_v<V>) {  // by its Names table (hokusai/names.hpp)
+    const std::string text = scalar_text(node);
+    if (const std::optional<V> v = value_named<V>(text)) return *v;
+    throw ConfigError("'" + text + "' is not one of: " + name_list<V>());
+  } else if constexpr (std::is_same_v<V, bool>) {
     bool out;
     if (!YAML::convert<bool>::decode(node, out))
       throw ConfigError("expected true or false, got '" + scalar_text(node) + "'");
@@ -78,7 +83,8 @@ V convert(const YAML::Node& node) {
 
 template <typename V>
 const char* type_name() {
-  if constexpr (std::is_same_v<V, bool>) return "bool";
+  if constexpr (std::is_enum_v<V>) return "string";
+  else if constexpr (std::is_same_v<V, bool>) return "bool";
   else if constexpr (std::is_integral_v<V>) return "int";
   else if constexpr (std::is_floating_point_v<V>) return "float";
   else if constexpr (std::is_same_v<V, std::string>) return "string";
@@ -87,17 +93,21 @@ const char* type_name() {
   else return "list of string";
 }
 
+// An enum field accepts every name of its table, or only `choices` when given (a subset).
 template <typename Section, typename V>
 Field field_of(std::string key, Section Config::*section, V Section::*member, std::string doc,
            std::vector<std::string> choices = {}) {
+  if constexpr (std::is_enum_v<V>)
+    if (choices.empty())
+      for (const auto& entry : Names<V>::table) choices.emplace_back(entry.second);
   Field f{std::move(key), type_name<V>(), std::move(doc), choices, nullptr, nullptr};
   f.set = [section, member, choices](Config& cfg, const YAML::Node& node) {
     V value = convert<V>(node);
-    if constexpr (std::is_same_v<V, std::string>) {
-      if (!choices.empty() && std::find(choices.begin(), choices.end(), value) == choices.end()) {
+    if constexpr (std::is_enum_v<V>) {
+      if (std::find(choices.begin(), choices.end(), name_of(value)) == choices.end()) {
         std::string list;
         for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
-        throw ConfigError("'" + value + "' is not one of: " + list);
+        throw ConfigError("'" + std::string(name_of(value)) + "' is not one of: " + list);
       }
     }
     cfg.*section.*member = std::move(value);
@@ -112,6 +122,8 @@ Field field_of(std::string key, Section Config::*section, V Section::*member, st
         list.push_back(item);
       }
       return list;
+    } else if constexpr (std::is_enum_v<V>) {
+      return YAML::Node(std::string(name_of(cfg.*section.*member)));
     } else if constexpr (std::is_floating_point_v<V>) {
       // Shortest text that reads back to the same double: 0.0003, not 0.00029999999999999997.
       char buf[32];
@@ -129,7 +141,7 @@ std::vector<Field> make_registry() {
   return {
       field_of("model.family", &C::model, &ModelConfig::family,
            "Architecture: gpt2 (LayerNorm+bias, GELU, learned positions; Fugaku-LLM) or llama "
-           "(RMSNorm, SwiGLU, rotary, no biases)", {"gpt2", "llama"}),
+           "(RMSNorm, SwiGLU, rotary, no biases)"),
       field_of("model.layers", &C::model, &ModelConfig::layers, "Transformer blocks (L)"),
       field_of("model.hidden", &C::model, &ModelConfig::hidden, "Model width (C); divisible by model.heads"),
       field_of("model.heads", &C::model, &ModelConfig::heads, "Attention heads (NH)"),
@@ -162,8 +174,7 @@ std::vector<Field> make_registry() {
       field_of("parallel.recompute", &C::parallel, &ParallelConfig::recompute,
            "Activation recomputation: none; selective (attention scores and weighted sum recomputed in "
            "backward, the B*heads*T*T probabilities never kept); full (only each layer's input kept, the "
-           "layer re-run in backward)",
-           {"none", "selective", "full"}),
+           "layer re-run in backward)"),
       field_of("parallel.recompute_stages", &C::parallel, &ParallelConfig::recompute_stages,
            "Pipeline stages that recompute (0-based); empty = every stage. Early stages hold the most "
            "micro-batches in flight under 1F1B, so they gain the most"),
@@ -184,8 +195,7 @@ std::vector<Field> make_registry() {
       field_of("comm.dp_allreduce", &C::comm, &CommConfig::dp_allreduce,
            "Data-parallel gradient allreduce: automatic (mpi below 64 KiB; above, torus when each dp group "
            "lies on comm.topology one rank per node, hierarchical when it has several ranks on each of "
-           "several nodes, else ring for 2 ranks and rabenseifner beyond), or one forced",
-           {"automatic", "mpi", "ring", "rabenseifner", "torus", "hierarchical"}),
+           "several nodes, else ring for 2 ranks and rabenseifner beyond), or one forced"),
       field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),
@@ -209,7 +219,7 @@ std::vector<Field> make_registry() {
       field_of("schedule.warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps,
            "Linear warm-up steps from 0 to optimizer.lr"),
       field_of("schedule.decay", &C::schedule, &ScheduleConfig::decay,
-           "Decay after warm-up down to optimizer.min_lr", {"cosine", "linear", "constant"}),
+           "Decay after warm-up down to optimizer.min_lr"),
       field_of("schedule.decay_steps", &C::schedule, &ScheduleConfig::decay_steps,
            "Step at which the decay reaches min_lr; 0 = train.steps"),
       field_of("data.paths", &C::data, &DataConfig::paths,
@@ -218,8 +228,7 @@ std::vector<Field> make_registry() {
            "{path, weight}. Relative paths are tried from the working directory, the config file's "
            "directory, then the source tree"),
       field_of("data.tokenizer", &C::data, &DataConfig::tokenizer,
-           "Tokenizer: byte (256 byte values + end-of-document = 257 ids) or sentencepiece",
-           {"byte", "sentencepiece"}),
+           "Tokenizer: byte (256 byte values + end-of-document = 257 ids) or sentencepiece"),
       field_of("data.tokenizer_model", &C::data, &DataConfig::tokenizer_model,
            "SentencePiece .model file (data.tokenizer: sentencepiece); its </s> is the end-of-document token"),
       field_of("data.split", &C::data, &DataConfig::split,
@@ -242,8 +251,7 @@ std::vector<Field> make_registry() {
            "Progress bar with ETA when stdout is a terminal"),
       field_of("kernels.gemm", &C::kernels, &KernelsConfig::gemm,
            "GEMM backend: native (ours: AVX-512/AVX2/SVE/generic microkernels, HOKUSAI_GEMM_ISA "
-           "forces one), openblas, onednn (peers, where the build has them) or reference (scalar)",
-           {"openblas", "onednn", "native", "reference"}),
+           "forces one), openblas, onednn (peers, where the build has them) or reference (scalar)"),
       field_of("kernels.threads", &C::kernels, &KernelsConfig::threads,
            "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else the cores it may use, divided among the ranks of its node that share them"),
       field_of("kernels.peak_gflops", &C::kernels, &KernelsConfig::peak_gflops,

@@ -83,19 +83,16 @@ class SentencePieceTokenizer final : public Tokenizer {
 }  // namespace
 #endif
 
-std::unique_ptr<Tokenizer> make_tokenizer(const std::string& kind, const std::string& model_path) {
-  if (kind == "byte") return std::make_unique<ByteTokenizer>();
-  if (kind == "sentencepiece") {
-    if (model_path.empty())
-      throw DataError("data.tokenizer: sentencepiece needs data.tokenizer_model (path of a .model file)");
+std::unique_ptr<Tokenizer> make_tokenizer(TokenizerKind kind, const std::string& model_path) {
+  if (kind == TokenizerKind::byte) return std::make_unique<ByteTokenizer>();
+  if (model_path.empty())
+    throw DataError("data.tokenizer: sentencepiece needs data.tokenizer_model (path of a .model file)");
 #if HOKUSAI_HAVE_SENTENCEPIECE
-    return std::make_unique<SentencePieceTokenizer>(model_path);
+  return std::make_unique<SentencePieceTokenizer>(model_path);
 #else
-    throw DataError("data.tokenizer: sentencepiece is not in this build (HOKUSAI_WITH_SENTENCEPIECE=OFF): use "
-                    "data.tokenizer: byte, or preprocess on a build that has it and train on the .bin/.idx");
+  throw DataError("data.tokenizer: sentencepiece is not in this build (HOKUSAI_WITH_SENTENCEPIECE=OFF): use "
+                  "data.tokenizer: byte, or preprocess on a build that has it and train on the .bin/.idx");
 #endif
-  }
-  throw DataError("data.tokenizer: unknown tokenizer '" + kind + "' (byte or sentencepiece)");
 }
 
 }  // namespace hokusai

@@ -150,13 +150,6 @@ void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, co
 
 }  // namespace
 
-Recompute parse_recompute(const std::string& name) {
-  if (name == "none") return Recompute::none;
-  if (name == "selective") return Recompute::selective;
-  if (name == "full") return Recompute::full;
-  throw std::invalid_argument("recompute '" + name + "' is not one of: none, selective, full");
-}
-
 template <typename T>
 Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute)
     : dims_(dims), table_(param_table(dims)), recompute_(recompute), scratch_(std::make_unique<Scratch<T>>()) {

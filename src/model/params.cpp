@@ -12,7 +12,7 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, 
                           int chunks) {
   const auto& s = grid.shape();
   ModelDims d;
-  d.family = m.family == "llama" ? Family::llama : Family::gpt2;
+  d.family = m.family;
   comm::Range stage = comm::split_evenly(m.layers, s.pp, grid.pp_rank());
   if (!stage_layers.empty()) {
     if (int(stage_layers.size()) != s.pp)
@@ -64,7 +64,7 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, 
 
 double train_flops_per_token(const ModelConfig& m, int64_t T) {
   const double C = m.hidden, F = m.ffn_hidden;
-  const double ffn_in = m.family == "llama" ? 2.0 : 1.0;  // SwiGLU's gate and up
+  const double ffn_in = m.family == Family::llama ? 2.0 : 1.0;  // SwiGLU's gate and up
   const double per_layer = 4.0 * C * C + (ffn_in + 1.0) * C * F;
   const double matmul_params = double(m.layers) * per_layer + double(padded_vocab(m, 1)) * C;
   return 6.0 * matmul_params + 12.0 * double(m.layers) * double(T) * C;

@@ -6,90 +6,64 @@
 #include <cmath>
 
 #include "kernels/ops.hpp"
-#if HOKUSAI_HAVE_MPI
-#include "comm/collectives.hpp"
-#include "comm/grid_comm.hpp"
-#include "parallel/data_parallel.hpp"
-#endif
 
 namespace hokusai::parallel {
 
-#if HOKUSAI_HAVE_MPI
-struct GradientSync::Collectives {
-  comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic;  // comm.dp_allreduce
-  std::optional<DataParallel> buckets;  // plain dp (ZeRO-1 reduce-scatters the arena at once)
-};
-#else
-struct GradientSync::Collectives {};
-#endif
-
-GradientSync::GradientSync(const comm::GridComms* comms, Model<float>& model, const Config& cfg)
-    : comms_(comms), model_(model), n_params_(arena_size(model.table())), dp_algorithm_setting_(cfg.comm.dp_allreduce),
-      mpi_(std::make_unique<Collectives>()) {
+GradientSync::GradientSync(const comm::GridComms& comms, Model<float>& model, const Config& cfg)
+    : comms_(comms), model_(model), n_params_(arena_size(model.table())), dp_algorithm_setting_(name_of(cfg.comm.dp_allreduce)) {
   shard_ = {0, n_params_};
   const ModelDims& d = model.dims();
-#if HOKUSAI_HAVE_MPI
-  const int dp = comms_ ? comms_->dp.size() : 1;
-  if (comms_ && comms_->pp.size() > 1 && d.tied && (d.has_embedding || d.has_head))
+  const int dp = comms_.dp.size();
+  if (comms_.pp.size() > 1 && d.tied && (d.has_embedding || d.has_head))
     for (const TensorSpec& t : model.table())
       if (t.name == "wte") tied_wte_ = {t.offset, t.offset + t.numel};
   zero1_ = cfg.parallel.zero1 && dp > 1;
-  if (zero1_) shard_ = comm::split_evenly(n_params_, dp, comms_->dp.rank());
-  const comm::AllreduceAlgorithm a = comm::parse_allreduce_algorithm(cfg.comm.dp_allreduce);
+  if (zero1_) shard_ = comm::split_evenly(n_params_, dp, comms_.dp.rank());
+  const comm::AllreduceAlgorithm a = cfg.comm.dp_allreduce;
   if (dp > 1) {
     const auto why = [&] {
-      return comms_->placement.description.empty() ? std::string("no placement") : comms_->placement.description.back();
+      return comms_.placement.description.empty() ? std::string("no placement") : comms_.placement.description.back();
     };
-    if (a == comm::AllreduceAlgorithm::torus && !comms_->dp_torus)
+    if (a == comm::AllreduceAlgorithm::torus && !comms_.dp_torus)
       throw ConfigError("comm.dp_allreduce: torus, but the dp groups are not laid on comm.topology with one rank "
                         "per node (" + why() + "): choose automatic or another algorithm");
-    if (a == comm::AllreduceAlgorithm::hierarchical && !comms_->dp_nodes)
+    if (a == comm::AllreduceAlgorithm::hierarchical && !comms_.dp_nodes)
       throw ConfigError("comm.dp_allreduce: hierarchical, but the dp groups do not have several ranks on each of "
                         "several nodes (" + why() + "): choose automatic or another algorithm");
-    if (!zero1_) mpi_->buckets.emplace(comms_->dp, model.grads(), a, comms_->dp_torus.get(), comms_->dp_nodes.get());
+    if (!zero1_) buckets_.emplace(comms_.dp, model.grads(), a, comms_.dp_torus.get(), comms_.dp_nodes.get());
   }
-  mpi_->algorithm = a;
-#else
-  (void)cfg, (void)d;
-#endif
+  algorithm_ = a;
 }
-
-GradientSync::~GradientSync() = default;
 
 Model<float>::GradsReady GradientSync::on_ready() {
   deferred_.reset();
-#if HOKUSAI_HAVE_MPI
-  if (mpi_->buckets)
+  if (buckets_)
     return [this](int64_t b, int64_t e) {
       // A tied wte shared by two stages is final only once the stages have summed it (finish).
       if (tied_wte_.size() > 0 && b <= tied_wte_.begin && tied_wte_.end <= e)
         deferred_ = comm::Range{b, e};
       else
-        mpi_->buckets->ready(b, e);
+        buckets_->ready(b, e);
     };
-#endif
   return nullptr;
 }
 
 double GradientSync::finish() {
   double exposed = 0.0;
-#if HOKUSAI_HAVE_MPI
-  if (!comms_) return exposed;
   // Tied embeddings over a pipeline: the first stage's wte (input embedding) and the last
   // stage's copy (output projection) each hold part of the gradient; both take the sum, so both
   // apply the same update and stay equal.
-  if (tied_wte_.size() > 0 && comms_->embed.size() > 1)
-    comm::allreduce(comms_->embed, model_.grads().data() + tied_wte_.begin, tied_wte_.size(), comm::ReduceOp::sum);
-  if (mpi_->buckets) {
-    if (deferred_) mpi_->buckets->ready(deferred_->begin, deferred_->end);
-    exposed = mpi_->buckets->finish();
+  if (tied_wte_.size() > 0 && comms_.embed.size() > 1)
+    comm::allreduce(comms_.embed, model_.grads().data() + tied_wte_.begin, tied_wte_.size(), comm::ReduceOp::sum);
+  if (buckets_) {
+    if (deferred_) buckets_->ready(deferred_->begin, deferred_->end);
+    exposed = buckets_->finish();
   }
   if (zero1_) {  // each rank needs only its shard of the summed gradient
     const double t0 = comm::wall_time();
-    comm::reduce_scatter_ring(comms_->dp, model_.grads().data(), n_params_, comm::ReduceOp::sum);
+    comm::reduce_scatter_ring(comms_.dp, model_.grads().data(), n_params_, comm::ReduceOp::sum);
     exposed = comm::wall_time() - t0;
   }
-#endif
   return exposed;
 }
 
@@ -103,81 +77,64 @@ double GradientSync::grad_norm(const ComputeContext& ctx) const {
   }
   if (ctx.tp) ctx.tp->sum_f64(&split, 1);
   double sq = split + replicated;
-#if HOKUSAI_HAVE_MPI
   // Pipeline stages hold different tensors: their sums add up; ZeRO-1 shards too.
-  if (comms_) sq = comms_->pp.allreduce(sq, comm::Reduce::sum);
-  if (comms_ && zero1_) sq = comms_->dp.allreduce(sq, comm::Reduce::sum);
-#endif
+  sq = comms_.pp.allreduce(sq, comm::Reduce::sum);
+  if (zero1_) sq = comms_.dp.allreduce(sq, comm::Reduce::sum);
   return std::sqrt(sq);
 }
 
 void GradientSync::after_step(float* params) {
-#if HOKUSAI_HAVE_MPI
-  if (zero1_) comm::allgather_ring(comms_->dp, params, n_params_);  // every rank's updated shard
-#else
-  (void)params;
-#endif
+  if (zero1_) comm::allgather_ring(comms_.dp, params, n_params_);  // every rank's updated shard
 }
 
 std::vector<float> GradientSync::gather_shards(const std::vector<float>& shard_state) const {
-#if HOKUSAI_HAVE_MPI
-  if (zero1_) return comms_->dp.gather_even(shard_state, n_params_, 0);
-#else
-  (void)shard_state;
-#endif
+  if (zero1_) return comms_.dp.gather_even(shard_state, n_params_, 0);
   return {};
 }
 
 GradientSync::Timed GradientSync::measure_blocking_allreduce() {
-#if HOKUSAI_HAVE_MPI
-  if (!comms_ || comms_->dp.size() == 1) return {};
+  if (comms_.dp.size() == 1) return {};
   model_.zero_grads();
-  comms_->dp.barrier();
+  comms_.dp.barrier();
   const double t0 = comm::wall_time();
   const comm::AllreduceAlgorithm algo =
-      comm::resolve_allreduce(mpi_->algorithm, 4 * n_params_, comms_->dp.size(), comms_->dp_layout());
+      comm::resolve_allreduce(algorithm_, 4 * n_params_, comms_.dp.size(), comms_.dp_layout());
   float* g = model_.grads().data();
   if (algo == comm::AllreduceAlgorithm::torus)
-    comm::allreduce_torus(*comms_->dp_torus, g, n_params_, comm::ReduceOp::sum);
+    comm::allreduce_torus(*comms_.dp_torus, g, n_params_, comm::ReduceOp::sum);
   else if (algo == comm::AllreduceAlgorithm::hierarchical)
-    comm::allreduce_hierarchical(*comms_->dp_nodes, g, n_params_, comm::ReduceOp::sum);
+    comm::allreduce_hierarchical(*comms_.dp_nodes, g, n_params_, comm::ReduceOp::sum);
   else
-    comm::allreduce(comms_->dp, g, n_params_, comm::ReduceOp::sum, algo);
-  return {comm::wall_time() - t0, std::string(comm::to_string(algo))};
-#else
-  return {};
-#endif
+    comm::allreduce(comms_.dp, g, n_params_, comm::ReduceOp::sum, algo);
+  return {comm::wall_time() - t0, std::string(name_of(algo))};
 }
 
 std::vector<std::string> GradientSync::describe() const {
   std::vector<std::string> lines;
-#if HOKUSAI_HAVE_MPI
-  if (!comms_) return lines;
   if (tied_wte_.size() > 0)
     lines.push_back(fmt::format("comm: tied-embedding gradient sum over the first and last stage ({:.1f} MB): {}",
                                 4e-6 * double(tied_wte_.size()),
                                 comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, comm::Layout::flat)));
-  const int dp = comms_->dp.size();
+  const int dp = comms_.dp.size();
   if (dp > 1 && zero1_)
     lines.push_back(fmt::format("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring", dp));
   if (dp > 1 && !zero1_) {
     std::string where;
-    if (comms_->dp_torus) where = " on torus " + comms_->dp_torus->torus().to_string();
-    if (comms_->dp_nodes)
-      where = fmt::format(" on {} nodes of {} ranks{}", comms_->dp_nodes->across().size(),
-                          comms_->dp_nodes->node().size(),
-                          comms_->dp_nodes->across_torus()
-                              ? " (torus " + comms_->dp_nodes->across_torus()->torus().to_string() + ")"
+    if (comms_.dp_torus) where = " on torus " + comms_.dp_torus->torus().to_string();
+    if (comms_.dp_nodes)
+      where = fmt::format(" on {} nodes of {} ranks{}", comms_.dp_nodes->across().size(),
+                          comms_.dp_nodes->node().size(),
+                          comms_.dp_nodes->across_torus()
+                              ? " (torus " + comms_.dp_nodes->across_torus()->torus().to_string() + ")"
                               : std::string());
     lines.push_back(fmt::format(
         "comm: dp gradient allreduce over {} ranks{} ({:.1f} MB arena in per-layer buckets): {} (comm.dp_allreduce: {})",
         dp, where, 4e-6 * double(n_params_),
-        mpi_->algorithm == comm::AllreduceAlgorithm::automatic
-            ? comm::describe_policy(0, 4 * n_params_, dp, comms_->dp_layout())
-            : std::string(comm::to_string(mpi_->algorithm)),
+        algorithm_ == comm::AllreduceAlgorithm::automatic
+            ? comm::describe_policy(0, 4 * n_params_, dp, comms_.dp_layout())
+            : std::string(name_of(algorithm_)),
         dp_algorithm_setting_));
   }
-#endif
   return lines;
 }
 

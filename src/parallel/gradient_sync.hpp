@@ -10,31 +10,28 @@
 //   - the global gradient norm over tp, pp and dp.
 // The trainer calls it in a few verbs per step: on_ready() for the last micro-batch's backward,
 // finish() after backward, grad_norm() before clipping, after_step() after the optimizer.
-// One process (comms null, or a build without MPI): every verb is local.
+// One process (a one-rank job, or a build without MPI): every communicator has size 1.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "comm/collectives.hpp"
+#include "comm/grid_comm.hpp"
 #include "comm/range.hpp"
 #include "hokusai/config.hpp"
 #include "hokusai/model.hpp"
-
-namespace hokusai::comm {
-struct GridComms;
-}
+#include "parallel/data_parallel.hpp"
 
 namespace hokusai::parallel {
 
 class GradientSync {
  public:
   // Reads parallel.zero1 and comm.dp_allreduce; throws ConfigError when the algorithm asked for
-  // does not fit the placement. `model` must outlive this object.
-  GradientSync(const comm::GridComms* comms, Model<float>& model, const Config& cfg);
-  ~GradientSync();
+  // does not fit the placement. `comms` and `model` must outlive this object.
+  GradientSync(const comm::GridComms& comms, Model<float>& model, const Config& cfg);
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
 
@@ -70,15 +67,15 @@ class GradientSync {
   std::vector<std::string> describe() const;
 
  private:
-  const comm::GridComms* comms_;
+  const comm::GridComms& comms_;
   Model<float>& model_;
   int64_t n_params_;
   bool zero1_ = false;
   comm::Range shard_{0, 0}, tied_wte_{0, 0};
   std::string dp_algorithm_setting_;      // comm.dp_allreduce as written
   std::optional<comm::Range> deferred_;  // the bucket holding the tied wte, reduced after its sum
-  struct Collectives;                    // the dp algorithm and buckets (MPI builds; this header has no MPI)
-  std::unique_ptr<Collectives> mpi_;
+  comm::AllreduceAlgorithm algorithm_ = comm::AllreduceAlgorithm::automatic;  // comm.dp_allreduce
+  std::optional<DataParallel> buckets_;  // plain dp (ZeRO-1 reduce-scatters the arena at once)
 };
 
 }  // namespace hokusai::parallel

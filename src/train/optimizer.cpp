@@ -10,11 +10,11 @@ double learning_rate(const Config& cfg, int64_t step) {
   const auto& s = cfg.schedule;
   const double lr = cfg.optimizer.lr, min_lr = cfg.optimizer.min_lr;
   if (s.warmup_steps > 0 && step <= s.warmup_steps) return lr * double(step) / double(s.warmup_steps);
-  if (s.decay == "constant") return lr;
+  if (s.decay == Decay::constant) return lr;
   const int64_t end = s.decay_steps > 0 ? s.decay_steps : cfg.train.steps;
   if (step >= end || end <= s.warmup_steps) return min_lr;
   const double progress = double(step - s.warmup_steps) / double(end - s.warmup_steps);
-  const double shape = s.decay == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
+  const double shape = s.decay == Decay::cosine ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
   return min_lr + (lr - min_lr) * shape;
 }
 

@@ -6,10 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "hokusai/log.hpp"
-#if HOKUSAI_HAVE_MPI
 #include "comm/grid_comm.hpp"
-#endif
+#include "hokusai/log.hpp"
 
 namespace hokusai {
 
@@ -22,7 +20,7 @@ StepTime& StepTime::operator+=(const StepTime& o) {
   return *this;
 }
 
-StepMeter::StepMeter(Rates rates, const comm::GridComms* comms, std::ostream* metrics,
+StepMeter::StepMeter(Rates rates, const comm::GridComms& comms, std::ostream* metrics,
                      std::shared_ptr<spdlog::logger> lg, ProgressLine& progress)
     : rates_(rates), comms_(comms), metrics_(metrics), lg_(std::move(lg)), progress_(progress) {}
 
@@ -41,10 +39,7 @@ void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
   // Every rank's time per step by phase, gathered on rank 0: [phase][rank] in ms.
   std::vector<double> mine = {time_.compute, time_.tp_comm, time_.pp_wait, time_.dp_exposed, time_.optimizer};
   for (double& x : mine) x *= 1e3 / steps_;
-  std::vector<double> all = mine;
-#if HOKUSAI_HAVE_MPI
-  if (comms_ && rates_.ranks > 1) all = comms_->world.gather(mine, 0);
-#endif
+  const std::vector<double> all = comms_.world.gather(mine, 0);
   if (metrics_) {  // rank 0: the gathered times are here only; the other ranks log nothing
     static constexpr const char* phases[StepTime::fields] = {"compute", "tp_comm", "pp_wait", "dp_exposed",
                                                              "optimizer"};

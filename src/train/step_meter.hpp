@@ -35,9 +35,9 @@ class StepMeter {
     double peak_gflops = 0;  // per rank: the MFU denominator
     int ranks = 1;
   };
-  // comms: null on one process. metrics: the metrics.jsonl stream (rank 0; null elsewhere). The
+  // comms: the job's (the per-rank times are gathered over comms.world). metrics: the metrics.jsonl stream (rank 0; null elsewhere). The
   // logger and the progress line must outlive the meter.
-  StepMeter(Rates rates, const comm::GridComms* comms, std::ostream* metrics, std::shared_ptr<spdlog::logger> lg,
+  StepMeter(Rates rates, const comm::GridComms& comms, std::ostream* metrics, std::shared_ptr<spdlog::logger> lg,
             ProgressLine& progress);
   // One finished step and its wall time.
   void add(const StepStats& st, double seconds);
@@ -47,7 +47,7 @@ class StepMeter {
 
  private:
   Rates rates_;
-  const comm::GridComms* comms_;
+  const comm::GridComms& comms_;
   std::ostream* metrics_;
   std::shared_ptr<spdlog::logger> lg_;
   ProgressLine& progress_;

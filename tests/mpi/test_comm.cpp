@@ -70,7 +70,7 @@ TEST(Allreduce, EveryAlgorithmIsExactAndMatchesMpi) {
         const float inv = 1.0f / float(p);
         for (int64_t i = 0; i < n; ++i) {
           const float want = op == ReduceOp::sum ? expected_sum(p, i) : expected_sum(p, i) * inv;
-          ASSERT_EQ(data[size_t(i)], want) << to_string(algo) << (op == ReduceOp::sum ? " sum" : " avg") << " n=" << n
+          ASSERT_EQ(data[size_t(i)], want) << name_of(algo) << (op == ReduceOp::sum ? " sum" : " avg") << " n=" << n
                                            << " i=" << i << " p=" << p << " rank " << r;
           if (op == ReduceOp::sum) {
             ASSERT_EQ(data[size_t(i)], ref[size_t(i)]);
@@ -177,7 +177,7 @@ TEST(Bf16, EveryAlgorithmIsExactOnSmallIntegers) {
       };
       for (auto algo : {AllreduceAlgorithm::mpi, AllreduceAlgorithm::ring, AllreduceAlgorithm::rabenseifner,
                         AllreduceAlgorithm::automatic})
-        run(std::string(to_string(algo)), [&](bf16* d) { allreduce(world(), d, n, op, algo); });
+        run(std::string(name_of(algo)), [&](bf16* d) { allreduce(world(), d, n, op, algo); });
       for (const auto& tc : tori)
         run("torus " + tc->torus().to_string(), [&](bf16* d) { allreduce_torus(*tc, d, n, op); });
       for (const auto& h : hierarchies)
@@ -200,7 +200,7 @@ TEST(Bf16, GeneralValuesStayWithinRounding) {
     for (int64_t i = 0; i < n; ++i) {
       // p steps, each rounding by at most half an ulp of a value <= 3p: 2^-8 relative of 3p per step.
       const float tol = float(p) * 3.0f * float(p) * std::ldexp(1.0f, -8);
-      ASSERT_NEAR(to_float(got[size_t(i)]), to_float(mpi_result[size_t(i)]), tol) << to_string(algo) << " i=" << i;
+      ASSERT_NEAR(to_float(got[size_t(i)]), to_float(mpi_result[size_t(i)]), tol) << name_of(algo) << " i=" << i;
     }
   }
   EXPECT_EQ(to_bf16(1.0f).bits, 0x3f80);
@@ -219,7 +219,7 @@ TEST(OutOfPlace, AllreduceReduceScatterAllgatherMatchMpi) {
     for (auto algo : {AllreduceAlgorithm::ring, AllreduceAlgorithm::rabenseifner, AllreduceAlgorithm::mpi}) {
       allreduce(world(), in.data(), out.data(), n, ReduceOp::sum, algo);
       ASSERT_EQ(in, original) << "allreduce changed its input";
-      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[size_t(i)], expected_sum(p, i)) << to_string(algo) << " n=" << n;
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[size_t(i)], expected_sum(p, i)) << name_of(algo) << " n=" << n;
     }
     std::vector<int> counts(static_cast<size_t>(p)), displs(static_cast<size_t>(p));
     for (int q = 0; q < p; ++q) {
@@ -263,7 +263,7 @@ TEST(Broadcast, EveryRootAndAlgorithmMatchesMpi) {
       }
   std::vector<float> x(4);
   EXPECT_THROW(broadcast(world(), x.data(), 4, p), std::invalid_argument);
-  EXPECT_THROW(parse_broadcast_algorithm("tree"), std::invalid_argument);
+  EXPECT_THROW(parse_name<BroadcastAlgorithm>("tree"), std::invalid_argument);
 }
 
 TEST(SharedBuffer, IntraNodeAllreduceIsExact) {
@@ -313,7 +313,7 @@ void overlapping_handles_complete_exactly(const std::string& what, ReduceOp op, 
 TEST(NonBlocking, OverlappingAllreducesCompleteExactly) {
   for (auto algo : {AllreduceAlgorithm::ring, AllreduceAlgorithm::mpi, AllreduceAlgorithm::automatic})
     for (auto op : {ReduceOp::sum, ReduceOp::average})
-      overlapping_handles_complete_exactly(std::string(to_string(algo)), op, [&](int b, float* data, int64_t n) {
+      overlapping_handles_complete_exactly(std::string(name_of(algo)), op, [&](int b, float* data, int64_t n) {
         return AllreduceHandle(world(), data, n, op, algo, /*tag=*/100 + b);
       });
 }

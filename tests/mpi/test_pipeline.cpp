@@ -97,7 +97,7 @@ TEST(PipelineSchedule, AllStagesTogetherNeverDeadlock) {
 
 ModelConfig small(const std::string& family, bool tied, int layers) {
   ModelConfig m;
-  m.family = family;
+  m.family = parse_name<Family>(family);
   m.layers = layers;
   m.hidden = 16;
   m.heads = 2;

@@ -43,7 +43,7 @@ TEST(Config, LoadsTypedFieldsAndOverrides) {
                                        "train:\n  steps: 7\n  seq_len: 64\noptimizer:\n  lr: 1e-3\n"
                                        "data:\n  paths: [a.txt, {path: b, weight: 0.25}]\n");
   Config c = load_and_check(p, {"optimizer.lr=3e-4", "parallel.dp=1", "logging.progress=false"});
-  EXPECT_EQ(c.model.family, "llama");
+  EXPECT_EQ(c.model.family, Family::llama);
   EXPECT_EQ(c.model.hidden, 128);
   EXPECT_EQ(c.train.steps, 7);
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-4);

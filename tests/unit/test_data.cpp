@@ -310,7 +310,7 @@ TEST(Tokenizer, SentencePieceModelLoadsAndRoundTrips) {
       " --vocab_size=300 --model_type=bpe --input_sentence_size=2000 --shuffle_input_sentence=false"
       " --minloglevel=2");
   ASSERT_TRUE(status.ok()) << status.ToString();
-  const auto tok = make_tokenizer("sentencepiece", (dir / "m.model").string());
+  const auto tok = make_tokenizer(TokenizerKind::sentencepiece, (dir / "m.model").string());
   EXPECT_EQ(tok->vocab_size(), 300);
   const std::string text = "In the beginning God created the heavens and the earth.";
   const auto ids = tok->encode(text);
@@ -325,7 +325,7 @@ TEST(Tokenizer, SentencePieceModelLoadsAndRoundTrips) {
   auto want = ids;
   want.push_back(tok->end_of_document());
   EXPECT_EQ(read_all(d, 0), want);
-  EXPECT_THROW(make_tokenizer("sentencepiece", (dir / "none.model").string()), DataError);
+  EXPECT_THROW(make_tokenizer(TokenizerKind::sentencepiece, (dir / "none.model").string()), DataError);
 }
 
 }  // namespace

@@ -50,8 +50,8 @@ void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, floa
   for (int64_t i = 0; i < s.m; ++i)
     for (int64_t j = 0; j < s.n; ++j) {
       const float got = c[i * ldc + j], want = c_ref[i * ldc + j];
-      ASSERT_FALSE(std::isnan(got)) << to_string(backend) << " read C with beta=0 at " << i << "," << j;
-      ASSERT_NEAR(got, want, tol) << to_string(backend) << "/" << to_string(isa) << " " << (oa == Op::N ? "N" : "T")
+      ASSERT_FALSE(std::isnan(got)) << name_of(backend) << " read C with beta=0 at " << i << "," << j;
+      ASSERT_NEAR(got, want, tol) << name_of(backend) << "/" << name_of(isa) << " " << (oa == Op::N ? "N" : "T")
                                   << (ob == Op::N ? "N" : "T") << " m=" << s.m << " n=" << s.n
                                   << " k=" << s.k << " at " << i << "," << j;
     }
@@ -68,7 +68,7 @@ class GemmBackends : public ::testing::TestWithParam<GemmBackend> {};
 
 TEST_P(GemmBackends, MatchesReference) {
   const GemmBackend backend = GetParam();
-  if (!gemm_backend_available(backend)) GTEST_SKIP() << to_string(backend) << " not in this build";
+  if (!gemm_backend_available(backend)) GTEST_SKIP() << name_of(backend) << " not in this build";
   const Shape shapes[] = {{0, 5, 3}, {4, 0, 3}, {3, 4, 0}, {1, 1, 1}, {1, 17, 5}, {13, 1, 7},
                           {7, 11, 13}, {31, 29, 37}, {64, 48, 96}, {97, 65, 33}, {128, 130, 257}};
   for (const auto& s : shapes)
@@ -84,7 +84,7 @@ TEST_P(GemmBackends, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(All, GemmBackends,
                          ::testing::Values(GemmBackend::native, GemmBackend::reference, GemmBackend::openblas,
                                            GemmBackend::onednn),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+                         [](const auto& info) { return std::string(name_of(info.param)); });
 
 // Every compiled ISA of the native backend, on shapes around its tile and block edges: 0, 1,
 // primes, MR±1, NR±1, KC±1, several MC/NC blocks, leading dimensions larger than the matrix.
@@ -92,7 +92,7 @@ class NativeIsas : public ::testing::TestWithParam<GemmIsa> {};
 
 TEST_P(NativeIsas, EdgeShapesAllLayouts) {
   const GemmIsa isa = GetParam();
-  if (!gemm_isa_supported(isa)) GTEST_SKIP() << to_string(isa) << " not supported by this CPU";
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << name_of(isa) << " not supported by this CPU";
   const auto kern = std::string(sgemm_kernel_name(isa));  // e.g. sgemm_avx512_14x32
   const auto x = kern.rfind('_');
   const int64_t MR = std::stoi(kern.substr(x + 1)), NR = std::stoi(kern.substr(kern.find('x', x) + 1));
@@ -113,7 +113,7 @@ TEST_P(NativeIsas, EdgeShapesAllLayouts) {
 INSTANTIATE_TEST_SUITE_P(All, NativeIsas,
                          ::testing::Values(GemmIsa::generic, GemmIsa::avx2, GemmIsa::avx512, GemmIsa::avx512bf16,
                                            GemmIsa::amx, GemmIsa::sve),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+                         [](const auto& info) { return std::string(name_of(info.param)); });
 
 // Both bf16 kernels (vdpbf16ps 14x32 with k in pairs; AMX 32x32 with k in 32s and A panels row
 // by row) around their tiles, k granularity and kc = 512, several mc blocks, two threads.
@@ -121,7 +121,7 @@ class NativeBf16 : public ::testing::TestWithParam<GemmIsa> {};
 
 TEST_P(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
   const GemmIsa isa = GetParam();
-  if (!gemm_isa_supported(isa)) GTEST_SKIP() << to_string(isa) << " not supported by this CPU";
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << name_of(isa) << " not supported by this CPU";
   const Shape shapes[] = {{1, 1, 1},      {13, 31, 3},    {15, 33, 511},  {14, 32, 512},   {29, 65, 513},
                           {31, 33, 31},   {33, 31, 33},   {32, 32, 32},   {64, 64, 1024},  {100, 70, 1030},
                           {401, 67, 95}};
@@ -137,7 +137,7 @@ TEST_P(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
 // bf16 really rounds: an input needing more than 8 mantissa bits loses them.
 TEST_P(NativeBf16, RoundsInputsToBf16) {
   const GemmIsa isa = GetParam();
-  if (!gemm_isa_supported(isa)) GTEST_SKIP() << to_string(isa) << " not supported by this CPU";
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << name_of(isa) << " not supported by this CPU";
   const float a = 1.0f + 1.0f / 512, b = 1.0f;  // 1 + 2^-9 rounds to 1 in bf16 (nearest even)
   float c = 0;
   gemm_bf16(GemmContext{GemmBackend::native, 1, isa}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1);
@@ -145,7 +145,7 @@ TEST_P(NativeBf16, RoundsInputsToBf16) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, NativeBf16, ::testing::Values(GemmIsa::avx512bf16, GemmIsa::amx),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+                         [](const auto& info) { return std::string(name_of(info.param)); });
 
 // fp16 storage (SVE builds): same edge shapes as the fp32 kernel around its tile and kc = 512.
 TEST(NativeFp16, MatchesReferenceWithinFp16Tolerance) {
@@ -242,8 +242,8 @@ TEST(GemmReference, HandComputed) {
 }
 
 TEST(GemmBackendNames, ParseAndReject) {
-  EXPECT_EQ(parse_gemm_backend("onednn"), GemmBackend::onednn);
-  EXPECT_THROW(parse_gemm_backend("mkl"), std::invalid_argument);
+  EXPECT_EQ(parse_name<GemmBackend>("onednn"), GemmBackend::onednn);
+  EXPECT_THROW(parse_name<GemmBackend>("mkl"), std::invalid_argument);
 }
 
 }  // namespace

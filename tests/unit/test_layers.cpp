@@ -22,14 +22,14 @@ TEST(AttentionGemm, MatchesTheReferenceForEveryBackend) {
     std::vector<float> o(o_ref.size()), p(p_ref.size()), d(d_ref.size(), 0.5f);  // backward adds: start at 0.5
     model::attention_forward(ctx, o.data(), p.data(), qkv.data(), B, T, NH, HS);
     model::attention_backward(ctx, d.data(), dy.data(), p.data(), qkv.data(), B, T, NH, HS);
-    for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], o_ref[i], 2e-5) << to_string(backend) << " out " << i;
+    for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], o_ref[i], 2e-5) << name_of(backend) << " out " << i;
     for (int64_t b = 0; b < B * NH; ++b)  // probabilities: causal part only (the reference leaves the rest)
       for (int64_t t = 0; t < T; ++t)
         for (int64_t j = 0; j <= t; ++j) {
           const size_t at = size_t((b * T + t) * T + j);
-          ASSERT_NEAR(p[at], p_ref[at], 2e-6) << to_string(backend) << " probs";
+          ASSERT_NEAR(p[at], p_ref[at], 2e-6) << name_of(backend) << " probs";
         }
-    for (size_t i = 0; i < d.size(); ++i) ASSERT_NEAR(d[i], d_ref[i], 5e-5) << to_string(backend) << " dqkv " << i;
+    for (size_t i = 0; i < d.size(); ++i) ASSERT_NEAR(d[i], d_ref[i], 5e-5) << name_of(backend) << " dqkv " << i;
   }
 }
 

@@ -11,7 +11,7 @@ namespace {
 
 ModelConfig tiny(const std::string& family, bool tied) {
   ModelConfig m;
-  m.family = family;
+  m.family = parse_name<Family>(family);
   m.layers = 2;
   m.hidden = 8;
   m.heads = 2;

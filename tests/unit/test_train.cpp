@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "comm/grid_comm.hpp"
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/data.hpp"
 #include "hokusai/generate.hpp"
@@ -21,7 +22,7 @@ fs::path scratch(const std::string& name) { return testing::scratch_dir("train",
 
 Config small(const std::string& family, const fs::path& run_dir, int64_t steps) {
   Config c;
-  c.model.family = family;
+  c.model.family = parse_name<Family>(family);
   c.model.layers = 2;
   c.model.hidden = 64;
   c.model.heads = 4;
@@ -44,6 +45,14 @@ Config small(const std::string& family, const fs::path& run_dir, int64_t steps) 
   return c;
 }
 
+// The one-rank job every test trains in, as `hokusai train` without mpirun builds it (MPI is
+// initialised once for the test process and finalised at its exit).
+const comm::GridComms& one_rank() {
+  static const comm::Environment mpi(nullptr, nullptr);
+  static const comm::GridComms comms = comm::GridComms::build({1, 1, 1}, comm::Communicator::world());
+  return comms;
+}
+
 TrainOptions quiet() {
   TrainOptions o;
   o.quiet = true;
@@ -52,7 +61,7 @@ TrainOptions quiet() {
 
 TEST(Train, LossFallsForBothFamilies) {
   for (const std::string family : {"gpt2", "llama"}) {
-    const auto s = train(small(family, scratch("learn_" + family), 40), quiet());
+    const auto s = train(small(family, scratch("learn_" + family), 40), one_rank(), quiet());
     ASSERT_EQ(s.losses.size(), 40u);
     EXPECT_NEAR(s.losses.front(), std::log(257.0), 0.3) << family;
     EXPECT_LT(s.losses.back(), s.losses.front() - 1.5) << family;
@@ -61,30 +70,30 @@ TEST(Train, LossFallsForBothFamilies) {
 }
 
 TEST(Train, SameSeedGivesBitIdenticalLosses) {
-  const auto a = train(small("gpt2", scratch("det_a"), 8), quiet());
-  const auto b = train(small("gpt2", scratch("det_b"), 8), quiet());
+  const auto a = train(small("gpt2", scratch("det_a"), 8), one_rank(), quiet());
+  const auto b = train(small("gpt2", scratch("det_b"), 8), one_rank(), quiet());
   ASSERT_EQ(a.losses.size(), b.losses.size());
   for (size_t i = 0; i < a.losses.size(); ++i) EXPECT_EQ(a.losses[i], b.losses[i]) << "step " << i + 1;
   Config other = small("gpt2", scratch("det_c"), 8);
   other.train.seed = 99;
-  EXPECT_NE(train(other, quiet()).losses.front(), a.losses.front());
+  EXPECT_NE(train(other, one_rank(), quiet()).losses.front(), a.losses.front());
 }
 
 TEST(Train, PreemptedRunResumesExactly) {
-  const auto full = train(small("llama", scratch("full"), 8), quiet());
+  const auto full = train(small("llama", scratch("full"), 8), one_rank(), quiet());
   // A stop request (what SIGTERM sets) stops after the first step with a checkpoint...
   const fs::path dir = scratch("preempted");
   std::atomic<bool> stop{true};
   TrainOptions o = quiet();
   o.stop = &stop;
-  const auto first = train(small("llama", dir, 8), o);
+  const auto first = train(small("llama", dir, 8), one_rank(), o);
   EXPECT_TRUE(first.preempted);
   EXPECT_EQ(first.steps_done, 1);
   ASSERT_TRUE(latest_checkpoint(dir.string()));
   // ...and --resume continues to the same losses, bit for bit.
   TrainOptions r = quiet();
   r.resume = true;
-  const auto rest = train(small("llama", dir, 8), r);
+  const auto rest = train(small("llama", dir, 8), one_rank(), r);
   ASSERT_EQ(rest.losses.size(), 7u);
   EXPECT_EQ(first.losses[0], full.losses[0]);
   for (size_t i = 0; i < rest.losses.size(); ++i) EXPECT_EQ(rest.losses[i], full.losses[i + 1]) << "step " << i + 2;
@@ -93,7 +102,7 @@ TEST(Train, PreemptedRunResumesExactly) {
 TEST(Checkpoint, CorruptionIsReportedNotLoaded) {
   const fs::path dir = scratch("corrupt");
   Config cfg = small("gpt2", dir, 2);
-  train(cfg, quiet());
+  train(cfg, one_rank(), quiet());
   const std::string ck = *latest_checkpoint(dir.string());
   const std::string state = (fs::path(ck) / "state.bin").string();
   const ModelDims d = ModelDims::from(cfg.model, comm::ParallelGrid::single());
@@ -129,7 +138,7 @@ TEST(Checkpoint, KeepsNewestAndNeverDropsTheLatest) {
   Config cfg = small("gpt2", dir, 6);
   cfg.checkpoint.interval = 1;
   cfg.checkpoint.keep = 2;
-  train(cfg, quiet());
+  train(cfg, one_rank(), quiet());
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(dir / "checkpoints"))
     if (e.is_directory()) names.push_back(e.path().filename().string());
@@ -141,7 +150,7 @@ TEST(Checkpoint, KeepsNewestAndNeverDropsTheLatest) {
 TEST(Generate, DeterministicAndWithinVocabulary) {
   const fs::path dir = scratch("gen");
   Config cfg = small("gpt2", dir, 20);
-  train(cfg, quiet());
+  train(cfg, one_rank(), quiet());
   const ModelDims d = ModelDims::from(cfg.model, comm::ParallelGrid::single());
   Model<float> model(d, 1, cfg.train.seq_len);
   model.load_params(load_checkpoint(dir.string(), table_hash(model.table()), false).params);

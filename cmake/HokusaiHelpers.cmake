@@ -15,36 +15,46 @@ macro(hokusai_find_gtest)
   endif()
 endmacro()
 
-# hokusai_add_test(NAME name SOURCES ... [LIBS ...] [LABELS ...])
-#   One GoogleTest executable registered as one CTest test.
-function(hokusai_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
-  add_executable(${T_NAME} ${T_SOURCES})
-  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest_main hokusai::options)
-  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+# hokusai_test(NAME name SOURCES ... [LIBS ...] [RANKS n ...] [TIMEOUT s] [LABELS ...])
+#   One GoogleTest executable (tests/support/ on its include path; the test's own folder as
+#   HOKUSAI_TEST_DIR, for fixture files). Without RANKS it runs as one CTest test. With RANKS the
+#   MPI launcher is a property of the test, not a folder: its main() initialises MPI
+#   (tests/support/mpi_gtest_main.cpp) and one CTest test per rank count, <name>_np<n>, runs it
+#   under mpirun with 1 OpenMP thread per rank. A build without MPI (comm/'s one-process MPI)
+#   registers the one-rank run only, directly.
+function(hokusai_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;RANKS" ${ARGN})
+  set(_support ${PROJECT_SOURCE_DIR}/tests/support)
+  if(T_RANKS)
+    add_executable(${T_NAME} ${T_SOURCES} ${_support}/mpi_gtest_main.cpp)
+    target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest hokusai::options)
+  else()
+    add_executable(${T_NAME} ${T_SOURCES})
+    target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest_main hokusai::options)
+  endif()
+  target_include_directories(${T_NAME} PRIVATE ${_support} ${PROJECT_SOURCE_DIR}/src)
+  target_compile_definitions(${T_NAME} PRIVATE HOKUSAI_TEST_DIR="${CMAKE_CURRENT_SOURCE_DIR}")
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 600)
   endif()
-  set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
-                       ENVIRONMENT "HOKUSAI_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMP_NUM_THREADS=2")
-endfunction()
-
-# hokusai_add_mpi_test(NAME name RANKS n COMMAND exe args...)
-#   Runs an already-built executable under mpirun with n ranks and 1 OpenMP thread per rank.
-function(hokusai_add_mpi_test)
-  cmake_parse_arguments(T "" "NAME;RANKS;TIMEOUT" "COMMAND;LABELS" ${ARGN})
+  set(_env "HOKUSAI_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  if(NOT T_RANKS OR NOT HOKUSAI_WITH_MPI)
+    add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+    set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}"
+                         ENVIRONMENT "${_env};OMP_NUM_THREADS=2")
+    return()
+  endif()
   find_package(MPI REQUIRED COMPONENTS CXX)
-  add_test(NAME ${T_NAME}
-           COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_NUMPROC_FLAG} ${T_RANKS}
-                   -x OMP_NUM_THREADS=1 ${T_COMMAND})
-  if(NOT T_TIMEOUT)
-    set(T_TIMEOUT 900)
-  endif()
-  set_tests_properties(${T_NAME} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "mpi;${T_LABELS}"
-                       PROCESSORS ${T_RANKS})
-  if(HOKUSAI_SANITIZE)  # Open MPI's own exit-time allocations: see tests/CMakeLists.txt
-    set_property(TEST ${T_NAME} APPEND PROPERTY ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
-  endif()
+  foreach(n ${T_RANKS})
+    add_test(NAME ${T_NAME}_np${n}
+             COMMAND ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe ${MPIEXEC_NUMPROC_FLAG} ${n}
+                     -x OMP_NUM_THREADS=1 $<TARGET_FILE:${T_NAME}>)
+    set_tests_properties(${T_NAME}_np${n} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "mpi;${T_LABELS}" PROCESSORS ${n}
+                         ENVIRONMENT "${_env}")
+    if(HOKUSAI_SANITIZE)  # Open MPI's own exit-time allocations: see tests/CMakeLists.txt
+      set_property(TEST ${T_NAME}_np${n} APPEND PROPERTY ENVIRONMENT "ASAN_OPTIONS=detect_leaks=0")
+    endif()
+  endforeach()
 endfunction()
 
 # hokusai_package_usable(PACKAGE RESULT_VAR REASON_VAR)

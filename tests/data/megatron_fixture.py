@@ -6,7 +6,7 @@
 
 writes OUTDIR/fixture_u16.{bin,idx} (dtype 8) and OUTDIR/fixture_i32.{bin,idx} (dtype 4), each
 holding the documents below: several sequences per document, an empty document and an empty
-sequence. tests/unit/test_data.cpp checks hokusai reads exactly these tokens and boundaries.
+sequence. tests/data/test_data.cpp checks hokusai reads exactly these tokens and boundaries.
 """
 import os
 import struct

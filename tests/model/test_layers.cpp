@@ -2,7 +2,7 @@
 // backend) against kernels::ref::attention_forward/backward.
 #include <gtest/gtest.h>
 
-#include "../../src/model/layers.hpp"
+#include "model/layers.hpp"
 #include "gradcheck.hpp"
 #include "kernels/ref/ops_ref.hpp"
 

@@ -133,6 +133,47 @@ std::vector<float> Communicator::gather_even(const std::vector<float>& mine, int
   return full;
 }
 
+namespace {
+// MPI counts are int: a larger block is an error that says what to change.
+int count_of(int64_t n, const char* what) {
+  if (n > INT32_MAX || n < 0)
+    throw std::runtime_error(std::string(what) + ": a block of " + std::to_string(n) +
+                             " elements exceeds MPI's int count; use more ranks or smaller micro-batches");
+  return int(n);
+}
+
+void counts_and_displs(const std::vector<int64_t>& counts, std::vector<int>& c, std::vector<int>& d, const char* what) {
+  int64_t at = 0;
+  for (int64_t n : counts) {
+    c.push_back(count_of(n, what));
+    d.push_back(count_of(at, what));
+    at += n;
+  }
+}
+}  // namespace
+
+void Communicator::allreduce(float* x, int64_t n, Reduce op) const {
+  if (size() > 1 && n > 0)
+    HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, count_of(n, "allreduce"), MPI_FLOAT, mpi_op(op), comm_));
+}
+
+void Communicator::allreduce(double* x, int64_t n, Reduce op) const {
+  if (size() > 1 && n > 0)
+    HOKUSAI_MPI(MPI_Allreduce(MPI_IN_PLACE, x, count_of(n, "allreduce"), MPI_DOUBLE, mpi_op(op), comm_));
+}
+
+void Communicator::allgatherv(const float* mine, float* out, const std::vector<int64_t>& counts) const {
+  std::vector<int> c, d;
+  counts_and_displs(counts, c, d, "allgatherv");
+  HOKUSAI_MPI(MPI_Allgatherv(mine, c[size_t(rank())], MPI_FLOAT, out, c.data(), d.data(), MPI_FLOAT, comm_));
+}
+
+void Communicator::reduce_scatter(const float* full, float* mine, const std::vector<int64_t>& counts) const {
+  std::vector<int> c, d;
+  counts_and_displs(counts, c, d, "reduce_scatter");
+  HOKUSAI_MPI(MPI_Reduce_scatter(full, mine, c.data(), MPI_FLOAT, MPI_SUM, comm_));
+}
+
 int Communicator::lowest_rank_where(bool flag) const {
   const int n = size();
   int lowest = flag ? rank() : n;

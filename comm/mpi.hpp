@@ -82,6 +82,17 @@ class Communicator {
   int lowest_rank_where(bool flag) const;
   // Collective: x reduced over the ranks (returned as is on one rank).
   double allreduce(double x, Reduce op) const;
+  // Collective, in place: x[0..n) reduced element-wise over the ranks by the MPI library (the
+  // small reductions of the model: softmax maxima, norms; comm/collectives.hpp has the
+  // algorithms for large buffers).
+  void allreduce(float* x, int64_t n, Reduce op) const;
+  void allreduce(double* x, int64_t n, Reduce op) const;
+  // Collective: every rank's block (counts[q] floats from rank q, laid in rank order) in `out` on
+  // every rank; `mine` holds this rank's counts[rank()] floats.
+  void allgatherv(const float* mine, float* out, const std::vector<int64_t>& counts) const;
+  // Collective: the element-wise sum of every rank's `full` (the sum of counts), cut into blocks
+  // in rank order; this rank receives its block (counts[rank()] floats) in `mine`.
+  void reduce_scatter(const float* full, float* mine, const std::vector<int64_t>& counts) const;
   // Collective: every rank's `mine` (the same length on every rank) in rank order on `root`;
   // empty elsewhere.
   std::vector<double> gather(const std::vector<double>& mine, int root) const;

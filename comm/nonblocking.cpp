@@ -80,7 +80,47 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
     return;
   }
   tmp_.resize(size_t(count / p_ + 1));
+  last_step_ = 2 * (p_ - 1);
   post_step();
+}
+
+AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, std::vector<Range> chunks, int first_step,
+                                 int tag)
+    : comm_(&comm), data_(data), op_(ReduceOp::sum), tag_(tag), step_(first_step), p_(comm.size()),
+      rank_(comm.rank()), chunks_(std::move(chunks)) {
+  if (int(chunks_.size()) != p_)
+    throw std::invalid_argument("ring reduce-scatter/allgather: " + std::to_string(chunks_.size()) + " chunks for " +
+                                std::to_string(p_) + " ranks");
+  int64_t at = 0, widest = 0;
+  for (const Range& c : chunks_) {
+    if (c.begin != at || c.end < c.begin)
+      throw std::invalid_argument("ring reduce-scatter/allgather: the chunks must be contiguous, in rank order");
+    at = c.end;
+    widest = std::max(widest, c.size());
+  }
+  count_ = at;
+  last_step_ = first_step + p_ - 1;
+  if (p_ == 1 || count_ == 0) {
+    done_ = true;
+    return;
+  }
+  if (first_step == 0) tmp_.resize(size_t(widest));
+  post_step();
+}
+
+AllreduceHandle AllreduceHandle::ring_reduce_scatter(const Communicator& comm, float* data, std::vector<Range> chunks,
+                                                     int tag) {
+  return AllreduceHandle(comm, data, std::move(chunks), 0, tag);
+}
+
+AllreduceHandle AllreduceHandle::ring_allgather(const Communicator& comm, float* data, std::vector<Range> chunks,
+                                                int tag) {
+  const int steps = comm.size() - 1;
+  return AllreduceHandle(comm, data, std::move(chunks), steps, tag);
+}
+
+Range AllreduceHandle::chunk(int q) const {
+  return chunks_.empty() ? split_evenly(count_, p_, q) : chunks_[size_t(q)];
 }
 
 AllreduceHandle::AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag)
@@ -91,6 +131,7 @@ AllreduceHandle::AllreduceHandle(const Hierarchy& h, float* data, int64_t count,
     return;
   }
   tmp_.resize(size_t(count / p_ + 1));
+  last_step_ = 2 * (p_ - 1);
   if (p_ > 1)
     post_step();
   else
@@ -108,6 +149,8 @@ AllreduceHandle::AllreduceHandle(AllreduceHandle&& o) noexcept
       step_(o.step_),
       p_(o.p_),
       rank_(o.rank_),
+      last_step_(o.last_step_),
+      chunks_(std::move(o.chunks_)),
       tmp_(std::move(o.tmp_)),
       reqs_(std::move(o.reqs_)),
       torus_(std::move(o.torus_)),
@@ -130,8 +173,8 @@ void AllreduceHandle::post_step() {
   const int right = mod(rank_ + 1, p_), left = mod(rank_ - 1, p_);
   const bool rs = step_ < p_ - 1;
   const int s = rs ? step_ : step_ - (p_ - 1);
-  const Range out = split_evenly(count_, p_, rs ? mod(rank_ - s - 1, p_) : mod(rank_ - s, p_));
-  const Range in = split_evenly(count_, p_, rs ? mod(rank_ - s - 2, p_) : mod(rank_ - s - 1, p_));
+  const Range out = chunk(rs ? mod(rank_ - s - 1, p_) : mod(rank_ - s, p_));
+  const Range in = chunk(rs ? mod(rank_ - s - 2, p_) : mod(rank_ - s - 1, p_));
   reqs_.assign(2, MPI_REQUEST_NULL);
   HOKUSAI_MPI(MPI_Irecv(rs ? tmp_.data() : data_ + in.begin, count_arg(in.size()), MPI_FLOAT, left, tag_,
                         comm_->raw(), &reqs_[0]));
@@ -140,10 +183,10 @@ void AllreduceHandle::post_step() {
 
 bool AllreduceHandle::finish_step() {
   if (step_ < p_ - 1) {
-    const Range in = split_evenly(count_, p_, mod(rank_ - step_ - 2, p_));
+    const Range in = chunk(mod(rank_ - step_ - 2, p_));
     Elem<float>::add(data_ + in.begin, tmp_.data(), in.size());
     if (step_ == p_ - 2 && op_ == ReduceOp::average && mode_ == Mode::ring) {
-      const Range mine = split_evenly(count_, p_, rank_);
+      const Range mine = chunk(rank_);
       Elem<float>::scale(data_ + mine.begin, mine.size(), 1.0f / float(p_));
     }
     ++step_;
@@ -161,7 +204,7 @@ bool AllreduceHandle::finish_step() {
         hierarchy_->across_torus());
     return false;
   }
-  if (step_ >= 2 * (p_ - 1)) return true;
+  if (step_ >= last_step_) return true;
   post_step();
   return false;
 }

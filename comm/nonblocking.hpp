@@ -51,6 +51,14 @@ class AllreduceHandle {
                   int tag, const TorusComms* torus = nullptr);
   // The hierarchical allreduce over the communicator h was built from.
   AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag);
+  // The two halves of the ring allreduce on their own, with the chunk of each rank given
+  // (chunks[q]: offsets into data, in rank order, contiguous and covering [0, count); empty ones
+  // allowed). After ring_reduce_scatter, data[chunks[rank]] holds the sum over the ranks (the
+  // rest is scratch); element for element the additions happen in the order of
+  // reduce_scatter_ring, so a reduce-scatter split into ranges gives the same bits as one over
+  // the whole. ring_allgather fills every rank's chunk from its owner.
+  static AllreduceHandle ring_reduce_scatter(const Communicator& comm, float* data, std::vector<Range> chunks, int tag);
+  static AllreduceHandle ring_allgather(const Communicator& comm, float* data, std::vector<Range> chunks, int tag);
   // A moved-from handle is empty (done, no communicator): only the new owner completes it.
   AllreduceHandle(AllreduceHandle&& o) noexcept;
   AllreduceHandle& operator=(AllreduceHandle&&) = delete;
@@ -61,6 +69,8 @@ class AllreduceHandle {
 
  private:
   enum class Mode { mpi, ring, torus, hierarchical };
+  AllreduceHandle(const Communicator& comm, float* data, std::vector<Range> chunks, int first_step, int tag);
+  Range chunk(int q) const;  // rank q's part of data: chunks_[q], or split_evenly
   void post_step();
   bool finish_step();  // after the step's transfers completed: reduce, advance; true when all done
   bool progress(bool block);
@@ -71,6 +81,8 @@ class AllreduceHandle {
   Mode mode_ = Mode::ring;
   bool done_ = false;
   int tag_, step_ = 0, p_ = 1, rank_ = 0;
+  int last_step_ = 0;          // the ring runs steps [step_, last_step_): 2(p-1) for an allreduce
+  std::vector<Range> chunks_;  // empty: split_evenly
   std::vector<float> tmp_;
   std::vector<MPI_Request> reqs_;
   std::unique_ptr<TorusAllreduce<float>> torus_;

@@ -138,6 +138,9 @@ struct TensorParallelOps {
 struct ComputeContext {
   kernels::GemmContext gemm;
   const TensorParallelOps* tp = nullptr;  // null or size 1: the model is not split
+  // Called by forward before it reads parameters [begin, end) of the arena (the embeddings, each
+  // layer, the head): a sharded optimizer (ZeRO-1) may still be gathering them. Empty: all ready.
+  std::function<void(int64_t begin, int64_t end)> params_needed;
 };
 
 template <typename T>

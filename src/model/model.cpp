@@ -262,7 +262,11 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   s.T_ = Tn;
   const int64_t N = B * Tn, C = d.C;
   const int64_t Lc = d.chunk_layers(), l0 = chunk * Lc;  // this chunk's local layers [l0, l0 + Lc)
+  const auto need = [&](const comm::Range& r) {
+    if (ctx.params_needed && r.size() > 0) ctx.params_needed(r.begin, r.end);
+  };
   if (d.has_embedding && chunk == 0) {
+    need(embedding_range_);
     if constexpr (std::is_same_v<T, float>) {
       if (tp)
         model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
@@ -273,11 +277,14 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   const T* x = s.encoded.data();
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
+    need(layer_ranges_[size_t(l0 + j)]);
     block_forward(ctx, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[size_t(l0 + j)], d, B, Tn);
     if (recompute_ == Recompute::full) std::copy_n(a.out.data(), N * C, s.blocks[size_t(j)].out.data());
     x = s.blocks[size_t(j)].out.data();
   }
   if (!d.has_head || chunk != d.chunks - 1) return 0.0;
+  need(head_range_);
+  if (d.tied) need(embedding_range_);  // the output projection is wte (or this stage's copy of it)
   if (d.family == Family::gpt2)
     k::layernorm_forward(s.lnf.data(), s.lnf_mean.data(), s.lnf_rstd.data(), x, p_.lnf_w, p_.lnf_b, N, C, d.eps);
   else

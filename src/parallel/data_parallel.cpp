@@ -1,7 +1,5 @@
 #include "parallel/data_parallel.hpp"
 
-#include <mpi.h>
-
 #include <stdexcept>
 
 namespace hokusai::parallel {
@@ -43,10 +41,10 @@ void DataParallel::ready(int64_t begin, int64_t end) {
 }
 
 double DataParallel::finish() {
-  const double t0 = MPI_Wtime();
+  const double t0 = comm::wall_time();
   for (auto& h : inflight_) h.wait();
   inflight_.clear();
-  return MPI_Wtime() - t0;
+  return comm::wall_time() - t0;
 }
 
 }  // namespace hokusai::parallel

@@ -35,13 +35,41 @@ GradientSync::GradientSync(const comm::GridComms& comms, Model<float>& model, co
   algorithm_ = a;
 }
 
+// Each dp rank's part of `bucket`: its global shard cut to the bucket, relative to the bucket's
+// start (empty where they do not meet).
+std::vector<comm::Range> GradientSync::shard_chunks(comm::Range bucket) const {
+  const int dp = comms_.dp.size();
+  std::vector<comm::Range> chunks(static_cast<size_t>(dp));
+  for (int q = 0; q < dp; ++q) {
+    const comm::Range s = comm::split_evenly(n_params_, dp, q);
+    const int64_t b = std::clamp(s.begin, bucket.begin, bucket.end), e = std::clamp(s.end, bucket.begin, bucket.end);
+    chunks[size_t(q)] = {b - bucket.begin, e - bucket.begin};
+  }
+  return chunks;
+}
+
+// Tags: the bucket's position in this step (every rank reports the same ranges in the same
+// order); gathers use a second range of tags.
+constexpr int kScatterTag = 1, kGatherTag = 1 << 12;
+
+void GradientSync::scatter(comm::Range bucket) {
+  for (auto& h : scatters_)
+    if (!h.done()) h.test();
+  zero1_buckets_.push_back(bucket);
+  scatters_.push_back(comm::AllreduceHandle::ring_reduce_scatter(
+      comms_.dp, model_.grads().data() + bucket.begin, shard_chunks(bucket), kScatterTag + int(scatters_.size())));
+}
+
 Model<float>::GradsReady GradientSync::on_ready() {
   deferred_.reset();
-  if (buckets_)
+  zero1_buckets_.clear();
+  if (buckets_ || zero1_)
     return [this](int64_t b, int64_t e) {
       // A tied wte shared by two stages is final only once the stages have summed it (finish).
       if (tied_wte_.size() > 0 && b <= tied_wte_.begin && tied_wte_.end <= e)
         deferred_ = comm::Range{b, e};
+      else if (zero1_)
+        scatter({b, e});
       else
         buckets_->ready(b, e);
     };
@@ -60,9 +88,16 @@ double GradientSync::finish() {
     exposed = buckets_->finish();
   }
   if (zero1_) {  // each rank needs only its shard of the summed gradient
+    if (deferred_) scatter(*deferred_);
+    int64_t covered = 0;
+    for (const comm::Range& b : zero1_buckets_) covered += b.size();
+    if (covered != n_params_)  // every parameter's gradient must be reduced before its shard steps
+      throw std::logic_error("ZeRO-1: backward reported " + std::to_string(covered) + " of " +
+                             std::to_string(n_params_) + " gradients final");
     const double t0 = comm::wall_time();
-    comm::reduce_scatter_ring(comms_.dp, model_.grads().data(), n_params_, comm::ReduceOp::sum);
-    exposed = comm::wall_time() - t0;
+    for (auto& h : scatters_) h.wait();
+    scatters_.clear();
+    exposed = comm::wall_time() - t0 + std::exchange(gather_wait_s_, 0.0);
   }
   return exposed;
 }
@@ -84,7 +119,34 @@ double GradientSync::grad_norm(const ComputeContext& ctx) const {
 }
 
 void GradientSync::after_step(float* params) {
-  if (zero1_) comm::allgather_ring(comms_.dp, params, n_params_);  // every rank's updated shard
+  if (!zero1_) return;
+  // Every rank's updated shard, bucket by bucket in the order forward reads them.
+  std::vector<comm::Range> order = zero1_buckets_;
+  std::sort(order.begin(), order.end(), [](const comm::Range& a, const comm::Range& b) { return a.begin < b.begin; });
+  for (const comm::Range& bucket : order)
+    gathers_.emplace_back(bucket, comm::AllreduceHandle::ring_allgather(comms_.dp, params + bucket.begin, shard_chunks(bucket),
+                                                                        kGatherTag + int(gathers_.size())));
+}
+
+std::function<void(int64_t, int64_t)> GradientSync::params_gate() {
+  if (!zero1_) return nullptr;
+  return [this](int64_t begin, int64_t end) {
+    if (gathers_.empty()) return;
+    const double t0 = comm::wall_time();
+    for (auto& [range, h] : gathers_) {
+      if (range.begin < end && begin < range.end)
+        h.wait();
+      else if (!h.done())
+        h.test();
+    }
+    gather_wait_s_ += comm::wall_time() - t0;
+    if (std::all_of(gathers_.begin(), gathers_.end(), [](const auto& g) { return g.second.done(); })) gathers_.clear();
+  };
+}
+
+void GradientSync::complete_params() {
+  for (auto& [range, h] : gathers_) h.wait();
+  gathers_.clear();
 }
 
 std::vector<float> GradientSync::gather_shards(const std::vector<float>& shard_state) const {
@@ -117,7 +179,10 @@ std::vector<std::string> GradientSync::describe() const {
                                 comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, comm::Layout::flat)));
   const int dp = comms_.dp.size();
   if (dp > 1 && zero1_)
-    lines.push_back(fmt::format("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring", dp));
+    lines.push_back(fmt::format("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring, in "
+                                "per-layer buckets (reduce-scatter overlapped with backward, allgather with the "
+                                "next forward)",
+                                dp));
   if (dp > 1 && !zero1_) {
     std::string where;
     if (comms_.dp_torus) where = " on torus " + comms_.dp_torus->torus().to_string();

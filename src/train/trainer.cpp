@@ -171,6 +171,7 @@ void Trainer::setup_model() {
   model_->init(cfg_.train.seed);
   n_params_ = arena_size(model_->table());
   sync_ = std::make_unique<parallel::GradientSync>(comms_, *model_, cfg_);
+  ctx_.params_needed = sync_->params_gate();  // ZeRO-1: forward waits for each bucket's gathered parameters
   // ZeRO-1: this data-parallel rank owns parameters shard.begin .. shard.end of the arena.
   const comm::Range shard = sync_->shard();
   adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard);
@@ -332,6 +333,7 @@ void Trainer::evaluate_and_log() {
 // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded and
 // gathered to dp rank 0 first, which writes.
 void Trainer::save() {
+  sync_->complete_params();
   const std::vector<float> full_m = sync_->gather_shards(adam_->m), full_v = sync_->gather_shards(adam_->v);
   const bool zero1 = sync_->zero1();
   const std::string dir =

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# sigterm_resume.sh HOKUSAI CONFIG WORKDIR [RANKS [TP [PP]]]   (dp = RANKS / (TP * PP))
+# sigterm_resume.sh HOKUSAI CONFIG WORKDIR [RANKS [TP [PP [--set KEY=VALUE ...]]]]
+#   (dp = RANKS / (TP * PP); the --set options go to every run, e.g. --set parallel.zero1=true)
 # What a batch system does before the wall-clock limit: SIGTERM during training. The run must
 # save a checkpoint and exit 75 (one process; under mpirun, SIGTERM goes to mpirun, which
 # forwards it, and every rank stops at the same step); --resume must then finish the run, and
 # its final loss must equal an uninterrupted run's.
 set -euo pipefail
 hokusai=$1; config=$2; work=$3; ranks=${4:-1}; tp=${5:-1}; pp=${6:-1}
+extra=("${@:7}")
 dp=$((ranks / (tp * pp)))
 ckpt=checkpoints  # one directory per pipeline stage and tp rank
 [ "$tp" -gt 1 ] && ckpt=tp-rank-0/$ckpt
@@ -18,7 +20,8 @@ rm -rf "$work"; mkdir -p "$work"
 common=(--set train.steps=2000 --set logging.interval=2000 --set logging.eval_interval=0 --set logging.eval_batches=1
         --set model.layers=2 --set model.hidden=64 --set model.heads=4 --set train.micro_batch=4
         --set train.global_batch=8 --set train.seq_len=64 --set model.max_seq_len=64 --set kernels.peak_gflops=100
-        --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" --set data.cache_dir="$work/cache")
+        --set parallel.dp="$dp" --set parallel.tp="$tp" --set parallel.pp="$pp" --set data.cache_dir="$work/cache"
+        "${extra[@]}")
 "${launch[@]}" "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/full" > "$work/full.log" 2>&1
 "${launch[@]}" "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/cut" > "$work/cut.log" 2>&1 &
 pid=$!

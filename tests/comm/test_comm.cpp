@@ -3,6 +3,7 @@
 // integer-valued floats, whose sums are exact in any order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -151,6 +152,53 @@ TEST(RingCollectives, ReduceScatterAndAllgatherMatchMpi) {
 // bits, so every algorithm must give the closed form exactly: the same rounding everywhere.
 float small_value(int rank, int64_t i) { return float((rank + 1) * (i % 5) - 2); }
 float small_sum(int p, int64_t i) { return float((i % 5) * p * (p + 1) / 2 - 2 * p); }
+
+// ZeRO-1's bucketed reduce-scatter: the arena cut into ranges, each reduce-scattered on its own
+// (non-blocking, several in flight) with every rank's global shard cut to the range, must give
+// bit for bit the sums of one reduce_scatter_ring over the whole arena, on general (non-integer)
+// floats whose sums depend on the order of the additions; and the bucketed allgather must then
+// rebuild the whole arena on every rank.
+TEST(RingCollectives, BucketedReduceScatterAndAllgatherAreBitIdenticalToTheWholeArena) {
+  const int p = world().size(), r = world().rank();
+  for (const int64_t n : {int64_t(0), int64_t(5), int64_t(1000), int64_t(65539)}) {
+    std::vector<float> whole(static_cast<size_t>(n)), bucketed;
+    for (int64_t i = 0; i < n; ++i) whole[size_t(i)] = std::sin(0.37f * float(i) + 1.3f * float(r + 1)) / float(r + 3);
+    bucketed = whole;
+    reduce_scatter_ring(world(), whole.data(), n, ReduceOp::sum);
+    // Uneven buckets, started in reverse order as backward reports them.
+    std::vector<Range> buckets;
+    for (int64_t b = n; b > 0;) {
+      const int64_t size = std::min<int64_t>(b, 1 + (b * 7) % 977);
+      buckets.push_back({b - size, b});
+      b -= size;
+    }
+    const auto chunks_of = [&](Range bucket) {
+      std::vector<Range> c(static_cast<size_t>(p));
+      for (int q = 0; q < p; ++q) {
+        const Range s = split_evenly(n, p, q);
+        const int64_t b = std::clamp(s.begin, bucket.begin, bucket.end), e = std::clamp(s.end, bucket.begin, bucket.end);
+        c[size_t(q)] = {b - bucket.begin, e - bucket.begin};
+      }
+      return c;
+    };
+    std::vector<AllreduceHandle> handles;
+    for (size_t k = 0; k < buckets.size(); ++k)
+      handles.push_back(AllreduceHandle::ring_reduce_scatter(world(), bucketed.data() + buckets[k].begin,
+                                                             chunks_of(buckets[k]), int(k) + 1));
+    for (auto& h : handles) h.wait();
+    const Range mine = split_evenly(n, p, r);
+    for (int64_t i = mine.begin; i < mine.end; ++i)
+      ASSERT_EQ(bucketed[size_t(i)], whole[size_t(i)]) << "n=" << n << " i=" << i << " p=" << p;
+    // The shard's sums gathered back: every rank holds every rank's shard.
+    std::vector<AllreduceHandle> gathers;
+    for (size_t k = 0; k < buckets.size(); ++k)
+      gathers.push_back(AllreduceHandle::ring_allgather(world(), bucketed.data() + buckets[k].begin,
+                                                        chunks_of(buckets[k]), 4096 + int(k)));
+    for (auto& h : gathers) h.wait();
+    allgather_ring(world(), whole.data(), n);
+    ASSERT_EQ(bucketed, whole) << "n=" << n << " p=" << p;
+  }
+}
 
 TEST(Bf16, EveryAlgorithmIsExactOnSmallIntegers) {
   const int p = world().size(), r = world().rank();

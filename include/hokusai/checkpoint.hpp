@@ -47,8 +47,10 @@ uint64_t table_hash(const std::vector<TensorSpec>& table);
 std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint64_t table_hash,
                             const CheckpointView& data, int keep);
 
-// Directory of the newest complete checkpoint under run_dir, if any.
-std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+// Directory of the newest complete checkpoint under run_dir, if any: the one `latest` names, or,
+// when `latest` is missing or names no complete checkpoint (a damaged file), the complete
+// step_N directory with the largest N; then *note (if given) says so.
+std::optional<std::string> latest_checkpoint(const std::string& run_dir, std::string* note = nullptr);
 
 // Loads a checkpoint directory (or a run directory: its latest checkpoint). Throws
 // std::runtime_error naming the file and the field on any mismatch or corruption.

@@ -83,6 +83,7 @@ struct TrainConfig {
   int global_batch = 8;       // sequences per optimizer step over all ranks
   int seq_len = 128;          // tokens per sequence (T)
   uint64_t seed = 1234;       // initialisation and data order
+  int skip_nonfinite = 0;     // non-finite steps skipped in a row before stopping (0: stop at the first)
 };
 
 struct OptimizerConfig {
@@ -143,6 +144,7 @@ struct CommConfig {
   std::string topology = "flat";  // torus of nodes: flat, 4x4x4x2x3x2, mesh:4x4
   std::string coordinates;        // node coordinates file (Fugaku vcoordfile style); "" = row-major
   int ranks_per_node = 0;         // 0 = from MPI's shared-memory split
+  double timeout_s = 600.0;       // a rank without progress this long ends the job (0: never)
   comm::AllreduceAlgorithm tp_allreduce = comm::AllreduceAlgorithm::automatic;  // activation allreduce
   comm::AllreduceAlgorithm dp_allreduce = comm::AllreduceAlgorithm::automatic;  // gradient allreduce
 };

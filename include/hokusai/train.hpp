@@ -54,6 +54,9 @@ struct TrainOptions {
   // a checkpoint at the next step boundary and returns with preempted = true.
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;     // no console output (tests)
+  // Fault injection for tests (hokusai train --inject-nonfinite-step N): rank 0 makes one of its
+  // gradients NaN after step N's backward, as an overflow would. 0: never.
+  int64_t inject_nonfinite_step = 0;
   // Threads per rank when kernels.threads is 0 and OMP_NUM_THREADS is unset (main: the CPUs
   // this rank shares with no other rank of its node, comm::cpus_per_rank); 0 = all it may use.
   int default_threads = 0;
@@ -66,6 +69,7 @@ struct TrainSummary {
   double last_val_loss = -1.0;
   double seconds = 0.0;
   bool preempted = false;
+  int64_t skipped_steps = 0;  // non-finite steps skipped (train.skip_nonfinite)
   // Data-parallel communication not hidden behind backward, per step, divided by the time of one
   // blocking allreduce of the gradient arena (0 without data parallelism).
   double dp_exposed_fraction = 0.0;

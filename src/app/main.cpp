@@ -49,8 +49,9 @@ std::string error_line(const std::exception& e) {
 }
 
 int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume,
-              int* argc, char*** argv) {
+              int64_t inject_nonfinite_step, int* argc, char*** argv) {
   TrainOptions opts;
+  opts.inject_nonfinite_step = inject_nonfinite_step;
   opts.resume = resume;
   opts.name = fs::path(path).stem().string();
   opts.stop = &g_stop_requested;
@@ -155,6 +156,9 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--dump-config", dump_only,
                       "Write the resolved config to <run_dir>/config.yaml, print it, and exit");
   train_cmd->add_flag("--resume", resume, "Continue logging.run_dir from its newest checkpoint");
+  // Fault injection for the reliability tests (docs/reliability.md); not shown in --help.
+  int64_t inject_step = 0;
+  train_cmd->add_option("--inject-nonfinite-step", inject_step, "")->group("");
 
   GenerateArgs gen;
   auto* gen_cmd = app.add_subcommand("generate", "Sample text from a trained model");
@@ -200,7 +204,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*train_cmd) return cmd_train(config_path, sets, dump_only, resume, &argc, &argv);
+    if (*train_cmd) return cmd_train(config_path, sets, dump_only, resume, inject_step, &argc, &argv);
     if (*gen_cmd) {
       gen.sampling.stop_at_end_of_document = !whole;
       return cmd_generate(gen);

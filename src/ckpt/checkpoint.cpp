@@ -136,13 +136,25 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
   return final_dir.string();
 }
 
-std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
+std::optional<std::string> latest_checkpoint(const std::string& run_dir, std::string* note) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   std::ifstream in(root / "latest");
   std::string name;
-  if (!(in >> name)) return std::nullopt;
-  if (!fs::exists(root / name / "state.bin")) return std::nullopt;
-  return (root / name).string();
+  if ((in >> name) && checkpoint_step(name) >= 0 && fs::exists(root / name / "state.bin")) return (root / name).string();
+  // `latest` is missing or damaged: the newest complete step_N (a save renames step_N.tmp to
+  // step_N only once state.bin is whole).
+  std::error_code ec;
+  int64_t best = -1;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const int64_t step = checkpoint_step(e.path().string());
+    if (step > best && fs::exists(e.path() / "state.bin")) best = step;
+  }
+  if (best < 0) return std::nullopt;
+  const fs::path found = root / step_name(best);
+  if (note)
+    *note = "'" + (root / "latest").string() + "' is " + (name.empty() ? "missing or empty" : "damaged ('" + name + "')") +
+            ": using the newest complete checkpoint, " + found.filename().string();
+  return found.string();
 }
 
 std::string checkpoint_shard_root(const std::string& run_dir, int pp, int pp_rank, int tp, int tp_rank) {

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <climits>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -107,8 +108,8 @@ void apply_override(Config& cfg, const std::string& assignment) {
 }
 
 int padded_vocab(const ModelConfig& m, int tp) {
-  const int mult = m.vocab_pad_multiple * tp;
-  return (m.vocab_size + mult - 1) / mult * mult;
+  const int64_t mult = int64_t(m.vocab_pad_multiple) * tp;  // validate() keeps the result an int
+  return int((m.vocab_size + mult - 1) / mult * mult);
 }
 
 void resolve(Config& cfg) {
@@ -132,11 +133,38 @@ void validate(const Config& cfg) {
   const auto positive = [&](const std::string& key, double v) {
     if (!(v > 0)) fail(key, "must be > 0");
   };
+  // Upper limits far beyond any model or machine this trains on, so that no size computed from
+  // the config overflows (every product of them is taken in 64 bits).
+  const auto at_most = [&](const std::string& key, int64_t v, int64_t limit, const char* what) {
+    if (v > limit) fail(key, "at most " + std::to_string(limit) + " (" + what + ")");
+  };
+  at_most("model.layers", m.layers, 1 << 12, "Transformer blocks");
+  at_most("model.hidden", m.hidden, 1 << 17, "model width");
+  at_most("model.heads", m.heads, 1 << 12, "attention heads");
+  at_most("model.ffn_hidden", m.ffn_hidden, 1 << 20, "MLP width");
+  at_most("model.vocab_size", m.vocab_size, 1 << 24, "tokens");
+  at_most("model.vocab_pad_multiple", m.vocab_pad_multiple, 1 << 16, "a vocabulary padding multiple; 64 to 1024 are usual");
+  at_most("model.max_seq_len", m.max_seq_len, 1 << 20, "tokens per sequence");
+  at_most("parallel.tp", p.tp, 1 << 20, "ranks");
+  at_most("parallel.pp", p.pp, 1 << 20, "ranks");
+  at_most("parallel.dp", p.dp, 1 << 20, "ranks");
+  at_most("parallel.virtual_stages", p.virtual_stages, 1 << 12, "model chunks per stage");
+  at_most("train.micro_batch", t.micro_batch, 1 << 20, "sequences");
+  at_most("train.global_batch", t.global_batch, 1 << 30, "sequences");
+  at_most("kernels.threads", cfg.kernels.threads, 1 << 10, "OpenMP threads per rank; 0 = as many as the rank's cores");
+  if (int64_t(p.tp) * p.pp * p.dp > (int64_t(1) << 24))
+    fail("parallel.dp", "tp*pp*dp = " + std::to_string(int64_t(p.tp) * p.pp * p.dp) + " ranks: at most 16777216");
   positive("model.layers", m.layers);
   positive("model.hidden", m.hidden);
   positive("model.heads", m.heads);
   positive("model.vocab_size", m.vocab_size);
   positive("model.vocab_pad_multiple", m.vocab_pad_multiple);
+  if (m.vocab_pad_multiple > 0 && p.tp > 0) {
+    const int64_t mult = int64_t(m.vocab_pad_multiple) * p.tp;
+    if ((m.vocab_size + mult - 1) / mult * mult > INT32_MAX)
+      fail("model.vocab_pad_multiple", "pads the vocabulary to more than 2^31-1 rows (the multiple times parallel.tp=" +
+                                           std::to_string(p.tp) + " is " + std::to_string(mult) + ")");
+  }
   positive("model.max_seq_len", m.max_seq_len);
   positive("model.init_std", m.init_std);
   positive("model.norm_eps", m.norm_eps);
@@ -172,7 +200,7 @@ void validate(const Config& cfg) {
     if (p.pp == 1) fail("parallel.virtual_stages", "interleaving needs parallel.pp > 1");
     if (m.layers % (int64_t(p.pp) * p.virtual_stages) != 0)
       fail("parallel.virtual_stages", "model.layers=" + std::to_string(m.layers) + " is not divisible by pp*v=" +
-                                          std::to_string(p.pp * p.virtual_stages));
+                                          std::to_string(int64_t(p.pp) * p.virtual_stages));
     if (!p.stage_layers.empty()) fail("parallel.virtual_stages", "cannot be combined with parallel.stage_layers");
     const int64_t micro = t.micro_batch * int64_t(p.dp);
     if (micro > 0 && t.global_batch % micro == 0 && (t.global_batch / micro) % p.pp != 0)
@@ -185,15 +213,16 @@ void validate(const Config& cfg) {
       fail("parallel.recompute_stages", "stage " + std::to_string(s) + " is outside [0, parallel.pp=" +
                                             std::to_string(p.pp) + ")");
   positive("train.steps", double(t.steps));
+  if (t.skip_nonfinite < 0) fail("train.skip_nonfinite", "must be >= 0 (0: stop at the first non-finite step)");
   positive("train.micro_batch", t.micro_batch);
   positive("train.global_batch", t.global_batch);
   positive("train.seq_len", t.seq_len);
   if (t.seq_len > m.max_seq_len)
     fail("train.seq_len", "longer than model.max_seq_len=" + std::to_string(m.max_seq_len) +
                               " (the position table): raise model.max_seq_len or shorten the sequence");
-  if (t.global_batch % (t.micro_batch * p.dp) != 0)
+  if (t.global_batch % (int64_t(t.micro_batch) * p.dp) != 0)
     fail("train.global_batch", "not a multiple of train.micro_batch*parallel.dp=" +
-                                   std::to_string(t.micro_batch * p.dp));
+                                   std::to_string(int64_t(t.micro_batch) * p.dp));
   positive("optimizer.lr", o.lr);
   if (o.min_lr < 0 || o.min_lr > o.lr) fail("optimizer.min_lr", "must be in [0, optimizer.lr]");
   if (o.beta1 < 0 || o.beta1 >= 1) fail("optimizer.beta1", "must be in [0, 1)");
@@ -219,6 +248,7 @@ void validate(const Config& cfg) {
   if (cfg.kernels.peak_gflops < 0) fail("kernels.peak_gflops", "must be >= 0 (0 = probe)");
   const CommConfig& c = cfg.comm;
   if (c.ranks_per_node < 0) fail("comm.ranks_per_node", "must be >= 0 (0 = from MPI's shared-memory split)");
+  if (!(c.timeout_s >= 0)) fail("comm.timeout_s", "must be >= 0 (0 disables the watchdog)");
   if (c.topology != "flat") {
     try {
       comm::Torus::parse(c.topology);

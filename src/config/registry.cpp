@@ -185,6 +185,10 @@ std::vector<Field> make_registry() {
       field_of("comm.coordinates", &C::comm, &CommConfig::coordinates,
            "File of node coordinates on comm.topology, one node per line in rank order, e.g. (0,1,2) "
            "as in Fugaku's virtual-coordinate files; empty = nodes in row-major order"),
+      field_of("comm.timeout_s", &C::comm, &CommConfig::timeout_s,
+           "Watchdog: a rank that makes no progress for this many seconds (e.g. waiting in a collective for "
+           "a stopped peer) prints one line naming the silent ranks and ends the job, exit 1 (docs/reliability.md). "
+           "Larger than the slowest step and checkpoint save; 0 disables"),
       field_of("comm.ranks_per_node", &C::comm, &CommConfig::ranks_per_node,
            "MPI ranks per node (consecutive ranks share a node); 0 = from MPI's shared-memory split. Set "
            "it to emulate several nodes on one machine"),
@@ -197,6 +201,10 @@ std::vector<Field> make_registry() {
            "lies on comm.topology one rank per node, hierarchical when it has several ranks on each of "
            "several nodes, else ring for 2 ranks and rabenseifner beyond), or one forced"),
       field_of("train.steps", &C::train, &TrainConfig::steps, "Optimizer steps"),
+      field_of("train.skip_nonfinite", &C::train, &TrainConfig::skip_nonfinite,
+           "A step whose loss or gradient norm is not finite on any rank is skipped by every rank "
+           "(parameters and Adam state untouched, the skip logged and counted in metrics.jsonl), up to "
+           "this many in a row; then the run stops. 0: stop at the first"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),
       field_of("train.global_batch", &C::train, &TrainConfig::global_batch,

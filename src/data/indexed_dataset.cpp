@@ -1,5 +1,6 @@
 // Megatron's indexed dataset: validated memory-mapped reader and a streaming writer.
 #include <cstdio>
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -75,20 +76,24 @@ IndexedDataset::IndexedDataset(const std::string& prefix) : prefix_(prefix) {
     if (document_start(i) < document_start(i - 1))
       fail("document_index[" + str(i) + "]: " + str(document_start(i)) + " is below the previous entry");
   const int64_t es = int64_t(dtype_size(dtype_)), bin_size = int64_t(bin_->size());
+  // The fingerprint keys the sample-index caches built from this dataset: it covers every entry
+  // of the index (an .idx rewritten in place must never reuse a stale cache) and the .bin size.
+  fingerprint_ = fnv1a(std::string_view(reinterpret_cast<const char*>(p), kHeader));
   for (int64_t i = 0; i < n_; ++i) {
     const int64_t len = length(i), off = offset(i);
     if (len < 0) fail("lengths[" + str(i) + "]: " + str(len) + ", expected >= 0");
     if (off < 0 || off % es != 0) fail("offsets[" + str(i) + "]: " + str(off) + ", expected a multiple of " + str(es));
-    if (off + len * es > bin_size)
-      throw DataError("'" + bin_path + "': " + str(bin_size) + " bytes, but sequence " + str(i) + " ends at byte " +
-                      str(off + len * es) + " (offsets[" + str(i) + "]=" + str(off) + ", lengths[" + str(i) +
-                      "]=" + str(len) + "): the .bin is truncated");
+    // Written so that nothing overflows: off <= bin_size, then len against the bytes left.
+    if (off > bin_size || len > (bin_size - off) / es)
+      throw DataError("'" + bin_path + "': " + str(bin_size) + " bytes, but sequence " + str(i) + " (offsets[" +
+                      str(i) + "]=" + str(off) + ", lengths[" + str(i) + "]=" + str(len) +
+                      ") ends beyond it: the .bin is truncated or the .idx corrupt");
+    if (total_tokens_ > INT64_MAX - len) fail("lengths: the token count overflows 64 bits (corrupt)");
     total_tokens_ += len;
+    fingerprint_ = splitmix64(fingerprint_ ^ (uint64_t(len) * 0x9e3779b97f4a7c15ULL) ^ uint64_t(off));
   }
-  fingerprint_ = fnv1a(std::string_view(reinterpret_cast<const char*>(p), kHeader));
+  for (int64_t i = 0; i < d_; ++i) fingerprint_ = splitmix64(fingerprint_ ^ uint64_t(document_start(i)));
   fingerprint_ = splitmix64(fingerprint_ ^ uint64_t(bin_size) ^ splitmix64(uint64_t(total_tokens_)));
-  for (int64_t i = 0; i < n_; i += std::max<int64_t>(1, n_ / 4096))
-    fingerprint_ = splitmix64(fingerprint_ ^ uint64_t(length(i)) ^ (uint64_t(offset(i)) << 20));
 }
 
 IndexedDataset::~IndexedDataset() = default;

@@ -32,7 +32,7 @@ RunDirectory::RunDirectory(Config& cfg, const std::string& name, bool resume, co
   const int rank = comms_.world.rank();
   if (resume) {
     const std::string root = checkpoint_root();
-    const std::optional<std::string> newest = latest_checkpoint(root);
+    const std::optional<std::string> newest = latest_checkpoint(root, &resume_note_);
     if (!newest)
       throw ConfigError(fmt::format("--resume: rank {} finds no checkpoint in '{}/checkpoints' (check logging.run_dir "
                                     "and that the layout matches the saved run's)",
@@ -52,6 +52,18 @@ RunDirectory::RunDirectory(Config& cfg, const std::string& name, bool resume, co
 
 std::string RunDirectory::checkpoint_root() const {
   return checkpoint_shard_root(path_, comms_.pp.size(), comms_.pp.rank(), comms_.tp.size(), comms_.tp.rank());
+}
+
+void RunDirectory::check_space(int64_t bytes) const {
+  if (comms_.dp.rank() != 0) return;  // only these ranks write
+  std::error_code ec;
+  const fs::space_info s = fs::space(path_, ec);
+  if (ec || s.available >= uintmax_t(bytes)) return;
+  const double mib = 1.0 / (1 << 20);
+  throw std::runtime_error(fmt::format(
+      "checkpoint: '{}' has {:.1f} MiB free but a checkpoint of rank {} needs {:.1f} MiB (parameters and Adam "
+      "state): free space or point logging.run_dir to a larger file system",
+      path_, double(s.available) * mib, comms_.world.rank(), double(bytes) * mib));
 }
 
 std::string RunDirectory::save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t adam_t,

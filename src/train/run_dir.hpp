@@ -23,8 +23,13 @@ class RunDirectory {
   RunDirectory(Config& cfg, const std::string& name, bool resume, const comm::GridComms& comms);
 
   const std::string& path() const { return path_; }
-  // The checkpoint --resume continues from (nullopt for a new run).
+  // The checkpoint --resume continues from (nullopt for a new run), and a warning to log when it
+  // was found without a readable `latest` ("" otherwise).
   const std::optional<std::string>& resume_from() const { return resume_from_; }
+  const std::string& resume_note() const { return resume_note_; }
+  // On the ranks that write checkpoints: throws std::runtime_error naming the directory when its
+  // file system has less free space than one checkpoint of `bytes` (a save would fail mid-run).
+  void check_space(int64_t bytes) const;
   // Where this rank's checkpoints go: the run directory, or with model parallelism one directory
   // per pipeline stage and tp rank, <run_dir>[/pp-stage-<s>][/tp-rank-<r>].
   std::string checkpoint_root() const;
@@ -40,6 +45,7 @@ class RunDirectory {
   const comm::GridComms& comms_;
   std::string path_;
   std::optional<std::string> resume_from_;
+  std::string resume_note_;
 };
 
 // Collective over comms.world: true on every rank when `stop` (set by SIGTERM/SIGUSR1) is set on

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,10 @@ StepMeter::StepMeter(Rates rates, const comm::GridComms& comms, std::ostream* me
 
 void StepMeter::add(const StepStats& st, double seconds) {
   seconds_ += seconds;
-  loss_ += st.loss;
+  if (!st.skipped) {  // a skipped step's loss may be NaN: the interval's mean is of the others
+    loss_ += st.loss;
+    ++loss_steps_;
+  }
   time_ += st.time;
   ++steps_;
 }
@@ -52,16 +56,18 @@ void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
       per_rank += "]";
     }
     for (int r = 0; r < ranks; ++r) max_wait = std::max(max_wait, all[size_t(r * StepTime::fields + 2)]);
-    *metrics_ << fmt::format("{{\"step\":{},\"loss\":{:.8f},\"lr\":{:.6e},\"grad_norm\":{:.6f},"
+    // JSON has no NaN: a non-finite value (a skipped step) is null.
+    const auto num = [](double x, int digits) { return std::isfinite(x) ? fmt::format("{:.{}f}", x, digits) : "null"; };
+    *metrics_ << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{:.6e},\"grad_norm\":{},"
                              "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                             "\"dp_exposed_ms\":{:.3f},\"time_ms\":{{{}}}}}\n",
-                             step, last.loss, last.lr, last.grad_norm, tok_s, step_ms, tflops, mfu,
-                             1e3 * last.time.dp_exposed, per_rank)
+                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},\"time_ms\":{{{}}}}}\n",
+                             step, num(last.loss, 8), last.lr, num(last.grad_norm, 6), tok_s, step_ms, tflops, mfu,
+                             1e3 * last.time.dp_exposed, last.skipped_total, per_rank)
               << std::flush;
     progress_.clear();
     lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
               "{:.3f} TFLOP/s | MFU {:.1f}%",
-              step, steps, loss_ / steps_, last.lr, last.grad_norm, tok_s, step_ms, tflops, 100.0 * mfu);
+              step, steps, loss_steps_ ? loss_ / loss_steps_ : last.loss, last.lr, last.grad_norm, tok_s, step_ms, tflops, 100.0 * mfu);
     if (ranks > 1)
       lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
                 "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",
@@ -69,7 +75,7 @@ void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
   }
   time_ = StepTime{};
   seconds_ = loss_ = 0.0;
-  steps_ = 0;
+  steps_ = loss_steps_ = 0;
 }
 
 }  // namespace hokusai

@@ -25,6 +25,8 @@ struct StepTime {
 
 struct StepStats {
   double loss = 0, lr = 0, grad_norm = 0;
+  bool skipped = false;         // not finite: no update (train.skip_nonfinite)
+  int64_t skipped_total = 0;    // steps skipped so far in this run
   StepTime time;
 };
 
@@ -53,7 +55,7 @@ class StepMeter {
   ProgressLine& progress_;
   double seconds_ = 0, loss_ = 0;
   StepTime time_;
-  int steps_ = 0;
+  int steps_ = 0, loss_steps_ = 0;
 };
 
 }  // namespace hokusai

@@ -3,6 +3,7 @@
 // The run directory and checkpoints are train/run_dir's, the metrics train/step_meter's, the
 // gradient sync parallel/gradient_sync's.
 #include <sys/resource.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 
 #include <fmt/format.h>
@@ -24,25 +26,16 @@
 #include "parallel/gradient_sync.hpp"
 #include "parallel/pipeline.hpp"
 #include "parallel/tensor_parallel.hpp"
-#include "plan/memory.hpp"
 #include "train/run_dir.hpp"
+#include "train/setup_report.hpp"
 #include "train/step_meter.hpp"
+#include "train/watchdog.hpp"
 
 namespace hokusai {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// "4..7" or, interleaved, "2..3, 10..11"
-std::string stage_layer_list(const ModelDims& d) {
-  std::string out;
-  for (int c = 0; c < d.chunks; ++c) {
-    const int64_t first = d.global_layer(c * d.chunk_layers());
-    out += fmt::format("{}{}..{}", c ? ", " : "", first, first + d.chunk_layers() - 1);
-  }
-  return out;
-}
 
 std::string format_duration(double seconds) {
   const auto s = int64_t(seconds);
@@ -65,10 +58,10 @@ class Trainer {
 
  private:
   void setup_model();
-  void report_setup();
-  void report_comm() const;
+  void report_setup();  // the peak probe, then train/setup_report's lines
   StepStats step();
-  double update(double lr);  // global norm, clip, AdamW on this rank's shard, ZeRO-1 all-gather
+  void update(double lr, double norm);  // clip, AdamW on this rank's shard, ZeRO-1 all-gather
+  bool skip_nonfinite(StepStats& st);      // agreed over ranks; throws past train.skip_nonfinite
   double evaluate();
   void evaluate_and_log();
   void save();
@@ -100,9 +93,12 @@ class Trainer {
   std::ofstream metrics_;
   std::unique_ptr<ProgressLine> progress_;
   std::unique_ptr<StepMeter> meter_;  // log lines and metrics.jsonl of the steps since the last log
+  std::unique_ptr<Watchdog> watchdog_;  // ends the job when this rank stops making progress
   double tp_comm_s_ = 0.0;            // time inside tensor-parallel reductions (accumulated by tp_ops_)
   double memory_estimate_mb_ = 0.0;   // the start-up memory account's peak, checked against the peak RSS
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
+  int skipped_in_a_row_ = 0;
+  int64_t skipped_total_ = 0;
 };
 
 Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& opts)
@@ -115,6 +111,7 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
   summary_.run_dir = run_dir_.path();
   log_ = std::make_unique<Log>(rank_, lead_ && !opts_.quiet, lead_ ? (fs::path(run_dir_.path()) / "train.log").string() : "");
   lg_ = log_->get("train");
+  if (!run_dir_.resume_note().empty()) lg_->warn("{}", run_dir_.resume_note());
   if (lead_) std::ofstream(fs::path(run_dir_.path()) / "config.yaml") << dump_config(cfg_);
 
   threads_ = cfg_.kernels.threads > 0                         ? cfg_.kernels.threads
@@ -149,6 +146,16 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
   if (dp_blocking_s_ > 0)
     lg_->info("data parallel: one blocking {} allreduce of the {:.1f} MB gradient arena takes {:.1f} ms", t.algorithm,
               4e-6 * double(n_params_), 1e3 * dp_blocking_s_);
+  // The watchdog starts with the loop (set-up may legitimately take long: index builds). A
+  // verdict left by an earlier hang of this run directory goes first.
+  std::error_code ec;
+  if (lead_) fs::remove(fs::path(run_dir_.path()) / "heartbeat" / "verdict", ec);
+  comms_.world.barrier();
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  watchdog_ = std::make_unique<Watchdog>(
+      cfg_.comm.timeout_s, run_dir_.path(), rank_, comms_.world.size(),
+      fmt::format("rank {} (tp {}, pp {}, dp {}) on {}", rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), host));
 }
 
 void Trainer::setup_model() {
@@ -186,6 +193,7 @@ void Trainer::setup_model() {
     lg_->info("resumed from {} at step {}", *from, step_);
   }
   first_step_ = step_;
+  run_dir_.check_space(12 * n_params_ + (1 << 16));  // state.bin: parameters, Adam m and v, header
   tokens_per_step_ = double(cfg_.train.global_batch) * double(T_);
   flops_per_token_ = train_flops_per_token(cfg_.model, T_);
 }
@@ -199,71 +207,8 @@ void Trainer::report_setup() {
               "(all threads measured together now: {:.1f})",
               probe.isa, probe.per_core_gflops, peak_, threads_, probe.all_gflops);
   }
-  const ModelDims& d = model_->dims();
-  const int world = comms_.world.size(), pp = comms_.pp.size(), dp = comms_.dp.size();
-  lg_->info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters{}, {:.1f} MFLOP/token",
-            name_of(cfg_.model.family), d.L_total, d.C, d.NH_total, d.F_total, d.V, d.Vp, double(n_params_) / 1e6,
-            world > 1 ? " on rank 0" : "", flops_per_token_ / 1e6);
-  lg_->info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={}{} threads={}",
-            B_, T_, accum_, tokens_per_step_, name_of(cfg_.kernels.gemm),
-            ctx_.gemm.backend == kernels::GemmBackend::native
-                ? " (" + std::string(kernels::sgemm_kernel_name(ctx_.gemm.isa)) + ")"
-                : std::string(),
-            threads_);
-  lg_->info("run directory: {}", run_dir_.path());
-  // Memory of this rank by owner (the peak RSS at the end is the check of this account).
-  const plan::MemoryAccount mem = plan::account_memory({.params = n_params_,
-                                                        .optimizer_params = int64_t(adam_->m.size()),
-                                                        .activation_bytes = model_->activation_bytes(),
-                                                        .pipeline_bytes = pipe_->buffer_bytes(),
-                                                        .dp = dp,
-                                                        .zero1 = sync_->zero1(),
-                                                        .dp_rank_zero = comms_.dp.rank() == 0});
-  const double mb = 1.0 / (1 << 20);
-  memory_estimate_mb_ = mem.peak() * mb;
-  lg_->info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
-            "activations and scratch {:.1f} MiB ({} micro-batch slot(s), recompute {}), communication buffers "
-            "{:.1f} MiB, total {:.1f} MiB{}",
-            rank_, mem.params * mb, mem.grads * mb, mem.optimizer * mb, sync_->zero1() ? " (ZeRO-1 shard)" : "",
-            mem.activations * mb, model_->slots(),
-            name_of(model_->recompute()), mem.comm * mb,
-            mem.steady() * mb,
-            mem.checkpoint_gather > 0
-                ? fmt::format(", {:.1f} MiB at a checkpoint (ZeRO-1 Adam state gathered here)", memory_estimate_mb_)
-                : std::string());
-  if (pp > 1)
-    lg_->info("pipeline: {} stages, {} over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "
-              "layers {}{}{}",
-              pp, d.chunks > 1 ? fmt::format("interleaved 1F1B with {} chunks per stage", d.chunks) : "1F1B", accum_,
-              100.0 * plan::pipeline_bubble(pp, d.chunks, accum_), comms_.pp.rank(), stage_layer_list(d),
-              d.has_embedding ? " and the embedding" : "",
-              d.has_head ? (d.tied && !d.has_embedding ? " and the head (tied wte copy)" : " and the head") : "");
-  if (dp > 1)
-    lg_->info("data parallel: {} ranks, each {} micro-batches of {} per step; {}", dp, accum_, B_,
-              sync_->zero1() ? "ZeRO-1: gradients reduce-scattered, each rank updates its shard of parameters and Adam state "
-                       "(" + std::to_string(sync_->shard().size()) + " of " + std::to_string(n_params_) +
-                           "), parameters all-gathered"
-                     : std::string("gradients summed in per-layer buckets overlapped with backward"));
-  report_comm();
-}
-
-// The placement and one line per collective the run uses, with the algorithm chosen for it.
-void Trainer::report_comm() const {
-  if (comms_.world.size() == 1) return;
-  for (const std::string& line : comms_.placement.description) lg_->info("{}", line);
-  const int tp = comms_.tp.size();
-  const int64_t act_bytes = 4 * B_ * T_ * int64_t(cfg_.model.hidden);
-  if (tp > 1)
-    lg_->info("comm: tp activation allreduce over {} ranks ({:.2f} MB per call): {} (comm.tp_allreduce: {})", tp,
-              1e-6 * double(act_bytes),
-              cfg_.comm.tp_allreduce == comm::AllreduceAlgorithm::automatic
-                  ? comm::describe_policy(act_bytes, act_bytes, tp, comm::Layout::flat)
-                  : std::string(name_of(cfg_.comm.tp_allreduce)),
-              name_of(cfg_.comm.tp_allreduce));
-  if (comms_.pp.size() > 1)
-    lg_->info("comm: pipeline activations and gradients ({:.2f} MB per micro-batch): non-blocking point-to-point, "
-              "tagged by micro-batch", 1e-6 * double(act_bytes));
-  for (const std::string& line : sync_->describe()) lg_->info("{}", line);
+  memory_estimate_mb_ = log_run_shape(*lg_, {cfg_, comms_, *model_, *pipe_, *sync_, int64_t(adam_->m.size()), accum_,
+                                             tokens_per_step_, flops_per_token_, threads_, ctx_.gemm, run_dir_.path()});
 }
 
 // One optimizer step: every micro-batch forward and backward through this rank's pipeline stage
@@ -278,17 +223,23 @@ StepStats Trainer::step() {
     data_->fill_micro_batch(step_ - 1, micro, comms_.dp.rank(), tokens, targets);
   };
 
+  watchdog_->phase("forward and backward", step_);
   model_->zero_grads();
   const double loss_sum = pipe_->train(ctx_, accum_, micro_batch, float(1.0 / tokens_per_step_), sync_->on_ready());
   st.time.pp_wait = pipe_->take_wait_seconds();
+  watchdog_->phase("the data-parallel gradient sync", step_);
   st.time.dp_exposed = sync_->finish();
+  if (opts_.inject_nonfinite_step == step_ && rank_ == 0)  // test hook: an overflow in backward
+    model_->grads()[size_t(sync_->shard().begin)] = std::numeric_limits<float>::quiet_NaN();
+  watchdog_->phase("the loss and gradient-norm reductions", step_);
   st.loss = sum_over_pp_and_dp(comms_, loss_sum) / tokens_per_step_;
-  if (!std::isfinite(st.loss))
-    throw std::runtime_error(fmt::format("step {}: loss is {} (diverged): lower optimizer.lr or raise "
-                                         "schedule.warmup_steps, then --resume from the last checkpoint",
-                                         step_, st.loss));
   const double t_update = comm::wall_time();
-  st.grad_norm = update(st.lr);
+  st.grad_norm = sync_->grad_norm(ctx_);
+  if (!skip_nonfinite(st)) {
+    watchdog_->phase("the optimizer step", step_);
+    update(st.lr, st.grad_norm);
+  }
+  st.skipped_total = skipped_total_;
 
   const double t_end = comm::wall_time();
   dp_exposed_total_ += st.time.dp_exposed;
@@ -298,15 +249,41 @@ StepStats Trainer::step() {
   return st;
 }
 
-double Trainer::update(double lr) {
+// A step whose loss or gradient norm is not finite on any rank: every rank agrees before anyone
+// updates, then either all skip it (parameters and Adam state untouched) or all stop.
+bool Trainer::skip_nonfinite(StepStats& st) {
+  const int first = comms_.world.lowest_rank_where(!std::isfinite(st.loss) || !std::isfinite(st.grad_norm));
+  if (first < 0) {
+    skipped_in_a_row_ = 0;
+    return false;
+  }
+  const std::string what = fmt::format("step {}: {} (first on rank {})", step_,
+                                       std::isfinite(st.loss) ? fmt::format("gradient norm is not finite")
+                                                              : fmt::format("loss is {}", st.loss),
+                                       first);
+  if (skipped_in_a_row_ >= cfg_.train.skip_nonfinite)
+    throw std::runtime_error(what + " (diverged): lower optimizer.lr or raise schedule.warmup_steps, then --resume "
+                                    "from the last checkpoint" +
+                             (cfg_.train.skip_nonfinite > 0
+                                  ? fmt::format(" ({} non-finite steps in a row: train.skip_nonfinite={})",
+                                                skipped_in_a_row_ + 1, cfg_.train.skip_nonfinite)
+                                  : std::string("; train.skip_nonfinite skips such steps")));
+  ++skipped_in_a_row_;
+  ++skipped_total_;
+  st.skipped = true;
+  progress_->clear();
+  lg_->warn("{}: step skipped, parameters and optimizer state unchanged ({} in a row, train.skip_nonfinite={})", what,
+            skipped_in_a_row_, cfg_.train.skip_nonfinite);
+  return true;
+}
+
+void Trainer::update(double lr, double norm) {
   float* params = model_->params().data();
   float* grads = model_->grads().data();
-  const double norm = sync_->grad_norm(ctx_);
   const comm::Range shard = sync_->shard();
   clip_to_norm(grads + shard.begin, shard.size(), norm, cfg_.optimizer.grad_clip);
   adam_->step(params, grads, lr);
   sync_->after_step(params);
-  return norm;
 }
 
 // Mean loss per token over a fixed set of validation samples (the first eval_batches * B),
@@ -323,6 +300,7 @@ double Trainer::evaluate() {
 
 void Trainer::evaluate_and_log() {
   if (!can_eval_) return;
+  watchdog_->phase("evaluation", step_);
   const double val = evaluate();
   summary_.last_val_loss = val;
   if (lead_) metrics_ << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step_, val) << std::flush;
@@ -333,6 +311,7 @@ void Trainer::evaluate_and_log() {
 // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded and
 // gathered to dp rank 0 first, which writes.
 void Trainer::save() {
+  watchdog_->phase("a checkpoint save", step_);
   sync_->complete_params();
   const std::vector<float> full_m = sync_->gather_shards(adam_->m), full_v = sync_->gather_shards(adam_->v);
   const bool zero1 = sync_->zero1();
@@ -352,9 +331,11 @@ TrainSummary Trainer::run() {
     summary_.losses.push_back(st.loss);
     meter_->add(st, comm::wall_time() - t0);
     const bool last = step_ == cfg_.train.steps;
+    watchdog_->phase("logging (the phase times are gathered)", step_);
     if (step_ % cfg_.logging.interval == 0 || last) meter_->log(step_, cfg_.train.steps, st);
     if (cfg_.logging.eval_interval > 0 && step_ % cfg_.logging.eval_interval == 0 && !last) evaluate_and_log();
     if (cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0 && !last) save();
+    watchdog_->phase("the stop-signal agreement", step_);
     if (stop_agreed(comms_.world, opts_.stop)) {
       progress_->clear();
       lg_->warn("stop signal received: saving a checkpoint at step {} and exiting", step_);
@@ -373,6 +354,7 @@ TrainSummary Trainer::run() {
   }
   progress_->clear();
   summary_.steps_done = step_;
+  summary_.skipped_steps = skipped_total_;
   const double steps_run = double(std::max<int64_t>(1, step_ - first_step_));
   summary_.dp_exposed_fraction = dp_blocking_s_ > 0 ? dp_exposed_total_ / steps_run / dp_blocking_s_ : 0.0;
   if (dp_blocking_s_ > 0)
@@ -393,7 +375,7 @@ TrainSummary Trainer::run() {
 }  // namespace
 
 void check_rank_count(const Config& cfg, int ranks) {
-  const int product = cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp;
+  const int64_t product = int64_t(cfg.parallel.tp) * cfg.parallel.pp * cfg.parallel.dp;
   if (product == ranks) return;
   throw ConfigError(fmt::format(
       "parallel.tp*pp*dp = {}*{}*{} = {} but the job has {} rank(s): {}", cfg.parallel.tp, cfg.parallel.pp,

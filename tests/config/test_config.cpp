@@ -122,6 +122,29 @@ TEST(Config, ImpossibleValuesNameTheField) {
   EXPECT_NE(msg.find("bad_hidden.yaml:2: model.hidden=250"), std::string::npos) << msg;
 }
 
+// Sizes whose products overflowed 32-bit arithmetic and crashed (SIGFPE, SIGSEGV) are one line
+// naming the field.
+TEST(Config, SizesThatWouldOverflowAreRefused) {
+  struct Bad {
+    std::vector<std::string> sets;
+    std::string field;
+  };
+  const Bad cases[] = {
+      {{"train.micro_batch=65536", "parallel.dp=65536"}, "train.global_batch"},  // micro*dp = 2^32
+      {{"model.vocab_pad_multiple=2147483647"}, "model.vocab_pad_multiple"},
+      {{"model.vocab_pad_multiple=65536", "parallel.tp=65536", "model.heads=65536"}, "model."},
+      {{"kernels.threads=65536"}, "kernels.threads"},
+      {{"parallel.tp=1048576", "parallel.pp=1048576"}, "parallel."},
+      {{"model.hidden=2147483647"}, "model.hidden"},
+  };
+  const auto p = write_yaml("big.yaml", "model:\n  hidden: 256\n  heads: 8\n");
+  for (const auto& c : cases) {
+    const auto msg = error_of([&] { load_and_check(p, c.sets); });
+    EXPECT_NE(msg.find(c.field), std::string::npos) << c.sets.front() << " -> " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+  }
+}
+
 TEST(Config, MissingFileAndSyntaxError) {
   auto msg = error_of([&] { load_config("/nonexistent/run.yaml"); });
   EXPECT_NE(msg.find("'/nonexistent/run.yaml' not found"), std::string::npos) << msg;

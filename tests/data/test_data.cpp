@@ -4,6 +4,7 @@
 #include <sentencepiece_trainer.h>
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <map>
 
@@ -167,6 +168,41 @@ TEST(IndexedDataset, BadFilesAreRejectedWithTheField) {
   s[26] = 99;  // D = 99 documents: the index cannot hold them
   expect(make("counts", s, 0), "counts: N=4 sequences, D=99 cannot fit");
   expect((dir / "absent").string(), "absent.idx' not found");
+  // An offset near 2^63: the bounds check must not overflow (it crashed once).
+  s = idx_bytes;
+  const int64_t huge = 0x7ffffffffffffff0;
+  std::memcpy(&s[34 + 4 * 4 + 8], &huge, 8);  // offsets[1]: header 34 bytes, then N = 4 lengths
+  expect(make("huge_offset", s, 0), "ends beyond it");
+}
+
+// The sample-index caches are keyed by the dataset's fingerprint: it must change when any entry
+// of the .idx changes, not only the entries a sample would visit (an .idx rewritten in place once
+// reused a stale cache and read past a buffer).
+TEST(IndexedDataset, FingerprintCoversEveryEntry) {
+  const fs::path dir = scratch("fingerprint");
+  std::vector<std::string> docs;
+  for (int i = 0; i < 9000; ++i) docs.push_back(std::string(size_t(1 + i % 13), char('a' + i % 26)));
+  PreprocessOptions o;
+  o.inputs = {write_text(dir, docs)};
+  o.output_prefix = (dir / "many").string();
+  o.progress = false;
+  preprocess(o, ByteTokenizer());
+  const uint64_t before = IndexedDataset(o.output_prefix).fingerprint();
+  std::string idx;
+  {
+    std::ifstream in(dir / "many.idx", std::ios::binary);
+    idx.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  int64_t n = 0;
+  std::memcpy(&n, &idx[18], 8);
+  // Swap sequences 1 and 3 (lengths and offsets): still a valid index, a different dataset.
+  const auto swap_bytes = [&](size_t a, size_t b, size_t len) {
+    for (size_t k = 0; k < len; ++k) std::swap(idx[a + k], idx[b + k]);
+  };
+  swap_bytes(34 + 4 * 1, 34 + 4 * 3, 4);
+  swap_bytes(size_t(34 + 4 * n + 8 * 1), size_t(34 + 4 * n + 8 * 3), 8);
+  std::ofstream(dir / "many.idx", std::ios::binary | std::ios::trunc) << idx;
+  EXPECT_NE(IndexedDataset(o.output_prefix).fingerprint(), before);
 }
 
 TEST(IndexedDataset, WriterRejectsTokensThatDoNotFit) {

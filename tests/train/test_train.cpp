@@ -99,6 +99,32 @@ TEST(Train, PreemptedRunResumesExactly) {
   for (size_t i = 0; i < rest.losses.size(); ++i) EXPECT_EQ(rest.losses[i], full.losses[i + 1]) << "step " << i + 2;
 }
 
+// A damaged `latest` (a crash while it was rewritten, a hand edit): --resume falls back to the
+// newest complete step_N, says so, and continues bit for bit.
+TEST(Checkpoint, DamagedLatestFallsBackToTheNewestCompleteStep) {
+  const auto full = train(small("gpt2", scratch("latest_full"), 6), one_rank(), quiet());
+  const fs::path dir = scratch("latest_damaged");
+  Config cfg = small("gpt2", dir, 6);
+  cfg.checkpoint.interval = 2;
+  train(cfg, one_rank(), quiet());  // checkpoints at steps 2, 4 and 6
+  // Back to the state of a run stopped after step 4 whose `latest` got damaged.
+  fs::remove_all(dir / "checkpoints" / "step_00000006");
+  std::ofstream(dir / "checkpoints" / "latest", std::ios::trunc) << "step_0000\xff";
+  std::string note;
+  const auto found = latest_checkpoint(dir.string(), &note);
+  ASSERT_TRUE(found);
+  EXPECT_EQ(fs::path(*found).filename(), "step_00000004");
+  EXPECT_NE(note.find("damaged"), std::string::npos) << note;
+  TrainOptions r = quiet();
+  r.resume = true;
+  const auto rest = train(cfg, one_rank(), r);
+  ASSERT_EQ(rest.losses.size(), 2u);
+  EXPECT_EQ(rest.losses[0], full.losses[4]);
+  EXPECT_EQ(rest.losses[1], full.losses[5]);
+  fs::remove(dir / "checkpoints" / "latest");  // missing altogether: the same
+  EXPECT_TRUE(latest_checkpoint(dir.string()));
+}
+
 TEST(Checkpoint, CorruptionIsReportedNotLoaded) {
   const fs::path dir = scratch("corrupt");
   Config cfg = small("gpt2", dir, 2);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# disk_full.sh HOKUSAI CONFIG WORKDIR
+# A run directory on a small tmpfs (mounted here: needs root; exit 77 = skipped otherwise):
+#  - too small for one checkpoint: the run refuses to start, one line naming the directory and
+#    the space it needs;
+#  - room for one checkpoint but not two: the first save succeeds, the second fails with one line
+#    naming the file, the run exits non-zero, and the first checkpoint stays `latest` and loads.
+set -euo pipefail
+hokusai=$1; config=$2; work=$3
+[ "$(id -u)" -eq 0 ] || { echo "disk_full.sh: skipped (mounting a tmpfs needs root)"; exit 77; }
+fail() { echo "disk_full.sh: $*" >&2; exit 1; }
+cleanup() { umount "$work/small" 2>/dev/null || true; umount "$work/tiny" 2>/dev/null || true; }
+trap cleanup EXIT
+cleanup
+rm -rf "$work"; mkdir -p "$work/small" "$work/tiny"
+common=(--set train.steps=6 --set logging.interval=1 --set logging.eval_interval=0 --set logging.eval_batches=1
+        --set model.layers=2 --set model.hidden=64 --set model.heads=4 --set train.seq_len=32 --set model.max_seq_len=32
+        --set train.micro_batch=2 --set train.global_batch=2 --set kernels.peak_gflops=100 --set checkpoint.interval=2
+        --set checkpoint.keep=5 --set data.cache_dir="$work/cache")
+# A checkpoint of this model: 12 bytes per parameter (parameters, Adam m and v).
+mount -t tmpfs -o size=1M tmpfs "$work/tiny" || { echo "disk_full.sh: skipped (cannot mount a tmpfs here)"; exit 77; }
+set +e
+"$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/tiny/run" > "$work/tiny.out" 2> "$work/tiny.err"
+code=$?
+set -e
+[ "$code" = 1 ] || fail "a run directory without room for one checkpoint: exit $code, expected 1"
+grep -q "MiB free but a checkpoint of rank 0 needs" "$work/tiny.err" || fail "no line about the space: $(cat "$work/tiny.err")"
+
+mount -t tmpfs -o size=2500k tmpfs "$work/small"
+set +e
+"$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/small/run" > "$work/small.out" 2> "$work/small.err"
+code=$?
+set -e
+[ "$code" = 1 ] || fail "a full disk during a save: exit $code, expected 1 ($(tail -2 "$work/small.err"))"
+grep -q "state.bin' failed (disk full?)" "$work/small.err" || fail "the error does not name the file: $(cat "$work/small.err")"
+[ "$(cat "$work/small/run/checkpoints/latest")" = step_00000002 ] || fail "latest moved: $(cat "$work/small/run/checkpoints/latest")"
+"$hokusai" generate "$work/small/run" --tokens 8 > "$work/generate.out" 2>&1 || fail "the previous checkpoint does not load: $(cat "$work/generate.out")"
+echo "ok: refused at start ($(head -1 "$work/tiny.err")); full during the second save ($(head -1 "$work/small.err")); step_00000002 still latest and loads"

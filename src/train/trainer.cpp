@@ -18,6 +18,7 @@
 
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
+#include "comm/shared.hpp"
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/data.hpp"
 #include "hokusai/log.hpp"
@@ -58,6 +59,7 @@ class Trainer {
 
  private:
   void setup_model();
+  void check_memory(const ModelDims& dims) const;  // throws when the model cannot fit
   void report_setup();  // the peak probe, then train/setup_report's lines
   StepStats step();
   void update(double lr, double norm);  // clip, AdamW on this rank's shard, ZeRO-1 all-gather
@@ -125,14 +127,14 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
     throw ConfigError("kernels.gemm: " + std::string(name_of(cfg_.kernels.gemm)) +
                       " is not in this build: choose another backend");
 
+  // The model first: a model that cannot fit is refused before any data index is built.
+  setup_model();
   const std::vector<std::string> search = {fs::path(cfg_.source).parent_path().string(), HOKUSAI_SOURCE_DIR};
   const int64_t samples[3] = {cfg_.train.steps * cfg_.train.global_batch,
                               int64_t(cfg_.logging.eval_batches) * cfg_.train.micro_batch, 0};
   auto data_log = log_->get("data");
   data_ = std::make_unique<DataLoader>(cfg_, search, samples, [&](const std::string& m) { data_log->info("{}", m); });
   can_eval_ = data_->has(DataLoader::valid);
-
-  setup_model();
   report_setup();
   if (lead_) metrics_.open(fs::path(run_dir_.path()) / "metrics.jsonl", std::ios::app);
   // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
@@ -158,6 +160,24 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
       fmt::format("rank {} (tp {}, pp {}, dp {}) on {}", rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), host));
 }
 
+// Parameters, gradients and Adam state alone (16 bytes a parameter, the Adam part / dp under
+// ZeRO-1) must fit in this rank's share of its node's memory; activations come on top (the
+// start-up report accounts for them). Refused before anything is allocated.
+void Trainer::check_memory(const ModelDims& dims) const {
+  const int64_t n = arena_size(param_table(dims)), dp = comms_.dp.size();
+  const int64_t adam = cfg_.parallel.zero1 ? comm::split_evenly(n, int(dp), comms_.dp.rank()).size() : n;
+  const double need = 8.0 * double(n) + 8.0 * double(adam);
+  const int sharing = comm::split_node(comms_.world).size();  // collective: every rank checks
+  const double node = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (node <= 0 || need <= node / sharing) return;
+  const double gib = 1.0 / double(1 << 30);
+  throw std::runtime_error(fmt::format(
+      "memory: rank {} (tp {}, pp {}, dp {}) needs {:.1f} GiB for its {:.2f}B parameters, their gradients and Adam "
+      "state alone, but its node has {:.1f} GiB for {} rank(s): add tensor or pipeline ranks (parallel.tp, "
+      "parallel.pp), or data-parallel ranks with parallel.zero1",
+      rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), need * gib, double(n) / 1e9, node * gib, sharing));
+}
+
 void Trainer::setup_model() {
   if (comms_.tp.size() > 1) {
     tp_ops_ = parallel::tensor_parallel_ops(comms_.tp, &tp_comm_s_, cfg_.comm.tp_allreduce);
@@ -172,8 +192,16 @@ void Trainer::setup_model() {
   const auto& rs = cfg_.parallel.recompute_stages;
   const bool recomputes = rs.empty() || std::find(rs.begin(), rs.end(), stage) != rs.end();
   const Recompute recompute = recomputes ? cfg_.parallel.recompute : Recompute::none;
-  model_ = std::make_unique<Model<float>>(dims, B_, T_, parallel::Pipeline::slots(pp, stage, accum_, dims.chunks),
-                                          recompute);
+  check_memory(dims);
+  try {
+    model_ = std::make_unique<Model<float>>(dims, B_, T_, parallel::Pipeline::slots(pp, stage, accum_, dims.chunks),
+                                            recompute);
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error(fmt::format("memory: allocating the model of rank {} (its parameters, gradients and "
+                                         "activations) failed: add tensor or pipeline ranks, recompute activations "
+                                         "(parallel.recompute) or lower train.micro_batch",
+                                         rank_));
+  }
   pipe_ = std::make_unique<parallel::Pipeline>(comms_.pp, *model_, B_, T_);
   model_->init(cfg_.train.seed);
   n_params_ = arena_size(model_->table());

@@ -27,6 +27,7 @@
 #include "parallel/gradient_sync.hpp"
 #include "parallel/pipeline.hpp"
 #include "parallel/tensor_parallel.hpp"
+#include "plan/memory.hpp"
 #include "train/run_dir.hpp"
 #include "train/setup_report.hpp"
 #include "train/step_meter.hpp"
@@ -166,7 +167,8 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
 void Trainer::check_memory(const ModelDims& dims) const {
   const int64_t n = arena_size(param_table(dims)), dp = comms_.dp.size();
   const int64_t adam = cfg_.parallel.zero1 ? comm::split_evenly(n, int(dp), comms_.dp.rank()).size() : n;
-  const double need = 8.0 * double(n) + 8.0 * double(adam);
+  const plan::MemoryAccount state = plan::account_memory({.params = n, .optimizer_params = adam});
+  const double need = state.params + state.grads + state.optimizer;
   const int sharing = comm::split_node(comms_.world).size();  // collective: every rank checks
   const double node = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (node <= 0 || need <= node / sharing) return;

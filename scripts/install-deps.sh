@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages hokusai needs, and only those that are missing.
 # Idempotent; runs as root or through sudo; runs `apt-get update` before installing.
-# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--mpich] [--torch] [--check]
+# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--mpich] [--torch] [--fuzz] [--check]
 #   --cross  also the ARM SVE tools: aarch64 cross g++, qemu-user, GoogleTest sources, llvm-mca,
 #            and the arm64 runtime libraries of the emulated trainer build (Debian multiarch:
 #            adds the arm64 architecture to dpkg). scripts/test.sh uses it.
@@ -12,6 +12,8 @@
 #   --torch  also PyTorch (Debian's python3-torch, CPU) to regenerate the independent parity
 #            fixture (tests/model/pytorch_reference.py) and to run the PyTorch peer by hand; the
 #            suite itself reads the committed fixture and does not need it
+#   --fuzz   also clang and libFuzzer (clang-14, libclang-rt-14-dev, libfuzzer-14-dev) for
+#            scripts/fuzz.sh and the fuzz_* tests; scripts/test.sh uses it
 #   --check  list what is missing, install nothing
 set -euo pipefail
 
@@ -37,11 +39,13 @@ cross_packages=(
 simgrid_packages=(libsimgrid-dev)
 mpich_packages=(libmpich-dev mpich)
 torch_packages=(python3-torch python3-numpy)
+fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev)
 
 cross=0
 simgrid=0
 mpich=0
 torch=0
+fuzz=0
 check=0
 for arg in "$@"; do
   case "$arg" in
@@ -49,14 +53,16 @@ for arg in "$@"; do
     --simgrid) simgrid=1 ;;
     --mpich) mpich=1 ;;
     --torch) torch=1 ;;
+    --fuzz) fuzz=1 ;;
     --check) check=1 ;;
-    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --mpich, --torch, --check)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --mpich, --torch, --fuzz, --check)" >&2; exit 2 ;;
   esac
 done
 if [ $cross = 1 ]; then packages+=("${cross_packages[@]}"); fi
 if [ $simgrid = 1 ]; then packages+=("${simgrid_packages[@]}"); fi
 if [ $mpich = 1 ]; then packages+=("${mpich_packages[@]}"); fi
 if [ $torch = 1 ]; then packages+=("${torch_packages[@]}"); fi
+if [ $fuzz = 1 ]; then packages+=("${fuzz_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

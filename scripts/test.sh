@@ -11,11 +11,12 @@ cd "$(dirname "$0")/.."
 preset=${1:-release}
 
 # SimGrid (--simgrid) builds the simulated-torus test (ctest simulated_torus_4x4); MPICH
-# (--mpich) the comm layer's MPICH build and test (ctest mpich_comm).
+# (--mpich) the comm layer's MPICH build and test (ctest mpich_comm); clang and libFuzzer (--fuzz)
+# the fuzz_* tests (scripts/fuzz.sh, 30 s per reader).
 if [ "$preset" = release ] && [ "${HOKUSAI_SKIP_CROSS:-0}" != 1 ]; then
-  scripts/install-deps.sh --cross --simgrid --mpich
+  scripts/install-deps.sh --cross --simgrid --mpich --fuzz
 else
-  scripts/install-deps.sh --simgrid --mpich
+  scripts/install-deps.sh --simgrid --mpich --fuzz
 fi
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$(nproc)"

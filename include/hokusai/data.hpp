@@ -153,7 +153,17 @@ class GptDataset {
   std::shared_ptr<const IndexedDataset> data_;
   int64_t seq_len_, num_samples_, epochs_ = 0;
   std::unique_ptr<MappedFile> cache_;
-  std::span<const int64_t> order_, starts_, shuffle_;  // starts_: (num_samples+1) x (order pos, offset)
+  // A column of the cache file: 4-byte entries when every value fits (12 bytes per sample, as
+  // Megatron's int32 index), else 8.
+  struct Column {
+    const unsigned char* data = nullptr;
+    size_t size = 0;
+    int width = 8;
+    int64_t operator[](size_t i) const;
+  };
+  [[noreturn]] void corrupt(int64_t i, const std::string& why) const;
+  Column order_, starts_, shuffle_;  // starts_: (num_samples+1) x (order pos, offset)
+  int64_t first_ = 0, last_ = 0;
   std::string cache_file_;
   bool built_ = false;
 };
@@ -167,7 +177,7 @@ class BlendedDataset {
                  int64_t num_samples, const std::string& cache_dir);
   ~BlendedDataset();
   int64_t size() const { return num_samples_; }
-  int dataset_of(int64_t i) const { return parts_.size() == 1 ? 0 : dataset_[size_t(i)]; }
+  int dataset_of(int64_t i) const;  // throws DataError naming the cache file when it is corrupt
   void sample(int64_t i, int32_t* out) const;
 
  private:
@@ -176,6 +186,7 @@ class BlendedDataset {
   std::unique_ptr<MappedFile> cache_;
   std::span<const int16_t> dataset_;
   std::span<const int64_t> index_;
+  std::string cache_file_;
 };
 
 // ------------------------------------------------------------------------------------ loader

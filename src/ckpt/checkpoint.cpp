@@ -151,9 +151,14 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir, std::st
   }
   if (best < 0) return std::nullopt;
   const fs::path found = root / step_name(best);
-  if (note)
-    *note = "'" + (root / "latest").string() + "' is " + (name.empty() ? "missing or empty" : "damaged ('" + name + "')") +
-            ": using the newest complete checkpoint, " + found.filename().string();
+  if (note) {
+    // (appended piece by piece: g++ 12 warns falsely on "'" + std::string&& here, bug 105329)
+    std::string text = "'";
+    text += (root / "latest").string();
+    text += name.empty() ? std::string("' is missing or empty") : "' is damaged ('" + name + "')";
+    text += ": using the newest complete checkpoint, " + found.filename().string();
+    *note = std::move(text);
+  }
   return found.string();
 }
 
@@ -207,11 +212,20 @@ CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash
   if (h.table_hash != expected_hash)
     throw std::runtime_error("checkpoint: '" + path + "' was saved from a different model shape " +
                              "(tensor table hash differs): use the config stored beside it");
+  if (h.has_optimizer > 1)
+    throw std::runtime_error("checkpoint: '" + path + "' has_optimizer=" + std::to_string(h.has_optimizer) +
+                             ", expected 0 or 1 (corrupt)");
+  if (h.step < 0 || h.consumed_samples < 0 || h.adam_t < 0)
+    throw std::runtime_error("checkpoint: '" + path + "' holds a negative counter (step " + std::to_string(h.step) +
+                             ", consumed samples " + std::to_string(h.consumed_samples) + ", Adam step " +
+                             std::to_string(h.adam_t) + "): corrupt");
   const uint64_t arrays = h.has_optimizer ? 3 : 1;
-  const uint64_t expected_size = sizeof h + arrays * uint64_t(h.n_params) * sizeof(float) + 8;
-  if (h.n_params < 0 || file_size != expected_size)
+  // n_params is bounded by the file before any product (a huge count must not wrap around).
+  const bool fits = h.n_params >= 0 && uint64_t(h.n_params) <= file_size / (arrays * sizeof(float));
+  const uint64_t expected_size = fits ? sizeof h + arrays * uint64_t(h.n_params) * sizeof(float) + 8 : 0;
+  if (!fits || file_size != expected_size)
     throw std::runtime_error("checkpoint: '" + path + "' is " + std::to_string(file_size) + " bytes, expected " +
-                             std::to_string(expected_size) + " for n_params=" + std::to_string(h.n_params) +
+                             (fits ? std::to_string(expected_size) : std::string("far more")) + " for n_params=" + std::to_string(h.n_params) +
                              " (truncated or corrupt)");
   if (with_optimizer && !h.has_optimizer)
     throw std::runtime_error("checkpoint: '" + path + "' holds no optimizer state: cannot resume from it");

@@ -91,7 +91,9 @@ Reader::Reader(const std::string& path) : path_(path), file_(std::make_unique<Ma
   if (!header.is_object()) fail("header is not a JSON object");
   buffer_ = file_->data() + 8 + n;
   const int64_t buffer_bytes = int64_t(size - 8 - n);
-  for (const auto& [name, v] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();  // (not a structured binding: lambdas below capture it)
+    const auto& v = item.value();
     if (name == "__metadata__") {
       if (!v.is_object()) fail("__metadata__ is not an object");
       for (const auto& [k, s] : v.items()) {

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kCacheHeader = 48;  // magic 8 + key 8 + four i64 fields: arrays stay 8-aligned
-constexpr uint64_t kIndexVersion = 1;
+constexpr uint64_t kIndexVersion = 2;  // 2: 4-byte columns where they fit, checked reads
 
 struct CacheHeader {
   char magic[8];
@@ -74,21 +74,26 @@ const CacheHeader& check_header(const MappedFile& f, const char* magic, uint64_t
 
 GptDataset::GptDataset(std::shared_ptr<const IndexedDataset> data, int64_t first, int64_t last, int64_t seq_len,
                        int64_t num_samples, uint64_t seed, const std::string& cache_dir)
-    : data_(std::move(data)), seq_len_(seq_len), num_samples_(num_samples) {
+    : data_(std::move(data)), seq_len_(seq_len), num_samples_(num_samples), first_(first), last_(last) {
   int64_t tokens_per_epoch = 0;
-  for (int64_t s = first; s < last; ++s) tokens_per_epoch += data_->length(s);
+  int64_t longest = 0;
+  for (int64_t s = first; s < last; ++s) tokens_per_epoch += data_->length(s), longest = std::max(longest, data_->length(s));
   if (tokens_per_epoch == 0)
     throw DataError("'" + data_->prefix() + "': sequences [" + std::to_string(first) + ", " + std::to_string(last) +
                     ") of this split hold no tokens: change data.split or add data");
   const int64_t needed = num_samples * seq_len + 1;
   epochs_ = std::max<int64_t>(1, (needed + tokens_per_epoch - 1) / tokens_per_epoch);
+  const int64_t n_order = epochs_ * (last - first);
+  // 4-byte columns when every entry fits: positions in `order` (<= n_order), offsets into a
+  // sequence (< longest), sample numbers (< num_samples) and sequence numbers (< last).
+  const int width = std::max({n_order, longest, num_samples + 1, last}) < INT32_MAX ? 4 : 8;
   const uint64_t key = mix_all({kIndexVersion, data_->fingerprint(), uint64_t(first), uint64_t(last),
                                 uint64_t(seq_len), uint64_t(num_samples), seed});
   cache_file_ = (fs::path(cache_dir) / fmt::format("{}_{:016x}.gptidx", fs::path(data_->prefix()).filename().string(), key))
                     .string();
   built_ = build_once(cache_file_, [&](const std::string& tmp) {
     std::vector<int64_t> order;
-    order.reserve(size_t(epochs_ * (last - first)));
+    order.reserve(size_t(n_order));
     for (int64_t e = 0; e < epochs_; ++e) {
       std::vector<int64_t> epoch(static_cast<size_t>(last - first));
       for (int64_t s = first; s < last; ++s) epoch[size_t(s - first)] = s;
@@ -96,9 +101,14 @@ GptDataset::GptDataset(std::shared_ptr<const IndexedDataset> data, int64_t first
       order.insert(order.end(), epoch.begin(), epoch.end());
     }
     Writer w(tmp);
-    const CacheHeader h{{'H', 'K', 'G', 'P', 'T', 'I', 'X', '1'}, key, int64_t(order.size()), num_samples, epochs_, 0};
+    const CacheHeader h{{'H', 'K', 'G', 'P', 'T', 'I', 'X', '2'}, key, n_order, num_samples, epochs_, width};
     w.put(&h, sizeof h);
-    w.put(order.data(), order.size() * 8);
+    const auto put_column = [&](const std::vector<int64_t>& v) {
+      if (width == 8) return w.put(v.data(), v.size() * 8);
+      const std::vector<int32_t> narrow(v.begin(), v.end());
+      w.put(narrow.data(), narrow.size() * 4);
+    };
+    put_column(order);
     // Start (position in order, offset) of sample j = stream token j*seq_len.
     int64_t pos = 0, off = 0;
     std::vector<int64_t> starts;
@@ -120,32 +130,62 @@ GptDataset::GptDataset(std::shared_ptr<const IndexedDataset> data, int64_t first
         }
       }
     }
-    w.put(starts.data(), starts.size() * 8);
+    put_column(starts);
     std::vector<int64_t> perm(static_cast<size_t>(num_samples));
     for (int64_t i = 0; i < num_samples; ++i) perm[size_t(i)] = i;
     shuffle(perm, splitmix64(seed ^ 0x73616d706c65ULL));
-    w.put(perm.data(), perm.size() * 8);
+    put_column(perm);
     w.close();
   });
   cache_ = std::make_unique<MappedFile>(cache_file_);
-  const CacheHeader& h = check_header(*cache_, "HKGPTIX1", key);
-  const size_t n_order = size_t(h.a);
-  if (cache_->size() != kCacheHeader + 8 * (n_order + 2 * size_t(num_samples + 1) + size_t(num_samples)))
+  const CacheHeader& h = check_header(*cache_, "HKGPTIX2", key);
+  // Sizes come from this dataset, never from the file; the file must agree with them.
+  if (h.a != n_order || h.b != num_samples || h.c != epochs_ || h.d != width)
+    throw DataError("cache file '" + cache_file_ + "' was built for another dataset (header " + std::to_string(h.a) +
+                    " positions, " + std::to_string(h.b) + " samples, " + std::to_string(h.c) + " epochs, width " +
+                    std::to_string(h.d) + "): delete it to rebuild");
+  const size_t n_starts = size_t(2 * (num_samples + 1));
+  if (cache_->size() != kCacheHeader + size_t(width) * (size_t(n_order) + n_starts + size_t(num_samples)))
     throw DataError("cache file '" + cache_file_ + "' has the wrong size: delete it to rebuild");
-  order_ = cache_->array<int64_t>(kCacheHeader, n_order);
-  starts_ = cache_->array<int64_t>(kCacheHeader + 8 * n_order, size_t(2 * (num_samples + 1)));
-  shuffle_ = cache_->array<int64_t>(kCacheHeader + 8 * (n_order + 2 * size_t(num_samples + 1)), size_t(num_samples));
+  const unsigned char* p = cache_->data() + kCacheHeader;
+  order_ = {p, size_t(n_order), width};
+  starts_ = {p + size_t(width) * size_t(n_order), n_starts, width};
+  shuffle_ = {p + size_t(width) * (size_t(n_order) + n_starts), size_t(num_samples), width};
 }
 
 GptDataset::~GptDataset() = default;
 
+int64_t GptDataset::Column::operator[](size_t i) const {
+  if (width == 4) {
+    int32_t v;
+    std::memcpy(&v, data + 4 * i, 4);
+    return v;
+  }
+  int64_t v;
+  std::memcpy(&v, data + 8 * i, 8);
+  return v;
+}
+
+void GptDataset::corrupt(int64_t i, const std::string& why) const {
+  throw DataError("cache file '" + cache_file_ + "' is corrupt (sample " + std::to_string(i) + ": " + why +
+                  "): delete it to rebuild");
+}
+
+// Every entry read from the cache file is checked before use (a few compares per sample): a
+// damaged file is one error naming it, never a read outside the dataset.
 void GptDataset::sample(int64_t i, int32_t* out) const {
+  if (i < 0 || i >= num_samples_) corrupt(i, "out of range, the index holds " + std::to_string(num_samples_));
   const int64_t j = shuffle_[size_t(i)];
+  if (j < 0 || j >= num_samples_) corrupt(i, "shuffled to " + std::to_string(j));
   int64_t pos = starts_[size_t(2 * j)], off = starts_[size_t(2 * j + 1)];
   int64_t need = seq_len_ + 1;
   while (need > 0) {
+    if (pos < 0 || pos >= int64_t(order_.size)) corrupt(i, "position " + std::to_string(pos) + " beyond the order");
     const int64_t seq = order_[size_t(pos)];
-    const int64_t take = std::min(need, data_->length(seq) - off);
+    if (seq < first_ || seq >= last_) corrupt(i, "sequence " + std::to_string(seq) + " outside the split");
+    const int64_t len = data_->length(seq);
+    if (off < 0 || off > len) corrupt(i, "offset " + std::to_string(off) + " in a sequence of " + std::to_string(len));
+    const int64_t take = std::min(need, len - off);
     data_->read(seq, off, take, out);
     out += take;
     need -= take;
@@ -201,7 +241,10 @@ BlendedDataset::BlendedDataset(std::vector<std::shared_ptr<GptDataset>> parts, s
     w.close();
   });
   cache_ = std::make_unique<MappedFile>(path);
-  check_header(*cache_, "HKBLEND1", key);
+  const CacheHeader& h = check_header(*cache_, "HKBLEND1", key);
+  if (h.a != num_samples || h.b != int64_t(parts_.size()))
+    throw DataError("cache file '" + path + "' was built for another blend: delete it to rebuild");
+  cache_file_ = path;
   const size_t which_bytes = (size_t(num_samples) * 2 + 7) / 8 * 8;
   if (cache_->size() != kCacheHeader + which_bytes + 8 * size_t(num_samples))
     throw DataError("cache file '" + path + "' has the wrong size: delete it to rebuild");
@@ -211,9 +254,18 @@ BlendedDataset::BlendedDataset(std::vector<std::shared_ptr<GptDataset>> parts, s
 
 BlendedDataset::~BlendedDataset() = default;
 
+int BlendedDataset::dataset_of(int64_t i) const {
+  if (parts_.size() == 1) return 0;
+  const int k = (i >= 0 && i < num_samples_) ? dataset_[size_t(i)] : -1;
+  if (k < 0 || k >= int(parts_.size()))
+    throw DataError("cache file '" + cache_file_ + "' is corrupt (sample " + std::to_string(i) + " of dataset " +
+                    std::to_string(k) + "): delete it to rebuild");
+  return k;
+}
+
 void BlendedDataset::sample(int64_t i, int32_t* out) const {
   if (parts_.size() == 1) return parts_[0]->sample(i, out);
-  parts_[size_t(dataset_[size_t(i)])]->sample(index_[size_t(i)], out);
+  parts_[size_t(dataset_of(i))]->sample(index_[size_t(i)], out);  // GptDataset::sample checks the index
 }
 
 }  // namespace hokusai

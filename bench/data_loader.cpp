@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     std::vector<double> rates;
     for (int r = 0; r < reps; ++r) {
       const auto t1 = std::chrono::steady_clock::now();
-      for (int64_t s = 0; s < steps; ++s) loader.fill_micro_batch(s, 0, 0, tok.data(), tgt.data());
+      for (int64_t s = 0; s < steps; ++s) loader.fill_micro_batch(s * cfg.train.global_batch, 0, 0, tok.data(), tgt.data());
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
       rates.push_back(double(steps * 4 * 256) / dt);
     }

@@ -44,8 +44,15 @@ struct CheckpointData {
 uint64_t table_hash(const std::vector<TensorSpec>& table);
 
 // Saves atomically (see above); keeps the newest `keep`. Returns the checkpoint directory.
+// A failed write throws std::runtime_error naming the file, the system's reason and the space
+// left, and leaves the previous checkpoints and `latest` as they were.
 std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint64_t table_hash,
                             const CheckpointView& data, int keep);
+// Removes all but the newest `keep` complete checkpoints of run_dir.
+void prune_checkpoints(const std::string& run_dir, int keep);
+// Removes checkpoint `step` of run_dir and points `latest` at the newest one left: a shard's save
+// that other shards of the job failed to match is not a checkpoint of the job.
+void discard_checkpoint(const std::string& run_dir, int64_t step);
 
 // Directory of the newest complete checkpoint under run_dir, if any: the one `latest` names, or,
 // when `latest` is missing or names no complete checkpoint (a damaged file), the complete

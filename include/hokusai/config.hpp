@@ -30,6 +30,10 @@ enum class Decay { cosine, linear, constant };  // schedule.decay
 
 enum class TokenizerKind { byte, sentencepiece };  // data.tokenizer
 
+// checkpoint.on_error: what a failed save (disk full, quota, I/O error) does. Either way the
+// previous checkpoint and `latest` stay intact.
+enum class OnSaveError { stop, keep_training };
+
 template <>
 struct Names<Family> {
   static constexpr std::array<std::pair<Family, std::string_view>, 2> table = {
@@ -44,6 +48,11 @@ template <>
 struct Names<Decay> {
   static constexpr std::array<std::pair<Decay, std::string_view>, 3> table = {
       {{Decay::cosine, "cosine"}, {Decay::linear, "linear"}, {Decay::constant, "constant"}}};
+};
+template <>
+struct Names<OnSaveError> {
+  static constexpr std::array<std::pair<OnSaveError, std::string_view>, 2> table = {
+      {{OnSaveError::stop, "stop"}, {OnSaveError::keep_training, "continue"}}};
 };
 template <>
 struct Names<TokenizerKind> {
@@ -123,6 +132,9 @@ struct DataConfig {
 struct CheckpointConfig {
   int64_t interval = 0;  // save every N steps (0: only at the end)
   int keep = 2;          // newest checkpoints kept (older ones deleted after a save succeeds)
+  OnSaveError on_error = OnSaveError::stop;
+  bool async = false;       // write in a background thread from a snapshot; the step goes on
+  double mtbf_hours = 0;    // expected mean time between failures: interval advice (Young's rule)
 };
 
 struct LoggingConfig {

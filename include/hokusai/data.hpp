@@ -136,7 +136,10 @@ PreprocessStats preprocess(const PreprocessOptions& opts, const Tokenizer& tok);
 // ------------------------------------------------------------------------------ sample index
 // Megatron's GPT dataset over sequences [first, last) of one indexed dataset: each epoch the
 // sequences are shuffled (seeded Fisher-Yates) and concatenated; sample j covers stream tokens
-// [j*T, j*T + T + 1); sample i of the dataset is sample shuffle[i]. The three arrays are built
+// [j*T, j*T + T + 1); sample i of the dataset is sample shuffle[i], where shuffle permutes each
+// block of one epoch's worth of samples (tokens per epoch / T) within itself. The index holds
+// whole blocks, at least num_samples (size() says how many): sample i does not depend on
+// num_samples, so longer runs and resumed runs read the same order. The three arrays are built
 // once into one cache file and memory-mapped by every reader.
 class GptDataset {
  public:
@@ -205,8 +208,10 @@ class DataLoader {
   // Samples first .. first+count-1 of a split, as (count, seq_len) inputs and next-token
   // targets. Throws DataError when a token id is outside [0, model.vocab_size).
   void fill(Split s, int64_t first, int64_t count, int32_t* tokens, int32_t* targets) const;
-  // Micro-batch `micro` of optimizer step `step` (0-based) for data-parallel rank `dp_rank`.
-  void fill_micro_batch(int64_t step, int micro, int dp_rank, int32_t* tokens, int32_t* targets) const;
+  // Micro-batch `micro` for data-parallel rank `dp_rank` of the optimizer step whose global batch
+  // starts at training sample `step_first_sample` (the samples consumed before it: step *
+  // train.global_batch when the batch never changed).
+  void fill_micro_batch(int64_t step_first_sample, int micro, int dp_rank, int32_t* tokens, int32_t* targets) const;
 
  private:
   std::unique_ptr<Tokenizer> tokenizer_;

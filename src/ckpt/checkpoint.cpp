@@ -1,7 +1,11 @@
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/hash.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -48,10 +52,50 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
-void write_all(std::ofstream& out, const std::string& path, const void* data, size_t bytes) {
-  out.write(static_cast<const char*>(data), std::streamsize(bytes));
-  if (!out) throw std::runtime_error("checkpoint: write to '" + path + "' failed (disk full?)");
-}
+// The state file, written through the file descriptor so a failure reports the system's reason
+// (ENOSPC, EDQUOT, EIO) and how far it got, and synced before the rename that publishes it.
+class StateFile {
+ public:
+  StateFile(std::string path, uint64_t total) : path_(std::move(path)), total_(total) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("cannot create");
+  }
+  ~StateFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void put(const void* data, size_t bytes) {
+    const auto* p = static_cast<const char*>(data);
+    while (bytes > 0) {
+      const ssize_t n = ::write(fd_, p, std::min<size_t>(bytes, size_t(1) << 30));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail("cannot write");
+      p += n, bytes -= size_t(n), written_ += uint64_t(n);
+    }
+  }
+  void finish() {
+    if (::fsync(fd_) != 0) fail("cannot sync");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail("cannot close");
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what) const {
+    const int err = errno ? errno : EIO;
+    std::error_code ec;
+    const auto space = fs::space(fs::path(path_).parent_path(), ec);
+    const double mib = 1.0 / (1 << 20);
+    char free_text[64] = "";
+    if (!ec) std::snprintf(free_text, sizeof free_text, ", %.1f MiB free there", double(space.available) * mib);
+    char sizes[96];
+    std::snprintf(sizes, sizeof sizes, "%.1f of %.1f MiB written", double(written_) * mib, double(total_) * mib);
+    throw std::runtime_error("checkpoint: " + std::string(what) + " '" + path_ + "': " + std::strerror(err) + " (" +
+                             sizes + free_text + "): free space or point logging.run_dir to a larger file system");
+  }
+  std::string path_;
+  uint64_t total_, written_ = 0;
+  int fd_ = -1;
+};
 
 void write_text_atomic(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".tmp";
@@ -83,15 +127,12 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
   const fs::path tmp_dir = root / (step_name(data.step) + ".tmp");
   fs::remove_all(tmp_dir);
   fs::create_directories(tmp_dir);
-  {
-    std::ofstream out(tmp_dir / "config.yaml");
-    out << dump_config(cfg);
-    if (!out) throw std::runtime_error("checkpoint: cannot write '" + (tmp_dir / "config.yaml").string() + "'");
-  }
-  const std::string state = (tmp_dir / "state.bin").string();
-  {
-    std::ofstream out(state, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("checkpoint: cannot create '" + state + "'");
+  try {
+    {
+      std::ofstream out(tmp_dir / "config.yaml");
+      out << dump_config(cfg);
+      if (!out) throw std::runtime_error("checkpoint: cannot write '" + (tmp_dir / "config.yaml").string() + "'");
+    }
     Header h{};
     std::memcpy(h.magic, kMagic, 8);
     h.version = kVersion;
@@ -102,20 +143,25 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
     h.n_params = int64_t(data.params.size());
     h.table_hash = thash;
     h.has_optimizer = data.m.empty() ? 0 : 1;
+    const uint64_t total = sizeof h + (h.has_optimizer ? 3 : 1) * data.params.size() * sizeof(float) + 8;
+    StateFile out((tmp_dir / "state.bin").string(), total);
     uint64_t sum = checksum(0, &h, sizeof h);
-    write_all(out, state, &h, sizeof h);
+    out.put(&h, sizeof h);
     const auto put = [&](std::span<const float> v) {
       sum = checksum(sum, v.data(), v.size() * sizeof(float));
-      write_all(out, state, v.data(), v.size() * sizeof(float));
+      out.put(v.data(), v.size() * sizeof(float));
     };
     put(data.params);
     if (h.has_optimizer) {
       put(data.m);
       put(data.v);
     }
-    write_all(out, state, &sum, sizeof sum);
-    out.flush();
-    if (!out) throw std::runtime_error("checkpoint: flush of '" + state + "' failed");
+    out.put(&sum, sizeof sum);
+    out.finish();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);  // a failed save leaves nothing behind that takes space
+    throw;
   }
   // Saving a step that already exists (a resumed run ending where it started): move the old copy
   // aside first, so some complete checkpoint exists at every instant.
@@ -125,15 +171,37 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
   fs::rename(tmp_dir, final_dir);
   fs::remove_all(old_dir);
   write_text_atomic(root / "latest", step_name(data.step) + "\n");
-  // Prune only now that the new checkpoint is complete and referenced.
-  std::vector<fs::path> all;
-  for (const auto& e : fs::directory_iterator(root))
-    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0 &&
-        e.path().extension() != ".tmp" && e.path().extension() != ".old")
-      all.push_back(e.path());
-  std::sort(all.begin(), all.end());
-  for (size_t i = 0; i + size_t(keep) < all.size(); ++i) fs::remove_all(all[i]);
+  prune_checkpoints(run_dir, keep);  // only now that the new checkpoint is complete and referenced
   return final_dir.string();
+}
+
+namespace {
+
+// The complete step_N directories under run_dir/checkpoints, oldest first.
+std::vector<fs::path> complete_checkpoints(const fs::path& root) {
+  std::vector<fs::path> all;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (checkpoint_step(e.path().string()) >= 0 && fs::exists(e.path() / "state.bin")) all.push_back(e.path());
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
+}  // namespace
+
+void prune_checkpoints(const std::string& run_dir, int keep) {
+  const std::vector<fs::path> all = complete_checkpoints(fs::path(run_dir) / "checkpoints");
+  for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) fs::remove_all(all[i]);
+}
+
+void discard_checkpoint(const std::string& run_dir, int64_t step) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  fs::remove_all(root / step_name(step));
+  const std::vector<fs::path> left = complete_checkpoints(root);
+  if (left.empty())
+    fs::remove(root / "latest");
+  else
+    write_text_atomic(root / "latest", left.back().filename().string() + "\n");
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& run_dir, std::string* note) {

@@ -31,7 +31,10 @@ std::string location(const std::string& file, const YAML::Node& node) {
 
 void load_map(Config& cfg, const YAML::Node& map, const std::string& prefix, const std::string& file) {
   for (const auto& kv : map) {
-    const std::string name = kv.first.as<std::string>();
+    if (!kv.first.IsScalar())  // "? [a, b]: x": a complex key (found by tests/fuzz)
+      throw ConfigError(location(file, kv.first) + ": expected a key name, found " +
+                        (kv.first.IsNull() ? std::string("an empty key") : "a " + std::string(kv.first.IsMap() ? "map" : "list")));
+    const std::string name = kv.first.Scalar();
     const std::string key = prefix.empty() ? name : prefix + "." + name;
     const std::string where = location(file, kv.first);
     if (const Field* f = find_field(key)) {
@@ -241,6 +244,7 @@ void validate(const Config& cfg) {
     fail("data.tokenizer_model", "needed by data.tokenizer: sentencepiece (path of a .model file)");
   if (cfg.checkpoint.interval < 0) fail("checkpoint.interval", "must be >= 0");
   positive("checkpoint.keep", cfg.checkpoint.keep);
+  if (!(cfg.checkpoint.mtbf_hours >= 0)) fail("checkpoint.mtbf_hours", "must be >= 0 (0 = no interval advice)");
   positive("logging.interval", cfg.logging.interval);
   if (cfg.logging.eval_interval < 0) fail("logging.eval_interval", "must be >= 0");
   if (cfg.logging.eval_batches < 0) fail("logging.eval_batches", "must be >= 0");

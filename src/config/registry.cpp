@@ -248,6 +248,16 @@ std::vector<Field> make_registry() {
            "Save a checkpoint every N steps; 0 = only at the end"),
       field_of("checkpoint.keep", &C::checkpoint, &CheckpointConfig::keep,
            "Newest checkpoints kept; older ones are removed only after a newer save succeeded"),
+      field_of("checkpoint.on_error", &C::checkpoint, &CheckpointConfig::on_error,
+           "A save that fails (disk full, quota, I/O error): stop the job, or continue training and "
+           "save again at the next interval. The previous checkpoint and `latest` stay intact either way"),
+      field_of("checkpoint.async", &C::checkpoint, &CheckpointConfig::async,
+           "Write checkpoints in a background thread from a copy of the parameters and Adam state "
+           "(12 bytes per parameter more memory on the writing ranks); the step is blocked only "
+           "for the copy. The end-of-run and stop-signal saves are always synchronous"),
+      field_of("checkpoint.mtbf_hours", &C::checkpoint, &CheckpointConfig::mtbf_hours,
+           "Expected mean time between failures of the job (hours; 0 = no advice): logs the interval "
+           "Young's rule sqrt(2 * save time * MTBF) suggests, from the measured save and step times"),
       field_of("logging.interval", &C::logging, &LoggingConfig::interval, "Steps between log lines"),
       field_of("logging.run_dir", &C::logging, &LoggingConfig::run_dir,
            "Run directory (logs, metrics, config, checkpoints); empty = runs/<config>-<time>"),

@@ -168,8 +168,9 @@ void DataLoader::fill(Split s, int64_t first, int64_t count, int32_t* tokens, in
   }
 }
 
-void DataLoader::fill_micro_batch(int64_t step, int micro, int dp_rank, int32_t* tokens, int32_t* targets) const {
-  const int64_t first = step * global_batch_ + int64_t(dp_rank) * (global_batch_ / dp_) + int64_t(micro) * micro_batch_;
+void DataLoader::fill_micro_batch(int64_t step_first_sample, int micro, int dp_rank, int32_t* tokens,
+                                  int32_t* targets) const {
+  const int64_t first = step_first_sample + int64_t(dp_rank) * (global_batch_ / dp_) + int64_t(micro) * micro_batch_;
   fill(train, first, micro_batch_, tokens, targets);
 }
 

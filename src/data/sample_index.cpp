@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kCacheHeader = 48;  // magic 8 + key 8 + four i64 fields: arrays stay 8-aligned
-constexpr uint64_t kIndexVersion = 2;  // 2: 4-byte columns where they fit, checked reads
+// 3: 4-byte columns where they fit, checked reads, samples shuffled in epoch-sized blocks
+constexpr uint64_t kIndexVersion = 3;
 
 struct CacheHeader {
   char magic[8];
@@ -81,6 +82,13 @@ GptDataset::GptDataset(std::shared_ptr<const IndexedDataset> data, int64_t first
   if (tokens_per_epoch == 0)
     throw DataError("'" + data_->prefix() + "': sequences [" + std::to_string(first) + ", " + std::to_string(last) +
                     ") of this split hold no tokens: change data.split or add data");
+  // Samples are shuffled within blocks of one epoch's worth, and the index always holds whole
+  // blocks: sample i is the same for every num_samples that covers it. A run extended (more
+  // train.steps) or resumed with another train.global_batch reads on from its consumed-sample
+  // count through exactly the order it started with.
+  const int64_t per_block = std::max<int64_t>(1, tokens_per_epoch / seq_len);
+  num_samples_ = (num_samples + per_block - 1) / per_block * per_block;
+  num_samples = num_samples_;
   const int64_t needed = num_samples * seq_len + 1;
   epochs_ = std::max<int64_t>(1, (needed + tokens_per_epoch - 1) / tokens_per_epoch);
   const int64_t n_order = epochs_ * (last - first);
@@ -131,9 +139,14 @@ GptDataset::GptDataset(std::shared_ptr<const IndexedDataset> data, int64_t first
       }
     }
     put_column(starts);
-    std::vector<int64_t> perm(static_cast<size_t>(num_samples));
-    for (int64_t i = 0; i < num_samples; ++i) perm[size_t(i)] = i;
-    shuffle(perm, splitmix64(seed ^ 0x73616d706c65ULL));
+    std::vector<int64_t> perm;
+    perm.reserve(size_t(num_samples));
+    for (int64_t b = 0; b < num_samples / per_block; ++b) {
+      std::vector<int64_t> block(static_cast<size_t>(per_block));
+      for (int64_t i = 0; i < per_block; ++i) block[size_t(i)] = b * per_block + i;
+      shuffle(block, splitmix64(seed ^ 0x73616d706c65ULL ^ splitmix64(uint64_t(b))));
+      perm.insert(perm.end(), block.begin(), block.end());
+    }
     put_column(perm);
     w.close();
   });

@@ -1,6 +1,11 @@
 #include "train/run_dir.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <ctime>
+#include <limits>
+#include <stdexcept>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -66,16 +71,89 @@ void RunDirectory::check_space(int64_t bytes) const {
       path_, double(s.available) * mib, comms_.world.rank(), double(bytes) * mib));
 }
 
-std::string RunDirectory::save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t adam_t,
-                               std::span<const float> params, std::span<const float> m,
-                               std::span<const float> v) const {
-  std::string dir;
-  if (comms_.dp.rank() == 0) {  // one writer per tp slice of each pipeline stage
-    const CheckpointView ck{step, step * cfg.train.global_batch, adam_t, params, m, v};
-    dir = save_checkpoint(checkpoint_root(), cfg, table_hash, ck, cfg.checkpoint.keep);
+void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples,
+                              int64_t adam_t, std::span<const float> params, std::span<const float> m,
+                              std::span<const float> v, bool async) {
+  if (pending_.valid()) throw std::logic_error("RunDirectory::begin_save: the previous save was not finished");
+  pending_step_ = step;
+  if (comms_.dp.rank() != 0) return;  // one writer per tp slice of each pipeline stage
+  const std::string root = checkpoint_root();
+  const auto write = [root, cfg, table_hash](CheckpointView ck) {
+    const double t0 = comm::wall_time();
+    Written w;
+    try {
+      // Pruning waits for finish_save: a step counts once every shard has it.
+      w.dir = save_checkpoint(root, cfg, table_hash, ck, std::numeric_limits<int>::max());
+    } catch (const std::exception& e) {
+      w.error = e.what();
+    }
+    w.seconds = comm::wall_time() - t0;
+    return w;
+  };
+  if (!async) {
+    std::promise<Written> done;
+    done.set_value(write({step, consumed_samples, adam_t, params, m, v}));
+    pending_ = done.get_future();
+    return;
   }
-  comms_.world.barrier();  // nobody exits before the checkpoint is complete
-  return dir;
+  // One copy of the three arrays; the step goes on with the live ones.
+  snapshot_.resize(params.size() + m.size() + v.size());
+  std::copy(params.begin(), params.end(), snapshot_.begin());
+  std::copy(m.begin(), m.end(), snapshot_.begin() + std::ptrdiff_t(params.size()));
+  std::copy(v.begin(), v.end(), snapshot_.begin() + std::ptrdiff_t(params.size() + m.size()));
+  const std::span<const float> all(snapshot_);
+  const CheckpointView ck{step, consumed_samples, adam_t, all.subspan(0, params.size()),
+                          all.subspan(params.size(), m.size()), all.subspan(params.size() + m.size(), v.size())};
+  pending_ = std::async(std::launch::async, write, ck);
+}
+
+RunDirectory::SaveOutcome RunDirectory::finish_save(const Config& cfg, bool must_succeed) {
+  SaveOutcome out;
+  out.step = pending_step_;
+  Written w;
+  if (pending_.valid()) w = pending_.get();
+  pending_step_ = -1;
+  out.write_seconds = w.seconds;
+  // Agreement: nobody goes on (or exits) before every shard's write is complete.
+  out.failing_rank = comms_.world.lowest_rank_where(!w.error.empty());
+  const bool wrote = comms_.dp.rank() == 0 && w.error.empty();
+  if (out.failing_rank < 0) {
+    if (wrote) prune_checkpoints(checkpoint_root(), cfg.checkpoint.keep);
+    out.dir = w.dir;
+    return out;
+  }
+  if (wrote) discard_checkpoint(checkpoint_root(), out.step);
+  out.error = w.error;
+  if (cfg.checkpoint.on_error == OnSaveError::stop || must_succeed) {
+    if (comms_.world.rank() == out.failing_rank)
+      throw std::runtime_error(w.error + (must_succeed ? fmt::format(" (the checkpoint of step {} at the end of this job; "
+                                                                     "the newest complete one is kept)", out.step)
+                                                       : std::string()));
+    comms_.world.barrier();  // the failing rank's error ends the job (main aborts it)
+  }
+  return out;
+}
+
+bool RunDirectory::written_everywhere() const {
+  const bool mine = !pending_.valid() || pending_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+  return comms_.world.allreduce(mine ? 1.0 : 0.0, comm::Reduce::min) > 0;
+}
+
+std::string checkpoint_interval_advice(double save_seconds, double step_seconds, const CheckpointConfig& c) {
+  const double mtbf = c.mtbf_hours * 3600.0;
+  const double tau = std::sqrt(2.0 * std::max(save_seconds, 1e-3) * mtbf);
+  const int64_t steps = std::max<int64_t>(1, std::llround(tau / std::max(step_seconds, 1e-6)));
+  // Expected cost per mean time between failures: the saves made in it, plus half an interval of
+  // work redone after the failure (Young's first-order model, minimal at tau).
+  const auto lost = [&](double interval_s) { return interval_s / 2 + save_seconds * mtbf / interval_s; };
+  std::string now = "at the end only";
+  if (c.interval > 0)
+    now = fmt::format("every {} steps = {:.0f} s, costing ~{:.0f} s per MTBF", c.interval,
+                      double(c.interval) * step_seconds, lost(double(c.interval) * step_seconds));
+  return fmt::format("checkpoint interval (Young's rule, checkpoint.mtbf_hours={}): a save blocks training {:.2f} s "
+                     "and a step takes {:.3f} s, so sqrt(2 * {:.2f} s * {:.0f} s) = {:.0f} s = checkpoint.interval={} "
+                     "(saves and redone work cost ~{:.0f} s per MTBF); configured: {}",
+                     c.mtbf_hours, save_seconds, step_seconds, save_seconds, mtbf, tau, steps, lost(tau), now);
 }
 
 bool stop_agreed(const comm::Communicator& world, const std::atomic<bool>* stop) {

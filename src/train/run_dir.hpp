@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <future>
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "comm/grid_comm.hpp"
 #include "hokusai/config.hpp"
@@ -34,19 +36,50 @@ class RunDirectory {
   // per pipeline stage and tp rank, <run_dir>[/pp-stage-<s>][/tp-rank-<r>].
   std::string checkpoint_root() const;
 
-  // Collective. Rank 0 of each data-parallel group writes its (tp, pp) slice: the parameters and
-  // the whole Adam state (m, v: gathered from the ZeRO-1 shards by the caller). Returns the
-  // checkpoint directory on the ranks that wrote, "" elsewhere; no rank returns before every
-  // write is complete.
-  std::string save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t adam_t,
-                   std::span<const float> params, std::span<const float> m, std::span<const float> v) const;
+  // Saving is two steps, so the write can overlap training (checkpoint.async):
+  //  begin_save: rank 0 of each data-parallel group writes its (tp, pp) slice — the parameters
+  //    and the whole Adam state (m, v: gathered from the ZeRO-1 shards by the caller) — now, or
+  //    with `async` from a copy in a background thread. Not collective.
+  //  finish_save: collective. Waits for this rank's write; the checkpoint counts only when every
+  //    shard has it: then older ones are pruned to checkpoint.keep. When any shard failed, the
+  //    shards that did write discard this step (the previous checkpoint stays `latest` on every
+  //    shard) and, with checkpoint.on_error: stop, the lowest failing rank throws its error (the
+  //    job ends with that one line); with continue, the outcome says so and training goes on.
+  struct SaveOutcome {
+    int64_t step = -1;          // -1: no save was pending
+    std::string dir;            // this rank's checkpoint directory ("" when it does not write or failed)
+    int failing_rank = -1;      // the lowest rank whose write failed, -1 when none did
+    std::string error;          // its message, on that rank
+    double write_seconds = 0;   // this rank's write (0 on ranks that do not write)
+  };
+  void begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples, int64_t adam_t,
+                  std::span<const float> params, std::span<const float> m, std::span<const float> v, bool async);
+  bool save_pending() const { return pending_.valid(); }
+  // Collective: true on every rank when every rank's write in flight is done (finish_save would
+  // not wait). One small allreduce.
+  bool written_everywhere() const;
+  // `must_succeed` (the end of the run, a stop signal): a failure stops the job whatever
+  // checkpoint.on_error says (the work since the last checkpoint would be lost silently).
+  SaveOutcome finish_save(const Config& cfg, bool must_succeed);
 
  private:
   const comm::GridComms& comms_;
   std::string path_;
   std::optional<std::string> resume_from_;
   std::string resume_note_;
+  struct Written {
+    std::string dir, error;
+    double seconds = 0;
+  };
+  std::future<Written> pending_;  // this rank's write in flight (a ready future when synchronous)
+  int64_t pending_step_ = -1;
+  std::vector<float> snapshot_;   // async: params, m, v copied at begin_save
 };
+
+// The checkpoint interval Young's rule suggests, tau = sqrt(2 * delta * MTBF) for a save that
+// blocks training delta seconds, as one log line in seconds and in steps of `step_seconds`,
+// beside the configured checkpoint.interval.
+std::string checkpoint_interval_advice(double save_seconds, double step_seconds, const CheckpointConfig& c);
 
 // Collective over comms.world: true on every rank when `stop` (set by SIGTERM/SIGUSR1) is set on
 // any. A signal reaches the ranks at slightly different times; they agree before acting.

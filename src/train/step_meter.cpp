@@ -27,6 +27,8 @@ StepMeter::StepMeter(Rates rates, const comm::GridComms& comms, std::ostream* me
 
 void StepMeter::add(const StepStats& st, double seconds) {
   seconds_ += seconds;
+  all_seconds_ += seconds;
+  ++all_steps_;
   if (!st.skipped) {  // a skipped step's loss may be NaN: the interval's mean is of the others
     loss_ += st.loss;
     ++loss_steps_;

@@ -46,6 +46,8 @@ class StepMeter {
   // Collective over the job (the per-rank times are gathered): the steps since the last log as
   // one metrics object and log line, `last` for lr and norm. Starts a new interval.
   void log(int64_t step, int64_t steps, const StepStats& last);
+  // Mean wall time of every step added so far (this rank).
+  double mean_step_seconds() const { return all_steps_ ? all_seconds_ / double(all_steps_) : 0.0; }
 
  private:
   Rates rates_;
@@ -56,6 +58,8 @@ class StepMeter {
   double seconds_ = 0, loss_ = 0;
   StepTime time_;
   int steps_ = 0, loss_steps_ = 0;
+  double all_seconds_ = 0;
+  int64_t all_steps_ = 0;
 };
 
 }  // namespace hokusai

@@ -67,7 +67,8 @@ class Trainer {
   bool skip_nonfinite(StepStats& st);      // agreed over ranks; throws past train.skip_nonfinite
   double evaluate();
   void evaluate_and_log();
-  void save();
+  void save(bool final_save);  // final: the end of the run or a stop signal (synchronous)
+  void finish_save(bool must_succeed = false);  // collective: agree on the save in flight, report it
 
   Config cfg_;
   const comm::GridComms& comms_;
@@ -90,6 +91,10 @@ class Trainer {
   TensorParallelOps tp_ops_;                      // the model's tp reductions (tp > 1)
   std::unique_ptr<AdamW> adam_;
   int64_t B_ = 0, T_ = 0, n_params_ = 0, step_ = 0, first_step_ = 0;
+  int64_t consumed_ = 0;  // training samples drawn so far (saved; the data position on resume)
+  double save_blocked_s_ = 0;  // how long the save in flight blocked training so far
+  bool save_in_background_ = false;  // the save in flight was started with checkpoint.async
+  bool interval_advised_ = false;
   uint64_t thash_ = 0;
   int accum_ = 1;
   double tokens_per_step_ = 0, flops_per_token_ = 0, peak_ = 0;
@@ -131,7 +136,7 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
   // The model first: a model that cannot fit is refused before any data index is built.
   setup_model();
   const std::vector<std::string> search = {fs::path(cfg_.source).parent_path().string(), HOKUSAI_SOURCE_DIR};
-  const int64_t samples[3] = {cfg_.train.steps * cfg_.train.global_batch,
+  const int64_t samples[3] = {consumed_ + std::max<int64_t>(0, cfg_.train.steps - step_) * cfg_.train.global_batch,
                               int64_t(cfg_.logging.eval_batches) * cfg_.train.micro_batch, 0};
   auto data_log = log_->get("data");
   data_ = std::make_unique<DataLoader>(cfg_, search, samples, [&](const std::string& m) { data_log->info("{}", m); });
@@ -220,7 +225,12 @@ void Trainer::setup_model() {
     adam_->v.assign(ck.v.begin() + shard.begin, ck.v.begin() + shard.end);
     adam_->t = ck.adam_t;
     step_ = ck.step;
-    lg_->info("resumed from {} at step {}", *from, step_);
+    consumed_ = ck.consumed_samples;
+    lg_->info("resumed from {} at step {} ({} samples consumed)", *from, step_, consumed_);
+    if (consumed_ != step_ * cfg_.train.global_batch)
+      lg_->warn("train.global_batch={} differs from the saved run's ({} samples in {} steps): the data go on from "
+                "sample {} in the same order, the learning-rate schedule from step {}",
+                cfg_.train.global_batch, consumed_, step_, consumed_, step_);
   }
   first_step_ = step_;
   run_dir_.check_space(12 * n_params_ + (1 << 16));  // state.bin: parameters, Adam m and v, header
@@ -250,7 +260,7 @@ StepStats Trainer::step() {
   st.lr = learning_rate(cfg_, step_);
   const double t_step = comm::wall_time(), tp_before = tp_comm_s_;
   const auto micro_batch = [&](int micro, int32_t* tokens, int32_t* targets) {
-    data_->fill_micro_batch(step_ - 1, micro, comms_.dp.rank(), tokens, targets);
+    data_->fill_micro_batch(consumed_, micro, comms_.dp.rank(), tokens, targets);
   };
 
   watchdog_->phase("forward and backward", step_);
@@ -270,6 +280,7 @@ StepStats Trainer::step() {
     update(st.lr, st.grad_norm);
   }
   st.skipped_total = skipped_total_;
+  consumed_ += cfg_.train.global_batch;  // a skipped step consumed its samples too
 
   const double t_end = comm::wall_time();
   dp_exposed_total_ += st.time.dp_exposed;
@@ -339,17 +350,52 @@ void Trainer::evaluate_and_log() {
 }
 
 // Every data-parallel rank holds the same parameters; with ZeRO-1 the Adam state is sharded and
-// gathered to dp rank 0 first, which writes.
-void Trainer::save() {
+// gathered to dp rank 0 first, which writes (train/run_dir.hpp: begin_save, finish_save). With
+// checkpoint.async the write goes on in the background and is agreed on later: at the first step
+// end where every rank's write is done (run), the next save, or the end.
+void Trainer::save(bool final_save) {
   watchdog_->phase("a checkpoint save", step_);
+  if (run_dir_.save_pending()) finish_save();
+  const double t0 = comm::wall_time();
   sync_->complete_params();
   const std::vector<float> full_m = sync_->gather_shards(adam_->m), full_v = sync_->gather_shards(adam_->v);
   const bool zero1 = sync_->zero1();
-  const std::string dir =
-      run_dir_.save(cfg_, thash_, step_, adam_->t, model_->params(), zero1 ? full_m : adam_->m, zero1 ? full_v : adam_->v);
-  if (!dir.empty()) {
-    progress_->clear();
-    lg_->info("checkpoint saved: {}", dir);
+  const bool async = cfg_.checkpoint.async && !final_save;
+  run_dir_.begin_save(cfg_, thash_, step_, consumed_, adam_->t, model_->params(), zero1 ? full_m : adam_->m,
+                      zero1 ? full_v : adam_->v, async);
+  save_blocked_s_ = comm::wall_time() - t0;
+  save_in_background_ = async;
+  if (!async) finish_save(final_save);
+}
+
+void Trainer::finish_save(bool must_succeed) {
+  watchdog_->phase("the checkpoint-save agreement", step_);
+  const double t0 = comm::wall_time();
+  const RunDirectory::SaveOutcome out = run_dir_.finish_save(cfg_, must_succeed);  // throws unless on_error: continue
+  const double blocked_s = save_blocked_s_ + (comm::wall_time() - t0);  // (async: ~0, the write was done)
+  progress_->clear();
+  if (out.failing_rank >= 0) {
+    if (rank_ == out.failing_rank)
+      std::fprintf(stderr, "hokusai: rank %d: checkpoint of step %lld not saved: %s\n", rank_, (long long)out.step,
+                   out.error.c_str());
+    const auto kept = latest_checkpoint(run_dir_.checkpoint_root());
+    lg_->warn("checkpoint of step {} failed on rank {}: training continues (checkpoint.on_error: continue) and "
+              "saves again {}; the newest complete checkpoint is {}",
+              out.step, out.failing_rank,
+              cfg_.checkpoint.interval > 0 ? fmt::format("every {} steps", cfg_.checkpoint.interval) : "at the end",
+              kept ? *kept : "none yet");
+    return;
+  }
+  if (out.dir.empty()) return;
+  lg_->info("checkpoint saved: {} (blocked training {:.2f} s{})", out.dir, blocked_s,
+            save_in_background_ ? fmt::format(", written in {:.2f} s in the background", out.write_seconds) : "");
+  if (lead_)
+    metrics_ << fmt::format("{{\"step\":{},\"checkpoint_blocked_s\":{:.4f},\"checkpoint_write_s\":{:.4f}}}\n", out.step,
+                            blocked_s, out.write_seconds)
+             << std::flush;
+  if (cfg_.checkpoint.mtbf_hours > 0 && !interval_advised_ && step_ > first_step_) {
+    interval_advised_ = true;
+    lg_->info("{}", checkpoint_interval_advice(blocked_s, meter_->mean_step_seconds(), cfg_.checkpoint));
   }
 }
 
@@ -364,12 +410,13 @@ TrainSummary Trainer::run() {
     watchdog_->phase("logging (the phase times are gathered)", step_);
     if (step_ % cfg_.logging.interval == 0 || last) meter_->log(step_, cfg_.train.steps, st);
     if (cfg_.logging.eval_interval > 0 && step_ % cfg_.logging.eval_interval == 0 && !last) evaluate_and_log();
-    if (cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0 && !last) save();
+    if (cfg_.checkpoint.interval > 0 && step_ % cfg_.checkpoint.interval == 0 && !last) save(false);
     watchdog_->phase("the stop-signal agreement", step_);
+    if (run_dir_.save_pending() && run_dir_.written_everywhere()) finish_save();
     if (stop_agreed(comms_.world, opts_.stop)) {
       progress_->clear();
       lg_->warn("stop signal received: saving a checkpoint at step {} and exiting", step_);
-      save();
+      save(true);
       summary_.preempted = true;
       break;
     }
@@ -380,7 +427,7 @@ TrainSummary Trainer::run() {
   }
   if (!summary_.preempted) {
     evaluate_and_log();
-    save();
+    save(true);
   }
   progress_->clear();
   summary_.steps_done = step_;

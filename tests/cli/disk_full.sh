@@ -4,7 +4,11 @@
 #  - too small for one checkpoint: the run refuses to start, one line naming the directory and
 #    the space it needs;
 #  - room for one checkpoint but not two: the first save succeeds, the second fails with one line
-#    naming the file, the run exits non-zero, and the first checkpoint stays `latest` and loads.
+#    naming the file, the system's reason and the space left, the run exits non-zero, and the
+#    first checkpoint stays `latest` and loads;
+#  - the same with checkpoint.on_error: continue: the failed save is a warning, training goes on
+#    to the last step, whose save must succeed (it fails here too: exit non-zero, saying so), and
+#    the first checkpoint stays `latest` and loads.
 set -euo pipefail
 hokusai=$1; config=$2; work=$3
 [ "$(id -u)" -eq 0 ] || { echo "disk_full.sh: skipped (mounting a tmpfs needs root)"; exit 77; }
@@ -32,7 +36,24 @@ set +e
 code=$?
 set -e
 [ "$code" = 1 ] || fail "a full disk during a save: exit $code, expected 1 ($(tail -2 "$work/small.err"))"
-grep -q "state.bin' failed (disk full?)" "$work/small.err" || fail "the error does not name the file: $(cat "$work/small.err")"
+grep -q "cannot write '.*step_00000004.tmp/state.bin': No space left on device (.* MiB written, .* MiB free there)" \
+  "$work/small.err" || fail "the error does not name the file, the reason and the space: $(cat "$work/small.err")"
+[ "$(cat "$work/small/run/checkpoints/latest")" = step_00000002 ] || fail "latest moved: $(cat "$work/small/run/checkpoints/latest")"
+[ ! -e "$work/small/run/checkpoints/step_00000004.tmp" ] || fail "the failed save left its partial directory"
+"$hokusai" generate "$work/small/run" --tokens 8 > "$work/generate.out" 2>&1 || fail "the previous checkpoint does not load: $(cat "$work/generate.out")"
+
+rm -rf "$work/small/run"
+set +e
+"$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/small/run" --set checkpoint.on_error=continue \
+  > "$work/continue.out" 2> "$work/continue.err"
+code=$?
+set -e
+[ "$code" = 1 ] || fail "on_error continue, final save failing: exit $code, expected 1 ($(tail -2 "$work/continue.err"))"
+grep -q "checkpoint of step 4 failed on rank 0: training continues (checkpoint.on_error: continue)" "$work/continue.out" ||
+  fail "no warning about the skipped save: $(cat "$work/continue.out")"
+grep -q '"step":6,"loss"' "$work/small/run/metrics.jsonl" || fail "training did not go on to step 6 after the failed save"
+grep -q "the checkpoint of step 6 at the end of this job; the newest complete one is kept" "$work/continue.err" ||
+  fail "the failed final save does not say so: $(cat "$work/continue.err")"
 [ "$(cat "$work/small/run/checkpoints/latest")" = step_00000002 ] || fail "latest moved: $(cat "$work/small/run/checkpoints/latest")"
 "$hokusai" generate "$work/small/run" --tokens 8 > "$work/generate.out" 2>&1 || fail "the previous checkpoint does not load: $(cat "$work/generate.out")"
-echo "ok: refused at start ($(head -1 "$work/tiny.err")); full during the second save ($(head -1 "$work/small.err")); step_00000002 still latest and loads"
+echo "ok: refused at start ($(head -1 "$work/tiny.err")); full during the second save ($(head -1 "$work/small.err")); with on_error continue trained on to step 6 and failed the final save; step_00000002 still latest and loads"

@@ -247,7 +247,7 @@ TEST(DataLoader, RanksTileTheGlobalBatchAndResumeIsExact) {
       std::vector<int32_t> joined, tok(size_t(B * T)), tgt(size_t(B * T));
       for (int r = 0; r < dp; ++r)
         for (int m = 0; m < G / (B * dp); ++m) {
-          loader.fill_micro_batch(step, m, r, tok.data(), tgt.data());
+          loader.fill_micro_batch(step * G, m, r, tok.data(), tgt.data());
           joined.insert(joined.end(), tok.begin(), tok.end());
         }
       EXPECT_EQ(joined, whole) << "dp=" << dp << " step " << step;
@@ -256,9 +256,67 @@ TEST(DataLoader, RanksTileTheGlobalBatchAndResumeIsExact) {
   // A new loader (a restarted job) at step 4 reads what the first one read at step 4.
   const DataLoader restarted(loader_config({{corpus(), 1}}, dir, 1), {}, samples, quiet);
   std::vector<int32_t> a(size_t(B * T)), b(size_t(B * T)), y(size_t(B * T));
-  one.fill_micro_batch(4, 3, 0, a.data(), y.data());
-  restarted.fill_micro_batch(4, 3, 0, b.data(), y.data());
+  one.fill_micro_batch(4 * G, 3, 0, a.data(), y.data());
+  restarted.fill_micro_batch(4 * G, 3, 0, b.data(), y.data());
   EXPECT_EQ(a, b);
+}
+
+// A longer run (more samples) or a resumed one reads the same samples in the same order: sample i
+// does not depend on how many samples the index was built for.
+TEST(GptDataset, SampleOrderDoesNotDependOnTheRunLength) {
+  const fs::path dir = scratch("gpt_prefix");
+  PreprocessOptions o;
+  o.inputs = {write_text(dir, kDocs)};
+  o.output_prefix = (dir / "d").string();
+  o.progress = false;
+  preprocess(o, ByteTokenizer());
+  auto data = std::make_shared<const IndexedDataset>(o.output_prefix);
+  const int64_t T = 7, n = data->total_tokens() / T / 3;  // a third of an epoch
+  const GptDataset short_run(data, 0, data->sequences(), T, n, 5, (dir / "cache").string());
+  for (int64_t longer : {n + 1, 2 * n + 3, 7 * n}) {
+    const GptDataset long_run(data, 0, data->sequences(), T, longer, 5, (dir / "cache").string());
+    ASSERT_GE(long_run.size(), longer);
+    std::vector<int32_t> a(size_t(T + 1)), b(size_t(T + 1));
+    for (int64_t i = 0; i < short_run.size(); ++i) {
+      short_run.sample(i, a.data());
+      long_run.sample(i, b.data());
+      ASSERT_EQ(a, b) << "sample " << i << " of an index for " << longer << " samples";
+    }
+  }
+}
+
+// A sample-index cache damaged in place (same name, same size) is one error naming it when a
+// sample reads a bad entry, never a read outside the dataset (found by tests/fuzz).
+TEST(GptDataset, DamagedCacheIsAnErrorNamingIt) {
+  const fs::path dir = scratch("gpt_damaged");
+  PreprocessOptions o;
+  o.inputs = {write_text(dir, kDocs)};
+  o.output_prefix = (dir / "d").string();
+  o.progress = false;
+  preprocess(o, ByteTokenizer());
+  auto data = std::make_shared<const IndexedDataset>(o.output_prefix);
+  std::string cache;
+  int64_t n = 0;
+  {
+    const GptDataset g(data, 0, data->sequences(), 5, 40, 3, (dir / "cache").string());
+    cache = g.cache_file();
+    n = g.size();
+  }
+  {
+    std::fstream f(cache, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-4, std::ios::end);  // the last shuffle entry (4-byte columns at this size)
+    const int32_t bad = 1 << 30;
+    f.write(reinterpret_cast<const char*>(&bad), 4);
+  }
+  const GptDataset g(data, 0, data->sequences(), 5, 40, 3, (dir / "cache").string());
+  std::vector<int32_t> out(6);
+  try {
+    for (int64_t i = 0; i < n; ++i) g.sample(i, out.data());
+    FAIL() << "a damaged cache file was read without an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(cache), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("delete it to rebuild"), std::string::npos) << e.what();
+  }
 }
 
 TEST(GptDataset, SamplesTileTheShuffledStreamAcrossEpochs) {
@@ -273,20 +331,23 @@ TEST(GptDataset, SamplesTileTheShuffledStreamAcrossEpochs) {
   const int64_t n = 3 * total / T;  // needs several epochs
   const GptDataset g(data, 0, data->sequences(), T, n, 11, (dir / "cache").string());
   EXPECT_GE(g.epochs(), 3);
-  // The samples' inputs are the first n*T tokens of the shuffled multi-epoch stream, each once:
-  // every complete epoch contributes every document's tokens once.
+  // The index holds whole blocks of samples (at least n); their inputs are the first m*T tokens
+  // of the shuffled multi-epoch stream, each once: every complete epoch contributes every
+  // document's tokens once.
+  const int64_t m = g.size();
+  EXPECT_GE(m, n);
   std::map<int32_t, int64_t> inputs, per_epoch;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < m; ++i) {
     std::vector<int32_t> s(size_t(T + 1));
     g.sample(i, s.data());
     for (int64_t k = 0; k < T; ++k) ++inputs[s[size_t(k)]];
   }
   for (int64_t s = 0; s < data->sequences(); ++s)
     for (int32_t t : read_all(*data, s)) ++per_epoch[t];
-  const int64_t full_epochs = (n * T) / total;
+  const int64_t full_epochs = (m * T) / total;
   int64_t counted = 0;
   for (const auto& [t, c] : inputs) counted += c;
-  EXPECT_EQ(counted, n * T);
+  EXPECT_EQ(counted, m * T);
   for (const auto& [t, c] : per_epoch) {
     EXPECT_GE(inputs[t], full_epochs * c) << "token " << t;
     EXPECT_LE(inputs[t], (full_epochs + 1) * c) << "token " << t;

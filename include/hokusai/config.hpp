@@ -157,6 +157,8 @@ struct CommConfig {
   std::string coordinates;        // node coordinates file (Fugaku vcoordfile style); "" = row-major
   int ranks_per_node = 0;         // 0 = from MPI's shared-memory split
   double timeout_s = 600.0;       // a rank without progress this long ends the job (0: never)
+  double straggler_factor = 2.0;  // a rank computing this much slower than its stage's median ...
+  int straggler_steps = 100;      // ... for this many steps in a row is reported (factor 0: never)
   comm::AllreduceAlgorithm tp_allreduce = comm::AllreduceAlgorithm::automatic;  // activation allreduce
   comm::AllreduceAlgorithm dp_allreduce = comm::AllreduceAlgorithm::automatic;  // gradient allreduce
 };

@@ -57,6 +57,10 @@ struct TrainOptions {
   // Fault injection for tests (hokusai train --inject-nonfinite-step N): rank 0 makes one of its
   // gradients NaN after step N's backward, as an overflow would. 0: never.
   int64_t inject_nonfinite_step = 0;
+  // (hokusai train --inject-slow-rank R:MS): world rank R sleeps MS milliseconds in every step's
+  // compute, as a throttled or shared node would. R < 0: never.
+  int inject_slow_rank = -1;
+  int inject_slow_ms = 0;
   // Threads per rank when kernels.threads is 0 and OMP_NUM_THREADS is unset (main: the CPUs
   // this rank shares with no other rank of its node, comm::cpus_per_rank); 0 = all it may use.
   int default_threads = 0;

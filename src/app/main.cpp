@@ -48,10 +48,10 @@ std::string error_line(const std::exception& e) {
   return std::string("hokusai: error: ") + e.what();
 }
 
+// `faults`: the fault-injection fields of TrainOptions (hidden options, for the reliability tests).
 int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume,
-              int64_t inject_nonfinite_step, int* argc, char*** argv) {
-  TrainOptions opts;
-  opts.inject_nonfinite_step = inject_nonfinite_step;
+              const TrainOptions& faults, int* argc, char*** argv) {
+  TrainOptions opts = faults;
   opts.resume = resume;
   opts.name = fs::path(path).stem().string();
   opts.stop = &g_stop_requested;
@@ -157,8 +157,10 @@ int main(int argc, char** argv) {
                       "Write the resolved config to <run_dir>/config.yaml, print it, and exit");
   train_cmd->add_flag("--resume", resume, "Continue logging.run_dir from its newest checkpoint");
   // Fault injection for the reliability tests (docs/reliability.md); not shown in --help.
-  int64_t inject_step = 0;
-  train_cmd->add_option("--inject-nonfinite-step", inject_step, "")->group("");
+  TrainOptions faults;
+  std::string slow_rank;  // R:MS
+  train_cmd->add_option("--inject-nonfinite-step", faults.inject_nonfinite_step, "")->group("");
+  train_cmd->add_option("--inject-slow-rank", slow_rank, "")->group("");
 
   GenerateArgs gen;
   auto* gen_cmd = app.add_subcommand("generate", "Sample text from a trained model");
@@ -204,7 +206,11 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*train_cmd) return cmd_train(config_path, sets, dump_only, resume, inject_step, &argc, &argv);
+    if (*train_cmd) {
+      if (!slow_rank.empty() && std::sscanf(slow_rank.c_str(), "%d:%d", &faults.inject_slow_rank, &faults.inject_slow_ms) != 2)
+        throw std::runtime_error("--inject-slow-rank '" + slow_rank + "': expected RANK:MILLISECONDS");
+      return cmd_train(config_path, sets, dump_only, resume, faults, &argc, &argv);
+    }
     if (*gen_cmd) {
       gen.sampling.stop_at_end_of_document = !whole;
       return cmd_generate(gen);

@@ -253,6 +253,9 @@ void validate(const Config& cfg) {
   const CommConfig& c = cfg.comm;
   if (c.ranks_per_node < 0) fail("comm.ranks_per_node", "must be >= 0 (0 = from MPI's shared-memory split)");
   if (!(c.timeout_s >= 0)) fail("comm.timeout_s", "must be >= 0 (0 disables the watchdog)");
+  if (!(c.straggler_factor == 0 || c.straggler_factor > 1))
+    fail("comm.straggler_factor", "must be > 1 (how many times slower than the median), or 0 to disable");
+  positive("comm.straggler_steps", c.straggler_steps);
   if (c.topology != "flat") {
     try {
       comm::Torus::parse(c.topology);

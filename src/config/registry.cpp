@@ -189,6 +189,13 @@ std::vector<Field> make_registry() {
            "Watchdog: a rank that makes no progress for this many seconds (e.g. waiting in a collective for "
            "a stopped peer) prints one line naming the silent ranks and ends the job, exit 1 (docs/reliability.md). "
            "Larger than the slowest step and checkpoint save; 0 disables"),
+      field_of("comm.straggler_factor", &C::comm, &CommConfig::straggler_factor,
+           "Straggler report: a rank whose own work (compute and optimizer, without waits) per step "
+           "exceeds this multiple of the median of the ranks on its pipeline stage for comm.straggler_steps "
+           "steps in a row is named in the log with its time by phase, and in metrics.jsonl; 0 disables"),
+      field_of("comm.straggler_steps", &C::comm, &CommConfig::straggler_steps,
+           "Steps in a row a rank must be slow before the straggler report names it (measured at each "
+           "log step, over the steps since the previous one)"),
       field_of("comm.ranks_per_node", &C::comm, &CommConfig::ranks_per_node,
            "MPI ranks per node (consecutive ranks share a node); 0 = from MPI's shared-memory split. Set "
            "it to emulate several nodes on one machine"),

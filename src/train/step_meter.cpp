@@ -21,9 +21,44 @@ StepTime& StepTime::operator+=(const StepTime& o) {
   return *this;
 }
 
-StepMeter::StepMeter(Rates rates, const comm::GridComms& comms, std::ostream* metrics,
+StepMeter::StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& comms, std::ostream* metrics,
                      std::shared_ptr<spdlog::logger> lg, ProgressLine& progress)
-    : rates_(rates), comms_(comms), metrics_(metrics), lg_(std::move(lg)), progress_(progress) {}
+    : rates_(rates), stragglers_(stragglers), comms_(comms), metrics_(metrics), lg_(std::move(lg)), progress_(progress) {
+  coords_ = comms_.world.gather({double(comms_.tp.rank()), double(comms_.pp.rank()), double(comms_.dp.rank())}, 0);
+  slow_for_.assign(size_t(rates_.ranks), 0);
+}
+
+// A rank's own work per step (compute and optimizer: the time it is not waiting for others)
+// against the median of the ranks on the same pipeline stage (stages differ legitimately: the
+// first holds the embeddings, the last the head). A stage of one rank has nobody to compare with.
+std::vector<int> StepMeter::find_stragglers(const std::vector<double>& all) {
+  std::vector<int> found;
+  if (stragglers_.factor <= 0) return found;
+  const int ranks = rates_.ranks, F = StepTime::fields;
+  const auto work = [&](int r) { return all[size_t(r * F)] + all[size_t(r * F + 4)]; };
+  const auto stage = [&](int r) { return int(coords_[size_t(3 * r + 1)]); };
+  for (int r = 0; r < ranks; ++r) {
+    std::vector<double> peers;
+    for (int q = 0; q < ranks; ++q)
+      if (stage(q) == stage(r)) peers.push_back(work(q));
+    if (peers.size() < 2) continue;
+    // The lower median: of two ranks, the faster one is the norm.
+    const size_t mid = (peers.size() - 1) / 2;
+    std::nth_element(peers.begin(), peers.begin() + std::ptrdiff_t(mid), peers.end());
+    const double median = peers[mid];
+    slow_for_[size_t(r)] = work(r) > stragglers_.factor * median && median > 0 ? slow_for_[size_t(r)] + steps_ : 0;
+    if (slow_for_[size_t(r)] < stragglers_.steps) continue;
+    found.push_back(r);
+    lg_->warn("straggler: rank {} (tp {}, pp {}, dp {}) works {:.1f} ms per step, {:.1f}x the median {:.1f} ms of "
+              "pipeline stage {}, for the last {} steps; its ms per step: compute {:.1f} | tp comm {:.1f} | pipeline "
+              "wait {:.1f} | dp comm not hidden {:.1f} | optimizer {:.1f}",
+              r, coords_[size_t(3 * r)], stage(r), coords_[size_t(3 * r + 2)], work(r), work(r) / median, median,
+              stage(r), slow_for_[size_t(r)], all[size_t(r * F)], all[size_t(r * F + 1)], all[size_t(r * F + 2)],
+              all[size_t(r * F + 3)], all[size_t(r * F + 4)]);
+    slow_for_[size_t(r)] = 0;  // named again only if it stays slow another comm.straggler_steps steps
+  }
+  return found;
+}
 
 void StepMeter::add(const StepStats& st, double seconds) {
   seconds_ += seconds;
@@ -58,11 +93,16 @@ void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
       per_rank += "]";
     }
     for (int r = 0; r < ranks; ++r) max_wait = std::max(max_wait, all[size_t(r * StepTime::fields + 2)]);
+    progress_.clear();
+    std::string stragglers;
+    for (int r : find_stragglers(all)) stragglers += fmt::format("{}{}", stragglers.empty() ? "" : ",", r);
+    if (!stragglers.empty()) per_rank += "},\"stragglers\":[" + stragglers + "]";
+    else per_rank += "}";
     // JSON has no NaN: a non-finite value (a skipped step) is null.
     const auto num = [](double x, int digits) { return std::isfinite(x) ? fmt::format("{:.{}f}", x, digits) : "null"; };
     *metrics_ << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{:.6e},\"grad_norm\":{},"
                              "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},\"time_ms\":{{{}}}}}\n",
+                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},\"time_ms\":{{{}}}\n",
                              step, num(last.loss, 8), last.lr, num(last.grad_norm, 6), tok_s, step_ms, tflops, mfu,
                              1e3 * last.time.dp_exposed, last.skipped_total, per_rank)
               << std::flush;

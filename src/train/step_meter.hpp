@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <ostream>
+#include <vector>
 
 namespace hokusai {
 
@@ -37,21 +38,35 @@ class StepMeter {
     double peak_gflops = 0;  // per rank: the MFU denominator
     int ranks = 1;
   };
+  // comm.straggler_factor and comm.straggler_steps (factor 0: no report).
+  struct Stragglers {
+    double factor = 0;
+    int steps = 100;
+  };
   // comms: the job's (the per-rank times are gathered over comms.world). metrics: the metrics.jsonl stream (rank 0; null elsewhere). The
   // logger and the progress line must outlive the meter.
-  StepMeter(Rates rates, const comm::GridComms& comms, std::ostream* metrics, std::shared_ptr<spdlog::logger> lg,
-            ProgressLine& progress);
+  // Collective (gathers every rank's grid coordinates once, for the straggler report).
+  StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& comms, std::ostream* metrics,
+            std::shared_ptr<spdlog::logger> lg, ProgressLine& progress);
   // One finished step and its wall time.
   void add(const StepStats& st, double seconds);
   // Collective over the job (the per-rank times are gathered): the steps since the last log as
-  // one metrics object and log line, `last` for lr and norm. Starts a new interval.
+  // one metrics object and log line, `last` for lr and norm; on rank 0, the straggler report
+  // (one warning per slow rank, its ranks listed in the metrics object). Starts a new interval.
   void log(int64_t step, int64_t steps, const StepStats& last);
   // Mean wall time of every step added so far (this rank).
   double mean_step_seconds() const { return all_steps_ ? all_seconds_ / double(all_steps_) : 0.0; }
 
  private:
+  // Rank 0: the ranks slow for comm.straggler_steps steps in a row (and reset them), given every
+  // rank's time per step by phase ([rank][phase], ms).
+  std::vector<int> find_stragglers(const std::vector<double>& all);
+
   Rates rates_;
+  Stragglers stragglers_;
   const comm::GridComms& comms_;
+  std::vector<double> coords_;      // rank 0: (tp, pp, dp) of every rank
+  std::vector<int64_t> slow_for_;   // rank 0: steps in a row each rank has been slow
   std::ostream* metrics_;
   std::shared_ptr<spdlog::logger> lg_;
   ProgressLine& progress_;

@@ -7,7 +7,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -146,7 +148,8 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
   // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
   const int world = comms_.world.size();
   progress_ = std::make_unique<ProgressLine>(lead_ && world == 1 && cfg_.logging.progress && !opts_.quiet);
-  meter_ = std::make_unique<StepMeter>(StepMeter::Rates{tokens_per_step_, flops_per_token_, peak_, world}, comms_,
+  meter_ = std::make_unique<StepMeter>(StepMeter::Rates{tokens_per_step_, flops_per_token_, peak_, world},
+                                       StepMeter::Stragglers{cfg_.comm.straggler_factor, cfg_.comm.straggler_steps}, comms_,
                                        lead_ ? &metrics_ : nullptr, lg_, *progress_);
   // One blocking allreduce of the whole gradient arena: the communication the overlap must hide.
   const parallel::GradientSync::Timed t = sync_->measure_blocking_allreduce();
@@ -264,6 +267,8 @@ StepStats Trainer::step() {
   };
 
   watchdog_->phase("forward and backward", step_);
+  if (opts_.inject_slow_rank == rank_)  // test hook: a throttled node
+    std::this_thread::sleep_for(std::chrono::milliseconds(opts_.inject_slow_ms));
   model_->zero_grads();
   const double loss_sum = pipe_->train(ctx_, accum_, micro_batch, float(1.0 / tokens_per_step_), sync_->on_ready());
   st.time.pp_wait = pipe_->take_wait_seconds();

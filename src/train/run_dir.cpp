@@ -7,8 +7,10 @@
 #include <limits>
 #include <stdexcept>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "hokusai/checkpoint.hpp"
 
@@ -148,12 +150,26 @@ std::string checkpoint_interval_advice(double save_seconds, double step_seconds,
   const auto lost = [&](double interval_s) { return interval_s / 2 + save_seconds * mtbf / interval_s; };
   std::string now = "at the end only";
   if (c.interval > 0)
-    now = fmt::format("every {} steps = {:.0f} s, costing ~{:.0f} s per MTBF", c.interval,
+    now = fmt::format("every {} steps = {:.3g} s, costing ~{:.0f} s per MTBF", c.interval,
                       double(c.interval) * step_seconds, lost(double(c.interval) * step_seconds));
   return fmt::format("checkpoint interval (Young's rule, checkpoint.mtbf_hours={}): a save blocks training {:.2f} s "
                      "and a step takes {:.3f} s, so sqrt(2 * {:.2f} s * {:.0f} s) = {:.0f} s = checkpoint.interval={} "
                      "(saves and redone work cost ~{:.0f} s per MTBF); configured: {}",
                      c.mtbf_hours, save_seconds, step_seconds, save_seconds, mtbf, tau, steps, lost(tau), now);
+}
+
+std::optional<MeasuredCosts> measured_costs(const std::string& run_dir) {
+  std::ifstream in(fs::path(run_dir) / "metrics.jsonl");
+  MeasuredCosts c;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) continue;  // a line cut by a crash
+    if (j.contains("checkpoint_blocked_s") && j["checkpoint_blocked_s"].is_number())
+      c.save_seconds = j["checkpoint_blocked_s"].get<double>();
+    if (j.contains("step_ms") && j["step_ms"].is_number()) c.step_seconds = j["step_ms"].get<double>() / 1e3;
+  }
+  if (c.save_seconds > 0 && c.step_seconds > 0) return c;
+  return std::nullopt;
 }
 
 bool stop_agreed(const comm::Communicator& world, const std::atomic<bool>* stop) {

@@ -81,6 +81,13 @@ class RunDirectory {
 // beside the configured checkpoint.interval.
 std::string checkpoint_interval_advice(double save_seconds, double step_seconds, const CheckpointConfig& c);
 
+// The last save's blocking time and the last logged step time recorded in a run directory's
+// metrics.jsonl (an earlier part of a resumed run), when both are there.
+struct MeasuredCosts {
+  double save_seconds = 0, step_seconds = 0;
+};
+std::optional<MeasuredCosts> measured_costs(const std::string& run_dir);
+
 // Collective over comms.world: true on every rank when `stop` (set by SIGTERM/SIGUSR1) is set on
 // any. A signal reaches the ranks at slightly different times; they agree before acting.
 bool stop_agreed(const comm::Communicator& world, const std::atomic<bool>* stop);

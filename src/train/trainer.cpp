@@ -144,6 +144,17 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
   data_ = std::make_unique<DataLoader>(cfg_, search, samples, [&](const std::string& m) { data_log->info("{}", m); });
   can_eval_ = data_->has(DataLoader::valid);
   report_setup();
+  if (cfg_.checkpoint.mtbf_hours > 0) {
+    if (const auto earlier = measured_costs(run_dir_.path())) {
+      interval_advised_ = true;
+      lg_->info("{} (measured by the earlier part of this run)",
+                checkpoint_interval_advice(earlier->save_seconds, earlier->step_seconds, cfg_.checkpoint));
+    } else {
+      lg_->info("checkpoint.mtbf_hours={}: the interval advice (Young's rule) follows the first save, which measures "
+                "what a save costs",
+                cfg_.checkpoint.mtbf_hours);
+    }
+  }
   if (lead_) metrics_.open(fs::path(run_dir_.path()) / "metrics.jsonl", std::ios::app);
   // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
   const int world = comms_.world.size();
@@ -176,16 +187,19 @@ void Trainer::check_memory(const ModelDims& dims) const {
   const int64_t n = arena_size(param_table(dims)), dp = comms_.dp.size();
   const int64_t adam = cfg_.parallel.zero1 ? comm::split_evenly(n, int(dp), comms_.dp.rank()).size() : n;
   const plan::MemoryAccount state = plan::account_memory({.params = n, .optimizer_params = adam});
-  const double need = state.params + state.grads + state.optimizer;
+  // checkpoint.async: the writing rank keeps a copy of the parameters and the whole Adam state.
+  const double snapshot = cfg_.checkpoint.async && comms_.dp.rank() == 0 ? 12.0 * double(n) : 0.0;
+  const double need = state.params + state.grads + state.optimizer + snapshot;
   const int sharing = comm::split_node(comms_.world).size();  // collective: every rank checks
   const double node = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (node <= 0 || need <= node / sharing) return;
   const double gib = 1.0 / double(1 << 30);
   throw std::runtime_error(fmt::format(
       "memory: rank {} (tp {}, pp {}, dp {}) needs {:.1f} GiB for its {:.2f}B parameters, their gradients and Adam "
-      "state alone, but its node has {:.1f} GiB for {} rank(s): add tensor or pipeline ranks (parallel.tp, "
+      "state alone{}, but its node has {:.1f} GiB for {} rank(s): add tensor or pipeline ranks (parallel.tp, "
       "parallel.pp), or data-parallel ranks with parallel.zero1",
-      rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), need * gib, double(n) / 1e9, node * gib, sharing));
+      rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), need * gib, double(n) / 1e9,
+      snapshot > 0 ? " (and their copy for checkpoint.async)" : "", node * gib, sharing));
 }
 
 void Trainer::setup_model() {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,17 @@
 #include "hokusai/log.hpp"
 
 namespace hokusai {
+
+MetricsFile::MetricsFile(std::string path) : path_(std::move(path)), out_(path_, std::ios::app) {}
+
+void MetricsFile::write(const std::string& line) {
+  out_ << line << '\n' << std::flush;
+  if (out_ || warned_) return;
+  warned_ = true;
+  std::fprintf(stderr, "hokusai: warning: cannot write '%s' (disk full?): metrics are lost until it can; training goes on\n",
+               path_.c_str());
+  out_.clear();
+}
 
 StepTime& StepTime::operator+=(const StepTime& o) {
   compute += o.compute;
@@ -21,7 +33,7 @@ StepTime& StepTime::operator+=(const StepTime& o) {
   return *this;
 }
 
-StepMeter::StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& comms, std::ostream* metrics,
+StepMeter::StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& comms, MetricsFile* metrics,
                      std::shared_ptr<spdlog::logger> lg, ProgressLine& progress)
     : rates_(rates), stragglers_(stragglers), comms_(comms), metrics_(metrics), lg_(std::move(lg)), progress_(progress) {
   coords_ = comms_.world.gather({double(comms_.tp.rank()), double(comms_.pp.rank()), double(comms_.dp.rank())}, 0);
@@ -100,12 +112,11 @@ void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
     else per_rank += "}";
     // JSON has no NaN: a non-finite value (a skipped step) is null.
     const auto num = [](double x, int digits) { return std::isfinite(x) ? fmt::format("{:.{}f}", x, digits) : "null"; };
-    *metrics_ << fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{:.6e},\"grad_norm\":{},"
+    metrics_->write(fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{:.6e},\"grad_norm\":{},"
                              "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},\"time_ms\":{{{}}}\n",
+                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},\"time_ms\":{{{}}}",
                              step, num(last.loss, 8), last.lr, num(last.grad_norm, 6), tok_s, step_ms, tflops, mfu,
-                             1e3 * last.time.dp_exposed, last.skipped_total, per_rank)
-              << std::flush;
+                             1e3 * last.time.dp_exposed, last.skipped_total, per_rank));
     progress_.clear();
     lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
               "{:.3f} TFLOP/s | MFU {:.1f}%",

@@ -7,7 +7,8 @@
 
 #include <cstdint>
 #include <memory>
-#include <ostream>
+#include <fstream>
+#include <string>
 #include <vector>
 
 namespace hokusai {
@@ -16,6 +17,20 @@ namespace comm {
 struct GridComms;
 }
 class ProgressLine;
+
+// metrics.jsonl (rank 0): one JSON object per line, appended and flushed line by line. A write
+// that fails (a full disk) is said once on stderr, naming the file; training goes on — the
+// checkpoint, not the metrics, is what must not be lost, and its save reports its own failure.
+class MetricsFile {
+ public:
+  explicit MetricsFile(std::string path);
+  void write(const std::string& line);  // without the newline
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+  bool warned_ = false;
+};
 
 // Where one step's time went on this rank (seconds).
 struct StepTime {
@@ -46,7 +61,7 @@ class StepMeter {
   // comms: the job's (the per-rank times are gathered over comms.world). metrics: the metrics.jsonl stream (rank 0; null elsewhere). The
   // logger and the progress line must outlive the meter.
   // Collective (gathers every rank's grid coordinates once, for the straggler report).
-  StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& comms, std::ostream* metrics,
+  StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& comms, MetricsFile* metrics,
             std::shared_ptr<spdlog::logger> lg, ProgressLine& progress);
   // One finished step and its wall time.
   void add(const StepStats& st, double seconds);
@@ -67,7 +82,7 @@ class StepMeter {
   const comm::GridComms& comms_;
   std::vector<double> coords_;      // rank 0: (tp, pp, dp) of every rank
   std::vector<int64_t> slow_for_;   // rank 0: steps in a row each rank has been slow
-  std::ostream* metrics_;
+  MetricsFile* metrics_;
   std::shared_ptr<spdlog::logger> lg_;
   ProgressLine& progress_;
   double seconds_ = 0, loss_ = 0;

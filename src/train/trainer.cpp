@@ -100,7 +100,7 @@ class Trainer {
   uint64_t thash_ = 0;
   int accum_ = 1;
   double tokens_per_step_ = 0, flops_per_token_ = 0, peak_ = 0;
-  std::ofstream metrics_;
+  std::unique_ptr<MetricsFile> metrics_;  // rank 0 only
   std::unique_ptr<ProgressLine> progress_;
   std::unique_ptr<StepMeter> meter_;  // log lines and metrics.jsonl of the steps since the last log
   std::unique_ptr<Watchdog> watchdog_;  // ends the job when this rank stops making progress
@@ -155,13 +155,13 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
                 cfg_.checkpoint.mtbf_hours);
     }
   }
-  if (lead_) metrics_.open(fs::path(run_dir_.path()) / "metrics.jsonl", std::ios::app);
+  if (lead_) metrics_ = std::make_unique<MetricsFile>((fs::path(run_dir_.path()) / "metrics.jsonl").string());
   // Under mpirun, stdout is a pseudo-terminal forwarded into the job's output: no redrawn line.
   const int world = comms_.world.size();
   progress_ = std::make_unique<ProgressLine>(lead_ && world == 1 && cfg_.logging.progress && !opts_.quiet);
   meter_ = std::make_unique<StepMeter>(StepMeter::Rates{tokens_per_step_, flops_per_token_, peak_, world},
                                        StepMeter::Stragglers{cfg_.comm.straggler_factor, cfg_.comm.straggler_steps}, comms_,
-                                       lead_ ? &metrics_ : nullptr, lg_, *progress_);
+                                       metrics_.get(), lg_, *progress_);
   // One blocking allreduce of the whole gradient arena: the communication the overlap must hide.
   const parallel::GradientSync::Timed t = sync_->measure_blocking_allreduce();
   dp_blocking_s_ = t.seconds;
@@ -363,7 +363,7 @@ void Trainer::evaluate_and_log() {
   watchdog_->phase("evaluation", step_);
   const double val = evaluate();
   summary_.last_val_loss = val;
-  if (lead_) metrics_ << fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}\n", step_, val) << std::flush;
+  if (metrics_) metrics_->write(fmt::format("{{\"step\":{},\"val_loss\":{:.6f}}}", step_, val));
   progress_->clear();
   lg_->info("step {:>6} | val_loss {:.4f}", step_, val);
 }
@@ -408,10 +408,9 @@ void Trainer::finish_save(bool must_succeed) {
   if (out.dir.empty()) return;
   lg_->info("checkpoint saved: {} (blocked training {:.2f} s{})", out.dir, blocked_s,
             save_in_background_ ? fmt::format(", written in {:.2f} s in the background", out.write_seconds) : "");
-  if (lead_)
-    metrics_ << fmt::format("{{\"step\":{},\"checkpoint_blocked_s\":{:.4f},\"checkpoint_write_s\":{:.4f}}}\n", out.step,
-                            blocked_s, out.write_seconds)
-             << std::flush;
+  if (metrics_)
+    metrics_->write(fmt::format("{{\"step\":{},\"checkpoint_blocked_s\":{:.4f},\"checkpoint_write_s\":{:.4f}}}", out.step,
+                                blocked_s, out.write_seconds));
   if (cfg_.checkpoint.mtbf_hours > 0 && !interval_advised_ && step_ > first_step_) {
     interval_advised_ = true;
     lg_->info("{}", checkpoint_interval_advice(blocked_s, meter_->mean_step_seconds(), cfg_.checkpoint));

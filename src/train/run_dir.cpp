@@ -76,7 +76,7 @@ void RunDirectory::check_space(int64_t bytes) const {
 void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples,
                               int64_t adam_t, std::span<const float> params, std::span<const float> m,
                               std::span<const float> v, bool async) {
-  if (pending_.valid()) throw std::logic_error("RunDirectory::begin_save: the previous save was not finished");
+  if (save_pending()) throw std::logic_error("RunDirectory::begin_save: the previous save was not finished");
   pending_step_ = step;
   if (comms_.dp.rank() != 0) return;  // one writer per tp slice of each pipeline stage
   const std::string root = checkpoint_root();

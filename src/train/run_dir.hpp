@@ -54,7 +54,8 @@ class RunDirectory {
   };
   void begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples, int64_t adam_t,
                   std::span<const float> params, std::span<const float> m, std::span<const float> v, bool async);
-  bool save_pending() const { return pending_.valid(); }
+  // On every rank (the ranks that do not write have a save pending too: finish_save is collective).
+  bool save_pending() const { return pending_step_ >= 0; }
   // Collective: true on every rank when every rank's write in flight is done (finish_save would
   // not wait). One small allreduce.
   bool written_everywhere() const;

@@ -63,14 +63,18 @@ std::string RunDirectory::checkpoint_root() const {
 
 void RunDirectory::check_space(int64_t bytes) const {
   if (comms_.dp.rank() != 0) return;  // only these ranks write
+  // The file system this rank's checkpoints go to (its shard directory may not exist yet, and may
+  // be a mount of its own).
+  fs::path where = checkpoint_root();
+  while (!fs::exists(where) && where.has_parent_path() && where != where.parent_path()) where = where.parent_path();
   std::error_code ec;
-  const fs::space_info s = fs::space(path_, ec);
+  const fs::space_info s = fs::space(where, ec);
   if (ec || s.available >= uintmax_t(bytes)) return;
   const double mib = 1.0 / (1 << 20);
   throw std::runtime_error(fmt::format(
       "checkpoint: '{}' has {:.1f} MiB free but a checkpoint of rank {} needs {:.1f} MiB (parameters and Adam "
       "state): free space or point logging.run_dir to a larger file system",
-      path_, double(s.available) * mib, comms_.world.rank(), double(bytes) * mib));
+      where.string(), double(s.available) * mib, comms_.world.rank(), double(bytes) * mib));
 }
 
 void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples,

@@ -1,7 +1,13 @@
 #include "train/run_dir.hpp"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <ctime>
 #include <limits>
@@ -19,6 +25,8 @@ namespace hokusai {
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr size_t kChunk = size_t(1) << 20;  // floats per thread's piece of a snapshot copy
 
 std::string default_run_dir(const std::string& name) {
   const std::time_t now = std::time(nullptr);
@@ -102,15 +110,41 @@ void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t st
     pending_ = done.get_future();
     return;
   }
-  // One copy of the three arrays; the step goes on with the live ones.
-  snapshot_.resize(params.size() + m.size() + v.size());
-  std::copy(params.begin(), params.end(), snapshot_.begin());
-  std::copy(m.begin(), m.end(), snapshot_.begin() + std::ptrdiff_t(params.size()));
-  std::copy(v.begin(), v.end(), snapshot_.begin() + std::ptrdiff_t(params.size() + m.size()));
-  const std::span<const float> all(snapshot_);
+  // One copy of the three arrays, by every thread; the step goes on with the live ones.
+  const size_t total = params.size() + m.size() + v.size();
+  if (total != snapshot_size_) reserve_snapshot(total, omp_get_max_threads());
+  float* dst = snapshot_.get();
+  for (const std::span<const float> part : {params, m, v}) {
+    const auto chunks = int64_t((part.size() + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const size_t b = size_t(c) * kChunk, e = std::min(part.size(), b + kChunk);
+      std::memcpy(dst + b, part.data() + b, (e - b) * sizeof(float));
+    }
+    dst += part.size();
+  }
+  const std::span<const float> all(snapshot_.get(), total);
   const CheckpointView ck{step, consumed_samples, adam_t, all.subspan(0, params.size()),
                           all.subspan(params.size(), m.size()), all.subspan(params.size() + m.size(), v.size())};
-  pending_ = std::async(std::launch::async, write, ck);
+  pending_ = std::async(std::launch::async, [write, ck] {
+    // Below the training threads: on a node without a spare core the writer takes what they
+    // leave (the kernel's writeback does the rest).
+    setpriority(PRIO_PROCESS, pid_t(syscall(SYS_gettid)), 10);
+    return write(ck);
+  });
+}
+
+void RunDirectory::reserve_snapshot(size_t floats, int threads) {
+  if (comms_.dp.rank() != 0) return;
+  snapshot_.reset(new float[floats]);  // (not value-initialised: the touch below is the only pass)
+  snapshot_size_ = floats;
+  float* p = snapshot_.get();
+  const auto chunks = int64_t((floats + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t b = size_t(c) * kChunk, e = std::min(floats, b + kChunk);
+    std::memset(p + b, 0, (e - b) * sizeof(float));
+  }
 }
 
 RunDirectory::SaveOutcome RunDirectory::finish_save(const Config& cfg, bool must_succeed) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <future>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -56,6 +57,9 @@ class RunDirectory {
                   std::span<const float> params, std::span<const float> m, std::span<const float> v, bool async);
   // On every rank (the ranks that do not write have a save pending too: finish_save is collective).
   bool save_pending() const { return pending_step_ >= 0; }
+  // checkpoint.async, on the writing ranks: allocates and touches the copy of `floats` values
+  // now (at set-up, not at the first save), with `threads` threads.
+  void reserve_snapshot(size_t floats, int threads);
   // Collective: true on every rank when every rank's write in flight is done (finish_save would
   // not wait). One small allreduce.
   bool written_everywhere() const;
@@ -74,7 +78,11 @@ class RunDirectory {
   };
   std::future<Written> pending_;  // this rank's write in flight (a ready future when synchronous)
   int64_t pending_step_ = -1;
-  std::vector<float> snapshot_;   // async: params, m, v copied at begin_save
+  // checkpoint.async: params, m, v copied at begin_save. Allocated and touched once
+  // (reserve_snapshot), so a save copies into warm memory: the first touch of fresh memory ran at
+  // 0.2-0.4 GB/s on the test VM against 15 GB/s for the copy itself.
+  std::unique_ptr<float[]> snapshot_;
+  size_t snapshot_size_ = 0;
 };
 
 // The checkpoint interval Young's rule suggests, tau = sqrt(2 * delta * MTBF) for a save that

@@ -80,7 +80,10 @@ for t in "${targets[@]}"; do
       status=1; continue
     fi
   fi
-  if "$bin/fuzz_$t" "${opts[@]}" -max_total_time="$seconds" -print_final_stats=1 "$work" "tests/fuzz/corpus/$t" \
+  # (libFuzzer's -max_total_time=0 means no limit: --time 0 runs the corpus once instead)
+  budget=(-max_total_time="$seconds")
+  [ "$seconds" = 0 ] && budget=(-runs=0)
+  if "$bin/fuzz_$t" "${opts[@]}" "${budget[@]}" -print_final_stats=1 "$work" "tests/fuzz/corpus/$t" \
       >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     echo "fuzz_$t: ${runs:-0} executions in ${seconds} s, no crash, leak or timeout (corpus $(ls "$work" | wc -l) inputs)"

@@ -261,16 +261,21 @@ TEST(DataLoader, RanksTileTheGlobalBatchAndResumeIsExact) {
   EXPECT_EQ(a, b);
 }
 
-// A longer run (more samples) or a resumed one reads the same samples in the same order: sample i
-// does not depend on how many samples the index was built for.
-TEST(GptDataset, SampleOrderDoesNotDependOnTheRunLength) {
-  const fs::path dir = scratch("gpt_prefix");
+// kDocs preprocessed with the byte tokenizer into dir/d.{bin,idx}.
+std::shared_ptr<const IndexedDataset> byte_dataset(const fs::path& dir) {
   PreprocessOptions o;
   o.inputs = {write_text(dir, kDocs)};
   o.output_prefix = (dir / "d").string();
   o.progress = false;
   preprocess(o, ByteTokenizer());
-  auto data = std::make_shared<const IndexedDataset>(o.output_prefix);
+  return std::make_shared<const IndexedDataset>(o.output_prefix);
+}
+
+// A longer run (more samples) or a resumed one reads the same samples in the same order: sample i
+// does not depend on how many samples the index was built for.
+TEST(GptDataset, SampleOrderDoesNotDependOnTheRunLength) {
+  const fs::path dir = scratch("gpt_prefix");
+  auto data = byte_dataset(dir);
   const int64_t T = 7, n = data->total_tokens() / T / 3;  // a third of an epoch
   const GptDataset short_run(data, 0, data->sequences(), T, n, 5, (dir / "cache").string());
   for (int64_t longer : {n + 1, 2 * n + 3, 7 * n}) {
@@ -289,12 +294,7 @@ TEST(GptDataset, SampleOrderDoesNotDependOnTheRunLength) {
 // sample reads a bad entry, never a read outside the dataset (found by tests/fuzz).
 TEST(GptDataset, DamagedCacheIsAnErrorNamingIt) {
   const fs::path dir = scratch("gpt_damaged");
-  PreprocessOptions o;
-  o.inputs = {write_text(dir, kDocs)};
-  o.output_prefix = (dir / "d").string();
-  o.progress = false;
-  preprocess(o, ByteTokenizer());
-  auto data = std::make_shared<const IndexedDataset>(o.output_prefix);
+  auto data = byte_dataset(dir);
   std::string cache;
   int64_t n = 0;
   {
@@ -321,12 +321,7 @@ TEST(GptDataset, DamagedCacheIsAnErrorNamingIt) {
 
 TEST(GptDataset, SamplesTileTheShuffledStreamAcrossEpochs) {
   const fs::path dir = scratch("gpt");
-  PreprocessOptions o;
-  o.inputs = {write_text(dir, kDocs)};
-  o.output_prefix = (dir / "d").string();
-  o.progress = false;
-  preprocess(o, ByteTokenizer());
-  auto data = std::make_shared<const IndexedDataset>(o.output_prefix);
+  auto data = byte_dataset(dir);
   const int64_t T = 5, total = data->total_tokens();
   const int64_t n = 3 * total / T;  // needs several epochs
   const GptDataset g(data, 0, data->sequences(), T, n, 11, (dir / "cache").string());

@@ -86,7 +86,7 @@ for t in "${targets[@]}"; do
   if "$bin/fuzz_$t" "${opts[@]}" "${budget[@]}" -print_final_stats=1 "$work" "tests/fuzz/corpus/$t" \
       >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    echo "fuzz_$t: ${runs:-0} executions in ${seconds} s, no crash, leak or timeout (corpus $(ls "$work" | wc -l) inputs)"
+    echo "fuzz_$t: ${runs:-0} executions in ${seconds} s, no crash, leak or timeout ($(ls "$work" | wc -l) inputs in $work)"
   else
     echo "fuzz_$t: FAILED — see $log; the input is in $artifacts"
     grep -E "FINDING|ERROR: |SUMMARY|Test unit written" "$log" | head -8

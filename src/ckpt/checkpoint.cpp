@@ -42,7 +42,7 @@ uint64_t checksum(uint64_t h, const void* data, size_t bytes) {
     h ^= h >> 29;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, p + i, bytes - i);
+  if (bytes > i) std::memcpy(&tail, p + i, bytes - i);  // (p may be null for an empty array)
   return ((h ^ tail) * 0x100000001b3ULL) ^ bytes;
 }
 

@@ -87,7 +87,7 @@ Machine describe_machine(const Communicator& world, const std::string& topology,
                                 std::to_string(m.torus->nodes()) + " nodes, the job has " + std::to_string(m.nodes()) +
                                 " (" + std::to_string(m.ranks) + " ranks, " + std::to_string(m.ranks_per_node) +
                                 " per node): fix comm.topology, comm.ranks_per_node or mpirun -np");
-  if (!coordinates.empty()) m.node_coords = read_coordinates(coordinates, *m.torus, m.nodes());
+  if (!coordinates.empty()) m.node_coords = read_coordinates(coordinates, *m.torus, m.nodes(), m.ranks_per_node);
   return m;
 }
 

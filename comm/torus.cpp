@@ -159,15 +159,20 @@ std::vector<TorusRoute> torus_routes(const Torus& t) {
   return torus_route_imbalance(t, b) < torus_route_imbalance(t, a) - 1e-9 ? b : a;
 }
 
-std::vector<std::vector<int>> read_coordinates(const std::string& path, const Torus& torus, int nodes) {
+std::vector<std::vector<int>> read_coordinates(const std::string& path, const Torus& torus, int nodes,
+                                               int ranks_per_node) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path + ": cannot open the coordinate file (comm.coordinates)");
   if (nodes != torus.nodes())
     throw std::invalid_argument(path + ": the job has " + std::to_string(nodes) + " nodes but torus " +
                                 torus.to_string() + " has " + std::to_string(torus.nodes()) +
                                 ": fix comm.topology or the node count");
-  std::vector<std::vector<int>> out;
-  std::set<int> seen;
+  const int per_node = std::max(ranks_per_node, 1);
+  struct Entry {
+    std::vector<int> c;
+    int line;
+  };
+  std::vector<Entry> entries;
   std::string line;
   for (int lineno = 1; std::getline(in, line); ++lineno) {
     const std::string where = path + ":" + std::to_string(lineno) + ": ";
@@ -195,16 +200,38 @@ std::vector<std::vector<int>> read_coordinates(const std::string& path, const To
       if (c[k] < 0 || c[k] >= torus.dims[k])
         throw std::invalid_argument(where + "coordinate " + std::to_string(c[k]) + " of dimension " +
                                     torus.dim_name(int(k)) + " is outside 0.." + std::to_string(torus.dims[k] - 1));
-    if (!seen.insert(torus.node(c)).second)
-      throw std::invalid_argument(where + "node " + std::to_string(out.size()) +
-                                  " is at the same coordinates as an earlier node");
-    if (int(out.size()) == nodes)
+    if (int64_t(entries.size()) == int64_t(nodes) * per_node)
       throw std::invalid_argument(where + "more than the job's " + std::to_string(nodes) + " nodes listed");
-    out.push_back(std::move(c));
+    entries.push_back({std::move(c), lineno});
+  }
+  // One line per rank (Fugaku's --vcoordfile with several ranks per node): the ranks of a node
+  // repeat its coordinates; keep one line per node.
+  const bool per_rank = per_node > 1 && int64_t(entries.size()) == int64_t(nodes) * per_node;
+  if (per_rank) {
+    std::vector<Entry> one;
+    for (size_t i = 0; i < entries.size(); i += size_t(per_node)) {
+      for (int r = 1; r < per_node; ++r)
+        if (entries[i + size_t(r)].c != entries[i].c)
+          throw std::invalid_argument(path + ":" + std::to_string(entries[i + size_t(r)].line) + ": rank " +
+                                      std::to_string(i + size_t(r)) + " is not at the coordinates of rank " +
+                                      std::to_string(i) + " on line " + std::to_string(entries[i].line) +
+                                      ", but ranks " + std::to_string(i) + ".." + std::to_string(i + size_t(per_node) - 1) +
+                                      " share a node (" + std::to_string(per_node) + " ranks per node)");
+      one.push_back(std::move(entries[i]));
+    }
+    entries = std::move(one);
+  }
+  std::set<int> seen;
+  std::vector<std::vector<int>> out;
+  for (Entry& e : entries) {
+    if (!seen.insert(torus.node(e.c)).second)
+      throw std::invalid_argument(path + ":" + std::to_string(e.line) + ": node " + std::to_string(out.size()) +
+                                  " is at the same coordinates as an earlier node");
+    out.push_back(std::move(e.c));
   }
   if (int(out.size()) != nodes)
     throw std::invalid_argument(path + ": lists " + std::to_string(out.size()) + " nodes, the job has " +
-                                std::to_string(nodes) + ": one line per node, in rank order");
+                                std::to_string(nodes) + ": one line per node (or per rank), in rank order");
   return out;
 }
 

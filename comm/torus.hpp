@@ -47,8 +47,11 @@ std::vector<TorusRoute> torus_routes(const Torus& torus);
 double torus_route_imbalance(const Torus& torus, const std::vector<TorusRoute>& routes);
 
 // Reads a coordinate file for `torus` holding `nodes` nodes: result[i] = coordinates of node i.
+// The file lists one line per node, or one per rank (nodes x ranks_per_node lines, the ranks of a
+// node repeating its coordinates, as Fugaku's --vcoordfile does with several ranks per node).
 // Throws std::invalid_argument "<path>:<line>: ..." for a missing file, a wrong count of
 // coordinates or lines, a coordinate outside the torus, or two nodes at the same place.
-std::vector<std::vector<int>> read_coordinates(const std::string& path, const Torus& torus, int nodes);
+std::vector<std::vector<int>> read_coordinates(const std::string& path, const Torus& torus, int nodes,
+                                               int ranks_per_node = 1);
 
 }  // namespace hokusai::comm

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,6 +20,7 @@
 #include "hokusai/generate.hpp"
 #include "hokusai/train.hpp"
 #include "kernels/peak.hpp"
+#include "app/jobscript.hpp"
 
 namespace fs = std::filesystem;
 using namespace hokusai;
@@ -140,6 +142,56 @@ int cmd_generate(const GenerateArgs& a) {
   return 0;
 }
 
+// Writes the batch script (and PJM's coordinate file beside it) and says what it chose.
+int cmd_jobscript(const std::string& config_path, JobscriptOptions o, const std::string& scheduler,
+                  const std::string& out, int argc, char** argv) {
+  if (scheduler == "slurm")
+    o.scheduler = Scheduler::slurm;
+  else if (scheduler == "pjm")
+    o.scheduler = Scheduler::pjm;
+  else
+    throw ConfigError("--scheduler '" + scheduler + "': expected slurm or pjm");
+  const Config cfg = load_resolved(config_path, o.sets);
+  o.command_line = "hokusai";
+  for (int i = 1; i < argc; ++i) o.command_line += std::string(" ") + argv[i];
+  if (o.job_name.empty()) o.job_name = fs::path(config_path).stem().string();
+  if (o.hokusai.empty()) o.hokusai = fs::canonical("/proc/self/exe").string();
+  o.hokusai = fs::absolute(o.hokusai).lexically_normal().string();
+  o.config = fs::absolute(config_path).lexically_normal().string();
+  if (o.run_dir.empty()) o.run_dir = cfg.logging.run_dir.empty() ? "runs/" + o.job_name : cfg.logging.run_dir;
+  o.run_dir = fs::absolute(o.run_dir).lexically_normal().string();
+  if (o.scheduler == Scheduler::pjm) {
+    if (out.empty()) throw ConfigError("--scheduler pjm needs -o FILE: the --vcoordfile is written beside the script");
+    o.script = fs::absolute(out).lexically_normal().string();
+    o.vcoord = fs::path(o.script).replace_extension(".vcoord").string();
+  }
+  const Jobscript j = make_jobscript(cfg, o);
+  // The batch system writes the job's output into the run directory: it must exist at submission.
+  std::error_code ec;
+  fs::create_directories(o.run_dir, ec);
+  if (ec) throw ConfigError("--run-dir '" + o.run_dir + "': cannot create it: " + ec.message());
+  for (const auto& note : j.notes) std::cerr << "jobscript: " << note << "\n";
+  if (out.empty()) {
+    std::cout << j.script;
+    return 0;
+  }
+  const auto write = [](const std::string& path, const std::string& text) {
+    std::ofstream f(path, std::ios::trunc);
+    f << text;
+    if (!f.flush()) throw ConfigError("-o '" + path + "': cannot write it: " + std::strerror(errno));
+  };
+  write(o.script.empty() ? out : o.script, j.script);
+  fs::permissions(out, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec, fs::perm_options::add);
+  std::cerr << "jobscript: wrote " << out;
+  if (!j.vcoord.empty()) {
+    write(o.vcoord, j.vcoord);
+    std::cerr << " and " << o.vcoord;
+  }
+  std::cerr << " (run directory " << o.run_dir << "); submit with "
+            << (o.scheduler == Scheduler::slurm ? "sbatch " : "pjsub ") << out << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -204,6 +256,33 @@ int main(int argc, char** argv) {
   auto* peak_cmd = app.add_subcommand("peak", "Measure this machine's fp32 FMA peak (the MFU denominator)");
   peak_cmd->add_option("--threads", peak_threads, "Threads (0: OMP_NUM_THREADS or all cores)");
 
+  JobscriptOptions job;
+  std::string job_config, job_scheduler = "slurm", job_out;
+  auto* job_cmd = app.add_subcommand("jobscript", "Write a Slurm or PJM batch script for a config's layout");
+  job_cmd->add_option("config", job_config, "YAML config")->required();
+  job_cmd->add_option("--scheduler", job_scheduler, "slurm or pjm")->capture_default_str();
+  job_cmd->add_option("--nodes", job.nodes, "Nodes to ask for")->required();
+  job_cmd->add_option("--ranks-per-node", job.ranks_per_node, "MPI ranks per node (0: ranks / nodes)");
+  job_cmd->add_option("--threads-per-rank", job.threads_per_rank,
+                      "OpenMP threads per rank (0: kernels.threads, else 48 / ranks per node on PJM, 1 on Slurm)");
+  job_cmd->add_option("--time", job.time, "Time limit HH:MM:SS (Slurm --time, PJM elapse)")->capture_default_str();
+  job_cmd->add_option("--signal-lead", job.signal_lead_s, "Seconds before the limit to checkpoint and requeue")
+      ->capture_default_str();
+  job_cmd->add_option("--partition", job.partition, "Slurm partition (default: the cluster's)");
+  job_cmd->add_option("--account", job.account, "Slurm account (default: yours)");
+  job_cmd->add_option("--launcher", job.launcher, "Slurm: srun (--mpi=pmix) or mpirun")->capture_default_str();
+  job_cmd->add_option("--rscgrp", job.rscgrp, "PJM resource group (default: the site's)");
+  job_cmd->add_option("--group", job.group, "PJM group (-g; default: yours)");
+  job_cmd->add_option("--shape", job.shape, "PJM node shape AxBxC (default: from --nodes and tp)");
+  job_cmd->add_option("--gfscache", job.gfscache, "PJM: volumes for PJM_LLIO_GFSCACHE, e.g. /vol0004:/vol0005");
+  job_cmd->add_flag("!--no-llio-transfer", job.llio_transfer, "PJM: do not stage the binary with llio_transfer");
+  job_cmd->add_option("--max-requeues", job.max_requeues, "Stop after this many requeues")->capture_default_str();
+  job_cmd->add_option("--job-name", job.job_name, "Job name (default: the config's file name)");
+  job_cmd->add_option("--run-dir", job.run_dir, "Run directory (default: logging.run_dir, else runs/<config name>)");
+  job_cmd->add_option("--hokusai", job.hokusai, "The hokusai binary the job runs (default: this one)");
+  job_cmd->add_option("--set", job.sets, "Override a config field, also passed to the job (repeatable)");
+  job_cmd->add_option("-o,--output", job_out, "Write the script here (default: standard output)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train_cmd) {
@@ -238,6 +317,7 @@ int main(int argc, char** argv) {
                 << " MB/s\n";
       return 0;
     }
+    if (*job_cmd) return cmd_jobscript(job_config, job, job_scheduler, job_out, argc, argv);
     if (*peak_cmd) {
       const int t = peak_threads > 0 ? peak_threads : omp_get_max_threads();
       const auto p = kernels::probe_peak_fp32(t, 1.0);

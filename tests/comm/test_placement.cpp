@@ -191,6 +191,22 @@ TEST(Coordinates, ReadsFugakuStyleAndPlainLines) {
   EXPECT_EQ(c, (std::vector<std::vector<int>>{{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}, {1, 2}}));
 }
 
+TEST(Coordinates, ReadsOneLinePerRank) {
+  // Fugaku's --vcoordfile with 2 ranks per node lists each node twice, in rank order.
+  const auto dir = testing::scratch_dir("placement", "per-rank");
+  const Torus t = Torus::parse("2x2");
+  const auto c = read_coordinates(write(dir, "r", "(0,1)\n(0,1)\n(1,1)\n(1,1)\n(0,0)\n(0,0)\n(1,0)\n(1,0)\n"), t, 4, 2);
+  EXPECT_EQ(c, (std::vector<std::vector<int>>{{0, 1}, {1, 1}, {0, 0}, {1, 0}}));
+  // One line per node still reads with 2 ranks per node.
+  EXPECT_EQ(read_coordinates(write(dir, "n", "(0,1)\n(1,1)\n(0,0)\n(1,0)\n"), t, 4, 2), c);
+  try {
+    read_coordinates(write(dir, "split", "(0,1)\n(0,1)\n(1,1)\n(0,0)\n(0,0)\n(0,0)\n(1,0)\n(1,0)\n"), t, 4, 2);
+    ADD_FAILURE() << "a node's ranks at two places read";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(":4: rank 3 is not at the coordinates of rank 2"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Coordinates, BadFilesNameTheFileAndLine) {
   const auto dir = testing::scratch_dir("placement", "bad");
   const Torus t = Torus::parse("2x2");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages hokusai needs, and only those that are missing.
 # Idempotent; runs as root or through sudo; runs `apt-get update` before installing.
-# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--mpich] [--torch] [--fuzz] [--check]
+# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--mpich] [--torch] [--fuzz] [--slurm] [--chromium] [--check]
 #   --cross  also the ARM SVE tools: aarch64 cross g++, qemu-user, GoogleTest sources, llvm-mca,
 #            and the arm64 runtime libraries of the emulated trainer build (Debian multiarch:
 #            adds the arm64 architecture to dpkg). scripts/test.sh uses it.
@@ -14,6 +14,11 @@
 #            suite itself reads the committed fixture and does not need it
 #   --fuzz   also clang and libFuzzer (clang-14, libclang-rt-14-dev, libfuzzer-14-dev) for
 #            scripts/fuzz.sh and the fuzz_* tests; scripts/test.sh uses it
+#   --slurm  also Slurm (munge, slurmctld, slurmd, slurm-client; libpmix-dev for srun --mpi=pmix)
+#            for the live-Slurm test (tests/cli/slurm.sh, ctest slurm_requeue), which starts its own
+#            daemons; scripts/test.sh uses it
+#   --chromium  also Chromium, whose headless screenshot checks `hokusai report` (ctest
+#            report_screenshot); scripts/test.sh uses it
 #   --check  list what is missing, install nothing
 set -euo pipefail
 
@@ -40,12 +45,16 @@ simgrid_packages=(libsimgrid-dev)
 mpich_packages=(libmpich-dev mpich)
 torch_packages=(python3-torch python3-numpy)
 fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev)
+slurm_packages=(munge slurmctld slurmd slurm-client libpmix-dev)
+chromium_packages=(chromium)
 
 cross=0
 simgrid=0
 mpich=0
 torch=0
 fuzz=0
+slurm=0
+chromium=0
 check=0
 for arg in "$@"; do
   case "$arg" in
@@ -54,8 +63,10 @@ for arg in "$@"; do
     --mpich) mpich=1 ;;
     --torch) torch=1 ;;
     --fuzz) fuzz=1 ;;
+    --slurm) slurm=1 ;;
+    --chromium) chromium=1 ;;
     --check) check=1 ;;
-    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --mpich, --torch, --fuzz, --check)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --mpich, --torch, --fuzz, --slurm, --chromium, --check)" >&2; exit 2 ;;
   esac
 done
 if [ $cross = 1 ]; then packages+=("${cross_packages[@]}"); fi
@@ -63,6 +74,8 @@ if [ $simgrid = 1 ]; then packages+=("${simgrid_packages[@]}"); fi
 if [ $mpich = 1 ]; then packages+=("${mpich_packages[@]}"); fi
 if [ $torch = 1 ]; then packages+=("${torch_packages[@]}"); fi
 if [ $fuzz = 1 ]; then packages+=("${fuzz_packages[@]}"); fi
+if [ $slurm = 1 ]; then packages+=("${slurm_packages[@]}"); fi
+if [ $chromium = 1 ]; then packages+=("${chromium_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -141,7 +141,7 @@ std::string body(const JobscriptOptions& o, const Layout& l, const std::string& 
   b += "  0) echo \"hokusai job: training finished (exit 0)\" ;;\n";
   b += "  75) echo \"hokusai job: checkpointed and stopped (exit 75): continuing in a new job\"\n";
   b += "      " + requeue + " ;;\n";
-  b += "  *) LAST=$(grep -h -E 'hokusai: (config |data )?error|\\[error\\]' \"$RUN_DIR/train.log\" \"$JOB_LOG\" "
+  b += "  *) LAST=$(grep -h -E '^hokusai: |\\[error\\]' \"$RUN_DIR/train.log\" \"$JOB_LOG\" "
        "2>/dev/null | tail -n 1)\n";
   b += "     echo \"hokusai job: failed with exit $RC, not requeued: ${LAST:-no error line in $RUN_DIR/train.log}\" >&2 ;;\n";
   b += "esac\n";

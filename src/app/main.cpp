@@ -21,6 +21,7 @@
 #include "hokusai/train.hpp"
 #include "kernels/peak.hpp"
 #include "app/jobscript.hpp"
+#include "app/report.hpp"
 
 namespace fs = std::filesystem;
 using namespace hokusai;
@@ -144,7 +145,7 @@ int cmd_generate(const GenerateArgs& a) {
 
 // Writes the batch script (and PJM's coordinate file beside it) and says what it chose.
 int cmd_jobscript(const std::string& config_path, JobscriptOptions o, const std::string& scheduler,
-                  const std::string& out, int argc, char** argv) {
+                  const std::string& out, bool create_run_dir, int argc, char** argv) {
   if (scheduler == "slurm")
     o.scheduler = Scheduler::slurm;
   else if (scheduler == "pjm")
@@ -167,9 +168,12 @@ int cmd_jobscript(const std::string& config_path, JobscriptOptions o, const std:
   }
   const Jobscript j = make_jobscript(cfg, o);
   // The batch system writes the job's output into the run directory: it must exist at submission.
-  std::error_code ec;
-  fs::create_directories(o.run_dir, ec);
-  if (ec) throw ConfigError("--run-dir '" + o.run_dir + "': cannot create it: " + ec.message());
+  if (create_run_dir) {
+    std::error_code ec;
+    fs::create_directories(o.run_dir, ec);
+    if (ec) throw ConfigError("--run-dir '" + o.run_dir + "': cannot create it: " + ec.message() +
+                              " (or give --no-create and make it before submitting)");
+  }
   for (const auto& note : j.notes) std::cerr << "jobscript: " << note << "\n";
   if (out.empty()) {
     std::cout << j.script;
@@ -258,6 +262,7 @@ int main(int argc, char** argv) {
 
   JobscriptOptions job;
   std::string job_config, job_scheduler = "slurm", job_out;
+  bool job_mkdir = true;
   auto* job_cmd = app.add_subcommand("jobscript", "Write a Slurm or PJM batch script for a config's layout");
   job_cmd->add_option("config", job_config, "YAML config")->required();
   job_cmd->add_option("--scheduler", job_scheduler, "slurm or pjm")->capture_default_str();
@@ -282,6 +287,14 @@ int main(int argc, char** argv) {
   job_cmd->add_option("--hokusai", job.hokusai, "The hokusai binary the job runs (default: this one)");
   job_cmd->add_option("--set", job.sets, "Override a config field, also passed to the job (repeatable)");
   job_cmd->add_option("-o,--output", job_out, "Write the script here (default: standard output)");
+  job_cmd->add_flag("!--no-create", job_mkdir,
+                    "Do not create the run directory (the job's output goes there: make it before submitting)");
+
+  std::vector<std::string> report_runs;
+  std::string report_out = "report.html";
+  auto* report_cmd = app.add_subcommand("report", "Write one HTML report (inline SVG) of one or several runs");
+  report_cmd->add_option("runs", report_runs, "Run directories (overlaid in one report)")->required();
+  report_cmd->add_option("-o,--output", report_out, "HTML file to write")->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -317,7 +330,19 @@ int main(int argc, char** argv) {
                 << " MB/s\n";
       return 0;
     }
-    if (*job_cmd) return cmd_jobscript(job_config, job, job_scheduler, job_out, argc, argv);
+    if (*report_cmd) {
+      std::vector<RunMetrics> runs;
+      for (const auto& dir : report_runs) runs.push_back(read_run_metrics(dir));
+      for (size_t i = 0; i < runs.size(); ++i)  // two runs named alike: say which is which
+        for (size_t k = 0; k < i; ++k)
+          if (runs[k].name == runs[i].name) runs[i].name = runs[i].dir;
+      std::ofstream f(report_out, std::ios::trunc);
+      f << render_report(runs);
+      if (!f.flush()) throw ConfigError("-o '" + report_out + "': cannot write it: " + std::strerror(errno));
+      std::cout << "wrote " << report_out << " (" << runs.size() << " run(s))\n";
+      return 0;
+    }
+    if (*job_cmd) return cmd_jobscript(job_config, job, job_scheduler, job_out, job_mkdir, argc, argv);
     if (*peak_cmd) {
       const int t = peak_threads > 0 ? peak_threads : omp_get_max_threads();
       const auto p = kernels::probe_peak_fp32(t, 1.0);

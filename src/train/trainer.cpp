@@ -463,6 +463,9 @@ TrainSummary Trainer::run() {
   const double rss_mb = double(usage.ru_maxrss) / 1024.0;
   lg_->info("peak resident memory (rank {}): {:.1f} MiB ({:+.0f}% against the {:.1f} MiB accounted at start)", rank_,
             rss_mb, 100.0 * (rss_mb - memory_estimate_mb_) / memory_estimate_mb_, memory_estimate_mb_);
+  if (metrics_)  // for `hokusai report`: rank 0's account against what it used
+    metrics_->write(fmt::format("{{\"step\":{},\"memory_accounted_mib\":{:.1f},\"peak_rss_mib\":{:.1f}}}", step_,
+                                memory_estimate_mb_, rss_mb));
   lg_->info("done: {} steps in {}{}", step_ - first_step_, format_duration(summary_.seconds),
             summary_.last_val_loss >= 0 ? fmt::format(", val_loss {:.4f}", summary_.last_val_loss) : "");
   return summary_;

@@ -308,7 +308,7 @@ std::string render_report(const std::vector<RunMetrics>& runs) {
       memory.bar(fmt::format("{} accounted", i + 1),
                  {{fmt::format("data-run=\"{}\" data-memory=\"accounted\"", i), r.memory_accounted_mib, "#9ecae1"}});
       memory.bar(fmt::format("{} peak RSS", i + 1),
-                 {{fmt::format("data-run=\"{}\" data-memory=\"peak_rss\"", i), r.peak_rss_mib, run_colour(i)}});
+                 {{fmt::format("data-run=\"{}\" data-memory=\"peak_rss\"", i), r.peak_rss_mib, "#3182bd"}});
     }
   }
   std::string h = R"(<!DOCTYPE html>

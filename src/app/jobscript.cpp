@@ -115,11 +115,13 @@ std::string body(const JobscriptOptions& o, const Layout& l, const std::string& 
   b += "RESTARTS=" + restarts + "\n";
   b += "echo \"hokusai job " + job_id + ": attempt $((RESTARTS + 1)) on $(hostname)${RESUME:+, resuming from $RUN_DIR}\"\n";
   b += fmt::format("if [ \"$RESTARTS\" -gt {} ]; then\n", o.max_requeues);
-  b += fmt::format("  echo \"hokusai job: requeued {} times already: stopping (check $RUN_DIR/train.log)\" >&2\n",
+  b += fmt::format("  echo \"hokusai job: continued {} times already without finishing: stopping (check $RUN_DIR/train.log, "
+                   "then raise --max-requeues)\" >&2\n",
                    o.max_requeues);
   b += "  exit 1\nfi\n";
   b += "# Launched in the background so this shell can forward signals: SIGUSR1 (the time limit is near)\n"
-       "# and SIGTERM (scancel, scontrol requeue, preemption) make every rank checkpoint and exit 75.\n"
+       "# and SIGTERM (the batch system cancelling, requeueing or preempting the job) make every rank\n"
+       "# checkpoint and exit 75.\n"
        "# A signal that comes before the launch is remembered and forwarded once the ranks exist.\n";
   b += "PID= STOP=\n";
   b += "forward() { STOP=$1; echo \"hokusai job: SIG$1: checkpointing and stopping\"; if [ -n \"$PID\" ]; then "

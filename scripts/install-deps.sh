@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages hokusai needs, and only those that are missing.
 # Idempotent; runs as root or through sudo; runs `apt-get update` before installing.
-# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--mpich] [--torch] [--fuzz] [--slurm] [--chromium] [--check]
+# Usage: scripts/install-deps.sh [--cross] [--simgrid] [--mpich] [--torch] [--fuzz] [--slurm] [--chromium] [--numpy] [--check]
 #   --cross  also the ARM SVE tools: aarch64 cross g++, qemu-user, GoogleTest sources, llvm-mca,
 #            and the arm64 runtime libraries of the emulated trainer build (Debian multiarch:
 #            adds the arm64 architecture to dpkg). scripts/test.sh uses it.
@@ -19,6 +19,8 @@
 #            daemons; scripts/test.sh uses it
 #   --chromium  also Chromium, whose headless screenshot checks `hokusai report` (ctest
 #            report_screenshot); scripts/test.sh uses it
+#   --numpy  also NumPy, for the independent reader that checks `hokusai export`
+#            (tests/ckpt/hf_reference.py, ctest hf_export); scripts/test.sh uses it
 #   --check  list what is missing, install nothing
 set -euo pipefail
 
@@ -47,6 +49,7 @@ torch_packages=(python3-torch python3-numpy)
 fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev)
 slurm_packages=(munge slurmctld slurmd slurm-client libpmix-dev)
 chromium_packages=(chromium)
+numpy_packages=(python3-numpy)
 
 cross=0
 simgrid=0
@@ -55,6 +58,7 @@ torch=0
 fuzz=0
 slurm=0
 chromium=0
+numpy=0
 check=0
 for arg in "$@"; do
   case "$arg" in
@@ -65,8 +69,9 @@ for arg in "$@"; do
     --fuzz) fuzz=1 ;;
     --slurm) slurm=1 ;;
     --chromium) chromium=1 ;;
+    --numpy) numpy=1 ;;
     --check) check=1 ;;
-    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --mpich, --torch, --fuzz, --slurm, --chromium, --check)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown option '$arg' (expected --cross, --simgrid, --mpich, --torch, --fuzz, --slurm, --chromium, --numpy, --check)" >&2; exit 2 ;;
   esac
 done
 if [ $cross = 1 ]; then packages+=("${cross_packages[@]}"); fi
@@ -76,6 +81,7 @@ if [ $torch = 1 ]; then packages+=("${torch_packages[@]}"); fi
 if [ $fuzz = 1 ]; then packages+=("${fuzz_packages[@]}"); fi
 if [ $slurm = 1 ]; then packages+=("${slurm_packages[@]}"); fi
 if [ $chromium = 1 ]; then packages+=("${chromium_packages[@]}"); fi
+if [ $numpy = 1 ]; then packages+=("${numpy_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -13,11 +13,12 @@ preset=${1:-release}
 # SimGrid (--simgrid) builds the simulated-torus test (ctest simulated_torus_4x4); MPICH
 # (--mpich) the comm layer's MPICH build and test (ctest mpich_comm); clang and libFuzzer (--fuzz)
 # the fuzz_* tests (scripts/fuzz.sh, 30 s per reader); Slurm (--slurm) the live-Slurm test
-# (ctest slurm_requeue); Chromium (--chromium) the report's screenshot test.
+# (ctest slurm_requeue); Chromium (--chromium) the report's screenshot test; NumPy (--numpy) the
+# export's independent reader (ctest hf_export).
 if [ "$preset" = release ] && [ "${HOKUSAI_SKIP_CROSS:-0}" != 1 ]; then
-  scripts/install-deps.sh --cross --simgrid --mpich --fuzz --slurm --chromium
+  scripts/install-deps.sh --cross --simgrid --mpich --fuzz --slurm --chromium --numpy
 else
-  scripts/install-deps.sh --simgrid --mpich --fuzz --slurm --chromium
+  scripts/install-deps.sh --simgrid --mpich --fuzz --slurm --chromium --numpy
 fi
 cmake --preset "$preset"
 cmake --build --preset "$preset" -j "$(nproc)"

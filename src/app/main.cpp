@@ -2,6 +2,7 @@
 // line on stderr says what and where); 2 bad command line; 75 stopped by SIGTERM/SIGUSR1 after
 // saving a checkpoint (resume with `hokusai train CONFIG --resume --set logging.run_dir=DIR`).
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <omp.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include "comm/grid_comm.hpp"
 #include "comm/shared.hpp"
@@ -22,6 +24,7 @@
 #include "kernels/peak.hpp"
 #include "app/jobscript.hpp"
 #include "app/report.hpp"
+#include "ckpt/hf_export.hpp"
 
 namespace fs = std::filesystem;
 using namespace hokusai;
@@ -117,6 +120,7 @@ struct GenerateArgs {
   SamplingOptions sampling;
   int threads = 0;
   bool all = false;
+  std::string logits;  // write the prompt's logits here (text) instead of sampling
 };
 
 int cmd_generate(const GenerateArgs& a) {
@@ -138,6 +142,24 @@ int cmd_generate(const GenerateArgs& a) {
   if (!model_path.empty()) model_path = resolve_data_path(model_path, {HOKUSAI_SOURCE_DIR});
   const auto tok = make_tokenizer(cfg.data.tokenizer, model_path);
   const std::vector<int32_t> prompt = tok->encode(a.prompt);
+  if (!a.logits.empty()) {  // the reference of the export tests: logits of every prompt position
+    const int64_t T = int64_t(prompt.size());
+    if (T == 0 || T > cfg.train.seq_len)
+      throw ConfigError(fmt::format("--logits: the prompt has {} tokens, expected 1 to train.seq_len = {}", T,
+                                    cfg.train.seq_len));
+    std::vector<int32_t> targets(size_t(T), -1);
+    model.forward(ctx, prompt.data(), targets.data(), 1, T);
+    std::ofstream f(a.logits, std::ios::trunc);
+    f << "# tokens";
+    for (int32_t id : prompt) f << ' ' << id;
+    f << '\n';
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = model.logits() + t * dims.Vl;
+      for (int64_t v = 0; v < dims.V; ++v) f << fmt::format("{:.9g}", row[v]) << (v + 1 < dims.V ? ' ' : '\n');
+    }
+    if (!f.flush()) throw ConfigError("--logits '" + a.logits + "': cannot write it");
+    return 0;
+  }
   const auto out = generate(model, ctx, prompt, cfg.train.seq_len, a.sampling, tok->end_of_document());
   std::cout << a.prompt << tok->decode(out) << std::endl;
   return 0;
@@ -231,6 +253,7 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--threads", gen.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
   bool whole = false;
   gen_cmd->add_flag("--no-stop", whole, "Do not stop at the end-of-document token");
+  gen_cmd->add_option("--logits", gen.logits, "")->group("");  // the export tests' reference
 
   std::string check_path;
   std::vector<std::string> check_sets;
@@ -290,6 +313,15 @@ int main(int argc, char** argv) {
   job_cmd->add_flag("!--no-create", job_mkdir,
                     "Do not create the run directory (the job's output goes there: make it before submitting)");
 
+  std::string export_src, export_out, export_dtype = "fp32";
+  double export_shard_gb = 5.0;
+  auto* export_cmd = app.add_subcommand("export", "Write a run's model as a Hugging Face directory (safetensors)");
+  export_cmd->add_option("run", export_src, "Run directory (any layout) or checkpoints/step_N")->required();
+  export_cmd->add_option("out", export_out, "Output directory")->required();
+  export_cmd->add_option("--dtype", export_dtype, "fp32, bf16 or fp16")->capture_default_str();
+  export_cmd->add_option("--max-shard-size", export_shard_gb, "GB per safetensors file before sharding")
+      ->capture_default_str();
+
   std::vector<std::string> report_runs;
   std::string report_out = "report.html";
   auto* report_cmd = app.add_subcommand("report", "Write one HTML report (inline SVG) of one or several runs");
@@ -328,6 +360,20 @@ int main(int argc, char** argv) {
       std::cout << "wrote " << pre.output_prefix << ".bin/.idx: " << st.documents << " documents, " << st.tokens
                 << " tokens (" << tok->name() << "), " << double(st.input_bytes) / 1e6 / std::max(st.seconds, 1e-9)
                 << " MB/s\n";
+      return 0;
+    }
+    if (*export_cmd) {
+      ExportOptions eo;
+      const std::map<std::string, safetensors::DType> dtypes{
+          {"fp32", safetensors::DType::F32}, {"bf16", safetensors::DType::BF16}, {"fp16", safetensors::DType::F16}};
+      if (!dtypes.count(export_dtype)) throw ConfigError("--dtype '" + export_dtype + "': expected fp32, bf16 or fp16");
+      eo.dtype = dtypes.at(export_dtype);
+      eo.max_shard_bytes = int64_t(export_shard_gb * double(int64_t(1) << 30));
+      const ExportSummary es = export_hf(export_src, export_out, eo);
+      std::cout << "exported " << es.checkpoint << " (step " << es.step << "): " << es.tensors << " tensors, "
+                << fmt::format("{:.1f}", double(es.bytes) / 1e6) << " MB " << export_dtype << " -> " << export_out << ":";
+      for (const auto& f : es.files) std::cout << ' ' << f;
+      std::cout << "\n";
       return 0;
     }
     if (*report_cmd) {

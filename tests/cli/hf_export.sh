@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# hf_export.sh HOKUSAI SOURCE_DIR WORKDIR [RANKS]
+# `hokusai export` checked by an independent reader (tests/ckpt/hf_reference.py, numpy only):
+# the exported directory's logits for a prompt equal hokusai's own (`generate --logits`):
+#   gpt2 tied (configs/tiny.yaml), gpt2 untied, llama untied (configs/llama-tiny.yaml) and llama
+#   tied: fp32 within 1e-5; bf16 and fp16 within 5e-3 and 1e-3 (rounding the weights to 8 and 11
+#   significant bits: about 5x what the small models show, 1e-3 and 2.4e-4); sharded
+#   (a 1 MB shard limit: model-0000k-of-0000n + index) within 1e-5;
+# with RANKS=8, a tp 2 x pp 2 x dp 2 run exported straight from its shards, against the logits of
+# its merged checkpoint. Damaged inputs are one line naming the file.
+set -euo pipefail
+hokusai=$1; src=$2; work=$3; ranks=${4:-1}
+fail() { echo "hf_export.sh: FAIL: $*" >&2; exit 1; }
+py=$(command -v /usr/bin/python3 || command -v python3)
+"$py" -c "import numpy" 2> /dev/null || { echo "hf_export.sh: SKIP: python3-numpy missing (scripts/install-deps.sh)"; exit 77; }
+rm -rf "$work"; mkdir -p "$work"
+prompt="In the beginning God created the heaven and the earth."
+common=(--set train.steps=4 --set logging.interval=1 --set logging.eval_interval=0 --set logging.eval_batches=1
+        --set data.cache_dir="$work/cache" --set kernels.peak_gflops=100 --set train.seq_len=64)
+check() {  # RUN TAG EXPORT_OPTS... -- TOLERANCE
+  local run=$1 tag=$2; shift 2
+  local opts=() tol
+  while [ "$1" != -- ]; do opts+=("$1"); shift; done
+  tol=$2
+  local out=$work/export-$(basename "$run")-$tag
+  "$hokusai" export "$run" "$out" "${opts[@]}" > "$out.log" 2>&1 || fail "export of $run failed: $(tail -2 "$out.log")"
+  "$py" "$src/tests/ckpt/hf_reference.py" "$out" "$work/$(basename "$run").logits" "$tol" || fail "$run ${opts[*]}"
+}
+logits() {  # RUN [SERIAL_RUN]: hokusai's logits of the prompt
+  "$hokusai" generate "${2:-$1}" --prompt "$prompt" --logits "$work/$(basename "$1").logits" ||
+    fail "generate --logits of $1"
+}
+if [ "$ranks" = 1 ]; then
+  for case in "gpt2-tied tiny" "gpt2-untied tiny model.tie_embeddings=false" "llama-untied llama-tiny" \
+              "llama-tied llama-tiny model.tie_embeddings=true"; do
+    set -- $case
+    name=$1 config=$2 extra=()
+    [ $# -ge 3 ] && extra=(--set "$3")
+    "$hokusai" train "$src/configs/$config.yaml" "${common[@]}" "${extra[@]}" --set logging.run_dir="$work/$name" \
+      > "$work/$name.train.log" 2>&1 || fail "training $name: $(tail -2 "$work/$name.train.log")"
+    logits "$work/$name"
+    check "$work/$name" fp32 -- 1e-5
+    check "$work/$name" bf16 --dtype bf16 -- 5e-3
+    check "$work/$name" fp16 --dtype fp16 -- 1e-3
+    check "$work/$name" sharded --max-shard-size 0.001 -- 1e-5
+    ls "$work/export-$name-sharded"/model-00001-of-*.safetensors > /dev/null || fail "$name: no shards at a 1 MB limit"
+  done
+  # Damaged exports: the independent reader and hokusai's own reader refuse them.
+  cp -r "$work/export-gpt2-tied-fp32" "$work/bad"
+  head -c 1000 "$work/export-gpt2-tied-fp32/model.safetensors" > "$work/bad/model.safetensors"
+  "$py" "$src/tests/ckpt/hf_reference.py" "$work/bad" "$work/gpt2-tied.logits" 1e-5 2> "$work/bad.err" &&
+    fail "a truncated model.safetensors was read"
+  grep -q "runs past the end of the file" "$work/bad.err" || fail "truncated file: $(cat "$work/bad.err")"
+  "$hokusai" export "$work/nonexistent" "$work/out" 2> "$work/bad2.err" && fail "exporting a missing run succeeded"
+  [ "$(wc -l < "$work/bad2.err")" = 1 ] && grep -q "nonexistent" "$work/bad2.err" || fail "not one line naming the path: $(cat "$work/bad2.err")"
+else
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun --oversubscribe -np 8 -x OMP_NUM_THREADS=1 "$hokusai" train "$src/configs/tiny.yaml" "${common[@]}" \
+    --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=2 --set logging.run_dir="$work/tp2pp2dp2" \
+    > "$work/tp2pp2dp2.train.log" 2>&1 || fail "training tp2 pp2 dp2: $(tail -2 "$work/tp2pp2dp2.train.log")"
+  "$hokusai" merge "$work/tp2pp2dp2" "$work/merged" > /dev/null || fail "merge"
+  logits "$work/tp2pp2dp2" "$work/merged"
+  check "$work/tp2pp2dp2" fp32 -- 1e-5
+  [ ! -e "$work/export-tp2pp2dp2-fp32/.merge" ] || fail "the export left its merge directory behind"
+fi
+echo "hf_export.sh: PASS"

@@ -54,6 +54,10 @@ struct TrainOptions {
   // a checkpoint at the next step boundary and returns with preempted = true.
   const std::atomic<bool>* stop = nullptr;
   bool quiet = false;     // no console output (tests)
+  // Start from these weights (hokusai train --init-from): a Hugging Face directory (config.json +
+  // safetensors) or a hokusai serial checkpoint / run directory; any parallel layout takes its
+  // slices. Adam state, step and data position start afresh.
+  std::string init_from;
   // Fault injection for tests (hokusai train --inject-nonfinite-step N): rank 0 makes one of its
   // gradients NaN after step N's backward, as an overflow would. 0: never.
   int64_t inject_nonfinite_step = 0;

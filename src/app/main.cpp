@@ -25,6 +25,7 @@
 #include "app/jobscript.hpp"
 #include "app/report.hpp"
 #include "ckpt/hf_export.hpp"
+#include "ckpt/hf_import.hpp"
 
 namespace fs = std::filesystem;
 using namespace hokusai;
@@ -39,8 +40,11 @@ constexpr int kExitPreempted = 75;  // EX_TEMPFAIL: try again (resume) later
 std::atomic<bool> g_stop_requested{false};
 extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
 
-Config load_resolved(const std::string& path, const std::vector<std::string>& sets) {
+// `hf_model`: a Hugging Face directory whose config.json replaces the file's model section
+// (before the --set overrides).
+Config load_resolved(const std::string& path, const std::vector<std::string>& sets, const std::string& hf_model = "") {
   Config cfg = load_config(path);
+  if (!hf_model.empty()) cfg.model = hf_model_config(hf_model);
   for (const auto& s : sets) apply_override(cfg, s);
   resolve(cfg);
   validate(cfg);
@@ -56,13 +60,13 @@ std::string error_line(const std::exception& e) {
 
 // `faults`: the fault-injection fields of TrainOptions (hidden options, for the reliability tests).
 int cmd_train(const std::string& path, const std::vector<std::string>& sets, bool dump_only, bool resume,
-              const TrainOptions& faults, int* argc, char*** argv) {
+              const TrainOptions& faults, bool from_hf_config, int* argc, char*** argv) {
   TrainOptions opts = faults;
   opts.resume = resume;
   opts.name = fs::path(path).stem().string();
   opts.stop = &g_stop_requested;
   if (dump_only) {
-    Config cfg = load_resolved(path, sets);
+    Config cfg = load_resolved(path, sets, from_hf_config ? opts.init_from : "");
     if (cfg.logging.run_dir.empty()) cfg.logging.run_dir = "runs/" + opts.name + "-config";
     fs::create_directories(cfg.logging.run_dir);
     const fs::path out = fs::path(cfg.logging.run_dir) / "config.yaml";
@@ -84,7 +88,10 @@ int cmd_train(const std::string& path, const std::vector<std::string>& sets, boo
   comm::Machine machine;
   std::string setup_error;
   try {
-    cfg = load_resolved(path, sets);
+    if (from_hf_config && opts.init_from.empty()) throw ConfigError("--from-hf-config needs --init-from HF_DIR");
+    if (resume && !opts.init_from.empty())
+      throw ConfigError("--init-from starts a run from a model; --resume continues one: give one of them");
+    cfg = load_resolved(path, sets, from_hf_config ? opts.init_from : "");
     check_rank_count(cfg, world.size());
     machine = comm::describe_machine(world, cfg.comm.topology, cfg.comm.coordinates, cfg.comm.ranks_per_node);
   } catch (const std::exception& e) {
@@ -234,8 +241,12 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--dump-config", dump_only,
                       "Write the resolved config to <run_dir>/config.yaml, print it, and exit");
   train_cmd->add_flag("--resume", resume, "Continue logging.run_dir from its newest checkpoint");
-  // Fault injection for the reliability tests (docs/reliability.md); not shown in --help.
   TrainOptions faults;
+  bool from_hf_config = false;
+  train_cmd->add_option("--init-from", faults.init_from,
+                        "Start from the weights of a Hugging Face directory or a hokusai checkpoint (any layout)");
+  train_cmd->add_flag("--from-hf-config", from_hf_config, "Take the model section from --init-from's config.json");
+  // Fault injection for the reliability tests (docs/reliability.md); not shown in --help.
   std::string slow_rank;  // R:MS
   train_cmd->add_option("--inject-nonfinite-step", faults.inject_nonfinite_step, "")->group("");
   train_cmd->add_option("--inject-slow-rank", slow_rank, "")->group("");
@@ -322,6 +333,15 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--max-shard-size", export_shard_gb, "GB per safetensors file before sharding")
       ->capture_default_str();
 
+  std::string import_src, import_out, import_config;
+  std::vector<std::string> import_sets;
+  auto* import_cmd = app.add_subcommand("import", "Write a Hugging Face model directory as a hokusai checkpoint");
+  import_cmd->add_option("hf_dir", import_src, "Hugging Face directory (config.json + safetensors)")->required();
+  import_cmd->add_option("out", import_out, "Run directory to write (checkpoints/step_00000000)")->required();
+  import_cmd->add_option("--config", import_config,
+                         "hokusai config for the rest (default: configs/tiny.yaml's; the model from config.json)");
+  import_cmd->add_option("--set", import_sets, "Override a field (repeatable)");
+
   std::vector<std::string> report_runs;
   std::string report_out = "report.html";
   auto* report_cmd = app.add_subcommand("report", "Write one HTML report (inline SVG) of one or several runs");
@@ -333,7 +353,7 @@ int main(int argc, char** argv) {
     if (*train_cmd) {
       if (!slow_rank.empty() && std::sscanf(slow_rank.c_str(), "%d:%d", &faults.inject_slow_rank, &faults.inject_slow_ms) != 2)
         throw std::runtime_error("--inject-slow-rank '" + slow_rank + "': expected RANK:MILLISECONDS");
-      return cmd_train(config_path, sets, dump_only, resume, faults, &argc, &argv);
+      return cmd_train(config_path, sets, dump_only, resume, faults, from_hf_config, &argc, &argv);
     }
     if (*gen_cmd) {
       gen.sampling.stop_at_end_of_document = !whole;
@@ -374,6 +394,15 @@ int main(int argc, char** argv) {
                 << fmt::format("{:.1f}", double(es.bytes) / 1e6) << " MB " << export_dtype << " -> " << export_out << ":";
       for (const auto& f : es.files) std::cout << ' ' << f;
       std::cout << "\n";
+      return 0;
+    }
+    if (*import_cmd) {
+      // The model from config.json unless a config is given (then it must match the files).
+      Config cfg = import_config.empty() ? Config{} : load_config(import_config);
+      if (import_config.empty()) cfg.model = hf_model_config(import_src);
+      for (const auto& s : import_sets) apply_override(cfg, s);
+      const std::string written = import_hf(import_src, import_out, cfg, false);
+      std::cout << "wrote " << written << "\n";
       return 0;
     }
     if (*report_cmd) {

@@ -14,12 +14,14 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
 
 #include <fmt/format.h>
 
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
+#include "ckpt/hf_import.hpp"
 #include "comm/shared.hpp"
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/data.hpp"
@@ -64,6 +66,7 @@ class Trainer {
   void setup_model();
   void check_memory(const ModelDims& dims) const;  // throws when the model cannot fit
   void report_setup();  // the peak probe, then train/setup_report's lines
+  void load_initial_weights();  // --init-from: this rank's slices of serial weights
   StepStats step();
   void update(double lr, double norm);  // clip, AdamW on this rank's shard, ZeRO-1 all-gather
   bool skip_nonfinite(StepStats& st);      // agreed over ranks; throws past train.skip_nonfinite
@@ -248,12 +251,43 @@ void Trainer::setup_model() {
       lg_->warn("train.global_batch={} differs from the saved run's ({} samples in {} steps): the data go on from "
                 "sample {} in the same order, the learning-rate schedule from step {}",
                 cfg_.train.global_batch, consumed_, step_, consumed_, step_);
+  } else if (!opts_.init_from.empty()) {
+    load_initial_weights();
   }
   first_step_ = step_;
   run_dir_.check_space(12 * n_params_ + (1 << 16));  // state.bin: parameters, Adam m and v, header
   if (cfg_.checkpoint.async) run_dir_.reserve_snapshot(size_t(3 * n_params_), omp_get_max_threads());
   tokens_per_step_ = double(cfg_.train.global_batch) * double(T_);
   flops_per_token_ = train_flops_per_token(cfg_.model, T_);
+}
+
+// The serial weights (a Hugging Face directory, or a serial hokusai checkpoint), each element put
+// where this rank's shard holds it: the same index map that makes sharded initialisation equal
+// the serial one (serial_index), so every layout starts from the same model.
+void Trainer::load_initial_weights() {
+  const std::string& from = opts_.init_from;
+  const std::vector<TensorSpec> serial_table = param_table(ModelDims::from(cfg_.model, comm::ParallelGrid::single()));
+  std::vector<float> serial;
+  if (fs::exists(fs::path(from) / "config.json")) {
+    serial = read_hf_params(from, cfg_.model);
+  } else {
+    const std::string dir = checkpoint_dir(from);
+    serial = load_checkpoint(dir, table_hash(serial_table), false).params;
+  }
+  std::map<std::string, const TensorSpec*> by_name;
+  for (const auto& t : serial_table) by_name[t.name] = &t;
+  std::vector<float> local(size_t(n_params_), 0.0f);
+  const ModelDims& d = model_->dims();
+  for (const TensorSpec& spec : model_->table()) {
+    const TensorSpec& dst = *by_name.at(spec.name);
+    for (int64_t i = 0; i < spec.numel; ++i) {
+      const int64_t j = serial_index(spec, d, i);
+      if (j < dst.numel) local[size_t(spec.offset + i)] = serial[size_t(dst.offset + j)];  // else vocabulary padding
+    }
+  }
+  model_->load_params(local);
+  lg_->info("initial weights from {} ({:.2f}M parameters of this rank); optimizer state, step and data start afresh",
+            from, 1e-6 * double(n_params_));
 }
 
 void Trainer::report_setup() {

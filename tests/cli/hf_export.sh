@@ -7,7 +7,10 @@
 #   significant bits: about 5x what the small models show, 1e-3 and 2.4e-4); sharded
 #   (a 1 MB shard limit: model-0000k-of-0000n + index) within 1e-5;
 # with RANKS=8, a tp 2 x pp 2 x dp 2 run exported straight from its shards, against the logits of
-# its merged checkpoint. Damaged inputs are one line naming the file.
+# its merged checkpoint, and `train --init-from` that export in tp 2 x pp 2 x dp 2 reproduces the
+# serial --init-from run's losses. Import (`hokusai import`) of every fp32 export (single file and
+# sharded) gives back the exact logits (bit for bit). Damaged or mismatched inputs are one line
+# naming the file, the tensor and the shapes.
 set -euo pipefail
 hokusai=$1; src=$2; work=$3; ranks=${4:-1}
 fail() { echo "hf_export.sh: FAIL: $*" >&2; exit 1; }
@@ -44,13 +47,32 @@ if [ "$ranks" = 1 ]; then
     check "$work/$name" fp16 --dtype fp16 -- 1e-3
     check "$work/$name" sharded --max-shard-size 0.001 -- 1e-5
     ls "$work/export-$name-sharded"/model-00001-of-*.safetensors > /dev/null || fail "$name: no shards at a 1 MB limit"
+    for kind in fp32 sharded; do  # import: the model from config.json, the exact weights back
+      "$hokusai" import "$work/export-$name-$kind" "$work/import-$name-$kind" > /dev/null || fail "import $name $kind"
+      "$hokusai" generate "$work/import-$name-$kind" --prompt "$prompt" --logits "$work/import-$name-$kind.logits" ||
+        fail "generate --logits of the imported $name $kind"
+      cmp -s "$work/$name.logits" "$work/import-$name-$kind.logits" || fail "$name $kind: imported logits differ from the original's"
+    done
   done
+  one_line() {  # EXPECTED COMMAND...: fails with one line containing EXPECTED
+    "${@:2}" > /dev/null 2> "$work/err" && fail "accepted: ${*:2}"
+    [ "$(wc -l < "$work/err")" = 1 ] && grep -qF -- "$1" "$work/err" || fail "expected one line with '$1', got: $(cat "$work/err")"
+  }
+  g=$work/export-gpt2-tied-fp32
+  one_line "config.json: a gpt2 model, but model.family is llama" "$hokusai" import "$g" "$work/x" --config "$src/configs/llama-tiny.yaml"
+  one_line "tensor transformer.wte.weight has shape [257, 256], expected [257, 128]" \
+    "$hokusai" import "$g" "$work/x" --config "$src/configs/tiny.yaml" --set model.hidden=128
+  one_line "no tensor transformer.h.4.ln_1.weight (expected [256]" \
+    "$hokusai" import "$g" "$work/x" --config "$src/configs/tiny.yaml" --set model.layers=5
+  one_line "transformer.h.3.attn.c_attn.bias has no place in the model" \
+    "$hokusai" import "$g" "$work/x" --config "$src/configs/tiny.yaml" --set model.layers=3
   # Damaged exports: the independent reader and hokusai's own reader refuse them.
   cp -r "$work/export-gpt2-tied-fp32" "$work/bad"
   head -c 1000 "$work/export-gpt2-tied-fp32/model.safetensors" > "$work/bad/model.safetensors"
   "$py" "$src/tests/ckpt/hf_reference.py" "$work/bad" "$work/gpt2-tied.logits" 1e-5 2> "$work/bad.err" &&
     fail "a truncated model.safetensors was read"
   grep -q "runs past the end of the file" "$work/bad.err" || fail "truncated file: $(cat "$work/bad.err")"
+  one_line "$work/bad/model.safetensors" "$hokusai" import "$work/bad" "$work/x"
   "$hokusai" export "$work/nonexistent" "$work/out" 2> "$work/bad2.err" && fail "exporting a missing run succeeded"
   [ "$(wc -l < "$work/bad2.err")" = 1 ] && grep -q "nonexistent" "$work/bad2.err" || fail "not one line naming the path: $(cat "$work/bad2.err")"
 else
@@ -62,5 +84,21 @@ else
   logits "$work/tp2pp2dp2" "$work/merged"
   check "$work/tp2pp2dp2" fp32 -- 1e-5
   [ ! -e "$work/export-tp2pp2dp2-fp32/.merge" ] || fail "the export left its merge directory behind"
+  # Continued pretraining from the export: serial and tp 2 x pp 2 x dp 2 start from the same model.
+  init=(--init-from "$work/export-tp2pp2dp2-fp32" --set train.steps=3)
+  "$hokusai" train "$src/configs/tiny.yaml" "${common[@]}" "${init[@]}" --set logging.run_dir="$work/init-serial" \
+    > "$work/init-serial.log" 2>&1 || fail "--init-from, serial: $(tail -2 "$work/init-serial.log")"
+  mpirun --oversubscribe -np 8 -x OMP_NUM_THREADS=1 "$hokusai" train "$src/configs/tiny.yaml" "${common[@]}" "${init[@]}" \
+    --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=2 --set logging.run_dir="$work/init-3d" \
+    > "$work/init-3d.log" 2>&1 || fail "--init-from, tp2 pp2 dp2: $(tail -2 "$work/init-3d.log")"
+  "$py" - "$work/init-serial/metrics.jsonl" "$work/init-3d/metrics.jsonl" "$work/tp2pp2dp2/metrics.jsonl" <<'PY' || fail "--init-from losses"
+import json, sys
+loss = lambda f: [json.loads(l)["loss"] for l in open(f) if '"loss"' in l]
+a, b, trained = loss(sys.argv[1]), loss(sys.argv[2]), loss(sys.argv[3])
+print(f"hf_export.sh: --init-from losses serial {a}, tp2 pp2 dp2 {b}")
+assert len(a) == 3 and len(b) == 3, "3 steps each"
+assert all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)), "the layouts start from different models"
+assert a[0] < trained[0], "the first loss is not below a fresh model's: the weights were not loaded"
+PY
 fi
 echo "hf_export.sh: PASS"

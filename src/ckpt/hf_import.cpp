@@ -1,0 +1,203 @@
+#include "ckpt/hf_import.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "ckpt/hf_export.hpp"
+#include "ckpt/safetensors.hpp"
+#include "comm/grid.hpp"
+#include "hokusai/checkpoint.hpp"
+#include "hokusai/model.hpp"
+
+namespace hokusai {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path.string() + ": cannot open it: give a Hugging Face model directory (config.json + safetensors)");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(path.string() + ": not JSON (" + e.what() + ")");
+  }
+}
+
+// Tensors that Hugging Face files may carry and that are not parameters (GPT-2's causal-mask
+// buffers, old LLaMA files' rotary frequencies).
+bool is_buffer(const std::string& name) {
+  const auto ends = [&](const char* s) {
+    const size_t n = std::strlen(s);
+    return name.size() >= n && name.compare(name.size() - n, n, s) == 0;
+  };
+  return ends(".attn.bias") || ends(".attn.masked_bias") || ends("rotary_emb.inv_freq");
+}
+
+}  // namespace
+
+ModelConfig hf_model_config(const std::string& hf_dir) {
+  const fs::path path = fs::path(hf_dir) / "config.json";
+  const nlohmann::json j = read_json(path);
+  const auto need = [&](const char* key) -> const nlohmann::json& {
+    if (!j.contains(key) || j[key].is_null())
+      throw ConfigError(path.string() + ": no field '" + key + "' (needed for the model section)");
+    return j[key];
+  };
+  const std::string type = j.value("model_type", "");
+  ModelConfig m;
+  try {
+    if (type == "gpt2") {
+      m.family = Family::gpt2;
+      m.hidden = need("n_embd").get<int>();
+      m.layers = need("n_layer").get<int>();
+      m.heads = need("n_head").get<int>();
+      m.ffn_hidden = j.contains("n_inner") && !j["n_inner"].is_null() ? j["n_inner"].get<int>() : 4 * m.hidden;
+      m.max_seq_len = need("n_positions").get<int>();
+      m.vocab_size = need("vocab_size").get<int>();
+      m.norm_eps = j.value("layer_norm_epsilon", 1e-5);
+      m.tie_embeddings = j.value("tie_word_embeddings", true);
+      const std::string act = j.value("activation_function", "gelu_new");
+      if (act != "gelu_new" && act != "gelu_pytorch_tanh")
+        throw ConfigError(path.string() + ": activation_function '" + act +
+                          "': hokusai trains the tanh GELU (gelu_new / gelu_pytorch_tanh) only");
+    } else if (type == "llama") {
+      m.family = Family::llama;
+      m.hidden = need("hidden_size").get<int>();
+      m.layers = need("num_hidden_layers").get<int>();
+      m.heads = need("num_attention_heads").get<int>();
+      m.ffn_hidden = need("intermediate_size").get<int>();
+      m.max_seq_len = j.value("max_position_embeddings", 2048);
+      m.vocab_size = need("vocab_size").get<int>();
+      m.norm_eps = j.value("rms_norm_eps", 1e-6);
+      m.rope_theta = j.value("rope_theta", 10000.0);
+      m.tie_embeddings = j.value("tie_word_embeddings", false);
+      const int kv = j.value("num_key_value_heads", m.heads);
+      if (kv != m.heads)
+        throw ConfigError(path.string() + fmt::format(": num_key_value_heads {} < num_attention_heads {}: grouped-query "
+                                                      "attention is not in hokusai's llama family yet",
+                                                      kv, m.heads));
+      if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
+        throw ConfigError(path.string() + ": rope_scaling is set: hokusai's rotary embedding has no scaling");
+      const std::string act = j.value("hidden_act", "silu");
+      if (act != "silu") throw ConfigError(path.string() + ": hidden_act '" + act + "': hokusai's SwiGLU uses silu");
+    } else {
+      throw ConfigError(path.string() + ": model_type '" + type + "': hokusai reads gpt2 and llama");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(path.string() + ": a model field of the wrong type (" + e.what() + ")");
+  }
+  if (m.heads <= 0 || m.hidden % m.heads != 0)
+    throw ConfigError(path.string() + fmt::format(": hidden size {} is not a multiple of the {} heads", m.hidden, m.heads));
+  return m;
+}
+
+std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& model) {
+  const fs::path cfg_path = fs::path(hf_dir) / "config.json";
+  if (fs::exists(cfg_path)) {  // a family mismatch is said as such, not as a missing tensor
+    const std::string type = read_json(cfg_path).value("model_type", "");
+    if (!type.empty() && type != name_of(model.family))
+      throw ConfigError(fmt::format("{}: a {} model, but model.family is {} (--from-hf-config takes the model from "
+                                    "config.json)",
+                                    cfg_path.string(), type, name_of(model.family)));
+  }
+  // The files: the index's, or the one model.safetensors.
+  std::map<std::string, std::unique_ptr<safetensors::Reader>> readers;  // file -> reader
+  std::map<std::string, std::string> file_of;                           // tensor -> file
+  const fs::path index = fs::path(hf_dir) / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    const nlohmann::json j = read_json(index);
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw ConfigError(index.string() + ": no weight_map object");
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) throw ConfigError(index.string() + ": weight_map entry '" + name + "' is not a file name");
+      const std::string f = file.get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        throw ConfigError(index.string() + ": weight_map names '" + f + "', not a file of this directory");
+      file_of[name] = f;
+      if (!readers.count(f)) readers[f] = std::make_unique<safetensors::Reader>((fs::path(hf_dir) / f).string());
+    }
+    for (const auto& [f, r] : readers)
+      for (const auto& t : r->tensors())
+        if (file_of.count(t.name) && file_of[t.name] != f)
+          throw ConfigError(r->path() + ": holds tensor " + t.name + ", which the index puts in " + file_of[t.name]);
+  } else {
+    const std::string f = "model.safetensors";
+    if (!fs::exists(fs::path(hf_dir) / f))
+      throw ConfigError(hf_dir + ": neither model.safetensors nor model.safetensors.index.json");
+    readers[f] = std::make_unique<safetensors::Reader>((fs::path(hf_dir) / f).string());
+    for (const auto& t : readers[f]->tensors()) file_of[t.name] = f;
+  }
+
+  const ModelDims d = ModelDims::from(model, comm::ParallelGrid::single());
+  const std::vector<TensorSpec> table = param_table(d);
+  std::map<std::string, const TensorSpec*> by_name;
+  for (const auto& s : table) by_name[s.name] = &s;
+  std::vector<float> params(size_t(arena_size(table)), 0.0f);
+  std::set<std::string> used;
+  for (const HfTensor& h : hf_tensor_map(model)) {
+    const auto at = file_of.find(h.name);
+    if (at == file_of.end())
+      throw ConfigError(fmt::format("{}: no tensor {} (expected {} for the model: {} layers, hidden {})", hf_dir, h.name,
+                                    shape_text(h.shape), model.layers, model.hidden));
+    const safetensors::Reader& r = *readers.at(at->second);
+    const safetensors::TensorInfo* info = r.find(h.name);
+    if (!info) throw ConfigError(r.path() + ": no tensor " + h.name + " (the index says it is here)");
+    if (info->shape != h.shape)
+      throw ConfigError(fmt::format("{}: tensor {} has shape {}, expected {}", r.path(), h.name,
+                                    shape_text(info->shape), shape_text(h.shape)));
+    std::vector<float> vals;
+    try {
+      vals = r.read_f32(h.name);
+    } catch (const std::runtime_error& e) {
+      throw ConfigError(e.what());
+    }
+    const TensorSpec& s = *by_name.at(h.source);
+    const int64_t cols = s.shape.size() == 2 ? s.shape[1] : 1;
+    float* dst = params.data() + s.offset + h.row_begin * cols;
+    if (h.transpose) {  // Conv1D (in, out) -> (out, in)
+      for (int64_t r0 = 0; r0 < h.rows; ++r0)
+        for (int64_t c = 0; c < cols; ++c) dst[r0 * cols + c] = vals[size_t(c * h.rows + r0)];
+    } else {
+      std::memcpy(dst, vals.data(), vals.size() * sizeof(float));
+    }
+    used.insert(h.name);
+  }
+  for (const auto& [name, file] : file_of)
+    if (!used.count(name) && !is_buffer(name) && !(name == "lm_head.weight" && model.tie_embeddings))
+      throw ConfigError(fmt::format("{}: tensor {} has no place in the model (model.family {}, model.layers {}): "
+                                    "a model of another shape? (--from-hf-config takes the model from config.json)",
+                                    (fs::path(hf_dir) / file).string(), name, name_of(model.family), model.layers));
+  return params;
+}
+
+std::string import_hf(const std::string& hf_dir, const std::string& out_run, Config cfg, bool from_hf_config) {
+  if (from_hf_config) cfg.model = hf_model_config(hf_dir);
+  resolve(cfg);
+  validate(cfg);
+  cfg.parallel.tp = cfg.parallel.pp = cfg.parallel.dp = 1;  // a serial checkpoint
+  cfg.parallel.virtual_stages = 1;
+  cfg.parallel.stage_layers.clear();
+  cfg.parallel.zero1 = false;
+  const std::vector<float> params = read_hf_params(hf_dir, cfg.model);
+  const std::vector<TensorSpec> table = param_table(ModelDims::from(cfg.model, comm::ParallelGrid::single()));
+  cfg.logging.run_dir = out_run;
+  fs::create_directories(out_run);
+  const CheckpointView view{0, 0, 0, params, {}, {}};
+  return save_checkpoint(out_run, cfg, table_hash(table), view, 1);
+}
+
+}  // namespace hokusai

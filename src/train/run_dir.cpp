@@ -46,6 +46,27 @@ RunDirectory::RunDirectory(Config& cfg, const std::string& name, bool resume, co
   path_ = cfg.logging.run_dir;
   const int rank = comms_.world.rank();
   if (resume) {
+    // The newest complete checkpoint of any layout; when another layout saved it, it is resharded
+    // (ckpt/reshard.hpp). Every rank scans the same directory: they must agree.
+    const std::optional<SavedRun> saved = newest_saved_run(path_, cfg);
+    const double seen = saved ? double(saved->step) : -1.0;
+    if (comms_.world.allreduce(seen, comm::Reduce::min) != comms_.world.allreduce(seen, comm::Reduce::max))
+      throw ConfigError(fmt::format("--resume: the ranks see different checkpoints in '{}' (rank {}: step {}): is "
+                                    "the run directory on a file system every node sees?",
+                                    path_, rank, seen));
+    if (saved && !same_model_layout(saved->config, cfg)) {
+      const auto serial_hash = [](const ModelConfig& m) {
+        return table_hash(param_table(ModelDims::from(m, comm::ParallelGrid::single())));
+      };
+      if (serial_hash(saved->config.model) != serial_hash(cfg.model))
+        throw ConfigError(fmt::format("--resume: the newest checkpoint in '{}' (step {}) is of another model (its "
+                                      "model section differs from this config's: {} layers, hidden {} there): resume "
+                                      "with the saved run's model section",
+                                      path_, saved->step, saved->config.model.layers, saved->config.model.hidden));
+      reshard_from_ = saved;
+    }
+  }
+  if (resume && !reshard_from_) {
     const std::string root = checkpoint_root();
     const std::optional<std::string> newest = latest_checkpoint(root, &resume_note_);
     if (!newest)

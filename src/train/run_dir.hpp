@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "ckpt/reshard.hpp"
 #include "comm/grid_comm.hpp"
 #include "hokusai/config.hpp"
 
@@ -30,6 +31,9 @@ class RunDirectory {
   // was found without a readable `latest` ("" otherwise).
   const std::optional<std::string>& resume_from() const { return resume_from_; }
   const std::string& resume_note() const { return resume_note_; }
+  // Set instead of resume_from() when the newest complete checkpoint was saved by another
+  // layout (parallel.tp, pp or the layer split changed): the trainer reshards it.
+  const std::optional<SavedRun>& reshard_from() const { return reshard_from_; }
   // On the ranks that write checkpoints: throws std::runtime_error naming the directory when its
   // file system has less free space than one checkpoint of `bytes` (a save would fail mid-run).
   void check_space(int64_t bytes) const;
@@ -71,6 +75,7 @@ class RunDirectory {
   const comm::GridComms& comms_;
   std::string path_;
   std::optional<std::string> resume_from_;
+  std::optional<SavedRun> reshard_from_;
   std::string resume_note_;
   struct Written {
     std::string dir, error;

@@ -238,15 +238,27 @@ void Trainer::setup_model() {
   const comm::Range shard = sync_->shard();
   adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard);
   thash_ = table_hash(model_->table());
+  std::optional<CheckpointData> resumed;
   if (const auto& from = run_dir_.resume_from()) {
-    CheckpointData ck = load_checkpoint(*from, thash_, true);
+    resumed = load_checkpoint(*from, thash_, true);
+    lg_->info("resumed from {} at step {} ({} samples consumed)", *from, resumed->step, resumed->consumed_samples);
+  } else if (const auto& saved = run_dir_.reshard_from()) {
+    resumed = load_resharded(run_dir_.path(), *saved, model_->dims(), model_->table());
+    lg_->info("resumed at step {} ({} samples consumed) from the checkpoint saved by tp {} x pp {}{}, resharded to "
+              "tp {} x pp {}: each rank read only the old shards holding its tensors",
+              resumed->step, resumed->consumed_samples, saved->config.parallel.tp, saved->config.parallel.pp,
+              saved->config.parallel.virtual_stages > 1 ? fmt::format(" (v {})", saved->config.parallel.virtual_stages)
+                                                        : "",
+              cfg_.parallel.tp, cfg_.parallel.pp);
+  }
+  if (resumed) {
+    CheckpointData& ck = *resumed;
     model_->load_params(ck.params);
     adam_->m.assign(ck.m.begin() + shard.begin, ck.m.begin() + shard.end);
     adam_->v.assign(ck.v.begin() + shard.begin, ck.v.begin() + shard.end);
     adam_->t = ck.adam_t;
     step_ = ck.step;
     consumed_ = ck.consumed_samples;
-    lg_->info("resumed from {} at step {} ({} samples consumed)", *from, step_, consumed_);
     if (consumed_ != step_ * cfg_.train.global_batch)
       lg_->warn("train.global_batch={} differs from the saved run's ({} samples in {} steps): the data go on from "
                 "sample {} in the same order, the learning-rate schedule from step {}",

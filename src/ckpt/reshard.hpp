@@ -1,0 +1,43 @@
+// Resuming a checkpoint in another parallel layout (`--resume` after changing parallel.tp, pp,
+// virtual_stages or stage_layers; a dp change needs nothing: dp replicas share their shard's
+// checkpoint and ZeRO-1's Adam state is saved gathered).
+//
+// Every saved shard directory holds the config that wrote it, so the old layout's tensor tables
+// (names, local shapes, and through serial_index each element's place in the serial model) are
+// rebuilt from it. A rank of the new layout reads, one old shard at a time, only the shards that
+// hold tensors it needs (a pipeline stage reads the old stages owning its layers, all old tp
+// ranks for a tp-split tensor, one for a replicated one), and places each element it owns
+// through the inverse of its own serial_index, one tensor at a time. It never holds the whole
+// model: its own state, one old shard and one tensor's index map at most. Every element must be
+// found (an error names the tensor and step otherwise); the vocabulary padding starts at zero.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hokusai/checkpoint.hpp"
+#include "hokusai/config.hpp"
+#include "hokusai/model.hpp"
+
+namespace hokusai {
+
+// The newest step that some layout saved completely in run_dir (every tp x pp shard root holds
+// step_N with its state.bin), with the config stored beside it. A layout equal to `current`'s
+// wins a tie. nullopt when nothing complete is saved.
+struct SavedRun {
+  Config config;
+  int64_t step = 0;
+};
+std::optional<SavedRun> newest_saved_run(const std::string& run_dir, const Config& current);
+
+// True when `a` and `b` place the model identically (tp, pp and the pipeline's layer split).
+bool same_model_layout(const Config& a, const Config& b);
+
+// This rank's parameters and Adam state (table of dims `d`) from step `step` that `saved`'s
+// layout wrote into run_dir. Throws std::runtime_error naming the shard directory or tensor.
+CheckpointData load_resharded(const std::string& run_dir, const SavedRun& saved, const ModelDims& d,
+                              const std::vector<TensorSpec>& table);
+
+}  // namespace hokusai

@@ -65,7 +65,8 @@ struct ModelConfig {
   int layers = 4;                // Transformer blocks (L)
   int hidden = 256;              // model width (C)
   int heads = 8;                 // attention heads (NH); head size = hidden / heads
-  int ffn_hidden = 0;            // MLP width (F); 0 = 4*hidden (gpt2) or 8/3*hidden rounded up to 64 (llama)
+  int ffn_hidden = 0;            // MLP width (F); 0 = 4*hidden (gpt2) or 8/3*hidden rounded up (llama)
+  int ffn_multiple_of = 64;      // llama's default F is rounded up to a multiple of this (Meta: 256)
   int vocab_size = 257;          // tokens the tokenizer produces (V)
   int vocab_pad_multiple = 64;   // pad V up to a multiple of this (times tp) for GEMM shapes
   int max_seq_len = 256;         // rows of the learned position table (gpt2) / longest sequence

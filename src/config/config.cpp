@@ -117,9 +117,9 @@ int padded_vocab(const ModelConfig& m, int tp) {
 
 void resolve(Config& cfg) {
   auto& m = cfg.model;
-  if (m.ffn_hidden == 0 && m.hidden > 0) {
+  if (m.ffn_hidden == 0 && m.hidden > 0 && m.ffn_multiple_of > 0) {
     if (m.family == Family::llama)
-      m.ffn_hidden = (8 * m.hidden / 3 + 63) / 64 * 64;
+      m.ffn_hidden = (8 * m.hidden / 3 + m.ffn_multiple_of - 1) / m.ffn_multiple_of * m.ffn_multiple_of;
     else
       m.ffn_hidden = 4 * m.hidden;
   }
@@ -147,6 +147,7 @@ void validate(const Config& cfg) {
   at_most("model.ffn_hidden", m.ffn_hidden, 1 << 20, "MLP width");
   at_most("model.vocab_size", m.vocab_size, 1 << 24, "tokens");
   at_most("model.vocab_pad_multiple", m.vocab_pad_multiple, 1 << 16, "a vocabulary padding multiple; 64 to 1024 are usual");
+  at_most("model.ffn_multiple_of", m.ffn_multiple_of, 1 << 16, "a rounding multiple of the MLP width; 64 or 256 are usual");
   at_most("model.max_seq_len", m.max_seq_len, 1 << 20, "tokens per sequence");
   at_most("parallel.tp", p.tp, 1 << 20, "ranks");
   at_most("parallel.pp", p.pp, 1 << 20, "ranks");
@@ -162,6 +163,7 @@ void validate(const Config& cfg) {
   positive("model.heads", m.heads);
   positive("model.vocab_size", m.vocab_size);
   positive("model.vocab_pad_multiple", m.vocab_pad_multiple);
+  positive("model.ffn_multiple_of", m.ffn_multiple_of);
   if (m.vocab_pad_multiple > 0 && p.tp > 0) {
     const int64_t mult = int64_t(m.vocab_pad_multiple) * p.tp;
     if ((m.vocab_size + mult - 1) / mult * mult > INT32_MAX)

@@ -146,7 +146,10 @@ std::vector<Field> make_registry() {
       field_of("model.hidden", &C::model, &ModelConfig::hidden, "Model width (C); divisible by model.heads"),
       field_of("model.heads", &C::model, &ModelConfig::heads, "Attention heads (NH)"),
       field_of("model.ffn_hidden", &C::model, &ModelConfig::ffn_hidden,
-           "MLP width (F); 0 = 4*hidden for gpt2, 8/3*hidden rounded up to 64 for llama"),
+           "MLP width (F); 0 = 4*hidden for gpt2, 8/3*hidden rounded up to model.ffn_multiple_of for llama"),
+      field_of("model.ffn_multiple_of", &C::model, &ModelConfig::ffn_multiple_of,
+           "llama: the default MLP width 8/3*hidden is rounded up to a multiple of this (Meta's LLaMA: 256); "
+           "an explicit model.ffn_hidden (Hugging Face's intermediate_size) is taken as it is"),
       field_of("model.vocab_size", &C::model, &ModelConfig::vocab_size,
            "Token ids the tokenizer produces (257 for the byte tokenizer)"),
       field_of("model.vocab_pad_multiple", &C::model, &ModelConfig::vocab_pad_multiple,

@@ -63,6 +63,21 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir, std::st
 // std::runtime_error naming the file and the field on any mismatch or corruption.
 CheckpointData load_checkpoint(const std::string& dir, uint64_t expected_table_hash, bool with_optimizer);
 
+// A checkpoint with optimizer state read in ranges, for resharding: the constructor checks the
+// header as load_checkpoint does and the whole file's checksum in 16 MiB pieces (nothing kept);
+// read() then copies `count` values of array 0 (parameters), 1 (Adam m) or 2 (Adam v) from
+// `offset`. Memory: the pieces, never the arrays.
+class CheckpointReader {
+ public:
+  CheckpointReader(const std::string& dir, uint64_t expected_table_hash);
+  void read(int array, int64_t offset, int64_t count, float* out) const;
+  const std::string& path() const { return path_; }
+  int64_t step = 0, consumed_samples = 0, adam_t = 0, n_params = 0;
+
+ private:
+  std::string path_;
+};
+
 // Resolves a run or checkpoint directory to the checkpoint directory itself.
 std::string checkpoint_dir(const std::string& run_or_checkpoint_dir);
 

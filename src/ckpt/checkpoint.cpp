@@ -31,19 +31,26 @@ struct Header {
 static_assert(sizeof(Header) == 64);
 
 // 64-bit multiply-xor hash over 8-byte words (tail bytes padded): ~10 GB/s, catches torn or
-// flipped data.
-uint64_t checksum(uint64_t h, const void* data, size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  size_t i = 0;
-  for (; i + 8 <= bytes; i += 8) {
+// flipped data. In two parts so a reader can feed an array in pieces (whole words each):
+// checksum_words over the words, checksum_end with the tail and the array's total size.
+uint64_t checksum_words(uint64_t h, const unsigned char* p, size_t bytes) {
+  for (size_t i = 0; i + 8 <= bytes; i += 8) {
     uint64_t w;
     std::memcpy(&w, p + i, 8);
     h = (h ^ w) * 0x100000001b3ULL;
     h ^= h >> 29;
   }
+  return h;
+}
+uint64_t checksum_end(uint64_t h, const unsigned char* tail_bytes, size_t tail_size, size_t total_bytes) {
   uint64_t tail = 0;
-  if (bytes > i) std::memcpy(&tail, p + i, bytes - i);  // (p may be null for an empty array)
-  return ((h ^ tail) * 0x100000001b3ULL) ^ bytes;
+  if (tail_size > 0) std::memcpy(&tail, tail_bytes, tail_size);  // (null for an empty array)
+  return ((h ^ tail) * 0x100000001b3ULL) ^ total_bytes;
+}
+uint64_t checksum(uint64_t h, const void* data, size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  const size_t whole = bytes / 8 * 8;
+  return checksum_end(checksum_words(h, p, whole), whole < bytes ? p + whole : nullptr, bytes - whole, bytes);
 }
 
 std::string step_name(int64_t step) {
@@ -261,10 +268,11 @@ std::string checkpoint_dir(const std::string& dir) {
                            "directory with checkpoints/latest: give a run directory or checkpoints/step_N");
 }
 
-CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash, bool with_optimizer) {
-  const std::string dir = checkpoint_dir(dir_in);
-  const std::string path = (fs::path(dir) / "state.bin").string();
-  std::ifstream in(path, std::ios::binary);
+namespace {
+
+// Opens dir's state.bin and checks its header against the file: every error names the file.
+Header read_header(std::ifstream& in, const std::string& path, uint64_t expected_hash, bool with_optimizer) {
+  in.open(path, std::ios::binary);
   if (!in) throw std::runtime_error("checkpoint: cannot open '" + path + "'");
   const auto file_size = fs::file_size(path);
   Header h{};
@@ -297,6 +305,16 @@ CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash
                              " (truncated or corrupt)");
   if (with_optimizer && !h.has_optimizer)
     throw std::runtime_error("checkpoint: '" + path + "' holds no optimizer state: cannot resume from it");
+  return h;
+}
+
+}  // namespace
+
+CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash, bool with_optimizer) {
+  const std::string dir = checkpoint_dir(dir_in);
+  const std::string path = (fs::path(dir) / "state.bin").string();
+  std::ifstream in;
+  const Header h = read_header(in, path, expected_hash, with_optimizer);
   CheckpointData d;
   d.step = h.step;
   d.consumed_samples = h.consumed_samples;
@@ -323,6 +341,44 @@ CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash
     d.v = std::move(v);
   }
   return d;
+}
+
+CheckpointReader::CheckpointReader(const std::string& dir, uint64_t expected_hash) {
+  path_ = (fs::path(checkpoint_dir(dir)) / "state.bin").string();
+  std::ifstream in;
+  const Header h = read_header(in, path_, expected_hash, true);
+  step = h.step, consumed_samples = h.consumed_samples, adam_t = h.adam_t, n_params = h.n_params;
+  // The whole file's checksum, array by array in 16 MiB pieces: nothing of it is kept.
+  uint64_t sum = checksum(0, &h, sizeof h);
+  std::vector<unsigned char> buf(size_t(16) << 20);
+  const size_t array_bytes = size_t(n_params) * sizeof(float);
+  for (int a = 0; a < 3; ++a) {
+    size_t done = 0;
+    uint64_t words = sum;
+    while (done < array_bytes) {
+      const size_t n = std::min(buf.size(), array_bytes - done);
+      if (!in.read(reinterpret_cast<char*>(buf.data()), std::streamsize(n)))
+        throw std::runtime_error("checkpoint: '" + path_ + "' read failed");
+      const size_t whole = n / 8 * 8;  // pieces are whole words but for the array's last one
+      words = checksum_words(words, buf.data(), whole);
+      done += n;
+      if (done == array_bytes) sum = checksum_end(words, buf.data() + whole, n - whole, array_bytes);
+    }
+    if (array_bytes == 0) sum = checksum_end(words, nullptr, 0, 0);
+  }
+  uint64_t stored = 0;
+  in.read(reinterpret_cast<char*>(&stored), sizeof stored);
+  if (!in || stored != sum)
+    throw std::runtime_error("checkpoint: '" + path_ + "' checksum mismatch (corrupt file): use an older checkpoint");
+}
+
+void CheckpointReader::read(int array, int64_t offset, int64_t count, float* out) const {
+  if (array < 0 || array > 2 || offset < 0 || count < 0 || offset + count > n_params)
+    throw std::logic_error("CheckpointReader::read: a range outside the arrays of '" + path_ + "'");
+  std::ifstream in(path_, std::ios::binary);
+  in.seekg(std::streamoff(sizeof(Header) + (size_t(array) * size_t(n_params) + size_t(offset)) * sizeof(float)));
+  if (!in.read(reinterpret_cast<char*>(out), std::streamsize(size_t(count) * sizeof(float))))
+    throw std::runtime_error("checkpoint: '" + path_ + "' read failed (changed since it was checked?)");
 }
 
 }  // namespace hokusai

@@ -112,7 +112,7 @@ CheckpointData load_resharded(const std::string& run_dir, const SavedRun& saved,
         throw std::runtime_error(fmt::format("resume: '{}' has no checkpoint of step {}, which the other shards of "
                                              "that layout have",
                                              root, saved.step));
-      const CheckpointData ck = load_checkpoint(*dir, table_hash(otable), true);
+      const CheckpointReader ck(*dir, table_hash(otable));  // checked whole; read tensor by tensor
       if (first) {
         out.step = ck.step, out.consumed_samples = ck.consumed_samples, out.adam_t = ck.adam_t;
         first = false;
@@ -124,17 +124,21 @@ CheckpointData load_resharded(const std::string& run_dir, const SavedRun& saved,
         if (os.tied_copy || it == mine.end()) continue;
         const TensorSpec& ns = *it->second;
         const int64_t serial_numel = serial_by_name.at(os.name)->numel;
-        const auto put = [&](int64_t to, int64_t from) {
-          out.params[size_t(to)] = ck.params[size_t(from)];
-          out.m[size_t(to)] = ck.m[size_t(from)];
-          out.v[size_t(to)] = ck.v[size_t(from)];
+        std::vector<float> p(size_t(os.numel)), m(size_t(os.numel)), v(size_t(os.numel));  // this tensor only
+        ck.read(0, os.offset, os.numel, p.data());
+        ck.read(1, os.offset, os.numel, m.data());
+        ck.read(2, os.offset, os.numel, v.data());
+        const auto put = [&](int64_t to, int64_t from) {  // from: index in the old tensor
+          out.params[size_t(to)] = p[size_t(from)];
+          out.m[size_t(to)] = m[size_t(from)];
+          out.v[size_t(to)] = v[size_t(from)];
           covered[size_t(to)] = 1;
         };
         if (!os.tp_sharded && !ns.tp_sharded) {  // whole on both sides
           if (os.numel != ns.numel)
             throw std::runtime_error(fmt::format("resume: tensor {} has {} elements in '{}', {} here", os.name,
                                                  os.numel, *dir, ns.numel));
-          for (int64_t i = 0; i < ns.numel; ++i) put(ns.offset + i, os.offset + i);
+          for (int64_t i = 0; i < ns.numel; ++i) put(ns.offset + i, i);
           continue;
         }
         // Through the serial index: where each serial element sits in this rank's tensor.
@@ -145,7 +149,7 @@ CheckpointData load_resharded(const std::string& run_dir, const SavedRun& saved,
         }
         for (int64_t i = 0; i < os.numel; ++i) {
           const int64_t j = serial_index(os, od, i);
-          if (j < serial_numel && local_of[size_t(j)] >= 0) put(ns.offset + local_of[size_t(j)], os.offset + i);
+          if (j < serial_numel && local_of[size_t(j)] >= 0) put(ns.offset + local_of[size_t(j)], i);
         }
       }
     }

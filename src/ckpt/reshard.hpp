@@ -8,8 +8,10 @@
 // hold tensors it needs (a pipeline stage reads the old stages owning its layers, all old tp
 // ranks for a tp-split tensor, one for a replicated one), and places each element it owns
 // through the inverse of its own serial_index, one tensor at a time. It never holds the whole
-// model: its own state, one old shard and one tensor's index map at most. Every element must be
+// model, nor a whole old shard. Every element must be
 // found (an error names the tensor and step otherwise); the vocabulary padding starts at zero.
+// Each old shard read is checksummed whole first, in pieces (CheckpointReader), then read tensor
+// by tensor: memory is this rank's state plus one old tensor (parameters, m, v) and its index map.
 #pragma once
 
 #include <cstdint>

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <map>
 
 #include "comm/placement.hpp"
 #include "hokusai/names.hpp"

@@ -21,12 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string shape_text(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 nlohmann::json read_json(const fs::path& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path.string() + ": cannot open it: give a Hugging Face model directory (config.json + safetensors)");
@@ -152,13 +146,13 @@ std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& 
     const auto at = file_of.find(h.name);
     if (at == file_of.end())
       throw ConfigError(fmt::format("{}: no tensor {} (expected {} for the model: {} layers, hidden {})", hf_dir, h.name,
-                                    shape_text(h.shape), model.layers, model.hidden));
+                                    safetensors::shape_text(h.shape), model.layers, model.hidden));
     const safetensors::Reader& r = *readers.at(at->second);
     const safetensors::TensorInfo* info = r.find(h.name);
     if (!info) throw ConfigError(r.path() + ": no tensor " + h.name + " (the index says it is here)");
     if (info->shape != h.shape)
       throw ConfigError(fmt::format("{}: tensor {} has shape {}, expected {}", r.path(), h.name,
-                                    shape_text(info->shape), shape_text(h.shape)));
+                                    safetensors::shape_text(info->shape), safetensors::shape_text(h.shape)));
     std::vector<float> vals;
     try {
       vals = r.read_f32(h.name);

@@ -48,12 +48,6 @@ T load(const unsigned char* p) {
   return v;
 }
 
-std::string shape_text(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 int64_t dtype_bytes(DType t) {
@@ -236,6 +230,12 @@ void write(const std::string& path, const std::vector<TensorData>& tensors,
     }
   }
   std::filesystem::rename(tmp, path);
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
 }
 
 }  // namespace hokusai::safetensors

@@ -67,6 +67,9 @@ class Reader {
   std::vector<TensorInfo> tensors_;
 };
 
+// "[2, 3]": a shape as the messages about tensors print it.
+std::string shape_text(const std::vector<int64_t>& shape);
+
 // One tensor to write: the bytes of `dtype` elements, row-major.
 struct TensorData {
   std::string name;

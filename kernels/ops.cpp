@@ -289,8 +289,8 @@ void swiglu_backward(T* din, const T* dout, const T* in, int64_t N, int64_t F) {
 
 namespace {
 template <typename T>
-void rope_rotate(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta, T sign) {
-  const int64_t half = HS / 2;
+void rope_rotate(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, double theta, T sign) {
+  const int64_t half = HS / 2, width = (NH + 2 * KV) * HS;
   // Frequencies once per call (HS/2 values), angles computed in double: at t = 10^4 a float
   // angle would be off by ~1e-3 rad.
   std::vector<double> freq(static_cast<size_t>(half));
@@ -305,29 +305,28 @@ void rope_rotate(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double t
         cs[i] = T(std::cos(double(t) * freq[i]));
         sn[i] = sign * T(std::sin(double(t) * freq[i]));
       }
-      for (int64_t part = 0; part < 2; ++part)
-        for (int64_t h = 0; h < NH; ++h) {
-          T* x = qkv + ((row * 3 + part) * NH + h) * HS;
+      for (int64_t h = 0; h < NH + KV; ++h) {  // the q heads, then the k heads: contiguous
+        T* x = qkv + row * width + h * HS;
 #pragma omp simd
-          for (int64_t i = 0; i < half; ++i) {
-            const T x1 = x[i], x2 = x[i + half];
-            x[i] = x1 * cs[i] - x2 * sn[i];
-            x[i + half] = x2 * cs[i] + x1 * sn[i];
-          }
+        for (int64_t i = 0; i < half; ++i) {
+          const T x1 = x[i], x2 = x[i + half];
+          x[i] = x1 * cs[i] - x2 * sn[i];
+          x[i + half] = x2 * cs[i] + x1 * sn[i];
         }
+      }
     }
   }
 }
 }  // namespace
 
 template <typename T>
-void rope_forward(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta) {
-  rope_rotate(qkv, B, Tn, NH, HS, theta, T(1));
+void rope_forward(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, double theta) {
+  rope_rotate(qkv, B, Tn, NH, KV, HS, theta, T(1));
 }
 
 template <typename T>
-void rope_backward(T* dqkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta) {
-  rope_rotate(dqkv, B, Tn, NH, HS, theta, T(-1));
+void rope_backward(T* dqkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, double theta) {
+  rope_rotate(dqkv, B, Tn, NH, KV, HS, theta, T(-1));
 }
 
 template <typename T>

@@ -21,8 +21,8 @@
   template void gelu_backward<T>(T*, const T*, const T*, int64_t);                                 \
   template void swiglu_forward<T>(T*, const T*, int64_t, int64_t);                                 \
   template void swiglu_backward<T>(T*, const T*, const T*, int64_t, int64_t);                      \
-  template void rope_forward<T>(T*, int64_t, int64_t, int64_t, int64_t, double);                   \
-  template void rope_backward<T>(T*, int64_t, int64_t, int64_t, int64_t, double);                  \
+  template void rope_forward<T>(T*, int64_t, int64_t, int64_t, int64_t, int64_t, double);          \
+  template void rope_backward<T>(T*, int64_t, int64_t, int64_t, int64_t, int64_t, double);         \
   template void softmax_xent_forward<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t,        \
                                         int64_t);                                                  \
   template void softmax_xent_backward<T>(T*, const T*, const T*, const T*, const int32_t*,         \

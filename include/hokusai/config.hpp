@@ -65,6 +65,7 @@ struct ModelConfig {
   int layers = 4;                // Transformer blocks (L)
   int hidden = 256;              // model width (C)
   int heads = 8;                 // attention heads (NH); head size = hidden / heads
+  int kv_heads = 0;              // key/value heads (grouped-query attention, llama); 0 = heads
   int ffn_hidden = 0;            // MLP width (F); 0 = 4*hidden (gpt2) or 8/3*hidden rounded up (llama)
   int ffn_multiple_of = 64;      // llama's default F is rounded up to a multiple of this (Meta: 256)
   int vocab_size = 257;          // tokens the tokenizer produces (V)

@@ -37,11 +37,13 @@ struct ModelDims {
   // consecutive layers each; chunk c of stage s is virtual stage c*pp + s. One chunk otherwise.
   int chunks = 1, pp = 1, pp_rank = 0;
   int64_t C = 0, NH = 0, HS = 0, F = 0;
+  int64_t KV = 0;  // key/value heads on this rank (= NH, or NH / group for grouped-query attention)
   int64_t V = 0, Vp = 0, Vl = 0, vocab_start = 0;
-  // Tensor parallelism: this rank's slice of the heads [head_start, head_start + NH) of NH_total
-  // and of the MLP width [ffn_start, ffn_start + F) of F_total.
+  // Tensor parallelism: this rank's slice of the heads [head_start, head_start + NH) of NH_total,
+  // of the key/value heads [kv_head_start, + KV) of KV_total (the groups of its query heads) and
+  // of the MLP width [ffn_start, ffn_start + F) of F_total.
   int tp = 1, tp_rank = 0;
-  int64_t NH_total = 0, F_total = 0, head_start = 0, ffn_start = 0;
+  int64_t NH_total = 0, KV_total = 0, F_total = 0, head_start = 0, kv_head_start = 0, ffn_start = 0;
   int64_t max_T = 0;
   bool tied = true, has_embedding = true, has_head = true;
   double eps = 1e-5, rope_theta = 10000.0, init_std = 0.02;
@@ -50,6 +52,8 @@ struct ModelDims {
   static ModelDims from(const ModelConfig& m, const comm::ParallelGrid& grid,
                         const std::vector<int>& stage_layers = {}, int chunks = 1);
   bool bias() const { return family == Family::gpt2; }
+  // Rows of this rank's fused projection: NH query, KV key and KV value heads of HS each.
+  int64_t qkv_rows() const { return (NH + 2 * KV) * HS; }
   int64_t chunk_layers() const { return L / chunks; }
   // Global index of local layer l (chunk l / chunk_layers()).
   int64_t global_layer(int64_t l) const {
@@ -71,7 +75,7 @@ enum class Init { normal, normal_residual, ones, zeros };
 // contiguous slice of each.
 struct TensorSpec {
   std::string name;            // "layers.3.qkv_w" (global layer index)
-  std::vector<int64_t> shape;  // local shape, e.g. {3*C/tp, C}
+  std::vector<int64_t> shape;  // local shape, e.g. {(NH+2*KV)*HS, C} for qkv_w
   int64_t offset = 0, numel = 0;
   int layer = -1;              // local layer index, -1 for embeddings and final norm
   Init init = Init::normal;
@@ -92,8 +96,8 @@ template <typename T>
 struct LayerViews {
   T* ln1_w;     // (C)
   T* ln1_b;     // (C)        gpt2
-  T* qkv_w;     // (3*NH*HS, C)  rows: [q heads | k heads | v heads]
-  T* qkv_b;     // (3*NH*HS)  gpt2
+  T* qkv_w;     // ((NH+2*KV)*HS, C)  rows: [q heads | k heads | v heads]
+  T* qkv_b;     // (3*NH*HS)  gpt2 (KV = NH)
   T* proj_w;    // (C, NH*HS)
   T* proj_b;    // (C)        gpt2
   T* ln2_w;     // (C)

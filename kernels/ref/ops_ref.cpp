@@ -171,47 +171,46 @@ void swiglu_backward(T* din, const T* dout, const T* in, int64_t N, int64_t F) {
 namespace {
 // Rotates the q and k heads of qkv by +angle (sign = +1) or -angle (sign = -1).
 template <typename T>
-void rope_apply(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta, double sign) {
-  const int64_t half = HS / 2;
+void rope_apply(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, double theta, double sign) {
+  const int64_t half = HS / 2, width = (NH + 2 * KV) * HS;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < Tn; ++t)
-      for (int64_t part = 0; part < 2; ++part)
-        for (int64_t h = 0; h < NH; ++h) {
-          T* x = qkv + (((b * Tn + t) * 3 + part) * NH + h) * HS;
-          for (int64_t i = 0; i < half; ++i) {
-            const double angle = double(t) * std::pow(theta, -2.0 * double(i) / double(HS));
-            const double cs = std::cos(angle), sn = sign * std::sin(angle);
-            const double x1 = x[i], x2 = x[i + half];
-            x[i] = T(x1 * cs - x2 * sn);
-            x[i + half] = T(x2 * cs + x1 * sn);
-          }
+      for (int64_t h = 0; h < NH + KV; ++h) {
+        T* x = qkv + (b * Tn + t) * width + h * HS;
+        for (int64_t i = 0; i < half; ++i) {
+          const double angle = double(t) * std::pow(theta, -2.0 * double(i) / double(HS));
+          const double cs = std::cos(angle), sn = sign * std::sin(angle);
+          const double x1 = x[i], x2 = x[i + half];
+          x[i] = T(x1 * cs - x2 * sn);
+          x[i + half] = T(x2 * cs + x1 * sn);
         }
+      }
 }
 }  // namespace
 
 template <typename T>
-void rope_forward(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta) {
-  rope_apply(qkv, B, Tn, NH, HS, theta, +1.0);
+void rope_forward(T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, double theta) {
+  rope_apply(qkv, B, Tn, NH, KV, HS, theta, +1.0);
 }
 
 template <typename T>
-void rope_backward(T* dqkv, int64_t B, int64_t Tn, int64_t NH, int64_t HS, double theta) {
-  rope_apply(dqkv, B, Tn, NH, HS, theta, -1.0);
+void rope_backward(T* dqkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, double theta) {
+  rope_apply(dqkv, B, Tn, NH, KV, HS, theta, -1.0);
 }
 
 template <typename T>
-void attention_forward(T* out, T* probs, const T* qkv, int64_t B, int64_t Tn, int64_t NH,
-                       int64_t HS) {
+void attention_forward(T* out, T* probs, const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS) {
   const double scale = 1.0 / std::sqrt(double(HS));
-  const int64_t C3 = 3 * NH * HS;
+  const int64_t W = (NH + 2 * KV) * HS, group = NH / KV;
   std::vector<double> s(static_cast<size_t>(Tn));
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < NH; ++h)
+    for (int64_t h = 0; h < NH; ++h) {
+      const int64_t k_off = (NH + h / group) * HS, v_off = (NH + KV + h / group) * HS;
       for (int64_t t = 0; t < Tn; ++t) {
-        const T* q = qkv + (b * Tn + t) * C3 + h * HS;
+        const T* q = qkv + (b * Tn + t) * W + h * HS;
         double mx = -INFINITY;
         for (int64_t j = 0; j <= t; ++j) {
-          const T* k = qkv + (b * Tn + j) * C3 + NH * HS + h * HS;
+          const T* k = qkv + (b * Tn + j) * W + k_off;
           double dot = 0.0;
           for (int64_t d = 0; d < HS; ++d) dot += double(q[d]) * k[d];
           s[j] = dot * scale;
@@ -224,27 +223,29 @@ void attention_forward(T* out, T* probs, const T* qkv, int64_t B, int64_t Tn, in
         T* o = out + (b * Tn + t) * NH * HS + h * HS;
         for (int64_t d = 0; d < HS; ++d) {
           double acc = 0.0;
-          for (int64_t j = 0; j <= t; ++j) acc += s[j] / sum * qkv[(b * Tn + j) * C3 + 2 * NH * HS + h * HS + d];
+          for (int64_t j = 0; j <= t; ++j) acc += s[j] / sum * qkv[(b * Tn + j) * W + v_off + d];
           o[d] = T(acc);
         }
       }
+    }
 }
 
 template <typename T>
-void attention_backward(T* dqkv, const T* dout, const T* probs, const T* qkv, int64_t B,
-                        int64_t Tn, int64_t NH, int64_t HS) {
+void attention_backward(T* dqkv, const T* dout, const T* probs, const T* qkv, int64_t B, int64_t Tn, int64_t NH,
+                        int64_t KV, int64_t HS) {
   const double scale = 1.0 / std::sqrt(double(HS));
-  const int64_t C3 = 3 * NH * HS;
+  const int64_t W = (NH + 2 * KV) * HS, group = NH / KV;
   std::vector<double> dp(static_cast<size_t>(Tn));
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < NH; ++h)
+    for (int64_t h = 0; h < NH; ++h) {
+      const int64_t k_off = (NH + h / group) * HS, v_off = (NH + KV + h / group) * HS;
       for (int64_t t = 0; t < Tn; ++t) {
         const T* p = probs + ((b * NH + h) * Tn + t) * Tn;
         const T* dy = dout + (b * Tn + t) * NH * HS + h * HS;
         double pdp = 0.0;
         for (int64_t j = 0; j <= t; ++j) {
-          const T* v = qkv + (b * Tn + j) * C3 + 2 * NH * HS + h * HS;
-          T* dv = dqkv + (b * Tn + j) * C3 + 2 * NH * HS + h * HS;
+          const T* v = qkv + (b * Tn + j) * W + v_off;
+          T* dv = dqkv + (b * Tn + j) * W + v_off;
           double dot = 0.0;
           for (int64_t d = 0; d < HS; ++d) {
             dot += double(dy[d]) * v[d];
@@ -253,18 +254,19 @@ void attention_backward(T* dqkv, const T* dout, const T* probs, const T* qkv, in
           dp[j] = dot;
           pdp += double(p[j]) * dot;
         }
-        const T* q = qkv + (b * Tn + t) * C3 + h * HS;
-        T* dq = dqkv + (b * Tn + t) * C3 + h * HS;
+        const T* q = qkv + (b * Tn + t) * W + h * HS;
+        T* dq = dqkv + (b * Tn + t) * W + h * HS;
         for (int64_t j = 0; j <= t; ++j) {
           const double ds = double(p[j]) * (dp[j] - pdp) * scale;
-          const T* k = qkv + (b * Tn + j) * C3 + NH * HS + h * HS;
-          T* dk = dqkv + (b * Tn + j) * C3 + NH * HS + h * HS;
+          const T* k = qkv + (b * Tn + j) * W + k_off;
+          T* dk = dqkv + (b * Tn + j) * W + k_off;
           for (int64_t d = 0; d < HS; ++d) {
             dq[d] += T(ds * k[d]);
             dk[d] += T(ds * q[d]);
           }
         }
       }
+    }
 }
 
 template <typename T>
@@ -335,11 +337,12 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWPar
 
 HOKUSAI_INSTANTIATE_OPS(float)
 HOKUSAI_INSTANTIATE_OPS(double)
-template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t, int64_t);
-template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t, int64_t, int64_t);
-template void attention_backward<float>(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
+template void attention_forward<float>(float*, float*, const float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+template void attention_forward<double>(double*, double*, const double*, int64_t, int64_t, int64_t, int64_t,
                                         int64_t);
+template void attention_backward<float>(float*, const float*, const float*, const float*, int64_t, int64_t, int64_t,
+                                        int64_t, int64_t);
 template void attention_backward<double>(double*, const double*, const double*, const double*, int64_t, int64_t,
-                                         int64_t, int64_t);
+                                         int64_t, int64_t, int64_t);
 
 }  // namespace hokusai::kernels::ref

@@ -49,8 +49,6 @@ uint16_t to_f16(float f) {  // IEEE half, round to nearest even, overflow to inf
   return uint16_t(sign | h);
 }
 
-std::string step_of(const std::string& dir) { return std::to_string(checkpoint_step(dir)); }
-
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream f(path, std::ios::trunc);
   f << text;
@@ -65,7 +63,7 @@ std::vector<HfTensor> hf_tensor_map(const ModelConfig& m) {
   Config tmp;
   tmp.model = m;
   resolve(tmp);
-  const int64_t F = tmp.model.ffn_hidden;
+  const int64_t F = tmp.model.ffn_hidden, K = A / m.heads * tmp.model.kv_heads;  // key/value width
   std::vector<HfTensor> t;
   const auto whole = [](std::string hf, std::vector<int64_t> shape, std::string src) {
     HfTensor h;
@@ -119,8 +117,8 @@ std::vector<HfTensor> hf_tensor_map(const ModelConfig& m) {
       const std::string h = "model.layers." + std::to_string(l) + ".", s = "layers." + std::to_string(l) + ".";
       t.push_back(whole(h + "input_layernorm.weight", {C}, s + "ln1_w"));
       t.push_back(rows(h + "self_attn.q_proj.weight", {A, C}, s + "qkv_w", 0));
-      t.push_back(rows(h + "self_attn.k_proj.weight", {A, C}, s + "qkv_w", A));
-      t.push_back(rows(h + "self_attn.v_proj.weight", {A, C}, s + "qkv_w", 2 * A));
+      t.push_back(rows(h + "self_attn.k_proj.weight", {K, C}, s + "qkv_w", A));
+      t.push_back(rows(h + "self_attn.v_proj.weight", {K, C}, s + "qkv_w", A + K));
       t.push_back(whole(h + "self_attn.o_proj.weight", {C, A}, s + "proj_w"));
       t.push_back(whole(h + "post_attention_layernorm.weight", {C}, s + "ln2_w"));
       t.push_back(rows(h + "mlp.gate_proj.weight", {F, C}, s + "fc_w", 0));
@@ -274,7 +272,7 @@ ExportSummary export_hf(const std::string& run_or_checkpoint, const std::string&
               {"intermediate_size", cfg.model.ffn_hidden},
               {"num_hidden_layers", m.layers},
               {"num_attention_heads", m.heads},
-              {"num_key_value_heads", m.heads},
+              {"num_key_value_heads", cfg.model.kv_heads},
               {"hidden_act", "silu"},
               {"max_position_embeddings", m.max_seq_len},
               {"rms_norm_eps", m.norm_eps},

@@ -79,11 +79,15 @@ ModelConfig hf_model_config(const std::string& hf_dir) {
       m.norm_eps = j.value("rms_norm_eps", 1e-6);
       m.rope_theta = j.value("rope_theta", 10000.0);
       m.tie_embeddings = j.value("tie_word_embeddings", false);
-      const int kv = j.value("num_key_value_heads", m.heads);
-      if (kv != m.heads)
-        throw ConfigError(path.string() + fmt::format(": num_key_value_heads {} < num_attention_heads {}: grouped-query "
-                                                      "attention is not in hokusai's llama family yet",
-                                                      kv, m.heads));
+      m.kv_heads = j.value("num_key_value_heads", m.heads);
+      if (m.kv_heads <= 0 || m.heads % m.kv_heads != 0)
+        throw ConfigError(path.string() + fmt::format(": num_key_value_heads {} does not divide num_attention_heads {}",
+                                                      m.kv_heads, m.heads));
+      if (j.contains("head_dim") && !j["head_dim"].is_null() && m.heads > 0 &&
+          j["head_dim"].get<int>() != m.hidden / m.heads)
+        throw ConfigError(path.string() + fmt::format(": head_dim {} differs from hidden_size / num_attention_heads = "
+                                                      "{}: hokusai's head size is hidden / heads",
+                                                      j["head_dim"].get<int>(), m.hidden / m.heads));
       if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
         throw ConfigError(path.string() + ": rope_scaling is set: hokusai's rotary embedding has no scaling");
       const std::string act = j.value("hidden_act", "silu");

@@ -117,6 +117,7 @@ int padded_vocab(const ModelConfig& m, int tp) {
 
 void resolve(Config& cfg) {
   auto& m = cfg.model;
+  if (m.kv_heads == 0) m.kv_heads = m.heads;
   if (m.ffn_hidden == 0 && m.hidden > 0 && m.ffn_multiple_of > 0) {
     if (m.family == Family::llama)
       m.ffn_hidden = (8 * m.hidden / 3 + m.ffn_multiple_of - 1) / m.ffn_multiple_of * m.ffn_multiple_of;
@@ -144,6 +145,7 @@ void validate(const Config& cfg) {
   at_most("model.layers", m.layers, 1 << 12, "Transformer blocks");
   at_most("model.hidden", m.hidden, 1 << 17, "model width");
   at_most("model.heads", m.heads, 1 << 12, "attention heads");
+  at_most("model.kv_heads", m.kv_heads, 1 << 12, "key/value heads");
   at_most("model.ffn_hidden", m.ffn_hidden, 1 << 20, "MLP width");
   at_most("model.vocab_size", m.vocab_size, 1 << 24, "tokens");
   at_most("model.vocab_pad_multiple", m.vocab_pad_multiple, 1 << 16, "a vocabulary padding multiple; 64 to 1024 are usual");
@@ -177,6 +179,13 @@ void validate(const Config& cfg) {
   if (m.ffn_hidden < 0) fail("model.ffn_hidden", "must be >= 0 (0 picks the family default)");
   if (m.hidden % m.heads != 0)
     fail("model.hidden", "not divisible by model.heads=" + std::to_string(m.heads));
+  const int kv_heads = m.kv_heads == 0 ? m.heads : m.kv_heads;  // validate may run before resolve
+  if (kv_heads < 0 || m.heads % kv_heads != 0)
+    fail("model.kv_heads", "must divide model.heads=" + std::to_string(m.heads) +
+                               " (each key/value head serves heads/kv_heads query heads); 0 = heads");
+  if (m.family == Family::gpt2 && kv_heads != m.heads)
+    fail("model.kv_heads", "grouped-query attention is a llama option: gpt2 has kv_heads = heads (" +
+                               std::to_string(m.heads) + ")");
   if (m.family == Family::llama && (m.hidden / m.heads) % 2 != 0)
     fail("model.heads", "head size hidden/heads=" + std::to_string(m.hidden / m.heads) +
                             " must be even for rotary embeddings");
@@ -184,6 +193,9 @@ void validate(const Config& cfg) {
   positive("parallel.pp", p.pp);
   positive("parallel.dp", p.dp);
   if (m.heads % p.tp != 0) fail("parallel.tp", "does not divide model.heads=" + std::to_string(m.heads));
+  if (kv_heads % p.tp != 0)
+    fail("parallel.tp", "does not divide model.kv_heads=" + std::to_string(kv_heads) +
+                            " (each tensor-parallel rank holds whole key/value heads)");
   if (m.ffn_hidden % p.tp != 0)
     fail("parallel.tp", "does not divide model.ffn_hidden=" + std::to_string(m.ffn_hidden));
   if (m.layers < p.pp)

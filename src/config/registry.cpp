@@ -145,6 +145,9 @@ std::vector<Field> make_registry() {
       field_of("model.layers", &C::model, &ModelConfig::layers, "Transformer blocks (L)"),
       field_of("model.hidden", &C::model, &ModelConfig::hidden, "Model width (C); divisible by model.heads"),
       field_of("model.heads", &C::model, &ModelConfig::heads, "Attention heads (NH)"),
+      field_of("model.kv_heads", &C::model, &ModelConfig::kv_heads,
+               "Key/value heads (llama): fewer than model.heads is grouped-query attention, each serving "
+               "heads/kv_heads query heads (HF num_key_value_heads); 0 = heads"),
       field_of("model.ffn_hidden", &C::model, &ModelConfig::ffn_hidden,
            "MLP width (F); 0 = 4*hidden for gpt2, 8/3*hidden rounded up to model.ffn_multiple_of for llama"),
       field_of("model.ffn_multiple_of", &C::model, &ModelConfig::ffn_multiple_of,

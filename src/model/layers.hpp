@@ -43,16 +43,18 @@ namespace hokusai::model {
 
 // Causal self-attention through GEMM (same contract as kernels::attention_forward/backward,
 // which stay as the reference): per (batch, head), S = scale·Q·K^T and O = P·V as matrix
-// products on strided views of qkv(B,T,3,NH,HS), a causal softmax between them. The full T×T
-// products do twice the causal FLOPs but at GEMM speed. Parallel over (batch, head); each
+// products on strided views of qkv(B,T,NH+2*KV,HS) (NH query heads, then KV key and KV value
+// heads; query head h reads key/value head h/(NH/KV)), a causal softmax between them. The full T×T
+// products do twice the causal FLOPs but at GEMM speed. Forward is parallel over (batch, head),
+// backward over (batch, key/value head) as a group's heads add into one dK and dV; each
 // product runs single-threaded inside, on the native GEMM whatever ctx.backend says (the library
 // backends are not reentrant; see attention.cpp), or the reference for the reference backend.
 template <typename T>
 void attention_forward(const kernels::GemmContext& ctx, T* out, T* probs, const T* qkv, int64_t B, int64_t Tn,
-                       int64_t NH, int64_t HS);
+                       int64_t NH, int64_t KV, int64_t HS);
 // dqkv += gradient (adds, like every backward).
 template <typename T>
 void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* probs, const T* qkv,
-                        int64_t B, int64_t Tn, int64_t NH, int64_t HS);
+                        int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS);
 
 }  // namespace hokusai::model

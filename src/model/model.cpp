@@ -21,7 +21,7 @@ using model::linear_forward;
 template <typename T>
 struct BlockActs {
   std::vector<T> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
-  std::vector<T> qkv;                      // (N, 3*NH*HS), after rotary for llama
+  std::vector<T> qkv;                      // (N, (NH+2*KV)*HS), after rotary for llama
   std::vector<T> probs;                    // (B, NH, T, T)
   std::vector<T> atty;                     // (N, NH*HS)
   std::vector<T> resid2;                   // (N,C)  x + attention branch
@@ -46,7 +46,7 @@ struct Activations {
 template <typename T>
 struct Scratch {
   std::vector<T> dres_a, dres_b, dresid2, dbranch, dln;  // (N,C)
-  std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,3A), (N,F), (N,F|2F)
+  std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
   std::vector<T> dlogits, dlosses;                       // (N,Vl), (N)   last stage
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
 };
@@ -72,16 +72,16 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
 template <typename T>
 void block_forward(const ComputeContext& ctx, BlockActs<T>& a, BlockActs<T>& at, const T* x,
                    const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
-  const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
+  const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
   const bool gpt2 = d.family == Family::gpt2;
   const TensorParallelOps* tp = split_over<T>(ctx);
   if (gpt2)
     k::layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, p.ln1_w, p.ln1_b, N, C, d.eps);
   else
     k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, N, C, d.eps);
-  linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, 3 * A);
-  if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
-  model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.HS);
+  linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, QKV);
+  if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
+  model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
   model::row_parallel_linear_forward(ctx.gemm, tp, a.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, N, A, C);
   k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
   if (gpt2)
@@ -104,7 +104,7 @@ template <typename T>
 void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, const BlockActs<T>& a,
                     const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
                     const ModelDims& d, int64_t B, int64_t Tn) {
-  const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F;
+  const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
   const bool gpt2 = d.family == Family::gpt2;
   const int64_t FC = gpt2 ? F : 2 * F;
   const TensorParallelOps* tp = split_over<T>(ctx);
@@ -135,12 +135,12 @@ void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, co
   zero(s.datty, N * A);
   linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), at.atty.data(),
                   p.proj_w, N, A, C);
-  zero(s.dqkv, N * 3 * A);
+  zero(s.dqkv, N * QKV);
   model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
-                            d.HS);
-  if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.HS, d.rope_theta);
+                            d.KV, d.HS);
+  if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(),
-                                         p.qkv_w, N, C, 3 * A);
+                                         p.qkv_w, N, C, QKV);
   if (gpt2)
     k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
                           a.ln1_rstd.data(), N, C);
@@ -169,7 +169,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   for (int64_t l = 0; l < dims.L; ++l)
     layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
-  const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F;
+  const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
   const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F, P = max_B * dims.NH * max_T * max_T;
   const auto sized = [this](int64_t n) {
     activation_bytes_ += n * int64_t(sizeof(T));
@@ -180,7 +180,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
     BlockActs<T> b;
     if (keep) {
       b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
-      b.qkv = sized(N * 3 * A);
+      b.qkv = sized(N * QKV);
       b.resid2 = sized(N * C);
       b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
       b.fch = sized(N * FC), b.fch_act = sized(N * F);
@@ -203,7 +203,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   auto& s = *scratch_;
   s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dresid2 = sized(N * C);
   s.dbranch = sized(N * C), s.dln = sized(N * C);
-  s.datty = sized(N * A), s.dqkv = sized(N * 3 * A), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
+  s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
   if (recompute == Recompute::full) s.re = block(true, true);
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.atty = sized(N * A);
@@ -348,7 +348,8 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
       block_forward(ctx, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
       a = &sc.re;
     } else if (recompute_ == Recompute::selective) {
-      model::attention_forward(ctx.gemm, sc.re.atty.data(), sc.re.probs.data(), a->qkv.data(), B, Tn, d.NH, d.HS);
+      model::attention_forward(ctx.gemm, sc.re.atty.data(), sc.re.probs.data(), a->qkv.data(), B, Tn, d.NH, d.KV,
+                               d.HS);
     }
     std::fill_n(dx, N * C, T(0));
     block_backward(ctx, sc, dx, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l],

@@ -37,14 +37,18 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, 
   d.L_total = m.layers;
   d.layer_offset = stage.begin;
   d.C = m.hidden;
+  const int kv_heads = m.kv_heads == 0 ? m.heads : m.kv_heads;  // 0: one per query head
   d.NH = m.heads / s.tp;
+  d.KV = kv_heads / s.tp;
   d.HS = m.hidden / m.heads;
   d.F = m.ffn_hidden / s.tp;
   d.tp = s.tp;
   d.tp_rank = grid.tp_rank();
   d.NH_total = m.heads;
+  d.KV_total = kv_heads;
   d.F_total = m.ffn_hidden;
   d.head_start = int64_t(d.tp_rank) * d.NH;
+  d.kv_head_start = int64_t(d.tp_rank) * d.KV;
   d.ffn_start = int64_t(d.tp_rank) * d.F;
   d.V = m.vocab_size;
   d.Vp = padded_vocab(m, s.tp);
@@ -57,15 +61,18 @@ ModelDims ModelDims::from(const ModelConfig& m, const comm::ParallelGrid& grid, 
   d.eps = m.norm_eps;
   d.rope_theta = m.rope_theta;
   d.init_std = m.init_std;
-  if (m.ffn_hidden == 0 || m.heads % s.tp != 0 || m.ffn_hidden % s.tp != 0)
-    throw std::invalid_argument("ModelDims::from: config not resolved/validated (ffn_hidden=0 or heads % tp)");
+  if (m.ffn_hidden == 0 || kv_heads <= 0 || m.heads % s.tp != 0 || kv_heads % s.tp != 0 ||
+      m.heads % kv_heads != 0 || m.ffn_hidden % s.tp != 0)
+    throw std::invalid_argument("ModelDims::from: config not resolved/validated (ffn_hidden=0, or heads, kv_heads "
+                                "not divisible)");
   return d;
 }
 
 double train_flops_per_token(const ModelConfig& m, int64_t T) {
   const double C = m.hidden, F = m.ffn_hidden;
+  const double KVC = C * double(m.kv_heads == 0 ? m.heads : m.kv_heads) / double(m.heads);  // k, v widths
   const double ffn_in = m.family == Family::llama ? 2.0 : 1.0;  // SwiGLU's gate and up
-  const double per_layer = 4.0 * C * C + (ffn_in + 1.0) * C * F;
+  const double per_layer = 2.0 * C * C + 2.0 * C * KVC + (ffn_in + 1.0) * C * F;
   const double matmul_params = double(m.layers) * per_layer + double(padded_vocab(m, 1)) * C;
   return 6.0 * matmul_params + 12.0 * double(m.layers) * double(T) * C;
 }
@@ -87,7 +94,7 @@ std::vector<TensorSpec> param_table(const ModelDims& d) {
     t.push_back(std::move(s));
   };
   const bool gpt2 = d.family == Family::gpt2;
-  const int64_t QKV = 3 * d.NH * d.HS, A = d.NH * d.HS;
+  const int64_t QKV = d.qkv_rows(), A = d.NH * d.HS;
   if (d.has_embedding) {
     add("wte", {d.Vl, d.C}, -1, Init::normal, false, true);
     if (gpt2) add("wpe", {d.max_T, d.C}, -1, Init::normal, false, true);
@@ -173,10 +180,14 @@ int64_t serial_index(const TensorSpec& s, const ModelDims& d, int64_t i) {
   if (!s.tp_sharded) return i;
   const std::string leaf = s.name.substr(s.name.rfind('.') + 1);
   const int64_t C = d.C, A = d.NH * d.HS, A_total = d.NH_total * d.HS, h0 = d.head_start * d.HS;
+  const int64_t K = d.KV * d.HS, K_total = d.KV_total * d.HS, k0 = d.kv_head_start * d.HS;
   if (leaf == "wte" || leaf == "lm_head") return d.vocab_start * C + i;  // rows [vocab_start, +Vl)
   if (leaf == "qkv_w" || leaf == "qkv_b") {  // rows [q | k | v], each this rank's heads
     const int64_t cols = leaf == "qkv_w" ? C : 1, r = i / cols, c = i % cols;
-    return ((r / A) * A_total + h0 + r % A) * cols + c;
+    const int64_t row = r < A       ? h0 + r                                  // q
+                        : r < A + K ? A_total + k0 + (r - A)                  // k
+                                    : A_total + K_total + k0 + (r - A - K);  // v
+    return row * cols + c;
   }
   if (leaf == "proj_w") return (i / A) * A_total + h0 + i % A;  // columns of this rank's heads
   if (leaf == "fc_w" || leaf == "fc_b") {  // rows [gate | up] (llama) or the hidden rows (gpt2)

@@ -47,8 +47,10 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
   const ModelDims& d = s.model.dims();
   const int world = s.comms.world.size(), pp = s.comms.pp.size(), dp = s.comms.dp.size();
   const int64_t n_params = arena_size(s.model.table()), B = cfg.train.micro_batch, T = cfg.train.seq_len;
-  lg.info("model: {} L={} C={} NH={} F={} V={} (padded {}), {:.2f}M parameters{}, {:.1f} MFLOP/token",
-          name_of(cfg.model.family), d.L_total, d.C, d.NH_total, d.F_total, d.V, d.Vp, double(n_params) / 1e6,
+  lg.info("model: {} L={} C={} NH={}{} F={} V={} (padded {}), {:.2f}M parameters{}, {:.1f} MFLOP/token",
+          name_of(cfg.model.family), d.L_total, d.C, d.NH_total,
+          d.KV_total != d.NH_total ? fmt::format(" KV={}", d.KV_total) : std::string(), d.F_total, d.V, d.Vp,
+          double(n_params) / 1e6,
           world > 1 ? " on rank 0" : "", s.flops_per_token / 1e6);
   lg.info("batch: {} x {} tokens per micro-batch, {} micro-batches per step ({} tokens); gemm={}{} threads={}", B, T,
           s.micro_batches, s.tokens_per_step, name_of(cfg.kernels.gemm),

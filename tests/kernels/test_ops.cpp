@@ -73,14 +73,17 @@ TEST(FastVsRef, GeluAndSwiglu) {
 }
 
 TEST(FastVsRef, Rope) {
-  V qkv = random_vector<float>(N * 3 * NH * HS, 10, -2, 2), q2 = qkv;
-  rope_forward(qkv.data(), B, T, NH, HS, 10000.0);
-  ref::rope_forward(q2.data(), B, T, NH, HS, 10000.0);
-  expect_close(qkv, q2, "rope");
-  V d1 = random_vector<float>(N * 3 * NH * HS, 11, -2, 2), d2 = d1;
-  rope_backward(d1.data(), B, T, NH, HS, 10000.0);
-  ref::rope_backward(d2.data(), B, T, NH, HS, 10000.0);
-  expect_close(d1, d2, "rope_backward");
+  for (const int64_t KV : {NH, int64_t(1)}) {  // multi-head; multi-query (the v heads stay untouched)
+    const int64_t W = (NH + 2 * KV) * HS;
+    V qkv = random_vector<float>(N * W, 10, -2, 2), q2 = qkv;
+    rope_forward(qkv.data(), B, T, NH, KV, HS, 10000.0);
+    ref::rope_forward(q2.data(), B, T, NH, KV, HS, 10000.0);
+    expect_close(qkv, q2, "rope");
+    V d1 = random_vector<float>(N * W, 11, -2, 2), d2 = d1;
+    rope_backward(d1.data(), B, T, NH, KV, HS, 10000.0);
+    ref::rope_backward(d2.data(), B, T, NH, KV, HS, 10000.0);
+    expect_close(d1, d2, "rope_backward");
+  }
 }
 
 TEST(FastVsRef, SoftmaxCrossEntropy) {

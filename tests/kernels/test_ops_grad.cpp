@@ -128,32 +128,38 @@ TYPED_TEST(OpGrad, SwiGlu) {
 
 TYPED_TEST(OpGrad, Rope) {
   using K = TypeParam;
-  const int64_t B = 2, T = 4, NH = 2, HS = 6;
-  Vec x = random_vector<double>(B * T * 3 * NH * HS, 8);
-  OpCheck c{{&x}, {"qkv"}, B * T * 3 * NH * HS,
-            [&](Vec& out) {
-              out = x;
-              K::rope_forward(out.data(), B, T, NH, HS, 10000.0);
-            },
-            [&](std::vector<Vec>& g, const Vec& dout) {
-              Vec d = dout;
-              K::rope_backward(d.data(), B, T, NH, HS, 10000.0);
-              for (size_t i = 0; i < d.size(); ++i) g[0][i] += d[i];
-            }};
-  c.run();
+  const int64_t B = 2, T = 4, HS = 6;
+  for (const auto& [NH, KV] : {std::pair<int64_t, int64_t>{2, 2}, {4, 2}}) {  // multi-head, grouped-query
+    const int64_t W = (NH + 2 * KV) * HS;
+    Vec x = random_vector<double>(B * T * W, 8);
+    OpCheck c{{&x}, {"qkv"}, B * T * W,
+              [&](Vec& out) {
+                out = x;
+                K::rope_forward(out.data(), B, T, NH, KV, HS, 10000.0);
+              },
+              [&](std::vector<Vec>& g, const Vec& dout) {
+                Vec d = dout;
+                K::rope_backward(d.data(), B, T, NH, KV, HS, 10000.0);
+                for (size_t i = 0; i < d.size(); ++i) g[0][i] += d[i];
+              }};
+    c.run();
+  }
 }
 
-// The reference attention only (the model's GEMM attention is checked against it in test_layers).
+// The reference attention only (the model's GEMM attention is checked against it in test_layers):
+// multi-head, grouped-query (2 query heads per key/value head) and multi-query (one for all).
 TEST(OpGradRef, Attention) {
   namespace K = kernels::ref;
-  const int64_t B = 2, T = 5, NH = 2, HS = 3;
-  Vec qkv = random_vector<double>(B * T * 3 * NH * HS, 9, -2, 2), probs(B * NH * T * T);
-  OpCheck c{{&qkv}, {"qkv"}, B * T * NH * HS,
-            [&](Vec& out) { K::attention_forward(out.data(), probs.data(), qkv.data(), B, T, NH, HS); },
-            [&](std::vector<Vec>& g, const Vec& dout) {
-              K::attention_backward(g[0].data(), dout.data(), probs.data(), qkv.data(), B, T, NH, HS);
-            }};
-  c.run();
+  const int64_t B = 2, T = 5, HS = 3;
+  for (const auto& [NH, KV] : {std::pair<int64_t, int64_t>{2, 2}, {4, 2}, {3, 1}}) {
+    Vec qkv = random_vector<double>(B * T * (NH + 2 * KV) * HS, 9, -2, 2), probs(B * NH * T * T);
+    OpCheck c{{&qkv}, {"qkv"}, B * T * NH * HS,
+              [&](Vec& out) { K::attention_forward(out.data(), probs.data(), qkv.data(), B, T, NH, KV, HS); },
+              [&](std::vector<Vec>& g, const Vec& dout) {
+                K::attention_backward(g[0].data(), dout.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
+              }};
+    c.run();
+  }
 }
 
 TYPED_TEST(OpGrad, SoftmaxCrossEntropyWithPaddingAndIgnoredTarget) {

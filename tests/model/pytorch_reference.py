@@ -33,6 +33,9 @@ CONFIGS = {
                  tie_embeddings=True, norm_eps=1e-5, rope_theta=10000.0),
     "llama": dict(family="llama", layers=2, hidden=32, heads=4, ffn_hidden=96, vocab_size=50, max_seq_len=T,
                   tie_embeddings=False, norm_eps=1e-5, rope_theta=10000.0),
+    # grouped-query attention: 4 query heads share 2 key/value heads (HF's repeat_kv)
+    "llama_gqa": dict(family="llama", layers=2, hidden=32, heads=4, kv_heads=2, ffn_hidden=96, vocab_size=50,
+                      max_seq_len=T, tie_embeddings=False, norm_eps=1e-5, rope_theta=500000.0),
 }
 
 
@@ -105,13 +108,13 @@ def rope(x, theta):
 
 
 class LlamaBlock(nn.Module):
-    def __init__(self, c, heads, f, eps, theta):
+    def __init__(self, c, heads, kv_heads, f, eps, theta):
         super().__init__()
-        self.heads, self.theta = heads, theta
+        self.heads, self.kv_heads, self.theta = heads, kv_heads, theta
         self.input_layernorm = RMSNorm(c, eps)
         self.q_proj = nn.Linear(c, c, bias=False)
-        self.k_proj = nn.Linear(c, c, bias=False)
-        self.v_proj = nn.Linear(c, c, bias=False)
+        self.k_proj = nn.Linear(c, c // heads * kv_heads, bias=False)
+        self.v_proj = nn.Linear(c, c // heads * kv_heads, bias=False)
         self.o_proj = nn.Linear(c, c, bias=False)
         self.post_attention_layernorm = RMSNorm(c, eps)
         self.gate_proj = nn.Linear(c, f, bias=False)
@@ -121,9 +124,13 @@ class LlamaBlock(nn.Module):
     def forward(self, x):
         b, t, c = x.shape
         h = self.input_layernorm(x)
-        split = lambda y: y.view(b, t, self.heads, c // self.heads).transpose(1, 2)
-        q, k, v = split(self.q_proj(h)), split(self.k_proj(h)), split(self.v_proj(h))
-        y = causal_attention(rope(q, self.theta), rope(k, self.theta), v).transpose(1, 2).reshape(b, t, c)
+        split = lambda y, n: y.view(b, t, n, c // self.heads).transpose(1, 2)
+        q = split(self.q_proj(h), self.heads)
+        k, v = split(self.k_proj(h), self.kv_heads), split(self.v_proj(h), self.kv_heads)
+        # each key/value head serves heads/kv_heads consecutive query heads (HF's repeat_kv)
+        share = lambda y: y.repeat_interleave(self.heads // self.kv_heads, dim=1)
+        y = causal_attention(rope(q, self.theta), share(rope(k, self.theta)), share(v))
+        y = y.transpose(1, 2).reshape(b, t, c)
         x = x + self.o_proj(y)
         h = self.post_attention_layernorm(x)
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
@@ -134,8 +141,8 @@ class Llama(nn.Module):
         super().__init__()
         c = cfg["hidden"]
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], c)
-        self.layers = nn.ModuleList(LlamaBlock(c, cfg["heads"], cfg["ffn_hidden"], cfg["norm_eps"], cfg["rope_theta"])
-                                    for _ in range(cfg["layers"]))
+        self.layers = nn.ModuleList(LlamaBlock(c, cfg["heads"], cfg.get("kv_heads", cfg["heads"]), cfg["ffn_hidden"],
+                                               cfg["norm_eps"], cfg["rope_theta"]) for _ in range(cfg["layers"]))
         self.norm = RMSNorm(c, cfg["norm_eps"])
         self.lm_head = nn.Linear(c, cfg["vocab_size"], bias=False)
 
@@ -197,8 +204,9 @@ def write_safetensors(path, tensors, metadata):
             f.write(blob)
 
 
-def make_fixture(family, out_dir):
-    cfg = CONFIGS[family]
+def make_fixture(key, out_dir):
+    cfg = CONFIGS[key]
+    family = cfg["family"]
     torch.manual_seed(20261201)
     model = (GPT2 if family == "gpt2" else Llama)(cfg)
     with torch.no_grad():  # every parameter random (norm gains around 1), so a swapped one shows
@@ -228,7 +236,7 @@ def make_fixture(family, out_dir):
     metadata = {"model." + k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in cfg.items()}
     metadata.update({"batch": str(B), "seq_len": str(T), "generator": "tests/model/pytorch_reference.py",
                      "torch": torch.__version__})
-    path = Path(out_dir) / f"pytorch_parity_{family}.safetensors"
+    path = Path(out_dir) / f"pytorch_parity_{key}.safetensors"
     write_safetensors(path, tensors, metadata)
     print(f"{path}: loss {loss.item():.6f}, {sum(v.numel() for v in params32.values())} parameters")
 
@@ -236,5 +244,5 @@ def make_fixture(family, out_dir):
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: pytorch_reference.py OUT_DIR")
-    for fam in CONFIGS:
-        make_fixture(fam, sys.argv[1])
+    for key in CONFIGS:
+        make_fixture(key, sys.argv[1])

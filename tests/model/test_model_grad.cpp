@@ -1,5 +1,6 @@
-// Whole-model gradients (both families, tied and untied) against central finite differences in
-// double, on a tiny configuration; and the float model against the double model.
+// Whole-model gradients (both families, tied and untied, llama also with grouped-query attention)
+// against central finite differences in double, on a tiny configuration; and the float model
+// against the double model.
 #include <gtest/gtest.h>
 
 #include "comm/grid.hpp"
@@ -9,12 +10,14 @@
 namespace hokusai {
 namespace {
 
-ModelConfig tiny(const std::string& family, bool tied) {
+// kv_heads 0: one key/value head per query head; else grouped-query attention (llama).
+ModelConfig tiny(const std::string& family, bool tied, int kv_heads = 0) {
   ModelConfig m;
   m.family = parse_name<Family>(family);
   m.layers = 2;
   m.hidden = 8;
-  m.heads = 2;
+  m.heads = kv_heads ? 4 : 2;
+  m.kv_heads = kv_heads;
   m.ffn_hidden = family == "llama" ? 12 : 16;
   m.vocab_size = 13;
   m.vocab_pad_multiple = 8;  // Vp = 16: three padded rows must get zero gradient
@@ -27,13 +30,14 @@ ModelConfig tiny(const std::string& family, bool tied) {
 struct Case {
   std::string family;
   bool tied;
+  int kv_heads = 0;
 };
 
 class ModelGrad : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelGrad, MatchesFiniteDifferences) {
-  const auto [family, tied] = GetParam();
-  const ModelConfig cfg = tiny(family, tied);
+  const auto [family, tied, kv_heads] = GetParam();
+  const ModelConfig cfg = tiny(family, tied, kv_heads);
   const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
   const int64_t B = 2, T = 5;
   Model<double> model(d, B, T);
@@ -68,15 +72,16 @@ TEST_P(ModelGrad, MatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ModelGrad,
                          ::testing::Values(Case{"gpt2", true}, Case{"gpt2", false}, Case{"llama", true},
-                                           Case{"llama", false}),
+                                           Case{"llama", false}, Case{"llama", false, 2}, Case{"llama", true, 1}),
                          [](const auto& info) {
-                           return info.param.family + (info.param.tied ? "_tied" : "_untied");
+                           return info.param.family + (info.param.tied ? "_tied" : "_untied") +
+                                  (info.param.kv_heads ? "_kv" + std::to_string(info.param.kv_heads) : "");
                          });
 
 // The float model (the training path, OpenBLAS GEMM) agrees with the double model.
 TEST(ModelPrecision, FloatMatchesDouble) {
-  for (const std::string family : {"gpt2", "llama"}) {
-    const ModelConfig cfg = tiny(family, true);
+  for (const auto& [family, kv_heads] : {std::pair<std::string, int>{"gpt2", 0}, {"llama", 0}, {"llama", 2}}) {
+    const ModelConfig cfg = tiny(family, true, kv_heads);
     const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
     const int64_t B = 2, T = 6;
     Model<double> md(d, B, T);

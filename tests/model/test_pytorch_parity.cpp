@@ -1,6 +1,7 @@
 // hokusai's model against an independent implementation: the loss, logits and every parameter
-// gradient of tiny GPT-2 and LLaMA decoders computed by PyTorch (float64 on the same float32
-// parameters; tests/model/pytorch_reference.py wrote the fixtures, and regenerates them). Every
+// gradient of tiny GPT-2 and LLaMA decoders (one LLaMA with grouped-query attention) computed by
+// PyTorch (float64 on the same float32 parameters; tests/model/pytorch_reference.py wrote the
+// fixtures, and regenerates them). Every
 // recomputation mode must match. A negative control checks the comparison can fail: a model
 // with one parameter changed must not pass.
 #include <gtest/gtest.h>
@@ -36,6 +37,8 @@ ModelConfig config_of(const safetensors::Reader& f) {
   c.layers = std::stoi(get("layers"));
   c.hidden = std::stoi(get("hidden"));
   c.heads = std::stoi(get("heads"));
+  const auto kv = m.find("model.kv_heads");  // grouped-query fixtures only
+  c.kv_heads = kv == m.end() ? c.heads : std::stoi(kv->second);
   c.ffn_hidden = std::stoi(get("ffn_hidden"));
   c.vocab_size = std::stoi(get("vocab_size"));
   c.max_seq_len = std::stoi(get("max_seq_len"));
@@ -146,7 +149,7 @@ TEST_P(PytorchParity, DetectsASwappedWeight) {
   EXPECT_GT(r.logits_err, kLogitsTol);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, PytorchParity, ::testing::Values("gpt2", "llama"),
+INSTANTIATE_TEST_SUITE_P(Families, PytorchParity, ::testing::Values("gpt2", "llama", "llama_gqa"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

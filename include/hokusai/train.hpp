@@ -58,6 +58,9 @@ struct TrainOptions {
   // safetensors) or a hokusai serial checkpoint / run directory; any parallel layout takes its
   // slices. Adam state, step and data position start afresh.
   std::string init_from;
+  // Evaluate the starting model (the resumed checkpoint, --init-from's weights, or a fresh
+  // initialisation) on the validation batches and return: no step, no save, no metrics line.
+  bool eval_only = false;
   // Fault injection for tests (hokusai train --inject-nonfinite-step N): rank 0 makes one of its
   // gradients NaN after step N's backward, as an overflow would. 0: never.
   int64_t inject_nonfinite_step = 0;

@@ -246,6 +246,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--init-from", faults.init_from,
                         "Start from the weights of a Hugging Face directory or a hokusai checkpoint (any layout)");
   train_cmd->add_flag("--from-hf-config", from_hf_config, "Take the model section from --init-from's config.json");
+  train_cmd->add_flag("--eval-only", faults.eval_only,
+                      "Print the validation loss of the starting model (--resume, --init-from) and exit: no "
+                      "training step, no checkpoint");
   // Fault injection for the reliability tests (docs/reliability.md); not shown in --help.
   std::string slow_rank;  // R:MS
   train_cmd->add_option("--inject-nonfinite-step", faults.inject_nonfinite_step, "")->group("");

@@ -465,6 +465,17 @@ void Trainer::finish_save(bool must_succeed) {
 }
 
 TrainSummary Trainer::run() {
+  if (opts_.eval_only) {
+    if (!can_eval_)
+      throw ConfigError("--eval-only: the data has no validation documents (data.split gives the valid part 0)");
+    watchdog_->phase("evaluation", step_);
+    summary_.last_val_loss = evaluate();
+    summary_.steps_done = step_;
+    // Every digit (fmt's shortest round-trip form): comparable bit for bit across runs.
+    lg_->info("eval only: step {} val_loss {} (logging.eval_batches {} of {} x {} tokens)", step_,
+              summary_.last_val_loss, cfg_.logging.eval_batches, B_, T_);
+    return summary_;
+  }
   const double loop_start = comm::wall_time();
   while (step_ < cfg_.train.steps) {
     const double t0 = comm::wall_time();

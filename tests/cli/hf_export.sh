@@ -2,15 +2,17 @@
 # hf_export.sh HOKUSAI SOURCE_DIR WORKDIR [RANKS]
 # `hokusai export` checked by an independent reader (tests/ckpt/hf_reference.py, numpy only):
 # the exported directory's logits for a prompt equal hokusai's own (`generate --logits`):
-#   gpt2 tied (configs/tiny.yaml), gpt2 untied, llama untied (configs/llama-tiny.yaml) and llama
-#   tied: fp32 within 1e-5; bf16 and fp16 within 5e-3 and 1e-3 (rounding the weights to 8 and 11
+#   gpt2 tied (configs/tiny.yaml), gpt2 untied, llama untied (configs/llama-tiny.yaml), llama
+#   tied and llama with grouped-query attention (8 query heads on 2 key/value heads): fp32 within 1e-5; bf16 and fp16 within 5e-3 and 1e-3 (rounding the weights to 8 and 11
 #   significant bits: about 5x what the small models show, 1e-3 and 2.4e-4); sharded
 #   (a 1 MB shard limit: model-0000k-of-0000n + index) within 1e-5;
 # with RANKS=8, a tp 2 x pp 2 x dp 2 run exported straight from its shards, against the logits of
 # its merged checkpoint, and `train --init-from` that export in tp 2 x pp 2 x dp 2 reproduces the
 # serial --init-from run's losses. Import (`hokusai import`) of every fp32 export (single file and
-# sharded) gives back the exact logits (bit for bit). Damaged or mismatched inputs are one line
-# naming the file, the tensor and the shapes.
+# sharded) gives back the exact logits (bit for bit), and the validation loss of the model
+# started from the export or the import (`train --init-from ... --eval-only`) is the exporting
+# run's at its last step, bit for bit (and that run's metrics.jsonl to its 6 decimals). Damaged or
+# mismatched inputs are one line naming the file, the tensor and the shapes.
 set -euo pipefail
 hokusai=$1; src=$2; work=$3; ranks=${4:-1}
 fail() { echo "hf_export.sh: FAIL: $*" >&2; exit 1; }
@@ -35,11 +37,11 @@ logits() {  # RUN [SERIAL_RUN]: hokusai's logits of the prompt
 }
 if [ "$ranks" = 1 ]; then
   for case in "gpt2-tied tiny" "gpt2-untied tiny model.tie_embeddings=false" "llama-untied llama-tiny" \
-              "llama-tied llama-tiny model.tie_embeddings=true"; do
+              "llama-tied llama-tiny model.tie_embeddings=true" "llama-gqa llama-tiny model.kv_heads=2"; do
     set -- $case
     name=$1 config=$2 extra=()
-    [ $# -ge 3 ] && extra=(--set "$3")
-    "$hokusai" train "$src/configs/$config.yaml" "${common[@]}" "${extra[@]}" --set logging.run_dir="$work/$name" \
+    for kv in "${@:3}"; do extra+=(--set "$kv"); done
+    "$hokusai" train "$src/configs/$config.yaml" "${common[@]}" ${extra[@]+"${extra[@]}"} --set logging.run_dir="$work/$name" \
       > "$work/$name.train.log" 2>&1 || fail "training $name: $(tail -2 "$work/$name.train.log")"
     logits "$work/$name"
     check "$work/$name" fp32 -- 1e-5
@@ -53,6 +55,17 @@ if [ "$ranks" = 1 ]; then
         fail "generate --logits of the imported $name $kind"
       cmp -s "$work/$name.logits" "$work/import-$name-$kind.logits" || fail "$name $kind: imported logits differ from the original's"
     done
+    # The validation loss of the exported and of the re-imported model: the exporting run's, exactly.
+    val_of() {  # WEIGHTS: the eval-only line's val_loss (every digit)
+      "$hokusai" train "$src/configs/$config.yaml" "${common[@]}" ${extra[@]+"${extra[@]}"} --init-from "$1" --eval-only \
+        --set logging.run_dir="$work/eval-$name" > "$work/eval.log" 2>&1 || fail "--eval-only from $1: $(tail -1 "$work/eval.log")"
+      sed -n 's/.*eval only: step 0 val_loss \([^ ]*\) .*/\1/p' "$work/eval.log"
+    }
+    own=$(val_of "$work/$name") exported=$(val_of "$work/export-$name-fp32") imported=$(val_of "$work/import-$name-fp32")
+    logged=$(sed -n 's/.*"val_loss":\([0-9.]*\)}.*/\1/p' "$work/$name/metrics.jsonl" | tail -1)
+    echo "hf_export.sh: $name val_loss: run $logged, its checkpoint $own, export $exported, import $imported"
+    [ -n "$own" ] && [ "$own" = "$exported" ] && [ "$own" = "$imported" ] || fail "$name: validation losses differ"
+    [ "$(printf '%.6f' "$own")" = "$logged" ] || fail "$name: eval-only $own is not the run's logged $logged"
   done
   one_line() {  # EXPECTED COMMAND...: fails with one line containing EXPECTED
     "${@:2}" > /dev/null 2> "$work/err" && fail "accepted: ${*:2}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# parallel_equivalence.sh [--golden DIR [--write]] HOKUSAI CONFIG WORKDIR LAYOUT...
+# parallel_equivalence.sh [--golden DIR [--write]] [--set KEY=VALUE]... HOKUSAI CONFIG WORKDIR LAYOUT...
 #   LAYOUT = tp<T>[pp<P>]dp<D>[v<V>][z][+selective|+full][@<torus>[r<R>][^]], e.g. tp1dp2, tp2pp2dp1,
 #   tp1pp2dp1v2, tp2pp2dp2z, tp1dp4@2x2, tp1pp2dp2@2x2^
 #   (v: interleaved 1F1B with V chunks per stage; z: the ZeRO-1 optimizer; +selective / +full:
@@ -14,11 +14,14 @@
 # The model (4 layers, 6 heads, hidden 96, FFN 384) divides by tp = 2 and 3 and by pp up to 4.
 # --golden DIR: each layout's 20 losses (and the serial run's, serial.txt) must also match the
 # recorded curve DIR/<layout>.txt to 1e-5 relative; --write records them instead (after an
-# intended change of the model or the data).
+# intended change of the model or the data). --set: more overrides for every run (e.g.
+# model.kv_heads=2: grouped-query attention).
 set -euo pipefail
 golden=""; write=0
 if [ "$1" = --golden ]; then golden=$2; shift 2; fi
 if [ "$1" = --write ]; then write=1; shift; fi
+extra=()
+while [ "$1" = --set ]; do extra+=(--set "$2"); shift 2; done
 hokusai=$1; config=$2; work=$3; shift 3
 # check_golden NAME RUN_DIR: compare (or record) the run's loss curve with $golden/NAME.txt.
 check_golden() {
@@ -43,7 +46,7 @@ rm -rf "$work"; mkdir -p "$work"
 common=(--set model.layers=4 --set model.hidden=96 --set model.heads=6 --set model.ffn_hidden=384 --set model.max_seq_len=64
         --set train.seq_len=64 --set train.micro_batch=2 --set train.global_batch=12 --set train.steps=20
         --set logging.interval=1 --set logging.eval_interval=0 --set logging.eval_batches=6
-        --set kernels.peak_gflops=100 --set data.cache_dir="$work/cache")
+        --set kernels.peak_gflops=100 --set data.cache_dir="$work/cache" ${extra[@]+"${extra[@]}"})
 OMP_NUM_THREADS=1 "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/dp1" > "$work/dp1.log" 2>&1
 check_golden serial "$work/dp1"
 for spec in "$@"; do

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# reshard.sh HOKUSAI CONFIG WORKDIR
-# Resuming a checkpoint in another parallel layout. Each saving layout trains 6 steps with a
-# checkpoint at step 3; copies of its run directory cut back to step 3 are resumed in other
-# layouts (`--resume` with other parallel.* values), and their losses at steps 4..6 must equal the
-# saving layout's own (uninterrupted) losses within 1e-5 relative (the reduction order differs
-# between layouts; the equivalence gate's tolerance). Saving layouts: serial, tp2 x pp2,
-# interleaved pp2 x v2, dp2 with ZeRO-1; resumed in serial, tp2, pp2, pp4, tp2 x dp2,
-# tp2 x pp2 x dp2 with ZeRO-1 (at most 8 ranks, 1 thread each).
+# reshard.sh HOKUSAI CONFIG WORKDIR [STEPS]
+# Resuming a checkpoint in another parallel layout. Each saving layout trains 3 + STEPS steps
+# (default 20) with a checkpoint at step 3; copies of its run directory cut back to step 3 are
+# resumed in other layouts (`--resume` with other parallel.* values), and their losses at steps
+# 4..3+STEPS must equal the saving layout's own (uninterrupted) losses within 1e-5 relative (the
+# reduction order differs between layouts; the equivalence gate's tolerance).
+# Six saving layouts, each resumed in three others:
+#   serial -> tp2, pp2, tp2 x pp2 x dp2 with ZeRO-1;   tp2 -> serial, pp2 x v2, dp2 with ZeRO-1;
+#   pp2 -> tp2, pp4, tp2 x dp2;                         dp2 with ZeRO-1 -> tp2 x pp2, pp2 x v2, serial;
+#   tp2 x pp2 x dp2 -> serial, pp4, tp2 x dp2;          interleaved pp2 x v2 -> serial, tp2, pp4.
+# At most 8 ranks, 1 thread each (under 2 minutes on 2 cores at 20 steps).
 set -euo pipefail
-hokusai=$1; config=$2; work=$3
+hokusai=$1; config=$2; work=$3; steps=${4:-20}
 fail() { echo "reshard.sh: FAIL: $*" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 rm -rf "$work"; mkdir -p "$work"
-common=(--set train.steps=6 --set checkpoint.interval=3 --set checkpoint.keep=5 --set logging.interval=1
+common=(--set train.steps=$((3 + steps)) --set checkpoint.interval=3 --set checkpoint.keep=100 --set logging.interval=1
         --set logging.eval_interval=0 --set logging.eval_batches=1 --set train.seq_len=32 --set kernels.peak_gflops=100
         --set data.cache_dir="$work/cache")
 layout() {  # NAME -> "ranks sets..."
@@ -25,6 +28,7 @@ layout() {  # NAME -> "ranks sets..."
     tp2pp2) echo "4 --set parallel.tp=2 --set parallel.pp=2" ;;
     tp2dp2) echo "4 --set parallel.tp=2 --set parallel.dp=2" ;;
     dp2z) echo "2 --set parallel.dp=2 --set parallel.zero1=true" ;;
+    tp2pp2dp2) echo "8 --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=2" ;;
     tp2pp2dp2z) echo "8 --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=2 --set parallel.zero1=true" ;;
   esac
 }
@@ -40,18 +44,20 @@ run() {  # LAYOUT RUN_DIR [--resume]
   fi > "$2.log" 2>&1 || fail "$1 in $2: $(grep -h -m1 'error' "$2.log" || tail -2 "$2.log")"
 }
 losses() { grep '"loss"' "$1/metrics.jsonl" | sed 's/.*"step":\([0-9]*\),"loss":\([0-9.e+-]*\).*/\1 \2/' | awk '$1 >= 4'; }
-for save in serial tp2pp2 pp2v2 dp2z; do
+for save in serial tp2 pp2 dp2z tp2pp2dp2 pp2v2; do
   case $save in
     serial) resumes="tp2 pp2 tp2pp2dp2z" ;;
-    tp2pp2) resumes="serial pp4 tp2dp2" ;;
+    tp2pp2dp2) resumes="serial pp4 tp2dp2" ;;
     pp2v2) resumes="serial tp2 pp4" ;;
     dp2z) resumes="tp2pp2 pp2v2 serial" ;;
+    tp2) resumes="serial pp2v2 dp2z" ;;
+    pp2) resumes="tp2 pp4 tp2dp2" ;;
   esac
   run "$save" "$work/$save"
   for r in $resumes; do
     dir=$work/$save-to-$r
     cp -r "$work/$save" "$dir"
-    find "$dir" -type d -name step_00000006 -prune -exec rm -rf {} +
+    find "$dir" -type d -name 'step_*' ! -name step_00000003 -prune -exec rm -rf {} +
     find "$dir" -name latest -exec sh -c 'echo step_00000003 > "$1"' _ {} \;
     rm -f "$dir/metrics.jsonl"
     run "$r" "$dir" --resume
@@ -60,11 +66,14 @@ for save in serial tp2pp2 pp2v2 dp2z; do
     else
       grep -q "resharded to" "$dir.log" || fail "$save -> $r: the resume did not reshard: $(grep -m1 resumed "$dir.log")"
     fi
-    paste <(losses "$work/$save") <(losses "$dir") | awk -v s="$save" -v r="$r" '
+    paste <(losses "$work/$save") <(losses "$dir") | awk -v s="$save" -v r="$r" -v steps="$steps" '
       { n++; d = $2 - $4; if (d < 0) d = -d; if (d > 1e-5 * $2 || $1 != $3) { bad = 1; print "step " $1 ": " $2 " vs " $4 } }
-      END { if (n != 3) { print s " -> " r ": " n " steps compared, expected 3"; exit 1 } exit bad }' ||
+      END { if (n != steps) { print s " -> " r ": " n " steps compared, expected " steps; exit 1 } exit bad }' ||
       fail "$save -> $r: losses after the resume differ from the uninterrupted $save run"
-    echo "reshard.sh: $save -> $r: steps 4..6 $(losses "$dir" | awk '{printf "%s ", $2}')(uninterrupted $(losses "$work/$save" | awk '{printf "%s ", $2}'))"
+    paste <(losses "$work/$save") <(losses "$dir") | awk -v s="$save" -v r="$r" '
+      { d = $2 - $4; if (d < 0) d = -d; if (d / $2 > w) w = d / $2; if (d == 0) same++; n++ }
+      END { printf "reshard.sh: %s -> %s: steps 4..%d after the resume: max relative loss difference %.1e (%d of %d identical); step 4: %s vs %s\n", s, r, n + 3, w, same, n, a, b }
+      NR == 1 { a = $2; b = $4 }'
   done
 done
 # A checkpoint of another model is refused with one line.

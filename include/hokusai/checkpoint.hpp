@@ -66,16 +66,18 @@ CheckpointData load_checkpoint(const std::string& dir, uint64_t expected_table_h
 // A checkpoint with optimizer state read in ranges, for resharding: the constructor checks the
 // header as load_checkpoint does and the whole file's checksum in 16 MiB pieces (nothing kept);
 // read() then copies `count` values of array 0 (parameters), 1 (Adam m) or 2 (Adam v) from
-// `offset`. Memory: the pieces, never the arrays.
+// `offset`. Memory: the pieces, never the arrays. with_optimizer: refuse a checkpoint without
+// Adam state (a resume needs it; weights alone, e.g. `hokusai import`'s, serve --init-from).
 class CheckpointReader {
  public:
-  CheckpointReader(const std::string& dir, uint64_t expected_table_hash);
+  CheckpointReader(const std::string& dir, uint64_t expected_table_hash, bool with_optimizer = true);
   void read(int array, int64_t offset, int64_t count, float* out) const;
   const std::string& path() const { return path_; }
   int64_t step = 0, consumed_samples = 0, adam_t = 0, n_params = 0;
 
  private:
   std::string path_;
+  int arrays_ = 3;
 };
 
 // Resolves a run or checkpoint directory to the checkpoint directory itself.

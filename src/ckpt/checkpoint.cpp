@@ -343,16 +343,17 @@ CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash
   return d;
 }
 
-CheckpointReader::CheckpointReader(const std::string& dir, uint64_t expected_hash) {
+CheckpointReader::CheckpointReader(const std::string& dir, uint64_t expected_hash, bool with_optimizer) {
   path_ = (fs::path(checkpoint_dir(dir)) / "state.bin").string();
   std::ifstream in;
-  const Header h = read_header(in, path_, expected_hash, true);
+  const Header h = read_header(in, path_, expected_hash, with_optimizer);
   step = h.step, consumed_samples = h.consumed_samples, adam_t = h.adam_t, n_params = h.n_params;
+  arrays_ = h.has_optimizer ? 3 : 1;
   // The whole file's checksum, array by array in 16 MiB pieces: nothing of it is kept.
   uint64_t sum = checksum(0, &h, sizeof h);
   std::vector<unsigned char> buf(size_t(16) << 20);
   const size_t array_bytes = size_t(n_params) * sizeof(float);
-  for (int a = 0; a < 3; ++a) {
+  for (int a = 0; a < arrays_; ++a) {
     size_t done = 0;
     uint64_t words = sum;
     while (done < array_bytes) {
@@ -373,7 +374,7 @@ CheckpointReader::CheckpointReader(const std::string& dir, uint64_t expected_has
 }
 
 void CheckpointReader::read(int array, int64_t offset, int64_t count, float* out) const {
-  if (array < 0 || array > 2 || offset < 0 || count < 0 || offset + count > n_params)
+  if (array < 0 || array >= arrays_ || offset < 0 || count < 0 || offset + count > n_params)
     throw std::logic_error("CheckpointReader::read: a range outside the arrays of '" + path_ + "'");
   std::ifstream in(path_, std::ios::binary);
   in.seekg(std::streamoff(sizeof(Header) + (size_t(array) * size_t(n_params) + size_t(offset)) * sizeof(float)));

@@ -103,7 +103,7 @@ ModelConfig hf_model_config(const std::string& hf_dir) {
   return m;
 }
 
-std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& model) {
+HfWeights::HfWeights(const std::string& hf_dir, const ModelConfig& model) : dir_(hf_dir) {
   const fs::path cfg_path = fs::path(hf_dir) / "config.json";
   if (fs::exists(cfg_path)) {  // a family mismatch is said as such, not as a missing tensor
     const std::string type = read_json(cfg_path).value("model_type", "");
@@ -113,8 +113,7 @@ std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& 
                                     cfg_path.string(), type, name_of(model.family)));
   }
   // The files: the index's, or the one model.safetensors.
-  std::map<std::string, std::unique_ptr<safetensors::Reader>> readers;  // file -> reader
-  std::map<std::string, std::string> file_of;                           // tensor -> file
+  std::map<std::string, std::string> file_of;  // tensor -> file
   const fs::path index = fs::path(hf_dir) / "model.safetensors.index.json";
   if (fs::exists(index)) {
     const nlohmann::json j = read_json(index);
@@ -126,9 +125,9 @@ std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& 
       if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
         throw ConfigError(index.string() + ": weight_map names '" + f + "', not a file of this directory");
       file_of[name] = f;
-      if (!readers.count(f)) readers[f] = std::make_unique<safetensors::Reader>((fs::path(hf_dir) / f).string());
+      if (!readers_.count(f)) readers_[f] = open_reader((fs::path(hf_dir) / f).string());
     }
-    for (const auto& [f, r] : readers)
+    for (const auto& [f, r] : readers_)
       for (const auto& t : r->tensors())
         if (file_of.count(t.name) && file_of[t.name] != f)
           throw ConfigError(r->path() + ": holds tensor " + t.name + ", which the index puts in " + file_of[t.name]);
@@ -136,42 +135,29 @@ std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& 
     const std::string f = "model.safetensors";
     if (!fs::exists(fs::path(hf_dir) / f))
       throw ConfigError(hf_dir + ": neither model.safetensors nor model.safetensors.index.json");
-    readers[f] = std::make_unique<safetensors::Reader>((fs::path(hf_dir) / f).string());
-    for (const auto& t : readers[f]->tensors()) file_of[t.name] = f;
+    readers_[f] = open_reader((fs::path(hf_dir) / f).string());
+    for (const auto& t : readers_[f]->tensors()) file_of[t.name] = f;
   }
-
-  const ModelDims d = ModelDims::from(model, comm::ParallelGrid::single());
-  const std::vector<TensorSpec> table = param_table(d);
-  std::map<std::string, const TensorSpec*> by_name;
-  for (const auto& s : table) by_name[s.name] = &s;
-  std::vector<float> params(size_t(arena_size(table)), 0.0f);
+  // Every tensor the model needs, present with its shape; nothing else but known buffers.
+  const std::vector<TensorSpec> table = param_table(ModelDims::from(model, comm::ParallelGrid::single()));
+  for (const auto& t : table) cols_[t.name] = t.shape.size() == 2 ? t.shape[1] : 1;
   std::set<std::string> used;
   for (const HfTensor& h : hf_tensor_map(model)) {
     const auto at = file_of.find(h.name);
     if (at == file_of.end())
       throw ConfigError(fmt::format("{}: no tensor {} (expected {} for the model: {} layers, hidden {})", hf_dir, h.name,
                                     safetensors::shape_text(h.shape), model.layers, model.hidden));
-    const safetensors::Reader& r = *readers.at(at->second);
+    const safetensors::Reader& r = *readers_.at(at->second);
     const safetensors::TensorInfo* info = r.find(h.name);
     if (!info) throw ConfigError(r.path() + ": no tensor " + h.name + " (the index says it is here)");
     if (info->shape != h.shape)
       throw ConfigError(fmt::format("{}: tensor {} has shape {}, expected {}", r.path(), h.name,
                                     safetensors::shape_text(info->shape), safetensors::shape_text(h.shape)));
-    std::vector<float> vals;
-    try {
-      vals = r.read_f32(h.name);
-    } catch (const std::runtime_error& e) {
-      throw ConfigError(e.what());
-    }
-    const TensorSpec& s = *by_name.at(h.source);
-    const int64_t cols = s.shape.size() == 2 ? s.shape[1] : 1;
-    float* dst = params.data() + s.offset + h.row_begin * cols;
-    if (h.transpose) {  // Conv1D (in, out) -> (out, in)
-      for (int64_t r0 = 0; r0 < h.rows; ++r0)
-        for (int64_t c = 0; c < cols; ++c) dst[r0 * cols + c] = vals[size_t(c * h.rows + r0)];
-    } else {
-      std::memcpy(dst, vals.data(), vals.size() * sizeof(float));
-    }
+    if (info->dtype != safetensors::DType::F32 && info->dtype != safetensors::DType::BF16 &&
+        info->dtype != safetensors::DType::F16 && info->dtype != safetensors::DType::F64)
+      throw ConfigError(fmt::format("{}: tensor {} is {}, expected F32, BF16 or F16", r.path(), h.name,
+                                    name_of(info->dtype)));
+    pieces_[h.source].push_back({h, &r, info});
     used.insert(h.name);
   }
   for (const auto& [name, file] : file_of)
@@ -179,6 +165,48 @@ std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& 
       throw ConfigError(fmt::format("{}: tensor {} has no place in the model (model.family {}, model.layers {}): "
                                     "a model of another shape? (--from-hf-config takes the model from config.json)",
                                     (fs::path(hf_dir) / file).string(), name, name_of(model.family), model.layers));
+}
+
+HfWeights::~HfWeights() = default;
+
+std::unique_ptr<safetensors::Reader> HfWeights::open_reader(const std::string& path) {
+  try {
+    return std::make_unique<safetensors::Reader>(path);
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(e.what());
+  }
+}
+
+void HfWeights::read_rows(const std::string& name, int64_t row_begin, int64_t row_end, float* out) const {
+  const auto c = cols_.find(name);
+  if (c == cols_.end()) throw std::logic_error("HfWeights::read_rows: no tensor " + name + " in the model");
+  const int64_t cols = c->second;
+  std::fill_n(out, (row_end - row_begin) * cols, 0.0f);  // rows no file holds: vocabulary padding
+  const auto p = pieces_.find(name);
+  if (p == pieces_.end()) return;
+  for (const Piece& piece : p->second) {
+    const HfTensor& h = piece.map;
+    const int64_t lo = std::max(row_begin, h.row_begin), hi = std::min(row_end, h.row_begin + h.rows);
+    if (lo >= hi) continue;
+    float* dst = out + (lo - row_begin) * cols;
+    if (!h.transpose) {  // the rows are contiguous in the file
+      piece.reader->read_f32(*piece.info, (lo - h.row_begin) * cols, (hi - lo) * cols, dst);
+      continue;
+    }
+    // Conv1D (in, out) = (cols, rows) of the source: column r of the file is source row r.
+    std::vector<float> line(size_t(h.rows));
+    for (int64_t k = 0; k < cols; ++k) {
+      piece.reader->read_f32(*piece.info, k * h.rows, h.rows, line.data());
+      for (int64_t r = lo; r < hi; ++r) dst[(r - lo) * cols + k] = line[size_t(r - h.row_begin)];
+    }
+  }
+}
+
+std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& model) {
+  const HfWeights weights(hf_dir, model);
+  const std::vector<TensorSpec> table = param_table(ModelDims::from(model, comm::ParallelGrid::single()));
+  std::vector<float> params(size_t(arena_size(table)), 0.0f);
+  for (const TensorSpec& s : table) weights.read_rows(s.name, 0, s.shape[0], params.data() + s.offset);
   return params;
 }
 

@@ -10,17 +10,50 @@
 // zero (never a target: the loss and sampling use the real vocabulary only).
 #pragma once
 
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "ckpt/hf_export.hpp"
 #include "hokusai/config.hpp"
 
 namespace hokusai {
 
+namespace safetensors {
+class Reader;
+struct TensorInfo;
+}  // namespace safetensors
+
 // The model section config.json describes. Throws ConfigError naming config.json and the field
-// (a missing field, an architecture or activation hokusai does not train, grouped-query
-// attention, which it does not have yet).
+// (a missing field, an architecture, activation or rotary scaling hokusai does not train).
 ModelConfig hf_model_config(const std::string& hf_dir);
+
+// A Hugging Face directory opened as the weights of `model`'s serial tensors: the files are
+// mapped, every name, shape and dtype checked at construction (ConfigError, one line), nothing
+// read until asked. read_rows gives rows [row_begin, row_end) of a serial tensor (hokusai's name
+// and layout, fp32; rows beyond the real vocabulary zero), so a rank of a parallel layout reads
+// only the rows its slices need, never the whole model.
+class HfWeights {
+ public:
+  HfWeights(const std::string& hf_dir, const ModelConfig& model);
+  ~HfWeights();
+  HfWeights(const HfWeights&) = delete;
+  HfWeights& operator=(const HfWeights&) = delete;
+  void read_rows(const std::string& name, int64_t row_begin, int64_t row_end, float* out) const;
+
+ private:
+  struct Piece {  // one file tensor holding rows of a serial tensor
+    HfTensor map;
+    const safetensors::Reader* reader;
+    const safetensors::TensorInfo* info;
+  };
+  static std::unique_ptr<safetensors::Reader> open_reader(const std::string& path);
+  std::string dir_;
+  std::map<std::string, std::unique_ptr<safetensors::Reader>> readers_;  // file -> reader
+  std::map<std::string, std::vector<Piece>> pieces_;                      // serial tensor -> pieces
+  std::map<std::string, int64_t> cols_;                                   // serial tensor -> columns
+};
 
 // The serial parameter arena (ModelDims::from(model, single grid)) filled from the directory.
 std::vector<float> read_hf_params(const std::string& hf_dir, const ModelConfig& model);

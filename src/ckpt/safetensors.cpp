@@ -163,31 +163,46 @@ const TensorInfo& Reader::checked(std::string_view name, const std::vector<int64
   return *t;
 }
 
-std::vector<double> Reader::read_f64(std::string_view name, const std::vector<int64_t>& shape) const {
-  const TensorInfo& t = checked(name, shape);
-  const unsigned char* p = buffer_ + t.begin;
-  std::vector<double> out(size_t(t.numel()));
-  for (size_t i = 0; i < out.size(); ++i) switch (t.dtype) {
-      case DType::F64: out[i] = load<double>(p + 8 * i); break;
-      case DType::F32: out[i] = load<float>(p + 4 * i); break;
-      case DType::F16: out[i] = half_to_float(load<uint16_t>(p + 2 * i)); break;
+template <typename T>
+void Reader::convert(const TensorInfo& t, int64_t begin, int64_t count, T* out) const {
+  if (begin < 0 || count < 0 || begin + count > t.numel())
+    throw std::logic_error(path_ + ": elements [" + std::to_string(begin) + ", +" + std::to_string(count) +
+                           ") of tensor '" + t.name + "' of " + std::to_string(t.numel()));
+  const int64_t size = dtype_bytes(t.dtype);
+  const unsigned char* p = buffer_ + t.begin + begin * size;
+  for (int64_t i = 0; i < count; ++i) switch (t.dtype) {
+      case DType::F64: out[i] = T(load<double>(p + 8 * i)); break;
+      case DType::F32: out[i] = T(load<float>(p + 4 * i)); break;
+      case DType::F16: out[i] = T(half_to_float(load<uint16_t>(p + 2 * i))); break;
       case DType::BF16: {
         const uint32_t bits = uint32_t(load<uint16_t>(p + 2 * i)) << 16;
         float f;
         std::memcpy(&f, &bits, 4);
-        out[i] = f;
+        out[i] = T(f);
         break;
       }
       default:
         throw std::runtime_error(path_ + ": tensor '" + t.name + "' is " + std::string(name_of(t.dtype)) +
                                  ", expected a floating-point type");
     }
+}
+
+std::vector<double> Reader::read_f64(std::string_view name, const std::vector<int64_t>& shape) const {
+  const TensorInfo& t = checked(name, shape);
+  std::vector<double> out(size_t(t.numel()));
+  convert(t, 0, t.numel(), out.data());
   return out;
 }
 
 std::vector<float> Reader::read_f32(std::string_view name, const std::vector<int64_t>& shape) const {
-  const std::vector<double> d = read_f64(name, shape);
-  return std::vector<float>(d.begin(), d.end());
+  const TensorInfo& t = checked(name, shape);
+  std::vector<float> out(size_t(t.numel()));
+  convert(t, 0, t.numel(), out.data());
+  return out;
+}
+
+void Reader::read_f32(const TensorInfo& t, int64_t begin, int64_t count, float* out) const {
+  convert(t, begin, count, out);
 }
 
 std::vector<int32_t> Reader::read_i32(std::string_view name, const std::vector<int64_t>& shape) const {

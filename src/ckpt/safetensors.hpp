@@ -54,12 +54,16 @@ class Reader {
   // Tensor `name` converted to fp32 (from F64, F32, F16 or BF16); throws when it is missing, of
   // an integer type, or when `shape` is given and differs.
   std::vector<float> read_f32(std::string_view name, const std::vector<int64_t>& shape = {}) const;
+  // Elements [begin, begin + count) of `t` (row-major, one of this file's tensors) as fp32.
+  void read_f32(const TensorInfo& t, int64_t begin, int64_t count, float* out) const;
   std::vector<double> read_f64(std::string_view name, const std::vector<int64_t>& shape = {}) const;
   std::vector<int32_t> read_i32(std::string_view name, const std::vector<int64_t>& shape = {}) const;
   std::span<const unsigned char> bytes(const TensorInfo& t) const;
 
  private:
   const TensorInfo& checked(std::string_view name, const std::vector<int64_t>& shape) const;
+  template <typename T>
+  void convert(const TensorInfo& t, int64_t begin, int64_t count, T* out) const;
   std::string path_;
   std::unique_ptr<MappedFile> file_;
   const unsigned char* buffer_ = nullptr;

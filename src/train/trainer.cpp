@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <climits>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -275,26 +277,47 @@ void Trainer::setup_model() {
 
 // The serial weights (a Hugging Face directory, or a serial hokusai checkpoint), each element put
 // where this rank's shard holds it: the same index map that makes sharded initialisation equal
-// the serial one (serial_index), so every layout starts from the same model.
+// the serial one (serial_index), so every layout starts from the same model. Each tensor of this
+// rank reads only the serial rows its slice touches (one tensor's rows at a time), never the
+// whole model: a 13B model's weights do not fit on one A64FX node.
 void Trainer::load_initial_weights() {
   const std::string& from = opts_.init_from;
   const std::vector<TensorSpec> serial_table = param_table(ModelDims::from(cfg_.model, comm::ParallelGrid::single()));
-  std::vector<float> serial;
-  if (fs::exists(fs::path(from) / "config.json")) {
-    serial = read_hf_params(from, cfg_.model);
-  } else {
-    const std::string dir = checkpoint_dir(from);
-    serial = load_checkpoint(dir, table_hash(serial_table), false).params;
-  }
   std::map<std::string, const TensorSpec*> by_name;
   for (const auto& t : serial_table) by_name[t.name] = &t;
-  std::vector<float> local(size_t(n_params_), 0.0f);
+  // rows [begin, end) of a serial tensor
+  std::function<void(const TensorSpec&, int64_t, int64_t, float*)> read_rows;
+  std::unique_ptr<HfWeights> hf;
+  std::unique_ptr<CheckpointReader> ckpt;
+  if (fs::exists(fs::path(from) / "config.json")) {
+    hf = std::make_unique<HfWeights>(from, cfg_.model);
+    read_rows = [&](const TensorSpec& t, int64_t begin, int64_t end, float* out) {
+      hf->read_rows(t.name, begin, end, out);
+    };
+  } else {
+    ckpt = std::make_unique<CheckpointReader>(checkpoint_dir(from), table_hash(serial_table), false);
+    read_rows = [&](const TensorSpec& t, int64_t begin, int64_t end, float* out) {
+      const int64_t cols = t.shape.size() == 2 ? t.shape[1] : 1;
+      ckpt->read(0, t.offset + begin * cols, (end - begin) * cols, out);
+    };
+  }
+  std::vector<float> local(size_t(n_params_), 0.0f), rows;
   const ModelDims& d = model_->dims();
   for (const TensorSpec& spec : model_->table()) {
-    const TensorSpec& dst = *by_name.at(spec.name);
+    const TensorSpec& src = *by_name.at(spec.name);
+    const int64_t cols = src.shape.size() == 2 ? src.shape[1] : 1;
+    int64_t lo = INT64_MAX, hi = 0;  // the serial elements this slice takes (beyond: vocabulary padding)
     for (int64_t i = 0; i < spec.numel; ++i) {
       const int64_t j = serial_index(spec, d, i);
-      if (j < dst.numel) local[size_t(spec.offset + i)] = serial[size_t(dst.offset + j)];  // else vocabulary padding
+      if (j < src.numel) lo = std::min(lo, j), hi = std::max(hi, j + 1);
+    }
+    if (lo >= hi) continue;
+    const int64_t row0 = lo / cols, row1 = (hi + cols - 1) / cols;
+    rows.resize(size_t((row1 - row0) * cols));
+    read_rows(src, row0, row1, rows.data());
+    for (int64_t i = 0; i < spec.numel; ++i) {
+      const int64_t j = serial_index(spec, d, i);
+      if (j < src.numel) local[size_t(spec.offset + i)] = rows[size_t(j - row0 * cols)];
     }
   }
   model_->load_params(local);

@@ -113,5 +113,21 @@ assert len(a) == 3 and len(b) == 3, "3 steps each"
 assert all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(a, b)), "the layouts start from different models"
 assert a[0] < trained[0], "the first loss is not below a fresh model's: the weights were not loaded"
 PY
+  # Grouped-query llama: each rank of tp 2 x pp 2 x dp 2 reads its slices of the export (k/v rows
+  # of its key/value heads); the validation loss is the serial one's.
+  gqa=(--set model.kv_heads=2 --set train.micro_batch=8 --set logging.eval_batches=2)
+  "$hokusai" train "$src/configs/llama-tiny.yaml" "${common[@]}" "${gqa[@]}" --set logging.run_dir="$work/gqa" \
+    > "$work/gqa.train.log" 2>&1 || fail "training llama-gqa: $(tail -2 "$work/gqa.train.log")"
+  "$hokusai" export "$work/gqa" "$work/gqa-hf" > /dev/null || fail "export llama-gqa"
+  "$hokusai" train "$src/configs/llama-tiny.yaml" "${common[@]}" "${gqa[@]}" --init-from "$work/gqa-hf" --eval-only \
+    --set logging.run_dir="$work/gqa-eval1" > "$work/gqa-eval1.log" 2>&1 || fail "--eval-only serial: $(tail -1 "$work/gqa-eval1.log")"
+  mpirun --oversubscribe -np 8 -x OMP_NUM_THREADS=1 "$hokusai" train "$src/configs/llama-tiny.yaml" "${common[@]}" \
+    "${gqa[@]}" --init-from "$work/gqa-hf" --eval-only --set parallel.tp=2 --set parallel.pp=2 --set parallel.dp=2 \
+    --set logging.run_dir="$work/gqa-eval8" > "$work/gqa-eval8.log" 2>&1 || fail "--eval-only 8 ranks: $(tail -1 "$work/gqa-eval8.log")"
+  v1=$(sed -n 's/.*eval only: step 0 val_loss \([^ ]*\) .*/\1/p' "$work/gqa-eval1.log")
+  v8=$(sed -n 's/.*eval only: step 0 val_loss \([^ ]*\) .*/\1/p' "$work/gqa-eval8.log")
+  echo "hf_export.sh: llama-gqa export --eval-only: serial $v1, tp2 pp2 dp2 $v8"
+  awk -v a="$v1" -v b="$v8" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 1e-6 * a) }' ||
+    fail "llama-gqa: the 8-rank validation loss $v8 is not the serial $v1"
 fi
 echo "hf_export.sh: PASS"

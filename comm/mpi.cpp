@@ -110,6 +110,15 @@ double Communicator::allreduce(double x, Reduce op) const {
   return x;
 }
 
+std::string Communicator::broadcast(std::string text, int root) const {
+  if (size() == 1) return text;
+  double n = double(text.size());  // exact below 2^53
+  HOKUSAI_MPI(MPI_Bcast(&n, 1, MPI_DOUBLE, root, comm_));
+  text.resize(size_t(n));
+  if (n > 0) HOKUSAI_MPI(MPI_Bcast(text.data(), int(n), MPI_BYTE, root, comm_));
+  return text;
+}
+
 std::vector<double> Communicator::gather(const std::vector<double>& mine, int root) const {
   const int n = int(mine.size());
   std::vector<double> all(rank() == root ? mine.size() * size_t(size()) : 0);

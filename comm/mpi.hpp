@@ -96,6 +96,8 @@ class Communicator {
   // Collective: every rank's `mine` (the same length on every rank) in rank order on `root`;
   // empty elsewhere.
   std::vector<double> gather(const std::vector<double>& mine, int root) const;
+  // Root's text on every rank (a config, a path: small; below 2 GiB).
+  std::string broadcast(std::string text, int root) const;
   // Collective: the vector of `total` values on `root` from every rank's part
   // split_evenly(total, size, rank) (a ZeRO-1 shard); empty elsewhere.
   std::vector<float> gather_even(const std::vector<float>& mine, int64_t total, int root) const;

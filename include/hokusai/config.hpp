@@ -190,6 +190,8 @@ class ConfigError : public std::runtime_error {
 // Reads `path` over the defaults. Throws ConfigError (missing file, YAML syntax, unknown key with
 // the nearest valid key, wrong type) naming the file and line.
 Config load_config(const std::string& path);
+// The same from YAML text (e.g. a config another rank read); `origin` names it in messages.
+Config load_config_text(const std::string& yaml, const std::string& origin);
 // Applies "key=value" (value parsed as YAML); throws ConfigError naming the key.
 void apply_override(Config& cfg, const std::string& assignment);
 // Throws ConfigError for impossible values, naming the field(s).

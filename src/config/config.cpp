@@ -89,6 +89,21 @@ Config load_config(const std::string& path) {
   return cfg;
 }
 
+Config load_config_text(const std::string& yaml, const std::string& origin) {
+  Config cfg;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  }
+  cfg.source = origin;
+  if (root.IsNull()) return cfg;
+  if (!root.IsMap()) throw ConfigError(origin + ": expected a map of sections (model:, train:, ...)");
+  load_map(cfg, root, "", origin);
+  return cfg;
+}
+
 void apply_override(Config& cfg, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)

@@ -47,13 +47,21 @@ RunDirectory::RunDirectory(Config& cfg, const std::string& name, bool resume, co
   const int rank = comms_.world.rank();
   if (resume) {
     // The newest complete checkpoint of any layout; when another layout saved it, it is resharded
-    // (ckpt/reshard.hpp). Every rank scans the same directory: they must agree.
-    const std::optional<SavedRun> saved = newest_saved_run(path_, cfg);
-    const double seen = saved ? double(saved->step) : -1.0;
-    if (comms_.world.allreduce(seen, comm::Reduce::min) != comms_.world.allreduce(seen, comm::Reduce::max))
-      throw ConfigError(fmt::format("--resume: the ranks see different checkpoints in '{}' (rank {}: step {}): is "
-                                    "the run directory on a file system every node sees?",
-                                    path_, rank, seen));
+    // (ckpt/reshard.hpp). Rank 0 scans the run directory (every shard's config of every kept
+    // step: on a parallel file system, once, not once per rank) and tells the others.
+    std::optional<SavedRun> saved;
+    std::string found;  // "<step>\n<the saving layout's config>" or empty
+    if (rank == 0) {
+      saved = newest_saved_run(path_, cfg);
+      if (saved) found = std::to_string(saved->step) + "\n" + dump_config(saved->config);
+    }
+    found = comms_.world.broadcast(found, 0);
+    if (rank != 0 && !found.empty()) {
+      const size_t eol = found.find('\n');
+      Config c = load_config_text(found.substr(eol + 1), "the saved run's config (from rank 0)");
+      resolve(c);
+      saved = SavedRun{std::move(c), std::stoll(found.substr(0, eol))};
+    }
     if (saved && !same_model_layout(saved->config, cfg)) {
       const auto serial_hash = [](const ModelConfig& m) {
         return table_hash(param_table(ModelDims::from(m, comm::ParallelGrid::single())));

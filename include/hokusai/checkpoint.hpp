@@ -30,6 +30,9 @@ struct CheckpointView {
   int64_t consumed_samples = 0;
   int64_t adam_t = 0;
   std::span<const float> params, m, v;  // m, v empty: no optimizer state
+  // tensors.json written beside state.bin when not empty: the shard's tensor manifest
+  // (tensor_manifest in ckpt/reshard.hpp), for people and tools reading the checkpoint.
+  std::string manifest;
 };
 
 // What a load returns.

@@ -140,6 +140,11 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
       out << dump_config(cfg);
       if (!out) throw std::runtime_error("checkpoint: cannot write '" + (tmp_dir / "config.yaml").string() + "'");
     }
+    if (!data.manifest.empty()) {
+      std::ofstream out(tmp_dir / "tensors.json");
+      out << data.manifest;
+      if (!out.flush()) throw std::runtime_error("checkpoint: cannot write '" + (tmp_dir / "tensors.json").string() + "'");
+    }
     Header h{};
     std::memcpy(h.magic, kMagic, 8);
     h.version = kVersion;

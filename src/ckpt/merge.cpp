@@ -8,6 +8,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "ckpt/reshard.hpp"
 #include "comm/grid.hpp"
 #include "hokusai/checkpoint.hpp"
 
@@ -94,7 +95,7 @@ std::string merge_checkpoint(const std::string& run_dir, const std::string& out_
   out.parallel.virtual_stages = 1;
   out.logging.run_dir = out_run_dir;
   fs::create_directories(out_run_dir);
-  const CheckpointView view{step, consumed, adam_t, params, m, v};
+  const CheckpointView view{step, consumed, adam_t, params, m, v, tensor_manifest(out, 0, 0)};
   return save_checkpoint(out_run_dir, out, table_hash(serial), view, std::max(1, cfg.checkpoint.keep));
 }
 

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <map>
 #include <stdexcept>
@@ -20,6 +22,50 @@ ModelDims dims_of(const Config& c, int pp_rank, int tp_rank) {
 }
 
 }  // namespace
+
+std::string tensor_manifest(const Config& cfg, int pp_rank, int tp_rank) {
+  const ModelDims d = dims_of(cfg, pp_rank, tp_rank);
+  const std::vector<TensorSpec> table = param_table(d);
+  std::map<std::string, TensorSpec> serial;
+  for (auto& t : param_table(ModelDims::from(cfg.model, comm::ParallelGrid::single()))) serial[t.name] = t;
+  const auto ranges = [](const std::vector<int64_t>& idx) {  // consecutive runs -> [begin, end)
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t i = 0; i < idx.size();) {
+      size_t j = i + 1;
+      while (j < idx.size() && idx[j] == idx[j - 1] + 1) ++j;
+      out.push_back({idx[i], idx[j - 1] + 1});
+      i = j;
+    }
+    return out;
+  };
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const TensorSpec& t : table) {
+    const TensorSpec& g = serial.at(t.name);
+    const int64_t cols = t.shape.size() == 2 ? t.shape[1] : 1, gcols = g.shape.size() == 2 ? g.shape[1] : 1;
+    const int64_t rows = t.numel / cols, grows = g.numel / gcols;
+    // A slice is a product of a row set and a column set: read them off the first column and row.
+    std::vector<int64_t> row_idx, col_idx;
+    int64_t padding = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t gr = serial_index(t, d, r * cols) / gcols;
+      if (gr < grows) row_idx.push_back(gr); else ++padding;
+    }
+    for (int64_t c = 0; c < cols; ++c) col_idx.push_back(serial_index(t, d, c) % gcols);
+    nlohmann::json e{{"name", t.name}, {"shape", t.shape}, {"offset", t.offset}, {"global_shape", g.shape},
+                     {"rows", ranges(row_idx)}, {"replicated", !t.tp_sharded}};
+    if (t.shape.size() == 2) e["cols"] = ranges(col_idx);
+    if (padding > 0) e["padding_rows"] = padding;
+    if (t.tied_copy) e["tied_copy_of_first_stage"] = true;
+    tensors.push_back(std::move(e));
+  }
+  const nlohmann::json m{{"format", "hokusai tensor manifest 1"},
+                         {"layout", {{"tp", cfg.parallel.tp}, {"tp_rank", tp_rank}, {"pp", cfg.parallel.pp},
+                                     {"pp_rank", pp_rank}, {"virtual_stages", d.chunks}}},
+                         {"arrays", "state.bin: parameters, then Adam m and v (when saved), fp32, each in this order"},
+                         {"parameters", arena_size(table)},
+                         {"tensors", tensors}};
+  return m.dump(1) + "\n";
+}
 
 bool same_model_layout(const Config& a, const Config& b) {
   if (a.parallel.tp != b.parallel.tp || a.parallel.pp != b.parallel.pp) return false;

@@ -34,6 +34,16 @@ struct SavedRun {
 };
 std::optional<SavedRun> newest_saved_run(const std::string& run_dir, const Config& current);
 
+// The tensor manifest of the shard of `cfg`'s layout at (pp_rank, tp_rank), as JSON text: for
+// every tensor of its table (in arena order) the name, local shape, offset in each array, the
+// global (serial, tp = 1) shape, and which part of the global tensor it holds — `rows` and `cols`:
+// lists of [begin, end) ranges whose concatenation, in order, gives the local rows and columns
+// (e.g. a tp rank's qkv_w: three row ranges, its q, k and v heads); `padding_rows`: local rows past
+// the global ones (tp's vocabulary padding); `replicated`: the same on every tp rank. Written as
+// tensors.json beside each state.bin; nothing reads it back (the tables are rebuilt from
+// config.yaml), it documents the checkpoint for people and other tools.
+std::string tensor_manifest(const Config& cfg, int pp_rank, int tp_rank);
+
 // True when `a` and `b` place the model identically (tp, pp and the pipeline's layer split).
 bool same_model_layout(const Config& a, const Config& b);
 

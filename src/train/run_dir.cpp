@@ -121,7 +121,8 @@ void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t st
   pending_step_ = step;
   if (comms_.dp.rank() != 0) return;  // one writer per tp slice of each pipeline stage
   const std::string root = checkpoint_root();
-  const auto write = [root, cfg, table_hash](CheckpointView ck) {
+  const auto write = [root, cfg, table_hash, manifest = manifest_](CheckpointView ck) {
+    ck.manifest = manifest;
     const double t0 = comm::wall_time();
     Written w;
     try {
@@ -135,7 +136,7 @@ void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t st
   };
   if (!async) {
     std::promise<Written> done;
-    done.set_value(write({step, consumed_samples, adam_t, params, m, v}));
+    done.set_value(write({step, consumed_samples, adam_t, params, m, v, {}}));
     pending_ = done.get_future();
     return;
   }
@@ -154,7 +155,8 @@ void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t st
   }
   const std::span<const float> all(snapshot_.get(), total);
   const CheckpointView ck{step, consumed_samples, adam_t, all.subspan(0, params.size()),
-                          all.subspan(params.size(), m.size()), all.subspan(params.size() + m.size(), v.size())};
+                          all.subspan(params.size(), m.size()), all.subspan(params.size() + m.size(), v.size()),
+                          {}};
   pending_ = std::async(std::launch::async, [write, ck] {
     // Below the training threads: on a node without a spare core the writer takes what they
     // leave (the kernel's writeback does the rest).

@@ -57,6 +57,8 @@ class RunDirectory {
     std::string error;          // its message, on that rank
     double write_seconds = 0;   // this rank's write (0 on ranks that do not write)
   };
+  // tensors.json of this rank's shard, written with each of its checkpoints (tensor_manifest).
+  void set_manifest(std::string manifest) { manifest_ = std::move(manifest); }
   void begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples, int64_t adam_t,
                   std::span<const float> params, std::span<const float> m, std::span<const float> v, bool async);
   // On every rank (the ranks that do not write have a save pending too: finish_save is collective).
@@ -77,6 +79,7 @@ class RunDirectory {
   std::optional<std::string> resume_from_;
   std::optional<SavedRun> reshard_from_;
   std::string resume_note_;
+  std::string manifest_;
   struct Written {
     std::string dir, error;
     double seconds = 0;

@@ -271,6 +271,7 @@ void Trainer::setup_model() {
   first_step_ = step_;
   run_dir_.check_space(12 * n_params_ + (1 << 16));  // state.bin: parameters, Adam m and v, header
   if (cfg_.checkpoint.async) run_dir_.reserve_snapshot(size_t(3 * n_params_), omp_get_max_threads());
+  if (comms_.dp.rank() == 0) run_dir_.set_manifest(tensor_manifest(cfg_, comms_.pp.rank(), comms_.tp.rank()));
   tokens_per_step_ = double(cfg_.train.global_batch) * double(T_);
   flops_per_token_ = train_flops_per_token(cfg_.model, T_);
 }

@@ -9,6 +9,8 @@
 #   serial -> tp2, pp2, tp2 x pp2 x dp2 with ZeRO-1;   tp2 -> serial, pp2 x v2, dp2 with ZeRO-1;
 #   pp2 -> tp2, pp4, tp2 x dp2;                         dp2 with ZeRO-1 -> tp2 x pp2, pp2 x v2, serial;
 #   tp2 x pp2 x dp2 -> serial, pp4, tp2 x dp2;          interleaved pp2 x v2 -> serial, tp2, pp4.
+# Every saved step's tensors.json (one per shard) must describe the model exactly
+# (tests/ckpt/manifest_check.py), and a manifest with one range moved must be caught.
 # At most 8 ranks, 1 thread each (under 2 minutes on 2 cores at 20 steps).
 set -euo pipefail
 hokusai=$1; config=$2; work=$3; steps=${4:-20}
@@ -54,6 +56,9 @@ for save in serial tp2 pp2 dp2z tp2pp2dp2 pp2v2; do
     pp2) resumes="tp2 pp4 tp2dp2" ;;
   esac
   run "$save" "$work/$save"
+  # shellcheck disable=SC2046
+  python3 "$(dirname "$0")/../ckpt/manifest_check.py" $(find "$work/$save" -type d -name step_00000003 | sort) ||
+    fail "$save: the tensor manifests do not describe the model"
   for r in $resumes; do
     dir=$work/$save-to-$r
     cp -r "$work/$save" "$dir"
@@ -76,6 +81,22 @@ for save in serial tp2 pp2 dp2z tp2pp2dp2 pp2v2; do
       NR == 1 { a = $2; b = $4 }'
   done
 done
+# The manifest check can fail: one shard's qkv_w rows moved by one row.
+bad=$work/bad-manifest; mkdir -p "$bad"
+for d in $(find "$work/tp2pp2dp2" -type d -name step_00000003 | sort); do
+  mkdir -p "$bad/$(echo "$d" | md5sum | cut -c1-8)" && cp "$d/tensors.json" "$bad/$(echo "$d" | md5sum | cut -c1-8)/"
+done
+first=$(find "$bad" -name tensors.json | sort | head -1)
+python3 - "$first" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+t = next(t for t in m["tensors"] if t["name"].endswith("qkv_w"))
+t["rows"][0] = [t["rows"][0][0] + 1, t["rows"][0][1] + 1]
+json.dump(m, open(sys.argv[1], "w"))
+PY
+# shellcheck disable=SC2046
+python3 "$(dirname "$0")/../ckpt/manifest_check.py" $(find "$bad" -mindepth 1 -maxdepth 1 -type d | sort) > /dev/null 2>&1 &&
+  fail "manifest_check.py accepted a manifest with a moved range"
 # A checkpoint of another model is refused with one line.
 cp -r "$work/serial" "$work/other"
 mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS=1 "$hokusai" train "$config" "${common[@]}" --set model.layers=2 \

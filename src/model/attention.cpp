@@ -108,3 +108,151 @@ template void attention_backward<double>(const kernels::GemmContext&, double*, c
                                          const double*, int64_t, int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace hokusai::model
+
+namespace hokusai::model {
+
+namespace {
+
+// The rows of one query tile and their running softmax: S (rows x keys) of the tile against the
+// current key tile, the running max m and sum l per row.
+template <typename T>
+struct FlashTile {
+  std::vector<T> s, dp, m, l;
+  explicit FlashTile(const FlashTiles& t)
+      : s(size_t(t.q * t.k)), dp(size_t(t.q * t.k)), m(size_t(t.q)), l(size_t(t.q)) {}
+};
+
+}  // namespace
+
+template <typename T>
+void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
+                             int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles) {
+  const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
+  const int64_t BQ = tiles.q, BK = tiles.k, nqt = (Tn + BQ - 1) / BQ;
+  const T scale = T(1) / std::sqrt(T(HS));
+#pragma omp parallel
+  {
+    kernels::GemmWorkspace ws;
+    const kernels::GemmContext one = serial(ctx, &ws);
+    FlashTile<T> f(tiles);
+#pragma omp for collapse(3) schedule(dynamic)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < NH; ++h)
+        for (int64_t qt = 0; qt < nqt; ++qt) {
+          const int64_t q0 = qt * BQ, nq = std::min(BQ, Tn - q0);
+          const T* q = qkv + (b * Tn + q0) * W + h * HS;
+          const T* kbase = qkv + b * Tn * W + (NH + h / group) * HS;
+          const T* vbase = kbase + KV * HS;
+          T* o = out + (b * Tn + q0) * C + h * HS;
+          for (int64_t i = 0; i < nq; ++i) {
+            f.m[i] = -INFINITY, f.l[i] = T(0);
+            std::fill_n(o + i * C, HS, T(0));
+          }
+          for (int64_t k0 = 0; k0 < q0 + nq; k0 += BK) {  // causal: keys up to the tile's last query
+            const int64_t nk = std::min(BK, q0 + nq - k0);
+            kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
+            for (int64_t i = 0; i < nq; ++i) {  // online softmax: rescale what the row has so far
+              const int64_t valid = std::min(nk, q0 + i - k0 + 1);  // keys k0 .. q0+i
+              T* row = f.s.data() + i * BK;
+              if (valid <= 0) {
+                std::fill_n(row, nk, T(0));
+                continue;
+              }
+              T mx = f.m[i];
+              for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, row[j]);
+              const T alpha = std::exp(f.m[i] - mx);  // 0 for the first tile (m = -inf)
+              T sum = 0;
+              for (int64_t j = 0; j < valid; ++j) sum += (row[j] = std::exp(row[j] - mx));
+              std::fill(row + valid, row + nk, T(0));
+              f.l[i] = f.l[i] * alpha + sum;
+              f.m[i] = mx;
+              if (alpha != T(1))
+                for (int64_t d = 0; d < HS; ++d) o[i * C + d] *= alpha;
+            }
+            kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.s.data(), BK, vbase + k0 * W, W, T(1), o, C);
+          }
+          for (int64_t i = 0; i < nq; ++i) {
+            const T inv = T(1) / f.l[i];
+            for (int64_t d = 0; d < HS; ++d) o[i * C + d] *= inv;
+            lse[(b * NH + h) * Tn + q0 + i] = f.m[i] + std::log(f.l[i]);
+          }
+        }
+  }
+}
+
+template <typename T>
+void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
+                              const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
+                              FlashTiles tiles) {
+  const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
+  const int64_t BQ = tiles.q, BK = tiles.k;
+  const T scale = T(1) / std::sqrt(T(HS));
+#pragma omp parallel
+  {
+    kernels::GemmWorkspace ws;
+    const kernels::GemmContext one = serial(ctx, &ws);
+    FlashTile<T> f(tiles);
+    std::vector<T> delta(static_cast<size_t>(Tn));  // D_t = dO_t · O_t
+    // One task per (batch, key/value head), as the GEMM path: the group's query heads add into
+    // the same dK and dV, one after the other.
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t g = 0; g < KV; ++g) {
+        const T* kbase = qkv + b * Tn * W + (NH + g) * HS;
+        const T* vbase = kbase + KV * HS;
+        T* dkbase = dqkv + b * Tn * W + (NH + g) * HS;
+        T* dvbase = dkbase + KV * HS;
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+          const T* dy = dout + b * Tn * C + h * HS;
+          const T* y = out + b * Tn * C + h * HS;
+          const T* ls = lse + (b * NH + h) * Tn;
+          for (int64_t t = 0; t < Tn; ++t) {
+            T dot = 0;
+            for (int64_t d = 0; d < HS; ++d) dot += dy[t * C + d] * y[t * C + d];
+            delta[t] = dot;
+          }
+          for (int64_t q0 = 0; q0 < Tn; q0 += BQ) {
+            const int64_t nq = std::min(BQ, Tn - q0);
+            const T* q = qkv + (b * Tn + q0) * W + h * HS;
+            T* dq = dqkv + (b * Tn + q0) * W + h * HS;
+            const T* dyq = dy + q0 * C;
+            for (int64_t k0 = 0; k0 < q0 + nq; k0 += BK) {
+              const int64_t nk = std::min(BK, q0 + nq - k0);
+              // P from the saved log-sum-exp (0 above the diagonal).
+              kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
+              for (int64_t i = 0; i < nq; ++i) {
+                const int64_t valid = std::clamp<int64_t>(q0 + i - k0 + 1, 0, nk);
+                T* row = f.s.data() + i * BK;
+                for (int64_t j = 0; j < valid; ++j) row[j] = std::exp(row[j] - ls[q0 + i]);
+                std::fill(row + valid, row + nk, T(0));
+              }
+              // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
+              kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.s.data(), BK, dyq, C, T(1), dvbase + k0 * W, W);
+              kernels::gemm(one, Op::N, Op::T, nq, nk, HS, T(1), dyq, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
+              for (int64_t i = 0; i < nq; ++i) {
+                const T* p = f.s.data() + i * BK;
+                T* d = f.dp.data() + i * BK;
+                const T di = delta[q0 + i];
+                for (int64_t j = 0; j < nk; ++j) d[j] = p[j] * (d[j] - di) * scale;
+              }
+              kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, T(1), dq, W);
+              kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.dp.data(), BK, q, W, T(1), dkbase + k0 * W, W);
+            }
+          }
+        }
+      }
+  }
+}
+
+template void flash_attention_forward<float>(const kernels::GemmContext&, float*, float*, const float*, int64_t,
+                                             int64_t, int64_t, int64_t, int64_t, FlashTiles);
+template void flash_attention_forward<double>(const kernels::GemmContext&, double*, double*, const double*, int64_t,
+                                              int64_t, int64_t, int64_t, int64_t, FlashTiles);
+template void flash_attention_backward<float>(const kernels::GemmContext&, float*, const float*, const float*,
+                                              const float*, const float*, int64_t, int64_t, int64_t, int64_t,
+                                              int64_t, FlashTiles);
+template void flash_attention_backward<double>(const kernels::GemmContext&, double*, const double*, const double*,
+                                               const double*, const double*, int64_t, int64_t, int64_t, int64_t,
+                                               int64_t, FlashTiles);
+
+}  // namespace hokusai::model

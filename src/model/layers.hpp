@@ -57,4 +57,24 @@ template <typename T>
 void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* probs, const T* qkv,
                         int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS);
 
+// Fused causal attention, flash-style: per (batch, head, query tile) the scores against one key
+// tile at a time (GEMM), an online softmax (running max and sum per row, the output rescaled as
+// the max grows), and P·V added into the output; only the log-sum-exp per row is saved
+// (lse: B x NH x T), never the T x T probabilities, so memory per layer is O(T). Backward
+// recomputes each tile's probabilities from lse, with D = rowsum(dO ⊙ O) from the saved output,
+// in one task per (batch, key/value head) like the GEMM path. Same layouts and results (to
+// rounding) as attention_forward/backward, which stay as the reference.
+struct FlashTiles {
+  int64_t q = 64;   // query rows per tile
+  int64_t k = 128;  // keys per tile
+};
+template <typename T>
+void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
+                             int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {});
+// dqkv += gradient; `out` and `lse` are the forward's.
+template <typename T>
+void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
+                              const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
+                              FlashTiles tiles = {});
+
 }  // namespace hokusai::model

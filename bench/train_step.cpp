@@ -1,7 +1,8 @@
-// Training-step throughput of a config with each GEMM backend, side by side in one run:
-// tokens/s, ms/step (median of the timed steps) and MFU against the probed fp32 peak.
+// Training-step throughput of a config with each GEMM backend and attention kind, side by side in
+// one run: tokens/s, ms/step (median of the timed steps), MFU against the probed fp32 peak and the
+// activation memory the model allocates.
 //   build/release/bench/bench_train_step configs/gpt2-124m.yaml [--steps 6] [--warmup 2]
-//       [--backends openblas,onednn] [--threads 2] [--csv]
+//       [--backends openblas,onednn] [--attention flash,gemm] [--threads 2] [--csv]
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
@@ -20,7 +21,7 @@ using namespace hokusai;
 
 int main(int argc, char** argv) {
   CLI::App app{"hokusai training-step benchmark"};
-  std::string config_path, backends = "openblas,onednn";
+  std::string config_path, backends = "openblas,onednn", attentions = "flash";
   std::vector<std::string> sets;
   int steps = 6, warmup = 2, threads = 0;
   bool csv = false;
@@ -29,8 +30,10 @@ int main(int argc, char** argv) {
   app.add_option("--steps", steps, "Timed steps per backend")->capture_default_str();
   app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str();
   app.add_option("--backends", backends, "Comma-separated GEMM backends")->capture_default_str();
+  app.add_option("--attention", attentions, "Comma-separated attention kinds (flash, gemm)")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
-  app.add_flag("--csv", csv, "One CSV row per backend: backend,threads,tokens_per_s,step_ms,mfu");
+  app.add_flag("--csv", csv,
+               "One CSV row per run: backend,attention,threads,tokens_per_s,step_ms,mfu,activation_mib");
   CLI11_PARSE(app, argc, argv);
   try {
     Config cfg = load_config(config_path);
@@ -47,22 +50,26 @@ int main(int argc, char** argv) {
     std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
     for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 7919 % 257), targets[i] = int32_t((i + 1) * 7919 % 257);
     if (csv)
-      std::printf("backend,threads,tokens_per_s,step_ms,mfu\n");
+      std::printf("backend,attention,threads,tokens_per_s,step_ms,mfu,activation_mib\n");
     else
       std::printf("%s: %s L=%lld C=%lld, micro-batch %lld x %lld, %d threads, peak %.1f GFLOP/s "
                   "(%s probe: %.1f per core; %.1f measured on all threads together)\n",
                   config_path.c_str(), std::string(name_of(cfg.model.family)).c_str(), (long long)dims.L, (long long)dims.C,
                   (long long)B, (long long)T, threads, peak.peak_gflops(), peak.isa.c_str(), peak.per_core_gflops,
                   peak.all_gflops);
+    std::vector<std::pair<std::string, Attention>> runs;
     std::stringstream list(backends);
-    std::string name;
-    while (std::getline(list, name, ',')) {
+    for (std::string b; std::getline(list, b, ',');) {
+      std::stringstream kinds(attentions);
+      for (std::string a; std::getline(kinds, a, ',');) runs.emplace_back(b, parse_name<Attention>(a));
+    }
+    for (const auto& [name, attention] : runs) {
       ComputeContext ctx;
       kernels::GemmWorkspace ws;
       ctx.gemm.backend = parse_name<kernels::GemmBackend>(name);
       ctx.gemm.threads = threads;
       ctx.gemm.workspace = &ws;
-      Model<float> model(dims, B, T);
+      Model<float> model(dims, B, T, 1, Recompute::none, attention);
       model.init(cfg.train.seed);
       AdamW adam(model.table(), cfg.optimizer);
       std::vector<double> ms;
@@ -80,11 +87,14 @@ int main(int argc, char** argv) {
       const double med = ms[ms.size() / 2];
       const double tok_s = double(B * T) / (med / 1e3);
       const double mfu = flops_per_token * tok_s / (peak.peak_gflops() * 1e9);
+      const double act_mib = double(model.activation_bytes()) / double(1 << 20);
+      const std::string att(name_of(attention));
       if (csv)
-        std::printf("%s,%d,%.1f,%.2f,%.4f\n", name.c_str(), threads, tok_s, med, mfu);
+        std::printf("%s,%s,%d,%.1f,%.2f,%.4f,%.1f\n", name.c_str(), att.c_str(), threads, tok_s, med, mfu, act_mib);
       else
-        std::printf("  %-9s %9.1f tokens/s  %8.1f ms/step (median of %d)  MFU %5.1f%%  (%.1f GFLOP/s)\n", name.c_str(),
-                    tok_s, med, steps, 100 * mfu, flops_per_token * tok_s / 1e9);
+        std::printf("  %-9s %-6s %9.1f tokens/s  %8.1f ms/step (median of %d)  MFU %5.1f%%  (%.1f GFLOP/s)  "
+                    "activations %.0f MiB\n",
+                    name.c_str(), att.c_str(), tok_s, med, steps, 100 * mfu, flops_per_token * tok_s / 1e9, act_mib);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train_step: %s\n", e.what());

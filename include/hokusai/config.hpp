@@ -26,6 +26,13 @@ enum class Family { gpt2, llama };
 //   full      only each block's input; backward re-runs the block's forward first.
 enum class Recompute { none, selective, full };
 
+// kernels.attention: how causal self-attention is computed.
+//   gemm   per (batch, head) the whole T x T scores through the GEMM, the probabilities saved
+//          for backward (B x heads x T x T per layer): the reference;
+//   flash  fused: key tiles against query tiles with an online softmax, only the log-sum-exp
+//          saved (B x heads x T), probabilities recomputed tile by tile in backward.
+enum class Attention { gemm, flash };
+
 enum class Decay { cosine, linear, constant };  // schedule.decay
 
 enum class TokenizerKind { byte, sentencepiece };  // data.tokenizer
@@ -38,6 +45,11 @@ template <>
 struct Names<Family> {
   static constexpr std::array<std::pair<Family, std::string_view>, 2> table = {
       {{Family::gpt2, "gpt2"}, {Family::llama, "llama"}}};
+};
+template <>
+struct Names<Attention> {
+  static constexpr std::array<std::pair<Attention, std::string_view>, 2> table = {
+      {{Attention::gemm, "gemm"}, {Attention::flash, "flash"}}};
 };
 template <>
 struct Names<Recompute> {
@@ -149,6 +161,7 @@ struct LoggingConfig {
 
 struct KernelsConfig {
   kernels::GemmBackend gemm = kernels::GemmBackend::native;  // native is ours
+  Attention attention = Attention::flash;  // fused (O(T) memory) or the GEMM reference
   int threads = 0;                // OpenMP threads; 0 = OMP_NUM_THREADS or all cores
   double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
 };

@@ -167,7 +167,10 @@ struct Scratch;
 template <typename T>
 class Model {
  public:
-  Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots = 1, Recompute recompute = Recompute::none);
+  // attention: flash (fused, saves B*NH*T log-sum-exps per layer) or gemm (saves B*NH*T*T
+  // probabilities; the reference).
+  Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots = 1, Recompute recompute = Recompute::none,
+        Attention attention = Attention::gemm);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -211,6 +214,7 @@ class Model {
   const T* input_grad() const { return input_grad_; }
   int slots() const { return n_slots_; }
   Recompute recompute() const { return recompute_; }
+  Attention attention() const { return attention_; }
   // Gradient-arena range of the embeddings (a tied wte copy on the last stage included).
   comm::Range embedding_range() const { return embedding_range_; }
   // Bytes of saved activations and gradient scratch allocated for (max_B, max_T).
@@ -222,6 +226,7 @@ class Model {
   std::vector<T> params_, grads_;
   ModelViews<T> p_, g_;
   Recompute recompute_;
+  Attention attention_ = Attention::gemm;
   std::vector<Activations<T>> slots_;
   std::unique_ptr<Scratch<T>> scratch_;
   const T* input_grad_ = nullptr;

@@ -283,6 +283,10 @@ std::vector<Field> make_registry() {
       field_of("kernels.gemm", &C::kernels, &KernelsConfig::gemm,
            "GEMM backend: native (ours: AVX-512/AVX2/SVE/generic microkernels, HOKUSAI_GEMM_ISA "
            "forces one), openblas, onednn (peers, where the build has them) or reference (scalar)"),
+      field_of("kernels.attention", &C::kernels, &KernelsConfig::attention,
+           "Causal attention: flash (fused: query tiles against key tiles with an online softmax, the "
+           "log-sum-exp saved, O(T) memory per layer) or gemm (the whole T x T scores through the GEMM, "
+           "the B*heads*T*T probabilities saved: the reference)"),
       field_of("kernels.threads", &C::kernels, &KernelsConfig::threads,
            "OpenMP threads per rank; 0 = OMP_NUM_THREADS, else the cores it may use, divided among the ranks of its node that share them"),
       field_of("kernels.peak_gflops", &C::kernels, &KernelsConfig::peak_gflops,

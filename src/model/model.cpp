@@ -16,13 +16,15 @@ using model::linear_backward;
 using model::linear_forward;
 
 // Saved-for-backward tensors of one block, sized for (max_B, max_T). What is allocated depends
-// on the recomputation mode: everything (none), all but probs and atty (selective), only out
-// (full); the rest lives in Scratch and is recomputed in backward.
+// on the recomputation mode: everything (none), all but probs/lse and atty (selective), only out
+// (full); the rest lives in Scratch and is recomputed in backward. The attention keeps probs
+// (gemm) or lse (flash).
 template <typename T>
 struct BlockActs {
   std::vector<T> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
   std::vector<T> qkv;                      // (N, (NH+2*KV)*HS), after rotary for llama
-  std::vector<T> probs;                    // (B, NH, T, T)
+  std::vector<T> probs;                    // (B, NH, T, T)  gemm attention
+  std::vector<T> lse;                      // (B, NH, T)     flash attention: log-sum-exp per row
   std::vector<T> atty;                     // (N, NH*HS)
   std::vector<T> resid2;                   // (N,C)  x + attention branch
   std::vector<T> ln2, ln2_mean, ln2_rstd;  // (N,C), (N), (N)
@@ -69,8 +71,18 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
 
 // `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
 // selective recomputation.
+// The attention of one block: atty (and probs or lse) in `at` from a.qkv.
 template <typename T>
-void block_forward(const ComputeContext& ctx, BlockActs<T>& a, BlockActs<T>& at, const T* x,
+void attention_forward(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a, BlockActs<T>& at,
+                       const ModelDims& d, int64_t B, int64_t Tn) {
+  if (kind == Attention::flash)
+    model::flash_attention_forward(ctx.gemm, at.atty.data(), at.lse.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+  else
+    model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+}
+
+template <typename T>
+void block_forward(const ComputeContext& ctx, Attention kind, BlockActs<T>& a, BlockActs<T>& at, const T* x,
                    const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
   const bool gpt2 = d.family == Family::gpt2;
@@ -81,7 +93,7 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, BlockActs<T>& at,
     k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, N, C, d.eps);
   linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
-  model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+  attention_forward(ctx, kind, a, at, d, B, Tn);
   model::row_parallel_linear_forward(ctx.gemm, tp, a.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, N, A, C);
   k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
   if (gpt2)
@@ -101,7 +113,7 @@ void block_forward(const ComputeContext& ctx, BlockActs<T>& a, BlockActs<T>& at,
 
 // dx += d(block)/dx · dout, and the block's parameter gradients into g.
 template <typename T>
-void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, const BlockActs<T>& a,
+void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T* dx, T* dout, const BlockActs<T>& a,
                     const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
                     const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
@@ -136,8 +148,12 @@ void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, co
   linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), at.atty.data(),
                   p.proj_w, N, A, C);
   zero(s.dqkv, N * QKV);
-  model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
-                            d.KV, d.HS);
+  if (kind == Attention::flash)
+    model::flash_attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.atty.data(), at.lse.data(),
+                                    a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+  else
+    model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
+                              d.KV, d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(),
                                          p.qkv_w, N, C, QKV);
@@ -151,8 +167,12 @@ void block_backward(const ComputeContext& ctx, Scratch<T>& s, T* dx, T* dout, co
 }  // namespace
 
 template <typename T>
-Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute)
-    : dims_(dims), table_(param_table(dims)), recompute_(recompute), scratch_(std::make_unique<Scratch<T>>()) {
+Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute, Attention attention)
+    : dims_(dims),
+      table_(param_table(dims)),
+      recompute_(recompute),
+      attention_(attention),
+      scratch_(std::make_unique<Scratch<T>>()) {
   if (slots < 1) throw std::invalid_argument("Model: slots must be >= 1, got " + std::to_string(slots));
   params_.assign(size_t(arena_size(table_)), T(0));
   grads_.assign(params_.size(), T(0));
@@ -170,13 +190,16 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
     layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
-  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F, P = max_B * dims.NH * max_T * max_T;
+  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
+  // What the attention keeps for backward: the probabilities (gemm) or one log-sum-exp per row.
+  const int64_t P = attention == Attention::gemm ? max_B * dims.NH * max_T * max_T : 0;
+  const int64_t LSE = attention == Attention::flash ? max_B * dims.NH * max_T : 0;
   const auto sized = [this](int64_t n) {
     activation_bytes_ += n * int64_t(sizeof(T));
     return std::vector<T>(size_t(n));
   };
-  // keep: every tensor (none, or the recomputation scratch); attention: probs and atty too.
-  const auto block = [&](bool keep, bool attention) {
+  // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and atty.
+  const auto block = [&](bool keep, bool keep_attention) {
     BlockActs<T> b;
     if (keep) {
       b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
@@ -185,7 +208,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
       b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
       b.fch = sized(N * FC), b.fch_act = sized(N * F);
     }
-    if (attention) b.probs = sized(P), b.atty = sized(N * A);
+    if (keep_attention) b.probs = sized(P), b.lse = sized(LSE), b.atty = sized(N * A);
     b.out = sized(N * C);
     return b;
   };
@@ -206,7 +229,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
   if (recompute == Recompute::full) s.re = block(true, true);
-  if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.atty = sized(N * A);
+  if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
   max_N_ = N;
   max_T_ = max_T;
 }
@@ -278,7 +301,8 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
-    block_forward(ctx, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[size_t(l0 + j)], d, B, Tn);
+    block_forward(ctx, attention_, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[size_t(l0 + j)],
+                  d, B, Tn);
     if (recompute_ == Recompute::full) std::copy_n(a.out.data(), N * C, s.blocks[size_t(j)].out.data());
     x = s.blocks[size_t(j)].out.data();
   }
@@ -345,14 +369,13 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data();
     const BlockActs<T>* a = &s.blocks[size_t(j)];
     if (recompute_ == Recompute::full) {  // re-run the block: every tensor lands in the scratch
-      block_forward(ctx, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
+      block_forward(ctx, attention_, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
       a = &sc.re;
     } else if (recompute_ == Recompute::selective) {
-      model::attention_forward(ctx.gemm, sc.re.atty.data(), sc.re.probs.data(), a->qkv.data(), B, Tn, d.NH, d.KV,
-                               d.HS);
+      attention_forward(ctx, attention_, *a, sc.re, d, B, Tn);
     }
     std::fill_n(dx, N * C, T(0));
-    block_backward(ctx, sc, dx, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l],
+    block_backward(ctx, attention_, sc, dx, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l],
                    g_.layers[l], d, B, Tn);
     std::swap(dx, dout);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);

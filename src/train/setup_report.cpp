@@ -69,10 +69,11 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
                                                         .dp_rank_zero = s.comms.dp.rank() == 0});
   const double mb = 1.0 / (1 << 20);
   lg.info("memory (rank {}): parameters {:.1f} MiB, gradients {:.1f} MiB, optimizer state {:.1f} MiB{}, "
-          "activations and scratch {:.1f} MiB ({} micro-batch slot(s), recompute {}), communication buffers "
+          "activations and scratch {:.1f} MiB ({} micro-batch slot(s), recompute {}, {} attention), communication buffers "
           "{:.1f} MiB, total {:.1f} MiB{}",
           s.comms.world.rank(), mem.params * mb, mem.grads * mb, mem.optimizer * mb,
           s.sync.zero1() ? " (ZeRO-1 shard)" : "", mem.activations * mb, s.model.slots(), name_of(s.model.recompute()),
+          name_of(s.model.attention()),
           mem.comm * mb, mem.steady() * mb,
           mem.checkpoint_gather > 0
               ? fmt::format(", {:.1f} MiB at a checkpoint (ZeRO-1 Adam state gathered here)", mem.peak() * mb)

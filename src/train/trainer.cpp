@@ -224,7 +224,7 @@ void Trainer::setup_model() {
   check_memory(dims);
   try {
     model_ = std::make_unique<Model<float>>(dims, B_, T_, parallel::Pipeline::slots(pp, stage, accum_, dims.chunks),
-                                            recompute);
+                                            recompute, cfg_.kernels.attention);
   } catch (const std::bad_alloc&) {
     throw std::runtime_error(fmt::format("memory: allocating the model of rank {} (its parameters, gradients and "
                                          "activations) failed: add tensor or pipeline ranks, recompute activations "

@@ -31,16 +31,17 @@ struct Case {
   std::string family;
   bool tied;
   int kv_heads = 0;
+  Attention attention = Attention::gemm;
 };
 
 class ModelGrad : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelGrad, MatchesFiniteDifferences) {
-  const auto [family, tied, kv_heads] = GetParam();
+  const auto [family, tied, kv_heads, attention] = GetParam();
   const ModelConfig cfg = tiny(family, tied, kv_heads);
   const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
   const int64_t B = 2, T = 5;
-  Model<double> model(d, B, T);
+  Model<double> model(d, B, T, 1, Recompute::none, attention);
   model.init(42);
   // Biases and norm gains start at 0/1; perturb them so their gradients are generic.
   for (const auto& s : model.table())
@@ -72,10 +73,13 @@ TEST_P(ModelGrad, MatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ModelGrad,
                          ::testing::Values(Case{"gpt2", true}, Case{"gpt2", false}, Case{"llama", true},
-                                           Case{"llama", false}, Case{"llama", false, 2}, Case{"llama", true, 1}),
+                                           Case{"llama", false}, Case{"llama", false, 2}, Case{"llama", true, 1},
+                                           Case{"gpt2", true, 0, Attention::flash},
+                                           Case{"llama", false, 2, Attention::flash}),
                          [](const auto& info) {
                            return info.param.family + (info.param.tied ? "_tied" : "_untied") +
-                                  (info.param.kv_heads ? "_kv" + std::to_string(info.param.kv_heads) : "");
+                                  (info.param.kv_heads ? "_kv" + std::to_string(info.param.kv_heads) : "") +
+                                  (info.param.attention == Attention::flash ? "_flash" : "");
                          });
 
 // The float model (the training path, OpenBLAS GEMM) agrees with the double model.

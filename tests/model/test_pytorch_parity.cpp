@@ -67,12 +67,12 @@ struct Result {
 // runs forward and backward, and measures each output against the reference. `perturb` may
 // change the parameters first (the negative control).
 Result run(const safetensors::Reader& f, Recompute recompute,
-           const std::function<void(Model<float>&)>& perturb = nullptr) {
+           const std::function<void(Model<float>&)>& perturb = nullptr, Attention attention = Attention::gemm) {
   const ModelConfig cfg = config_of(f);
   const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
   const int64_t B = std::stoll(f.metadata().at("batch")), T = std::stoll(f.metadata().at("seq_len"));
   const int64_t V = cfg.vocab_size;
-  Model<float> model(d, B, T, 1, recompute);
+  Model<float> model(d, B, T, 1, recompute, attention);
   for (const TensorSpec& s : model.table()) {
     std::fill_n(model.params().data() + s.offset, s.numel, 0.0f);
     const bool vocab_rows = s.name == "wte" || s.name == "lm_head";
@@ -121,16 +121,18 @@ class PytorchParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PytorchParity, LossLogitsAndGradientsMatchEveryRecomputeMode) {
   const safetensors::Reader f(fixture(GetParam()).string());
-  for (const Recompute rc : {Recompute::none, Recompute::selective, Recompute::full}) {
-    const Result r = run(f, rc);
-    std::printf("%s, recompute %s: relative error loss %.1e, logits %.1e, worst gradient %.1e (%s)\n",
-                GetParam().c_str(), std::string(name_of(rc)).c_str(), r.loss_err, r.logits_err, r.worst_grad_err,
-                r.worst_grad.c_str());
-    EXPECT_LT(r.loss_err, kLossTol) << "recompute " << name_of(rc);
-    EXPECT_LT(r.logits_err, kLogitsTol) << "recompute " << name_of(rc);
-    EXPECT_LT(r.worst_grad_err, kGradTol) << "recompute " << name_of(rc) << ": worst gradient " << r.worst_grad;
-    EXPECT_TRUE(matches(r));
-  }
+  for (const Attention at : {Attention::gemm, Attention::flash})
+    for (const Recompute rc : {Recompute::none, Recompute::selective, Recompute::full}) {
+      const Result r = run(f, rc, nullptr, at);
+      std::printf("%s, %s attention, recompute %s: relative error loss %.1e, logits %.1e, worst gradient %.1e (%s)\n",
+                  GetParam().c_str(), std::string(name_of(at)).c_str(), std::string(name_of(rc)).c_str(), r.loss_err,
+                  r.logits_err, r.worst_grad_err, r.worst_grad.c_str());
+      const std::string what = std::string(name_of(at)) + " attention, recompute " + std::string(name_of(rc));
+      EXPECT_LT(r.loss_err, kLossTol) << what;
+      EXPECT_LT(r.logits_err, kLogitsTol) << what;
+      EXPECT_LT(r.worst_grad_err, kGradTol) << what << ": worst gradient " << r.worst_grad;
+      EXPECT_TRUE(matches(r));
+    }
 }
 
 // The comparison above must be able to fail: swap the first two rows of a layer's fused QKV

@@ -127,6 +127,7 @@ struct FlashTile {
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
                              int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles) {
+  if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
   const int64_t BQ = tiles.q, BK = tiles.k, nqt = (Tn + BQ - 1) / BQ;
   const T scale = T(1) / std::sqrt(T(HS));
@@ -184,6 +185,7 @@ template <typename T>
 void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
                               const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
                               FlashTiles tiles) {
+  if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
   const int64_t BQ = tiles.q, BK = tiles.k;
   const T scale = T(1) / std::sqrt(T(HS));

@@ -84,7 +84,8 @@ TEST(FlashAttention, MatchesTheReferenceAroundTileEdges) {
         check_flash<double>(NH, KV, T_, tiles, 1e-12);
         check_flash<float>(NH, KV, T_, tiles, 1e-5);
       }
-  check_flash<float>(4, 4, 300, model::FlashTiles{}, 1e-5);  // the default tiles, several of each
+  check_flash<float>(4, 4, 300, model::FlashTiles{}, 1e-5);  // the default tiles (128 x 128), several of each
+  check_flash<float>(2, 1, 600, model::FlashTiles{}, 1e-5);  // above 512: 256 x 256
 }
 
 // The comparison can fail: flash attention of inputs with one key changed by 1e-3 (in the second

@@ -1,0 +1,101 @@
+// Causal attention alone, forward + backward, side by side in one run: the GEMM path (the T x T
+// scores through the GEMM, probabilities saved) and flash attention at several tile shapes, per
+// sequence length; milliseconds as the median of the timed repetitions and the bytes each saves
+// for backward.
+//   build/release/bench/bench_attention [--batch 1] [--heads 12] [--kv-heads 12] [--head-size 64]
+//       [--seq 256,1024,2048] [--tiles 64x128,128x256] [--reps 5] [--threads 2]
+#include <CLI/CLI.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+
+#include "model/layers.hpp"
+
+using namespace hokusai;
+
+namespace {
+
+template <typename F>
+double median_ms(int reps, F&& f) {
+  std::vector<double> ms;
+  for (int r = 0; r < reps + 1; ++r) {  // the first is a warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (r > 0) ms.push_back(dt);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+std::vector<int64_t> ints(const std::string& list) {
+  std::vector<int64_t> out;
+  std::stringstream s(list);
+  for (std::string x; std::getline(s, x, ',');) out.push_back(std::stoll(x));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hokusai attention benchmark: GEMM path vs flash"};
+  int64_t B = 1, NH = 12, KV = 0, HS = 64;
+  std::string seqs = "256,1024,2048", tiles = "0x0,128x128,256x256";
+  int reps = 5, threads = 0;
+  app.add_option("--batch", B)->capture_default_str();
+  app.add_option("--heads", NH)->capture_default_str();
+  app.add_option("--kv-heads", KV, "0 = heads");
+  app.add_option("--head-size", HS)->capture_default_str();
+  app.add_option("--seq", seqs, "Sequence lengths")->capture_default_str();
+  app.add_option("--tiles", tiles, "Flash tile shapes QxK (0x0: the default for the length)")->capture_default_str();
+  app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
+  CLI11_PARSE(app, argc, argv);
+  if (KV == 0) KV = NH;
+  if (threads <= 0) threads = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  const kernels::GemmContext ctx{kernels::GemmBackend::native, threads};
+  std::vector<model::FlashTiles> shapes;
+  {
+    std::stringstream s(tiles);
+    for (std::string x; std::getline(s, x, ',');) {
+      const auto at = x.find('x');
+      shapes.push_back({std::stoll(x.substr(0, at)), std::stoll(x.substr(at + 1))});
+    }
+  }
+  std::printf("causal attention fwd+bwd, B=%lld heads=%lld kv_heads=%lld head size %lld, %d threads (median of %d)\n",
+              (long long)B, (long long)NH, (long long)KV, (long long)HS, threads, reps);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  for (const int64_t T : ints(seqs)) {
+    const int64_t W = (NH + 2 * KV) * HS, N = B * T;
+    std::vector<float> qkv(size_t(N * W)), dy(size_t(N * NH * HS)), out(size_t(N * NH * HS)), dqkv(size_t(N * W));
+    for (auto& x : qkv) x = normal(rng);
+    for (auto& x : dy) x = normal(rng);
+    std::vector<float> probs(size_t(B * NH * T * T)), lse(size_t(B * NH * T));
+    const double gemm_ms = median_ms(reps, [&] {
+      model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
+      std::fill(dqkv.begin(), dqkv.end(), 0.0f);
+      model::attention_backward(ctx, dqkv.data(), dy.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
+    });
+    std::printf("  T=%-5lld gemm         %9.2f ms   saves %8.1f MiB (probabilities)\n", (long long)T, gemm_ms,
+                double(probs.size()) * 4 / (1 << 20));
+    for (const auto& t : shapes) {
+      const double ms = median_ms(reps, [&] {
+        model::flash_attention_forward(ctx, out.data(), lse.data(), qkv.data(), B, T, NH, KV, HS, t);
+        std::fill(dqkv.begin(), dqkv.end(), 0.0f);
+        model::flash_attention_backward(ctx, dqkv.data(), dy.data(), out.data(), lse.data(), qkv.data(), B, T, NH,
+                                        KV, HS, t);
+      });
+      const model::FlashTiles used = t.q > 0 ? t : model::FlashTiles::for_length(T);
+      std::printf("  T=%-5lld flash %3lldx%-4lld%s %9.2f ms   saves %8.3f MiB (log-sum-exp)   %.2fx the gemm path\n",
+                  (long long)T, (long long)used.q, (long long)used.k, t.q > 0 ? "" : "*", ms,
+                  double(lse.size()) * 4 / (1 << 20), gemm_ms / ms);
+    }
+  }
+  return 0;
+}

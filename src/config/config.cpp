@@ -73,20 +73,13 @@ std::string describe(const Config& cfg, const std::string& key) {
 }  // namespace
 
 Config load_config(const std::string& path) {
-  Config cfg;
   if (!std::filesystem::is_regular_file(path))
     throw ConfigError("config file '" + path + "' not found (give a path to a YAML file, e.g. configs/tiny.yaml)");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
-  }
-  cfg.source = path;
-  if (root.IsNull()) return cfg;
-  if (!root.IsMap()) throw ConfigError(path + ": expected a map of sections (model:, train:, ...)");
-  load_map(cfg, root, "", path);
-  return cfg;
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) throw ConfigError("config file '" + path + "' cannot be read");
+  return load_config_text(text.str(), path);
 }
 
 Config load_config_text(const std::string& yaml, const std::string& origin) {

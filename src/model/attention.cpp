@@ -111,19 +111,6 @@ template void attention_backward<double>(const kernels::GemmContext&, double*, c
 
 namespace hokusai::model {
 
-namespace {
-
-// The rows of one query tile and their running softmax: S (rows x keys) of the tile against the
-// current key tile, the running max m and sum l per row.
-template <typename T>
-struct FlashTile {
-  std::vector<T> s, dp, m, l;
-  explicit FlashTile(const FlashTiles& t)
-      : s(size_t(t.q * t.k)), dp(size_t(t.q * t.k)), m(size_t(t.q)), l(size_t(t.q)) {}
-};
-
-}  // namespace
-
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
                              int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles) {
@@ -135,7 +122,10 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
   {
     kernels::GemmWorkspace ws;
     const kernels::GemmContext one = serial(ctx, &ws);
-    FlashTile<T> f(tiles);
+    // One query tile's scores against the current key tile, and its running max and sum per row.
+    struct {
+      std::vector<T> s, m, l;
+    } f{std::vector<T>(size_t(BQ * BK)), std::vector<T>(size_t(BQ)), std::vector<T>(size_t(BQ))};
 #pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < NH; ++h)
@@ -193,7 +183,9 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
   {
     kernels::GemmWorkspace ws;
     const kernels::GemmContext one = serial(ctx, &ws);
-    FlashTile<T> f(tiles);
+    struct {  // one tile's probabilities and dP (then dS)
+      std::vector<T> s, dp;
+    } f{std::vector<T>(size_t(BQ * BK)), std::vector<T>(size_t(BQ * BK))};
     std::vector<T> delta(static_cast<size_t>(Tn));  // D_t = dO_t · O_t
     // One task per (batch, key/value head), as the GEMM path: the group's query heads add into
     // the same dK and dV, one after the other.

@@ -219,6 +219,9 @@ class Model {
   comm::Range embedding_range() const { return embedding_range_; }
   // Bytes of saved activations and gradient scratch allocated for (max_B, max_T).
   int64_t activation_bytes() const { return activation_bytes_; }
+  // The same for a model that was never built (the planner): counted, not allocated.
+  static int64_t activation_bytes(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots,
+                                  Recompute recompute, Attention attention);
 
  private:
   ModelDims dims_;

@@ -166,6 +166,63 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
 
 }  // namespace
 
+// What a Model allocates for activations and gradient scratch at (max_B, max_T): the one
+// description, used to allocate (`allocate`) and to count bytes for the planner (vectors left
+// empty). Returns the bytes.
+template <typename T>
+int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute,
+                            Attention attention, bool allocate, std::vector<Activations<T>>& out, Scratch<T>& s) {
+  int64_t bytes = 0;
+  const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
+  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
+  // What the attention keeps for backward: the probabilities (gemm) or one log-sum-exp per row.
+  const int64_t P = attention == Attention::gemm ? max_B * dims.NH * max_T * max_T : 0;
+  const int64_t LSE = attention == Attention::flash ? max_B * dims.NH * max_T : 0;
+  const auto sized = [&](int64_t n) {
+    bytes += n * int64_t(sizeof(T));
+    return allocate ? std::vector<T>(size_t(n)) : std::vector<T>();
+  };
+  // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and atty.
+  const auto block = [&](bool keep, bool keep_attention) {
+    BlockActs<T> b;
+    if (keep) {
+      b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
+      b.qkv = sized(N * QKV);
+      b.resid2 = sized(N * C);
+      b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
+      b.fch = sized(N * FC), b.fch_act = sized(N * F);
+    }
+    if (keep_attention) b.probs = sized(P), b.lse = sized(LSE), b.atty = sized(N * A);
+    b.out = sized(N * C);
+    return b;
+  };
+  out.resize(size_t(slots));
+  for (auto& a : out) {
+    a.encoded = sized(N * C);
+    for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
+      a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none));
+    if (dims.has_head) {
+      a.lnf = sized(N * C), a.lnf_mean = sized(N), a.lnf_rstd = sized(N);
+      a.logits = sized(N * dims.Vl), a.lse = sized(N), a.losses = sized(N);
+    }
+  }
+  s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dresid2 = sized(N * C);
+  s.dbranch = sized(N * C), s.dln = sized(N * C);
+  s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
+  if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
+  if (recompute == Recompute::full) s.re = block(true, true);
+  if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
+  return bytes;
+}
+
+template <typename T>
+int64_t Model<T>::activation_bytes(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots,
+                                   Recompute recompute, Attention attention) {
+  std::vector<Activations<T>> counted;
+  Scratch<T> scratch;
+  return lay_out_activations(dims, max_B, max_T, slots, recompute, attention, false, counted, scratch);
+}
+
 template <typename T>
 Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute, Attention attention)
     : dims_(dims),
@@ -189,48 +246,9 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   for (int64_t l = 0; l < dims.L; ++l)
     layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
-  const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
-  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
-  // What the attention keeps for backward: the probabilities (gemm) or one log-sum-exp per row.
-  const int64_t P = attention == Attention::gemm ? max_B * dims.NH * max_T * max_T : 0;
-  const int64_t LSE = attention == Attention::flash ? max_B * dims.NH * max_T : 0;
-  const auto sized = [this](int64_t n) {
-    activation_bytes_ += n * int64_t(sizeof(T));
-    return std::vector<T>(size_t(n));
-  };
-  // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and atty.
-  const auto block = [&](bool keep, bool keep_attention) {
-    BlockActs<T> b;
-    if (keep) {
-      b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
-      b.qkv = sized(N * QKV);
-      b.resid2 = sized(N * C);
-      b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
-      b.fch = sized(N * FC), b.fch_act = sized(N * F);
-    }
-    if (keep_attention) b.probs = sized(P), b.lse = sized(LSE), b.atty = sized(N * A);
-    b.out = sized(N * C);
-    return b;
-  };
-  slots_.resize(size_t(slots));
+  activation_bytes_ = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, true, slots_, *scratch_);
   n_slots_ = slots;
-  for (auto& s : slots_) {
-    s.encoded = sized(N * C);
-    for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
-      s.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none));
-    if (dims.has_head) {
-      s.lnf = sized(N * C), s.lnf_mean = sized(N), s.lnf_rstd = sized(N);
-      s.logits = sized(N * dims.Vl), s.lse = sized(N), s.losses = sized(N);
-    }
-  }
-  auto& s = *scratch_;
-  s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dresid2 = sized(N * C);
-  s.dbranch = sized(N * C), s.dln = sized(N * C);
-  s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
-  if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
-  if (recompute == Recompute::full) s.re = block(true, true);
-  if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
-  max_N_ = N;
+  max_N_ = max_B * max_T;
   max_T_ = max_T;
 }
 

@@ -4,7 +4,7 @@
 
 namespace hokusai::plan {
 
-double MemoryAccount::peak() const { return steady() + std::max(0.0, checkpoint_gather - dp_scratch); }
+double MemoryAccount::peak() const { return steady() + std::max(0.0, checkpoint_gather - dp_scratch) + snapshot; }
 
 MemoryAccount account_memory(const MemoryInputs& in) {
   MemoryAccount a;
@@ -15,6 +15,8 @@ MemoryAccount account_memory(const MemoryInputs& in) {
   a.dp_scratch = in.dp > 1 ? a.params / in.dp : 0.0;
   a.comm = double(in.pipeline_bytes) + a.dp_scratch;
   if (in.zero1 && in.dp_rank_zero) a.checkpoint_gather = 2.0 * a.params;
+  // The async writer copies the parameters and the whole Adam state (12 bytes a parameter).
+  if (in.async_snapshot && in.dp_rank_zero) a.snapshot = 3.0 * a.params;
   return a;
 }
 

@@ -12,9 +12,11 @@ struct MemoryAccount {
   double params = 0, grads = 0, optimizer = 0, activations = 0;
   double comm = 0;               // pipeline transfer and token buffers, the dp reduction's scratch
   double checkpoint_gather = 0;  // ZeRO-1: the whole Adam state gathered on dp rank 0 at a save
-  double steady() const { return params + grads + optimizer + activations + comm; }
+  double snapshot = 0;           // checkpoint.async: the writer's copy of parameters and Adam state
+  double process = 0;            // code, libraries, MPI, GEMM packing (the machine file's process_mib)
+  double steady() const { return params + grads + optimizer + activations + comm + process; }
   // At a checkpoint the gather buffer replaces the reduction's scratch (the dp scratch is freed
-  // by then): the larger of the two counts.
+  // by then): the larger of the two counts; an async snapshot comes on top.
   double peak() const;
   double dp_scratch = 0;  // part of comm: the reduction's scratch (a ring chunk: arena / dp)
 };
@@ -26,7 +28,8 @@ struct MemoryInputs {
   int64_t pipeline_bytes = 0;    // the pipeline's transfer and token buffers
   int dp = 1;
   bool zero1 = false;
-  bool dp_rank_zero = true;  // gathers the Adam state at a checkpoint (ZeRO-1)
+  bool dp_rank_zero = true;  // gathers the Adam state at a checkpoint (ZeRO-1), writes async snapshots
+  bool async_snapshot = false;  // checkpoint.async
 };
 
 MemoryAccount account_memory(const MemoryInputs& in);

@@ -1,0 +1,457 @@
+#include "plan/cost.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "comm/collectives.hpp"
+#include "comm/grid.hpp"
+#include "comm/placement.hpp"
+#include "comm/torus.hpp"
+#include "hokusai/model.hpp"
+#include "parallel/pipeline.hpp"
+
+namespace hokusai::plan {
+
+namespace {
+
+constexpr double kMiB = 1.0 / (1 << 20), kGiB = 1.0 / (1 << 30);
+
+ModelDims dims_of(const Config& cfg, int stage) {
+  const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
+  const comm::ParallelGrid grid(shape, shape.world(), shape.tp * shape.dp * stage);
+  return ModelDims::from(cfg.model, grid, cfg.parallel.stage_layers,
+                         cfg.parallel.pp > 1 ? cfg.parallel.virtual_stages : 1);
+}
+
+int micro_batches(const Config& cfg) {
+  return cfg.train.global_batch / (cfg.train.micro_batch * cfg.parallel.dp);
+}
+
+// Where a group's ranks sit: inside one node (the intra-node tier) or across nodes.
+const LinkTier& tier(const MachineSpec& m, bool within_node) { return within_node ? m.intra_node : m.inter_node; }
+
+// Allreduce of n bytes over p ranks (Thakur, Rabenseifner & Gropp; ../shared/REFERENCE.md), with
+// the algorithm the comm layer's policy picks. `torus_dims`: extents > 1 of the torus the group
+// forms (torus algorithm: every dimension and both directions at once, capped by injection).
+double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node, const std::vector<int>& torus_dims) {
+  if (p <= 1 || n <= 0) return 0.0;
+  const LinkTier& t = tier(m, within_node);
+  const double a = t.alpha_us * 1e-6, b = 1.0 / (t.bandwidth_gbs * 1e9), g = 1.0 / (t.reduce_gbs * 1e9);
+  const double part = n * double(p - 1) / double(p), lg = std::ceil(std::log2(double(p)));
+  const comm::Layout layout = !within_node && !torus_dims.empty() ? comm::Layout::torus : comm::Layout::flat;
+  switch (comm::choose_allreduce(int64_t(n), p, layout)) {
+    case comm::AllreduceAlgorithm::mpi: return lg * (a + n * b + n * g);
+    case comm::AllreduceAlgorithm::ring: return 2.0 * (p - 1) * a + 2.0 * part * b + part * g;
+    case comm::AllreduceAlgorithm::torus: {
+      double hops = 0;
+      for (int k : torus_dims) hops += k - 1;
+      double bw = 2.0 * double(torus_dims.size()) * t.bandwidth_gbs;
+      if (m.injection_gbs > 0) bw = std::min(bw, m.injection_gbs);
+      return 2.0 * hops * a + 2.0 * part / (bw * 1e9) + part * g;
+    }
+    default: return 2.0 * lg * a + 2.0 * part * b + part * g;  // Rabenseifner (and hierarchical)
+  }
+}
+
+double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
+  const LinkTier& t = tier(m, within_node);
+  return t.alpha_us * 1e-6 + n / (t.bandwidth_gbs * 1e9);
+}
+
+// The GEMMs of one linear (N tokens, IC in, OC out): forward, input gradient, weight gradient.
+double linear_seconds(const MachineSpec& m, int64_t N, int64_t IC, int64_t OC, int threads, bool backward) {
+  if (!backward) return gemm_seconds(m, "NT", N, OC, IC, threads);
+  return gemm_seconds(m, "NN", N, IC, OC, threads) + gemm_seconds(m, "TN", OC, IC, N, threads);
+}
+
+struct LayerTimes {
+  double forward = 0, backward = 0, attention_forward = 0;
+};
+
+LayerTimes layer_seconds(const MachineSpec& m, const ModelDims& d, const Config& cfg, int threads) {
+  const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
+  const int64_t A = d.NH * d.HS, FC = d.family == Family::gpt2 ? d.F : 2 * d.F;
+  const std::string kind(name_of(cfg.kernels.attention));
+  LayerTimes t;
+  const ElementwiseBytes eb = elementwise_bytes(d, N);
+  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, threads);
+  t.forward = linear_seconds(m, N, d.C, d.qkv_rows(), threads, false) + linear_seconds(m, N, A, d.C, threads, false) +
+              linear_seconds(m, N, d.C, FC, threads, false) + linear_seconds(m, N, d.F, d.C, threads, false) +
+              t.attention_forward + op_seconds(m, eb.forward, threads);
+  t.backward = linear_seconds(m, N, d.C, d.qkv_rows(), threads, true) + linear_seconds(m, N, A, d.C, threads, true) +
+               linear_seconds(m, N, d.C, FC, threads, true) + linear_seconds(m, N, d.F, d.C, threads, true) +
+               attention_seconds(m, kind, true, B * d.NH, T, d.HS, threads) + op_seconds(m, eb.backward, threads);
+  return t;
+}
+
+std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes * kGiB); }
+
+}  // namespace
+
+ElementwiseBytes elementwise_bytes(const ModelDims& d, int64_t N) {
+  const double n = double(N), C = double(d.C), F = double(d.F), QKV = double(d.qkv_rows()), A = double(d.NH * d.HS);
+  ElementwiseBytes e;
+  if (d.family == Family::gpt2)  // 2 LayerNorms, 4 biases, 2 residual adds, GELU
+    e.forward = 4.0 * n * (14.0 * C + 2.0 * QKV + 4.0 * F);
+  else  // 2 RMSNorms, 2 residual adds, rotary on q and k, SwiGLU
+    e.forward = 4.0 * n * (10.0 * C + 2.0 * double(d.NH + d.KV) * double(d.HS) + 3.0 * F);
+  // Backward: each op reads its saved input and the output gradient and writes the input gradient
+  // (about twice the forward's traffic), plus the gradient buffers zeroed before accumulation.
+  const double FC = d.family == Family::gpt2 ? F : 2.0 * F;
+  e.backward = 2.0 * e.forward + 4.0 * n * (4.0 * C + F + FC + A + QKV);
+  return e;
+}
+
+Recompute stage_recompute(const Config& cfg, int stage) {
+  const auto& rs = cfg.parallel.recompute_stages;
+  if (rs.empty() || std::find(rs.begin(), rs.end(), stage) != rs.end()) return cfg.parallel.recompute;
+  return Recompute::none;
+}
+
+MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute) {
+  const ModelDims d = dims_of(cfg, stage);
+  const int P = cfg.parallel.pp, dp = cfg.parallel.dp, v = d.chunks;
+  const int64_t n = arena_size(param_table(d)), B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
+  const int slots = parallel::Pipeline::slots(P, stage, micro_batches(cfg), v);
+  // The pipeline's buffers (parallel/pipeline.cpp): the received output gradient and one pending
+  // send of the input gradient (N·C each) where they exist, the slots' tokens and targets.
+  int64_t pipe = 8 * int64_t(slots) * N;
+  if (P > 1 && (stage < P - 1 || v > 1)) pipe += 4 * N * d.C;
+  if (P > 1 && (stage > 0 || v > 1)) pipe += 4 * N * d.C;
+  return account_memory({.params = n,
+                         .optimizer_params = cfg.parallel.zero1 ? (n + dp - 1) / dp : n,
+                         .activation_bytes = Model<float>::activation_bytes(d, B, T, slots, recompute,
+                                                                            cfg.kernels.attention),
+                         .pipeline_bytes = pipe,
+                         .dp = dp,
+                         .zero1 = cfg.parallel.zero1,
+                         .dp_rank_zero = true,
+                         .async_snapshot = cfg.checkpoint.async});
+}
+
+std::string StagePlan::largest_memory_term() const {
+  const std::pair<const char*, double> terms[] = {
+      {"parameters", mem.params}, {"gradients", mem.grads}, {"optimizer state", mem.optimizer},
+      {"activations", mem.activations}, {"communication buffers", mem.comm},
+      {"checkpoint gather", mem.checkpoint_gather}, {"async snapshot", mem.snapshot}};
+  const auto* best = std::max_element(std::begin(terms), std::end(terms),
+                                      [](const auto& a, const auto& b) { return a.second < b.second; });
+  return fmt::format("{} {}", best->first, gib(best->second));
+}
+
+double Plan::peak_bytes() const {
+  double most = 0;
+  for (const StagePlan& s : stages) most = std::max(most, s.mem.peak());
+  return most;
+}
+
+Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
+  Plan p;
+  p.cfg = cfg;
+  const int tp = cfg.parallel.tp, P = cfg.parallel.pp, dp = cfg.parallel.dp, world = tp * P * dp;
+  if (nodes <= 0) nodes = m.max_nodes == 1 ? 1 : std::max(1, world / m.ranks_per_node);
+  if (nodes > m.max_nodes)
+    throw std::invalid_argument(fmt::format("plan: {} nodes but the machine file describes at most {} (max_nodes)",
+                                            nodes, m.max_nodes));
+  if (world % nodes != 0)
+    throw std::invalid_argument(fmt::format("plan: {} ranks (tp {} x pp {} x dp {}) do not divide over {} nodes", world,
+                                            tp, P, dp, nodes));
+  p.nodes = nodes;
+  p.ranks_per_node = world / nodes;
+  p.threads = cfg.kernels.threads > 0 ? cfg.kernels.threads : std::max(1, m.cores_per_node / p.ranks_per_node);
+  p.micro_batches = micro_batches(cfg);
+  p.node_memory_bytes = m.memory_gib / kGiB / p.ranks_per_node;
+  const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
+  const int m_ = p.micro_batches, threads = p.threads;
+  // Groups inside a node: tp ranks are consecutive; a stage's neighbour is tp·dp ranks away; a
+  // dp group spans the nodes unless the whole job fits one node.
+  const bool tp_local = tp <= p.ranks_per_node, pp_local = nodes == 1 || tp * dp < p.ranks_per_node,
+             dp_local = nodes == 1;
+  std::vector<int> dp_torus;
+  const std::string topology = cfg.comm.topology != "flat" ? cfg.comm.topology : m.topology;
+  if (!dp_local && topology != "flat") {
+    comm::Machine mach{world, p.ranks_per_node, comm::Torus::parse(topology), {}};
+    if (mach.torus->nodes() == nodes) {
+      const comm::Placement pl = comm::place({tp, P, dp}, mach);
+      for (int k : pl.dp_torus.dims)
+        if (k > 1) dp_torus.push_back(k);
+    }
+  }
+  double core_seconds = 0;  // the node's work, for the time-sharing bound (one node's ranks)
+  for (int s = 0; s < P; ++s) {
+    StagePlan sp;
+    sp.stage = s;
+    sp.recompute = stage_recompute(cfg, s);
+    sp.mem = stage_memory(cfg, s, sp.recompute);
+    sp.mem.process = m.process_mib / kMiB;
+    const ModelDims d = dims_of(cfg, s);
+    sp.layers = d.L;
+    const LayerTimes lt = layer_seconds(m, d, cfg, threads);
+    sp.forward_s = double(d.L) * lt.forward;
+    sp.backward_s = double(d.L) * lt.backward;
+    if (sp.recompute == Recompute::selective) sp.recompute_s = double(d.L) * lt.attention_forward;
+    if (sp.recompute == Recompute::full) sp.recompute_s = double(d.L) * lt.forward;
+    const double act = 4.0 * double(N * d.C);
+    sp.tp_comm_s = 4.0 * double(d.L) * allreduce_seconds(m, act, tp, tp_local, {});
+    if (d.has_embedding) {
+      sp.forward_s += op_seconds(m, 3.0 * act, threads);
+      sp.backward_s += op_seconds(m, 3.0 * act, threads);
+      sp.tp_comm_s += allreduce_seconds(m, act, tp, tp_local, {});
+    }
+    if (d.has_head) {  // final norm, the output projection, the cross-entropy over this rank's vocabulary
+      sp.forward_s += linear_seconds(m, N, d.C, d.Vl, threads, false) + op_seconds(m, 2.0 * act, threads);
+      sp.backward_s += linear_seconds(m, N, d.C, d.Vl, threads, true) + op_seconds(m, 4.0 * act, threads) +
+                       xent_seconds(m, double(N * d.Vl), threads);
+      sp.tp_comm_s += allreduce_seconds(m, act, tp, tp_local, {}) +
+                      allreduce_seconds(m, 4.0 * double(N), tp, tp_local, {}) +
+                      allreduce_seconds(m, 16.0 * double(N), tp, tp_local, {});
+    }
+    if (P > 1)  // receive the input (forward) and the output's gradient (backward) per chunk
+      sp.pp_transfer_s = double(d.chunks) * 2.0 * p2p_seconds(m, act, pp_local) * (s == 0 || s == P - 1 ? 0.5 : 1.0);
+    // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
+    // all-gathered under ZeRO-1: the same volume) while the last micro-batch's backward runs.
+    const double grads = 4.0 * double(arena_size(param_table(d)));
+    sp.dp_s = allreduce_seconds(m, grads, dp, dp_local, dp_torus);
+    const double last_bucket = sp.dp_s / double(d.L + 1);
+    sp.dp_exposed_s = std::max(last_bucket, sp.dp_s - m.dp_overlap * sp.backward_s);
+    if (dp == 1) sp.dp_exposed_s = 0;
+    const double opt_params = cfg.parallel.zero1 ? sp.mem.optimizer / 8.0 : sp.mem.params / 4.0;
+    sp.optimizer_s = optimizer_seconds(m, opt_params, threads);
+    core_seconds += double(tp * dp) * threads *
+                    (m_ * (sp.forward_s + sp.backward_s + sp.recompute_s) + sp.optimizer_s) / nodes;
+    p.stages.push_back(sp);
+  }
+  double sum = 0, most = 0, tail = 0;
+  for (const StagePlan& s : p.stages) {
+    sum += s.per_micro_batch();
+    most = std::max(most, s.per_micro_batch());
+    tail = std::max(tail, s.dp_exposed_s + s.optimizer_s);
+  }
+  const int v = dims_of(cfg, 0).chunks;
+  p.pipeline_s = m_ * most + (sum - most) / v;
+  p.bubble_s = p.pipeline_s - m_ * most;
+  p.tail_s = tail;
+  p.step_s = p.pipeline_s + p.tail_s;
+  p.oversubscription = core_seconds / (double(m.cores_per_node) * p.step_s);
+  const double busy = core_seconds / m.cores_per_node;
+  if (busy > p.step_s) p.step_s = busy;
+  const double tokens = double(cfg.train.global_batch) * double(T);
+  p.tokens_per_s = tokens / p.step_s;
+  const double cores = std::min(double(world) * threads, double(nodes) * m.cores_per_node);
+  p.mfu = train_flops_per_token(cfg.model, T) * p.tokens_per_s / (m.peak_gflops_fp32 * 1e9 * cores);
+  p.days = double(cfg.train.steps) * p.step_s / 86400.0;
+  // What bounds the step: the slowest stage's terms over the step.
+  const StagePlan& slow = *std::max_element(p.stages.begin(), p.stages.end(), [](const auto& a, const auto& b) {
+    return a.per_micro_batch() < b.per_micro_batch();
+  });
+  const std::pair<const char*, double> terms[] = {
+      {"compute", m_ * (slow.forward_s + slow.backward_s)}, {"recomputation", m_ * slow.recompute_s},
+      {"tensor-parallel allreduces", m_ * slow.tp_comm_s}, {"pipeline transfers", m_ * slow.pp_transfer_s},
+      {"pipeline bubble", p.bubble_s}, {"data-parallel reduction not hidden", slow.dp_exposed_s},
+      {"optimizer", slow.optimizer_s}};
+  p.limit = std::max_element(std::begin(terms), std::end(terms), [](const auto& a, const auto& b) {
+              return a.second < b.second;
+            })->first;
+  if (busy > p.pipeline_s + p.tail_s) p.limit = "cores (the node's ranks time-share them)";
+  return p;
+}
+
+namespace {
+
+bool divides(int a, int b) { return a > 0 && b % a == 0; }
+
+// Per stage the least recomputation that fits the rank's memory: none, then selective, then full.
+// False when even full recomputation does not fit on some stage.
+bool fit_recompute(Config& c, const MachineSpec& m, double per_rank) {
+  c.parallel.recompute_stages.clear();
+  std::vector<Recompute> modes;
+  for (int s = 0; s < c.parallel.pp; ++s) {
+    Recompute chosen = Recompute::full;
+    for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full}) {
+      MemoryAccount a = stage_memory(c, s, r);
+      a.process = m.process_mib / kMiB;
+      if (a.peak() <= per_rank) {
+        chosen = r;
+        break;
+      }
+    }
+    modes.push_back(chosen);
+  }
+  // parallel.recompute is one mode with the stages that use it: the strongest mode chosen, on the
+  // stages that chose anything (a stage that fits with selective but shares the list with full
+  // ones gets full: the config cannot express a third set).
+  const Recompute strongest = *std::max_element(modes.begin(), modes.end());
+  c.parallel.recompute = strongest;
+  if (strongest != Recompute::none && std::count(modes.begin(), modes.end(), Recompute::none) > 0)
+    for (int s = 0; s < c.parallel.pp; ++s)
+      if (modes[size_t(s)] != Recompute::none) c.parallel.recompute_stages.push_back(s);
+  for (int s = 0; s < c.parallel.pp; ++s) {
+    MemoryAccount a = stage_memory(c, s, stage_recompute(c, s));
+    a.process = m.process_mib / kMiB;
+    if (a.peak() > per_rank) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<Plan> search_layouts(const Config& cfg, const MachineSpec& m, int nodes) {
+  if (nodes < 1 || nodes > m.max_nodes)
+    throw std::invalid_argument(fmt::format("plan --search: {} nodes; the machine file describes 1 to {} (max_nodes)",
+                                            nodes, m.max_nodes));
+  const int ranks = nodes * (m.max_nodes == 1 ? std::max(1, cfg.parallel.tp * cfg.parallel.pp * cfg.parallel.dp)
+                                              : m.ranks_per_node);
+  const int heads = cfg.model.heads, kv = cfg.model.kv_heads ? cfg.model.kv_heads : heads;
+  const int L = cfg.model.layers, G = cfg.train.global_batch;
+  std::vector<Plan> out;
+  for (int tp = 1; tp <= ranks; ++tp) {
+    if (!divides(tp, ranks) || !divides(tp, heads) || !divides(tp, kv)) continue;
+    for (int pp = 1; pp * tp <= ranks && pp <= L; ++pp) {
+      if (!divides(pp, L) || !divides(tp * pp, ranks)) continue;
+      const int dp = ranks / (tp * pp);
+      for (int mb : {1, 2, 4, 8, 16}) {
+        if (G % (mb * dp) != 0) continue;
+        const int micro = G / (mb * dp);
+        for (int v : {1, 2, 4}) {
+          if (v > 1 && (pp == 1 || (L / pp) % v != 0 || micro % pp != 0)) continue;
+          for (bool zero1 : {false, true}) {
+            if (zero1 && dp == 1) continue;
+            Config c = cfg;
+            c.parallel.tp = tp, c.parallel.pp = pp, c.parallel.dp = dp, c.parallel.virtual_stages = v;
+            c.parallel.zero1 = zero1, c.parallel.stage_layers.clear();
+            c.train.micro_batch = mb;
+            c.parallel.recompute = Recompute::none;
+            try {
+              const double per_rank = m.memory_gib / kGiB / (double(ranks) / nodes);
+              fit_recompute(c, m, per_rank);
+              out.push_back(plan_run(c, m, nodes));
+            } catch (const std::invalid_argument&) {
+              // a layout the model cannot take (e.g. vocabulary padding): not a candidate
+            }
+          }
+        }
+      }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Plan& a, const Plan& b) {
+    if (a.fits() != b.fits()) return a.fits();
+    return a.fits() ? a.step_s < b.step_s : a.peak_bytes() < b.peak_bytes();
+  });
+  return out;
+}
+
+namespace {
+
+std::string layout_name(const Config& c) {
+  std::string s = fmt::format("tp{} pp{} dp{}", c.parallel.tp, c.parallel.pp, c.parallel.dp);
+  if (c.parallel.virtual_stages > 1 && c.parallel.pp > 1) s += fmt::format(" v{}", c.parallel.virtual_stages);
+  if (c.parallel.zero1) s += " zero1";
+  s += fmt::format(" mb{}", c.train.micro_batch);
+  return s;
+}
+
+std::string recompute_name(const Config& c) {
+  if (c.parallel.recompute == Recompute::none) return "none";
+  std::string s(name_of(c.parallel.recompute));
+  if (c.parallel.recompute_stages.empty()) return s + " (all stages)";
+  s += " (stages ";
+  for (size_t i = 0; i < c.parallel.recompute_stages.size(); ++i)
+    s += fmt::format("{}{}", i ? "," : "", c.parallel.recompute_stages[i]);
+  return s + ")";
+}
+
+}  // namespace
+
+std::string format_plan(const Plan& p, const MachineSpec& m) {
+  const Config& c = p.cfg;
+  std::string o;
+  o += fmt::format("plan: {} on {} node(s) of {} ({}; {})\n", c.source.empty() ? "config" : c.source, p.nodes,
+                   m.name, m.cpu, m.source);
+  o += fmt::format("layout: {}, {} rank(s) per node x {} thread(s), {} micro-batch(es) of {} x {} per step, recompute "
+                   "{}, attention {}\n",
+                   layout_name(c), p.ranks_per_node, p.threads, p.micro_batches, c.train.micro_batch,
+                   c.train.seq_len, recompute_name(c), name_of(c.kernels.attention));
+  o += fmt::format("memory per rank (GiB; the node has {:.2f} per rank):\n", p.node_memory_bytes * kGiB);
+  o += fmt::format("  {:>5} {:>6} {:>9} {:>8} {:>8} {:>9} {:>11} {:>6} {:>8} {:>8} {:>8}  {}\n", "stage", "layers",
+                   "recompute", "params", "grads", "optimizer", "activations", "comm", "process", "ckpt", "peak",
+                   "verdict");
+  for (const StagePlan& s : p.stages) {
+    const double extra = s.mem.peak() - s.mem.steady();
+    o += fmt::format("  {:>5} {:>6} {:>9} {:>8.2f} {:>8.2f} {:>9.2f} {:>11.2f} {:>6.2f} {:>8.2f} {:>8.2f} {:>8.2f}  {}\n",
+                     s.stage, s.layers, name_of(s.recompute), s.mem.params * kGiB, s.mem.grads * kGiB,
+                     s.mem.optimizer * kGiB, s.mem.activations * kGiB, s.mem.comm * kGiB, s.mem.process * kGiB,
+                     extra * kGiB, s.mem.peak() * kGiB,
+                     s.mem.peak() <= p.node_memory_bytes ? "fits"
+                                                          : "DOES NOT FIT (largest: " + s.largest_memory_term() + ")");
+  }
+  o += "time per micro-batch (ms) and per step:\n";
+  o += fmt::format("  {:>5} {:>9} {:>9} {:>9} {:>8} {:>8} | {:>8} {:>10} {:>9}\n", "stage", "forward", "backward",
+                   "recompute", "tp_comm", "pp_xfer", "dp_comm", "dp_exposed", "optimizer");
+  for (const StagePlan& s : p.stages)
+    o += fmt::format("  {:>5} {:>9.2f} {:>9.2f} {:>9.2f} {:>8.2f} {:>8.2f} | {:>8.2f} {:>10.2f} {:>9.2f}\n", s.stage,
+                     1e3 * s.forward_s, 1e3 * s.backward_s, 1e3 * s.recompute_s, 1e3 * s.tp_comm_s,
+                     1e3 * s.pp_transfer_s, 1e3 * s.dp_s, 1e3 * s.dp_exposed_s, 1e3 * s.optimizer_s);
+  o += fmt::format("step: {:.1f} ms = pipeline {:.1f} (bubble {:.1f}) + reduction and optimizer {:.1f}{}\n",
+                   1e3 * p.step_s, 1e3 * p.pipeline_s, 1e3 * p.bubble_s, 1e3 * p.tail_s,
+                   p.oversubscription > 1.0 ? fmt::format("; the ranks need {:.2f}x the node's cores (time-shared)",
+                                                          p.oversubscription)
+                                            : std::string());
+  o += fmt::format("throughput: {:.1f} tokens/s, MFU {:.1f}% of {:.0f} GFLOP/s per core; {} steps: {:.2f} days; "
+                   "limited by {}\n",
+                   p.tokens_per_s, 100.0 * p.mfu, m.peak_gflops_fp32, c.train.steps, p.days, p.limit);
+  o += p.fits() ? "memory: fits\n"
+                : fmt::format("memory: DOES NOT FIT: peak {:.2f} GiB per rank against {:.2f} GiB\n",
+                              p.peak_bytes() * kGiB, p.node_memory_bytes * kGiB);
+  return o;
+}
+
+std::string format_search(const std::vector<Plan>& plans, const MachineSpec& m, size_t top) {
+  size_t fitting = 0;
+  for (const Plan& p : plans) fitting += p.fits();
+  std::string o = fmt::format("search: {} layouts, {} fit in {} GiB per node; the best {} by predicted step time:\n",
+                              plans.size(), fitting, m.memory_gib, std::min(top, fitting));
+  o += fmt::format("  {:>4} {:<28} {:<22} {:>10} {:>12} {:>6} {:>9} {:>8}  {}\n", "rank", "layout", "recompute",
+                   "step (s)", "tokens/s", "MFU", "peak GiB", "days", "limited by");
+  size_t i = 0;
+  for (const Plan& p : plans) {
+    if (!p.fits() || i == top) break;
+    o += fmt::format("  {:>4} {:<28} {:<22} {:>10.3f} {:>12.0f} {:>5.1f}% {:>9.2f} {:>8.2f}  {}\n", ++i,
+                     layout_name(p.cfg), recompute_name(p.cfg), p.step_s, p.tokens_per_s, 100.0 * p.mfu,
+                     p.peak_bytes() * kGiB, p.days, p.limit);
+  }
+  if (fitting == 0 && !plans.empty())
+    o += fmt::format("  none fits: the smallest peak is {:.2f} GiB per rank ({}, {})\n", plans.front().peak_bytes() * kGiB,
+                     layout_name(plans.front().cfg), recompute_name(plans.front().cfg));
+  return o;
+}
+
+std::string plan_json(const Plan& p) {
+  const Config& c = p.cfg;
+  std::string o = fmt::format(
+      "{{\"tp\": {}, \"pp\": {}, \"dp\": {}, \"virtual_stages\": {}, \"zero1\": {}, \"micro_batch\": {}, "
+      "\"recompute\": \"{}\", \"nodes\": {}, \"ranks_per_node\": {}, \"threads\": {}, \"micro_batches\": {}, "
+      "\"step_s\": {:.6g}, \"pipeline_s\": {:.6g}, \"bubble_s\": {:.6g}, \"tail_s\": {:.6g}, "
+      "\"tokens_per_s\": {:.6g}, \"mfu\": {:.4f}, \"days\": {:.4g}, \"limit\": \"{}\", \"fits\": {}, "
+      "\"node_memory_bytes\": {:.0f}, \"peak_bytes\": {:.0f}, \"stages\": [",
+      c.parallel.tp, c.parallel.pp, c.parallel.dp, c.parallel.virtual_stages, c.parallel.zero1, c.train.micro_batch,
+      recompute_name(c), p.nodes, p.ranks_per_node, p.threads, p.micro_batches, p.step_s, p.pipeline_s, p.bubble_s,
+      p.tail_s, p.tokens_per_s, p.mfu, p.days, p.limit, p.fits(), p.node_memory_bytes, p.peak_bytes());
+  for (size_t i = 0; i < p.stages.size(); ++i) {
+    const StagePlan& s = p.stages[i];
+    o += fmt::format(
+        "{}{{\"stage\": {}, \"layers\": {}, \"recompute\": \"{}\", \"memory\": {{\"params\": {:.0f}, "
+        "\"grads\": {:.0f}, \"optimizer\": {:.0f}, \"activations\": {:.0f}, \"comm\": {:.0f}, \"process\": {:.0f}, "
+        "\"checkpoint_gather\": {:.0f}, \"snapshot\": {:.0f}, \"steady\": {:.0f}, \"peak\": {:.0f}}}, "
+        "\"time_s\": {{\"forward\": {:.6g}, \"backward\": {:.6g}, \"recompute\": {:.6g}, \"tp_comm\": {:.6g}, "
+        "\"pp_transfer\": {:.6g}, \"dp\": {:.6g}, \"dp_exposed\": {:.6g}, \"optimizer\": {:.6g}}}}}",
+        i ? ", " : "", s.stage, s.layers, name_of(s.recompute), s.mem.params, s.mem.grads, s.mem.optimizer,
+        s.mem.activations, s.mem.comm, s.mem.process, s.mem.checkpoint_gather, s.mem.snapshot, s.mem.steady(),
+        s.mem.peak(), s.forward_s, s.backward_s, s.recompute_s, s.tp_comm_s, s.pp_transfer_s, s.dp_s, s.dp_exposed_s,
+        s.optimizer_s);
+  }
+  return o + "]}";
+}
+
+}  // namespace hokusai::plan

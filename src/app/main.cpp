@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include "comm/grid_comm.hpp"
 #include "comm/shared.hpp"
@@ -22,10 +23,12 @@
 #include "hokusai/generate.hpp"
 #include "hokusai/train.hpp"
 #include "kernels/peak.hpp"
+#include "app/calibrate.hpp"
 #include "app/jobscript.hpp"
 #include "app/report.hpp"
 #include "ckpt/hf_export.hpp"
 #include "ckpt/hf_import.hpp"
+#include "plan/cost.hpp"
 
 namespace fs = std::filesystem;
 using namespace hokusai;
@@ -225,6 +228,71 @@ int cmd_jobscript(const std::string& config_path, JobscriptOptions o, const std:
   return 0;
 }
 
+struct PlanArgs {
+  std::string config, machine = "machine.yaml";
+  std::vector<std::string> sets;
+  int nodes = 0, top = 10;
+  bool search = false, json = false;
+};
+
+std::vector<int> int_list(const std::string& flag, const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoi(item, &used));
+      if (used != item.size() || out.back() < 1) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw ConfigError(flag + " '" + text + "': expected positive integers separated by commas");
+    }
+  }
+  return out;
+}
+
+int cmd_plan(const PlanArgs& a) {
+  const Config cfg = load_resolved(a.config, a.sets);
+  if (!fs::exists(a.machine))
+    throw ConfigError("--machine '" + a.machine + "': no such file (give one of configs/machines/*.yaml, or measure "
+                      "this machine with: hokusai calibrate " + a.config + " -o " + a.machine + ")");
+  const plan::MachineSpec m = plan::load_machine(a.machine);
+  if (a.search) {
+    const std::vector<plan::Plan> plans = plan::search_layouts(cfg, m, a.nodes > 0 ? a.nodes : 1);
+    if (a.json) {
+      std::cout << "[";
+      for (size_t i = 0; i < plans.size() && i < size_t(a.top); ++i) std::cout << (i ? ",\n" : "") << plan::plan_json(plans[i]);
+      std::cout << "]\n";
+    } else {
+      std::cout << plan::format_search(plans, m, size_t(a.top));
+    }
+    return 0;
+  }
+  const plan::Plan p = plan::plan_run(cfg, m, a.nodes);
+  std::cout << (a.json ? plan::plan_json(p) + "\n" : plan::format_plan(p, m));
+  return 0;
+}
+
+int cmd_calibrate(const std::string& config, const std::vector<std::string>& sets, const std::string& threads,
+                  const std::string& tps, const std::string& mbs, const std::string& out, CalibrateOptions o,
+                  int* argc, char*** argv) {
+  const Config cfg = load_resolved(config, sets);
+  if (!threads.empty()) o.threads = int_list("--threads", threads);
+  if (!tps.empty()) o.tp = int_list("--tp", tps);
+  if (!mbs.empty()) o.micro_batches = int_list("--micro-batches", mbs);
+  comm::Environment mpi(argc, argv);
+  const comm::Communicator world = comm::Communicator::world();
+  const plan::MachineSpec m = calibrate_machine(cfg, o, world, std::cerr);
+  if (world.rank() != 0) return 0;
+  const std::string text = plan::machine_yaml(
+      m, "# Measured by `hokusai calibrate` on this machine (src/app/calibrate.cpp): every figure below is\n"
+         "# measured, none modelled, except the network's when `source` says MPI was not measured.\n");
+  std::ofstream f(out, std::ios::trunc);
+  f << text;
+  if (!f.flush()) throw ConfigError("-o '" + out + "': cannot write it: " + std::strerror(errno));
+  std::cerr << "calibrate: wrote " << out << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -351,6 +419,32 @@ int main(int argc, char** argv) {
   report_cmd->add_option("runs", report_runs, "Run directories (overlaid in one report)")->required();
   report_cmd->add_option("-o,--output", report_out, "HTML file to write")->capture_default_str();
 
+  PlanArgs plan_args;
+  auto* plan_cmd = app.add_subcommand(
+      "plan", "Predict memory per pipeline stage, step time and MFU of a layout on a machine (no run, no MPI)");
+  plan_cmd->add_option("config", plan_args.config, "YAML config")->required();
+  plan_cmd->add_option("--machine", plan_args.machine, "Machine file (configs/machines/*.yaml or calibrate's)")
+      ->capture_default_str();
+  plan_cmd->add_option("--nodes", plan_args.nodes, "Nodes (default: the layout's ranks over the machine's ranks per node)");
+  plan_cmd->add_flag("--search", plan_args.search, "Rank every valid layout for --nodes nodes by predicted step time");
+  plan_cmd->add_option("--top", plan_args.top, "Layouts --search prints")->capture_default_str();
+  plan_cmd->add_flag("--json", plan_args.json, "JSON instead of the tables");
+  plan_cmd->add_option("--set", plan_args.sets, "Override a config field (repeatable)");
+
+  std::string cal_config, cal_threads, cal_tp, cal_mb, cal_out = "machine.yaml";
+  std::vector<std::string> cal_sets;
+  CalibrateOptions cal;
+  auto* cal_cmd = app.add_subcommand(
+      "calibrate", "Measure this machine's planner file: peaks, GEMMs at the config's shapes, ops, MPI (under mpirun -np 2)");
+  cal_cmd->add_option("config", cal_config, "YAML config whose shapes are measured")->required();
+  cal_cmd->add_option("--set", cal_sets, "Override a config field (repeatable)");
+  cal_cmd->add_option("--threads", cal_threads, "Thread counts, e.g. 1,2 (default: 1 and all cores)");
+  cal_cmd->add_option("--tp", cal_tp, "Tensor-parallel widths whose shapes are measured (default: 1,2)");
+  cal_cmd->add_option("--micro-batches", cal_mb, "Micro-batch sizes (default: the config's)");
+  cal_cmd->add_option("--seconds", cal.seconds, "Seconds per measured point")->capture_default_str();
+  cal_cmd->add_option("--name", cal.name, "The machine's name in the file")->capture_default_str();
+  cal_cmd->add_option("-o,--output", cal_out, "Machine file to write")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train_cmd) {
@@ -421,6 +515,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*job_cmd) return cmd_jobscript(job_config, job, job_scheduler, job_out, job_mkdir, argc, argv);
+    if (*plan_cmd) return cmd_plan(plan_args);
+    if (*cal_cmd) return cmd_calibrate(cal_config, cal_sets, cal_threads, cal_tp, cal_mb, cal_out, cal, &argc, &argv);
     if (*peak_cmd) {
       const int t = peak_threads > 0 ? peak_threads : omp_get_max_threads();
       const auto p = kernels::probe_peak_fp32(t, 1.0);

@@ -18,6 +18,14 @@ namespace {
 
 constexpr double kMiB = 1.0 / (1 << 20), kGiB = 1.0 / (1 << 30);
 
+ModelDims dims_of(const Config& cfg, int stage);
+
+}  // namespace
+
+ModelDims stage_dims(const Config& cfg, int stage) { return dims_of(cfg, stage); }
+
+namespace {
+
 ModelDims dims_of(const Config& cfg, int stage) {
   const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
   const comm::ParallelGrid grid(shape, shape.world(), shape.tp * shape.dp * stage);
@@ -60,35 +68,69 @@ double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
   return t.alpha_us * 1e-6 + n / (t.bandwidth_gbs * 1e9);
 }
 
-// The GEMMs of one linear (N tokens, IC in, OC out): forward, input gradient, weight gradient.
-double linear_seconds(const MachineSpec& m, int64_t N, int64_t IC, int64_t OC, int threads, bool backward) {
-  if (!backward) return gemm_seconds(m, "NT", N, OC, IC, threads);
-  return gemm_seconds(m, "NN", N, IC, OC, threads) + gemm_seconds(m, "TN", OC, IC, N, threads);
+// A rank's `threads` threads while `busy` cores of its node compute (its own and the other
+// ranks'): each core runs at the per-core rate measured with `busy` threads at once (shared
+// caches and memory bandwidth), so the rank's time is the busy-core figure times busy / threads.
+struct Cores {
+  int threads = 1, busy = 1;
+  double share() const { return double(busy) / double(threads); }
+};
+
+double gemms_seconds(const MachineSpec& m, const std::vector<GemmCall>& calls, Cores c) {
+  double t = 0;
+  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.busy);
+  return t * c.share();
 }
 
 struct LayerTimes {
   double forward = 0, backward = 0, attention_forward = 0;
 };
 
-LayerTimes layer_seconds(const MachineSpec& m, const ModelDims& d, const Config& cfg, int threads) {
+LayerTimes layer_seconds(const MachineSpec& m, const ModelDims& d, const Config& cfg, Cores c) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
-  const int64_t A = d.NH * d.HS, FC = d.family == Family::gpt2 ? d.F : 2 * d.F;
   const std::string kind(name_of(cfg.kernels.attention));
   LayerTimes t;
   const ElementwiseBytes eb = elementwise_bytes(d, N);
-  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, threads);
-  t.forward = linear_seconds(m, N, d.C, d.qkv_rows(), threads, false) + linear_seconds(m, N, A, d.C, threads, false) +
-              linear_seconds(m, N, d.C, FC, threads, false) + linear_seconds(m, N, d.F, d.C, threads, false) +
-              t.attention_forward + op_seconds(m, eb.forward, threads);
-  t.backward = linear_seconds(m, N, d.C, d.qkv_rows(), threads, true) + linear_seconds(m, N, A, d.C, threads, true) +
-               linear_seconds(m, N, d.C, FC, threads, true) + linear_seconds(m, N, d.F, d.C, threads, true) +
-               attention_seconds(m, kind, true, B * d.NH, T, d.HS, threads) + op_seconds(m, eb.backward, threads);
+  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, c.busy) * c.share();
+  t.forward = gemms_seconds(m, layer_gemms(d, N, false), c) + t.attention_forward +
+              op_seconds(m, eb.forward, c.busy) * c.share();
+  t.backward = gemms_seconds(m, layer_gemms(d, N, true), c) +
+               attention_seconds(m, kind, true, B * d.NH, T, d.HS, c.busy) * c.share() +
+               op_seconds(m, eb.backward, c.busy) * c.share();
   return t;
 }
 
 std::string gib(double bytes) { return fmt::format("{:.2f} GiB", bytes * kGiB); }
 
 }  // namespace
+
+namespace {
+
+// One linear (N tokens, IC in, OC out), as model/layers.cpp calls the GEMM: forward NT; backward
+// the input gradient NN and the weight gradient TN.
+void linear_gemms(std::vector<GemmCall>& out, int64_t N, int64_t IC, int64_t OC, bool backward) {
+  if (!backward) return out.push_back({"NT", N, OC, IC});
+  out.push_back({"NN", N, IC, OC});
+  out.push_back({"TN", OC, IC, N});
+}
+
+}  // namespace
+
+std::vector<GemmCall> layer_gemms(const ModelDims& d, int64_t N, bool backward) {
+  const int64_t A = d.NH * d.HS, FC = d.family == Family::gpt2 ? d.F : 2 * d.F;
+  std::vector<GemmCall> g;
+  linear_gemms(g, N, d.C, d.qkv_rows(), backward);
+  linear_gemms(g, N, A, d.C, backward);
+  linear_gemms(g, N, d.C, FC, backward);
+  linear_gemms(g, N, d.F, d.C, backward);
+  return g;
+}
+
+std::vector<GemmCall> head_gemms(const ModelDims& d, int64_t N, bool backward) {
+  std::vector<GemmCall> g;
+  linear_gemms(g, N, d.C, d.Vl, backward);
+  return g;
+}
 
 ElementwiseBytes elementwise_bytes(const ModelDims& d, int64_t N) {
   const double n = double(N), C = double(d.C), F = double(d.F), QKV = double(d.qkv_rows()), A = double(d.NH * d.HS);
@@ -165,6 +207,8 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   p.node_memory_bytes = m.memory_gib / kGiB / p.ranks_per_node;
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
   const int m_ = p.micro_batches, threads = p.threads;
+  const Cores cores_{threads, std::min(m.cores_per_node, p.ranks_per_node * threads)};
+  const double share = cores_.share(), factor = compute_factor(m, cores_.busy);
   // Groups inside a node: tp ranks are consecutive; a stage's neighbour is tp·dp ranks away; a
   // dp group spans the nodes unless the whole job fits one node.
   const bool tp_local = tp <= p.ranks_per_node, pp_local = nodes == 1 || tp * dp < p.ranks_per_node,
@@ -188,7 +232,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     sp.mem.process = m.process_mib / kMiB;
     const ModelDims d = dims_of(cfg, s);
     sp.layers = d.L;
-    const LayerTimes lt = layer_seconds(m, d, cfg, threads);
+    const LayerTimes lt = layer_seconds(m, d, cfg, cores_);
     sp.forward_s = double(d.L) * lt.forward;
     sp.backward_s = double(d.L) * lt.backward;
     if (sp.recompute == Recompute::selective) sp.recompute_s = double(d.L) * lt.attention_forward;
@@ -196,18 +240,19 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     const double act = 4.0 * double(N * d.C);
     sp.tp_comm_s = 4.0 * double(d.L) * allreduce_seconds(m, act, tp, tp_local, {});
     if (d.has_embedding) {
-      sp.forward_s += op_seconds(m, 3.0 * act, threads);
-      sp.backward_s += op_seconds(m, 3.0 * act, threads);
+      sp.forward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
+      sp.backward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
       sp.tp_comm_s += allreduce_seconds(m, act, tp, tp_local, {});
     }
     if (d.has_head) {  // final norm, the output projection, the cross-entropy over this rank's vocabulary
-      sp.forward_s += linear_seconds(m, N, d.C, d.Vl, threads, false) + op_seconds(m, 2.0 * act, threads);
-      sp.backward_s += linear_seconds(m, N, d.C, d.Vl, threads, true) + op_seconds(m, 4.0 * act, threads) +
-                       xent_seconds(m, double(N * d.Vl), threads);
+      sp.forward_s += gemms_seconds(m, head_gemms(d, N, false), cores_) + op_seconds(m, 2.0 * act, cores_.busy) * share;
+      sp.backward_s += gemms_seconds(m, head_gemms(d, N, true), cores_) +
+                       (op_seconds(m, 4.0 * act, cores_.busy) + xent_seconds(m, double(N * d.Vl), cores_.busy)) * share;
       sp.tp_comm_s += allreduce_seconds(m, act, tp, tp_local, {}) +
                       allreduce_seconds(m, 4.0 * double(N), tp, tp_local, {}) +
                       allreduce_seconds(m, 16.0 * double(N), tp, tp_local, {});
     }
+    sp.forward_s *= factor, sp.backward_s *= factor, sp.recompute_s *= factor;
     if (P > 1)  // receive the input (forward) and the output's gradient (backward) per chunk
       sp.pp_transfer_s = double(d.chunks) * 2.0 * p2p_seconds(m, act, pp_local) * (s == 0 || s == P - 1 ? 0.5 : 1.0);
     // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
@@ -218,7 +263,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     sp.dp_exposed_s = std::max(last_bucket, sp.dp_s - m.dp_overlap * sp.backward_s);
     if (dp == 1) sp.dp_exposed_s = 0;
     const double opt_params = cfg.parallel.zero1 ? sp.mem.optimizer / 8.0 : sp.mem.params / 4.0;
-    sp.optimizer_s = optimizer_seconds(m, opt_params, threads);
+    sp.optimizer_s = optimizer_seconds(m, opt_params, cores_.busy) * share;
     core_seconds += double(tp * dp) * threads *
                     (m_ * (sp.forward_s + sp.backward_s + sp.recompute_s) + sp.optimizer_s) / nodes;
     p.stages.push_back(sp);

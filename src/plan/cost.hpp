@@ -34,6 +34,18 @@ struct ElementwiseBytes {
 };
 ElementwiseBytes elementwise_bytes(const ModelDims& d, int64_t N);
 
+// The matrix products of one block and of the output projection, in the order and operand
+// layout the model calls them (`hokusai calibrate` measures exactly these shapes).
+struct GemmCall {
+  std::string ops;  // NT, NN, TN
+  int64_t m = 0, n = 0, k = 0;
+};
+std::vector<GemmCall> layer_gemms(const ModelDims& d, int64_t N, bool backward);
+std::vector<GemmCall> head_gemms(const ModelDims& d, int64_t N, bool backward);
+
+// The model's dimensions of pipeline stage `stage` (tp rank 0) under the config's layout.
+ModelDims stage_dims(const Config& cfg, int stage);
+
 // Memory of one rank of pipeline stage `stage` (tp rank 0; dp rank 0, which gathers ZeRO-1's
 // Adam state and writes async snapshots), process overhead excluded. Throws ConfigError-style
 // std::invalid_argument when the layout does not split the model.

@@ -112,6 +112,7 @@ MachineSpec load_machine(const std::string& path) {
   m.op_bandwidth = rates(y, "op_bandwidth", "gbs", path);
   m.xent_ns = rates(y, "xent", "ns", path);
   m.optimizer_ns = rates(y, "optimizer", "ns", path);
+  if (y["compute_factor"]) m.compute_factor = rates(y, "compute_factor", "value", path);
   if (const YAML::Node n = y["network"]) {
     m.topology = field<std::string>(n, "topology", w, m.topology);
     m.intra_node = tier(n["intra_node"], path + ": network.intra_node");
@@ -133,7 +134,9 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
                    m.memory_gib, m.process_mib, m.gemm_efficiency, m.attention_efficiency, m.dp_overlap);
   for (const auto& [key, unit, points] : {std::tuple{"op_bandwidth", "gbs", &m.op_bandwidth},
                                           std::tuple{"xent", "ns", &m.xent_ns},
-                                          std::tuple{"optimizer", "ns", &m.optimizer_ns}}) {
+                                          std::tuple{"optimizer", "ns", &m.optimizer_ns},
+                                          std::tuple{"compute_factor", "value", &m.compute_factor}}) {
+    if (points->empty()) continue;
     o += fmt::format("{}:\n", key);
     for (const RatePoint& r : *points) o += fmt::format("  - {{threads: {}, {}: {:.4g}}}\n", r.threads, unit, r.value);
   }
@@ -209,6 +212,14 @@ double op_seconds(const MachineSpec& m, double bytes, int threads) {
 
 double xent_seconds(const MachineSpec& m, double logits, int threads) {
   return 1e-9 * logits * rate(m.xent_ns, threads, true);
+}
+
+double compute_factor(const MachineSpec& m, int threads) {
+  if (m.compute_factor.empty()) return 1.0;
+  const RatePoint* best = &m.compute_factor.front();
+  for (const RatePoint& r : m.compute_factor)
+    if (dist(threads, r.threads) < dist(threads, best->threads)) best = &r;
+  return best->value;
 }
 
 double optimizer_seconds(const MachineSpec& m, double params, int threads) {

@@ -62,6 +62,9 @@ struct MachineSpec {
   std::vector<RatePoint> op_bandwidth;  // GB/s
   std::vector<RatePoint> xent_ns;       // per logit
   std::vector<RatePoint> optimizer_ns;  // per parameter
+  // A whole forward + backward of the model measured over the sum of its parts' predictions (the
+  // parts are timed alone, with warm caches): multiplies the compute terms. 1 if absent.
+  std::vector<RatePoint> compute_factor;
   // Network: `topology` as comm.topology (flat, 4x4x4x2x3x2, mesh:...), the default when the
   // run's config names none; links per node and the injection limit cap the torus algorithm.
   std::string topology = "flat";
@@ -83,5 +86,6 @@ double attention_seconds(const MachineSpec& m, const std::string& kind, bool bac
 double op_seconds(const MachineSpec& m, double bytes, int threads);
 double xent_seconds(const MachineSpec& m, double logits, int threads);
 double optimizer_seconds(const MachineSpec& m, double params, int threads);
+double compute_factor(const MachineSpec& m, int threads);
 
 }  // namespace hokusai::plan

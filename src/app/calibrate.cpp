@@ -1,0 +1,331 @@
+#include "app/calibrate.hpp"
+
+#include <fmt/format.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <ostream>
+#include <thread>
+
+#include "comm/grid.hpp"
+#include "comm/nonblocking.hpp"
+#include "hokusai/model.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/ops.hpp"
+#include "kernels/peak.hpp"
+#include "model/layers.hpp"
+#include "plan/cost.hpp"
+
+namespace hokusai {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Median seconds of `f` over at least 3 runs and about `budget` seconds (one warm-up run first).
+double median_seconds(const std::function<void()>& f, double budget) {
+  f();
+  std::vector<double> t;
+  const auto start = Clock::now();
+  while (t.size() < 3 || (std::chrono::duration<double>(Clock::now() - start).count() < budget && t.size() < 50)) {
+    const auto t0 = Clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::nth_element(t.begin(), t.begin() + long(t.size() / 2), t.end());
+  return t[t.size() / 2];
+}
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos)
+      return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+double rss_mib() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+double memory_gib() {
+  return double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)) / double(1 << 30);
+}
+
+std::vector<float> filled(int64_t n) {
+  std::vector<float> v(size_t(std::max<int64_t>(n, 1)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 0.01f * float(int(i % 97) - 48);
+  return v;
+}
+
+// The dimensions of the config's model split over tp (stage 0 of a one-stage layout).
+ModelDims dims_at(Config cfg, int tp, int micro_batch) {
+  cfg.parallel.tp = tp, cfg.parallel.pp = 1, cfg.parallel.dp = 1, cfg.parallel.stage_layers.clear();
+  cfg.train.micro_batch = micro_batch;
+  return plan::stage_dims(cfg, 0);
+}
+
+// The block's elementwise ops, forward and backward, with the model's kernels on real buffers.
+double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budget) {
+  const int64_t N = B * T, C = d.C, F = d.F, QKV = d.qkv_rows(), A = d.NH * d.HS;
+  const bool gpt2 = d.family == Family::gpt2;
+  const int64_t FC = gpt2 ? F : 2 * F, W = std::max({C, FC, QKV});
+  std::vector<float> x = filled(N * C), y = filled(N * C), z = filled(N * C), qkv = filled(N * QKV), fch = filled(N * FC),
+                     act = filled(N * F), mean = filled(N), rstd = filled(N), w = filled(W), dw = filled(W), db = filled(W), dx = filled(N * C), dy = filled(N * C),
+                     dfch = filled(N * FC), dact = filled(N * F), datty = filled(N * A), dqkv = filled(N * QKV);
+  namespace k = kernels;
+  return median_seconds(
+      [&] {
+        // forward
+        for (int i = 0; i < 2; ++i) {
+          if (gpt2)
+            k::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(), N, C, 1e-5);
+          else
+            k::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+          k::residual_forward(z.data(), x.data(), y.data(), N * C);
+        }
+        if (gpt2) {
+          k::bias_forward(qkv.data(), w.data(), N, QKV);
+          k::bias_forward(y.data(), w.data(), N, C);
+          k::bias_forward(fch.data(), w.data(), N, F);
+          k::bias_forward(z.data(), w.data(), N, C);
+          k::gelu_forward(act.data(), fch.data(), N * F);
+        } else {
+          k::rope_forward(qkv.data(), B, T, d.NH, d.KV, d.HS, 10000.0);
+          k::swiglu_forward(act.data(), fch.data(), N, F);
+        }
+        // backward
+        for (std::vector<float>* v : {&dx, &dy, &dact, &dfch, &datty, &dqkv}) std::fill(v->begin(), v->end(), 0.0f);
+        for (int i = 0; i < 2; ++i) {
+          k::residual_backward(dx.data(), dy.data(), z.data(), N * C);
+          if (gpt2)
+            k::layernorm_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(),
+                                  rstd.data(), N, C);
+          else
+            k::rmsnorm_backward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        }
+        if (gpt2) {
+          k::bias_backward(db.data(), dy.data(), N, C);
+          k::bias_backward(db.data(), dfch.data(), N, F);
+          k::bias_backward(db.data(), dy.data(), N, C);
+          k::gelu_backward(dfch.data(), dact.data(), fch.data(), N * F);
+        } else {
+          k::swiglu_backward(dfch.data(), dact.data(), fch.data(), N, F);
+          k::rope_backward(dqkv.data(), B, T, d.NH, d.KV, d.HS, 10000.0);
+        }
+      },
+      budget);
+}
+
+}  // namespace
+
+plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions& o, const comm::Communicator& world,
+                                    std::ostream& log) {
+  plan::MachineSpec m;
+  const int rank = world.rank(), ranks = world.size();
+  // The network first, between ranks 0 and 1 (the others wait for the end without spinning).
+  if (ranks >= 2 && rank <= 1) {
+    const int peer = 1 - rank;
+    std::vector<float> buf = filled(int64_t(1) << 22);  // 16 MiB
+    const auto pingpong = [&](int64_t n) {
+      if (rank == 0) {
+        comm::isend(world, buf.data(), n, peer, 7).wait();
+        comm::irecv(world, buf.data(), n, peer, 8).wait();
+      } else {
+        comm::irecv(world, buf.data(), n, peer, 7).wait();
+        comm::isend(world, buf.data(), n, peer, 8).wait();
+      }
+    };
+    const auto one_way = [&](int64_t n) {
+      for (int i = 0; i < 3; ++i) pingpong(n);  // warm-up
+      const int reps = n < 1024 ? 200 : 10;
+      const auto t0 = Clock::now();
+      for (int i = 0; i < reps; ++i) pingpong(n);
+      return std::chrono::duration<double>(Clock::now() - t0).count() / (2.0 * reps);
+    };
+    const double small = one_way(2), large = one_way(int64_t(1) << 22);
+    m.intra_node.alpha_us = 1e6 * small;
+    m.intra_node.bandwidth_gbs = 16.0 * (1 << 20) / std::max(large - small, 1e-9) / 1e9;
+    if (rank == 0)
+      log << fmt::format("calibrate: MPI between ranks 0 and 1: {:.2f} us latency, {:.2f} GB/s at 16 MiB\n",
+                         m.intra_node.alpha_us, m.intra_node.bandwidth_gbs);
+  }
+  if (rank != 0) {
+    float done = 0;
+    comm::Request r = comm::irecv(world, &done, 1, 0, 9);
+    while (!r.test()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return {};
+  }
+  const auto finish = [&] {
+    for (int q = 1; q < ranks; ++q) {
+      const float done = 1;
+      comm::isend(world, &done, 1, q, 9).wait();
+    }
+  };
+  Config cfg = cfg_in;
+  const int cores = int(std::thread::hardware_concurrency());
+  std::vector<int> threads = o.threads.empty() ? std::vector<int>{1, cores} : o.threads;
+  threads.erase(std::unique(threads.begin(), threads.end()), threads.end());
+  const std::vector<int> tps = o.tp.empty() ? std::vector<int>{1, 2} : o.tp;
+  const std::vector<int> mbs = o.micro_batches.empty() ? std::vector<int>{cfg.train.micro_batch} : o.micro_batches;
+  const auto peak = kernels::probe_peak_fp32(1, 0.5);
+  m.cpu = cpu_model();
+  m.name = o.name.empty() ? "local" : o.name;
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  m.source = fmt::format("measured (hokusai calibrate, {}, {}{})", date, cfg.source.empty() ? "defaults" : cfg.source,
+                         ranks >= 2 ? ", MPI with 2 ranks" : ", MPI not measured (run under mpirun -np 2)");
+  m.cores_per_node = cores;
+  m.ranks_per_node = 1;
+  m.max_nodes = 1;
+  m.peak_gflops_fp32 = peak.per_core_gflops;
+  m.peak_gflops_bf16 = std::max(peak.bf16_per_core_gflops, peak.amx_bf16_per_core_gflops);
+  m.memory_gib = memory_gib();
+  log << fmt::format("calibrate: {} ({} cores, {:.1f} GiB), fp32 peak {:.1f} GFLOP/s per core ({})\n", m.cpu, cores,
+                     m.memory_gib, m.peak_gflops_fp32, peak.isa);
+  if (ranks < 2) m.intra_node = {1.0, 5.0, 10.0};  // not measured: stated in `source`
+  m.inter_node = m.intra_node;
+  kernels::GemmWorkspace ws;
+  for (int t : threads) {
+    omp_set_num_threads(t);
+    const kernels::GemmContext ctx{cfg.kernels.gemm, t, kernels::GemmIsa::automatic, &ws};
+    // GEMMs at the model's shapes, per tensor-parallel width and micro-batch.
+    std::vector<plan::GemmCall> calls;
+    for (int tp : tps)
+      for (int mb : mbs) {
+        const ModelDims d = dims_at(cfg, tp, mb);
+        const int64_t N = int64_t(mb) * cfg.train.seq_len;
+        for (bool bwd : {false, true})
+          for (const auto& list : {plan::layer_gemms(d, N, bwd), plan::head_gemms(d, N, bwd)})
+            for (const plan::GemmCall& g : list)
+              if (std::none_of(calls.begin(), calls.end(), [&](const plan::GemmCall& c) {
+                    return c.ops == g.ops && c.m == g.m && c.n == g.n && c.k == g.k;
+                  }))
+                calls.push_back(g);
+      }
+    for (const plan::GemmCall& g : calls) {
+      const bool ta = g.ops[0] == 'T', tb = g.ops[1] == 'T';
+      std::vector<float> a = filled(g.m * g.k), b = filled(g.k * g.n), c(size_t(g.m * g.n));
+      const double s = median_seconds(
+          [&] {
+            kernels::gemm(ctx, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n,
+                          g.k, 1.0f, a.data(), ta ? g.m : g.k, b.data(), tb ? g.k : g.n, 0.0f, c.data(), g.n);
+          },
+          o.seconds);
+      m.gemm.push_back({g.ops, g.m, g.n, g.k, t, 2.0 * double(g.m) * double(g.n) * double(g.k) / s / 1e9});
+    }
+    log << fmt::format("calibrate: {} thread(s): {} GEMM shapes\n", t, calls.size());
+    // Attention per (sequence, head): one sequence of all heads (tp 1), both kinds.
+    const ModelDims d = dims_at(cfg, 1, 1);
+    const int64_t T = cfg.train.seq_len;
+    std::vector<float> qkv = filled(T * d.qkv_rows()), out = filled(T * d.NH * d.HS), dout = filled(T * d.NH * d.HS),
+                       dqkv(size_t(T * d.qkv_rows())), lse(size_t(d.NH * T));
+    for (Attention kind : {Attention::flash, Attention::gemm}) {
+      std::vector<float> probs(kind == Attention::gemm ? size_t(d.NH * T * T) : 1);
+      const auto fwd = [&] {
+        if (kind == Attention::flash)
+          model::flash_attention_forward(ctx, out.data(), lse.data(), qkv.data(), 1, T, d.NH, d.KV, d.HS);
+        else
+          model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), 1, T, d.NH, d.KV, d.HS);
+      };
+      const double f = median_seconds(fwd, o.seconds);
+      fwd();
+      const double b = median_seconds(
+          [&] {
+            if (kind == Attention::flash)
+              model::flash_attention_backward(ctx, dqkv.data(), dout.data(), out.data(), lse.data(), qkv.data(), 1, T,
+                                              d.NH, d.KV, d.HS);
+            else
+              model::attention_backward(ctx, dqkv.data(), dout.data(), probs.data(), qkv.data(), 1, T, d.NH, d.KV,
+                                        d.HS);
+          },
+          o.seconds);
+      m.attention.push_back({std::string(name_of(kind)), T, d.HS, t, 1e6 * f / double(d.NH), 1e6 * b / double(d.NH)});
+    }
+    // Elementwise ops of a block, the cross-entropy, the optimizer.
+    const int64_t N = int64_t(mbs.front()) * T;
+    const plan::ElementwiseBytes eb = plan::elementwise_bytes(d, N);
+    m.op_bandwidth.push_back(
+        {t, (eb.forward + eb.backward) / elementwise_seconds(d, mbs.front(), T, o.seconds) / 1e9});
+    {
+      std::vector<float> logits = filled(N * d.Vl), dlogits = filled(N * d.Vl), losses = filled(N), lsev = filled(N),
+                         dl(size_t(N), 1.0f / float(N));
+      std::vector<int32_t> targets(static_cast<size_t>(N));
+      for (int64_t i = 0; i < N; ++i) targets[size_t(i)] = int32_t((i * 7919) % d.V);
+      const double s = median_seconds(
+          [&] {
+            kernels::softmax_xent_forward(losses.data(), lsev.data(), logits.data(), targets.data(), N, d.Vl, d.V);
+            kernels::softmax_xent_backward(dlogits.data(), dl.data(), logits.data(), lsev.data(), targets.data(), N,
+                                           d.Vl, d.V, 0);
+          },
+          o.seconds);
+      m.xent_ns.push_back({t, 1e9 * s / double(N * d.Vl)});
+    }
+    {
+      const int64_t n = int64_t(1) << 23;
+      std::vector<float> p = filled(n), g = filled(n), mm = filled(n), vv = filled(n);
+      int64_t step = 1;
+      const double s = median_seconds(
+          [&] {
+            double ss = kernels::sum_squares(g.data(), n);
+            kernels::adamw_update(p.data(), g.data(), mm.data(), vv.data(), n,
+                                  {1e-4, 0.9, 0.95, 1e-8, 0.1 + 0.0 * ss, step++});
+            std::fill(g.begin(), g.end(), 0.0f);
+          },
+          o.seconds);
+      m.optimizer_ns.push_back({t, 1e9 * s / double(n)});
+    }
+    // The whole model against the sum of its parts: two blocks and the head, forward + backward.
+    {
+      Config small = cfg;
+      small.model.layers = 2;
+      small.parallel = ParallelConfig{};
+      small.train.micro_batch = mbs.front();
+      small.train.global_batch = mbs.front();
+      small.kernels.threads = t;
+      const ModelDims sd = plan::stage_dims(small, 0);
+      Model<float> model(sd, mbs.front(), T, 1, Recompute::none, cfg.kernels.attention);
+      model.init(1);
+      std::vector<int32_t> tokens(static_cast<size_t>(N)), targets(static_cast<size_t>(N));
+      for (int64_t i = 0; i < N; ++i)
+        tokens[size_t(i)] = int32_t((i * 31) % sd.V), targets[size_t(i)] = int32_t((i * 17 + 3) % sd.V);
+      const ComputeContext cc{ctx, nullptr, {}};
+      const double measured = median_seconds(
+          [&] {
+            model.forward(cc, tokens.data(), targets.data(), mbs.front(), T);
+            model.backward(cc, tokens.data(), targets.data(), 1.0f / float(N));
+          },
+          3 * o.seconds);
+      plan::MachineSpec parts = m;
+      parts.compute_factor.clear();
+      const plan::Plan predicted = plan::plan_run(small, parts, 1);
+      const plan::StagePlan& st = predicted.stages.front();
+      m.compute_factor.push_back({t, measured / (st.forward_s + st.backward_s)});
+    }
+    log << fmt::format("calibrate: {} thread(s): attention, elementwise {:.1f} GB/s, cross-entropy {:.2f} ns/logit, "
+                       "optimizer {:.2f} ns/parameter, whole model {:.3f}x its parts\n",
+                       t, m.op_bandwidth.back().value, m.xent_ns.back().value, m.optimizer_ns.back().value,
+                       m.compute_factor.back().value);
+  }
+  // What a rank holds besides the model: code, libraries, MPI, OpenMP, the GEMM packing buffers
+  // (this process now, its measurement buffers freed).
+  m.process_mib = rss_mib();
+  // Efficiencies for shapes the table lacks: the median measured fraction of peak.
+  std::vector<double> eff;
+  for (const plan::GemmPoint& g : m.gemm) eff.push_back(g.gflops / (m.peak_gflops_fp32 * g.threads));
+  std::nth_element(eff.begin(), eff.begin() + long(eff.size() / 2), eff.end());
+  if (!eff.empty()) m.gemm_efficiency = std::clamp(eff[eff.size() / 2], 0.05, 1.0);
+  finish();
+  return m;
+}
+
+}  // namespace hokusai

@@ -1,6 +1,7 @@
 #include "comm/torus.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <fstream>
 #include <algorithm>
 #include <map>
@@ -233,6 +234,41 @@ std::vector<std::vector<int>> read_coordinates(const std::string& path, const To
     throw std::invalid_argument(path + ": lists " + std::to_string(out.size()) + " nodes, the job has " +
                                 std::to_string(nodes) + ": one line per node (or per rank), in rank order");
   return out;
+}
+
+std::vector<int> pjm_shape(int nodes, int tp) {
+  std::vector<int> best;
+  double best_score = 1e300;
+  const auto consider = [&](int x, int y, int z) {
+    // Closest to a cube (or to a square in x, z when y is fixed), x >= z.
+    const double c = std::cbrt(double(nodes));
+    const double score = std::abs(std::log(x / c)) + std::abs(std::log(y / c)) + std::abs(std::log(z / c));
+    if (score < best_score - 1e-12) {
+      best_score = score;
+      best = {x, y, z};
+    }
+  };
+  if (tp > 1 && nodes % tp == 0) {
+    const int rest = nodes / tp;
+    for (int z = 1; z * z <= rest; ++z)
+      if (rest % z == 0) {
+        const double c = std::sqrt(double(rest));
+        const double score = std::abs(std::log((rest / z) / c));
+        if (score < best_score - 1e-12) {
+          best_score = score;
+          best = {rest / z, tp, z};
+        }
+      }
+    return best;
+  }
+  for (int x = 1; x <= nodes; ++x)
+    if (nodes % x == 0)
+      for (int y = 1; y <= nodes / x; ++y)
+        if ((nodes / x) % y == 0) {
+          const int z = nodes / x / y;
+          if (x >= z) consider(x, y, z);
+        }
+  return best;
 }
 
 }  // namespace hokusai::comm

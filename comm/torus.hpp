@@ -29,6 +29,11 @@ struct Torus {
   std::string dim_name(int dim) const;
 };
 
+// The node shape PJM is asked for (and the torus the planner assumes) for n nodes: (x, tp, z) with
+// x·z as square as possible when tp divides n (Fugaku-LLM: 13,824 nodes, tp 6 -> 48x6x48), else
+// the most cubic x·y·z = n.
+std::vector<int> pjm_shape(int nodes, int tp);
+
 // The routes of the torus allreduce's parts (comm/topology.hpp), a pure function of the torus so
 // every rank computes the same ones. One part per outgoing link of a node (two per dimension of
 // extent > 2 on a torus, one for extent 2 or a mesh line), each in two halves; part i starts on its

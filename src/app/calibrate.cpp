@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <omp.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -174,6 +175,20 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
   const int cores = int(std::thread::hardware_concurrency());
   std::vector<int> threads = o.threads.empty() ? std::vector<int>{1, cores} : o.threads;
   threads.erase(std::unique(threads.begin(), threads.end()), threads.end());
+  // mpirun binds each rank to one core by default (Open MPI with 2 ranks or fewer): the thread
+  // counts above one would then share that core and the table would be wrong.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) {
+    const int usable = CPU_COUNT(&allowed);
+    const int most = *std::max_element(threads.begin(), threads.end());
+    if (most > usable) {
+      finish();
+      throw std::runtime_error(fmt::format(
+          "calibrate: --threads asks for {} threads but this process may run on {} CPU(s) only (mpirun binds ranks to "
+          "cores: run it as mpirun --bind-to none -np 2 hokusai calibrate ...)", most, usable));
+    }
+  }
   const std::vector<int> tps = o.tp.empty() ? std::vector<int>{1, 2} : o.tp;
   const std::vector<int> mbs = o.micro_batches.empty() ? std::vector<int>{cfg.train.micro_batch} : o.micro_batches;
   const auto peak = kernels::probe_peak_fp32(1, 0.5);

@@ -193,7 +193,7 @@ std::string pjm(const Config& cfg, const JobscriptOptions& o, const Layout& l, s
   if (o.signal_lead_s < 10 || o.signal_lead_s >= limit)
     throw ConfigError(fmt::format("--signal-lead {}: must be at least 10 s and less than --time {} ({} s)",
                                   o.signal_lead_s, o.time, limit));
-  std::vector<int> shape = o.shape.empty() ? pjm_shape(l.nodes, cfg.parallel.tp) : std::vector<int>{};
+  std::vector<int> shape = o.shape.empty() ? comm::pjm_shape(l.nodes, cfg.parallel.tp) : std::vector<int>{};
   if (!o.shape.empty()) {
     comm::Torus t;
     try {
@@ -276,41 +276,6 @@ std::string pjm(const Config& cfg, const JobscriptOptions& o, const Layout& l, s
 }
 
 }  // namespace
-
-std::vector<int> pjm_shape(int nodes, int tp) {
-  std::vector<int> best;
-  double best_score = 1e300;
-  const auto consider = [&](int x, int y, int z) {
-    // Closest to a cube (or to a square in x, z when y is fixed), x >= z.
-    const double c = std::cbrt(double(nodes));
-    const double score = std::abs(std::log(x / c)) + std::abs(std::log(y / c)) + std::abs(std::log(z / c));
-    if (score < best_score - 1e-12) {
-      best_score = score;
-      best = {x, y, z};
-    }
-  };
-  if (tp > 1 && nodes % tp == 0) {
-    const int rest = nodes / tp;
-    for (int z = 1; z * z <= rest; ++z)
-      if (rest % z == 0) {
-        const double c = std::sqrt(double(rest));
-        const double score = std::abs(std::log((rest / z) / c));
-        if (score < best_score - 1e-12) {
-          best_score = score;
-          best = {rest / z, tp, z};
-        }
-      }
-    return best;
-  }
-  for (int x = 1; x <= nodes; ++x)
-    if (nodes % x == 0)
-      for (int y = 1; y <= nodes / x; ++y)
-        if ((nodes / x) % y == 0) {
-          const int z = nodes / x / y;
-          if (x >= z) consider(x, y, z);
-        }
-  return best;
-}
 
 Jobscript make_jobscript(const Config& cfg, const JobscriptOptions& o) {
   const Layout l = layout_of(cfg, o);

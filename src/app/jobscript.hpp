@@ -56,8 +56,4 @@ struct Jobscript {
 // divisible into the nodes, a bad time, an unknown launcher, a shape of another node count).
 Jobscript make_jobscript(const Config& cfg, const JobscriptOptions& opts);
 
-// The PJM node shape for n nodes: (x, tp, z) with x·z as square as possible when tp divides n
-// (Fugaku-LLM: 13,824 nodes, tp 6 -> 48x6x48), else the most cubic x·y·z = n.
-std::vector<int> pjm_shape(int nodes, int tp);
-
 }  // namespace hokusai

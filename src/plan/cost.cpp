@@ -214,7 +214,13 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   const bool tp_local = tp <= p.ranks_per_node, pp_local = nodes == 1 || tp * dp < p.ranks_per_node,
              dp_local = nodes == 1;
   std::vector<int> dp_torus;
-  const std::string topology = cfg.comm.topology != "flat" ? cfg.comm.topology : m.topology;
+  // The run's torus: the config's, else the machine's ("pjm": the shape a PJM job of this many
+  // nodes is given, as `hokusai jobscript` asks for it).
+  std::string topology = cfg.comm.topology != "flat" ? cfg.comm.topology : m.topology;
+  if (topology == "pjm") {
+    topology.clear();
+    for (int k : comm::pjm_shape(nodes, tp)) topology += (topology.empty() ? "" : "x") + std::to_string(k);
+  }
   if (!dp_local && topology != "flat") {
     comm::Machine mach{world, p.ranks_per_node, comm::Torus::parse(topology), {}};
     if (mach.torus->nodes() == nodes) {

@@ -33,7 +33,7 @@
 #include "parallel/gradient_sync.hpp"
 #include "parallel/pipeline.hpp"
 #include "parallel/tensor_parallel.hpp"
-#include "plan/memory.hpp"
+#include "plan/cost.hpp"
 #include "train/run_dir.hpp"
 #include "train/setup_report.hpp"
 #include "train/step_meter.hpp"
@@ -66,7 +66,7 @@ class Trainer {
 
  private:
   void setup_model();
-  void check_memory(const ModelDims& dims) const;  // throws when the model cannot fit
+  void check_memory(int stage, Recompute recompute) const;  // throws when the stage cannot fit
   void report_setup();  // the peak probe, then train/setup_report's lines
   void load_initial_weights();  // --init-from: this rank's slices of serial weights
   StepStats step();
@@ -185,26 +185,41 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
       fmt::format("rank {} (tp {}, pp {}, dp {}) on {}", rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), host));
 }
 
-// Parameters, gradients and Adam state alone (16 bytes a parameter, the Adam part / dp under
-// ZeRO-1) must fit in this rank's share of its node's memory; activations come on top (the
-// start-up report accounts for them). Refused before anything is allocated.
-void Trainer::check_memory(const ModelDims& dims) const {
-  const int64_t n = arena_size(param_table(dims)), dp = comms_.dp.size();
-  const int64_t adam = cfg_.parallel.zero1 ? comm::split_evenly(n, int(dp), comms_.dp.rank()).size() : n;
-  const plan::MemoryAccount state = plan::account_memory({.params = n, .optimizer_params = adam});
-  // checkpoint.async: the writing rank keeps a copy of the parameters and the whole Adam state.
-  const double snapshot = cfg_.checkpoint.async && comms_.dp.rank() == 0 ? 12.0 * double(n) : 0.0;
-  const double need = state.params + state.grads + state.optimizer + snapshot;
+// The planner's memory account of this rank's stage (src/plan/cost.hpp: parameters, gradients,
+// Adam state or its ZeRO-1 shard, the activations of the schedule's in-flight micro-batches under
+// this stage's recomputation, buffers, the checkpoint gather and async snapshot) must fit in this
+// rank's share of its node's memory. Refused before anything is allocated, with the largest term
+// and what would shrink it, instead of the OOM killer ending the job later.
+void Trainer::check_memory(int stage, Recompute recompute) const {
+  const plan::MemoryAccount need = plan::stage_memory(cfg_, stage, recompute);
   const int sharing = comm::split_node(comms_.world).size();  // collective: every rank checks
   const double node = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
-  if (node <= 0 || need <= node / sharing) return;
+  if (node <= 0 || need.peak() <= node / sharing) return;
   const double gib = 1.0 / double(1 << 30);
+  const std::pair<const char*, double> terms[] = {{"parameters", need.params},
+                                                  {"gradients", need.grads},
+                                                  {"optimizer state", need.optimizer},
+                                                  {"activations", need.activations},
+                                                  {"checkpoint copies", need.checkpoint_gather + need.snapshot}};
+  const auto& [largest, bytes] = *std::max_element(std::begin(terms), std::end(terms),
+                                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  const std::string fix =
+      std::string(largest) == "activations"
+          ? "recompute activations (parallel.recompute: selective or full), lower train.micro_batch, or add pipeline "
+            "or tensor ranks"
+      : std::string(largest) == "optimizer state"
+          ? "shard it over data-parallel ranks (parallel.zero1: true), or add tensor or pipeline ranks"
+      : std::string(largest) == "checkpoint copies"
+          ? "turn checkpoint.async off, or add tensor or pipeline ranks"
+          : "add tensor or pipeline ranks (parallel.tp, parallel.pp)";
   throw std::runtime_error(fmt::format(
-      "memory: rank {} (tp {}, pp {}, dp {}) needs {:.1f} GiB for its {:.2f}B parameters, their gradients and Adam "
-      "state alone{}, but its node has {:.1f} GiB for {} rank(s): add tensor or pipeline ranks (parallel.tp, "
-      "parallel.pp), or data-parallel ranks with parallel.zero1",
-      rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), need * gib, double(n) / 1e9,
-      snapshot > 0 ? " (and their copy for checkpoint.async)" : "", node * gib, sharing));
+      "memory: pipeline stage {} (rank {}: tp {}, pp {}, dp {}) needs {:.1f} GiB (parameters {:.1f}, gradients {:.1f}, "
+      "optimizer state {:.1f}, activations {:.1f}, buffers {:.1f}, checkpoint copies {:.1f}) but its node has {:.1f} GiB "
+      "for {} rank(s); the largest term is {} ({:.1f} GiB): {}; `hokusai plan CONFIG --machine FILE --search` lists "
+      "layouts that fit",
+      stage, rank_, comms_.tp.rank(), comms_.pp.rank(), comms_.dp.rank(), need.peak() * gib, need.params * gib,
+      need.grads * gib, need.optimizer * gib, need.activations * gib, need.comm * gib,
+      (need.checkpoint_gather + need.snapshot) * gib, node * gib, sharing, largest, bytes * gib, fix));
 }
 
 void Trainer::setup_model() {
@@ -218,10 +233,8 @@ void Trainer::setup_model() {
   B_ = cfg_.train.micro_batch;
   T_ = cfg_.train.seq_len;
   accum_ = cfg_.train.global_batch / (cfg_.train.micro_batch * cfg_.parallel.dp);
-  const auto& rs = cfg_.parallel.recompute_stages;
-  const bool recomputes = rs.empty() || std::find(rs.begin(), rs.end(), stage) != rs.end();
-  const Recompute recompute = recomputes ? cfg_.parallel.recompute : Recompute::none;
-  check_memory(dims);
+  const Recompute recompute = plan::stage_recompute(cfg_, stage);
+  check_memory(stage, recompute);
   try {
     model_ = std::make_unique<Model<float>>(dims, B_, T_, parallel::Pipeline::slots(pp, stage, accum_, dims.chunks),
                                             recompute, cfg_.kernels.attention);

@@ -60,9 +60,9 @@ TEST(Jobscript, CoordinateFileMakesThePlacementTheIdentity) {
 }
 
 TEST(Jobscript, NodeShapeFollowsTheRecipe) {
-  EXPECT_EQ(pjm_shape(13824, 6), (std::vector<int>{48, 6, 48}));  // Fugaku-LLM's published shape
-  EXPECT_EQ(pjm_shape(64, 1), (std::vector<int>{4, 4, 4}));
-  const auto s = pjm_shape(12, 5);  // tp not dividing: the most cubic shape of 12
+  EXPECT_EQ(comm::pjm_shape(13824, 6), (std::vector<int>{48, 6, 48}));  // Fugaku-LLM's published shape
+  EXPECT_EQ(comm::pjm_shape(64, 1), (std::vector<int>{4, 4, 4}));
+  const auto s = comm::pjm_shape(12, 5);  // tp not dividing: the most cubic shape of 12
   EXPECT_EQ(s[0] * s[1] * s[2], 12);
 }
 

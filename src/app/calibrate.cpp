@@ -132,10 +132,13 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
                                     std::ostream& log) {
   plan::MachineSpec m;
   const int rank = world.rank(), ranks = world.size();
-  // The network first, between ranks 0 and 1 (the others wait for the end without spinning).
+  // The network first, between ranks 0 and 1 (the others wait for the end without spinning): the
+  // latency of a ping-pong, and the allreduce the comm layer's policy picks at the tensor- and
+  // data-parallel sizes, from which the formulas' bandwidth is fitted (its γ from a local sum).
+  const comm::Communicator pair = world.split(rank < 2 ? 0 : 1, rank);
   if (ranks >= 2 && rank <= 1) {
     const int peer = 1 - rank;
-    std::vector<float> buf = filled(int64_t(1) << 22);  // 16 MiB
+    std::vector<float> buf = filled(int64_t(1) << 24);  // 64 MiB
     const auto pingpong = [&](int64_t n) {
       if (rank == 0) {
         comm::isend(world, buf.data(), n, peer, 7).wait();
@@ -145,19 +148,34 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
         comm::isend(world, buf.data(), n, peer, 8).wait();
       }
     };
-    const auto one_way = [&](int64_t n) {
-      for (int i = 0; i < 3; ++i) pingpong(n);  // warm-up
-      const int reps = n < 1024 ? 200 : 10;
-      const auto t0 = Clock::now();
-      for (int i = 0; i < reps; ++i) pingpong(n);
-      return std::chrono::duration<double>(Clock::now() - t0).count() / (2.0 * reps);
-    };
-    const double small = one_way(2), large = one_way(int64_t(1) << 22);
-    m.intra_node.alpha_us = 1e6 * small;
-    m.intra_node.bandwidth_gbs = 16.0 * (1 << 20) / std::max(large - small, 1e-9) / 1e9;
+    for (int i = 0; i < 10; ++i) pingpong(2);
+    auto t0 = Clock::now();
+    for (int i = 0; i < 200; ++i) pingpong(2);
+    const double alpha = std::chrono::duration<double>(Clock::now() - t0).count() / 400.0;
+    // γ: summing n bytes into n bytes on one core.
+    std::vector<float> other = filled(int64_t(1) << 22);
+    t0 = Clock::now();
+    for (int r = 0; r < 5; ++r)
+      for (size_t i = 0; i < other.size(); ++i) buf[i] += other[i];
+    const double reduce_gbs = 5.0 * 16.0 * (1 << 20) / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+    std::vector<double> beta;
+    for (int64_t n : {int64_t(3) << 17, int64_t(1) << 22, int64_t(1) << 24}) {  // 1.5, 16, 64 MiB
+      const double bytes = 4.0 * double(n);
+      const int reps = n < (1 << 20) ? 20 : 5;
+      comm::allreduce(pair, buf.data(), n, comm::ReduceOp::sum);
+      pair.barrier();
+      t0 = Clock::now();
+      for (int r = 0; r < reps; ++r) comm::allreduce(pair, buf.data(), n, comm::ReduceOp::sum);
+      const double t = std::chrono::duration<double>(Clock::now() - t0).count() / reps;
+      // Two ranks (ring): 2α + n·β + (n/2)·γ.
+      beta.push_back(std::max(t - 2.0 * alpha - 0.5 * bytes / (reduce_gbs * 1e9), 1e-12) / bytes);
+    }
+    std::sort(beta.begin(), beta.end());
+    m.intra_node = {1e6 * alpha, 1.0 / beta[1] / 1e9, reduce_gbs};
     if (rank == 0)
-      log << fmt::format("calibrate: MPI between ranks 0 and 1: {:.2f} us latency, {:.2f} GB/s at 16 MiB\n",
-                         m.intra_node.alpha_us, m.intra_node.bandwidth_gbs);
+      log << fmt::format("calibrate: MPI between ranks 0 and 1: {:.2f} us latency; allreduce fits {:.2f} GB/s with "
+                         "sums at {:.2f} GB/s\n",
+                         m.intra_node.alpha_us, m.intra_node.bandwidth_gbs, reduce_gbs);
   }
   if (rank != 0) {
     float done = 0;
@@ -238,7 +256,59 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
           o.seconds);
       m.gemm.push_back({g.ops, g.m, g.n, g.k, t, 2.0 * double(g.m) * double(g.n) * double(g.k) / s / 1e9});
     }
-    log << fmt::format("calibrate: {} thread(s): {} GEMM shapes\n", t, calls.size());
+    // Contention: the block's GEMMs on one thread each, on t threads at once (private buffers),
+    // against one thread alone — what a core loses when the node's other cores compute too.
+    if (t == 1) {
+      m.contention.push_back({1, 1.0});
+    } else {
+      const ModelDims d1 = dims_at(cfg, 1, mbs.front());
+      const std::vector<plan::GemmCall> block = plan::layer_gemms(d1, int64_t(mbs.front()) * cfg.train.seq_len, false);
+      const auto run_block = [&](int thread, kernels::GemmWorkspace& w, std::vector<std::vector<float>>& bufs) {
+        const kernels::GemmContext one{cfg.kernels.gemm, 1, kernels::GemmIsa::automatic, &w};
+        for (size_t i = 0; i < block.size(); ++i) {
+          const plan::GemmCall& g = block[i];
+          const bool ta = g.ops[0] == 'T', tb = g.ops[1] == 'T';
+          kernels::gemm(one, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n, g.k,
+                        1.0f, bufs[3 * i].data(), ta ? g.m : g.k, bufs[3 * i + 1].data(), tb ? g.k : g.n, 0.0f,
+                        bufs[3 * i + 2].data(), g.n);
+        }
+        (void)thread;
+      };
+      const auto buffers = [&] {
+        std::vector<std::vector<float>> b;
+        for (const plan::GemmCall& g : block) b.push_back(filled(g.m * g.k)), b.push_back(filled(g.k * g.n)),
+                                              b.push_back(filled(g.m * g.n));
+        return b;
+      };
+      double alone = 0;
+      {
+        kernels::GemmWorkspace w;
+        auto b = buffers();
+        alone = median_seconds([&] { run_block(0, w, b); }, o.seconds);
+      }
+      std::vector<double> together(static_cast<size_t>(t));
+#pragma omp parallel num_threads(t)
+      {
+        kernels::GemmWorkspace w;
+        auto b = buffers();
+        const int me = omp_get_thread_num();
+        run_block(me, w, b);
+#pragma omp barrier
+        std::vector<double> times;
+        for (int r = 0; r < 5; ++r) {
+          const auto s0 = Clock::now();
+          run_block(me, w, b);
+          times.push_back(std::chrono::duration<double>(Clock::now() - s0).count());
+#pragma omp barrier
+        }
+        std::sort(times.begin(), times.end());
+        together[size_t(me)] = times[2];
+      }
+      std::sort(together.begin(), together.end());
+      m.contention.push_back({t, std::max(1.0, together[together.size() / 2] / alone)});
+    }
+    log << fmt::format("calibrate: {} thread(s): {} GEMM shapes, a core at {:.3f}x its time alone when {} compute\n",
+                       t, calls.size(), m.contention.back().value, t);
     // Attention per (sequence, head): one sequence of all heads (tp 1), both kinds.
     const ModelDims d = dims_at(cfg, 1, 1);
     const int64_t T = cfg.train.seq_len;

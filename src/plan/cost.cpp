@@ -69,17 +69,19 @@ double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
 }
 
 // A rank's `threads` threads while `busy` cores of its node compute (its own and the other
-// ranks'): each core runs at the per-core rate measured with `busy` threads at once (shared
-// caches and memory bandwidth), so the rank's time is the busy-core figure times busy / threads.
+// ranks'). Products run at the rank's own thread count's measured rate, slowed by the
+// contention of `busy` computing cores over that of its own threads (the table's measurements
+// already include their own); memory-bound ops share the bandwidth `busy` threads reach.
 struct Cores {
   int threads = 1, busy = 1;
+  double slowdown = 1.0;  // contention(busy) / contention(threads)
   double share() const { return double(busy) / double(threads); }
 };
 
 double gemms_seconds(const MachineSpec& m, const std::vector<GemmCall>& calls, Cores c) {
   double t = 0;
-  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.busy);
-  return t * c.share();
+  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.threads);
+  return t * c.slowdown;
 }
 
 struct LayerTimes {
@@ -91,11 +93,11 @@ LayerTimes layer_seconds(const MachineSpec& m, const ModelDims& d, const Config&
   const std::string kind(name_of(cfg.kernels.attention));
   LayerTimes t;
   const ElementwiseBytes eb = elementwise_bytes(d, N);
-  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, c.busy) * c.share();
+  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, c.threads) * c.slowdown;
   t.forward = gemms_seconds(m, layer_gemms(d, N, false), c) + t.attention_forward +
               op_seconds(m, eb.forward, c.busy) * c.share();
   t.backward = gemms_seconds(m, layer_gemms(d, N, true), c) +
-               attention_seconds(m, kind, true, B * d.NH, T, d.HS, c.busy) * c.share() +
+               attention_seconds(m, kind, true, B * d.NH, T, d.HS, c.threads) * c.slowdown +
                op_seconds(m, eb.backward, c.busy) * c.share();
   return t;
 }
@@ -207,8 +209,9 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   p.node_memory_bytes = m.memory_gib / kGiB / p.ranks_per_node;
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
   const int m_ = p.micro_batches, threads = p.threads;
-  const Cores cores_{threads, std::min(m.cores_per_node, p.ranks_per_node * threads)};
-  const double share = cores_.share(), factor = compute_factor(m, cores_.busy);
+  const int busy = std::min(m.cores_per_node, p.ranks_per_node * threads);
+  const Cores cores_{threads, busy, contention(m, busy) / contention(m, threads)};
+  const double share = cores_.share(), factor = compute_factor(m, threads);
   // Groups inside a node: tp ranks are consecutive; a stage's neighbour is tp·dp ranks away; a
   // dp group spans the nodes unless the whole job fits one node.
   const bool tp_local = tp <= p.ranks_per_node, pp_local = nodes == 1 || tp * dp < p.ranks_per_node,
@@ -286,8 +289,8 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   p.tail_s = tail;
   p.step_s = p.pipeline_s + p.tail_s;
   p.oversubscription = core_seconds / (double(m.cores_per_node) * p.step_s);
-  const double busy = core_seconds / m.cores_per_node;
-  if (busy > p.step_s) p.step_s = busy;
+  const double time_shared = core_seconds / m.cores_per_node;
+  if (time_shared > p.step_s) p.step_s = time_shared;
   const double tokens = double(cfg.train.global_batch) * double(T);
   p.tokens_per_s = tokens / p.step_s;
   const double cores = std::min(double(world) * threads, double(nodes) * m.cores_per_node);
@@ -305,7 +308,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   p.limit = std::max_element(std::begin(terms), std::end(terms), [](const auto& a, const auto& b) {
               return a.second < b.second;
             })->first;
-  if (busy > p.pipeline_s + p.tail_s) p.limit = "cores (the node's ranks time-share them)";
+  if (time_shared > p.pipeline_s + p.tail_s) p.limit = "cores (the node's ranks time-share them)";
   return p;
 }
 

@@ -113,6 +113,7 @@ MachineSpec load_machine(const std::string& path) {
   m.xent_ns = rates(y, "xent", "ns", path);
   m.optimizer_ns = rates(y, "optimizer", "ns", path);
   if (y["compute_factor"]) m.compute_factor = rates(y, "compute_factor", "value", path);
+  if (y["contention"]) m.contention = rates(y, "contention", "value", path);
   if (const YAML::Node n = y["network"]) {
     m.topology = field<std::string>(n, "topology", w, m.topology);
     m.intra_node = tier(n["intra_node"], path + ": network.intra_node");
@@ -135,7 +136,8 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
   for (const auto& [key, unit, points] : {std::tuple{"op_bandwidth", "gbs", &m.op_bandwidth},
                                           std::tuple{"xent", "ns", &m.xent_ns},
                                           std::tuple{"optimizer", "ns", &m.optimizer_ns},
-                                          std::tuple{"compute_factor", "value", &m.compute_factor}}) {
+                                          std::tuple{"compute_factor", "value", &m.compute_factor},
+                                          std::tuple{"contention", "value", &m.contention}}) {
     if (points->empty()) continue;
     o += fmt::format("{}:\n", key);
     for (const RatePoint& r : *points) o += fmt::format("  - {{threads: {}, {}: {:.4g}}}\n", r.threads, unit, r.value);
@@ -214,13 +216,18 @@ double xent_seconds(const MachineSpec& m, double logits, int threads) {
   return 1e-9 * logits * rate(m.xent_ns, threads, true);
 }
 
-double compute_factor(const MachineSpec& m, int threads) {
-  if (m.compute_factor.empty()) return 1.0;
-  const RatePoint* best = &m.compute_factor.front();
-  for (const RatePoint& r : m.compute_factor)
+// The nearest thread count's value; 1 without any.
+static double nearest(const std::vector<RatePoint>& points, int threads) {
+  if (points.empty()) return 1.0;
+  const RatePoint* best = &points.front();
+  for (const RatePoint& r : points)
     if (dist(threads, r.threads) < dist(threads, best->threads)) best = &r;
   return best->value;
 }
+
+double compute_factor(const MachineSpec& m, int threads) { return nearest(m.compute_factor, threads); }
+
+double contention(const MachineSpec& m, int busy_cores) { return nearest(m.contention, busy_cores); }
 
 double optimizer_seconds(const MachineSpec& m, double params, int threads) {
   return 1e-9 * params * rate(m.optimizer_ns, threads, true);

@@ -65,6 +65,9 @@ struct MachineSpec {
   // A whole forward + backward of the model measured over the sum of its parts' predictions (the
   // parts are timed alone, with warm caches): multiplies the compute terms. 1 if absent.
   std::vector<RatePoint> compute_factor;
+  // A core's GEMM time when `threads` cores of the node compute at once (each its own product),
+  // over its time alone: the shared caches' and memory's toll on ranks that share a node.
+  std::vector<RatePoint> contention;
   // Network: `topology` as comm.topology (flat, 4x4x4x2x3x2, mesh:...), the default when the
   // run's config names none; links per node and the injection limit cap the torus algorithm.
   std::string topology = "flat";
@@ -87,5 +90,6 @@ double op_seconds(const MachineSpec& m, double bytes, int threads);
 double xent_seconds(const MachineSpec& m, double logits, int threads);
 double optimizer_seconds(const MachineSpec& m, double params, int threads);
 double compute_factor(const MachineSpec& m, int threads);
+double contention(const MachineSpec& m, int busy_cores);
 
 }  // namespace hokusai::plan

@@ -1,0 +1,188 @@
+// The planner's arithmetic: the counted activation memory equals what a built model allocates,
+// the pipeline's time formula, the machine file's round trip and errors, nearest-shape lookups,
+// the search over the Fugaku-LLM 13B recipe, and the trainer's start-up refusal.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "comm/grid.hpp"
+#include "hokusai/config.hpp"
+#include "hokusai/model.hpp"
+#include "plan/cost.hpp"
+#include "plan/machine.hpp"
+#include "scratch.hpp"
+
+namespace hokusai::plan {
+namespace {
+
+Config tiny_gpt2() {
+  Config c;
+  c.model.family = Family::gpt2;
+  c.model.layers = 4, c.model.hidden = 64, c.model.heads = 4, c.model.vocab_size = 300, c.model.max_seq_len = 32;
+  c.train.seq_len = 32, c.train.micro_batch = 2, c.train.global_batch = 8;
+  resolve(c);
+  return c;
+}
+
+MachineSpec simple_machine() {
+  MachineSpec m;
+  m.name = "test", m.cpu = "none", m.source = "made up for the test";
+  m.cores_per_node = 4, m.ranks_per_node = 1, m.max_nodes = 64;
+  m.peak_gflops_fp32 = 100, m.memory_gib = 16, m.process_mib = 50;
+  m.op_bandwidth = {{1, 10.0}, {4, 20.0}};
+  m.xent_ns = {{4, 1.0}};
+  m.optimizer_ns = {{4, 0.5}};
+  m.gemm = {{"NT", 512, 768, 768, 1, 80.0}, {"NT", 512, 768, 768, 4, 300.0}, {"TN", 768, 768, 512, 1, 60.0}};
+  m.attention = {{"flash", 256, 64, 1, 400.0, 800.0}};
+  m.intra_node = {0.5, 5.0, 10.0}, m.inter_node = {1.0, 6.8, 20.0};
+  return m;
+}
+
+// The planner counts activations through the constructor's own layout: equal for every mode.
+TEST(PlanMemory, CountedActivationsEqualABuiltModel) {
+  for (Family family : {Family::gpt2, Family::llama})
+    for (Recompute r : {Recompute::none, Recompute::selective, Recompute::full})
+      for (Attention a : {Attention::gemm, Attention::flash})
+        for (int slots : {1, 3}) {
+          Config c = tiny_gpt2();
+          c.model.family = family;
+          c.model.ffn_hidden = 0;
+          resolve(c);
+          const ModelDims d = ModelDims::from(c.model, comm::ParallelGrid::single());
+          const Model<float> built(d, 2, 32, slots, r, a);
+          EXPECT_EQ(Model<float>::activation_bytes(d, 2, 32, slots, r, a), built.activation_bytes())
+              << name_of(family) << " " << name_of(r) << " " << name_of(a) << " slots " << slots;
+          EXPECT_GT(built.activation_bytes(), 0);
+        }
+}
+
+TEST(PlanMemory, StageMemoryCountsZeroOneAndTheSchedulesSlots) {
+  Config c = tiny_gpt2();
+  c.parallel.pp = 2;
+  const MemoryAccount first = stage_memory(c, 0, Recompute::none), last = stage_memory(c, 1, Recompute::none);
+  // 1F1B: stage 0 keeps 2 micro-batches in flight, the last stage 1.
+  EXPECT_GT(first.activations, 0);
+  c.parallel.pp = 1, c.parallel.dp = 2;
+  c.parallel.zero1 = true;
+  const MemoryAccount z = stage_memory(c, 0, Recompute::none);
+  EXPECT_NEAR(z.optimizer, z.params, 8.0);  // 8 bytes of Adam state per parameter, over 2 ranks
+  EXPECT_GT(z.checkpoint_gather, 0);        // dp rank 0 gathers the whole state at a save
+  c.parallel.zero1 = false;
+  EXPECT_DOUBLE_EQ(stage_memory(c, 0, Recompute::none).optimizer, 2.0 * z.params);
+  // Recomputation only ever lowers a stage's activations.
+  EXPECT_LT(stage_memory(c, 0, Recompute::full).activations, stage_memory(c, 0, Recompute::selective).activations + 1);
+  EXPECT_LE(stage_memory(c, 0, Recompute::selective).activations, stage_memory(c, 0, Recompute::none).activations);
+  (void)last;
+}
+
+TEST(PlanTime, UniformStagesGiveTheBubbleFormula) {
+  // Two identical stages (no head/embedding difference matters for the formula's shape): the
+  // pipeline time is m·max + (Σ − max)/v, so with P stages of equal t it is (m + P − 1)·t.
+  Config c = tiny_gpt2();
+  c.parallel.pp = 2;
+  const MachineSpec m = simple_machine();
+  const Plan p = plan_run(c, m, 2);
+  ASSERT_EQ(p.stages.size(), 2u);
+  double sum = 0, most = 0;
+  for (const StagePlan& s : p.stages) sum += s.per_micro_batch(), most = std::max(most, s.per_micro_batch());
+  EXPECT_NEAR(p.pipeline_s, p.micro_batches * most + (sum - most), 1e-12);
+  EXPECT_NEAR(p.bubble_s, sum - most, 1e-12);
+  EXPECT_GT(p.tokens_per_s, 0);
+  EXPECT_GT(p.mfu, 0);
+  EXPECT_LT(p.mfu, 1.5);
+}
+
+TEST(PlanTime, MoreThreadsNeverSlowerAndOversubscriptionTimeShares) {
+  Config c = tiny_gpt2();
+  MachineSpec m = simple_machine();
+  m.max_nodes = 1;
+  c.kernels.threads = 1;
+  const Plan one = plan_run(c, m, 1);
+  c.kernels.threads = 4;
+  const Plan four = plan_run(c, m, 1);
+  EXPECT_LT(four.step_s, one.step_s);
+  // 8 one-thread ranks on a 4-core node: at least the node's core time over its cores.
+  c.kernels.threads = 1, c.parallel.dp = 8, c.train.global_batch = 16;
+  const Plan over = plan_run(c, m, 1);
+  EXPECT_GT(over.oversubscription, 1.0);
+  EXPECT_NE(over.limit.find("time-share"), std::string::npos);
+}
+
+TEST(PlanMachine, YamlRoundTripAndLookups) {
+  const MachineSpec m = simple_machine();
+  const std::string path = (testing::scratch_dir("plan", "machine") / "m.yaml").string();
+  std::ofstream(path) << machine_yaml(m, "# test\n");
+  const MachineSpec r = load_machine(path);
+  EXPECT_EQ(r.name, m.name);
+  EXPECT_EQ(r.cores_per_node, m.cores_per_node);
+  EXPECT_EQ(r.gemm.size(), m.gemm.size());
+  EXPECT_EQ(r.attention.size(), 1u);
+  EXPECT_DOUBLE_EQ(r.inter_node.bandwidth_gbs, 6.8);
+  // The exact shape is its measurement; a near one takes the nearest's rate.
+  EXPECT_NEAR(gemm_seconds(r, "NT", 512, 768, 768, 1), 2.0 * 512 * 768 * 768 / 80e9, 1e-12);
+  EXPECT_NEAR(gemm_seconds(r, "NT", 512, 768, 768, 4), 2.0 * 512 * 768 * 768 / 300e9, 1e-12);
+  EXPECT_NEAR(gemm_seconds(r, "NT", 1024, 768, 768, 1), 2.0 * 1024 * 768 * 768 / 80e9, 1e-12);
+  EXPECT_NEAR(gemm_seconds(r, "TN", 768, 768, 512, 1), 2.0 * 768 * 768 * 512 / 60e9, 1e-12);
+  // Causal attention grows as T²: twice the length, four times the time.
+  EXPECT_NEAR(attention_seconds(r, "flash", false, 1, 512, 64, 1), 4 * 400e-6, 1e-12);
+  // Memory bandwidth saturates: more threads than measured add nothing.
+  EXPECT_NEAR(op_seconds(r, 20e9, 8), 1.0, 1e-12);
+  EXPECT_NEAR(op_seconds(r, 10e9, 1), 1.0, 1e-12);
+}
+
+TEST(PlanMachine, BadFilesNameTheFileAndField) {
+  const std::string dir = testing::scratch_dir("plan", "machine_bad").string();
+  const auto error_of = [&](const std::string& text) {
+    const std::string path = dir + "/bad.yaml";
+    std::ofstream(path, std::ios::trunc) << text;
+    try {
+      load_machine(path);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("name: x\n").find("cores_per_node"), std::string::npos);
+  EXPECT_NE(error_of("cores_per_node: 2\npeak_gflops_per_core: {fp32: 10}\nmemory_gib: 1\n").find("op_bandwidth"),
+            std::string::npos);
+  EXPECT_NE(error_of("cores_per_node: two\n").find("'cores_per_node'"), std::string::npos);
+  EXPECT_NE(error_of("cores_per_node: 2\npeak_gflops_per_core: {fp32: 10}\nmemory_gib: 1\nop_bandwidth: [{threads: 1, "
+                     "gbs: 5}]\nxent: [{threads: 1, ns: 1}]\noptimizer: [{threads: 1, ns: 1}]\ngemm: [{ops: XX, m: 1, "
+                     "n: 1, k: 1, gflops: 1}]\n")
+                .find("gemm entry"),
+            std::string::npos);
+  EXPECT_NE(error_of("[1, 2]").find("bad.yaml"), std::string::npos);
+  try {
+    load_machine(dir + "/missing.yaml");
+    FAIL() << "a missing file loaded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.yaml"), std::string::npos);
+  }
+}
+
+// The published recipe on the Fugaku description: the layout is valid, the 13B model fits only
+// with its parameters spread, and one rank is far over a node.
+TEST(PlanSearch, FugakuLlm13B) {
+  Config c = load_config(std::string(HOKUSAI_SOURCE_DIR) + "/configs/fugaku-llm-13b.yaml");
+  resolve(c);
+  const MachineSpec m = load_machine(std::string(HOKUSAI_SOURCE_DIR) + "/configs/machines/fugaku.yaml");
+  const Plan published = plan_run(c, m, 13824);
+  EXPECT_EQ(published.stages.size(), 8u);
+  EXPECT_EQ(published.micro_batches, 7);
+  EXPECT_TRUE(published.fits()) << format_plan(published, m);
+  EXPECT_GT(published.mfu, 0.01);
+  EXPECT_LT(published.mfu, 1.0);
+  Config one = c;
+  one.parallel = ParallelConfig{};
+  const Plan single = plan_run(one, m, 1);
+  EXPECT_FALSE(single.fits());
+  EXPECT_GT(single.peak_bytes(), 200e9);  // 16 bytes a parameter alone
+  const std::vector<Plan> found = search_layouts(c, m, 13824);
+  ASSERT_FALSE(found.empty());
+  EXPECT_TRUE(found.front().fits());
+  EXPECT_LE(found.front().step_s, published.step_s * 1.0001);  // the best is at least as fast
+  for (size_t i = 1; i < found.size() && found[i].fits(); ++i) EXPECT_LE(found[i - 1].step_s, found[i].step_s);
+}
+
+}  // namespace
+}  // namespace hokusai::plan

@@ -228,6 +228,18 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
   if (ranks < 2) m.intra_node = {1.0, 5.0, 10.0};  // not measured: stated in `source`
   m.inter_node = m.intra_node;
   kernels::GemmWorkspace ws;
+  {
+    // What a rank holds besides the model: code, libraries, MPI, the OpenMP threads and the GEMM
+    // packing buffers after a product at the model's widest shape — this process now, before the
+    // measurements allocate their own buffers.
+    const ModelDims d = dims_at(cfg, 1, mbs.front());
+    const int64_t N = int64_t(mbs.front()) * cfg.train.seq_len;
+    std::vector<float> a = filled(N * d.C), b = filled(d.Vl * d.C), c = filled(N * d.Vl);
+    omp_set_num_threads(*std::max_element(threads.begin(), threads.end()));
+    kernels::gemm({cfg.kernels.gemm, *std::max_element(threads.begin(), threads.end()), kernels::GemmIsa::automatic, &ws},
+                  kernels::Op::N, kernels::Op::T, N, d.Vl, d.C, 1.0f, a.data(), d.C, b.data(), d.C, 0.0f, c.data(), d.Vl);
+    m.process_mib = rss_mib() - 4.0 * double(a.size() + b.size() + c.size()) / double(1 << 20);
+  }
   for (int t : threads) {
     omp_set_num_threads(t);
     const kernels::GemmContext ctx{cfg.kernels.gemm, t, kernels::GemmIsa::automatic, &ws};
@@ -389,7 +401,7 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
             model.forward(cc, tokens.data(), targets.data(), mbs.front(), T);
             model.backward(cc, tokens.data(), targets.data(), 1.0f / float(N));
           },
-          3 * o.seconds);
+          8 * o.seconds);
       plan::MachineSpec parts = m;
       parts.compute_factor.clear();
       const plan::Plan predicted = plan::plan_run(small, parts, 1);
@@ -401,9 +413,6 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
                        t, m.op_bandwidth.back().value, m.xent_ns.back().value, m.optimizer_ns.back().value,
                        m.compute_factor.back().value);
   }
-  // What a rank holds besides the model: code, libraries, MPI, OpenMP, the GEMM packing buffers
-  // (this process now, its measurement buffers freed).
-  m.process_mib = rss_mib();
   // Efficiencies for shapes the table lacks: the median measured fraction of peak.
   std::vector<double> eff;
   for (const plan::GemmPoint& g : m.gemm) eff.push_back(g.gflops / (m.peak_gflops_fp32 * g.threads));

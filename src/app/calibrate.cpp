@@ -266,7 +266,30 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
                           g.k, 1.0f, a.data(), ta ? g.m : g.k, b.data(), tb ? g.k : g.n, 0.0f, c.data(), g.n);
           },
           o.seconds);
-      m.gemm.push_back({g.ops, g.m, g.n, g.k, t, 2.0 * double(g.m) * double(g.n) * double(g.k) / s / 1e9});
+      const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
+      m.gemm.push_back({g.ops, g.m, g.n, g.k, t, flops / s / 1e9, 0.0});
+      if (t == 1 && cores > 1) {
+        // The same product on one core while every core runs it (private buffers): the rate a
+        // rank gets when the node's other ranks compute too.
+        std::vector<double> busy(static_cast<size_t>(cores));
+#pragma omp parallel num_threads(cores)
+        {
+          const kernels::GemmContext one{cfg.kernels.gemm, 1, kernels::GemmIsa::automatic, nullptr};
+          std::vector<float> pa = filled(g.m * g.k), pb = filled(g.k * g.n), pc(static_cast<size_t>(g.m * g.n));
+          std::vector<double> times;
+          for (int r = 0; r < 5; ++r) {
+#pragma omp barrier
+            const auto s0 = Clock::now();
+            kernels::gemm(one, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n,
+                          g.k, 1.0f, pa.data(), ta ? g.m : g.k, pb.data(), tb ? g.k : g.n, 0.0f, pc.data(), g.n);
+            times.push_back(std::chrono::duration<double>(Clock::now() - s0).count());
+          }
+          std::sort(times.begin(), times.end());
+          busy[size_t(omp_get_thread_num())] = times[2];
+        }
+        std::sort(busy.begin(), busy.end());
+        m.gemm.back().busy_gflops = flops / busy[busy.size() / 2] / 1e9;
+      }
     }
     // Contention: the block's GEMMs on one thread each, on t threads at once (private buffers),
     // against one thread alone — what a core loses when the node's other cores compute too.

@@ -69,19 +69,19 @@ double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
 }
 
 // A rank's `threads` threads while `busy` cores of its node compute (its own and the other
-// ranks'). Products run at the rank's own thread count's measured rate, slowed by the
-// contention of `busy` computing cores over that of its own threads (the table's measurements
-// already include their own); memory-bound ops share the bandwidth `busy` threads reach.
+// ranks'). Products run at the rank's own thread count's measured rate, slowed by what each
+// shape measured with every core busy (gemm_seconds); attention by the block's contention ratio;
+// memory-bound ops share the bandwidth `busy` threads reach.
 struct Cores {
   int threads = 1, busy = 1;
-  double slowdown = 1.0;  // contention(busy) / contention(threads)
+  double slowdown = 1.0;  // attention: contention(busy) / contention(threads)
   double share() const { return double(busy) / double(threads); }
 };
 
 double gemms_seconds(const MachineSpec& m, const std::vector<GemmCall>& calls, Cores c) {
   double t = 0;
-  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.threads);
-  return t * c.slowdown;
+  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.threads, c.busy);
+  return t;
 }
 
 struct LayerTimes {

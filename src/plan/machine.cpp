@@ -92,7 +92,8 @@ MachineSpec load_machine(const std::string& path) {
     throw std::runtime_error(path + ": gemm_efficiency and attention_efficiency must be in (0, 1], dp_overlap in [0, 1]");
   for (const YAML::Node& g : y["gemm"]) {
     GemmPoint p{field<std::string>(g, "ops", w, "NT"), field<int64_t>(g, "m", w, 0), field<int64_t>(g, "n", w, 0),
-                field<int64_t>(g, "k", w, 0), field(g, "threads", w, 1), field(g, "gflops", w, 0.0)};
+                field<int64_t>(g, "k", w, 0), field(g, "threads", w, 1), field(g, "gflops", w, 0.0),
+                field(g, "busy_gflops", w, 0.0)};
     if (p.m < 1 || p.n < 1 || p.k < 1 || p.threads < 1 || p.gflops <= 0 ||
         (p.ops != "NT" && p.ops != "NN" && p.ops != "TN"))
       throw std::runtime_error(fmt::format("{}: gemm entry (line {}) needs ops NT|NN|TN, m, n, k, threads >= 1 and "
@@ -150,8 +151,9 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
                      t.bandwidth_gbs, t.reduce_gbs);
   o += m.gemm.empty() ? "gemm: []\n" : "gemm:\n";
   for (const GemmPoint& g : m.gemm)
-    o += fmt::format("  - {{ops: {}, m: {}, n: {}, k: {}, threads: {}, gflops: {:.1f}}}\n", g.ops, g.m, g.n, g.k,
-                     g.threads, g.gflops);
+    o += fmt::format("  - {{ops: {}, m: {}, n: {}, k: {}, threads: {}, gflops: {:.1f}{}}}\n", g.ops, g.m, g.n, g.k,
+                     g.threads, g.gflops,
+                     g.busy_gflops > 0 ? fmt::format(", busy_gflops: {:.1f}", g.busy_gflops) : std::string());
   o += m.attention.empty() ? "attention: []\n" : "attention:\n";
   for (const AttentionPoint& a : m.attention)
     o += fmt::format("  - {{kind: {}, T: {}, HS: {}, threads: {}, forward_us: {:.2f}, backward_us: {:.2f}}}\n", a.kind,
@@ -159,21 +161,41 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
   return o;
 }
 
-// The nearest measured shape with the same operand order (any order if none), its GFLOP/s scaled
-// by the thread ratio when the thread count differs; without a table, gemm_efficiency of peak.
-double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads) {
-  if (M <= 0 || N <= 0 || K <= 0) return 0.0;
-  const double flops = 2.0 * double(M) * double(N) * double(K);
+namespace {
+
+// The nearest measured shape with the same operand order (any order if none) among the points
+// `use` accepts; null when none.
+template <typename Pred>
+const GemmPoint* nearest_gemm(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K,
+                              int threads, Pred use) {
   const GemmPoint* best = nullptr;
   double best_d = std::numeric_limits<double>::infinity();
   for (const GemmPoint& g : m.gemm) {
+    if (!use(g)) continue;
     const double d = dist(double(M), double(g.m)) + dist(double(N), double(g.n)) + dist(double(K), double(g.k)) +
                      2.0 * dist(threads, g.threads) + (g.ops == ops ? 0.0 : 10.0);
     if (d < best_d) best_d = d, best = &g;
   }
+  return best;
+}
+
+}  // namespace
+
+// The nearest point's GFLOP/s, scaled by the thread ratio when the thread count differs; without
+// a table, gemm_efficiency of peak. Other cores computing slow it by the nearest one-thread
+// point's measured ratio (its time with `busy` cores at work over alone).
+double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
+                    int busy) {
+  if (M <= 0 || N <= 0 || K <= 0) return 0.0;
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const GemmPoint* best = nearest_gemm(m, ops, M, N, K, threads, [](const GemmPoint&) { return true; });
   const double gflops = best ? best->gflops * double(threads) / double(best->threads)
                              : m.gemm_efficiency * m.peak_gflops_fp32 * threads;
-  return flops / (gflops * 1e9);
+  double slowdown = 1.0;
+  if (busy > threads)
+    if (const GemmPoint* one = nearest_gemm(m, ops, M, N, K, 1, [](const GemmPoint& g) { return g.busy_gflops > 0; }))
+      slowdown = std::max(1.0, one->gflops / one->busy_gflops);
+  return slowdown * flops / (gflops * 1e9);
 }
 
 // Causal attention grows as T² per (sequence, head): the nearest measured length of the same

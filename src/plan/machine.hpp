@@ -18,6 +18,9 @@ struct GemmPoint {
   int64_t m = 0, n = 0, k = 0;
   int threads = 1;
   double gflops = 0;
+  // One-thread entries: GFLOP/s of this product on one core while every core of the node runs
+  // it at once (shared caches and memory bandwidth); 0 if not measured.
+  double busy_gflops = 0;
 };
 
 // One measured causal attention (forward and backward of one (sequence, head) pair of length T
@@ -83,7 +86,10 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
 
 // Lookups with the nearest measured point (log distance over the shape), scaled as documented
 // in machine.cpp; the fallbacks use the efficiency fields.
-double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads);
+// `busy`: cores of the node computing at once (the rank's and the other ranks' threads): above
+// `threads`, the product slows by the nearest one-thread entry's gflops / busy_gflops.
+double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
+                    int busy = 0);
 double attention_seconds(const MachineSpec& m, const std::string& kind, bool backward, int64_t sequences_heads,
                          int64_t T, int64_t HS, int threads);
 double op_seconds(const MachineSpec& m, double bytes, int threads);

@@ -43,7 +43,7 @@ run() {  # run NAME TP PP DP V [extra --set ...]
   threads=1
   [ "$name" = serial_2threads ] && threads=2
   if [ "$ranks" = 1 ]; then
-    OMP_NUM_THREADS=$threads "$H" train "$MODEL" $common --set kernels.threads=$threads "$@" --set logging.run_dir="$dir" > "$dir.log" 2>&1
+    OMP_NUM_THREADS=$threads "$H" train "$MODEL" $common --set kernels.threads=$threads $layout "$@" --set logging.run_dir="$dir" > "$dir.log" 2>&1
   else
     $M -np $ranks "$H" train "$MODEL" $common $layout "$@" --set logging.run_dir="$dir" > "$dir.log" 2>&1
   fi || { echo "$name: FAILED (see $dir.log)"; echo "$name failed" >> "$WORK/errors.txt"; return; }

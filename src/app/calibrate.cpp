@@ -298,7 +298,7 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
     } else {
       const ModelDims d1 = dims_at(cfg, 1, mbs.front());
       const std::vector<plan::GemmCall> block = plan::layer_gemms(d1, int64_t(mbs.front()) * cfg.train.seq_len, false);
-      const auto run_block = [&](int thread, kernels::GemmWorkspace& w, std::vector<std::vector<float>>& bufs) {
+      const auto run_block = [&](kernels::GemmWorkspace& w, std::vector<std::vector<float>>& bufs) {
         const kernels::GemmContext one{cfg.kernels.gemm, 1, kernels::GemmIsa::automatic, &w};
         for (size_t i = 0; i < block.size(); ++i) {
           const plan::GemmCall& g = block[i];
@@ -307,7 +307,6 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
                         1.0f, bufs[3 * i].data(), ta ? g.m : g.k, bufs[3 * i + 1].data(), tb ? g.k : g.n, 0.0f,
                         bufs[3 * i + 2].data(), g.n);
         }
-        (void)thread;
       };
       const auto buffers = [&] {
         std::vector<std::vector<float>> b;
@@ -319,7 +318,7 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
       {
         kernels::GemmWorkspace w;
         auto b = buffers();
-        alone = median_seconds([&] { run_block(0, w, b); }, o.seconds);
+        alone = median_seconds([&] { run_block(w, b); }, o.seconds);
       }
       std::vector<double> together(static_cast<size_t>(t));
 #pragma omp parallel num_threads(t)
@@ -327,12 +326,12 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
         kernels::GemmWorkspace w;
         auto b = buffers();
         const int me = omp_get_thread_num();
-        run_block(me, w, b);
+        run_block(w, b);
 #pragma omp barrier
         std::vector<double> times;
         for (int r = 0; r < 5; ++r) {
           const auto s0 = Clock::now();
-          run_block(me, w, b);
+          run_block(w, b);
           times.push_back(std::chrono::duration<double>(Clock::now() - s0).count());
 #pragma omp barrier
         }

@@ -18,20 +18,16 @@ namespace {
 
 constexpr double kMiB = 1.0 / (1 << 20), kGiB = 1.0 / (1 << 30);
 
-ModelDims dims_of(const Config& cfg, int stage);
-
 }  // namespace
 
-ModelDims stage_dims(const Config& cfg, int stage) { return dims_of(cfg, stage); }
-
-namespace {
-
-ModelDims dims_of(const Config& cfg, int stage) {
+ModelDims stage_dims(const Config& cfg, int stage) {
   const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
   const comm::ParallelGrid grid(shape, shape.world(), shape.tp * shape.dp * stage);
   return ModelDims::from(cfg.model, grid, cfg.parallel.stage_layers,
                          cfg.parallel.pp > 1 ? cfg.parallel.virtual_stages : 1);
 }
+
+namespace {
 
 int micro_batches(const Config& cfg) {
   return cfg.train.global_batch / (cfg.train.micro_batch * cfg.parallel.dp);
@@ -155,7 +151,7 @@ Recompute stage_recompute(const Config& cfg, int stage) {
 }
 
 MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute) {
-  const ModelDims d = dims_of(cfg, stage);
+  const ModelDims d = stage_dims(cfg, stage);
   const int P = cfg.parallel.pp, dp = cfg.parallel.dp, v = d.chunks;
   const int64_t n = arena_size(param_table(d)), B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
   const int slots = parallel::Pipeline::slots(P, stage, micro_batches(cfg), v);
@@ -176,13 +172,8 @@ MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute) {
 }
 
 std::string StagePlan::largest_memory_term() const {
-  const std::pair<const char*, double> terms[] = {
-      {"parameters", mem.params}, {"gradients", mem.grads}, {"optimizer state", mem.optimizer},
-      {"activations", mem.activations}, {"communication buffers", mem.comm},
-      {"checkpoint gather", mem.checkpoint_gather}, {"async snapshot", mem.snapshot}};
-  const auto* best = std::max_element(std::begin(terms), std::end(terms),
-                                      [](const auto& a, const auto& b) { return a.second < b.second; });
-  return fmt::format("{} {}", best->first, gib(best->second));
+  const auto [name, bytes] = mem.largest();
+  return fmt::format("{} {}", name, gib(bytes));
 }
 
 double Plan::peak_bytes() const {
@@ -239,7 +230,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     sp.recompute = stage_recompute(cfg, s);
     sp.mem = stage_memory(cfg, s, sp.recompute);
     sp.mem.process = m.process_mib / kMiB;
-    const ModelDims d = dims_of(cfg, s);
+    const ModelDims d = stage_dims(cfg, s);
     sp.layers = d.L;
     const LayerTimes lt = layer_seconds(m, d, cfg, cores_);
     sp.forward_s = double(d.L) * lt.forward;
@@ -283,7 +274,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     most = std::max(most, s.per_micro_batch());
     tail = std::max(tail, s.dp_exposed_s + s.optimizer_s);
   }
-  const int v = dims_of(cfg, 0).chunks;
+  const int v = stage_dims(cfg, 0).chunks;
   p.pipeline_s = m_ * most + (sum - most) / v;
   p.bubble_s = p.pipeline_s - m_ * most;
   p.tail_s = tail;

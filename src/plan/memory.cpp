@@ -1,10 +1,22 @@
 #include "plan/memory.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace hokusai::plan {
 
 double MemoryAccount::peak() const { return steady() + std::max(0.0, checkpoint_gather - dp_scratch) + snapshot; }
+
+std::pair<const char*, double> MemoryAccount::largest() const {
+  const std::pair<const char*, double> terms[] = {{"parameters", params},
+                                                  {"gradients", grads},
+                                                  {"optimizer state", optimizer},
+                                                  {"activations", activations},
+                                                  {"communication buffers", comm},
+                                                  {"checkpoint copies", checkpoint_gather + snapshot}};
+  return *std::max_element(std::begin(terms), std::end(terms),
+                           [](const auto& a, const auto& b) { return a.second < b.second; });
+}
 
 MemoryAccount account_memory(const MemoryInputs& in) {
   MemoryAccount a;

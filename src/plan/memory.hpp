@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 namespace hokusai::plan {
 
@@ -18,6 +19,8 @@ struct MemoryAccount {
   // At a checkpoint the gather buffer replaces the reduction's scratch (the dp scratch is freed
   // by then): the larger of the two counts; an async snapshot comes on top.
   double peak() const;
+  // The largest term of the peak and its bytes ("optimizer state", ...): what to shrink first.
+  std::pair<const char*, double> largest() const;
   double dp_scratch = 0;  // part of comm: the reduction's scratch (a ring chunk: arena / dp)
 };
 

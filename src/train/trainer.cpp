@@ -196,13 +196,7 @@ void Trainer::check_memory(int stage, Recompute recompute) const {
   const double node = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
   if (node <= 0 || need.peak() <= node / sharing) return;
   const double gib = 1.0 / double(1 << 30);
-  const std::pair<const char*, double> terms[] = {{"parameters", need.params},
-                                                  {"gradients", need.grads},
-                                                  {"optimizer state", need.optimizer},
-                                                  {"activations", need.activations},
-                                                  {"checkpoint copies", need.checkpoint_gather + need.snapshot}};
-  const auto& [largest, bytes] = *std::max_element(std::begin(terms), std::end(terms),
-                                                   [](const auto& a, const auto& b) { return a.second < b.second; });
+  const auto [largest, bytes] = need.largest();
   const std::string fix =
       std::string(largest) == "activations"
           ? "recompute activations (parallel.recompute: selective or full), lower train.micro_batch, or add pipeline "

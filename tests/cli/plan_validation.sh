@@ -7,8 +7,9 @@
 # with `hokusai plan` for the same settings. Fails when a layout's predicted step time is off by
 # more than 20% or its predicted peak memory (rank 0) by more than 10% of the measured peak RSS —
 # wider than the planner's goal (10% and 5%) because this machine is shared and noisy.
-# A layout outside the bounds is measured once more (this machine's speed drifts by 10-20% over
-# minutes) and fails the test only when it misses again: a wrong model misses every time.
+# A layout outside the bounds is checked once more against a fresh calibration and a fresh run
+# (this machine's speed drifts by 10-20% over minutes, so a calibration minutes old can be off for
+# every later run) and fails the test only when it misses again: a wrong model misses every time.
 # Layouts with more ranks than cores are left out: their ranks time-share the cores, which the
 # planner bounds but does not model in detail (docs/performance.md lists their errors).
 # About 6 minutes on 2 cores.
@@ -21,8 +22,11 @@ rm -rf "$work"; mkdir -p "$work"
 sets="--set model.layers=4"
 cores=$(nproc)
 threads=1; [ "$cores" -ge 2 ] && threads=1,2
-mpirun --bind-to none -np 2 -x OMP_NUM_THREADS=1 "$build/hokusai" calibrate configs/gpt2-124m.yaml $sets \
-  --set train.micro_batch=2 --threads $threads --tp 1,2 --micro-batches 2 --seconds 0.3 --name ctest -o "$work/machine.yaml"
+calibrate() {
+  mpirun --bind-to none -np 2 -x OMP_NUM_THREADS=1 "$build/hokusai" calibrate configs/gpt2-124m.yaml $sets \
+    --set train.micro_batch=2 --threads $threads --tp 1,2 --micro-batches 2 --seconds 0.3 --name ctest -o "$1"
+}
+calibrate "$work/machine.yaml"
 layouts=(serial tp2 pp2 pp2v2 dp2 dp2z)
 [ "$cores" -ge 2 ] && layouts+=(serial_2threads)
 if MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/runs" \
@@ -31,6 +35,7 @@ if MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/runs" \
 fi
 again=$(sed -n 's/^plan check FAILED: \([a-z0-9_]*\):.*/\1/p' "$work/first.txt" | sort -u | tr '\n' ' ')
 [ -n "$again" ] || { echo "plan_validation: FAIL (see above)"; exit 1; }
-echo "plan_validation: measuring again: $again"
+echo "plan_validation: calibrating and measuring again: $again"
+calibrate "$work/machine-again.yaml"
 MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/again" \
-  scripts/bench-layouts.sh "$build" --plan "$work/machine.yaml" --check 20,10 $again
+  scripts/bench-layouts.sh "$build" --plan "$work/machine-again.yaml" --check 20,10 $again

@@ -8,13 +8,9 @@
 # HOKUSAI_SIM_4096=1, 16x16x16 (4096; torus algorithm only); one rank per node; 16 MiB
 # (--quick: the 6-D torus only). --test: a 4x4 torus (16 nodes), where the torus allreduce must
 # beat ring and Rabenseifner by >= 1.5x and stay within 1.3x of the alpha-beta bound.
-# Computation is not simulated (smpi/simulate-computation:no), nor SMPI's default 0.1 ms per
-# MPI_Test-like call (smpi/test:0; it would charge the torus algorithm's MPI_Waitsome progress
-# loop for polling that a real network does not pay), and SMPI's latency and bandwidth factors
-# are 1 (its defaults are calibrated on a TCP/Ethernet cluster; the links here are given by
-# Tofu-D's own put latency and bandwidth): times are the network's alone,
-# comparable with the alpha-beta bounds printed beside them. SMPI's own MPI_Allreduce is left out
-# (--no-mpi): it allocates real per-rank buffers, 768 x 16 MiB and more, beyond this machine.
+# Computation is not simulated and the links are Tofu-D's own figures (scripts/lib/smpi.sh).
+# SMPI's own MPI_Allreduce is left out (--no-mpi): it allocates real per-rank buffers, 768 x 16
+# MiB and more, beyond this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0 test=0 dir=build/smpi
@@ -30,32 +26,16 @@ if [ ! -x "$bin" ] || [ -n "$(find comm bench/collectives.cpp -newer "$bin" 2>/d
   smpicxx -std=c++20 -O2 -fopenmp-simd -DHOKUSAI_SMPI=1 -I. -Iinclude comm/grid.cpp comm/mpi.cpp comm/collectives.cpp \
     comm/torus.cpp comm/topology.cpp comm/nonblocking.cpp bench/collectives.cpp -o "$bin"
 fi
-BW=6.8GBps LAT=0.49us
-# platform FILE "a,b,c": a SimGrid torus cluster (its first dimension varies fastest).
-platform() {
-  local n=1; IFS=, read -ra d <<< "$2"; for x in "${d[@]}"; do n=$((n * x)); done
-  cat > "$1" <<XML
-<?xml version='1.0'?>
-<!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">
-<platform version="4.1">
-  <cluster id="torus" prefix="node-" suffix="" radical="0-$((n - 1))" speed="1Gf" bw="$BW" lat="$LAT"
-           topology="TORUS" topo_parameters="$2"/>
-</platform>
-XML
-  seq 0 $((n - 1)) | sed 's/^/node-/' > "$1.hosts"
-  echo "$n"
-}
+. scripts/lib/smpi.sh
 echo "impl,algorithm,dtype,ranks,bytes,time_s,algbw_gbs,busbw_gbs,platform" > "$out_csv"
 run() {  # run NAME "a,b,c" MIN MAX ALGORITHMS
   local name=$1 shape=$2 min=$3 max=$4 algos=$5
-  local n; n=$(platform "$dir/$name.xml" "$shape")
+  local n; n=$(smpi_platform "$dir/$name.xml" "$shape")
   # hokusai's Torus lists the slowest dimension first: the reverse of SimGrid's order.
   local ours; ours=$(echo "$shape" | tr ',' '\n' | tac | paste -sd x)
   echo "== $name: $n simulated ranks, torus $shape (SIMULATED)" >&2
-  smpirun -np "$n" -platform "$dir/$name.xml" -hostfile "$dir/$name.xml.hosts" \
-    --cfg=smpi/simulate-computation:no --cfg=smpi/test:0 --cfg=smpi/lat-factor:0:1 --cfg=smpi/bw-factor:0:1 \
-    --cfg=smpi/shared-malloc:global --cfg=smpi/shared-malloc-blocksize:67108864 --cfg=contexts/stack-size:256 \
-    --log=root.thres:critical "$bin" --csv --no-mpi --only "$algos" --reps 1 --warmup 0 --min "$min" --max "$max" --torus "$ours" \
+  smpi_run "$n" "$dir/$name.xml" "$bin" --csv --no-mpi --only "$algos" --reps 1 --warmup 0 --min "$min" --max "$max" \
+    --torus "$ours" \
     | grep --line-buffered -v '^impl' | sed -u "s/\$/,$name/" | tee -a "$out_csv"
 }
 # One smpirun per algorithm: the ring's 2(P-1) steps on P ranks take by far the longest to simulate.

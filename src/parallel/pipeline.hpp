@@ -33,21 +33,19 @@
 #include "comm/mpi.hpp"
 #include "comm/nonblocking.hpp"
 #include "hokusai/model.hpp"
+#include "parallel/schedule.hpp"
 
 namespace hokusai::parallel {
 
 class Pipeline {
  public:
-  // One step of a schedule: the forward or backward of one micro-batch through one model chunk.
-  struct Op {
-    bool forward;
-    int micro, chunk;
-  };
-  // The order stage `stage` of `stages` runs m micro-batches through its `chunks` model chunks:
-  // 1F1B for one chunk, interleaved 1F1B for more (m a multiple of stages).
-  static std::vector<Op> schedule(int stages, int stage, int micro_batches, int chunks = 1);
-  // Micro-batch chunks that stage keeps between forward and backward under that schedule.
-  static int slots(int stages, int stage, int micro_batches, int chunks = 1);
+  using Op = ScheduleOp;  // parallel/schedule.hpp
+  static std::vector<Op> schedule(int stages, int stage, int micro_batches, int chunks = 1) {
+    return pipeline_schedule(stages, stage, micro_batches, chunks);
+  }
+  static int slots(int stages, int stage, int micro_batches, int chunks = 1) {
+    return pipeline_slots(stages, stage, micro_batches, chunks);
+  }
 
   // pp: this rank's pipeline (rank = stage). model: this stage (its dims().chunks chunks), built
   // with at least slots(pp.size(), pp.rank(), m, chunks) slots for the m it will run. B, T:

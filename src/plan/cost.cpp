@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <optional>
 #include <fmt/format.h>
 #include <stdexcept>
 
@@ -10,6 +12,7 @@
 #include "comm/placement.hpp"
 #include "comm/torus.hpp"
 #include "hokusai/model.hpp"
+#include "plan/network.hpp"
 #include "parallel/pipeline.hpp"
 
 namespace hokusai::plan {
@@ -37,9 +40,12 @@ int micro_batches(const Config& cfg) {
 const LinkTier& tier(const MachineSpec& m, bool within_node) { return within_node ? m.intra_node : m.inter_node; }
 
 // Allreduce of n bytes over p ranks (Thakur, Rabenseifner & Gropp; ../shared/REFERENCE.md), with
-// the algorithm the comm layer's policy picks. `torus_dims`: extents > 1 of the torus the group
-// forms (torus algorithm: every dimension and both directions at once, capped by injection).
-double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node, const std::vector<int>& torus_dims) {
+// the algorithm the comm layer's policy picks, where the placement on a torus is not known.
+// `torus_dims`: extents > 1 of the torus the group forms (the torus algorithm, priced by
+// torus_allreduce_seconds). `handle`: the non-blocking AllreduceHandle of the dp gradient
+// buckets, which runs the ring where the blocking call runs Rabenseifner.
+double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node, const std::vector<int>& torus_dims,
+                         bool handle = false) {
   if (p <= 1 || n <= 0) return 0.0;
   const LinkTier& t = tier(m, within_node);
   const double a = t.alpha_us * 1e-6, b = 1.0 / (t.bandwidth_gbs * 1e9), g = 1.0 / (t.reduce_gbs * 1e9);
@@ -48,15 +54,20 @@ double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node
   switch (comm::choose_allreduce(int64_t(n), p, layout)) {
     case comm::AllreduceAlgorithm::mpi: return lg * (a + n * b + n * g);
     case comm::AllreduceAlgorithm::ring: return 2.0 * (p - 1) * a + 2.0 * part * b + part * g;
-    case comm::AllreduceAlgorithm::torus: {
-      double hops = 0;
-      for (int k : torus_dims) hops += k - 1;
-      double bw = 2.0 * double(torus_dims.size()) * t.bandwidth_gbs;
-      if (m.injection_gbs > 0) bw = std::min(bw, m.injection_gbs);
-      return 2.0 * hops * a + 2.0 * part / (bw * 1e9) + part * g;
-    }
-    default: return 2.0 * lg * a + 2.0 * part * b + part * g;  // Rabenseifner (and hierarchical)
+    case comm::AllreduceAlgorithm::torus:
+      return torus_allreduce_seconds(comm::Torus{torus_dims, true}, n, t, m.injection_gbs);
+    default:  // Rabenseifner (and hierarchical); the non-blocking handle's ring
+      return (handle ? 2.0 * (p - 1) : 2.0 * lg) * a + 2.0 * part * b + part * g;
   }
+}
+
+// ZeRO-1's gradient reduce-scatter plus parameter allgather: the comm layer's ring halves on the
+// flat dp communicator, whatever the torus.
+double zero1_seconds(const MachineSpec& m, double n, int p, bool within_node) {
+  if (p <= 1 || n <= 0) return 0.0;
+  const LinkTier& t = tier(m, within_node);
+  const double part = n * double(p - 1) / double(p);
+  return 2.0 * (p - 1) * t.alpha_us * 1e-6 + 2.0 * part / (t.bandwidth_gbs * 1e9) + part / (t.reduce_gbs * 1e9);
 }
 
 double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
@@ -208,6 +219,9 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   const bool tp_local = tp <= p.ranks_per_node, pp_local = nodes == 1 || tp * dp < p.ranks_per_node,
              dp_local = nodes == 1;
   std::vector<int> dp_torus;
+  std::optional<TorusNetwork> net;      // the nodes' torus, when the run's placement on it is known
+  std::vector<int> node_of;             // grid rank -> node
+  bool dp_hierarchical = false;         // several dp ranks per node: GradientSync's hierarchical allreduce
   // The run's torus: the config's, else the machine's ("pjm": the shape a PJM job of this many
   // nodes is given, as `hokusai jobscript` asks for it).
   std::string topology = cfg.comm.topology != "flat" ? cfg.comm.topology : m.topology;
@@ -221,7 +235,49 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       const comm::Placement pl = comm::place({tp, P, dp}, mach);
       for (int k : pl.dp_torus.dims)
         if (k > 1) dp_torus.push_back(k);
+      if (!dp_torus.empty()) p.torus = pl.dp_torus.to_string();
+      net.emplace(*mach.torus, m.inter_node, m.intra_node);
+      dp_hierarchical = pl.dp_per_node > 1 && dp > pl.dp_per_node;
+      node_of.assign(size_t(world), 0);
+      for (int r = 0; r < world; ++r) node_of[size_t(pl.grid_rank[size_t(r)])] = r / p.ranks_per_node;
     }
+  }
+  // Every group of one kind (tp, dp, or one pipeline) as the nodes of its ranks in group order.
+  const auto groups = [&](std::vector<int> (comm::ParallelGrid::*members)() const, int stride) {
+    std::vector<std::vector<int>> out;
+    std::vector<bool> seen(size_t(world), false);
+    for (int r = 0; r < world; r += stride) {
+      if (seen[size_t(r)]) continue;
+      std::vector<int> nodes_of;
+      for (int g : (comm::ParallelGrid({tp, P, dp}, world, r).*members)()) seen[size_t(g)] = true, nodes_of.push_back(node_of[size_t(g)]);
+      out.push_back(std::move(nodes_of));
+    }
+    return out;
+  };
+  // Collectives on the torus, priced from their messages (plan/network.hpp), all groups at once.
+  std::map<comm::AllreduceAlgorithm, Price> tp_prices;
+  const auto tp_seconds = [&](double bytes) {
+    if (!net || tp_local) return allreduce_seconds(m, bytes, tp, tp_local, {});
+    const comm::AllreduceAlgorithm a = comm::choose_allreduce(int64_t(bytes), tp, comm::Layout::flat);
+    auto it = tp_prices.find(a);
+    if (it == tp_prices.end())
+      it = tp_prices.emplace(a, net->price(on_nodes(allreduce_steps(a, tp), groups(&comm::ParallelGrid::tp_group, 1)))).first;
+    const double sums = a == comm::AllreduceAlgorithm::mpi ? std::ceil(std::log2(double(tp))) : double(tp - 1) / tp;
+    return it->second.seconds(bytes) + bytes * sums / (m.inter_node.reduce_gbs * 1e9);
+  };
+  // The dp ring (ZeRO-1's reduce-scatter and allgather, or the handle's allreduce on a dp group
+  // not laid as a torus): 2(p-1) steps of 1/p to the next dp rank.
+  std::optional<Price> dp_ring;
+  if (net && dp > 1 && (cfg.parallel.zero1 || (dp_torus.empty() && !dp_hierarchical)))
+    dp_ring = net->price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, dp), groups(&comm::ParallelGrid::dp_group, 1)));
+  // One pipeline transfer: every stage sends to the next at once, in every pipeline.
+  std::optional<Price> pp_price;
+  if (net && P > 1) {
+    Step step;
+    for (const std::vector<int>& pipe : groups(&comm::ParallelGrid::pp_group, 1))
+      for (int s = 0; s < P; ++s)
+        if (s + 1 < P || stage_dims(cfg, 0).chunks > 1) step.push_back({pipe[size_t(s)], pipe[size_t((s + 1) % P)], 1.0});
+    pp_price = net->price({step});
   }
   double core_seconds = 0;  // the node's work, for the time-sharing bound (one node's ranks)
   for (int s = 0; s < P; ++s) {
@@ -238,27 +294,40 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     if (sp.recompute == Recompute::selective) sp.recompute_s = double(d.L) * lt.attention_forward;
     if (sp.recompute == Recompute::full) sp.recompute_s = double(d.L) * lt.forward;
     const double act = 4.0 * double(N * d.C);
-    sp.tp_comm_s = 4.0 * double(d.L) * allreduce_seconds(m, act, tp, tp_local, {});
+    const auto tp_allreduces = [&](double bytes, int count) {
+      if (tp > 1) sp.transfers.push_back({"tp", bytes, count, tp_seconds(bytes)});
+    };
+    tp_allreduces(act, int(4 * d.L));  // attention and MLP outputs, forward; their inputs' gradients, backward
     if (d.has_embedding) {
       sp.forward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
       sp.backward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
-      sp.tp_comm_s += allreduce_seconds(m, act, tp, tp_local, {});
+      tp_allreduces(act, 1);  // the vocabulary-parallel embedding
     }
     if (d.has_head) {  // final norm, the output projection, the cross-entropy over this rank's vocabulary
       sp.forward_s += gemms_seconds(m, head_gemms(d, N, false), cores_) + op_seconds(m, 2.0 * act, cores_.busy) * share;
       sp.backward_s += gemms_seconds(m, head_gemms(d, N, true), cores_) +
                        (op_seconds(m, 4.0 * act, cores_.busy) + xent_seconds(m, double(N * d.Vl), cores_.busy)) * share;
-      sp.tp_comm_s += allreduce_seconds(m, act, tp, tp_local, {}) +
-                      allreduce_seconds(m, 4.0 * double(N), tp, tp_local, {}) +
-                      allreduce_seconds(m, 16.0 * double(N), tp, tp_local, {});
+      tp_allreduces(act, 1);                 // the input gradient of the vocabulary-parallel projection
+      tp_allreduces(4.0 * double(N), 1);     // the cross-entropy's row maxima
+      tp_allreduces(16.0 * double(N), 1);    // its sums (fp64) and target logits
     }
     sp.forward_s *= factor, sp.backward_s *= factor, sp.recompute_s *= factor;
     if (P > 1)  // receive the input (forward) and the output's gradient (backward) per chunk
-      sp.pp_transfer_s = double(d.chunks) * 2.0 * p2p_seconds(m, act, pp_local) * (s == 0 || s == P - 1 ? 0.5 : 1.0);
+      sp.transfers.push_back({"pp", act, int(d.chunks) * (s == 0 || s == P - 1 ? 1 : 2),
+                              pp_price ? pp_price->seconds(act) : p2p_seconds(m, act, pp_local)});
     // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
-    // all-gathered under ZeRO-1: the same volume) while the last micro-batch's backward runs.
+    // all-gathered under ZeRO-1: rings on the flat dp group) while the last backward runs.
     const double grads = 4.0 * double(arena_size(param_table(d)));
-    sp.dp_s = allreduce_seconds(m, grads, dp, dp_local, dp_torus);
+    const double ring_sums = grads * double(dp - 1) / dp / (m.inter_node.reduce_gbs * 1e9);
+    if (dp > 1)
+      sp.transfers.push_back(
+          cfg.parallel.zero1
+              ? Transfer{"dp_zero1", grads, 1, dp_ring ? dp_ring->seconds(grads) + ring_sums : zero1_seconds(m, grads, dp, dp_local)}
+              : Transfer{"dp", grads, 1,
+                         dp_ring ? dp_ring->seconds(grads) + ring_sums
+                                 : allreduce_seconds(m, grads, dp, dp_local, dp_torus, true)});
+    for (const Transfer& t : sp.transfers)
+      (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
     const double last_bucket = sp.dp_s / double(d.L + 1);
     sp.dp_exposed_s = std::max(last_bucket, sp.dp_s - m.dp_overlap * sp.backward_s);
     if (dp == 1) sp.dp_exposed_s = 0;
@@ -479,10 +548,10 @@ std::string plan_json(const Plan& p) {
       "\"recompute\": \"{}\", \"nodes\": {}, \"ranks_per_node\": {}, \"threads\": {}, \"micro_batches\": {}, "
       "\"step_s\": {:.6g}, \"pipeline_s\": {:.6g}, \"bubble_s\": {:.6g}, \"tail_s\": {:.6g}, "
       "\"tokens_per_s\": {:.6g}, \"mfu\": {:.4f}, \"days\": {:.4g}, \"limit\": \"{}\", \"fits\": {}, "
-      "\"node_memory_bytes\": {:.0f}, \"peak_bytes\": {:.0f}, \"stages\": [",
+      "\"node_memory_bytes\": {:.0f}, \"peak_bytes\": {:.0f}, \"torus\": \"{}\", \"stages\": [",
       c.parallel.tp, c.parallel.pp, c.parallel.dp, c.parallel.virtual_stages, c.parallel.zero1, c.train.micro_batch,
       recompute_name(c), p.nodes, p.ranks_per_node, p.threads, p.micro_batches, p.step_s, p.pipeline_s, p.bubble_s,
-      p.tail_s, p.tokens_per_s, p.mfu, p.days, p.limit, p.fits(), p.node_memory_bytes, p.peak_bytes());
+      p.tail_s, p.tokens_per_s, p.mfu, p.days, p.limit, p.fits(), p.node_memory_bytes, p.peak_bytes(), p.torus);
   for (size_t i = 0; i < p.stages.size(); ++i) {
     const StagePlan& s = p.stages[i];
     o += fmt::format(
@@ -490,11 +559,18 @@ std::string plan_json(const Plan& p) {
         "\"grads\": {:.0f}, \"optimizer\": {:.0f}, \"activations\": {:.0f}, \"comm\": {:.0f}, \"process\": {:.0f}, "
         "\"checkpoint_gather\": {:.0f}, \"snapshot\": {:.0f}, \"steady\": {:.0f}, \"peak\": {:.0f}}}, "
         "\"time_s\": {{\"forward\": {:.6g}, \"backward\": {:.6g}, \"recompute\": {:.6g}, \"tp_comm\": {:.6g}, "
-        "\"pp_transfer\": {:.6g}, \"dp\": {:.6g}, \"dp_exposed\": {:.6g}, \"optimizer\": {:.6g}}}}}",
+        "\"pp_transfer\": {:.6g}, \"dp\": {:.6g}, \"dp_exposed\": {:.6g}, \"optimizer\": {:.6g}}}, "
+        "\"transfers\": [",
         i ? ", " : "", s.stage, s.layers, name_of(s.recompute), s.mem.params, s.mem.grads, s.mem.optimizer,
         s.mem.activations, s.mem.comm, s.mem.process, s.mem.checkpoint_gather, s.mem.snapshot, s.mem.steady(),
         s.mem.peak(), s.forward_s, s.backward_s, s.recompute_s, s.tp_comm_s, s.pp_transfer_s, s.dp_s, s.dp_exposed_s,
         s.optimizer_s);
+    for (size_t k = 0; k < s.transfers.size(); ++k) {
+      const Transfer& t = s.transfers[k];
+      o += fmt::format("{}{{\"group\": \"{}\", \"bytes\": {:.0f}, \"count\": {}, \"seconds\": {:.6g}}}", k ? ", " : "",
+                       t.group, t.bytes, t.count, t.seconds);
+    }
+    o += "]}";
   }
   return o + "]}";
 }

@@ -54,6 +54,17 @@ MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute);
 // The recomputation mode of stage s under parallel.recompute and parallel.recompute_stages.
 Recompute stage_recompute(const Config& cfg, int stage);
 
+// One kind of message a rank of the stage takes part in: `count` collectives (or point-to-point
+// receives) of `bytes` over its tp, pp or dp group, each planned at `seconds`. tp and pp: per
+// micro-batch; dp: per step (ZeRO-1: a reduce-scatter and an allgather, "dp_zero1"). The
+// SimGrid replay (scripts/simulate-plan.sh) runs exactly this list with the comm layer's code.
+struct Transfer {
+  std::string group;  // tp, pp, dp, dp_zero1
+  double bytes = 0;
+  int count = 0;
+  double seconds = 0;  // one of them
+};
+
 struct StagePlan {
   int stage = 0;
   int64_t layers = 0;
@@ -62,6 +73,7 @@ struct StagePlan {
   // Seconds per micro-batch (all the stage's chunks).
   double forward_s = 0, backward_s = 0, recompute_s = 0, tp_comm_s = 0, pp_transfer_s = 0;
   double dp_s = 0, dp_exposed_s = 0, optimizer_s = 0;  // per step
+  std::vector<Transfer> transfers;  // what tp_comm_s, pp_transfer_s and dp_s add up
   double per_micro_batch() const { return forward_s + backward_s + recompute_s + tp_comm_s + pp_transfer_s; }
   std::string largest_memory_term() const;
 };
@@ -72,6 +84,7 @@ struct Plan {
   std::vector<StagePlan> stages;
   double node_memory_bytes = 0;     // usable per rank: the node's memory / ranks per node
   double step_s = 0, pipeline_s = 0, bubble_s = 0, tail_s = 0;
+  std::string torus;                // the dp groups' torus ("" when none), e.g. 2x3x2x4x4x4
   double oversubscription = 1.0;    // core time needed / cores (> 1: the ranks time-share)
   double tokens_per_s = 0, mfu = 0, days = 0;  // days: train.steps steps
   double peak_bytes() const;        // the largest stage's peak

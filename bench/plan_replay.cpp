@@ -22,7 +22,8 @@
 //   torus SHAPE                 the nodes' torus, slowest dimension first (one rank per node)
 //   stage S FORWARD BACKWARD    seconds of computation per micro-batch (all chunks; backward
 //                               includes recomputation)
-//   transfer S GROUP BYTES COUNT   GROUP: tp, pp, dp or dp_zero1 (hokusai::plan::Transfer)
+//   transfer S GROUP ALGORITHM BYTES COUNT   GROUP: tp, pp, dp or dp_zero1; ALGORITHM: the
+//                               allreduce the trainer runs, or p2p (hokusai::plan::Transfer)
 // Output (rank 0): phase,stage,seconds
 //   smpirun -np 768 ... plan_replay INPUT
 #if !HOKUSAI_SMPI
@@ -55,6 +56,7 @@ using namespace hokusai;
 
 struct Transfer {
   std::string group;
+  comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic;
   int64_t bytes = 0;
   int count = 0;
 };
@@ -89,8 +91,10 @@ Replay read_replay(const std::string& path) {
       int s = 0;
       Transfer t;
       double bytes = 0;
-      ok = bool(is >> s >> t.group >> bytes >> t.count);
+      std::string algorithm;
+      ok = bool(is >> s >> t.group >> algorithm >> bytes >> t.count);
       t.bytes = int64_t(bytes);
+      if (ok && algorithm != "p2p") t.algorithm = parse_name<comm::AllreduceAlgorithm>(algorithm);
       if (t.group != "tp" && t.group != "pp" && t.group != "dp" && t.group != "dp_zero1") ok = false;
       r.transfers[s].push_back(t);
     } else {
@@ -139,7 +143,8 @@ class Runner {
       const Transfer& t = mine_[k];
       if (t.group != "tp") continue;
       owed_[k] += t.count * share;
-      for (; owed_[k] > 0.5; owed_[k] -= 1) comm::allreduce(g_.tp, buf_.data(), t.bytes / 4, comm::ReduceOp::sum);
+      for (; owed_[k] > 0.5; owed_[k] -= 1)
+        comm::allreduce(g_.tp, buf_.data(), t.bytes / 4, comm::ReduceOp::sum, t.algorithm);
     }
   }
 
@@ -163,8 +168,8 @@ class Runner {
       comm::ScratchOf<float> grads(n);
       std::fill(grads.data(), grads.data() + n, 1.0f);
       if (t.group == "dp") {
-        const comm::AllreduceAlgorithm a = comm::resolve_allreduce(comm::AllreduceAlgorithm::automatic, t.bytes,
-                                                                   g_.dp.size(), g_.dp_layout());
+        // As DataParallel::ready: the plan's algorithm (the config's, resolved for this size).
+        const comm::AllreduceAlgorithm a = t.algorithm;
         if (a == comm::AllreduceAlgorithm::hierarchical)
           comm::AllreduceHandle(*g_.dp_nodes, grads.data(), n, comm::ReduceOp::sum, 1).wait();
         else

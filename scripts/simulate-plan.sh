@@ -48,7 +48,7 @@ for s in p["stages"]:
         t = s["time_s"]
         print("stage", s["stage"], t["forward"], t["backward"] + t["recompute"])
     for x in s["transfers"]:
-        print("transfer", s["stage"], x["group"], int(x["bytes"]), x["count"])
+        print("transfer", s["stage"], x["group"], x["algorithm"], int(x["bytes"]), x["count"])
 PY
 echo "== $(sed -n 1p "$dir/replay.txt"), $nodes simulated ranks on 4x4x4x2x3x2 (SIMULATED)" >&2
 smpi_run "$nodes" "$dir/tofu6d.xml" "$bin" "$dir/replay.txt" > "$dir/simulated.csv"

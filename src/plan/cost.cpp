@@ -39,25 +39,25 @@ int micro_batches(const Config& cfg) {
 // Where a group's ranks sit: inside one node (the intra-node tier) or across nodes.
 const LinkTier& tier(const MachineSpec& m, bool within_node) { return within_node ? m.intra_node : m.inter_node; }
 
-// Allreduce of n bytes over p ranks (Thakur, Rabenseifner & Gropp; ../shared/REFERENCE.md), with
-// the algorithm the comm layer's policy picks, where the placement on a torus is not known.
-// `torus_dims`: extents > 1 of the torus the group forms (the torus algorithm, priced by
-// torus_allreduce_seconds). `handle`: the non-blocking AllreduceHandle of the dp gradient
-// buckets, which runs the ring where the blocking call runs Rabenseifner.
+// Allreduce of n bytes over p ranks (Thakur, Rabenseifner & Gropp; ../shared/REFERENCE.md) with
+// algorithm `a` (already resolved: comm::resolve_allreduce), where the placement on a torus is not
+// known. `torus_dims`: extents > 1 of the torus the group forms (the torus algorithm, priced by
+// torus_allreduce_seconds).
 double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node, const std::vector<int>& torus_dims,
-                         bool handle = false) {
+                         comm::AllreduceAlgorithm a_) {
   if (p <= 1 || n <= 0) return 0.0;
   const LinkTier& t = tier(m, within_node);
   const double a = t.alpha_us * 1e-6, b = 1.0 / (t.bandwidth_gbs * 1e9), g = 1.0 / (t.reduce_gbs * 1e9);
   const double part = n * double(p - 1) / double(p), lg = std::ceil(std::log2(double(p)));
-  const comm::Layout layout = !within_node && !torus_dims.empty() ? comm::Layout::torus : comm::Layout::flat;
-  switch (comm::choose_allreduce(int64_t(n), p, layout)) {
+  if (a_ == comm::AllreduceAlgorithm::torus && (within_node || torus_dims.empty()))
+    a_ = comm::AllreduceAlgorithm::rabenseifner;  // the trainer refuses it; priced as what a fix would pick
+  switch (a_) {
     case comm::AllreduceAlgorithm::mpi: return lg * (a + n * b + n * g);
     case comm::AllreduceAlgorithm::ring: return 2.0 * (p - 1) * a + 2.0 * part * b + part * g;
     case comm::AllreduceAlgorithm::torus:
       return torus_allreduce_seconds(comm::Torus{torus_dims, true}, n, t, m.injection_gbs);
-    default:  // Rabenseifner (and hierarchical); the non-blocking handle's ring
-      return (handle ? 2.0 * (p - 1) : 2.0 * lg) * a + 2.0 * part * b + part * g;
+    default:  // Rabenseifner (and hierarchical)
+      return 2.0 * lg * a + 2.0 * part * b + part * g;
   }
 }
 
@@ -255,10 +255,17 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     return out;
   };
   // Collectives on the torus, priced from their messages (plan/network.hpp), all groups at once.
+  // The algorithms are the config's comm.tp_allreduce and comm.dp_allreduce, resolved per size
+  // as the trainer resolves them.
   std::map<comm::AllreduceAlgorithm, Price> tp_prices;
+  const auto tp_algorithm = [&](double bytes) {
+    return comm::resolve_allreduce(cfg.comm.tp_allreduce, int64_t(bytes), tp, comm::Layout::flat);
+  };
   const auto tp_seconds = [&](double bytes) {
-    if (!net || tp_local) return allreduce_seconds(m, bytes, tp, tp_local, {});
-    const comm::AllreduceAlgorithm a = comm::choose_allreduce(int64_t(bytes), tp, comm::Layout::flat);
+    const comm::AllreduceAlgorithm a = tp_algorithm(bytes);
+    const bool patterned = a == comm::AllreduceAlgorithm::ring || a == comm::AllreduceAlgorithm::rabenseifner ||
+                           a == comm::AllreduceAlgorithm::mpi;
+    if (!net || tp_local || !patterned) return allreduce_seconds(m, bytes, tp, tp_local, {}, a);
     auto it = tp_prices.find(a);
     if (it == tp_prices.end())
       it = tp_prices.emplace(a, net->price(on_nodes(allreduce_steps(a, tp), groups(&comm::ParallelGrid::tp_group, 1)))).first;
@@ -268,8 +275,13 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   // The dp ring (ZeRO-1's reduce-scatter and allgather, or the handle's allreduce on a dp group
   // not laid as a torus): 2(p-1) steps of 1/p to the next dp rank.
   std::optional<Price> dp_ring;
-  if (net && dp > 1 && (cfg.parallel.zero1 || (dp_torus.empty() && !dp_hierarchical)))
-    dp_ring = net->price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, dp), groups(&comm::ParallelGrid::dp_group, 1)));
+  const auto dp_ring_seconds = [&](double bytes) {
+    if (!dp_ring)
+      dp_ring = net->price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, dp), groups(&comm::ParallelGrid::dp_group, 1)));
+    return dp_ring->seconds(bytes) + bytes * double(dp - 1) / dp / (m.inter_node.reduce_gbs * 1e9);
+  };
+  const comm::Layout dp_layout =
+      !dp_torus.empty() ? comm::Layout::torus : dp_hierarchical ? comm::Layout::nodes : comm::Layout::flat;
   // One pipeline transfer: every stage sends to the next at once, in every pipeline.
   std::optional<Price> pp_price;
   if (net && P > 1) {
@@ -295,7 +307,8 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     if (sp.recompute == Recompute::full) sp.recompute_s = double(d.L) * lt.forward;
     const double act = 4.0 * double(N * d.C);
     const auto tp_allreduces = [&](double bytes, int count) {
-      if (tp > 1) sp.transfers.push_back({"tp", bytes, count, tp_seconds(bytes)});
+      if (tp > 1)
+        sp.transfers.push_back({"tp", std::string(name_of(tp_algorithm(bytes))), bytes, count, tp_seconds(bytes)});
     };
     tp_allreduces(act, int(4 * d.L));  // attention and MLP outputs, forward; their inputs' gradients, backward
     if (d.has_embedding) {
@@ -313,19 +326,21 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     }
     sp.forward_s *= factor, sp.backward_s *= factor, sp.recompute_s *= factor;
     if (P > 1)  // receive the input (forward) and the output's gradient (backward) per chunk
-      sp.transfers.push_back({"pp", act, int(d.chunks) * (s == 0 || s == P - 1 ? 1 : 2),
+      sp.transfers.push_back({"pp", "p2p", act, int(d.chunks) * (s == 0 || s == P - 1 ? 1 : 2),
                               pp_price ? pp_price->seconds(act) : p2p_seconds(m, act, pp_local)});
     // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
     // all-gathered under ZeRO-1: rings on the flat dp group) while the last backward runs.
     const double grads = 4.0 * double(arena_size(param_table(d)));
-    const double ring_sums = grads * double(dp - 1) / dp / (m.inter_node.reduce_gbs * 1e9);
-    if (dp > 1)
-      sp.transfers.push_back(
-          cfg.parallel.zero1
-              ? Transfer{"dp_zero1", grads, 1, dp_ring ? dp_ring->seconds(grads) + ring_sums : zero1_seconds(m, grads, dp, dp_local)}
-              : Transfer{"dp", grads, 1,
-                         dp_ring ? dp_ring->seconds(grads) + ring_sums
-                                 : allreduce_seconds(m, grads, dp, dp_local, dp_torus, true)});
+    if (dp > 1 && cfg.parallel.zero1) {
+      sp.transfers.push_back({"dp_zero1", "ring", grads, 1, net ? dp_ring_seconds(grads) : zero1_seconds(m, grads, dp, dp_local)});
+    } else if (dp > 1) {
+      comm::AllreduceAlgorithm a = comm::resolve_allreduce(cfg.comm.dp_allreduce, int64_t(grads), dp, dp_layout);
+      if (a == comm::AllreduceAlgorithm::rabenseifner) a = comm::AllreduceAlgorithm::ring;  // the handle's
+      sp.transfers.push_back({"dp", std::string(name_of(a)), grads, 1,
+                              net && a == comm::AllreduceAlgorithm::ring
+                                  ? dp_ring_seconds(grads)
+                                  : allreduce_seconds(m, grads, dp, dp_local, dp_torus, a)});
+    }
     for (const Transfer& t : sp.transfers)
       (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
     const double last_bucket = sp.dp_s / double(d.L + 1);
@@ -567,8 +582,9 @@ std::string plan_json(const Plan& p) {
         s.optimizer_s);
     for (size_t k = 0; k < s.transfers.size(); ++k) {
       const Transfer& t = s.transfers[k];
-      o += fmt::format("{}{{\"group\": \"{}\", \"bytes\": {:.0f}, \"count\": {}, \"seconds\": {:.6g}}}", k ? ", " : "",
-                       t.group, t.bytes, t.count, t.seconds);
+      o += fmt::format("{}{{\"group\": \"{}\", \"algorithm\": \"{}\", \"bytes\": {:.0f}, \"count\": {}, "
+                       "\"seconds\": {:.6g}}}",
+                       k ? ", " : "", t.group, t.algorithm, t.bytes, t.count, t.seconds);
     }
     o += "]}";
   }

@@ -59,7 +59,8 @@ Recompute stage_recompute(const Config& cfg, int stage);
 // micro-batch; dp: per step (ZeRO-1: a reduce-scatter and an allgather, "dp_zero1"). The
 // SimGrid replay (scripts/simulate-plan.sh) runs exactly this list with the comm layer's code.
 struct Transfer {
-  std::string group;  // tp, pp, dp, dp_zero1
+  std::string group;      // tp, pp, dp, dp_zero1
+  std::string algorithm;  // the allreduce the trainer runs (comm::AllreduceAlgorithm's name); p2p
   double bytes = 0;
   int count = 0;
   double seconds = 0;  // one of them

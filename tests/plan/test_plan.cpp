@@ -9,6 +9,7 @@
 #include "hokusai/config.hpp"
 #include "hokusai/model.hpp"
 #include "plan/cost.hpp"
+#include "plan/network.hpp"
 #include "plan/machine.hpp"
 #include "scratch.hpp"
 
@@ -181,6 +182,44 @@ TEST(PlanSearch, FugakuLlm13B) {
   EXPECT_TRUE(found.front().fits());
   EXPECT_LE(found.front().step_s, published.step_s * 1.0001);  // the best is at least as fast
   for (size_t i = 1; i < found.size() && found[i].fits(); ++i) EXPECT_LE(found[i - 1].step_s, found[i].step_s);
+}
+
+
+// The network pricing against closed forms where the answer is known (plan/network.hpp).
+TEST(PlanNetwork, PatternsOnARingOfNodes) {
+  const LinkTier link{1.0, 10.0, 1e9}, node{0.1, 100.0, 1e9};
+  const TorusNetwork ring4(comm::Torus{{4}, true}, link, node);
+  const double beta = 1.0 / 10e9, n = 1e8;
+  const std::vector<std::vector<int>> one{{0, 1, 2, 3}};
+  // Ring allreduce on a ring of nodes: 2(p-1) steps of n/p, one hop each, no link shared.
+  const Price r = ring4.price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, 4), one));
+  EXPECT_NEAR(r.seconds(n), 1.5 * n * beta + 6e-6, 1e-9);
+  // Rabenseifner: its distance-2 exchange (n/2) crosses the middle links twice, the distance-1
+  // one (n/4) once, each way: (2·n/2 + n/4)·2 = 2.5 n·β, and 2·(2+1) hops of latency.
+  const Price rb = ring4.price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::rabenseifner, 4), one));
+  EXPECT_NEAR(rb.seconds(n), 2.5 * n * beta + 6e-6, 1e-9);
+  // Two groups of 2 on the same ring do not share a link; on one node no link is used at all.
+  const Price pairs = ring4.price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, 2), {{0, 1}, {2, 3}}));
+  EXPECT_NEAR(pairs.seconds(n), n * beta + 2e-6, 1e-9);
+  const Price local = ring4.price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, 2), {{1, 1}}));
+  EXPECT_NEAR(local.seconds(n), n / 100e9 + 0.2e-6, 1e-9);
+  // Six ranks: Rabenseifner folds 2 pairs first and unfolds them last (whole vectors).
+  const auto six = allreduce_steps(comm::AllreduceAlgorithm::rabenseifner, 6);
+  ASSERT_EQ(six.size(), 6u);
+  EXPECT_EQ(six.front().size(), 2u);
+  EXPECT_DOUBLE_EQ(six.front().front().share, 1.0);
+}
+
+TEST(PlanNetwork, TorusAllreduceReachesTheLinkBoundOnASymmetricTorus) {
+  // 8x8x8: six parts, one per outgoing link, each link carrying the same bytes at every moment:
+  // the time is the bound 2n(p-1)/p over the node's 6 links, plus 2·Σ(e-1) steps' latency.
+  const LinkTier link{0.5, 6.8, 1e12};
+  const double n = 16.0 * (1 << 20), p = 512;
+  const double bound = 2 * n * (p - 1) / p / (6 * 6.8e9) + 2 * 21 * 0.5e-6;
+  EXPECT_NEAR(torus_allreduce_seconds(comm::Torus{{8, 8, 8}, true}, n, link, 0), bound, bound * 0.01);
+  // An injection limit below the links' sum caps it.
+  const double capped = torus_allreduce_seconds(comm::Torus{{8, 8, 8}, true}, n, link, 6.8);
+  EXPECT_GT(capped, 5.0 * bound);
 }
 
 }  // namespace

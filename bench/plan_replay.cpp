@@ -5,8 +5,8 @@
 // trainer places them (comm::place, GridComms), and run, with real buffers of the real sizes:
 //   tp    every stage's tensor-parallel allreduces of one micro-batch (comm::allreduce, the
 //         policy's algorithm), all groups at once;
-//   pp    one micro-batch's pipeline transfers: per model chunk the activation forward and its
-//         gradient backward, every stage sending while it receives; the time a stage waits for
+//   pp    one micro-batch's pipeline transfers: per model chunk the activations forward, then the
+//         gradients backward, every stage sending while it receives; the time a stage waits for
 //         what it receives (its sends are non-blocking, as in parallel::Pipeline);
 //   dp    the stage's gradient arena reduced over its dp group as GradientSync does: a
 //         non-blocking AllreduceHandle with the torus comms the placement built (ZeRO-1: the
@@ -148,17 +148,22 @@ class Runner {
     }
   }
 
-  // One transfer between virtual stages of a chunk: send this stage's (forward: output to the
-  // next virtual stage; backward: input gradient to the previous), receive the neighbour's.
-  // Returns the seconds spent waiting for the receive.
+  // Round `chunk` of one micro-batch's pipeline transfers: every virtual stage of that chunk
+  // receives its input (forward) or its output's gradient (backward) — on stage 0 (P-1) from the
+  // previous (next) chunk of stage P-1 (0) — all at once after a barrier. Returns the seconds this
+  // stage waited for its receive (its sends are non-blocking, as in parallel::Pipeline).
   double exchange(int chunk, bool forward) {
-    if (act_ == 0) return 0;
-    send(0, chunk, forward);
+    const int P = r_.pp, vs = chunk * P + stage_, last = r_.chunks * P - 1;
+    if (act_ == 0 || P == 1) return 0;
+    const bool sends = forward ? stage_ < P - 1 || chunk >= 1 : stage_ > 0 || chunk + 1 < r_.chunks;
+    g_.pp.barrier();
+    comm::Request out;
+    if (sends) out = comm::isend(g_.pp, buf_.data(), act_, (stage_ + (forward ? 1 : P - 1)) % P, tag(0, chunk, forward));
     const double t0 = comm::wall_time();
-    receive(0, chunk, forward);
+    if (forward ? vs > 0 : vs < last)
+      comm::irecv(g_.pp, recv_.data(), act_, (stage_ + (forward ? P - 1 : 1)) % P, tag(0, chunk, forward)).wait();
     const double waited = comm::wall_time() - t0;
-    for (comm::Request& s : sends_) s.wait();
-    sends_.clear();
+    if (sends) out.wait();
     return waited;
   }
 

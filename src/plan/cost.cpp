@@ -325,8 +325,10 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       tp_allreduces(16.0 * double(N), 1);    // its sums (fp64) and target logits
     }
     sp.forward_s *= factor, sp.backward_s *= factor, sp.recompute_s *= factor;
-    if (P > 1)  // receive the input (forward) and the output's gradient (backward) per chunk
-      sp.transfers.push_back({"pp", "p2p", act, int(d.chunks) * (s == 0 || s == P - 1 ? 1 : 2),
+    // Receive the input (forward) and the output's gradient (backward) per chunk: all but the
+    // first virtual stage's input (stage 0) and the last one's gradient (stage P - 1).
+    if (P > 1)
+      sp.transfers.push_back({"pp", "p2p", act, 2 * int(d.chunks) - (s == 0) - (s == P - 1),
                               pp_price ? pp_price->seconds(act) : p2p_seconds(m, act, pp_local)});
     // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
     // all-gathered under ZeRO-1: rings on the flat dp group) while the last backward runs.

@@ -59,7 +59,7 @@ if [ $quick = 0 ] && [ $test = 0 ]; then
 fi
 # The alpha-beta bounds per platform: every byte a node must send, 2n(P-1)/P, spread over all its
 # links (2 per dimension of extent > 2, 1 for extent 2), plus the torus algorithm's latency.
-python3 - "$out_csv" "$BW" "$LAT" "$test" <<'PY'
+python3 - "$out_csv" "$SMPI_BW" "$SMPI_LAT" "$test" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 beta = 1 / 6.8e9; alpha = 0.49e-6

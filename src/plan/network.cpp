@@ -14,7 +14,14 @@ Price TorusNetwork::price(const std::vector<Step>& steps) const {
   const int D = int(torus_.dims.size());
   std::vector<double> load(size_t(torus_.nodes()) * size_t(D) * 2);
   Price p;
+  const Step* previous = nullptr;
+  double last_per_byte = 0, last_fixed = 0;
   for (const Step& step : steps) {
+    if (previous && step == *previous) {  // the ring's 2(p-1) steps are one step repeated
+      p.per_byte += last_per_byte, p.fixed += last_fixed;
+      continue;
+    }
+    previous = &step;
     std::fill(load.begin(), load.end(), 0.0);
     double busiest = 0, within_node = 0;
     int longest = 0;
@@ -43,8 +50,9 @@ Price TorusNetwork::price(const std::vector<Step>& steps) const {
       }
       longest = std::max(longest, hops);
     }
-    p.per_byte += std::max(busiest / (link_.bandwidth_gbs * 1e9), within_node / (node_.bandwidth_gbs * 1e9));
-    p.fixed += longest > 0 ? longest * link_.alpha_us * 1e-6 : within_node > 0 ? node_.alpha_us * 1e-6 : 0.0;
+    last_per_byte = std::max(busiest / (link_.bandwidth_gbs * 1e9), within_node / (node_.bandwidth_gbs * 1e9));
+    last_fixed = longest > 0 ? longest * link_.alpha_us * 1e-6 : within_node > 0 ? node_.alpha_us * 1e-6 : 0.0;
+    p.per_byte += last_per_byte, p.fixed += last_fixed;
   }
   return p;
 }

@@ -24,6 +24,7 @@ namespace hokusai::plan {
 struct Message {
   int from = 0, to = 0;
   double share = 1.0;
+  bool operator==(const Message&) const = default;
 };
 using Step = std::vector<Message>;
 

@@ -13,7 +13,7 @@
 #include "comm/torus.hpp"
 #include "hokusai/model.hpp"
 #include "plan/network.hpp"
-#include "parallel/pipeline.hpp"
+#include "parallel/schedule.hpp"
 
 namespace hokusai::plan {
 
@@ -44,14 +44,14 @@ const LinkTier& tier(const MachineSpec& m, bool within_node) { return within_nod
 // known. `torus_dims`: extents > 1 of the torus the group forms (the torus algorithm, priced by
 // torus_allreduce_seconds).
 double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node, const std::vector<int>& torus_dims,
-                         comm::AllreduceAlgorithm a_) {
+                         comm::AllreduceAlgorithm algorithm) {
   if (p <= 1 || n <= 0) return 0.0;
   const LinkTier& t = tier(m, within_node);
   const double a = t.alpha_us * 1e-6, b = 1.0 / (t.bandwidth_gbs * 1e9), g = 1.0 / (t.reduce_gbs * 1e9);
   const double part = n * double(p - 1) / double(p), lg = std::ceil(std::log2(double(p)));
-  if (a_ == comm::AllreduceAlgorithm::torus && (within_node || torus_dims.empty()))
-    a_ = comm::AllreduceAlgorithm::rabenseifner;  // the trainer refuses it; priced as what a fix would pick
-  switch (a_) {
+  if (algorithm == comm::AllreduceAlgorithm::torus && (within_node || torus_dims.empty()))
+    algorithm = comm::AllreduceAlgorithm::rabenseifner;  // the trainer refuses it; priced as what a fix would pick
+  switch (algorithm) {
     case comm::AllreduceAlgorithm::mpi: return lg * (a + n * b + n * g);
     case comm::AllreduceAlgorithm::ring: return 2.0 * (p - 1) * a + 2.0 * part * b + part * g;
     case comm::AllreduceAlgorithm::torus:
@@ -59,15 +59,6 @@ double allreduce_seconds(const MachineSpec& m, double n, int p, bool within_node
     default:  // Rabenseifner (and hierarchical)
       return 2.0 * lg * a + 2.0 * part * b + part * g;
   }
-}
-
-// ZeRO-1's gradient reduce-scatter plus parameter allgather: the comm layer's ring halves on the
-// flat dp communicator, whatever the torus.
-double zero1_seconds(const MachineSpec& m, double n, int p, bool within_node) {
-  if (p <= 1 || n <= 0) return 0.0;
-  const LinkTier& t = tier(m, within_node);
-  const double part = n * double(p - 1) / double(p);
-  return 2.0 * (p - 1) * t.alpha_us * 1e-6 + 2.0 * part / (t.bandwidth_gbs * 1e9) + part / (t.reduce_gbs * 1e9);
 }
 
 double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
@@ -165,7 +156,7 @@ MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute) {
   const ModelDims d = stage_dims(cfg, stage);
   const int P = cfg.parallel.pp, dp = cfg.parallel.dp, v = d.chunks;
   const int64_t n = arena_size(param_table(d)), B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
-  const int slots = parallel::Pipeline::slots(P, stage, micro_batches(cfg), v);
+  const int slots = parallel::pipeline_slots(P, stage, micro_batches(cfg), v);
   // The pipeline's buffers (parallel/pipeline.cpp): the received output gradient and one pending
   // send of the input gradient (N·C each) where they exist, the slots' tokens and targets.
   int64_t pipe = 8 * int64_t(slots) * N;
@@ -243,10 +234,10 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     }
   }
   // Every group of one kind (tp, dp, or one pipeline) as the nodes of its ranks in group order.
-  const auto groups = [&](std::vector<int> (comm::ParallelGrid::*members)() const, int stride) {
+  const auto groups = [&](std::vector<int> (comm::ParallelGrid::*members)() const) {
     std::vector<std::vector<int>> out;
     std::vector<bool> seen(size_t(world), false);
-    for (int r = 0; r < world; r += stride) {
+    for (int r = 0; r < world; ++r) {
       if (seen[size_t(r)]) continue;
       std::vector<int> nodes_of;
       for (int g : (comm::ParallelGrid({tp, P, dp}, world, r).*members)()) seen[size_t(g)] = true, nodes_of.push_back(node_of[size_t(g)]);
@@ -268,7 +259,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     if (!net || tp_local || !patterned) return allreduce_seconds(m, bytes, tp, tp_local, {}, a);
     auto it = tp_prices.find(a);
     if (it == tp_prices.end())
-      it = tp_prices.emplace(a, net->price(on_nodes(allreduce_steps(a, tp), groups(&comm::ParallelGrid::tp_group, 1)))).first;
+      it = tp_prices.emplace(a, net->price(on_nodes(allreduce_steps(a, tp), groups(&comm::ParallelGrid::tp_group)))).first;
     const double sums = a == comm::AllreduceAlgorithm::mpi ? std::ceil(std::log2(double(tp))) : double(tp - 1) / tp;
     return it->second.seconds(bytes) + bytes * sums / (m.inter_node.reduce_gbs * 1e9);
   };
@@ -277,7 +268,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   std::optional<Price> dp_ring;
   const auto dp_ring_seconds = [&](double bytes) {
     if (!dp_ring)
-      dp_ring = net->price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, dp), groups(&comm::ParallelGrid::dp_group, 1)));
+      dp_ring = net->price(on_nodes(allreduce_steps(comm::AllreduceAlgorithm::ring, dp), groups(&comm::ParallelGrid::dp_group)));
     return dp_ring->seconds(bytes) + bytes * double(dp - 1) / dp / (m.inter_node.reduce_gbs * 1e9);
   };
   const comm::Layout dp_layout =
@@ -286,7 +277,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   std::optional<Price> pp_price;
   if (net && P > 1) {
     Step step;
-    for (const std::vector<int>& pipe : groups(&comm::ParallelGrid::pp_group, 1))
+    for (const std::vector<int>& pipe : groups(&comm::ParallelGrid::pp_group))
       for (int s = 0; s < P; ++s)
         if (s + 1 < P || stage_dims(cfg, 0).chunks > 1) step.push_back({pipe[size_t(s)], pipe[size_t((s + 1) % P)], 1.0});
     pp_price = net->price({step});
@@ -334,7 +325,10 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     // all-gathered under ZeRO-1: rings on the flat dp group) while the last backward runs.
     const double grads = 4.0 * double(arena_size(param_table(d)));
     if (dp > 1 && cfg.parallel.zero1) {
-      sp.transfers.push_back({"dp_zero1", "ring", grads, 1, net ? dp_ring_seconds(grads) : zero1_seconds(m, grads, dp, dp_local)});
+      // The ring's reduce-scatter and allgather halves: a ring allreduce's messages.
+      sp.transfers.push_back({"dp_zero1", "ring", grads, 1,
+                              net ? dp_ring_seconds(grads)
+                                  : allreduce_seconds(m, grads, dp, dp_local, {}, comm::AllreduceAlgorithm::ring)});
     } else if (dp > 1) {
       comm::AllreduceAlgorithm a = comm::resolve_allreduce(cfg.comm.dp_allreduce, int64_t(grads), dp, dp_layout);
       if (a == comm::AllreduceAlgorithm::rabenseifner) a = comm::AllreduceAlgorithm::ring;  // the handle's

@@ -197,8 +197,9 @@ std::vector<Field> make_registry() {
            "Larger than the slowest step and checkpoint save; 0 disables"),
       field_of("comm.straggler_factor", &C::comm, &CommConfig::straggler_factor,
            "Straggler report: a rank whose own work (compute and optimizer, without waits) per step "
-           "exceeds this multiple of the median of the ranks on its pipeline stage for comm.straggler_steps "
-           "steps in a row is named in the log with its time by phase, and in metrics.jsonl; 0 disables"),
+           "exceeds this multiple of the median of the ranks on its pipeline stage, by at least 5% of the "
+           "slowest rank's step, for comm.straggler_steps steps in a row is named in the log with its time by "
+           "phase, and in metrics.jsonl; 0 disables"),
       field_of("comm.straggler_steps", &C::comm, &CommConfig::straggler_steps,
            "Steps in a row a rank must be slow before the straggler report names it (measured at each "
            "log step, over the steps since the previous one)"),

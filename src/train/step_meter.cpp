@@ -43,11 +43,22 @@ StepMeter::StepMeter(Rates rates, Stragglers stragglers, const comm::GridComms& 
 // A rank's own work per step (compute and optimizer: the time it is not waiting for others)
 // against the median of the ranks on the same pipeline stage (stages differ legitimately: the
 // first holds the embeddings, the last the head). A stage of one rank has nobody to compare with.
+// The excess over the median must also cost the job: at least kStragglerShare of the slowest
+// rank's step. Without that floor a millisecond of scheduling jitter in a step of a few
+// milliseconds of work reads as "2.4x the median" while another rank's 300 ms sets the step.
+constexpr double kStragglerShare = 0.05;
+
 std::vector<int> StepMeter::find_stragglers(const std::vector<double>& all) {
   std::vector<int> found;
   if (stragglers_.factor <= 0) return found;
   const int ranks = rates_.ranks, F = StepTime::fields;
   const auto work = [&](int r) { return all[size_t(r * F)] + all[size_t(r * F + 4)]; };
+  double step = 0;  // the slowest rank's whole step, waits included
+  for (int r = 0; r < ranks; ++r) {
+    double t = 0;
+    for (int f = 0; f < F; ++f) t += all[size_t(r * F + f)];
+    step = std::max(step, t);
+  }
   const auto stage = [&](int r) { return int(coords_[size_t(3 * r + 1)]); };
   for (int r = 0; r < ranks; ++r) {
     std::vector<double> peers;
@@ -58,7 +69,8 @@ std::vector<int> StepMeter::find_stragglers(const std::vector<double>& all) {
     const size_t mid = (peers.size() - 1) / 2;
     std::nth_element(peers.begin(), peers.begin() + std::ptrdiff_t(mid), peers.end());
     const double median = peers[mid];
-    slow_for_[size_t(r)] = work(r) > stragglers_.factor * median && median > 0 ? slow_for_[size_t(r)] + steps_ : 0;
+    const bool slow = median > 0 && work(r) > stragglers_.factor * median && work(r) - median >= kStragglerShare * step;
+    slow_for_[size_t(r)] = slow ? slow_for_[size_t(r)] + steps_ : 0;
     if (slow_for_[size_t(r)] < stragglers_.steps) continue;
     found.push_back(r);
     lg_->warn("straggler: rank {} (tp {}, pp {}, dp {}) works {:.1f} ms per step, {:.1f}x the median {:.1f} ms of "

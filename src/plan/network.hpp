@@ -40,7 +40,6 @@ class TorusNetwork {
  public:
   // link: one link's α and bandwidth (one direction); node: between ranks of one node.
   TorusNetwork(comm::Torus torus, LinkTier link, LinkTier node);
-  const comm::Torus& torus() const { return torus_; }
   // The steps in order, every message of a step at once.
   Price price(const std::vector<Step>& steps) const;
 

@@ -1,6 +1,8 @@
 #include "kernels/gemm.hpp"
 
+#include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "kernels/gemm_backends.hpp"
 #include "kernels/ref/gemm_ref.hpp"
@@ -17,10 +19,67 @@ bool gemm_backend_available(GemmBackend backend) {
   return false;
 }
 
+namespace {
+
+// Branch-free (the panel loop vectorises): nearest even, inf and NaN kept.
+inline uint32_t bits_of(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return b;
+}
+inline float float_of(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+inline float round_bf16(float x) {
+  const uint32_t b = bits_of(x);
+  const uint32_t r = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;  // may carry into inf: correct
+  return float_of((b & 0x7fffffffu) > 0x7f800000u ? b : r);           // NaN stays NaN
+}
+inline float round_fp16(float x) {
+  const uint32_t b = bits_of(x), a = b & 0x7fffffffu, sign = b ^ a;
+  const uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu;  // 10 of 23 mantissa bits
+  // Below 2^-14 a half is a multiple of 2^-24, the ulp of floats in [0.5, 1): adding and taking
+  // away 0.5 rounds to it (nearest even).
+  const uint32_t subnormal = bits_of((float_of(a) + 0.5f) - 0.5f);
+  uint32_t r = a < 0x38800000u ? subnormal : normal;
+  r = a >= 0x477ff000u ? 0x7f800000u : r;  // 65520 and up: nearest even lies past 65504, the largest half
+  r = a > 0x7f800000u ? a : r;             // NaN
+  return float_of(sign | r);
+}
+
+// op(X) (rows x cols of the stored matrix) copied with every element rounded: the reference
+// backend's low-precision products.
+std::vector<float> rounded_copy(Precision p, const float* x, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(size_t(rows * cols));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[size_t(i * cols + j)] = round_to(p, x[i * ld + j]);
+  return out;
+}
+
+}  // namespace
+
+float round_to(Precision p, float x) {
+  return p == Precision::bf16 ? round_bf16(x) : p == Precision::fp16 ? round_fp16(x) : x;
+}
+
+void round_to(Precision p, float* x, int64_t n) {
+  if (p == Precision::bf16)
+    for (int64_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
+  else if (p == Precision::fp16)
+    for (int64_t i = 0; i < n; ++i) x[i] = round_fp16(x[i]);
+}
+
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (ctx.precision != Precision::fp32 &&
+      (ctx.backend == GemmBackend::openblas || ctx.backend == GemmBackend::onednn))
+    throw std::runtime_error(std::string("gemm: precision ") + std::string(name_of(ctx.precision)) +
+                             " needs the native or reference backend; " + std::string(name_of(ctx.backend)) +
+                             " multiplies in fp32 only");
   if (k == 0) {  // nothing to multiply: C := beta * C, and beta == 0 must not read C
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
@@ -37,6 +96,14 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
       detail::gemm_onednn(ctx.threads, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     case GemmBackend::reference:
+      if (ctx.precision != Precision::fp32) {
+        const int64_t ar = op_a == Op::N ? m : k, ac = op_a == Op::N ? k : m;
+        const int64_t br = op_b == Op::N ? k : n, bc = op_b == Op::N ? n : k;
+        const std::vector<float> ra = rounded_copy(ctx.precision, a, ar, ac, lda),
+                                 rb = rounded_copy(ctx.precision, b, br, bc, ldb);
+        ref::gemm<float>(op_a, op_b, m, n, k, alpha, ra.data(), ac, rb.data(), bc, beta, c, ldc);
+        return;
+      }
       ref::gemm<float>(op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
   }

@@ -61,15 +61,35 @@ class GemmWorkspace {
   void* get(size_t slot, size_t bytes);
 };
 
+// The precision of the matrix products' inputs (train.precision). fp32: as given. bf16 / fp16:
+// every input element is rounded to that format (nearest even; fp16 overflows to inf above 65504)
+// and the products accumulate in fp32, C stays fp32. The native backend runs the CPU's 16-bit
+// unit where it has one (bf16: AMX tiles or vdpbf16ps; fp16: SVE, the A64FX) and otherwise the
+// fp32 microkernel on rounded panels: the same numbers at fp32 speed (emulated, see
+// gemm_precision_path). The reference backend rounds, then multiplies in double. OpenBLAS and
+// oneDNN have fp32 only: they throw.
+enum class Precision { fp32, bf16, fp16 };
+
 struct GemmContext {
   GemmBackend backend = GemmBackend::native;
   int threads = 1;                     // threads the backend may use inside one call
   GemmIsa isa = GemmIsa::automatic;    // native backend only
   GemmWorkspace* workspace = nullptr;  // native backend: reused packing buffers (null: per call)
+  Precision precision = Precision::fp32;  // float products only; the double overload ignores it
 };
 
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// What runs a context's products, e.g. "bf16 on sbgemm_avx512bf16_14x32" or "fp16 emulated: fp16-rounded
+// panels on sgemm_avx512_14x32 (this CPU has no fp16 unit)"; throws where gemm would.
+std::string gemm_precision_path(const GemmContext& ctx);
+// True when the products of ctx run on a 16-bit unit (false for fp32 and the emulated paths).
+bool gemm_precision_native(const GemmContext& ctx);
+
+// x rounded to the precision (nearest even), returned as fp32: the rounding gemm applies.
+float round_to(Precision p, float x);
+void round_to(Precision p, float* x, int64_t n);  // in place
 
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
@@ -101,6 +121,12 @@ struct hokusai::Names<hokusai::kernels::GemmBackend> {
   using E = kernels::GemmBackend;
   static constexpr std::array<std::pair<E, std::string_view>, 4> table = {
       {{E::native, "native"}, {E::reference, "reference"}, {E::openblas, "openblas"}, {E::onednn, "onednn"}}};
+};
+template <>
+struct hokusai::Names<hokusai::kernels::Precision> {
+  using E = kernels::Precision;
+  static constexpr std::array<std::pair<E, std::string_view>, 3> table = {
+      {{E::fp32, "fp32"}, {E::bf16, "bf16"}, {E::fp16, "fp16"}}};
 };
 template <>
 struct hokusai::Names<hokusai::kernels::GemmIsa> {

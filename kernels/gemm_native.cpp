@@ -83,6 +83,7 @@ struct KernelPath {
   PanelConverter convert_b = nullptr, convert_a = nullptr;
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
+  Precision round = Precision::fp32;  // fp32 panels: rounded to this after packing (emulated 16-bit inputs)
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
   }
@@ -105,6 +106,7 @@ void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64
                 PanelConverter convert, typename Path::P* dst, float* scratch) {
   if constexpr (std::is_same_v<typename Path::P, float>) {
     path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
+    round_to(path.round, dst, (rows + R - 1) / R * R * kc_pad);
   } else {
     for (int64_t r0 = 0; r0 < rows; r0 += R) {
       const float* src = x.src + r0 * (x.k_contiguous ? x.ld : 1);
@@ -214,26 +216,68 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
 
 }  // namespace
 
+namespace {
+
+// The 16-bit kernel of a precision on a resolved ISA, or null where the CPU has none.
+const SbgemmKernel* half_kernel(Precision p, GemmIsa isa) {
+#if defined(__x86_64__)
+  if (p == Precision::bf16 && (isa == GemmIsa::amx || isa == GemmIsa::avx512bf16)) return &sbgemm_kernel(isa);
+#elif defined(__ARM_FEATURE_SVE)
+  if (p == Precision::fp16 && isa == GemmIsa::sve) return &shgemm_kernel(isa);
+#endif
+  (void)p, (void)isa;
+  return nullptr;
+}
+
+void gemm_half(const SbgemmKernel& kern, const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
+               float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc);
+
+}  // namespace
+
 void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                          int64_t ldc) {
-  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
+  const GemmIsa isa = resolve_gemm_isa(ctx.isa);
+  if (ctx.precision != Precision::fp32)
+    if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
+      return gemm_half(*half, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  const SgemmKernel& kern = sgemm_kernel(isa);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  blocked(Fp32Path{kern.ukernel, kern.pack, 1}, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr),
-          ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+  Fp32Path path{kern.ukernel, kern.pack, 1};
+  path.round = ctx.precision;
+  blocked(path, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws, {op_a, a, lda},
+          {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+}
+
+bool gemm_precision_native(const GemmContext& ctx) {
+  return ctx.backend == GemmBackend::native && half_kernel(ctx.precision, resolve_gemm_isa(ctx.isa)) != nullptr;
+}
+
+std::string gemm_precision_path(const GemmContext& ctx) {
+  const std::string p(name_of(ctx.precision));
+  if (ctx.backend != GemmBackend::native) {
+    if (ctx.precision == Precision::fp32 || ctx.backend == GemmBackend::reference)
+      return p + " on the " + std::string(name_of(ctx.backend)) + " backend" +
+             (ctx.precision == Precision::fp32 ? "" : " (rounded inputs, double accumulation)");
+    throw std::runtime_error("gemm: precision " + p + " needs the native or reference backend; " +
+                             std::string(name_of(ctx.backend)) + " multiplies in fp32 only");
+  }
+  const GemmIsa isa = resolve_gemm_isa(ctx.isa);
+  if (const SbgemmKernel* half = half_kernel(ctx.precision, isa)) return p + " on " + half->name;
+  const std::string fp32 = sgemm_kernel(isa).name;
+  if (ctx.precision == Precision::fp32) return p + " on " + fp32;
+  return p + " emulated: " + p + "-rounded panels on " + fp32 + " (no " + p + " unit on isa " +
+         std::string(name_of(isa)) + ": the same numbers at fp32 speed)";
 }
 
 namespace {
 
-// The 16-bit storage paths share the checks (native backend) and the driver; `kernel` picks the
-// ISA's kernel or throws naming the ISAs that have one.
-void gemm_half(const char* what, const SbgemmKernel& (*kernel)(GemmIsa), const GemmContext& ctx, Op op_a, Op op_b,
-               int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
-               int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (ctx.backend != GemmBackend::native)
-    throw std::runtime_error(std::string(what) + ": only the native backend has this path");
-  const SbgemmKernel& kern = kernel(resolve_gemm_isa(ctx.isa));
+// The 16-bit storage paths share the driver (native backend).
+void gemm_half(const SbgemmKernel& kern, const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
+               float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
@@ -248,12 +292,16 @@ void gemm_half(const char* what, const SbgemmKernel& (*kernel)(GemmIsa), const G
 
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  gemm_half("gemm_bf16", sbgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (ctx.backend != GemmBackend::native)
+    throw std::runtime_error("gemm_bf16: only the native backend has this path");
+  gemm_half(sbgemm_kernel(resolve_gemm_isa(ctx.isa)), ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  gemm_half("gemm_fp16", shgemm_kernel, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (ctx.backend != GemmBackend::native)
+    throw std::runtime_error("gemm_fp16: only the native backend has this path");
+  gemm_half(shgemm_kernel(resolve_gemm_isa(ctx.isa)), ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace hokusai::kernels

@@ -107,6 +107,9 @@ struct TrainConfig {
   int seq_len = 128;          // tokens per sequence (T)
   uint64_t seed = 1234;       // initialisation and data order
   int skip_nonfinite = 0;     // non-finite steps skipped in a row before stopping (0: stop at the first)
+  kernels::Precision precision = kernels::Precision::fp32;  // of the matrix products' inputs
+  double loss_scale = 65536;        // fp16: the dynamic loss scale's start
+  int64_t loss_scale_window = 1000; // fp16: steps without overflow before the scale doubles
 };
 
 struct OptimizerConfig {

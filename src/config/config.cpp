@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <climits>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -168,6 +169,12 @@ void validate(const Config& cfg) {
   at_most("kernels.threads", cfg.kernels.threads, 1 << 10, "OpenMP threads per rank; 0 = as many as the rank's cores");
   if (int64_t(p.tp) * p.pp * p.dp > (int64_t(1) << 24))
     fail("parallel.dp", "tp*pp*dp = " + std::to_string(int64_t(p.tp) * p.pp * p.dp) + " ranks: at most 16777216");
+  if (t.precision != kernels::Precision::fp32 && cfg.kernels.gemm != kernels::GemmBackend::native &&
+      cfg.kernels.gemm != kernels::GemmBackend::reference)
+    fail("train.precision", std::string(name_of(t.precision)) + " needs kernels.gemm native or reference (" +
+                                std::string(name_of(cfg.kernels.gemm)) + " multiplies in fp32 only)");
+  if (!(t.loss_scale >= 1) || !std::isfinite(t.loss_scale)) fail("train.loss_scale", "must be a finite number >= 1");
+  if (t.loss_scale_window < 1) fail("train.loss_scale_window", "must be >= 1");
   positive("model.layers", m.layers);
   positive("model.hidden", m.hidden);
   positive("model.heads", m.heads);

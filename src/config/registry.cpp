@@ -219,6 +219,21 @@ std::vector<Field> make_registry() {
            "A step whose loss or gradient norm is not finite on any rank is skipped by every rank "
            "(parameters and Adam state untouched, the skip logged and counted in metrics.jsonl), up to "
            "this many in a row; then the run stops. 0: stop at the first"),
+      field_of("train.precision", &C::train, &TrainConfig::precision,
+           "Precision of the matrix products' inputs (every linear and attention product; both passes). fp32: "
+           "the reference. bf16 / fp16: inputs rounded to that format, products accumulated in fp32; master "
+           "weights, gradients, Adam state, norms, softmax and the loss stay fp32. Runs on the CPU's 16-bit unit "
+           "where it has one (bf16: AMX or AVX512_BF16; fp16: SVE, the A64FX) and emulated at fp32 speed "
+           "elsewhere (the start-up log says which). fp16 scales the loss (train.loss_scale). Needs "
+           "kernels.gemm native or reference"),
+      field_of("train.loss_scale", &C::train, &TrainConfig::loss_scale,
+           "fp16 only: the dynamic loss scale's start. The loss gradient is multiplied by it so that small "
+           "gradients survive fp16; the gradients are divided by it before clipping. A step whose gradients "
+           "overflow is skipped (parameters and Adam state untouched), counted in metrics.jsonl "
+           "(overflow_steps) and the scale halved; after train.loss_scale_window good steps it doubles. A "
+           "scale below 1 stops the run. Restarts from this value on --resume"),
+      field_of("train.loss_scale_window", &C::train, &TrainConfig::loss_scale_window,
+           "fp16 only: steps without overflow after which the loss scale doubles"),
       field_of("train.micro_batch", &C::train, &TrainConfig::micro_batch,
            "Sequences per micro-batch on each data-parallel rank"),
       field_of("train.global_batch", &C::train, &TrainConfig::global_batch,

@@ -58,6 +58,13 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
               ? " (" + std::string(kernels::sgemm_kernel_name(s.gemm.isa)) + ")"
               : std::string(),
           s.threads);
+  if (cfg.train.precision != kernels::Precision::fp32)
+    lg.info("precision: {}; master weights, gradients, Adam state, norms, softmax and the loss in fp32{}",
+            kernels::gemm_precision_path(s.gemm),
+            cfg.train.precision == kernels::Precision::fp16
+                ? fmt::format("; loss scale from {:g}, doubled after {} good steps", cfg.train.loss_scale,
+                              cfg.train.loss_scale_window)
+                : std::string());
   lg.info("run directory: {}", s.run_dir);
   // Memory of this rank by owner (the peak RSS at the end is the check of this account).
   const plan::MemoryAccount mem = plan::account_memory({.params = n_params,

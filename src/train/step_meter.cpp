@@ -126,13 +126,18 @@ void StepMeter::log(int64_t step, int64_t steps, const StepStats& last) {
     const auto num = [](double x, int digits) { return std::isfinite(x) ? fmt::format("{:.{}f}", x, digits) : "null"; };
     metrics_->write(fmt::format("{{\"step\":{},\"loss\":{},\"lr\":{:.6e},\"grad_norm\":{},"
                              "\"tokens_per_s\":{:.1f},\"step_ms\":{:.2f},\"tflops\":{:.4f},\"mfu\":{:.4f},"
-                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},\"time_ms\":{{{}}}",
+                             "\"dp_exposed_ms\":{:.3f},\"skipped_steps\":{},{}\"time_ms\":{{{}}}",
                              step, num(last.loss, 8), last.lr, num(last.grad_norm, 6), tok_s, step_ms, tflops, mfu,
-                             1e3 * last.time.dp_exposed, last.skipped_total, per_rank));
+                             1e3 * last.time.dp_exposed, last.skipped_total,
+                             last.loss_scale > 0 ? fmt::format("\"loss_scale\":{},\"overflow_steps\":{},", last.loss_scale,
+                                                               last.overflow_total)
+                                                 : "",
+                             per_rank));
     progress_.clear();
     lg_->info("step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad_norm {:.3f} | {:.0f} tok/s | {:.1f} ms/step | "
-              "{:.3f} TFLOP/s | MFU {:.1f}%",
-              step, steps, loss_steps_ ? loss_ / loss_steps_ : last.loss, last.lr, last.grad_norm, tok_s, step_ms, tflops, 100.0 * mfu);
+              "{:.3f} TFLOP/s | MFU {:.1f}%{}",
+              step, steps, loss_steps_ ? loss_ / loss_steps_ : last.loss, last.lr, last.grad_norm, tok_s, step_ms, tflops,
+              100.0 * mfu, last.loss_scale > 0 ? fmt::format(" | loss scale {:g}", last.loss_scale) : "");
     if (ranks > 1)
       lg_->info("time per step (rank 0, ms): compute {:.1f} | tp comm {:.1f} | pipeline wait {:.1f} (max over ranks "
                 "{:.1f}) | dp comm not hidden {:.1f} | optimizer {:.1f}",

@@ -43,6 +43,8 @@ struct StepStats {
   double loss = 0, lr = 0, grad_norm = 0;
   bool skipped = false;         // not finite: no update (train.skip_nonfinite)
   int64_t skipped_total = 0;    // steps skipped so far in this run
+  double loss_scale = 0;        // fp16: the dynamic loss scale after this step (0: none)
+  int64_t overflow_total = 0;   // fp16: steps skipped for overflowing gradients so far
   StepTime time;
 };
 

@@ -29,6 +29,7 @@
 #include "hokusai/data.hpp"
 #include "hokusai/log.hpp"
 #include "hokusai/train.hpp"
+#include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
 #include "parallel/gradient_sync.hpp"
 #include "parallel/pipeline.hpp"
@@ -72,6 +73,7 @@ class Trainer {
   StepStats step();
   void update(double lr, double norm);  // clip, AdamW on this rank's shard, ZeRO-1 all-gather
   bool skip_nonfinite(StepStats& st);      // agreed over ranks; throws past train.skip_nonfinite
+  bool skip_overflow(StepStats& st);       // fp16: gradients overflowed at the loss scale; halves it
   double evaluate();
   void evaluate_and_log();
   void save(bool final_save);  // final: the end of the run or a stop signal (synchronous)
@@ -114,6 +116,11 @@ class Trainer {
   double dp_blocking_s_ = 0.0, dp_exposed_total_ = 0.0;
   int skipped_in_a_row_ = 0;
   int64_t skipped_total_ = 0;
+  // fp16's dynamic loss scale (1 and unused otherwise): the loss gradient's factor, halved on an
+  // overflow, doubled after train.loss_scale_window good steps in a row.
+  bool scaled_ = false;
+  double loss_scale_ = 1.0;
+  int64_t good_steps_ = 0, overflow_total_ = 0;
 };
 
 Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& opts)
@@ -136,6 +143,9 @@ Trainer::Trainer(Config cfg, const comm::GridComms& comms, const TrainOptions& o
   ctx_.gemm.backend = cfg_.kernels.gemm;
   ctx_.gemm.threads = threads_;
   ctx_.gemm.workspace = &gemm_workspace_;
+  ctx_.gemm.precision = cfg_.train.precision;
+  scaled_ = cfg_.train.precision == kernels::Precision::fp16;
+  if (scaled_) loss_scale_ = cfg_.train.loss_scale;
   if (!kernels::gemm_backend_available(ctx_.gemm.backend))
     throw ConfigError("kernels.gemm: " + std::string(name_of(cfg_.kernels.gemm)) +
                       " is not in this build: choose another backend");
@@ -362,7 +372,8 @@ StepStats Trainer::step() {
   if (opts_.inject_slow_rank == rank_)  // test hook: a throttled node
     std::this_thread::sleep_for(std::chrono::milliseconds(opts_.inject_slow_ms));
   model_->zero_grads();
-  const double loss_sum = pipe_->train(ctx_, accum_, micro_batch, float(1.0 / tokens_per_step_), sync_->on_ready());
+  const double loss_sum =
+      pipe_->train(ctx_, accum_, micro_batch, float(loss_scale_ / tokens_per_step_), sync_->on_ready());
   st.time.pp_wait = pipe_->take_wait_seconds();
   watchdog_->phase("the data-parallel gradient sync", step_);
   st.time.dp_exposed = sync_->finish();
@@ -371,12 +382,14 @@ StepStats Trainer::step() {
   watchdog_->phase("the loss and gradient-norm reductions", step_);
   st.loss = sum_over_pp_and_dp(comms_, loss_sum) / tokens_per_step_;
   const double t_update = comm::wall_time();
-  st.grad_norm = sync_->grad_norm(ctx_);
-  if (!skip_nonfinite(st)) {
+  st.grad_norm = sync_->grad_norm(ctx_) / loss_scale_;  // the global norm: the same on every rank
+  if (!skip_overflow(st) && !skip_nonfinite(st)) {
     watchdog_->phase("the optimizer step", step_);
     update(st.lr, st.grad_norm);
+    if (scaled_ && ++good_steps_ == cfg_.train.loss_scale_window) loss_scale_ *= 2, good_steps_ = 0;
   }
   st.skipped_total = skipped_total_;
+  if (scaled_) st.loss_scale = loss_scale_, st.overflow_total = overflow_total_;
   consumed_ += cfg_.train.global_batch;  // a skipped step consumed its samples too
 
   const double t_end = comm::wall_time();
@@ -385,6 +398,28 @@ StepStats Trainer::step() {
   st.time.tp_comm = tp_comm_s_ - tp_before;
   st.time.compute = t_end - t_step - st.time.optimizer - st.time.tp_comm - st.time.pp_wait - st.time.dp_exposed;
   return st;
+}
+
+// fp16: a finite loss whose scaled gradients overflowed (the gradient norm is global, so every
+// rank sees the same): the step is skipped and the scale halved, the normal course of dynamic
+// loss scaling, not a divergence. A scale that would fall below 1 means the unscaled gradients
+// overflow fp16: the run stops.
+bool Trainer::skip_overflow(StepStats& st) {
+  if (!scaled_ || std::isfinite(st.grad_norm) || !std::isfinite(st.loss)) return false;
+  if (loss_scale_ / 2 < 1)
+    throw std::runtime_error(fmt::format(
+        "step {}: fp16 gradients overflow even at loss scale {:g} (train.precision: fp16): the values exceed fp16's "
+        "range; use train.precision: bf16 or fp32, or lower optimizer.lr, then --resume from the last checkpoint",
+        step_, loss_scale_));
+  st.skipped = true;
+  ++skipped_total_;
+  ++overflow_total_;
+  good_steps_ = 0;
+  loss_scale_ /= 2;
+  progress_->clear();
+  lg_->info("step {}: fp16 gradients overflowed: step skipped, loss scale {:g} -> {:g} ({} overflow steps so far)",
+            step_, 2 * loss_scale_, loss_scale_, overflow_total_);
+  return true;
 }
 
 // A step whose loss or gradient norm is not finite on any rank: every rank agrees before anyone
@@ -419,6 +454,7 @@ void Trainer::update(double lr, double norm) {
   float* params = model_->params().data();
   float* grads = model_->grads().data();
   const comm::Range shard = sync_->shard();
+  if (loss_scale_ != 1.0) kernels::scale(grads + shard.begin, float(1.0 / loss_scale_), shard.size());
   clip_to_norm(grads + shard.begin, shard.size(), norm, cfg_.optimizer.grad_clip);
   adam_->step(params, grads, lr);
   sync_->after_step(params);

@@ -23,7 +23,6 @@ struct Shape {
 // 2^-8 relative per input, so 8e-3 * sqrt(K) * |alpha| + 1e-2 (random-sign errors add like a walk).
 // fp16 (11-bit mantissa inputs, fp32 accumulation): 2^-11 relative per input, so
 // 1e-3 * sqrt(K) * |alpha| + 2e-3.
-enum class Precision { fp32, bf16, fp16 };
 
 void check_backend(GemmBackend backend, Op oa, Op ob, Shape s, float alpha, float beta, int64_t pad,
                    GemmIsa isa = GemmIsa::automatic, Precision prec = Precision::fp32) {
@@ -187,6 +186,96 @@ TEST(NativeHalf, UnavailablePathsThrow) {
   EXPECT_THROW(gemm_bf16(GemmContext{GemmBackend::native, 1, GemmIsa::generic}, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1,
                          &b, 1, 0.0f, &c, 1),
                std::runtime_error);
+}
+
+// round_to against independent references: fp16 against the compiler's _Float16 conversion
+// (IEEE nearest even), bf16 against nearest-even arithmetic on the 8-bit significand in double.
+float bf16_reference(float x) {
+  if (!std::isfinite(x) || x == 0) return x;
+  const double q = std::ldexp(1.0, std::ilogb(x) - 7);  // ulp of an 8-bit significand (normals)
+  const double r = std::nearbyint(double(x) / q) * q;      // nearest even (default rounding mode)
+  return std::fabs(r) >= 0x1p128 ? std::copysign(INFINITY, x) : float(r);
+}
+
+TEST(RoundTo, MatchesIndependentReferences) {
+  std::vector<float> xs = {0.0f, -0.0f, 1.0f, 1.0f + 0x1p-9f, 1.0f + 0x1p-8f + 0x1p-9f, 65504.0f, 65519.99f,
+                           65520.0f, -65520.0f, 0x1p-14f, 0x1p-24f, 0x1p-25f, 3 * 0x1p-26f, 0x1p-26f, 0x1.ffep-15f,
+                           3.4e38f, INFINITY, -INFINITY, std::numeric_limits<float>::denorm_min()};
+  uint32_t state = 12345;
+  for (int i = 0; i < 200000; ++i) {  // random bit patterns: every exponent, both signs
+    state = state * 1664525u + 1013904223u;
+    float x;
+    std::memcpy(&x, &state, 4);
+    if (!std::isnan(x)) xs.push_back(x);
+  }
+  for (float x : xs) {
+    const float h = float(_Float16(x));
+    const float got = round_to(Precision::fp16, x);
+    ASSERT_TRUE(got == h && std::signbit(got) == std::signbit(h)) << "fp16 " << x << ": " << got << " vs " << h;
+    if (std::fpclassify(x) == FP_NORMAL || !std::isfinite(x) || x == 0) {  // (float subnormals: below bf16's range)
+      const float b = round_to(Precision::bf16, x);
+      ASSERT_TRUE(b == bf16_reference(x)) << "bf16 " << x << ": " << b << " vs " << bf16_reference(x);
+    }
+    ASSERT_EQ(round_to(Precision::fp32, x), x);
+  }
+  EXPECT_TRUE(std::isnan(round_to(Precision::fp16, NAN)));
+  EXPECT_TRUE(std::isnan(round_to(Precision::bf16, NAN)));
+}
+
+// A context's precision: gemm rounds every input, then multiplies in fp32 (its 16-bit unit,
+// the emulated path on the fp32 kernel, or the reference): equal to an fp32 product of the
+// rounded inputs to fp32 accumulation error, and visibly different from the unrounded product.
+TEST(GemmPrecision, RoundsInputsOnEveryPath) {
+  const Shape s{37, 45, 300};
+  for (Precision p : {Precision::bf16, Precision::fp16})
+    for (GemmBackend backend : {GemmBackend::native, GemmBackend::reference})
+      for (GemmIsa isa : {GemmIsa::automatic, GemmIsa::generic})
+        for (Op oa : {Op::N, Op::T})
+          for (Op ob : {Op::N, Op::T}) {
+            if (backend == GemmBackend::reference && isa != GemmIsa::automatic) continue;
+            const int64_t lda = (oa == Op::N ? s.k : s.m) + 3, ldb = (ob == Op::N ? s.n : s.k) + 5;
+            const auto a = testing::random_vector<float>((oa == Op::N ? s.m : s.k) * lda, 7);
+            const auto b = testing::random_vector<float>((ob == Op::N ? s.k : s.n) * ldb, 8);
+            auto ra = a, rb = b;
+            round_to(p, ra.data(), int64_t(ra.size()));
+            round_to(p, rb.data(), int64_t(rb.size()));
+            std::vector<float> c(s.m * s.n), want(s.m * s.n), unrounded(s.m * s.n);
+            GemmContext ctx{backend, 2, isa};
+            ctx.precision = p;
+            gemm(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
+            ref::gemm<float>(oa, ob, s.m, s.n, s.k, 1.0f, ra.data(), lda, rb.data(), ldb, 0.0f, want.data(), s.n);
+            ref::gemm<float>(oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, unrounded.data(), s.n);
+            double worst = 0, moved = 0;
+            for (size_t i = 0; i < c.size(); ++i) {
+              worst = std::max(worst, double(std::fabs(c[i] - want[i])));
+              moved = std::max(moved, double(std::fabs(want[i] - unrounded[i])));
+            }
+            const std::string what = std::string(name_of(p)) + " " + gemm_precision_path(ctx);
+            // fp32 sums of 300 products in [-1, 1]: errors ~1e-6; rounding the inputs moves C by ~1e-3 (fp16)
+            // to ~1e-2 (bf16).
+            EXPECT_LE(worst, 2e-5) << what;
+            EXPECT_GT(moved, 5e-4) << what << ": rounding to " << name_of(p) << " changed nothing";
+          }
+}
+
+TEST(GemmPrecision, PathsAreNamedAndLibrariesRefuse) {
+  GemmContext ctx{GemmBackend::native, 1, GemmIsa::generic};
+  ctx.precision = Precision::bf16;
+  EXPECT_NE(gemm_precision_path(ctx).find("emulated"), std::string::npos) << gemm_precision_path(ctx);
+  EXPECT_FALSE(gemm_precision_native(ctx));
+  if (gemm_isa_supported(GemmIsa::avx512bf16)) {
+    ctx.isa = GemmIsa::avx512bf16;
+    EXPECT_TRUE(gemm_precision_native(ctx));
+    EXPECT_EQ(gemm_precision_path(ctx), "bf16 on sbgemm_avx512bf16_14x32");
+  }
+  float a = 1, b = 1, c = 0;
+  for (GemmBackend lib : {GemmBackend::openblas, GemmBackend::onednn}) {
+    if (!gemm_backend_available(lib)) continue;
+    GemmContext l{lib, 1};
+    l.precision = Precision::fp16;
+    EXPECT_THROW(gemm(l, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1), std::runtime_error);
+    EXPECT_THROW(gemm_precision_path(l), std::runtime_error);
+  }
 }
 
 TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {

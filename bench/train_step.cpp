@@ -1,8 +1,10 @@
-// Training-step throughput of a config with each GEMM backend and attention kind, side by side in
+// Training-step throughput of a config with each GEMM backend, attention kind and precision, side by side in
 // one run: tokens/s, ms/step (median of the timed steps), MFU against the probed fp32 peak and the
 // activation memory the model allocates.
 //   build/release/bench/bench_train_step configs/gpt2-124m.yaml [--steps 6] [--warmup 2]
-//       [--backends openblas,onednn] [--attention flash,gemm] [--threads 2] [--csv]
+//       [--backends openblas,onednn] [--attention flash,gemm] [--precisions fp32,bf16] [--threads 2] [--csv]
+// A precision other than fp32 is train.precision's step: the products' inputs rounded, on the
+// CPU's 16-bit unit or emulated (the line names the path), loss scaled for fp16.
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
@@ -15,13 +17,14 @@
 #include "hokusai/data.hpp"
 #include "hokusai/model.hpp"
 #include "hokusai/train.hpp"
+#include "kernels/ops.hpp"
 #include "kernels/peak.hpp"
 
 using namespace hokusai;
 
 int main(int argc, char** argv) {
   CLI::App app{"hokusai training-step benchmark"};
-  std::string config_path, backends = "openblas,onednn", attentions = "flash";
+  std::string config_path, backends = "openblas,onednn", attentions = "flash", precisions = "fp32";
   std::vector<std::string> sets;
   int steps = 6, warmup = 2, threads = 0;
   bool csv = false;
@@ -31,9 +34,10 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str();
   app.add_option("--backends", backends, "Comma-separated GEMM backends")->capture_default_str();
   app.add_option("--attention", attentions, "Comma-separated attention kinds (flash, gemm)")->capture_default_str();
+  app.add_option("--precisions", precisions, "Comma-separated precisions (fp32, bf16, fp16)")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
   app.add_flag("--csv", csv,
-               "One CSV row per run: backend,attention,threads,tokens_per_s,step_ms,mfu,activation_mib");
+               "One CSV row per run: backend,attention,precision,threads,tokens_per_s,step_ms,mfu,activation_mib");
   CLI11_PARSE(app, argc, argv);
   try {
     Config cfg = load_config(config_path);
@@ -50,25 +54,38 @@ int main(int argc, char** argv) {
     std::vector<int32_t> tokens(size_t(B * T)), targets(size_t(B * T));
     for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 7919 % 257), targets[i] = int32_t((i + 1) * 7919 % 257);
     if (csv)
-      std::printf("backend,attention,threads,tokens_per_s,step_ms,mfu,activation_mib\n");
+      std::printf("backend,attention,precision,threads,tokens_per_s,step_ms,mfu,activation_mib\n");
     else
       std::printf("%s: %s L=%lld C=%lld, micro-batch %lld x %lld, %d threads, peak %.1f GFLOP/s "
                   "(%s probe: %.1f per core; %.1f measured on all threads together)\n",
                   config_path.c_str(), std::string(name_of(cfg.model.family)).c_str(), (long long)dims.L, (long long)dims.C,
                   (long long)B, (long long)T, threads, peak.peak_gflops(), peak.isa.c_str(), peak.per_core_gflops,
                   peak.all_gflops);
-    std::vector<std::pair<std::string, Attention>> runs;
+    struct Run {
+      std::string backend;
+      Attention attention;
+      kernels::Precision precision;
+    };
+    std::vector<Run> runs;
     std::stringstream list(backends);
     for (std::string b; std::getline(list, b, ',');) {
       std::stringstream kinds(attentions);
-      for (std::string a; std::getline(kinds, a, ',');) runs.emplace_back(b, parse_name<Attention>(a));
+      for (std::string a; std::getline(kinds, a, ',');) {
+        std::stringstream precs(precisions);
+        for (std::string p; std::getline(precs, p, ',');)
+          runs.push_back({b, parse_name<Attention>(a), parse_name<kernels::Precision>(p)});
+      }
     }
-    for (const auto& [name, attention] : runs) {
+    for (const auto& [name, attention, precision] : runs) {
       ComputeContext ctx;
       kernels::GemmWorkspace ws;
       ctx.gemm.backend = parse_name<kernels::GemmBackend>(name);
       ctx.gemm.threads = threads;
       ctx.gemm.workspace = &ws;
+      ctx.gemm.precision = precision;
+      const std::string path = kernels::gemm_precision_path(ctx.gemm);  // throws for a library in 16 bits
+      // fp16: the trainer's loss scale (65536) on the loss gradient, taken off before clipping.
+      const float loss_scale = precision == kernels::Precision::fp16 ? 65536.0f : 1.0f;
       Model<float> model(dims, B, T, 1, Recompute::none, attention);
       model.init(cfg.train.seed);
       AdamW adam(model.table(), cfg.optimizer);
@@ -77,7 +94,8 @@ int main(int argc, char** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         model.zero_grads();
         model.forward(ctx, tokens.data(), targets.data(), B, T);
-        model.backward(ctx, tokens.data(), targets.data(), 1.0f / float(B * T));
+        model.backward(ctx, tokens.data(), targets.data(), loss_scale / float(B * T));
+        if (loss_scale != 1.0f) kernels::scale(model.grads().data(), 1.0f / loss_scale, int64_t(model.grads().size()));
         clip_grad_norm(model.grads().data(), int64_t(model.grads().size()), 1.0);
         adam.step(model.params().data(), model.grads().data(), 1e-4);
         const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -88,13 +106,15 @@ int main(int argc, char** argv) {
       const double tok_s = double(B * T) / (med / 1e3);
       const double mfu = flops_per_token * tok_s / (peak.peak_gflops() * 1e9);
       const double act_mib = double(model.activation_bytes()) / double(1 << 20);
-      const std::string att(name_of(attention));
+      const std::string att(name_of(attention)), prec(name_of(precision));
       if (csv)
-        std::printf("%s,%s,%d,%.1f,%.2f,%.4f,%.1f\n", name.c_str(), att.c_str(), threads, tok_s, med, mfu, act_mib);
+        std::printf("%s,%s,%s,%d,%.1f,%.2f,%.4f,%.1f\n", name.c_str(), att.c_str(), prec.c_str(), threads, tok_s, med,
+                    mfu, act_mib);
       else
-        std::printf("  %-9s %-6s %9.1f tokens/s  %8.1f ms/step (median of %d)  MFU %5.1f%%  (%.1f GFLOP/s)  "
-                    "activations %.0f MiB\n",
-                    name.c_str(), att.c_str(), tok_s, med, steps, 100 * mfu, flops_per_token * tok_s / 1e9, act_mib);
+        std::printf("  %-9s %-6s %-5s %9.1f tokens/s  %8.1f ms/step (median of %d)  MFU %5.1f%% of fp32 peak  "
+                    "(%.1f GFLOP/s)  activations %.0f MiB  [%s]\n",
+                    name.c_str(), att.c_str(), prec.c_str(), tok_s, med, steps, 100 * mfu,
+                    flops_per_token * tok_s / 1e9, act_mib, path.c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_train_step: %s\n", e.what());

@@ -7,7 +7,7 @@
 # PyTorch's OpenBLAS runs its own kernels.
 #   scripts/bench-vs-pytorch.sh BUILD_DIR [--rounds 3] [--threads 2] [--micro-batch 4] [--seq 256]
 #       [--attention flash,gemm] [--steps 3] [--bf16]
-# --bf16: PyTorch under torch.autocast(bfloat16) as well as fp32 (hokusai trains fp32 only).
+# --bf16: both in bf16 as well as fp32 (hokusai train.precision: bf16; PyTorch torch.autocast(bfloat16)).
 # Needs ./scripts/install-deps.sh --torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,8 @@ out=$(mktemp); trap 'rm -f "$out"' EXIT
 shape="--set train.micro_batch=$mb --set train.global_batch=$mb --set train.seq_len=$seq --set model.max_seq_len=$seq"
 for r in $(seq 1 "$rounds"); do
   "$build/bench/bench_train_step" configs/gpt2-124m.yaml --backends native --attention "$attention" --steps "$steps" \
-    --warmup 1 --threads "$threads" --csv $shape | awk -F, -v r="$r" 'NR > 1 { print r ",hokusai-" $2 "," $4 }' >> "$out"
+    --precisions "$([ $bf16 = 1 ] && echo fp32,bf16 || echo fp32)" --warmup 1 --threads "$threads" --csv $shape |
+    awk -F, -v r="$r" 'NR > 1 { print r ",hokusai-" $2 "-" $3 "," $5 }' >> "$out"
   /usr/bin/python3 bench/pytorch_step.py --micro-batch "$mb" --seq "$seq" --steps "$steps" --warmup 1 |
     awk -F, -v r="$r" 'NR > 1 { print r ",pytorch-" $2 "," $4 }' >> "$out"
   if [ $bf16 = 1 ]; then

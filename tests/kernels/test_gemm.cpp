@@ -188,7 +188,7 @@ TEST(NativeHalf, UnavailablePathsThrow) {
                std::runtime_error);
 }
 
-// round_to against independent references: fp16 against the compiler's _Float16 conversion
+// round_to against independent references: fp16 against the compiler's half conversion
 // (IEEE nearest even), bf16 against nearest-even arithmetic on the 8-bit significand in double.
 float bf16_reference(float x) {
   if (!std::isfinite(x) || x == 0) return x;
@@ -196,6 +196,12 @@ float bf16_reference(float x) {
   const double r = std::nearbyint(double(x) / q) * q;      // nearest even (default rounding mode)
   return std::fabs(r) >= 0x1p128 ? std::copysign(INFINITY, x) : float(r);
 }
+
+#if defined(__aarch64__)
+using CompilerHalf = __fp16;  // g++ 12 has no _Float16 in C++ on aarch64; __fp16 is IEEE half there
+#else
+using CompilerHalf = _Float16;
+#endif
 
 TEST(RoundTo, MatchesIndependentReferences) {
   std::vector<float> xs = {0.0f, -0.0f, 1.0f, 1.0f + 0x1p-9f, 1.0f + 0x1p-8f + 0x1p-9f, 65504.0f, 65519.99f,
@@ -209,7 +215,7 @@ TEST(RoundTo, MatchesIndependentReferences) {
     if (!std::isnan(x)) xs.push_back(x);
   }
   for (float x : xs) {
-    const float h = float(_Float16(x));
+    const float h = float(CompilerHalf(x));
     const float got = round_to(Precision::fp16, x);
     ASSERT_TRUE(got == h && std::signbit(got) == std::signbit(h)) << "fp16 " << x << ": " << got << " vs " << h;
     if (std::fpclassify(x) == FP_NORMAL || !std::isfinite(x) || x == 0) {  // (float subnormals: below bf16's range)

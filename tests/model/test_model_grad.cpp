@@ -112,5 +112,58 @@ TEST(ModelPrecision, FloatMatchesDouble) {
   }
 }
 
+// train.precision bf16/fp16: only the matrix products' inputs are rounded. The loss must be the
+// fp32 cross-entropy of the logits those products gave (a softmax or loss computed in the low
+// precision differs by ~1e-3 relative: caught here), the logits and gradients must move by the
+// rounding (so it is applied) and stay within its reach of fp32's.
+TEST(ModelPrecision, LowPrecisionRoundsOnlyTheProducts) {
+  const ModelConfig cfg = tiny("gpt2", true);
+  const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
+  const int64_t B = 2, T = 6;
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 5 % 13), targets[i] = int32_t(i * 7 % 13);
+  Model<float> ref(d, B, T);
+  ref.init(7);
+  ComputeContext fp32{};
+  ref.forward(fp32, tokens.data(), targets.data(), B, T);
+  const std::vector<float> ref_logits(ref.logits(), ref.logits() + B * T * d.Vl);
+  ref.zero_grads();
+  ref.backward(fp32, tokens.data(), targets.data(), 1.0f);
+  for (kernels::Precision p : {kernels::Precision::bf16, kernels::Precision::fp16})
+    for (kernels::GemmBackend backend : {kernels::GemmBackend::native, kernels::GemmBackend::reference}) {
+      Model<float> m(d, B, T);
+      m.init(7);
+      ComputeContext ctx{};
+      ctx.gemm.backend = backend;
+      ctx.gemm.precision = p;
+      const std::string what = kernels::gemm_precision_path(ctx.gemm);
+      const double loss = m.forward(ctx, tokens.data(), targets.data(), B, T);
+      double want = 0, moved = 0, worst = 0;
+      for (int64_t r = 0; r < B * T; ++r) {
+        const float* z = m.logits() + r * d.Vl;
+        double mx = -1e300, sum = 0;
+        for (int64_t v = 0; v < d.V; ++v) mx = std::max(mx, double(z[v]));
+        for (int64_t v = 0; v < d.V; ++v) sum += std::exp(double(z[v]) - mx);
+        want += std::log(sum) + mx - double(z[targets[r]]);
+        for (int64_t v = 0; v < d.V; ++v) {
+          moved = std::max(moved, std::abs(double(z[v]) - ref_logits[r * d.Vl + v]));
+          worst = std::max(worst, std::abs(double(z[v]) - ref_logits[r * d.Vl + v]) / (1 + std::abs(ref_logits[r * d.Vl + v])));
+        }
+      }
+      EXPECT_NEAR(loss, want, 1e-6 * std::abs(want)) << what << ": the loss is not the fp32 loss of the logits";
+      EXPECT_GT(moved, 1e-5) << what << ": the logits did not move: nothing was rounded";
+      EXPECT_LT(worst, p == kernels::Precision::bf16 ? 5e-2 : 5e-3) << what;
+      m.zero_grads();
+      m.backward(ctx, tokens.data(), targets.data(), 1.0f);
+      double max_diff = 0, max_ref = 0;
+      for (size_t i = 0; i < m.grads().size(); ++i) {
+        max_diff = std::max(max_diff, double(std::abs(m.grads()[i] - ref.grads()[i])));
+        max_ref = std::max(max_ref, double(std::abs(ref.grads()[i])));
+      }
+      EXPECT_GT(max_diff, 1e-7 * max_ref) << what << ": gradients identical to fp32";
+      EXPECT_LT(max_diff, (p == kernels::Precision::bf16 ? 5e-2 : 5e-3) * max_ref) << what;
+    }
+}
+
 }  // namespace
 }  // namespace hokusai

@@ -4,7 +4,8 @@
 //   build/release/bench/bench_train_step configs/gpt2-124m.yaml [--steps 6] [--warmup 2]
 //       [--backends openblas,onednn] [--attention flash,gemm] [--precisions fp32,bf16] [--threads 2] [--csv]
 // A precision other than fp32 is train.precision's step: the products' inputs rounded, on the
-// CPU's 16-bit unit or emulated (the line names the path), loss scaled for fp16.
+// CPU's 16-bit unit where the probe finds it faster than fp32 FMAs (kernels::fastest_isa), else
+// emulated (the line names the path); fp16 is loss scaled.
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
@@ -83,6 +84,7 @@ int main(int argc, char** argv) {
       ctx.gemm.threads = threads;
       ctx.gemm.workspace = &ws;
       ctx.gemm.precision = precision;
+      ctx.gemm.isa = kernels::fastest_isa(precision, peak);  // the trainer's choice of unit
       const std::string path = kernels::gemm_precision_path(ctx.gemm);  // throws for a library in 16 bits
       // fp16: the trainer's loss scale (65536) on the loss gradient, taken off before clipping.
       const float loss_scale = precision == kernels::Precision::fp16 ? 65536.0f : 1.0f;

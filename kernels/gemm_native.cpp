@@ -268,8 +268,8 @@ std::string gemm_precision_path(const GemmContext& ctx) {
   if (const SbgemmKernel* half = half_kernel(ctx.precision, isa)) return p + " on " + half->name;
   const std::string fp32 = sgemm_kernel(isa).name;
   if (ctx.precision == Precision::fp32) return p + " on " + fp32;
-  return p + " emulated: " + p + "-rounded panels on " + fp32 + " (no " + p + " unit on isa " +
-         std::string(name_of(isa)) + ": the same numbers at fp32 speed)";
+  return p + " emulated: " + p + "-rounded panels on " + fp32 + " (isa " + std::string(name_of(isa)) + " has no " + p +
+         " kernel: the same numbers at fp32 speed)";
 }
 
 namespace {

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "kernels/gemm.hpp"
+
 namespace hokusai::kernels {
 
 struct PeakFlops {
@@ -27,5 +29,13 @@ struct PeakFlops {
 
 // Runs for about `seconds` in total (split between the two measurements).
 PeakFlops probe_peak_fp32(int threads, double seconds = 0.3);
+
+// The GEMM ISA that runs products of precision p fastest on this CPU by the probe: a 16-bit unit
+// is used only where its probed peak is at least 0.9x the fp32 FMA peak (packing 16-bit panels
+// halves their traffic); where it is slower — vdpbf16ps at 0.49x fp32 on the Xeon (model 207)
+// measured here, where bf16 on it trained gpt2-124m at 0.70x fp32 — the fp32 kernel on rounded
+// panels (the same numbers). `automatic` when the default choice stands: fp32, fp16 (SVE's fp16
+// FMA is 2x fp32 by the A64FX's specification; elsewhere emulated anyway), HOKUSAI_GEMM_ISA set.
+GemmIsa fastest_isa(Precision p, const PeakFlops& probe);
 
 }  // namespace hokusai::kernels

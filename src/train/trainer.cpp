@@ -345,12 +345,22 @@ void Trainer::load_initial_weights() {
 
 void Trainer::report_setup() {
   peak_ = cfg_.kernels.peak_gflops;
-  if (peak_ <= 0) {
+  // bf16: the probe also picks the unit (kernels::fastest_isa), so it runs even with a set peak.
+  if (peak_ <= 0 || cfg_.train.precision == kernels::Precision::bf16) {
     const auto probe = kernels::probe_peak_fp32(threads_);
-    peak_ = probe.peak_gflops();
-    lg_->info("peak probe ({}): {:.1f} GFLOP/s per core; MFU peak {:.1f} GFLOP/s for {} threads "
-              "(all threads measured together now: {:.1f})",
-              probe.isa, probe.per_core_gflops, peak_, threads_, probe.all_gflops);
+    if (peak_ <= 0) {
+      peak_ = probe.peak_gflops();
+      lg_->info("peak probe ({}): {:.1f} GFLOP/s per core; MFU peak {:.1f} GFLOP/s for {} threads "
+                "(all threads measured together now: {:.1f})",
+                probe.isa, probe.per_core_gflops, peak_, threads_, probe.all_gflops);
+    }
+    ctx_.gemm.isa = kernels::fastest_isa(cfg_.train.precision, probe);
+    if (ctx_.gemm.precision == kernels::Precision::bf16 && !kernels::gemm_precision_native(ctx_.gemm) &&
+        (probe.bf16_per_core_gflops > 0 || probe.amx_bf16_per_core_gflops > 0))
+      lg_->info("bf16: this CPU's bf16 unit (probed {:.0f} GFLOP/s per core{}) is slower than its fp32 FMAs ({:.0f}): "
+                "the products run on the fp32 kernel with bf16-rounded inputs (the same numbers)",
+                std::max(probe.bf16_per_core_gflops, probe.amx_bf16_per_core_gflops),
+                probe.amx_bf16_per_core_gflops > 0 ? ", AMX" : ", vdpbf16ps", probe.per_core_gflops);
   }
   memory_estimate_mb_ = log_run_shape(*lg_, {cfg_, comms_, *model_, *pipe_, *sync_, int64_t(adam_->m.size()), accum_,
                                              tokens_per_step_, flops_per_token_, threads_, ctx_.gemm, run_dir_.path()});

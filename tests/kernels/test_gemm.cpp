@@ -8,6 +8,7 @@
 
 #include "gradcheck.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/peak.hpp"
 #include "kernels/ref/gemm_ref.hpp"
 #include "kernels/ukernel.hpp"
 
@@ -282,6 +283,20 @@ TEST(GemmPrecision, PathsAreNamedAndLibrariesRefuse) {
     EXPECT_THROW(gemm(l, Op::N, Op::N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1), std::runtime_error);
     EXPECT_THROW(gemm_precision_path(l), std::runtime_error);
   }
+}
+
+// The unit for bf16 follows the probe: a 16-bit unit slower than the fp32 FMAs is not used.
+TEST(GemmPrecision, FastestIsaFollowsTheProbe) {
+  if (std::getenv("HOKUSAI_GEMM_ISA")) GTEST_SKIP() << "HOKUSAI_GEMM_ISA decides";
+  PeakFlops slow_dot{"avx512f", 178, 350, 2, 88, 0}, fast_dot{"avx512f", 267, 520, 2, 527, 0};
+  EXPECT_EQ(fastest_isa(Precision::fp32, fast_dot), GemmIsa::automatic);
+  EXPECT_EQ(fastest_isa(Precision::fp16, fast_dot), GemmIsa::automatic);
+  if (gemm_isa_supported(GemmIsa::avx512)) EXPECT_EQ(fastest_isa(Precision::bf16, slow_dot), GemmIsa::avx512);
+  if (gemm_isa_supported(GemmIsa::avx512bf16))
+    EXPECT_EQ(fastest_isa(Precision::bf16, fast_dot), GemmIsa::avx512bf16);
+  GemmContext ctx{GemmBackend::native, 1, fastest_isa(Precision::bf16, slow_dot)};
+  ctx.precision = Precision::bf16;
+  if (gemm_isa_supported(GemmIsa::avx512)) EXPECT_FALSE(gemm_precision_native(ctx)) << gemm_precision_path(ctx);
 }
 
 TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # golden_loss.sh [--write] GOLDEN CONFIG RUN_DIR -- HOKUSAI...
-# Trains CONFIG for a few short steps (overrides below: one 32-token micro-batch per step, native
-# GEMM, 1 thread, so it also runs under qemu-aarch64 in ~2 minutes) and compares every step's
+# Trains CONFIG for a few short steps (overrides below: narrowed to 2 layers x 128, one 32-token
+# micro-batch per step, native GEMM, 1 thread, so it also runs under qemu-aarch64 in about a
+# minute; the full 4 x 256 took 4.5) and compares every step's
 # loss and the final validation loss with GOLDEN (one JSON object per line) to 1e-5 relative.
 # HOKUSAI may be a command with an emulator in front (qemu-aarch64 -cpu a64fx .../hokusai).
 # --write records GOLDEN from this run instead (do it on x86 after an intended model change).
@@ -10,7 +11,8 @@ write=0
 if [ "$1" = --write ]; then write=1; shift; fi
 golden=$1; config=$2; run_dir=$3; shift 4
 rm -rf "$run_dir"
-"$@" train "$config" --set train.steps=3 --set train.micro_batch=1 --set train.global_batch=1 \
+"$@" train "$config" --set model.layers=2 --set model.hidden=128 --set model.heads=4 \
+  --set train.steps=3 --set train.micro_batch=1 --set train.global_batch=1 \
   --set train.seq_len=32 --set kernels.gemm=native --set kernels.threads=1 --set kernels.peak_gflops=1 \
   --set logging.interval=1 --set logging.eval_interval=0 --set logging.eval_batches=1 \
   --set checkpoint.interval=0 --set logging.progress=false --set "logging.run_dir=$run_dir" >/dev/null

@@ -1,6 +1,6 @@
 #include "kernels/gemm.hpp"
 
-#include <cstring>
+#include <bit>
 #include <stdexcept>
 #include <vector>
 
@@ -22,31 +22,21 @@ bool gemm_backend_available(GemmBackend backend) {
 namespace {
 
 // Branch-free (the panel loop vectorises): nearest even, inf and NaN kept.
-inline uint32_t bits_of(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-inline float float_of(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
 inline float round_bf16(float x) {
-  const uint32_t b = bits_of(x);
+  const uint32_t b = std::bit_cast<uint32_t>(x);
   const uint32_t r = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;  // may carry into inf: correct
-  return float_of((b & 0x7fffffffu) > 0x7f800000u ? b : r);           // NaN stays NaN
+  return std::bit_cast<float>((b & 0x7fffffffu) > 0x7f800000u ? b : r);  // NaN stays NaN
 }
 inline float round_fp16(float x) {
-  const uint32_t b = bits_of(x), a = b & 0x7fffffffu, sign = b ^ a;
+  const uint32_t b = std::bit_cast<uint32_t>(x), a = b & 0x7fffffffu, sign = b ^ a;
   const uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu;  // 10 of 23 mantissa bits
   // Below 2^-14 a half is a multiple of 2^-24, the ulp of floats in [0.5, 1): adding and taking
   // away 0.5 rounds to it (nearest even).
-  const uint32_t subnormal = bits_of((float_of(a) + 0.5f) - 0.5f);
+  const uint32_t subnormal = std::bit_cast<uint32_t>((std::bit_cast<float>(a) + 0.5f) - 0.5f);
   uint32_t r = a < 0x38800000u ? subnormal : normal;
   r = a >= 0x477ff000u ? 0x7f800000u : r;  // 65520 and up: nearest even lies past 65504, the largest half
   r = a > 0x7f800000u ? a : r;             // NaN
-  return float_of(sign | r);
+  return std::bit_cast<float>(sign | r);
 }
 
 // op(X) (rows x cols of the stored matrix) copied with every element rounded: the reference

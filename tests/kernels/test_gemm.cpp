@@ -291,12 +291,17 @@ TEST(GemmPrecision, FastestIsaFollowsTheProbe) {
   PeakFlops slow_dot{"avx512f", 178, 350, 2, 88, 0}, fast_dot{"avx512f", 267, 520, 2, 527, 0};
   EXPECT_EQ(fastest_isa(Precision::fp32, fast_dot), GemmIsa::automatic);
   EXPECT_EQ(fastest_isa(Precision::fp16, fast_dot), GemmIsa::automatic);
-  if (gemm_isa_supported(GemmIsa::avx512)) EXPECT_EQ(fastest_isa(Precision::bf16, slow_dot), GemmIsa::avx512);
-  if (gemm_isa_supported(GemmIsa::avx512bf16))
+  if (gemm_isa_supported(GemmIsa::avx512)) {
+    EXPECT_EQ(fastest_isa(Precision::bf16, slow_dot), GemmIsa::avx512);
+  }
+  if (gemm_isa_supported(GemmIsa::avx512bf16)) {
     EXPECT_EQ(fastest_isa(Precision::bf16, fast_dot), GemmIsa::avx512bf16);
+  }
   GemmContext ctx{GemmBackend::native, 1, fastest_isa(Precision::bf16, slow_dot)};
   ctx.precision = Precision::bf16;
-  if (gemm_isa_supported(GemmIsa::avx512)) EXPECT_FALSE(gemm_precision_native(ctx)) << gemm_precision_path(ctx);
+  if (gemm_isa_supported(GemmIsa::avx512)) {
+    EXPECT_FALSE(gemm_precision_native(ctx)) << gemm_precision_path(ctx);
+  }
 }
 
 TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {

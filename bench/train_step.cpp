@@ -86,8 +86,8 @@ int main(int argc, char** argv) {
       ctx.gemm.precision = precision;
       ctx.gemm.isa = kernels::fastest_isa(precision, peak);  // the trainer's choice of unit
       const std::string path = kernels::gemm_precision_path(ctx.gemm);  // throws for a library in 16 bits
-      // fp16: the trainer's loss scale (65536) on the loss gradient, taken off before clipping.
-      const float loss_scale = precision == kernels::Precision::fp16 ? 65536.0f : 1.0f;
+      // fp16: the config's loss scale (train.loss_scale) on the loss gradient, taken off before clipping.
+      const float loss_scale = precision == kernels::Precision::fp16 ? float(cfg.train.loss_scale) : 1.0f;
       Model<float> model(dims, B, T, 1, Recompute::none, attention);
       model.init(cfg.train.seed);
       AdamW adam(model.table(), cfg.optimizer);

@@ -50,6 +50,14 @@ std::vector<float> rounded_copy(Precision p, const float* x, int64_t rows, int64
 
 }  // namespace
 
+void detail::require_precision_backend(const GemmContext& ctx) {
+  if (ctx.precision != Precision::fp32 &&
+      (ctx.backend == GemmBackend::openblas || ctx.backend == GemmBackend::onednn))
+    throw std::runtime_error(std::string("gemm: precision ") + std::string(name_of(ctx.precision)) +
+                             " needs the native or reference backend; " + std::string(name_of(ctx.backend)) +
+                             " multiplies in fp32 only");
+}
+
 float round_to(Precision p, float x) {
   return p == Precision::bf16 ? round_bf16(x) : p == Precision::fp16 ? round_fp16(x) : x;
 }
@@ -65,11 +73,7 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc) {
   if (m == 0 || n == 0) return;
-  if (ctx.precision != Precision::fp32 &&
-      (ctx.backend == GemmBackend::openblas || ctx.backend == GemmBackend::onednn))
-    throw std::runtime_error(std::string("gemm: precision ") + std::string(name_of(ctx.precision)) +
-                             " needs the native or reference backend; " + std::string(name_of(ctx.backend)) +
-                             " multiplies in fp32 only");
+  detail::require_precision_backend(ctx);
   if (k == 0) {  // nothing to multiply: C := beta * C, and beta == 0 must not read C
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];

@@ -82,7 +82,7 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // What runs a context's products, e.g. "bf16 on sbgemm_avx512bf16_14x32" or "fp16 emulated: fp16-rounded
-// panels on sgemm_avx512_14x32 (this CPU has no fp16 unit)"; throws where gemm would.
+// panels on sgemm_avx512_14x32 (isa avx512 has no fp16 kernel: ...)"; throws where gemm would.
 std::string gemm_precision_path(const GemmContext& ctx);
 // True when the products of ctx run on a 16-bit unit (false for fp32 and the emulated paths).
 bool gemm_precision_native(const GemmContext& ctx);

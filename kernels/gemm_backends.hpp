@@ -13,6 +13,9 @@ extern const bool kHaveOneDnn;
 void gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// Throws std::runtime_error when ctx asks a library backend (fp32 only) for a 16-bit precision.
+void require_precision_backend(const GemmContext& ctx);
+
 // Both throw std::runtime_error when the backend is not in this build or the call fails.
 void gemm_openblas(int threads, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                    const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,

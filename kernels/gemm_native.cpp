@@ -214,10 +214,6 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
 
-}  // namespace
-
-namespace {
-
 // The 16-bit kernel of a precision on a resolved ISA, or null where the CPU has none.
 const SbgemmKernel* half_kernel(Precision p, GemmIsa isa) {
 #if defined(__x86_64__)
@@ -257,13 +253,10 @@ bool gemm_precision_native(const GemmContext& ctx) {
 
 std::string gemm_precision_path(const GemmContext& ctx) {
   const std::string p(name_of(ctx.precision));
-  if (ctx.backend != GemmBackend::native) {
-    if (ctx.precision == Precision::fp32 || ctx.backend == GemmBackend::reference)
-      return p + " on the " + std::string(name_of(ctx.backend)) + " backend" +
-             (ctx.precision == Precision::fp32 ? "" : " (rounded inputs, double accumulation)");
-    throw std::runtime_error("gemm: precision " + p + " needs the native or reference backend; " +
-                             std::string(name_of(ctx.backend)) + " multiplies in fp32 only");
-  }
+  detail::require_precision_backend(ctx);
+  if (ctx.backend != GemmBackend::native)
+    return p + " on the " + std::string(name_of(ctx.backend)) + " backend" +
+           (ctx.precision == Precision::fp32 ? "" : " (rounded inputs, double accumulation)");
   const GemmIsa isa = resolve_gemm_isa(ctx.isa);
   if (const SbgemmKernel* half = half_kernel(ctx.precision, isa)) return p + " on " + half->name;
   const std::string fp32 = sgemm_kernel(isa).name;

@@ -94,6 +94,7 @@ struct ParallelConfig {
   int pp = 1;  // pipeline stages
   int dp = 1;  // data-parallel replicas
   bool zero1 = false;  // shard Adam state over dp ranks (ZeRO-1)
+  bool sequence_parallel = false;  // split the norms' and residuals' token rows over tp (Megatron)
   std::vector<int> stage_layers;  // layers per pipeline stage; empty = as even as possible
   int virtual_stages = 1;         // model chunks per stage: > 1 selects interleaved 1F1B
   Recompute recompute = Recompute::none;  // activation recomputation

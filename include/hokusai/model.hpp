@@ -43,6 +43,11 @@ struct ModelDims {
   // of the key/value heads [kv_head_start, + KV) of KV_total (the groups of its query heads) and
   // of the MLP width [ffn_start, ffn_start + F) of F_total.
   int tp = 1, tp_rank = 0;
+  // Sequence parallelism (parallel.sequence_parallel, Megatron's): between the tensor-parallel
+  // linears, the norms and residual adds run on this rank's block of the N = B*T token rows only
+  // (comm::split_evenly(N, tp, tp_rank)); the column-parallel linears all-gather their input rows,
+  // the row-parallel ones reduce-scatter their output. Only with tp > 1 (the trainer sets it).
+  bool sequence_parallel = false;
   int64_t NH_total = 0, KV_total = 0, F_total = 0, head_start = 0, kv_head_start = 0, ffn_start = 0;
   int64_t max_T = 0;
   bool tied = true, has_embedding = true, has_head = true;
@@ -133,10 +138,17 @@ void init_params(T* arena, const std::vector<TensorSpec>& table, const ModelDims
 // on MPI; the trainer builds these from the tp communicator). Float only: the double model
 // (gradient checks) is always serial.
 struct TensorParallelOps {
-  int size = 1;
+  int size = 1, rank = 0;
   std::function<void(float*, int64_t)> sum;        // in place, over the tp group
   std::function<void(float*, int64_t)> max;        // in place, over the tp group
   std::function<void(double*, int64_t)> sum_f64;   // in place, over the tp group
+  // Sequence parallelism: rows x cols row-major, rank q's block comm::split_evenly(rows, size, q).
+  // gather_rows: full := every rank's row block stacked; reduce_scatter_rows: mine := this rank's
+  // rows of the sum over the group of full (full unchanged). Each is the other's backward.
+  std::function<void(const float* mine, int64_t rows, int64_t cols, float* full)> gather_rows;
+  std::function<void(const float* full, int64_t rows, int64_t cols, float* mine)> reduce_scatter_rows;
+  // This rank's block of n token rows.
+  comm::Range rows(int64_t n) const { return comm::split_evenly(n, size, rank); }
 };
 
 struct ComputeContext {

@@ -171,6 +171,11 @@ std::vector<Field> make_registry() {
       field_of("parallel.zero1", &C::parallel, &ParallelConfig::zero1,
            "ZeRO-1 distributed optimizer: reduce-scatter gradients, each data-parallel rank updates its "
            "shard of parameters and Adam state (optimizer memory / dp), then all-gather parameters"),
+      field_of("parallel.sequence_parallel", &C::parallel, &ParallelConfig::sequence_parallel,
+           "Sequence parallelism (Megatron's, with tp > 1; no effect at tp = 1): the norms, residual adds "
+           "and their saved activations run on each tensor-parallel rank's block of the token rows only; "
+           "an all-gather before each column-parallel linear and a reduce-scatter after each row-parallel "
+           "one replace the all-reduce (the same bytes on a ring). Activation memory of those tensors / tp"),
       field_of("parallel.stage_layers", &C::parallel, &ParallelConfig::stage_layers,
            "Layers of each pipeline stage, e.g. [5, 6, 6, 5]: pp entries summing to model.layers; empty = "
            "as even as possible (the first layers % pp stages get one more)"),

@@ -37,6 +37,29 @@ void column_parallel_linear_backward(const kernels::GemmContext& ctx, const Tens
                                      T* db, const T* dout, const T* in, const T* w, int64_t N, int64_t IC,
                                      int64_t OC);
 
+// Sequence parallelism (ModelDims::sequence_parallel; Megatron's): between the pairs, each tp
+// rank holds only its block tp->rows(N) of the N token rows. The conjugate pairs
+// (src/parallel/tensor_parallel.hpp): all-gather the rows before a column-parallel linear
+// (backward: reduce-scatter its input gradient), reduce-scatter after a row-parallel one
+// (backward: all-gather its output gradient). tp must be a split group (float).
+//
+// full(N x C) := every rank's rows; returns full.
+template <typename T>
+const T* sequence_gather(const TensorParallelOps* tp, const T* mine, int64_t N, int64_t C, T* full);
+// Row-parallel forward, reduce-scattered: mine(rows x OC) := this rank's rows of
+// (sum over the tp group of in·w^T) + b. partial: N x OC scratch.
+template <typename T>
+void sequence_row_parallel_linear_forward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* mine,
+                                          T* partial, const T* in, const T* w, const T* b, int64_t N, int64_t IC,
+                                          int64_t OC);
+// Column-parallel backward, reduce-scattered: din(rows x IC) := this rank's rows of the sum over
+// the tp group of dout·w (overwritten); dw += dout^T·in (in: the gathered input, N x IC);
+// db += colsum(dout). partial: N x IC scratch.
+template <typename T>
+void sequence_column_parallel_linear_backward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* din,
+                                              T* partial, T* dw, T* db, const T* dout, const T* in, const T* w,
+                                              int64_t N, int64_t IC, int64_t OC);
+
 }  // namespace hokusai::model
 
 namespace hokusai::model {

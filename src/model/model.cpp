@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <stdexcept>
+#include <type_traits>
 
 #include "hokusai/model.hpp"
 #include "kernels/ops.hpp"
@@ -18,19 +19,20 @@ using model::linear_forward;
 // Saved-for-backward tensors of one block, sized for (max_B, max_T). What is allocated depends
 // on the recomputation mode: everything (none), all but probs/lse and atty (selective), only out
 // (full); the rest lives in Scratch and is recomputed in backward. The attention keeps probs
-// (gemm) or lse (flash).
+// (gemm) or lse (flash). Nr: the token rows this rank keeps of the residual stream — N, or its
+// sequence-parallel block (ModelDims::sequence_parallel).
 template <typename T>
 struct BlockActs {
-  std::vector<T> ln1, ln1_mean, ln1_rstd;  // (N,C), (N), (N)
+  std::vector<T> ln1, ln1_mean, ln1_rstd;  // (Nr,C), (Nr), (Nr)
   std::vector<T> qkv;                      // (N, (NH+2*KV)*HS), after rotary for llama
   std::vector<T> probs;                    // (B, NH, T, T)  gemm attention
   std::vector<T> lse;                      // (B, NH, T)     flash attention: log-sum-exp per row
   std::vector<T> atty;                     // (N, NH*HS)
-  std::vector<T> resid2;                   // (N,C)  x + attention branch
-  std::vector<T> ln2, ln2_mean, ln2_rstd;  // (N,C), (N), (N)
+  std::vector<T> resid2;                   // (Nr,C)  x + attention branch
+  std::vector<T> ln2, ln2_mean, ln2_rstd;  // (Nr,C), (Nr), (Nr)
   std::vector<T> fch;                      // (N,F) gpt2, (N,2F) llama: MLP pre-activation
   std::vector<T> fch_act;                  // (N,F)
-  std::vector<T> out;                      // (N,C)  resid2 + MLP branch
+  std::vector<T> out;                      // (Nr,C)  resid2 + MLP branch
 };
 
 // One micro-batch's saved activations (one pipeline slot).
@@ -39,6 +41,7 @@ struct Activations {
   int64_t B = 0, T_ = 0;  // shape of the slot's last forward
   std::vector<T> encoded;                   // (N,C): the embedding, or the previous stage's output
   std::vector<BlockActs<T>> blocks;         // L
+  std::vector<T> output;                    // (N,C) sequence parallelism: the last block's rows gathered
   std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)   last stage
   std::vector<T> logits, lse, losses;       // (N,Vl), (N), (N)  last stage
 };
@@ -47,9 +50,13 @@ struct Activations {
 // tensors that recomputation rebuilds.
 template <typename T>
 struct Scratch {
-  std::vector<T> dres_a, dres_b, dresid2, dbranch, dln;  // (N,C)
+  std::vector<T> dres_a, dres_b, dln;                    // (N,C)
+  std::vector<T> dresid2, dbranch;                       // (Nr,C)
   std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
   std::vector<T> dlogits, dlosses;                       // (N,Vl), (N)   last stage
+  // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
+  // sums before the reduce-scatter, the norms' weight gradients of one block before their tp sum.
+  std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
 };
 
@@ -81,34 +88,74 @@ void attention_forward(const ComputeContext& ctx, Attention kind, const BlockAct
     model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
 }
 
+// This rank's rows of the residual stream of N tokens: its sequence-parallel block, or all.
 template <typename T>
-void block_forward(const ComputeContext& ctx, Attention kind, BlockActs<T>& a, BlockActs<T>& at, const T* x,
-                   const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
+comm::Range token_rows(const ComputeContext& ctx, const ModelDims& d, int64_t N) {
+  const TensorParallelOps* tp = split_over<T>(ctx);
+  return tp && d.sequence_parallel ? tp->rows(N) : comm::Range{0, N};
+}
+
+// A Megatron pair's communication, with or without sequence parallelism: the input rows of a
+// column-parallel linear (gathered), the output of a row-parallel one (summed, or reduce-scattered
+// to this rank's rows), the input gradient of a column-parallel one (likewise).
+template <typename T>
+struct PairComm {
+  const ComputeContext& ctx;
+  const TensorParallelOps* tp;
+  bool sp;
+  Scratch<T>& s;
+  int64_t N;
+
+  const T* column_input(const T* mine, int64_t C) const {
+    return sp ? model::sequence_gather(tp, mine, N, C, s.sp_in.data()) : mine;
+  }
+  void row_forward(T* out, const T* in, const T* w, const T* b, int64_t IC, int64_t OC) const {
+    if (sp)
+      model::sequence_row_parallel_linear_forward(ctx.gemm, tp, out, s.sp_out.data(), in, w, b, N, IC, OC);
+    else
+      model::row_parallel_linear_forward(ctx.gemm, tp, out, in, w, b, N, IC, OC);
+  }
+  void column_backward(T* din, T* dw, T* db, const T* dout, const T* in, const T* w, int64_t IC, int64_t OC) const {
+    if (sp)
+      model::sequence_column_parallel_linear_backward(ctx.gemm, tp, din, s.sp_out.data(), dw, db, dout, in, w, N, IC,
+                                                      OC);
+    else
+      model::column_parallel_linear_backward(ctx.gemm, tp, din, dw, db, dout, in, w, N, IC, OC);
+  }
+};
+
+// x and the block's residual stream: this rank's token rows (token_rows); the linears and the
+// attention see all N rows.
+template <typename T>
+void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, BlockActs<T>& a, BlockActs<T>& at,
+                   const T* x, const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
+  const int64_t Nr = token_rows<T>(ctx, d, N).size();
   const bool gpt2 = d.family == Family::gpt2;
   const TensorParallelOps* tp = split_over<T>(ctx);
+  const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
   if (gpt2)
-    k::layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, p.ln1_w, p.ln1_b, N, C, d.eps);
+    k::layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, p.ln1_w, p.ln1_b, Nr, C, d.eps);
   else
-    k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, N, C, d.eps);
-  linear_forward(ctx.gemm, a.qkv.data(), a.ln1.data(), p.qkv_w, p.qkv_b, N, C, QKV);
+    k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, Nr, C, d.eps);
+  linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(a.ln1.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   attention_forward(ctx, kind, a, at, d, B, Tn);
-  model::row_parallel_linear_forward(ctx.gemm, tp, a.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, N, A, C);
-  k::residual_forward(a.resid2.data(), a.resid2.data(), x, N * C);
+  pair.row_forward(a.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
+  k::residual_forward(a.resid2.data(), a.resid2.data(), x, Nr * C);
   if (gpt2)
     k::layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w,
-                         p.ln2_b, N, C, d.eps);
+                         p.ln2_b, Nr, C, d.eps);
   else
-    k::rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w, N, C, d.eps);
-  linear_forward(ctx.gemm, a.fch.data(), a.ln2.data(), p.fc_w, p.fc_b, N, C, gpt2 ? F : 2 * F);
+    k::rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w, Nr, C, d.eps);
+  linear_forward(ctx.gemm, a.fch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, p.fc_b, N, C,
+                 gpt2 ? F : 2 * F);
   if (gpt2)
     k::gelu_forward(a.fch_act.data(), a.fch.data(), N * F);
   else
     k::swiglu_forward(a.fch_act.data(), a.fch.data(), N, F);
-  model::row_parallel_linear_forward(ctx.gemm, tp, a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, N, F,
-                                     C);
-  k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), N * C);
+  pair.row_forward(a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, F, C);
+  k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), Nr * C);
 }
 
 // dx += d(block)/dx · dout, and the block's parameter gradients into g.
@@ -117,36 +164,39 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
                     const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
                     const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
+  const int64_t Nr = token_rows<T>(ctx, d, N).size();
   const bool gpt2 = d.family == Family::gpt2;
   const int64_t FC = gpt2 ? F : 2 * F;
   const TensorParallelOps* tp = split_over<T>(ctx);
+  const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
   // out = resid2 + mlp(resid2). Row-parallel backward needs no communication (dout is
-  // replicated); the column-parallel ones leave partial input gradients, summed over tp.
-  zero(s.dresid2, N * C);
-  zero(s.dbranch, N * C);
-  k::residual_backward(s.dresid2.data(), s.dbranch.data(), dout, N * C);
+  // replicated, or gathered under sequence parallelism, so the bias gradient is the whole sum);
+  // the column-parallel ones leave partial input gradients, summed (or reduce-scattered) over tp.
+  zero(s.dresid2, Nr * C);
+  zero(s.dbranch, Nr * C);
+  k::residual_backward(s.dresid2.data(), s.dbranch.data(), dout, Nr * C);
   zero(s.dfch_act, N * F);
-  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, s.dbranch.data(),
+  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(s.dbranch.data(), C),
                   a.fch_act.data(), p.fcproj_w, N, F, C);
   zero(s.dfch, N * FC);
   if (gpt2)
     k::gelu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N * F);
   else
     k::swiglu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N, F);
-  model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), a.ln2.data(),
-                                         p.fc_w, N, C, FC);
+  pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, C,
+                       FC);
   if (gpt2)
     k::layernorm_backward(s.dresid2.data(), g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w,
-                          a.ln2_mean.data(), a.ln2_rstd.data(), N, C);
+                          a.ln2_mean.data(), a.ln2_rstd.data(), Nr, C);
   else
     k::rmsnorm_backward(s.dresid2.data(), g.ln2_w, s.dln.data(), a.resid2.data(), p.ln2_w,
-                        a.ln2_rstd.data(), N, C);
+                        a.ln2_rstd.data(), Nr, C);
   // resid2 = x + attn(x)
-  zero(s.dbranch, N * C);
-  k::residual_backward(dx, s.dbranch.data(), s.dresid2.data(), N * C);
+  zero(s.dbranch, Nr * C);
+  k::residual_backward(dx, s.dbranch.data(), s.dresid2.data(), Nr * C);
   zero(s.datty, N * A);
-  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, s.dbranch.data(), at.atty.data(),
-                  p.proj_w, N, A, C);
+  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, pair.column_input(s.dbranch.data(), C),
+                  at.atty.data(), p.proj_w, N, A, C);
   zero(s.dqkv, N * QKV);
   if (kind == Attention::flash)
     model::flash_attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.atty.data(), at.lse.data(),
@@ -155,13 +205,33 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
     model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                               d.KV, d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
-  model::column_parallel_linear_backward(ctx.gemm, tp, s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), a.ln1.data(),
-                                         p.qkv_w, N, C, QKV);
+  pair.column_backward(s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), pair.column_input(a.ln1.data(), C), p.qkv_w,
+                       C, QKV);
   if (gpt2)
     k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
-                          a.ln1_rstd.data(), N, C);
+                          a.ln1_rstd.data(), Nr, C);
   else
-    k::rmsnorm_backward(dx, g.ln1_w, s.dln.data(), x, p.ln1_w, a.ln1_rstd.data(), N, C);
+    k::rmsnorm_backward(dx, g.ln1_w, s.dln.data(), x, p.ln1_w, a.ln1_rstd.data(), Nr, C);
+}
+
+// Sequence parallelism: a block's norm weights see only this rank's rows, so their gradients are
+// partial over tp. They are computed into `partial` (4C, zeroed here), summed over tp, then added
+// into g — g accumulates over micro-batches, so the sum must see this backward's part alone.
+template <typename T>
+LayerViews<T> norms_into(LayerViews<T> g, T* partial, int64_t C) {
+  std::fill_n(partial, 4 * C, T(0));
+  g.ln1_w = partial, g.ln2_w = partial + C;
+  if (g.ln1_b) g.ln1_b = partial + 2 * C, g.ln2_b = partial + 3 * C;
+  return g;
+}
+
+template <typename T>
+void add_summed_norms(const TensorParallelOps* tp, const LayerViews<T>& g, T* partial, int64_t C) {
+  const int64_t n = g.ln1_b ? 4 * C : 2 * C;
+  if constexpr (std::is_same_v<T, float>) tp->sum(partial, n);
+  T* const dst[4] = {g.ln1_w, g.ln2_w, g.ln1_b, g.ln2_b};
+  for (int64_t t = 0; t < n / C; ++t)
+    for (int64_t i = 0; i < C; ++i) dst[t][i] += partial[t * C + i];
 }
 
 }  // namespace
@@ -174,6 +244,9 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
                             Attention attention, bool allocate, std::vector<Activations<T>>& out, Scratch<T>& s) {
   int64_t bytes = 0;
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
+  // The residual stream's rows on this rank: all, or the largest sequence-parallel block.
+  const bool sp = dims.sequence_parallel && dims.chunk_layers() > 0;
+  const int64_t Nr = sp ? comm::split_evenly(N, dims.tp, 0).size() : N;
   const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
   // What the attention keeps for backward: the probabilities (gemm) or one log-sum-exp per row.
   const int64_t P = attention == Attention::gemm ? max_B * dims.NH * max_T * max_T : 0;
@@ -186,14 +259,14 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   const auto block = [&](bool keep, bool keep_attention) {
     BlockActs<T> b;
     if (keep) {
-      b.ln1 = sized(N * C), b.ln1_mean = sized(N), b.ln1_rstd = sized(N);
+      b.ln1 = sized(Nr * C), b.ln1_mean = sized(Nr), b.ln1_rstd = sized(Nr);
       b.qkv = sized(N * QKV);
-      b.resid2 = sized(N * C);
-      b.ln2 = sized(N * C), b.ln2_mean = sized(N), b.ln2_rstd = sized(N);
+      b.resid2 = sized(Nr * C);
+      b.ln2 = sized(Nr * C), b.ln2_mean = sized(Nr), b.ln2_rstd = sized(Nr);
       b.fch = sized(N * FC), b.fch_act = sized(N * F);
     }
     if (keep_attention) b.probs = sized(P), b.lse = sized(LSE), b.atty = sized(N * A);
-    b.out = sized(N * C);
+    b.out = sized(Nr * C);
     return b;
   };
   out.resize(size_t(slots));
@@ -201,13 +274,15 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     a.encoded = sized(N * C);
     for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
       a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none));
+    if (sp) a.output = sized(N * C);
     if (dims.has_head) {
       a.lnf = sized(N * C), a.lnf_mean = sized(N), a.lnf_rstd = sized(N);
       a.logits = sized(N * dims.Vl), a.lse = sized(N), a.losses = sized(N);
     }
   }
-  s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dresid2 = sized(N * C);
-  s.dbranch = sized(N * C), s.dln = sized(N * C);
+  s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dln = sized(N * C);  // dln: also the head's
+  s.dresid2 = sized(Nr * C), s.dbranch = sized(Nr * C);
+  if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
   if (recompute == Recompute::full) s.re = block(true, true);
@@ -231,6 +306,8 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
       attention_(attention),
       scratch_(std::make_unique<Scratch<T>>()) {
   if (slots < 1) throw std::invalid_argument("Model: slots must be >= 1, got " + std::to_string(slots));
+  if (dims.sequence_parallel && (dims.tp < 2 || !std::is_same_v<T, float>))
+    throw std::invalid_argument("Model: sequence parallelism needs a float model split over tp >= 2 ranks");
   params_.assign(size_t(arena_size(table_)), T(0));
   grads_.assign(params_.size(), T(0));
   p_ = point_views(params_.data(), table_, dims_);
@@ -281,7 +358,8 @@ T* Model<T>::input_buffer(int slot) {
 template <typename T>
 const T* Model<T>::stage_output(int slot) const {
   const Activations<T>& s = slots_.at(size_t(slot));
-  return s.blocks.empty() ? s.encoded.data() : s.blocks.back().out.data();
+  if (s.blocks.empty()) return s.encoded.data();
+  return dims_.sequence_parallel ? s.output.data() : s.blocks.back().out.data();
 }
 
 template <typename T>
@@ -315,14 +393,22 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     }
     if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   }
-  const T* x = s.encoded.data();
+  // Sequence parallelism: the blocks keep this rank's token rows [rows.begin, rows.end) of the
+  // residual stream; the first takes them from the (replicated) input.
+  const bool sp = d.sequence_parallel && Lc > 0;
+  const comm::Range rows = sp ? token_rows<T>(ctx, d, N) : comm::Range{0, N};
+  const int64_t Nr = rows.size();
+  const T* x = s.encoded.data() + rows.begin * C;
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
-    block_forward(ctx, attention_, a, recompute_ == Recompute::none ? a : scratch_->re, x, p_.layers[size_t(l0 + j)],
-                  d, B, Tn);
-    if (recompute_ == Recompute::full) std::copy_n(a.out.data(), N * C, s.blocks[size_t(j)].out.data());
+    block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x,
+                  p_.layers[size_t(l0 + j)], d, B, Tn);
+    if (recompute_ == Recompute::full) std::copy_n(a.out.data(), Nr * C, s.blocks[size_t(j)].out.data());
     x = s.blocks[size_t(j)].out.data();
+  }
+  if (sp && Lc > 0) {  // the stage's output: every rank's rows of the last block
+    x = model::sequence_gather(tp, x, N, C, s.output.data());
   }
   if (!d.has_head || chunk != d.chunks - 1) return 0.0;
   need(head_range_);
@@ -360,6 +446,9 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   T* dout = sc.dres_a.data();
   T* dx = sc.dres_b.data();
   const int64_t Lc = d.chunk_layers(), l0 = chunk * Lc;
+  // Sequence parallelism: the blocks' gradients are this rank's token rows (as in forward).
+  const bool sp = d.sequence_parallel && Lc > 0;
+  const comm::Range rows = sp ? token_rows<T>(ctx, d, N) : comm::Range{0, N};
   const T* top = stage_output(slot);
   if (head) {
     std::fill_n(sc.dlosses.data(), N, dloss);
@@ -379,24 +468,32 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
     // output projection is wte, final only after the embedding backward).
     if (ready && head_range_.size() > 0) ready(head_range_.begin, head_range_.end);
+    // Sequence parallelism: the blocks take this rank's rows of the (replicated) gradient.
+    if (sp && rows.begin > 0) std::copy(dout + rows.begin * C, dout + rows.end * C, dout);
   } else {
-    std::copy_n(dy, N * C, dout);
+    std::copy(dy + rows.begin * C, dy + rows.end * C, dout);
   }
   for (int64_t j = Lc - 1; j >= 0; --j) {
     const int64_t l = l0 + j;
-    const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data();
+    const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;
     const BlockActs<T>* a = &s.blocks[size_t(j)];
     if (recompute_ == Recompute::full) {  // re-run the block: every tensor lands in the scratch
-      block_forward(ctx, attention_, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
+      block_forward(ctx, attention_, sc, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
       a = &sc.re;
     } else if (recompute_ == Recompute::selective) {
       attention_forward(ctx, attention_, *a, sc.re, d, B, Tn);
     }
-    std::fill_n(dx, N * C, T(0));
+    std::fill_n(dx, rows.size() * C, T(0));
+    const LayerViews<T> g = sp ? norms_into(g_.layers[l], sc.sp_norm_grads.data(), C) : g_.layers[l];
     block_backward(ctx, attention_, sc, dx, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l],
-                   g_.layers[l], d, B, Tn);
+                   g, d, B, Tn);
+    if (sp) add_summed_norms(tp, g_.layers[l], sc.sp_norm_grads.data(), C);
     std::swap(dx, dout);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
+  }
+  if (sp && Lc > 0) {  // the gradient of the stage's input: every rank's rows
+    model::sequence_gather(tp, static_cast<const T*>(dout), N, C, dx);
+    std::swap(dx, dout);
   }
   input_grad_ = dout;
   if (chunk != 0) return;

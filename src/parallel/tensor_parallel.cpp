@@ -78,9 +78,24 @@ TensorParallelOps tensor_parallel_ops(const comm::Communicator& tp, double* seco
   };
   TensorParallelOps ops;
   ops.size = tp.size();
+  ops.rank = tp.rank();
   ops.sum = timed([&tp, algorithm](float* x, int64_t n) { tp_reduce(tp, x, n, algorithm); });
   ops.max = timed([&tp](float* x, int64_t n) { tp.allreduce(x, n, comm::Reduce::max); });
   ops.sum_f64 = timed([&tp](double* x, int64_t n) { tp.allreduce(x, n, comm::Reduce::sum); });
+  // The row collectives take (in, rows, cols, out); timed the same way.
+  const auto timed_rows = [seconds](auto f) {
+    return [seconds, f](const float* in, int64_t rows, int64_t cols, float* out) {
+      const double t0 = seconds ? comm::wall_time() : 0.0;
+      f(in, rows, cols, out);
+      if (seconds) *seconds += comm::wall_time() - t0;
+    };
+  };
+  ops.gather_rows = timed_rows([&tp](const float* mine, int64_t rows, int64_t cols, float* full) {
+    tp_gather_rows(tp, mine, rows, cols, full);
+  });
+  ops.reduce_scatter_rows = timed_rows([&tp](const float* full, int64_t rows, int64_t cols, float* mine) {
+    tp_reduce_scatter_rows(tp, full, rows, cols, mine);
+  });
   return ops;
 }
 

@@ -26,8 +26,10 @@ constexpr double kMiB = 1.0 / (1 << 20), kGiB = 1.0 / (1 << 30);
 ModelDims stage_dims(const Config& cfg, int stage) {
   const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
   const comm::ParallelGrid grid(shape, shape.world(), shape.tp * shape.dp * stage);
-  return ModelDims::from(cfg.model, grid, cfg.parallel.stage_layers,
-                         cfg.parallel.pp > 1 ? cfg.parallel.virtual_stages : 1);
+  ModelDims d = ModelDims::from(cfg.model, grid, cfg.parallel.stage_layers,
+                                cfg.parallel.pp > 1 ? cfg.parallel.virtual_stages : 1);
+  d.sequence_parallel = cfg.parallel.sequence_parallel && d.tp > 1;
+  return d;
 }
 
 namespace {

@@ -232,8 +232,9 @@ void Trainer::setup_model() {
     ctx_.tp = &tp_ops_;
   }
   const int pp = comms_.pp.size(), stage = comms_.pp.rank();
-  const ModelDims dims = ModelDims::from(cfg_.model, comms_.grid, cfg_.parallel.stage_layers,
-                                         pp > 1 ? cfg_.parallel.virtual_stages : 1);
+  ModelDims dims = ModelDims::from(cfg_.model, comms_.grid, cfg_.parallel.stage_layers,
+                                   pp > 1 ? cfg_.parallel.virtual_stages : 1);
+  dims.sequence_parallel = cfg_.parallel.sequence_parallel && dims.tp > 1;
   B_ = cfg_.train.micro_batch;
   T_ = cfg_.train.seq_len;
   accum_ = cfg_.train.global_batch / (cfg_.train.micro_batch * cfg_.parallel.dp);

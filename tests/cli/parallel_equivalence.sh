@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # parallel_equivalence.sh [--golden DIR [--write]] [--set KEY=VALUE]... HOKUSAI CONFIG WORKDIR LAYOUT...
-#   LAYOUT = tp<T>[pp<P>]dp<D>[v<V>][z][+selective|+full][@<torus>[r<R>][^]], e.g. tp1dp2, tp2pp2dp1,
-#   tp1pp2dp1v2, tp2pp2dp2z, tp1dp4@2x2, tp1pp2dp2@2x2^
-#   (v: interleaved 1F1B with V chunks per stage; z: the ZeRO-1 optimizer; +selective / +full:
+#   LAYOUT = tp<T>[s][pp<P>]dp<D>[v<V>][z][+selective|+full][@<torus>[r<R>][^]], e.g. tp1dp2, tp2pp2dp1,
+#   tp1pp2dp1v2, tp2pp2dp2z, tp2sdp1, tp1dp4@2x2, tp1pp2dp2@2x2^
+#   (s: sequence parallelism; v: interleaved 1F1B with V chunks per stage; z: the ZeRO-1 optimizer; +selective / +full:
 #   activation recomputation; pp defaults to 1; @: comm.topology <torus> with R ranks per emulated
 #   node (default 1), ^: with a coordinate file listing the nodes in reverse row-major order, so
 #   grid ranks are not MPI ranks)
@@ -50,13 +50,14 @@ common=(--set model.layers=4 --set model.hidden=96 --set model.heads=6 --set mod
 OMP_NUM_THREADS=1 "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/dp1" > "$work/dp1.log" 2>&1
 check_golden serial "$work/dp1"
 for spec in "$@"; do
-  if ! [[ $spec =~ ^tp([0-9]+)(pp([0-9]+))?dp([0-9]+)(v([0-9]+))?(z?)(\+(selective|full))?(@((mesh:)?[0-9x]+)(r([0-9]+))?(\^?))?$ ]]; then
-    echo "FAIL: layout '$spec' is not tp<T>[pp<P>]dp<D>[v<V>][z][+selective|+full][@<torus>[r<R>][^]]"; exit 1
+  if ! [[ $spec =~ ^tp([0-9]+)(s?)(pp([0-9]+))?dp([0-9]+)(v([0-9]+))?(z?)(\+(selective|full))?(@((mesh:)?[0-9x]+)(r([0-9]+))?(\^?))?$ ]]; then
+    echo "FAIL: layout '$spec' is not tp<T>[s][pp<P>]dp<D>[v<V>][z][+selective|+full][@<torus>[r<R>][^]]"; exit 1
   fi
-  tp=${BASH_REMATCH[1]}; pp=${BASH_REMATCH[3]:-1}; dp=${BASH_REMATCH[4]}; v=${BASH_REMATCH[6]:-1}; zero=false
-  [ -n "${BASH_REMATCH[7]}" ] && zero=true
-  recompute=${BASH_REMATCH[9]:-none}
-  topo=(); torus=${BASH_REMATCH[11]}; rpn=${BASH_REMATCH[14]:-1}; reversed=${BASH_REMATCH[15]}
+  tp=${BASH_REMATCH[1]}; pp=${BASH_REMATCH[4]:-1}; dp=${BASH_REMATCH[5]}; v=${BASH_REMATCH[7]:-1}; zero=false
+  sequence=false; [ -n "${BASH_REMATCH[2]}" ] && sequence=true
+  [ -n "${BASH_REMATCH[8]}" ] && zero=true
+  recompute=${BASH_REMATCH[10]:-none}
+  topo=(); torus=${BASH_REMATCH[12]}; rpn=${BASH_REMATCH[15]:-1}; reversed=${BASH_REMATCH[16]}
   if [ -n "$torus" ]; then
     topo=(--set comm.topology="$torus" --set comm.ranks_per_node="$rpn")
     if [ -n "$reversed" ]; then  # node i at the coordinates of row-major node (nodes - 1 - i)
@@ -71,7 +72,7 @@ PY
   fi
   mpirun --allow-run-as-root --oversubscribe -np $((tp * pp * dp)) -x OMP_NUM_THREADS=1 \
     "$hokusai" train "$config" "${common[@]}" --set parallel.tp="$tp" --set parallel.pp="$pp" --set parallel.dp="$dp" \
-    --set parallel.virtual_stages="$v" --set parallel.zero1=$zero --set parallel.recompute=$recompute --set logging.run_dir="$work/$spec" \
+    --set parallel.virtual_stages="$v" --set parallel.zero1=$zero --set parallel.sequence_parallel=$sequence --set parallel.recompute=$recompute --set logging.run_dir="$work/$spec" \
     "${topo[@]}" \
     > "$work/$spec.log" 2>&1 || { echo "FAIL: $spec run failed"; tail -5 "$work/$spec.log"; exit 1; }
   # The final parameters: rank 0's checkpoint holds them all when the model is not split;

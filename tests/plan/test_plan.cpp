@@ -57,6 +57,34 @@ TEST(PlanMemory, CountedActivationsEqualABuiltModel) {
         }
 }
 
+// Sequence parallelism at tp = 2: each block keeps half of the residual stream's rows (its two
+// norms' outputs and statistics, resid2, out), the slot one gathered output; the scratch swaps two
+// (N, C) gradients for their halves and adds the gathered input, the partial sums and 4C norm
+// gradients. Counted = built, and exactly that difference.
+TEST(PlanMemory, SequenceParallelKeepsHalfTheResidualStream) {
+  Config c = tiny_gpt2();
+  c.parallel.tp = 2;
+  const int slots = 2;
+  const ModelDims plain = stage_dims(c, 0);
+  c.parallel.sequence_parallel = true;
+  const ModelDims sp = stage_dims(c, 0);
+  ASSERT_TRUE(sp.sequence_parallel);
+  ASSERT_FALSE(plain.sequence_parallel);
+  const int64_t B = 2, T = 32, N = B * T, Nr = N / 2, C = sp.C, L = sp.L;
+  const Model<float> built(sp, B, T, slots, Recompute::none, Attention::flash);
+  EXPECT_EQ(Model<float>::activation_bytes(sp, B, T, slots, Recompute::none, Attention::flash),
+            built.activation_bytes());
+  const int64_t saved_floats = slots * L * (4 * C + 4) * (N - Nr) - slots * N * C + 2 * C * (N - Nr) - 2 * N * C - 4 * C;
+  EXPECT_EQ(Model<float>::activation_bytes(plain, B, T, slots, Recompute::none, Attention::flash) -
+                built.activation_bytes(),
+            int64_t(sizeof(float)) * saved_floats);
+  // The planner sees it too; at tp = 1 the flag changes nothing.
+  EXPECT_LT(stage_memory(c, 0, Recompute::none).activations,
+            [&] { Config p = c; p.parallel.sequence_parallel = false; return stage_memory(p, 0, Recompute::none).activations; }());
+  c.parallel.tp = 1;
+  EXPECT_FALSE(stage_dims(c, 0).sequence_parallel);
+}
+
 TEST(PlanMemory, StageMemoryCountsZeroOneAndTheSchedulesSlots) {
   Config c = tiny_gpt2();
   c.parallel.pp = 2;

@@ -76,12 +76,13 @@ print(f"{tag:<16} {ranks:5d} {med(lambda r: r['tokens_per_s']):9.1f} {step:8.1f}
 PY
 }
 layouts=("$@")
-[ ${#layouts[@]} -gt 0 ] || layouts=(serial serial_2threads tp2 pp2 pp2bal pp2v2 dp2 dp2z tp2pp2 tp2dp2 pp2dp2 pp4 pp4bal tp2pp2dp2)
+[ ${#layouts[@]} -gt 0 ] || layouts=(serial serial_2threads tp2 tp2s pp2 pp2bal pp2v2 dp2 dp2z tp2pp2 tp2dp2 pp2dp2 pp4 pp4bal tp2pp2dp2)
 for l in "${layouts[@]}"; do
   case $l in
     serial) run serial 1 1 1 1 ;;
     serial_2threads) run serial_2threads 1 1 1 1 ;;
     tp2) run tp2 2 1 1 1 ;;
+    tp2s) run tp2s 2 1 1 1 --set parallel.sequence_parallel=true ;;  # sequence parallelism
     pp2) run pp2 1 2 1 1 ;;
     pp2v2) run pp2v2 1 2 1 2 ;;
     pp2bal) run pp2bal 1 2 1 1 --set 'parallel.stage_layers=[9, 3]' ;;  # the head costs ~5.5 layers (V = 50304)
@@ -93,6 +94,7 @@ for l in "${layouts[@]}"; do
     pp4) run pp4 1 4 1 1 ;;
     pp4bal) run pp4bal 1 4 1 1 --set 'parallel.stage_layers=[4, 4, 3, 1]' ;;
     tp2pp2dp2) run tp2pp2dp2 2 2 2 1 ;;
+    tp2pp2dp2s) run tp2pp2dp2s 2 2 2 1 --set parallel.sequence_parallel=true ;;
     *) echo "unknown layout $l" ;;
   esac
 done

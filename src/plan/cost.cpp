@@ -303,7 +303,16 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       if (tp > 1)
         sp.transfers.push_back({"tp", std::string(name_of(tp_algorithm(bytes))), bytes, count, tp_seconds(bytes)});
     };
-    tp_allreduces(act, int(4 * d.L));  // attention and MLP outputs, forward; their inputs' gradients, backward
+    if (d.sequence_parallel) {
+      // An all-gather and a reduce-scatter move an allreduce's bytes on a ring, so each pair counts
+      // as one allreduce: per layer, forward 2 gathers + 2 reduce-scatters, backward 4 gathers (the
+      // branch gradients, the norms' outputs again) + 2 reduce-scatters = 5; per stage, the output
+      // gathered and the input gradient gathered = 1; per layer the norms' weight gradients.
+      tp_allreduces(act, int(5 * d.L + 1));
+      tp_allreduces(4.0 * 4.0 * double(d.C), int(d.L));
+    } else {
+      tp_allreduces(act, int(4 * d.L));  // attention and MLP outputs, forward; their inputs' gradients, backward
+    }
     if (d.has_embedding) {
       sp.forward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
       sp.backward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
@@ -443,21 +452,22 @@ std::vector<Plan> search_layouts(const Config& cfg, const MachineSpec& m, int no
         const int micro = G / (mb * dp);
         for (int v : {1, 2, 4}) {
           if (v > 1 && (pp == 1 || (L / pp) % v != 0 || micro % pp != 0)) continue;
-          for (bool zero1 : {false, true}) {
-            if (zero1 && dp == 1) continue;
-            Config c = cfg;
-            c.parallel.tp = tp, c.parallel.pp = pp, c.parallel.dp = dp, c.parallel.virtual_stages = v;
-            c.parallel.zero1 = zero1, c.parallel.stage_layers.clear();
-            c.train.micro_batch = mb;
-            c.parallel.recompute = Recompute::none;
-            try {
-              const double per_rank = m.memory_gib / kGiB / (double(ranks) / nodes);
-              fit_recompute(c, m, per_rank);
-              out.push_back(plan_run(c, m, nodes));
-            } catch (const std::invalid_argument&) {
-              // a layout the model cannot take (e.g. vocabulary padding): not a candidate
+          for (bool zero1 : {false, true})
+            for (bool sequence : {false, true}) {  // sequence parallelism: less memory, more tp messages
+              if ((zero1 && dp == 1) || (sequence && tp == 1)) continue;
+              Config c = cfg;
+              c.parallel.tp = tp, c.parallel.pp = pp, c.parallel.dp = dp, c.parallel.virtual_stages = v;
+              c.parallel.zero1 = zero1, c.parallel.sequence_parallel = sequence, c.parallel.stage_layers.clear();
+              c.train.micro_batch = mb;
+              c.parallel.recompute = Recompute::none;
+              try {
+                const double per_rank = m.memory_gib / kGiB / (double(ranks) / nodes);
+                fit_recompute(c, m, per_rank);
+                out.push_back(plan_run(c, m, nodes));
+              } catch (const std::invalid_argument&) {
+                // a layout the model cannot take (e.g. vocabulary padding): not a candidate
+              }
             }
-          }
         }
       }
     }
@@ -475,6 +485,7 @@ std::string layout_name(const Config& c) {
   std::string s = fmt::format("tp{} pp{} dp{}", c.parallel.tp, c.parallel.pp, c.parallel.dp);
   if (c.parallel.virtual_stages > 1 && c.parallel.pp > 1) s += fmt::format(" v{}", c.parallel.virtual_stages);
   if (c.parallel.zero1) s += " zero1";
+  if (c.parallel.sequence_parallel && c.parallel.tp > 1) s += " sp";
   s += fmt::format(" mb{}", c.train.micro_batch);
   return s;
 }
@@ -557,13 +568,14 @@ std::string format_search(const std::vector<Plan>& plans, const MachineSpec& m, 
 std::string plan_json(const Plan& p) {
   const Config& c = p.cfg;
   std::string o = fmt::format(
-      "{{\"tp\": {}, \"pp\": {}, \"dp\": {}, \"virtual_stages\": {}, \"zero1\": {}, \"micro_batch\": {}, "
+      "{{\"tp\": {}, \"pp\": {}, \"dp\": {}, \"virtual_stages\": {}, \"zero1\": {}, "
+      "\"sequence_parallel\": {}, \"micro_batch\": {}, "
       "\"recompute\": \"{}\", \"nodes\": {}, \"ranks_per_node\": {}, \"threads\": {}, \"micro_batches\": {}, "
       "\"step_s\": {:.6g}, \"pipeline_s\": {:.6g}, \"bubble_s\": {:.6g}, \"tail_s\": {:.6g}, "
       "\"tokens_per_s\": {:.6g}, \"mfu\": {:.4f}, \"days\": {:.4g}, \"limit\": \"{}\", \"fits\": {}, "
       "\"node_memory_bytes\": {:.0f}, \"peak_bytes\": {:.0f}, \"torus\": \"{}\", \"stages\": [",
-      c.parallel.tp, c.parallel.pp, c.parallel.dp, c.parallel.virtual_stages, c.parallel.zero1, c.train.micro_batch,
-      recompute_name(c), p.nodes, p.ranks_per_node, p.threads, p.micro_batches, p.step_s, p.pipeline_s, p.bubble_s,
+      c.parallel.tp, c.parallel.pp, c.parallel.dp, c.parallel.virtual_stages, c.parallel.zero1,
+      c.parallel.sequence_parallel && c.parallel.tp > 1, c.train.micro_batch, recompute_name(c), p.nodes, p.ranks_per_node, p.threads, p.micro_batches, p.step_s, p.pipeline_s, p.bubble_s,
       p.tail_s, p.tokens_per_s, p.mfu, p.days, p.limit, p.fits(), p.node_memory_bytes, p.peak_bytes(), p.torus);
   for (size_t i = 0; i < p.stages.size(); ++i) {
     const StagePlan& s = p.stages[i];

@@ -11,6 +11,8 @@
 // state.bin: header {magic "HKSCKPT1", u32 version = 1, u32 dtype = 7 (float32, Megatron's code),
 // i64 step, i64 consumed_samples, i64 adam_t, i64 n_params, u64 table_hash, u64 has_optimizer}
 // then params[n], then m[n], v[n] when has_optimizer, then u64 checksum of everything before it.
+// loss_scale.txt (fp16 runs only): "loss_scale <value>" and "good_steps <steps since the last
+// change>" lines, the dynamic loss scale a resumed run goes on with.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +26,12 @@
 
 namespace hokusai {
 
+// fp16's dynamic loss scale (train.loss_scale): the same on every rank. scale 0: none saved.
+struct LossScaleState {
+  double scale = 0;
+  int64_t good_steps = 0;  // steps without overflow since the scale last changed
+};
+
 // What a save writes: views of the live arenas (no copy of the model).
 struct CheckpointView {
   int64_t step = 0;
@@ -33,6 +41,7 @@ struct CheckpointView {
   // tensors.json written beside state.bin when not empty: the shard's tensor manifest
   // (tensor_manifest in ckpt/reshard.hpp), for people and tools reading the checkpoint.
   std::string manifest;
+  LossScaleState loss_scale;  // written as loss_scale.txt when scale > 0
 };
 
 // What a load returns.
@@ -41,6 +50,7 @@ struct CheckpointData {
   int64_t consumed_samples = 0;
   int64_t adam_t = 0;
   std::vector<float> params, m, v;  // m, v empty when saved or loaded without optimizer state
+  LossScaleState loss_scale;  // from loss_scale.txt; scale 0 when the checkpoint has none
 };
 
 // Hash of tensor names and shapes: a checkpoint only loads into the model it was saved from.
@@ -77,6 +87,7 @@ class CheckpointReader {
   void read(int array, int64_t offset, int64_t count, float* out) const;
   const std::string& path() const { return path_; }
   int64_t step = 0, consumed_samples = 0, adam_t = 0, n_params = 0;
+  LossScaleState loss_scale;
 
  private:
   std::string path_;

@@ -1,11 +1,14 @@
 #include "hokusai/checkpoint.hpp"
 #include "hokusai/hash.hpp"
 
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -144,6 +147,11 @@ std::string save_checkpoint(const std::string& run_dir, const Config& cfg, uint6
       std::ofstream out(tmp_dir / "tensors.json");
       out << data.manifest;
       if (!out.flush()) throw std::runtime_error("checkpoint: cannot write '" + (tmp_dir / "tensors.json").string() + "'");
+    }
+    if (data.loss_scale.scale > 0) {
+      std::ofstream out(tmp_dir / "loss_scale.txt");
+      out << fmt::format("loss_scale {}\ngood_steps {}\n", data.loss_scale.scale, data.loss_scale.good_steps);
+      if (!out.flush()) throw std::runtime_error("checkpoint: cannot write '" + (tmp_dir / "loss_scale.txt").string() + "'");
     }
     Header h{};
     std::memcpy(h.magic, kMagic, 8);
@@ -313,6 +321,21 @@ Header read_header(std::ifstream& in, const std::string& path, uint64_t expected
   return h;
 }
 
+// dir's loss_scale.txt; none (scale 0) when the checkpoint has no such file.
+LossScaleState read_loss_scale(const std::string& dir) {
+  const fs::path path = fs::path(dir) / "loss_scale.txt";
+  std::ifstream in(path);
+  if (!in) return {};
+  LossScaleState s;
+  std::string k1, k2;
+  if (!(in >> k1 >> s.scale >> k2 >> s.good_steps) || k1 != "loss_scale" || k2 != "good_steps" ||
+      !std::isfinite(s.scale) || s.scale < 1 || s.good_steps < 0)
+    throw std::runtime_error("checkpoint: '" + path.string() + "' is not \"loss_scale <value >= 1>\" then "
+                             "\"good_steps <n >= 0>\" (corrupt): delete it to restart the scale from "
+                             "train.loss_scale");
+  return s;
+}
+
 }  // namespace
 
 CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash, bool with_optimizer) {
@@ -324,6 +347,7 @@ CheckpointData load_checkpoint(const std::string& dir_in, uint64_t expected_hash
   d.step = h.step;
   d.consumed_samples = h.consumed_samples;
   d.adam_t = h.adam_t;
+  d.loss_scale = read_loss_scale(dir);
   uint64_t sum = checksum(0, &h, sizeof h);
   const auto get = [&](std::vector<float>& v) {
     v.resize(size_t(h.n_params));
@@ -353,6 +377,7 @@ CheckpointReader::CheckpointReader(const std::string& dir, uint64_t expected_has
   std::ifstream in;
   const Header h = read_header(in, path_, expected_hash, with_optimizer);
   step = h.step, consumed_samples = h.consumed_samples, adam_t = h.adam_t, n_params = h.n_params;
+  loss_scale = read_loss_scale(checkpoint_dir(dir));
   arrays_ = h.has_optimizer ? 3 : 1;
   // The whole file's checksum, array by array in 16 MiB pieces: nothing of it is kept.
   uint64_t sum = checksum(0, &h, sizeof h);

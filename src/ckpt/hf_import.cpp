@@ -223,7 +223,7 @@ std::string import_hf(const std::string& hf_dir, const std::string& out_run, Con
   const std::vector<TensorSpec> table = param_table(ModelDims::from(cfg.model, comm::ParallelGrid::single()));
   cfg.logging.run_dir = out_run;
   fs::create_directories(out_run);
-  const CheckpointView view{0, 0, 0, params, {}, {}, tensor_manifest(cfg, 0, 0)};
+  const CheckpointView view{0, 0, 0, params, {}, {}, tensor_manifest(cfg, 0, 0), {}};
   return save_checkpoint(out_run, cfg, table_hash(table), view, 1);
 }
 

@@ -44,6 +44,7 @@ std::string merge_checkpoint(const std::string& run_dir, const std::string& out_
   std::vector<float> params(static_cast<size_t>(n)), m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
   std::vector<uint8_t> covered(static_cast<size_t>(n), 0);
   int64_t adam_t = -1, consumed = -1;  // of shard (0, 0); every other shard must agree
+  LossScaleState loss_scale;            // of shard (0, 0): the same on every rank
   for (int s = 0; s < pp; ++s)
     for (int t = 0; t < tp; ++t) {
       const comm::ParallelGrid grid(shape, tp * pp, t + tp * s);
@@ -57,7 +58,7 @@ std::string merge_checkpoint(const std::string& run_dir, const std::string& out_
                                  ", the newest step the other shards share (checkpoint.keep too small?)");
       CheckpointData ck = load_checkpoint(*dir, table_hash(table), true);
       if (ck.m.empty()) throw std::runtime_error("merge: '" + *dir + "' holds no optimizer state");
-      if (s == 0 && t == 0) adam_t = ck.adam_t, consumed = ck.consumed_samples;
+      if (s == 0 && t == 0) adam_t = ck.adam_t, consumed = ck.consumed_samples, loss_scale = ck.loss_scale;
       if (ck.adam_t != adam_t || ck.consumed_samples != consumed)
         throw std::runtime_error("merge: '" + *dir + "' disagrees with the first shard on the Adam step or samples seen");
       for (const TensorSpec& spec : table) {
@@ -95,7 +96,7 @@ std::string merge_checkpoint(const std::string& run_dir, const std::string& out_
   out.parallel.virtual_stages = 1;
   out.logging.run_dir = out_run_dir;
   fs::create_directories(out_run_dir);
-  const CheckpointView view{step, consumed, adam_t, params, m, v, tensor_manifest(out, 0, 0)};
+  const CheckpointView view{step, consumed, adam_t, params, m, v, tensor_manifest(out, 0, 0), loss_scale};
   return save_checkpoint(out_run_dir, out, table_hash(serial), view, std::max(1, cfg.checkpoint.keep));
 }
 

@@ -161,6 +161,7 @@ CheckpointData load_resharded(const std::string& run_dir, const SavedRun& saved,
       const CheckpointReader ck(*dir, table_hash(otable));  // checked whole; read tensor by tensor
       if (first) {
         out.step = ck.step, out.consumed_samples = ck.consumed_samples, out.adam_t = ck.adam_t;
+        out.loss_scale = ck.loss_scale;
         first = false;
       } else if (ck.step != out.step || ck.consumed_samples != out.consumed_samples || ck.adam_t != out.adam_t) {
         throw std::runtime_error("resume: '" + *dir + "' disagrees with the other shards on the step, samples or Adam step");

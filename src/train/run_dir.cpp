@@ -116,7 +116,7 @@ void RunDirectory::check_space(int64_t bytes) const {
 
 void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples,
                               int64_t adam_t, std::span<const float> params, std::span<const float> m,
-                              std::span<const float> v, bool async) {
+                              std::span<const float> v, LossScaleState loss_scale, bool async) {
   if (save_pending()) throw std::logic_error("RunDirectory::begin_save: the previous save was not finished");
   pending_step_ = step;
   if (comms_.dp.rank() != 0) return;  // one writer per tp slice of each pipeline stage
@@ -136,7 +136,7 @@ void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t st
   };
   if (!async) {
     std::promise<Written> done;
-    done.set_value(write({step, consumed_samples, adam_t, params, m, v, {}}));
+    done.set_value(write({step, consumed_samples, adam_t, params, m, v, {}, loss_scale}));
     pending_ = done.get_future();
     return;
   }
@@ -156,7 +156,7 @@ void RunDirectory::begin_save(const Config& cfg, uint64_t table_hash, int64_t st
   const std::span<const float> all(snapshot_.get(), total);
   const CheckpointView ck{step, consumed_samples, adam_t, all.subspan(0, params.size()),
                           all.subspan(params.size(), m.size()), all.subspan(params.size() + m.size(), v.size()),
-                          {}};
+                          {}, loss_scale};
   pending_ = std::async(std::launch::async, [write, ck] {
     // Below the training threads: on a node without a spare core the writer takes what they
     // leave (the kernel's writeback does the rest).

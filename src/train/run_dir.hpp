@@ -59,8 +59,10 @@ class RunDirectory {
   };
   // tensors.json of this rank's shard, written with each of its checkpoints (tensor_manifest).
   void set_manifest(std::string manifest) { manifest_ = std::move(manifest); }
+  // loss_scale: fp16's dynamic loss scale (scale 0 for other precisions), saved beside the arrays.
   void begin_save(const Config& cfg, uint64_t table_hash, int64_t step, int64_t consumed_samples, int64_t adam_t,
-                  std::span<const float> params, std::span<const float> m, std::span<const float> v, bool async);
+                  std::span<const float> params, std::span<const float> m, std::span<const float> v,
+                  LossScaleState loss_scale, bool async);
   // On every rank (the ranks that do not write have a save pending too: finish_save is collective).
   bool save_pending() const { return pending_step_ >= 0; }
   // checkpoint.async, on the writing ranks: allocates and touches the copy of `floats` values

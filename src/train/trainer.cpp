@@ -279,6 +279,14 @@ void Trainer::setup_model() {
     adam_->t = ck.adam_t;
     step_ = ck.step;
     consumed_ = ck.consumed_samples;
+    if (scaled_ && ck.loss_scale.scale > 0) {  // fp16 goes on with the saved run's loss scale
+      loss_scale_ = ck.loss_scale.scale, good_steps_ = ck.loss_scale.good_steps;
+      lg_->info("fp16 loss scale {:g} from the checkpoint ({} steps without overflow since its last change)",
+                loss_scale_, good_steps_);
+    } else if (scaled_) {
+      lg_->info("fp16 loss scale {:g} (train.loss_scale): the checkpoint saved none (its run was not fp16)",
+                loss_scale_);
+    }
     if (consumed_ != step_ * cfg_.train.global_batch)
       lg_->warn("train.global_batch={} differs from the saved run's ({} samples in {} steps): the data go on from "
                 "sample {} in the same order, the learning-rate schedule from step {}",
@@ -506,7 +514,8 @@ void Trainer::save(bool final_save) {
   const bool zero1 = sync_->zero1();
   const bool async = cfg_.checkpoint.async && !final_save;
   run_dir_.begin_save(cfg_, thash_, step_, consumed_, adam_->t, model_->params(), zero1 ? full_m : adam_->m,
-                      zero1 ? full_v : adam_->v, async);
+                      zero1 ? full_v : adam_->v, scaled_ ? LossScaleState{loss_scale_, good_steps_} : LossScaleState{},
+                      async);
   save_blocked_s_ = comm::wall_time() - t0;
   save_in_background_ = async;
   if (!async) finish_save(final_save);

@@ -100,6 +100,42 @@ TEST(Train, PreemptedRunResumesExactly) {
   for (size_t i = 0; i < rest.losses.size(); ++i) EXPECT_EQ(rest.losses[i], full.losses[i + 1]) << "step " << i + 2;
 }
 
+// fp16's dynamic loss scale is training state: started far too high (2^28) the first steps
+// overflow and halve it; a run stopped after step 1 saves the halved scale (loss_scale.txt) and
+// the resumed run goes on from it, so its losses equal an uninterrupted run's bit for bit (a
+// resume from train.loss_scale would skip one more step and drift). A damaged file is an error.
+TEST(Train, Fp16ResumeKeepsTheLossScale) {
+  const auto fp16 = [](const fs::path& dir) {
+    Config c = small("gpt2", dir, 8);
+    c.train.precision = kernels::Precision::fp16;
+    c.train.loss_scale = double(1 << 28);
+    return c;
+  };
+  const auto full = train(fp16(scratch("fp16_full")), one_rank(), quiet());
+  const fs::path dir = scratch("fp16_preempted");
+  std::atomic<bool> stop{true};
+  TrainOptions o = quiet();
+  o.stop = &stop;
+  const auto first = train(fp16(dir), one_rank(), o);
+  ASSERT_EQ(first.steps_done, 1);
+  const std::string ck = *latest_checkpoint(dir.string());
+  const ModelDims d = ModelDims::from(fp16(dir).model, comm::ParallelGrid::single());
+  const CheckpointData saved = load_checkpoint(ck, table_hash(param_table(d)), true);
+  EXPECT_EQ(saved.loss_scale.scale, double(1 << 27)) << "step 1 overflows at 2^28 and halves the scale";
+  TrainOptions r = quiet();
+  r.resume = true;
+  const auto rest = train(fp16(dir), one_rank(), r);
+  ASSERT_EQ(rest.losses.size(), 7u);
+  for (size_t i = 0; i < rest.losses.size(); ++i) EXPECT_EQ(rest.losses[i], full.losses[i + 1]) << "step " << i + 2;
+  std::ofstream(fs::path(ck) / "loss_scale.txt") << "loss_scale nan\n";
+  try {
+    load_checkpoint(ck, table_hash(param_table(d)), true);
+    ADD_FAILURE() << "a damaged loss_scale.txt loaded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss_scale.txt"), std::string::npos) << e.what();
+  }
+}
+
 // Extending a run (more train.steps) and resuming: the steps after the resume see the data an
 // uninterrupted run of the final length sees (the sample index does not depend on the run length;
 // it once re-shuffled), so with a constant learning rate the losses match bit for bit.

@@ -3,6 +3,7 @@
 # The planner against measured runs on this machine: `hokusai calibrate` measures the machine file
 # for a 4-layer gpt2-124m (GEMMs at its shapes, ops, MPI between 2 ranks), then
 # scripts/bench-layouts.sh trains every layout that does not oversubscribe the cores (serial, tp2,
+# tp2 with sequence parallelism,
 # pp2, interleaved pp2, dp2, dp2 + ZeRO-1; 5 steps each, one thread per rank) and compares each
 # with `hokusai plan` for the same settings. Fails when a layout's predicted step time is off by
 # more than 20% or its predicted peak memory (rank 0) by more than 10% of the measured peak RSS —
@@ -27,7 +28,7 @@ calibrate() {
     --set train.micro_batch=2 --threads 1 --tp 1,2 --micro-batches 2 --seconds 0.3 --name ctest -o "$1"
 }
 calibrate "$work/machine.yaml"
-layouts=(serial tp2 pp2 pp2v2 dp2 dp2z)
+layouts=(serial tp2 tp2s pp2 pp2v2 dp2 dp2z)
 if MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/runs" \
   scripts/bench-layouts.sh "$build" --plan "$work/machine.yaml" --check 20,10 "${layouts[@]}" | tee "$work/first.txt"; then
   exit 0

@@ -39,6 +39,24 @@ inline float round_fp16(float x) {
   return std::bit_cast<float>(sign | r);
 }
 
+// The 16-bit pattern of a float already rounded to half (round_fp16): sign, then a normal
+// (exponent rebiased, 10 mantissa bits), a subnormal (a multiple of 2^-24), inf or NaN.
+inline uint16_t half_bits(float r) {
+  const uint32_t b = std::bit_cast<uint32_t>(r), sign = (b >> 16) & 0x8000u, e = (b >> 23) & 0xffu;
+  const uint32_t mant = b & 0x7fffffu;
+  if (e == 0xffu) return uint16_t(sign | 0x7c00u | (mant ? 0x200u : 0u));
+  if (e >= 113) return uint16_t(sign | ((e - 112) << 10) | (mant >> 13));
+  if (e < 103) return uint16_t(sign);  // below 2^-24 (already rounded to zero)
+  return uint16_t(sign | ((0x800000u | mant) >> (126 - e)));
+}
+inline float half_value(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  if (e == 0x1fu) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  if (e != 0) return std::bit_cast<float>(sign | ((e + 112) << 23) | (mant << 13));
+  const float v = float(mant) * 0x1p-24f;  // subnormal: exact
+  return sign ? -v : v;
+}
+
 // op(X) (rows x cols of the stored matrix) copied with every element rounded: the reference
 // backend's low-precision products.
 std::vector<float> rounded_copy(Precision p, const float* x, int64_t rows, int64_t cols, int64_t ld) {
@@ -67,6 +85,33 @@ void round_to(Precision p, float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] = round_bf16(x[i]);
   else if (p == Precision::fp16)
     for (int64_t i = 0; i < n; ++i) x[i] = round_fp16(x[i]);
+}
+
+void narrow(Precision p, const float* x, uint16_t* bits, int64_t n) {
+  if (p == Precision::bf16) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t u = std::bit_cast<uint32_t>(round_bf16(x[i]));
+      bits[i] = uint16_t((u >> 16) | ((u & 0x7fffffffu) > 0x7f800000u ? 0x40u : 0u));  // a NaN stays one
+    }
+  } else if (p == Precision::fp16) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) bits[i] = half_bits(round_fp16(x[i]));
+  } else {
+    throw std::invalid_argument("kernels::narrow: fp32 has no 16-bit form");
+  }
+}
+
+void widen(Precision p, const uint16_t* bits, float* x, int64_t n) {
+  if (p == Precision::bf16) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) x[i] = std::bit_cast<float>(uint32_t(bits[i]) << 16);
+  } else if (p == Precision::fp16) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) x[i] = half_value(bits[i]);
+  } else {
+    throw std::invalid_argument("kernels::widen: fp32 has no 16-bit form");
+  }
 }
 
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -91,6 +91,12 @@ bool gemm_precision_native(const GemmContext& ctx);
 float round_to(Precision p, float x);
 void round_to(Precision p, float* x, int64_t n);  // in place
 
+// 16-bit storage (bf16 or fp16, not fp32): bits[i] := x[i] rounded to p, as its 16-bit pattern;
+// x[i] := the value of bits[i]. widen(narrow(x)) == round_to(p, x) bit for bit (NaN stays NaN):
+// what the model keeps of an activation that only ever enters a product. OpenMP over n.
+void narrow(Precision p, const float* x, uint16_t* bits, int64_t n);
+void widen(Precision p, const uint16_t* bits, float* x, int64_t n);
+
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);

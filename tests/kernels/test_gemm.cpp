@@ -2,6 +2,7 @@
 // dimensions larger than the matrix, alpha/beta, and "beta == 0 never reads C".
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -227,6 +228,45 @@ TEST(RoundTo, MatchesIndependentReferences) {
   }
   EXPECT_TRUE(std::isnan(round_to(Precision::fp16, NAN)));
   EXPECT_TRUE(std::isnan(round_to(Precision::bf16, NAN)));
+}
+
+// 16-bit storage of activations: widen(narrow(x)) is round_to(x) bit for bit for every float
+// (the model keeps GEMM-only activations this way and must train identically), and fp16's bit
+// patterns are the compiler's half's.
+TEST(RoundTo, NarrowThenWidenIsTheRounding) {
+  std::vector<float> xs = {0.0f, -0.0f, 1.0f, 65504.0f, 65520.0f, -65520.0f, 0x1p-14f, 0x1.ff8p-15f, 0x1p-24f,
+                           -0x1p-24f, 0x1p-25f, 3 * 0x1p-26f, 0x1p-26f, 3.4e38f, INFINITY, -INFINITY, NAN,
+                           std::numeric_limits<float>::denorm_min()};
+  uint32_t state = 777;
+  for (int i = 0; i < 200000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    float x;
+    std::memcpy(&x, &state, 4);
+    xs.push_back(x);
+  }
+  const int64_t n = int64_t(xs.size());
+  std::vector<uint16_t> bits(xs.size());
+  std::vector<float> back(xs.size());
+  for (Precision p : {Precision::bf16, Precision::fp16}) {
+    narrow(p, xs.data(), bits.data(), n);
+    widen(p, bits.data(), back.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = round_to(p, xs[size_t(i)]);
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan(back[size_t(i)])) << name_of(p) << " NaN lost";
+        continue;
+      }
+      ASSERT_EQ(std::bit_cast<uint32_t>(back[size_t(i)]), std::bit_cast<uint32_t>(want))
+          << name_of(p) << " " << xs[size_t(i)] << ": " << back[size_t(i)] << " vs " << want;
+      if (p == Precision::fp16) {
+        const CompilerHalf h(xs[size_t(i)]);
+        uint16_t hb;
+        std::memcpy(&hb, &h, 2);
+        ASSERT_EQ(bits[size_t(i)], hb) << "fp16 bits of " << xs[size_t(i)];
+      }
+    }
+  }
+  EXPECT_THROW(narrow(Precision::fp32, xs.data(), bits.data(), 1), std::invalid_argument);
 }
 
 // A context's precision: gemm rounds every input, then multiplies in fp32 (its 16-bit unit,

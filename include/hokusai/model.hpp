@@ -180,9 +180,13 @@ template <typename T>
 class Model {
  public:
   // attention: flash (fused, saves B*NH*T log-sum-exps per layer) or gemm (saves B*NH*T*T
-  // probabilities; the reference).
+  // probabilities; the reference). saved: the precision of the products (train.precision): bf16
+  // or fp16 keeps the activations that only enter products — each block's two norm outputs, qkv
+  // and the MLP activation — as 16-bit values, which changes no result (every product rounds
+  // them to that precision anyway); fp32 keeps everything in fp32. A model whose products run in
+  // another precision than `saved` computes wrong gradients: pass the context's.
   Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots = 1, Recompute recompute = Recompute::none,
-        Attention attention = Attention::gemm);
+        Attention attention = Attention::gemm, kernels::Precision saved = kernels::Precision::fp32);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -233,7 +237,8 @@ class Model {
   int64_t activation_bytes() const { return activation_bytes_; }
   // The same for a model that was never built (the planner): counted, not allocated.
   static int64_t activation_bytes(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots,
-                                  Recompute recompute, Attention attention);
+                                  Recompute recompute, Attention attention,
+                                  kernels::Precision saved = kernels::Precision::fp32);
 
  private:
   ModelDims dims_;
@@ -242,6 +247,7 @@ class Model {
   ModelViews<T> p_, g_;
   Recompute recompute_;
   Attention attention_ = Attention::gemm;
+  kernels::Precision saved_ = kernels::Precision::fp32;  // of the product-only activations
   std::vector<Activations<T>> slots_;
   std::unique_ptr<Scratch<T>> scratch_;
   const T* input_grad_ = nullptr;

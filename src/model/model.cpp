@@ -1,6 +1,7 @@
 // Model assembly: embedding -> L blocks -> final norm -> output projection -> cross-entropy, and
 // the exact reverse for backward. Legend as in include/hokusai/model.hpp.
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <stdexcept>
 #include <type_traits>
@@ -33,6 +34,11 @@ struct BlockActs {
   std::vector<T> fch;                      // (N,F) gpt2, (N,2F) llama: MLP pre-activation
   std::vector<T> fch_act;                  // (N,F)
   std::vector<T> out;                      // (Nr,C)  resid2 + MLP branch
+  // 16-bit saved activations (Model's `saved` precision): ln1, qkv, ln2 and fch_act enter only
+  // products, which round them to that precision anyway, so the block keeps them rounded as 16-bit
+  // patterns here and leaves the fp32 vectors above empty; while it runs, fp32 working copies
+  // from the scratch stand in (Halves).
+  std::vector<uint16_t> ln1_h, qkv_h, ln2_h, fch_act_h;
 };
 
 // One micro-batch's saved activations (one pipeline slot).
@@ -58,6 +64,7 @@ struct Scratch {
   // sums before the reduce-scatter, the norms' weight gradients of one block before their tp sum.
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
+  BlockActs<T> work;  // 16-bit saved activations: fp32 ln1, qkv, ln2, fch_act of the running block
 };
 
 namespace {
@@ -75,6 +82,52 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
   else
     return nullptr;
 }
+
+// A block that keeps ln1, qkv, ln2 and fch_act as 16-bit patterns lends the scratch's fp32
+// working copies for as long as it runs (vector swaps: no copy): `narrow` after its forward
+// stores them, `widen` before its backward restores them.
+template <typename T>
+class Halves {
+ public:
+  Halves(kernels::Precision p, BlockActs<T>& a, BlockActs<T>& work) : p_(p), a_(a), work_(work) {
+    if (on()) swap();
+  }
+  ~Halves() {
+    if (on()) swap();
+  }
+  Halves(const Halves&) = delete;
+  Halves& operator=(const Halves&) = delete;
+  // The block's rows: Nr of the residual stream, N tokens.
+  void narrow(int64_t Nr, int64_t N, const ModelDims& d) {
+    if (!on()) return;
+    if constexpr (std::is_same_v<T, float>)
+      for (auto [x, h, n] : parts(Nr, N, d)) kernels::narrow(p_, x->data(), h->data(), n);
+  }
+  void widen(int64_t Nr, int64_t N, const ModelDims& d) {
+    if (!on()) return;
+    if constexpr (std::is_same_v<T, float>)
+      for (auto [x, h, n] : parts(Nr, N, d)) kernels::widen(p_, h->data(), x->data(), n);
+  }
+
+ private:
+  bool on() const { return !a_.ln1_h.empty(); }
+  void swap() {
+    std::swap(a_.ln1, work_.ln1), std::swap(a_.qkv, work_.qkv), std::swap(a_.ln2, work_.ln2);
+    std::swap(a_.fch_act, work_.fch_act);
+  }
+  struct Part {
+    std::vector<T>* x;
+    std::vector<uint16_t>* h;
+    int64_t n;
+  };
+  std::array<Part, 4> parts(int64_t Nr, int64_t N, const ModelDims& d) {
+    return {Part{&a_.ln1, &a_.ln1_h, Nr * d.C}, Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()},
+            Part{&a_.ln2, &a_.ln2_h, Nr * d.C}, Part{&a_.fch_act, &a_.fch_act_h, N * d.F}};
+  }
+  kernels::Precision p_;
+  BlockActs<T>& a_;
+  BlockActs<T>& work_;
+};
 
 // `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
 // selective recomputation.
@@ -241,7 +294,8 @@ void add_summed_norms(const TensorParallelOps* tp, const LayerViews<T>& g, T* pa
 // empty). Returns the bytes.
 template <typename T>
 int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute,
-                            Attention attention, bool allocate, std::vector<Activations<T>>& out, Scratch<T>& s) {
+                            Attention attention, kernels::Precision saved, bool allocate,
+                            std::vector<Activations<T>>& out, Scratch<T>& s) {
   int64_t bytes = 0;
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
   // The residual stream's rows on this rank: all, or the largest sequence-parallel block.
@@ -255,15 +309,26 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     bytes += n * int64_t(sizeof(T));
     return allocate ? std::vector<T>(size_t(n)) : std::vector<T>();
   };
-  // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and atty.
-  const auto block = [&](bool keep, bool keep_attention) {
+  const auto sized16 = [&](int64_t n) {
+    bytes += n * int64_t(sizeof(uint16_t));
+    return allocate ? std::vector<uint16_t>(size_t(n)) : std::vector<uint16_t>();
+  };
+  // Kept blocks store their product-only tensors in 16 bits (Halves) when the products are bf16
+  // or fp16 (the double model of the gradient checks never is).
+  const bool halves = saved != kernels::Precision::fp32 && std::is_same_v<T, float> && recompute != Recompute::full;
+  // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and
+  // atty; half: ln1, qkv, ln2, fch_act as 16-bit patterns.
+  const auto block = [&](bool keep, bool keep_attention, bool half) {
     BlockActs<T> b;
     if (keep) {
-      b.ln1 = sized(Nr * C), b.ln1_mean = sized(Nr), b.ln1_rstd = sized(Nr);
-      b.qkv = sized(N * QKV);
+      b.ln1_mean = sized(Nr), b.ln1_rstd = sized(Nr);
       b.resid2 = sized(Nr * C);
-      b.ln2 = sized(Nr * C), b.ln2_mean = sized(Nr), b.ln2_rstd = sized(Nr);
-      b.fch = sized(N * FC), b.fch_act = sized(N * F);
+      b.ln2_mean = sized(Nr), b.ln2_rstd = sized(Nr);
+      b.fch = sized(N * FC);
+      if (half)
+        b.ln1_h = sized16(Nr * C), b.qkv_h = sized16(N * QKV), b.ln2_h = sized16(Nr * C), b.fch_act_h = sized16(N * F);
+      else
+        b.ln1 = sized(Nr * C), b.qkv = sized(N * QKV), b.ln2 = sized(Nr * C), b.fch_act = sized(N * F);
     }
     if (keep_attention) b.probs = sized(P), b.lse = sized(LSE), b.atty = sized(N * A);
     b.out = sized(Nr * C);
@@ -273,7 +338,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   for (auto& a : out) {
     a.encoded = sized(N * C);
     for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
-      a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none));
+      a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none, halves));
     if (sp) a.output = sized(N * C);
     if (dims.has_head) {
       a.lnf = sized(N * C), a.lnf_mean = sized(N), a.lnf_rstd = sized(N);
@@ -285,25 +350,28 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
-  if (recompute == Recompute::full) s.re = block(true, true);
+  if (recompute == Recompute::full) s.re = block(true, true, false);
+  if (halves) s.work.ln1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.ln2 = sized(Nr * C), s.work.fch_act = sized(N * F);
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
   return bytes;
 }
 
 template <typename T>
 int64_t Model<T>::activation_bytes(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots,
-                                   Recompute recompute, Attention attention) {
+                                   Recompute recompute, Attention attention, kernels::Precision saved) {
   std::vector<Activations<T>> counted;
   Scratch<T> scratch;
-  return lay_out_activations(dims, max_B, max_T, slots, recompute, attention, false, counted, scratch);
+  return lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, false, counted, scratch);
 }
 
 template <typename T>
-Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute, Attention attention)
+Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute, Attention attention,
+                kernels::Precision saved)
     : dims_(dims),
       table_(param_table(dims)),
       recompute_(recompute),
       attention_(attention),
+      saved_(saved),
       scratch_(std::make_unique<Scratch<T>>()) {
   if (slots < 1) throw std::invalid_argument("Model: slots must be >= 1, got " + std::to_string(slots));
   if (dims.sequence_parallel && (dims.tp < 2 || !std::is_same_v<T, float>))
@@ -323,7 +391,8 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   for (int64_t l = 0; l < dims.L; ++l)
     layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
-  activation_bytes_ = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, true, slots_, *scratch_);
+  activation_bytes_ =
+      lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, true, slots_, *scratch_);
   n_slots_ = slots;
   max_N_ = max_B * max_T;
   max_T_ = max_T;
@@ -376,6 +445,9 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   if (d.tp > 1 && (!tp || tp->size != d.tp))
     throw std::invalid_argument("Model::forward: the model is split over " + std::to_string(d.tp) +
                                 " tensor-parallel ranks but the context has no such group (float model, ctx.tp)");
+  if (saved_ != kernels::Precision::fp32 && ctx.gemm.precision != saved_)
+    throw std::invalid_argument("Model::forward: activations are kept in " + std::string(name_of(saved_)) +
+                                " but the context multiplies in " + std::string(name_of(ctx.gemm.precision)));
   auto& s = slots_[size_t(slot)];
   s.B = B;
   s.T_ = Tn;
@@ -402,8 +474,10 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
+    Halves<T> halves(saved_, a, scratch_->work);
     block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x,
                   p_.layers[size_t(l0 + j)], d, B, Tn);
+    halves.narrow(Nr, N, d);
     if (recompute_ == Recompute::full) std::copy_n(a.out.data(), Nr * C, s.blocks[size_t(j)].out.data());
     x = s.blocks[size_t(j)].out.data();
   }
@@ -443,6 +517,9 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   auto& sc = *scratch_;
   const int64_t B = s.B, Tn = s.T_, N = B * Tn, C = d.C;
   const TensorParallelOps* tp = split_over<T>(ctx);
+  if (saved_ != kernels::Precision::fp32 && ctx.gemm.precision != saved_)
+    throw std::invalid_argument("Model::backward: activations are kept in " + std::string(name_of(saved_)) +
+                                " but the context multiplies in " + std::string(name_of(ctx.gemm.precision)));
   T* dout = sc.dres_a.data();
   T* dx = sc.dres_b.data();
   const int64_t Lc = d.chunk_layers(), l0 = chunk * Lc;
@@ -477,6 +554,8 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     const int64_t l = l0 + j;
     const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;
     const BlockActs<T>* a = &s.blocks[size_t(j)];
+    Halves<T> halves(saved_, s.blocks[size_t(j)], sc.work);
+    halves.widen(rows.size(), N, d);
     if (recompute_ == Recompute::full) {  // re-run the block: every tensor lands in the scratch
       block_forward(ctx, attention_, sc, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
       a = &sc.re;

@@ -242,7 +242,7 @@ void Trainer::setup_model() {
   check_memory(stage, recompute);
   try {
     model_ = std::make_unique<Model<float>>(dims, B_, T_, parallel::Pipeline::slots(pp, stage, accum_, dims.chunks),
-                                            recompute, cfg_.kernels.attention);
+                                            recompute, cfg_.kernels.attention, cfg_.train.precision);
   } catch (const std::bad_alloc&) {
     throw std::runtime_error(fmt::format("memory: allocating the model of rank {} (its parameters, gradients and "
                                          "activations) failed: add tensor or pipeline ranks, recompute activations "

@@ -3,6 +3,8 @@
 // against the double model.
 #include <gtest/gtest.h>
 
+#include <bit>
+
 #include "comm/grid.hpp"
 #include "gradcheck.hpp"
 #include "hokusai/model.hpp"
@@ -163,6 +165,46 @@ TEST(ModelPrecision, LowPrecisionRoundsOnlyTheProducts) {
       EXPECT_GT(max_diff, 1e-7 * max_ref) << what << ": gradients identical to fp32";
       EXPECT_LT(max_diff, (p == kernels::Precision::bf16 ? 5e-2 : 5e-3) * max_ref) << what;
     }
+}
+
+// Activations kept in 16 bits (Model's `saved` = the products' precision): the tensors kept so
+// enter only products, which round them anyway, so losses and gradients must be bit-identical to
+// a model keeping fp32 — two slots in flight (forward 0, forward 1, backward 1, backward 0), both
+// families, with and without selective recomputation, flash and GEMM attention — and the saved
+// bytes exactly 2 per element of the two norm outputs, qkv and the MLP activation per block and
+// slot, less one fp32 working set. A model told the wrong precision refuses to run.
+TEST(ModelPrecision, SixteenBitActivationsChangeNothing) {
+  const int64_t B = 2, T = 6, N = B * T;
+  for (const std::string family : {"gpt2", "llama"})
+    for (kernels::Precision p : {kernels::Precision::bf16, kernels::Precision::fp16})
+      for (Recompute r : {Recompute::none, Recompute::selective})
+        for (Attention att : {Attention::flash, Attention::gemm}) {
+          const ModelDims d = ModelDims::from(tiny(family, family == "gpt2"), comm::ParallelGrid::single());
+          const std::string what = family + " " + std::string(name_of(p)) + " " +
+                                   std::string(name_of(r)) + " " + std::string(name_of(att));
+          Model<float> wide(d, B, T, 2, r, att), narrow(d, B, T, 2, r, att, p);
+          wide.init(7), narrow.init(7);
+          wide.zero_grads(), narrow.zero_grads();
+          ComputeContext ctx{};
+          ctx.gemm.precision = p;
+          std::vector<int32_t> tokens(2 * N), targets(2 * N);
+          for (int64_t i = 0; i < 2 * N; ++i) tokens[i] = int32_t(i * 5 % 13), targets[i] = int32_t(i * 7 % 13);
+          for (Model<float>* m : {&wide, &narrow}) {
+            for (int s = 0; s < 2; ++s) m->forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s);
+            for (int s = 1; s >= 0; --s) m->backward(ctx, tokens.data() + s * N, targets.data() + s * N, 0.5f, {}, s);
+          }
+          EXPECT_EQ(narrow.forward(ctx, tokens.data(), targets.data(), B, T),
+                    wide.forward(ctx, tokens.data(), targets.data(), B, T)) << what;
+          for (size_t i = 0; i < wide.grads().size(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(narrow.grads()[i]), std::bit_cast<uint32_t>(wide.grads()[i]))
+                << what << ": gradient " << i << " " << narrow.grads()[i] << " vs " << wide.grads()[i];
+          const int64_t per_block = 2 * N * d.C + N * d.qkv_rows() + N * d.F;
+          EXPECT_EQ(wide.activation_bytes() - narrow.activation_bytes(), 2 * d.L * 2 * per_block - 4 * per_block)
+              << what;
+          EXPECT_EQ(Model<float>::activation_bytes(d, B, T, 2, r, att, p), narrow.activation_bytes()) << what;
+          ComputeContext fp32{};
+          EXPECT_THROW(narrow.forward(fp32, tokens.data(), targets.data(), B, T), std::invalid_argument) << what;
+        }
 }
 
 }  // namespace

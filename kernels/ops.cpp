@@ -359,12 +359,16 @@ void softmax_xent_backward(T* dlogits, const T* dlosses, const T* logits, const 
                            const int32_t* targets, int64_t N, int64_t Vp, int64_t V_real, int64_t vocab_start) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
-    if (targets[i] < 0) continue;
     const T* l = logits + i * Vp;
-    T* dl = dlogits + i * Vp;
+    T* dl = dlogits + i * Vp;  // may be l: each element is read once, then written
+    if (targets[i] < 0) {
+      std::fill_n(dl, Vp, T(0));
+      continue;
+    }
     const T z = lse[i], dy = dlosses[i];
 #pragma omp simd
-    for (int64_t j = 0; j < V_real; ++j) dl[j] += vexp(l[j] - z) * dy;
+    for (int64_t j = 0; j < V_real; ++j) dl[j] = vexp(l[j] - z) * dy;
+    std::fill(dl + V_real, dl + Vp, T(0));
     const int64_t t = int64_t(targets[i]) - vocab_start;
     if (t >= 0 && t < Vp) dl[t] -= dy;
   }

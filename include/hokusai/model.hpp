@@ -220,7 +220,8 @@ class Model {
   // `dy`: gradient of this stage's output (B*T*C), for a stage without the head.
   void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
                 T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr, int chunk = 0);
-  // Logits of the last forward in slot 0: (B*T, Vl), valid until the next forward.
+  // Logits of the last forward in slot 0: (B*T, Vl), valid until slot 0's next forward or
+  // backward (backward turns them into their gradient in place).
   const T* logits() const;
   // Pipeline: where a stage without the embedding receives its input for `slot` (max_B*max_T*C);
   // this stage's output of the forward in `slot` (B*T*C), valid until the slot's next forward;

@@ -286,13 +286,12 @@ void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* tar
 template <typename T>
 void softmax_xent_backward(T* dlogits, const T* dlosses, const T* logits, const T* lse,
                            const int32_t* targets, int64_t N, int64_t Vp, int64_t V_real, int64_t vocab_start) {
-  for (int64_t i = 0; i < N; ++i) {
-    if (targets[i] < 0) continue;
-    for (int64_t j = 0; j < V_real; ++j) {
-      const double p = std::exp(double(logits[i * Vp + j]) - lse[i]);
-      dlogits[i * Vp + j] += T((p - (j + vocab_start == targets[i] ? 1.0 : 0.0)) * dlosses[i]);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < Vp; ++j) {
+      const double p = targets[i] >= 0 && j < V_real ? std::exp(double(logits[i * Vp + j]) - lse[i]) : 0.0;
+      const double onehot = targets[i] >= 0 && j + vocab_start == targets[i] ? 1.0 : 0.0;
+      dlogits[i * Vp + j] = T((p - onehot) * (targets[i] >= 0 ? double(dlosses[i]) : 0.0));
     }
-  }
 }
 
 template <typename T>

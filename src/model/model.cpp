@@ -59,7 +59,7 @@ struct Scratch {
   std::vector<T> dres_a, dres_b, dln;                    // (N,C)
   std::vector<T> dresid2, dbranch;                       // (Nr,C)
   std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
-  std::vector<T> dlogits, dlosses;                       // (N,Vl), (N)   last stage
+  std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
   // sums before the reduce-scatter, the norms' weight gradients of one block before their tp sum.
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
@@ -349,7 +349,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   s.dresid2 = sized(Nr * C), s.dbranch = sized(Nr * C);
   if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
-  if (dims.has_head) s.dlogits = sized(N * dims.Vl), s.dlosses = sized(N);
+  if (dims.has_head) s.dlosses = sized(N);
   if (recompute == Recompute::full) s.re = block(true, true, false);
   if (halves) s.work.ln1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.ln2 = sized(Nr * C), s.work.fch_act = sized(N * F);
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
@@ -529,12 +529,13 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   const T* top = stage_output(slot);
   if (head) {
     std::fill_n(sc.dlosses.data(), N, dloss);
-    zero(sc.dlogits, N * d.Vl);
     // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
-    k::softmax_xent_backward(sc.dlogits.data(), sc.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
+    // The logits become their gradient in place (the slot's forward is done with them).
+    T* dlogits = s.logits.data();
+    k::softmax_xent_backward(dlogits, sc.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
                              std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
     // The output projection is column-parallel over the vocabulary.
-    model::column_parallel_linear_backward<T>(ctx.gemm, tp, sc.dln.data(), g_.lm_head, nullptr, sc.dlogits.data(),
+    model::column_parallel_linear_backward<T>(ctx.gemm, tp, sc.dln.data(), g_.lm_head, nullptr, dlogits,
                                               s.lnf.data(), p_.lm_head, N, C, d.Vl);
     std::fill_n(dout, N * C, T(0));
     if (d.family == Family::gpt2)

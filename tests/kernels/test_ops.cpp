@@ -101,6 +101,19 @@ TEST(FastVsRef, SoftmaxCrossEntropy) {
   expect_close(g1, g2, "dlogits");
   for (int64_t i = 0; i < N; ++i)
     for (int64_t j = Vr; j < Vp; ++j) ASSERT_EQ(g1[i * Vp + j], 0.0f) << "padding column got a gradient";
+  // Overwritten, not added (stale values vanish), and in place over the logits: the same result.
+  V stale(N * Vp, 7.0f), inplace = logits;
+  for (auto* k : {+[](float* g, const float* dl, const float* l, const float* z, const int32_t* t, int64_t n,
+                      int64_t vp, int64_t vr) { softmax_xent_backward(g, dl, l, z, t, n, vp, vr, int64_t(0)); },
+                  +[](float* g, const float* dl, const float* l, const float* z, const int32_t* t, int64_t n,
+                      int64_t vp, int64_t vr) { ref::softmax_xent_backward(g, dl, l, z, t, n, vp, vr, int64_t(0)); }}) {
+    std::fill(stale.begin(), stale.end(), 7.0f);
+    k(stale.data(), dl.data(), logits.data(), z2.data(), targets.data(), N, Vp, Vr);
+    expect_close(stale, g2, "dlogits over stale values");
+    inplace = logits;
+    k(inplace.data(), dl.data(), inplace.data(), z2.data(), targets.data(), N, Vp, Vr);
+    expect_close(inplace, g2, "dlogits in place of the logits");
+  }
 }
 
 TEST(FastVsRef, EmbeddingBiasResidualAdamW) {

@@ -138,7 +138,7 @@ PeakFlops probe_peak_fp32(int threads, double seconds) {
 GemmIsa fastest_isa(Precision p, const PeakFlops& probe) {
   if (p != Precision::bf16 || std::getenv("HOKUSAI_GEMM_ISA")) return GemmIsa::automatic;
   const double fp32 = probe.per_core_gflops, dot = probe.bf16_per_core_gflops, amx = probe.amx_bf16_per_core_gflops;
-  constexpr double kWorthIt = 0.9;
+  constexpr double kWorthIt = kSixteenBitWorthIt;
   if (amx > 0 && amx >= dot && amx >= kWorthIt * fp32 && gemm_isa_supported(GemmIsa::amx)) return GemmIsa::amx;
   if (dot > 0 && dot >= kWorthIt * fp32 && gemm_isa_supported(GemmIsa::avx512bf16)) return GemmIsa::avx512bf16;
   if ((amx > 0 || dot > 0) && gemm_isa_supported(GemmIsa::avx512)) return GemmIsa::avx512;  // fp32 FMAs win

@@ -37,5 +37,8 @@ PeakFlops probe_peak_fp32(int threads, double seconds = 0.3);
 // panels (the same numbers). `automatic` when the default choice stands: fp32, fp16 (SVE's fp16
 // FMA is 2x fp32 by the A64FX's specification; elsewhere emulated anyway), HOKUSAI_GEMM_ISA set.
 GemmIsa fastest_isa(Precision p, const PeakFlops& probe);
+// The threshold above: a 16-bit unit's peak over the fp32 FMA peak from which it is used (the
+// planner applies the same rule to a machine file's peaks).
+inline constexpr double kSixteenBitWorthIt = 0.9;
 
 }  // namespace hokusai::kernels

@@ -10,6 +10,7 @@
 #include "comm/collectives.hpp"
 #include "comm/grid.hpp"
 #include "comm/placement.hpp"
+#include "kernels/peak.hpp"
 #include "comm/torus.hpp"
 #include "hokusai/model.hpp"
 #include "plan/network.hpp"
@@ -22,6 +23,14 @@ namespace {
 constexpr double kMiB = 1.0 / (1 << 20), kGiB = 1.0 / (1 << 30);
 
 }  // namespace
+
+double precision_speedup(const MachineSpec& m, kernels::Precision p) {
+  const double peak = p == kernels::Precision::bf16 ? m.peak_gflops_bf16
+                      : p == kernels::Precision::fp16 ? m.peak_gflops_fp16
+                                                      : 0.0;
+  if (m.peak_gflops_fp32 <= 0 || peak < kernels::kSixteenBitWorthIt * m.peak_gflops_fp32) return 1.0;
+  return peak / m.peak_gflops_fp32;
+}
 
 ModelDims stage_dims(const Config& cfg, int stage) {
   const comm::GridShape shape{cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp};
@@ -75,13 +84,14 @@ double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
 struct Cores {
   int threads = 1, busy = 1;
   double slowdown = 1.0;  // attention: contention(busy) / contention(threads)
+  double products = 1.0;  // the linears' speed in train.precision over the fp32 table's (precision_speedup)
   double share() const { return double(busy) / double(threads); }
 };
 
 double gemms_seconds(const MachineSpec& m, const std::vector<GemmCall>& calls, Cores c) {
   double t = 0;
   for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.threads, c.busy);
-  return t;
+  return t / c.products;
 }
 
 struct LayerTimes {
@@ -206,7 +216,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
   const int m_ = p.micro_batches, threads = p.threads;
   const int busy = std::min(m.cores_per_node, p.ranks_per_node * threads);
-  const Cores cores_{threads, busy, contention(m, busy) / contention(m, threads)};
+  const Cores cores_{threads, busy, contention(m, busy) / contention(m, threads), precision_speedup(m, cfg.train.precision)};
   const double share = cores_.share(), factor = compute_factor(m, threads);
   // Groups inside a node: tp ranks are consecutive; a stage's neighbour is tp·dp ranks away; a
   // dp group spans the nodes unless the whole job fits one node.
@@ -512,6 +522,17 @@ std::string format_plan(const Plan& p, const MachineSpec& m) {
                    "{}, attention {}\n",
                    layout_name(c), p.ranks_per_node, p.threads, p.micro_batches, c.train.micro_batch,
                    c.train.seq_len, recompute_name(c), name_of(c.kernels.attention));
+  if (c.train.precision != kernels::Precision::fp32) {
+    const double x = precision_speedup(m, c.train.precision);
+    o += x > 1.0 ? fmt::format("precision: {} products at {:.2f}x the fp32 table (MODELLED from the peaks, {:.1f} / "
+                               "{:.1f} GFLOP/s per core); attention at its fp32 rate\n",
+                               name_of(c.train.precision), x,
+                               c.train.precision == kernels::Precision::bf16 ? m.peak_gflops_bf16 : m.peak_gflops_fp16,
+                               m.peak_gflops_fp32)
+                 : fmt::format("precision: {} products at the fp32 rate (no {} unit at >= {:.1f}x the fp32 peak in "
+                               "the machine file: rounded panels on the fp32 kernel)\n",
+                               name_of(c.train.precision), name_of(c.train.precision), kernels::kSixteenBitWorthIt);
+  }
   o += fmt::format("memory per rank (GiB; the node has {:.2f} per rank):\n", p.node_memory_bytes * kGiB);
   o += fmt::format("  {:>5} {:>6} {:>9} {:>8} {:>8} {:>9} {:>11} {:>6} {:>8} {:>8} {:>8}  {}\n", "stage", "layers",
                    "recompute", "params", "grads", "optimizer", "activations", "comm", "process", "ckpt", "peak",

@@ -103,6 +103,28 @@ TEST(PlanMemory, StageMemoryCountsZeroOneAndTheSchedulesSlots) {
   EXPECT_LE(stage_memory(c, 0, Recompute::selective).activations, stage_memory(c, 0, Recompute::none).activations);
 }
 
+// train.precision: the products speed up by the machine's 16-bit peak over its fp32 peak where
+// the trainer would use that unit (>= 0.9x, kernels::fastest_isa's rule), else not at all; only
+// the products: the step's other terms stay.
+TEST(PlanTime, LowPrecisionSpeedsUpOnlyProductsOnAFastUnit) {
+  MachineSpec m = simple_machine();
+  m.peak_gflops_bf16 = 200, m.peak_gflops_fp16 = 80;  // bf16 2x fp32 (100), fp16 slower than fp32
+  EXPECT_DOUBLE_EQ(precision_speedup(m, kernels::Precision::fp32), 1.0);
+  EXPECT_DOUBLE_EQ(precision_speedup(m, kernels::Precision::bf16), 2.0);
+  EXPECT_DOUBLE_EQ(precision_speedup(m, kernels::Precision::fp16), 1.0);
+  m.peak_gflops_fp16 = 90;  // exactly the threshold: used
+  EXPECT_DOUBLE_EQ(precision_speedup(m, kernels::Precision::fp16), 0.9);
+  Config c = tiny_gpt2();
+  const Plan fp32 = plan_run(c, m, 1);
+  c.train.precision = kernels::Precision::bf16;
+  const Plan bf16 = plan_run(c, m, 1);
+  c.train.precision = kernels::Precision::fp16;
+  const Plan fp16 = plan_run(c, m, 1);
+  EXPECT_LT(bf16.step_s, fp32.step_s);
+  EXPECT_GT(bf16.step_s, fp32.step_s / 2) << "only the products speed up";
+  EXPECT_GT(fp16.step_s, fp32.step_s) << "a unit at 0.9x is used and slower";
+}
+
 TEST(PlanTime, UniformStagesGiveTheBubbleFormula) {
   // Two identical stages (no head/embedding difference matters for the formula's shape): the
   // pipeline time is m·max + (Σ − max)/v, so with P stages of equal t it is (m + P − 1)·t.

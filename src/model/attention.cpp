@@ -179,6 +179,17 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
   const int64_t BQ = tiles.q, BK = tiles.k;
   const T scale = T(1) / std::sqrt(T(HS));
+  // Tasks: (batch, key/value head, key chunk). A chunk's task owns dK and dV of its keys (the
+  // group's query heads add into them one after the other, query tiles in order: the same sums as
+  // one task per head) and adds its part of dQ into a buffer of its own; the parts are summed in
+  // chunk order afterwards. Chunks come from the shape alone (enough tasks for a many-core node
+  // with few heads per rank), so results do not depend on the thread count.
+  const int64_t ktiles = std::max<int64_t>(1, (Tn + BK - 1) / BK);
+  const int64_t want = std::clamp<int64_t>((kFlashBackwardTasks + B * KV - 1) / std::max<int64_t>(1, B * KV), 1, ktiles);
+  const int64_t per_chunk = (ktiles + want - 1) / want;    // key tiles per chunk
+  const int64_t chunks = (ktiles + per_chunk - 1) / per_chunk;
+  // dQ parts: (B, KV, chunks, group, Tn, HS); none with one chunk (dQ is added in place).
+  std::vector<T> dq_parts(chunks > 1 ? size_t(B * KV * chunks * group * Tn * HS) : 0, T(0));
 #pragma omp parallel
   {
     kernels::GemmWorkspace ws;
@@ -187,54 +198,71 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
       std::vector<T> s, dp;
     } f{std::vector<T>(size_t(BQ * BK)), std::vector<T>(size_t(BQ * BK))};
     std::vector<T> delta(static_cast<size_t>(Tn));  // D_t = dO_t · O_t
-    // One task per (batch, key/value head), as the GEMM path: the group's query heads add into
-    // the same dK and dV, one after the other.
-#pragma omp for collapse(2) schedule(dynamic)
+#pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t g = 0; g < KV; ++g) {
-        const T* kbase = qkv + b * Tn * W + (NH + g) * HS;
-        const T* vbase = kbase + KV * HS;
-        T* dkbase = dqkv + b * Tn * W + (NH + g) * HS;
-        T* dvbase = dkbase + KV * HS;
-        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-          const T* dy = dout + b * Tn * C + h * HS;
-          const T* y = out + b * Tn * C + h * HS;
-          const T* ls = lse + (b * NH + h) * Tn;
-          for (int64_t t = 0; t < Tn; ++t) {
-            T dot = 0;
-            for (int64_t d = 0; d < HS; ++d) dot += dy[t * C + d] * y[t * C + d];
-            delta[t] = dot;
-          }
-          for (int64_t q0 = 0; q0 < Tn; q0 += BQ) {
-            const int64_t nq = std::min(BQ, Tn - q0);
-            const T* q = qkv + (b * Tn + q0) * W + h * HS;
-            T* dq = dqkv + (b * Tn + q0) * W + h * HS;
-            const T* dyq = dy + q0 * C;
-            for (int64_t k0 = 0; k0 < q0 + nq; k0 += BK) {
-              const int64_t nk = std::min(BK, q0 + nq - k0);
-              // P from the saved log-sum-exp (0 above the diagonal).
-              kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
-              for (int64_t i = 0; i < nq; ++i) {
-                const int64_t valid = std::clamp<int64_t>(q0 + i - k0 + 1, 0, nk);
-                T* row = f.s.data() + i * BK;
-                for (int64_t j = 0; j < valid; ++j) row[j] = std::exp(row[j] - ls[q0 + i]);
-                std::fill(row + valid, row + nk, T(0));
+      for (int64_t g = 0; g < KV; ++g)
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t kbegin = c * per_chunk * BK, kend = std::min(Tn, kbegin + per_chunk * BK);
+          const T* kbase = qkv + b * Tn * W + (NH + g) * HS;
+          const T* vbase = kbase + KV * HS;
+          T* dkbase = dqkv + b * Tn * W + (NH + g) * HS;
+          T* dvbase = dkbase + KV * HS;
+          for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+            const T* dy = dout + b * Tn * C + h * HS;
+            const T* y = out + b * Tn * C + h * HS;
+            const T* ls = lse + (b * NH + h) * Tn;
+            // Where this head's dQ goes: dqkv itself (one chunk) or this chunk's part (rows of HS).
+            T* dqh = chunks == 1 ? dqkv + b * Tn * W + h * HS
+                                 : dq_parts.data() + (((b * KV + g) * chunks + c) * group + (h - g * group)) * Tn * HS;
+            const int64_t ldq = chunks == 1 ? W : HS;
+            for (int64_t t = kbegin / BQ * BQ; t < Tn; ++t) {  // the query tiles that reach the chunk
+              T dot = 0;
+              for (int64_t d = 0; d < HS; ++d) dot += dy[t * C + d] * y[t * C + d];
+              delta[t] = dot;
+            }
+            for (int64_t q0 = kbegin / BQ * BQ; q0 < Tn; q0 += BQ) {
+              const int64_t nq = std::min(BQ, Tn - q0);
+              const T* q = qkv + (b * Tn + q0) * W + h * HS;
+              T* dq = dqh + q0 * ldq;
+              const T* dyq = dy + q0 * C;
+              for (int64_t k0 = kbegin; k0 < std::min(kend, q0 + nq); k0 += BK) {
+                const int64_t nk = std::min(BK, std::min(kend, q0 + nq) - k0);
+                // P from the saved log-sum-exp (0 above the diagonal).
+                kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
+                for (int64_t i = 0; i < nq; ++i) {
+                  const int64_t valid = std::clamp<int64_t>(q0 + i - k0 + 1, 0, nk);
+                  T* row = f.s.data() + i * BK;
+                  for (int64_t j = 0; j < valid; ++j) row[j] = std::exp(row[j] - ls[q0 + i]);
+                  std::fill(row + valid, row + nk, T(0));
+                }
+                // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
+                kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.s.data(), BK, dyq, C, T(1), dvbase + k0 * W, W);
+                kernels::gemm(one, Op::N, Op::T, nq, nk, HS, T(1), dyq, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
+                for (int64_t i = 0; i < nq; ++i) {
+                  const T* p = f.s.data() + i * BK;
+                  T* d = f.dp.data() + i * BK;
+                  const T di = delta[q0 + i];
+                  for (int64_t j = 0; j < nk; ++j) d[j] = p[j] * (d[j] - di) * scale;
+                }
+                kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, T(1), dq, ldq);
+                kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.dp.data(), BK, q, W, T(1), dkbase + k0 * W, W);
               }
-              // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
-              kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.s.data(), BK, dyq, C, T(1), dvbase + k0 * W, W);
-              kernels::gemm(one, Op::N, Op::T, nq, nk, HS, T(1), dyq, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
-              for (int64_t i = 0; i < nq; ++i) {
-                const T* p = f.s.data() + i * BK;
-                T* d = f.dp.data() + i * BK;
-                const T di = delta[q0 + i];
-                for (int64_t j = 0; j < nk; ++j) d[j] = p[j] * (d[j] - di) * scale;
-              }
-              kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, T(1), dq, W);
-              kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.dp.data(), BK, q, W, T(1), dkbase + k0 * W, W);
             }
           }
         }
-      }
+    if (chunks > 1) {  // dQ: the chunks' parts in chunk order
+#pragma omp for collapse(3) schedule(static)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < NH; ++h)
+          for (int64_t t = 0; t < Tn; ++t) {
+            const int64_t g = h / group;
+            T* dq = dqkv + (b * Tn + t) * W + h * HS;
+            for (int64_t c = 0; c < chunks; ++c) {
+              const T* part = dq_parts.data() + (((b * KV + g) * chunks + c) * group + (h - g * group)) * Tn * HS + t * HS;
+              for (int64_t d = 0; d < HS; ++d) dq[d] += part[d];
+            }
+          }
+    }
   }
 }
 

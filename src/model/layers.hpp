@@ -85,7 +85,7 @@ void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout,
 // the max grows), and P·V added into the output; only the log-sum-exp per row is saved
 // (lse: B x NH x T), never the T x T probabilities, so memory per layer is O(T). Backward
 // recomputes each tile's probabilities from lse, with D = rowsum(dO ⊙ O) from the saved output,
-// in one task per (batch, key/value head) like the GEMM path. Same layouts and results (to
+// in tasks of (batch, key/value head, key chunk): kFlashBackwardTasks. Same layouts and results (to
 // rounding) as attention_forward/backward, which stay as the reference.
 struct FlashTiles {
   int64_t q = 0;  // query rows per tile; 0: for_length's choice
@@ -95,6 +95,13 @@ struct FlashTiles {
   // T = 2048), where fewer, larger tiles amortise packing K and V.
   static FlashTiles for_length(int64_t T) { return T <= 512 ? FlashTiles{128, 128} : FlashTiles{256, 256}; }
 };
+// The backward's tasks: each (batch, key/value head) is split into chunks of key tiles until there
+// are at least this many (one per core of an A64FX node), so a rank with few heads and a
+// micro-batch of 1 still fills its cores; a chunk adds its part of dQ into a buffer of its own
+// (chunks x the size of Q, transient), summed in chunk order. From the shape alone: the results
+// do not depend on the thread count.
+inline constexpr int64_t kFlashBackwardTasks = 48;
+
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
                              int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {});

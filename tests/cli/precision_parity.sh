@@ -76,11 +76,12 @@ what, ref = final("fp32")
 bad = 0
 for p in runs[1:]:
     _, x = final(p)
-    rel = abs(x - ref) / abs(ref)
+    signed = (x - ref) / abs(ref)
+    rel = abs(signed)
     last = curves[p][2]
     scale = f", loss scale {last['loss_scale']:g}, {last['overflow_steps']} overflow step(s)" if "loss_scale" in last else ""
     ok = rel <= tol
-    print(f"{p}: {what} {x:.5f} vs fp32 {ref:.5f}: {100 * rel:+.3f}% (tolerance {100 * tol:g}%){scale}  "
+    print(f"{p}: {what} {x:.5f} vs fp32 {ref:.5f}: {100 * signed:+.3f}% (tolerance {100 * tol:g}%){scale}  "
           f"{'ok' if ok else 'MISMATCH'}")
     bad += not ok
     if p == expect_overflow:

@@ -34,15 +34,7 @@ void tp_sum(const TensorParallelOps* tp, T* x, int64_t n) {
     if (tp && tp->size > 1) tp->sum(x, n);
 }
 
-// The row collectives of sequence parallelism (float only: the double model is never split).
-template <typename T>
-void gather_rows(const TensorParallelOps* tp, const T* mine, int64_t N, int64_t C, T* full) {
-  if constexpr (std::is_same_v<T, float>)
-    tp->gather_rows(mine, N, C, full);
-  else
-    throw std::logic_error("sequence parallelism: the double model is never split");
-}
-
+// The row reduce-scatter of sequence parallelism (float only: the double model is never split).
 template <typename T>
 void reduce_scatter_rows(const TensorParallelOps* tp, const T* full, int64_t N, int64_t C, T* mine) {
   if constexpr (std::is_same_v<T, float>)
@@ -55,7 +47,10 @@ void reduce_scatter_rows(const TensorParallelOps* tp, const T* full, int64_t N, 
 
 template <typename T>
 const T* sequence_gather(const TensorParallelOps* tp, const T* mine, int64_t N, int64_t C, T* full) {
-  gather_rows(tp, mine, N, C, full);
+  if constexpr (std::is_same_v<T, float>)
+    tp->gather_rows(mine, N, C, full);
+  else
+    throw std::logic_error("sequence parallelism: the double model is never split");
   return full;
 }
 

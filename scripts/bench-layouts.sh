@@ -47,6 +47,8 @@ run() {  # run NAME TP PP DP V [extra --set ...]
   else
     $M -np $ranks "$H" train "$MODEL" $common $layout "$@" --set logging.run_dir="$dir" > "$dir.log" 2>&1
   fi || { echo "$name: FAILED (see $dir.log)"; echo "$name failed" >> "$WORK/errors.txt"; return; }
+  # The end-of-run checkpoint is not kept: gpt2-124m's is 1.4 GB per replica, and a sweep filled a disk.
+  find "$dir" -type d -name checkpoints -prune -exec rm -rf {} +
   plan_json=""
   if [ -n "$PLAN" ]; then
     plan_json=$("$H" plan "$MODEL" --machine "$PLAN" --json $common --set kernels.threads=$threads $layout "$@") ||

@@ -71,6 +71,11 @@ for t in "${targets[@]}"; do
   artifacts=build/fuzz/artifacts/$t/
   mkdir -p "$work" "$artifacts"
   log=build/fuzz/$t.log
+  # The harnesses' scratch files go under a directory of ours, emptied after: libFuzzer ends a
+  # time-limited run without the harness's exit handlers, which left a directory per run in /tmp.
+  scratch=$PWD/build/fuzz/tmp/$t
+  rm -rf "$scratch"; mkdir -p "$scratch"
+  export TMPDIR=$scratch
   opts=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -artifact_prefix="$artifacts")
   [ "$t" = config ] && opts+=(-dict=tests/fuzz/config.dict)
   regressions=(tests/fuzz/regressions/"$t"/*)
@@ -92,5 +97,6 @@ for t in "${targets[@]}"; do
     grep -E "FINDING|ERROR: |SUMMARY|Test unit written" "$log" | head -8
     status=1
   fi
+  rm -rf "$scratch"
 done
 exit $status

@@ -1,5 +1,7 @@
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "layers.hpp"
@@ -171,25 +173,59 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
   }
 }
 
+namespace {
+
+// Tasks of the backward: (batch, key/value head, key chunk). A chunk's task owns dK and dV of its
+// keys (the group's query heads add into them one after the other, query tiles in order: the same
+// sums as one task per head) and adds its part of dQ into a buffer of its own; the parts are
+// summed in chunk order afterwards. Chunks come from the shape alone (enough tasks for a many-core
+// node with few heads per rank), so results do not depend on the thread count.
+struct KeyChunks {
+  int64_t per_chunk = 1;  // key tiles per chunk
+  int64_t count = 1;
+};
+KeyChunks key_chunks(int64_t B, int64_t Tn, int64_t KV, int64_t BK) {
+  const int64_t ktiles = std::max<int64_t>(1, (Tn + BK - 1) / BK);
+  const int64_t want = std::clamp<int64_t>((kFlashBackwardTasks + B * KV - 1) / std::max<int64_t>(1, B * KV), 1, ktiles);
+  const int64_t per_chunk = (ktiles + want - 1) / want;
+  return {per_chunk, (ktiles + per_chunk - 1) / per_chunk};
+}
+
+}  // namespace
+
+int64_t flash_backward_parts(int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles) {
+  if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
+  const KeyChunks chunks = key_chunks(B, Tn, KV, tiles.k);
+  // (B, KV, chunks, group, Tn, HS) = chunks x the size of Q; none with one chunk.
+  return chunks.count > 1 ? B * chunks.count * NH * Tn * HS : 0;
+}
+
+int64_t flash_backward_parts_max(int64_t max_B, int64_t max_T, int64_t NH, int64_t KV, int64_t HS) {
+  // Not monotonic in T (the tiles grow at T = 513, so there are fewer chunks): every shape counts.
+  int64_t most = 0;
+  for (int64_t b = 1; b <= max_B; ++b)
+    for (int64_t t = 1; t <= max_T; ++t) most = std::max(most, flash_backward_parts(b, t, NH, KV, HS));
+  return most;
+}
+
 template <typename T>
 void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
                               const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
-                              FlashTiles tiles) {
+                              FlashTiles tiles, std::span<T> dq_parts) {
   if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
   const int64_t BQ = tiles.q, BK = tiles.k;
   const T scale = T(1) / std::sqrt(T(HS));
-  // Tasks: (batch, key/value head, key chunk). A chunk's task owns dK and dV of its keys (the
-  // group's query heads add into them one after the other, query tiles in order: the same sums as
-  // one task per head) and adds its part of dQ into a buffer of its own; the parts are summed in
-  // chunk order afterwards. Chunks come from the shape alone (enough tasks for a many-core node
-  // with few heads per rank), so results do not depend on the thread count.
-  const int64_t ktiles = std::max<int64_t>(1, (Tn + BK - 1) / BK);
-  const int64_t want = std::clamp<int64_t>((kFlashBackwardTasks + B * KV - 1) / std::max<int64_t>(1, B * KV), 1, ktiles);
-  const int64_t per_chunk = (ktiles + want - 1) / want;    // key tiles per chunk
-  const int64_t chunks = (ktiles + per_chunk - 1) / per_chunk;
-  // dQ parts: (B, KV, chunks, group, Tn, HS); none with one chunk (dQ is added in place).
-  std::vector<T> dq_parts(chunks > 1 ? size_t(B * KV * chunks * group * Tn * HS) : 0, T(0));
+  const KeyChunks split = key_chunks(B, Tn, KV, BK);
+  const int64_t per_chunk = split.per_chunk, chunks = split.count;
+  const int64_t parts = flash_backward_parts(B, Tn, NH, KV, HS, tiles);
+  std::vector<T> own;
+  if (dq_parts.empty() && parts > 0) own.resize(size_t(parts)), dq_parts = own;
+  if (int64_t(dq_parts.size()) < parts)
+    throw std::invalid_argument("flash_attention_backward: " + std::to_string(dq_parts.size()) +
+                                " values for the dQ parts of B " + std::to_string(B) + ", T " + std::to_string(Tn) +
+                                ": " + std::to_string(parts) + " needed");
+  std::fill_n(dq_parts.data(), parts, T(0));
 #pragma omp parallel
   {
     kernels::GemmWorkspace ws;
@@ -272,9 +308,9 @@ template void flash_attention_forward<double>(const kernels::GemmContext&, doubl
                                               int64_t, int64_t, int64_t, int64_t, FlashTiles);
 template void flash_attention_backward<float>(const kernels::GemmContext&, float*, const float*, const float*,
                                               const float*, const float*, int64_t, int64_t, int64_t, int64_t,
-                                              int64_t, FlashTiles);
+                                              int64_t, FlashTiles, std::span<float>);
 template void flash_attention_backward<double>(const kernels::GemmContext&, double*, const double*, const double*,
                                                const double*, const double*, int64_t, int64_t, int64_t, int64_t,
-                                               int64_t, FlashTiles);
+                                               int64_t, FlashTiles, std::span<double>);
 
 }  // namespace hokusai::model

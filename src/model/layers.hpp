@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "hokusai/model.hpp"
 #include "kernels/gemm.hpp"
@@ -105,10 +106,16 @@ inline constexpr int64_t kFlashBackwardTasks = 48;
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
                              int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {});
-// dqkv += gradient; `out` and `lse` are the forward's.
+// dqkv += gradient; `out` and `lse` are the forward's. `dq_parts`: the chunks' dQ parts, at least
+// flash_backward_parts(...) values (the model keeps them in its scratch, so the planner counts
+// them); empty: allocated here for the call. Too small: std::invalid_argument.
 template <typename T>
 void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
                               const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
-                              FlashTiles tiles = {});
+                              FlashTiles tiles = {}, std::span<T> dq_parts = {});
+// The values of dQ parts flash_attention_backward needs for one shape (0: one chunk per
+// (batch, kv head), dQ added in place), and the most any shape up to (max_B, max_T) needs.
+int64_t flash_backward_parts(int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {});
+int64_t flash_backward_parts_max(int64_t max_B, int64_t max_T, int64_t NH, int64_t KV, int64_t HS);
 
 }  // namespace hokusai::model

@@ -63,6 +63,7 @@ struct Scratch {
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
   // sums before the reduce-scatter, the norms' weight gradients of one block before their tp sum.
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
+  std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
   BlockActs<T> work;  // 16-bit saved activations: fp32 ln1, qkv, ln2, fch_act of the running block
 };
@@ -253,7 +254,7 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   zero(s.dqkv, N * QKV);
   if (kind == Attention::flash)
     model::flash_attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.atty.data(), at.lse.data(),
-                                    a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+                                    a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, {}, std::span<T>(s.flash_dq));
   else
     model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                               d.KV, d.HS);
@@ -350,6 +351,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlosses = sized(N);
+  if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
   if (recompute == Recompute::full) s.re = block(true, true, false);
   if (halves) s.work.ln1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.ln2 = sized(Nr * C), s.work.fch_act = sized(N * F);
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);

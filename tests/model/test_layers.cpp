@@ -88,6 +88,33 @@ TEST(FlashAttention, MatchesTheReferenceAroundTileEdges) {
   check_flash<float>(2, 1, 600, model::FlashTiles{}, 1e-5);  // above 512: 256 x 256
 }
 
+// The dQ parts in the caller's buffer (the model's scratch, counted by the planner): stale values
+// in it change nothing (bit for bit against the call's own buffer), one value short is refused,
+// and the planner's size covers every shape up to the largest.
+TEST(FlashAttention, DqPartsFromTheCallerAreClearedAndSized) {
+  const int64_t B = 1, T_ = 600, NH = 2, KV = 1, HS = 8, W = (NH + 2 * KV) * HS;  // 3 key tiles, 3 chunks
+  const auto qkv = testing::random_vector<float>(B * T_ * W, 7, -2, 2);
+  const auto dy = testing::random_vector<float>(B * T_ * NH * HS, 8);
+  const kernels::GemmContext ctx{kernels::GemmBackend::native, 2};
+  std::vector<float> o(size_t(B * T_ * NH * HS)), lse(size_t(B * NH * T_));
+  model::flash_attention_forward(ctx, o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS);
+  const int64_t parts = model::flash_backward_parts(B, T_, NH, KV, HS);
+  ASSERT_EQ(parts, 3 * B * NH * T_ * HS);
+  std::vector<float> own(size_t(B * T_ * W), 0.5f), given(own), stale(size_t(parts), 1e30f);
+  model::flash_attention_backward(ctx, own.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS);
+  model::flash_attention_backward(ctx, given.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, {},
+                                  std::span<float>(stale));
+  EXPECT_EQ(own, given);
+  EXPECT_THROW(model::flash_attention_backward(ctx, given.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH,
+                                               KV, HS, {}, std::span<float>(stale).first(size_t(parts - 1))),
+               std::invalid_argument);
+  const int64_t most = model::flash_backward_parts_max(4, 1024, 12, 12, 64);
+  for (int64_t b = 1; b <= 4; ++b)
+    for (const int64_t t : {int64_t(1), int64_t(256), int64_t(512), int64_t(513), int64_t(1024)})
+      EXPECT_LE(model::flash_backward_parts(b, t, 12, 12, 64), most) << "B " << b << " T " << t;
+  EXPECT_EQ(model::flash_backward_parts(4, 256, 12, 12, 64), 0);  // 48 (batch, head) tasks: one chunk each
+}
+
 // The comparison can fail: flash attention of inputs with one key changed by 1e-3 (in the second
 // key tile, seen by later queries only) is told apart from the reference of the original inputs.
 TEST(FlashAttention, AChangedKeyIsCaught) {

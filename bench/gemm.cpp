@@ -22,6 +22,8 @@
 #include <sstream>
 
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_backends.hpp"
+#include "kernels/gemm_tuning.hpp"
 #include "kernels/peak.hpp"
 #include "kernels/ukernel.hpp"
 #include "kernels/x86/sgemm_avx512_tiles.hpp"
@@ -93,15 +95,20 @@ const char* layout_name(Op oa, Op ob) { return oa == Op::N ? (ob == Op::N ? "NN"
 
 int main(int argc, char** argv) {
   CLI::App app{"hokusai GEMM benchmark"};
-  std::string thread_list = "1,2", group = "all";
+  std::string thread_list = "1,2", group = "all", backend_list = "hokusai,openblas,onednn";
   int reps = 5;
   bool csv = false, tiles = false, no_bf16 = false;
   app.add_option("--threads", thread_list, "Comma-separated thread counts")->capture_default_str();
   app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
   app.add_option("--shapes", group, "gpt2, 13b, square or all")->capture_default_str();
+  app.add_option("--backends", backend_list, "fp32 backends to time (comma-separated; the table's verdicts need all)")
+      ->capture_default_str();
   app.add_flag("--csv", csv, "One row per measurement: backend,dtype,layout,m,n,k,threads,gflops,pct_peak");
   app.add_flag("--tiles", tiles, "Compare AVX-512 register tiles on (2048, 2048, 2048) instead");
   app.add_flag("--no-bf16", no_bf16, "Skip the bf16 rows");
+  std::string split_list;
+  app.add_option("--splits", split_list,
+                 "Time our fp32 path under each thread split (rows,columns; kernels/ukernel.hpp) instead of its table's");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;
@@ -109,6 +116,16 @@ int main(int argc, char** argv) {
     std::stringstream ss(thread_list);
     std::string t;
     while (std::getline(ss, t, ',')) thread_counts.push_back(std::stoi(t));
+  }
+  std::vector<ThreadSplit> splits;
+  {
+    std::stringstream ss(split_list);
+    std::string t;
+    while (std::getline(ss, t, ','))
+      if (t == "rows" || t == "columns")
+        splits.push_back(t == "rows" ? ThreadSplit::rows : ThreadSplit::columns);
+      else
+        return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not rows or columns\n", t.c_str()), 2;
   }
   const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
   // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
@@ -195,13 +212,40 @@ int main(int argc, char** argv) {
                         100 * gf / peak);
           std::fflush(stdout);
         };
+        // The fp32 contenders timed call by call in turn (one call of each per round, the median of
+        // `reps` rounds): slow phases of a shared machine hit all of them alike.
+        std::vector<std::pair<std::string, std::function<void()>>> fp32;
+        const GemmContext native{GemmBackend::native, threads, GemmIsa::automatic, &ws};
         for (GemmBackend be : {GemmBackend::native, GemmBackend::openblas, GemmBackend::onednn}) {
-          if (!gemm_backend_available(be)) continue;
-          const GemmContext ctx{be, threads, GemmIsa::automatic, &ws};
-          const double t = median_seconds(
-              [&] { gemm(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n); },
-              reps);
-          report(be == GemmBackend::native ? "hokusai" : std::string(name_of(be)).c_str(), "fp32", t);
+          const std::string label = be == GemmBackend::native ? "hokusai" : std::string(name_of(be));
+          if (!gemm_backend_available(be) || ("," + backend_list + ",").find("," + label + ",") == std::string::npos)
+            continue;
+          if (be == GemmBackend::native && !splits.empty()) {
+            for (const ThreadSplit split : splits)
+              fp32.emplace_back(label + (split == ThreadSplit::rows ? "-rows" : "-columns"), [&, split] {
+                BlockSizes blocks = sgemm_kernel(isa).blocks;
+                blocks.split = split;
+                detail::gemm_native_blocks(native, blocks, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
+                                           0.0f, c.data(), s.n);
+              });
+            continue;
+          }
+          fp32.emplace_back(label, [&, be] {
+            gemm(GemmContext{be, threads, GemmIsa::automatic, &ws}, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda,
+                 b.data(), ldb, 0.0f, c.data(), s.n);
+          });
+        }
+        std::vector<std::vector<double>> seconds(fp32.size());
+        for (auto& [label, fn] : fp32) fn();  // warm-up: page faults, packing buffers
+        for (int r = 0; r < reps; ++r)
+          for (size_t i = 0; i < fp32.size(); ++i) {
+            const auto t0 = std::chrono::steady_clock::now();
+            fp32[i].second();
+            seconds[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          }
+        for (size_t i = 0; i < fp32.size(); ++i) {
+          std::sort(seconds[i].begin(), seconds[i].end());
+          report(fp32[i].first.c_str(), "fp32", seconds[i][seconds[i].size() / 2]);
         }
         if (bf16) {
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};

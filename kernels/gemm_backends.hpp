@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/gemm.hpp"
+#include "kernels/ukernel.hpp"
 
 namespace hokusai::kernels::detail {
 
@@ -12,6 +13,12 @@ extern const bool kHaveOneDnn;
 
 void gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// gemm_native's fp32 products with the kernel's block sizes and thread split replaced, per call
+// (HOKUSAI_GEMM_BLOCKS does it for the process): tests of both splits, tuning.
+void gemm_native_blocks(const GemmContext& ctx, BlockSizes blocks, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
+                        float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                        int64_t ldc);
 
 // Throws std::runtime_error when ctx asks a library backend (fp32 only) for a 16-bit precision.
 void require_precision_backend(const GemmContext& ctx);

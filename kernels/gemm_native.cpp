@@ -10,9 +10,10 @@
 //
 // Blocks are the table's sizes evened out over the extent (balanced(): k = 5184 is 21 passes of
 // 248, not 20 of 256 and one of 64; n = 3456 two B blocks of 1728, not 3072 + 384 with A packed
-// again for the sliver): +6% on (2048, 3456, 5184). Threads split M (in MR units) evenly and
-// share the packed B block (each packs a contiguous share of its panels; one barrier before and
-// after use). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
+// again for the sliver): +6% on (2048, 3456, 5184). The threads split the product as the kernel's
+// table says (ThreadSplit, kernels/ukernel.hpp): M in MR units with one shared B block (each packs
+// a contiguous share of its panels; one barrier before and after use) where cores share an L2, or
+// N in NR units, each thread its own B block and no barrier, where they do not (x86). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
 // in how panels are read, never by a materialised transpose; panels are zero-padded to MR/NR
 // (and k to the kernel's k step: 2 for vdpbf16ps, 32 for AMX), so the microkernels see full
 // tiles only.
@@ -135,38 +136,57 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   if (MR * NR > kMaxTile)  // an SVE tile grows with the vector length: 10 x 128 at 2048 bits
     throw std::runtime_error("native GEMM: microkernel tile " + std::to_string(MR) + "x" + std::to_string(NR) +
                              " exceeds the driver's edge buffer (" + std::to_string(kMaxTile) + " values)");
-  const int64_t kc_blk = balanced(k, bs.kc, kStep), nc_blk = balanced(n, bs.nc, NR);
-  const int64_t mc_max = std::min<int64_t>(bs.mc, (m + MR - 1) / MR * MR);
-  const int nt = std::max(1, std::min<int>(threads, int((m + MR - 1) / MR)));
-  // Workspace slots: 0 = B block, 1+t = thread t's A block, 64+t = its fp32 scratch panel.
-  P* bp = packed<Path>(ws, 0, size_t(kc_blk * nc_blk));
-  std::vector<P*> ap(static_cast<size_t>(nt));
+  const int64_t kc_blk = balanced(k, bs.kc, kStep);
+  const int64_t units = (m + MR - 1) / MR, panels_n = (n + NR - 1) / NR;
+  // The thread grid: a column range per thread (each its own B block) or a row range per thread
+  // (one shared B block); either way whole MR x NR tiles, so the tile grid — and every value of C —
+  // is the same bit for bit.
+  const bool by_columns = bs.split == ThreadSplit::columns && threads > 1 && panels_n >= threads;
+  const int nt = std::max(1, std::min<int>(threads, int(by_columns ? panels_n : units)));
+  const int64_t width = (by_columns ? (panels_n + nt - 1) / nt : panels_n) * NR;  // the widest column range
+  // Upper bounds of any thread's balanced() blocks (balanced(e, max, u) <= both e and max rounded up to u).
+  const int64_t nc_max = std::min(width, (bs.nc + NR - 1) / NR * NR);
+  const int64_t mc_max = std::min((bs.mc + MR - 1) / MR * MR, units * MR);
+  // Workspace slots: 0 = the shared B block (rows) or 128+t thread t's own (columns), 1+t = thread
+  // t's A block, 64+t = its fp32 scratch panel.
+  std::vector<P*> bp(static_cast<size_t>(nt)), ap(static_cast<size_t>(nt));
   std::vector<float*> scratch(static_cast<size_t>(nt));
   for (int t = 0; t < nt; ++t) {
+    bp[size_t(t)] = by_columns || t == 0 ? packed<Path>(ws, by_columns ? size_t(128 + t) : 0, size_t(kc_blk * nc_max))
+                                         : bp[0];
     ap[size_t(t)] = packed<Path>(ws, size_t(1 + t), size_t(mc_max * kc_blk));
     scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_blk * std::max(MR, NR)));
   }
-  const int64_t units = (m + MR - 1) / MR;
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num();
-    const int64_t r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
+    // This thread's rows [r0, r1) and columns [c0, c1): MR and NR units.
+    int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
+    if (by_columns)
+      c0 = std::min(n, panels_n * t / nt * NR), c1 = std::min(n, panels_n * (t + 1) / nt * NR);
+    else
+      r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
     alignas(64) float tile[kMaxTile];  // MR x NR edge tile
     if (path.thread_begin) path.thread_begin();
-    const int64_t mc_blk = balanced(r1 - r0, bs.mc, MR);
-    for (int64_t jc = 0; jc < n; jc += nc_blk) {
-      const int64_t nc = std::min(nc_blk, n - jc);
+    const int64_t mc_blk = balanced(r1 - r0, bs.mc, MR), nc_blk = balanced(c1 - c0, bs.nc, NR);
+    P* const bblock = bp[size_t(t)];
+    // Shared B blocks are walked by every thread in the same steps (barriers); own ones need none.
+    for (int64_t jc = c0; jc < c1; jc += nc_blk) {
+      const int64_t nc = std::min(nc_blk, c1 - jc);
       for (int64_t pc = 0; pc < k; pc += kc_blk) {
         const int64_t kc = std::min(kc_blk, k - pc);
         const int64_t kc_pad = (kc + kStep - 1) / kStep * kStep;
         const float beta_eff = pc == 0 ? beta : 1.0f;
         const int64_t panels = (nc + NR - 1) / NR;
-        // Each thread packs its share of the B panels (whole panels), then all wait for all.
-        const int64_t j0 = std::min(nc, panels * t / nt * NR), j1 = std::min(nc, panels * (t + 1) / nt * NR);
+        // The B panels this thread packs: its share of the shared block, or all of its own.
+        const int ways = by_columns ? 1 : nt, share = by_columns ? 0 : t;
+        const int64_t j0 = std::min(nc, panels * share / ways * NR), j1 = std::min(nc, panels * (share + 1) / ways * NR);
         if (j1 > j0)
           pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b,
-                           bp + j0 * kc_pad, scratch[size_t(t)]);
+                           bblock + j0 * kc_pad, scratch[size_t(t)]);
+        if (!by_columns) {
 #pragma omp barrier
+        }
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, r1 - ic);
           pack_block<Path>(path, a_panel(A, ic, pc), mc, kc, kc_pad, MR, path.convert_a, ap[size_t(t)],
@@ -177,7 +197,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
               const int64_t cols = std::min<int64_t>(NR, nc - jr);
               float* cp = c + (ic + ir) * ldc + jc + jr;
               const P* a_panel = ap[size_t(t)] + ir * kc_pad;
-              const P* b_panel = bp + jr * kc_pad;
+              const P* b_panel = bblock + jr * kc_pad;
               if (rows == MR && cols == NR) {
                 path.run(kc_pad, a_panel, b_panel, cp, ldc, alpha, beta_eff);
               } else {
@@ -190,22 +210,29 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
             }
           }
         }
+        if (!by_columns) {
 #pragma omp barrier
+        }
       }
     }
     if (path.thread_end) path.thread_end();
   }
 }
 
-// HOKUSAI_GEMM_BLOCKS=mc,kc,nc overrides the table (for tuning on a new CPU); read once.
+// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns] overrides the table (for tuning on a new CPU); read once.
 BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
   static const char* env = std::getenv("HOKUSAI_GEMM_BLOCKS");
   if (!env || !*env) return table;
   BlockSizes b{};
-  if (std::sscanf(env, "%ld,%ld,%ld", &b.mc, &b.kc, &b.nc) != 3 || b.mc < MR || b.kc < 2 || b.nc < NR)
-    throw std::runtime_error(std::string("HOKUSAI_GEMM_BLOCKS='") + env + "': expected mc,kc,nc (mc >= MR, nc >= NR)");
+  char split[16] = "";
+  const int got = std::sscanf(env, "%ld,%ld,%ld,%15s", &b.mc, &b.kc, &b.nc, split);
+  const std::string how(split);
+  if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR || (got == 4 && how != "rows" && how != "columns"))
+    throw std::runtime_error(std::string("HOKUSAI_GEMM_BLOCKS='") + env +
+                             "': expected mc,kc,nc[,rows|columns] (mc >= MR, nc >= NR)");
   b.mc = b.mc / MR * MR;
   b.nc = b.nc / NR * NR;
+  b.split = got == 4 ? (how == "columns" ? ThreadSplit::columns : ThreadSplit::rows) : table.split;
   return b;
 }
 
@@ -239,12 +266,22 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
     if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
       return gemm_half(*half, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   const SgemmKernel& kern = sgemm_kernel(isa);
+  gemm_native_blocks(ctx, tuned_blocks(kern.blocks, kern.mr, kern.nr), op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta,
+                     c, ldc);
+}
+
+void detail::gemm_native_blocks(const GemmContext& ctx, BlockSizes blocks, Op op_a, Op op_b, int64_t m, int64_t n,
+                                int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                float beta, float* c, int64_t ldc) {
+  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
+  if (blocks.mc < kern.mr || blocks.kc < 1 || blocks.nc < kern.nr)
+    throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
+                                ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
   Fp32Path path{kern.ukernel, kern.pack, 1};
   path.round = ctx.precision;
-  blocked(path, kern.mr, kern.nr, tuned_blocks(kern.blocks, kern.mr, kern.nr), ctx.threads, ws, {op_a, a, lda},
-          {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+  blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
 bool gemm_precision_native(const GemmContext& ctx) {

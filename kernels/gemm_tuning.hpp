@@ -17,9 +17,17 @@ namespace hokusai::kernels {
 // (2048, 5184, 3456) NN 154 -> 159 GFLOP/s and (2048, 2592, 5184) 152 -> 161 against nc = 3072
 // (a 2.5-3 MiB B block read from L3); 2048^3 and (1024, 3072, 768) unchanged. mc 112..336,
 // kc 384/512 and nc 512/1024 were no better.
-inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32, {168, 256, 1792},
-                                           pack_panel_avx512};
-// bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint.
+//
+// Threads split the columns (ThreadSplit::columns: each its own B block, no barriers): every
+// core has a private L2 here. Measured 2026-12-03 (Intel Xeon, 2 vCPUs, all 30 fp32 shapes of
+// bench_gemm at 2 threads, the two splits and oneDNN timed call by call in turn, median of 9,
+// `bench_gemm --threads 2 --backends hokusai,onednn --splits rows,columns --reps 9`, twice):
+// columns / rows median 1.038 and 1.013 (faster on 26 and 19 of 30 shapes); against oneDNN
+// median 0.903 -> 0.948 and 0.920 -> 0.952.
+inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32,
+                                           {168, 256, 1792, ThreadSplit::columns}, pack_panel_avx512};
+// bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint. The 16-bit kernels
+// keep ThreadSplit::rows until the split is measured on them (an AVX512_BF16 or AMX machine).
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
                                                {168, 512, 1792}, interleave_bf16_avx512bf16,
                                                pack_panel_avx512, 2};
@@ -31,7 +39,9 @@ inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_
                                         interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx,
                                         amx_begin, amx_end};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
-inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16, {144, 256, 4080}};
+// Columns like the AVX-512 kernel: x86 cores have private L2s (not measured on an AVX2-only CPU).
+inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16,
+                                         {144, 256, 4080, ThreadSplit::columns}};
 #endif
 
 #if defined(__ARM_FEATURE_SVE)
@@ -45,7 +55,8 @@ inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x1
 //     so B block + A blocks (5.4 MiB) stay inside the 8 MiB L2 with room for C lines.
 // For other SVE lengths NR scales with the vector, the same kc keeps the B micro-panel at
 // kc*NR*4 (16 KiB at 256 bits, 8 KiB at 128 bits): smaller than L1 on every SVE core we know.
-inline constexpr BlockSizes kSveBlocks{120, 256, 4096};
+// ThreadSplit::rows: a CMG's 12 cores share its L2, so one B block serves them all.
+inline constexpr BlockSizes kSveBlocks{120, 256, 4096, ThreadSplit::rows};
 // fp16 panels are half the bytes: kc = 512 keeps the same L1/L2 footprint.
 inline constexpr BlockSizes kSveFp16Blocks{120, 512, 4096};
 #endif

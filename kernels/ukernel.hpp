@@ -28,8 +28,17 @@ using SbgemmUkernel = void (*)(int64_t k, const uint16_t* ap, const uint16_t* bp
 
 // Cache blocking of the five-loop driver: B blocks are kc x nc (shared by the threads, L3),
 // A blocks mc x kc (per thread, L2), a B micro-panel kc x NR stays in L1.
+// How the threads of one product divide it. rows: they split M and share one packed B block
+// (each packs a share of its panels; a barrier before and after its use) — for cores that share
+// an L2, where the block is read from the one cache (A64FX: 12 cores per CMG L2). columns: each
+// thread packs its own B block of a column range and runs without barriers, A packed by every
+// thread — for cores with private L2s (x86), where a shared block is copied into each core's L2
+// anyway. columns falls back to rows when n has fewer NR panels than threads.
+enum class ThreadSplit { rows, columns };
+
 struct BlockSizes {
   int64_t mc, kc, nc;
+  ThreadSplit split = ThreadSplit::rows;
 };
 
 // Packing of fp32 micro-panels of width R (A panels: R = MR rows of op(A); B panels: R = NR

@@ -9,6 +9,8 @@
 
 #include "gradcheck.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_backends.hpp"
+#include "kernels/gemm_tuning.hpp"
 #include "kernels/peak.hpp"
 #include "kernels/ref/gemm_ref.hpp"
 #include "kernels/ukernel.hpp"
@@ -353,6 +355,43 @@ TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {
   gemm(ctx, Op::N, Op::N, 50, 150, 200, 1.0f, a.data(), 200, b.data(), 150, 0.0f, c3.data(), 150);  // smaller
   gemm(ctx, Op::N, Op::N, 300, 150, 200, 1.0f, a.data(), 200, b.data(), 150, 0.0f, c2.data(), 150);
   EXPECT_EQ(c1, c2);
+}
+
+// The two thread splits (kernels/ukernel.hpp: ThreadSplit) run the same MR x NR tiles over the
+// same k blocks, so C is the same bit for bit at any thread count: shapes with edge tiles, several
+// blocks of every size (small blocks), every layout, beta 0 and not, and fewer column panels than
+// threads (columns falls back to rows). Against the reference too, so equal-but-wrong fails.
+TEST(NativeGemm, ThreadSplitsGiveTheSameBits) {
+  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(GemmIsa::automatic));
+  const int64_t MR = kern.mr, NR = kern.nr;
+  struct Case {
+    int64_t m, n, k;
+  };
+  for (const Case s : {Case{100, 203, 77}, Case{3 * MR + 1, 7 * NR + 5, 130}, Case{50, NR + 3, 20}, Case{7, 500, 9}})
+    for (Op oa : {Op::N, Op::T})
+      for (Op ob : {Op::N, Op::T})
+        for (const float beta : {0.0f, 0.5f}) {
+          const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
+          const auto a = testing::random_vector<float>(s.m * s.k, 11), b = testing::random_vector<float>(s.k * s.n, 12);
+          const auto c0 = testing::random_vector<float>(s.m * s.n, 13);
+          const auto run = [&](int threads, ThreadSplit split) {
+            std::vector<float> c = c0;
+            detail::gemm_native_blocks(GemmContext{GemmBackend::native, threads}, BlockSizes{2 * MR, 48, 3 * NR, split},
+                                       oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, c.data(), s.n);
+            return c;
+          };
+          const std::vector<float> one = run(1, ThreadSplit::rows);
+          std::vector<float> want = c0;
+          ref::gemm(oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, want.data(), s.n);
+          for (size_t i = 0; i < want.size(); ++i)
+            ASSERT_NEAR(one[i], want[i], 1e-4f * (1.0f + std::abs(want[i]))) << "element " << i;
+          for (const int threads : {2, 3})
+            for (const ThreadSplit split : {ThreadSplit::rows, ThreadSplit::columns})
+              ASSERT_EQ(run(threads, split), one)
+                  << s.m << "x" << s.n << "x" << s.k << " " << (oa == Op::N ? "N" : "T") << (ob == Op::N ? "N" : "T")
+                  << " beta " << beta << " " << threads << " threads, split "
+                  << (split == ThreadSplit::rows ? "rows" : "columns");
+        }
 }
 
 // The vector packer against the generic one, bit for bit, on every edge: rows below, at and above

@@ -330,6 +330,14 @@ void rope_backward(T* dqkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64
 }
 
 template <typename T>
+T exp_shifted(T* x, int64_t n, T shift) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) sum += (x[j] = vexp(x[j] - shift));
+  return sum;
+}
+
+template <typename T>
 void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int64_t N,
                           int64_t Vp, int64_t V_real) {
 #pragma omp parallel for schedule(static)

@@ -270,6 +270,13 @@ void attention_backward(T* dqkv, const T* dout, const T* probs, const T* qkv, in
 }
 
 template <typename T>
+T exp_shifted(T* x, int64_t n, T shift) {
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += double(x[j] = T(std::exp(double(x[j]) - double(shift))));
+  return T(sum);
+}
+
+template <typename T>
 void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int64_t N,
                           int64_t Vp, int64_t V_real) {
   for (int64_t i = 0; i < N; ++i) {

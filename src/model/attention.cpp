@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/ops.hpp"
 #include "layers.hpp"
 
 namespace hokusai::model {
@@ -46,10 +47,9 @@ void attention_forward(const kernels::GemmContext& ctx, T* out, T* probs, const 
         for (int64_t t = 0; t < Tn; ++t) {
           T* row = p + t * Tn;
           T mx = row[0];
+#pragma omp simd reduction(max : mx)
           for (int64_t j = 1; j <= t; ++j) mx = std::max(mx, row[j]);
-          T sum = 0;
-          for (int64_t j = 0; j <= t; ++j) sum += (row[j] = std::exp(row[j] - mx));
-          const T inv = T(1) / sum;
+          const T inv = T(1) / kernels::exp_shifted(row, t + 1, mx);
           for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
           for (int64_t j = t + 1; j < Tn; ++j) row[j] = T(0);  // masked: P·V sees zeros
         }
@@ -88,6 +88,7 @@ void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout,
             const T* pr = p + t * Tn;
             T* d = ds.data() + t * Tn;
             T dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (int64_t j = 0; j <= t; ++j) dot += pr[j] * d[j];
             for (int64_t j = 0; j <= t; ++j) d[j] = pr[j] * (d[j] - dot) * scale;
             for (int64_t j = t + 1; j < Tn; ++j) d[j] = T(0);
@@ -152,10 +153,10 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
                 continue;
               }
               T mx = f.m[i];
+#pragma omp simd reduction(max : mx)
               for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, row[j]);
               const T alpha = std::exp(f.m[i] - mx);  // 0 for the first tile (m = -inf)
-              T sum = 0;
-              for (int64_t j = 0; j < valid; ++j) sum += (row[j] = std::exp(row[j] - mx));
+              const T sum = kernels::exp_shifted(row, valid, mx);
               std::fill(row + valid, row + nk, T(0));
               f.l[i] = f.l[i] * alpha + sum;
               f.m[i] = mx;
@@ -253,6 +254,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
             const int64_t ldq = chunks == 1 ? W : HS;
             for (int64_t t = kbegin / BQ * BQ; t < Tn; ++t) {  // the query tiles that reach the chunk
               T dot = 0;
+#pragma omp simd reduction(+ : dot)
               for (int64_t d = 0; d < HS; ++d) dot += dy[t * C + d] * y[t * C + d];
               delta[t] = dot;
             }
@@ -268,7 +270,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                 for (int64_t i = 0; i < nq; ++i) {
                   const int64_t valid = std::clamp<int64_t>(q0 + i - k0 + 1, 0, nk);
                   T* row = f.s.data() + i * BK;
-                  for (int64_t j = 0; j < valid; ++j) row[j] = std::exp(row[j] - ls[q0 + i]);
+                  kernels::exp_shifted(row, valid, ls[q0 + i]);
                   std::fill(row + valid, row + nk, T(0));
                 }
                 // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q

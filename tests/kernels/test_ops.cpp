@@ -86,6 +86,22 @@ TEST(FastVsRef, Rope) {
   }
 }
 
+// Flash attention's row exponentials against exp in double: every value to 4e-7 x (1 + |x - shift|)
+// relative (the vectorised exp is ~2 ulp; x - shift rounded to float first is what scales with
+// its size), the sum to 4e-6, on rows of lengths around a vector (0, 1, 15, 16, 17, 300) whose
+// values lie up to 30 below the shift, as after a running max.
+TEST(FastVsRef, ExpShifted) {
+  for (const int64_t n : {int64_t(0), int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(300)}) {
+    const V x = random_vector<float>(n, 21 + n, -30, 0.5f);
+    V fast = x, slow = x;
+    const float s1 = exp_shifted(fast.data(), n, 0.5f), s2 = ref::exp_shifted(slow.data(), n, 0.5f);
+    for (int64_t j = 0; j < n; ++j)
+      ASSERT_NEAR(fast[size_t(j)], slow[size_t(j)], 4e-7 * slow[size_t(j)] * (1.0 + std::abs(x[size_t(j)] - 0.5)))
+          << "n " << n << " x " << x[size_t(j)];
+    EXPECT_NEAR(s1, s2, 4e-6 * s2 + 1e-30) << "sum, n " << n;
+  }
+}
+
 TEST(FastVsRef, SoftmaxCrossEntropy) {
   const int64_t Vp = 320, Vr = 257;
   V logits = random_vector<float>(N * Vp, 12, -8, 8);

@@ -108,7 +108,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-bf16", no_bf16, "Skip the bf16 rows");
   std::string split_list;
   app.add_option("--splits", split_list,
-                 "Time our fp32 path under each thread split (rows,columns; kernels/ukernel.hpp) instead of its table's");
+                 "Time our fp32 path under each thread split (rows,columns; kernels/ukernel.hpp), "
+                 "not its table's");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;

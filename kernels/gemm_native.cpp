@@ -13,8 +13,9 @@
 // again for the sliver): +6% on (2048, 3456, 5184). The threads split the product as the kernel's
 // table says (ThreadSplit, kernels/ukernel.hpp): M in MR units with one shared B block (each packs
 // a contiguous share of its panels; one barrier before and after use) where cores share an L2, or
-// N in NR units, each thread its own B block and no barrier, where they do not (x86). Packing applies op(A)/op(B), so NN, NT, TN and TT differ only
-// in how panels are read, never by a materialised transpose; panels are zero-padded to MR/NR
+// N in NR units, each thread its own B block and no barrier, where they do not (x86). Packing
+// applies op(A)/op(B), so NN, NT, TN and TT differ only in how panels are read, never by a
+// materialised transpose; panels are zero-padded to MR/NR
 // (and k to the kernel's k step: 2 for vdpbf16ps, 32 for AMX), so the microkernels see full
 // tiles only.
 #include <omp.h>
@@ -180,7 +181,8 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         const int64_t panels = (nc + NR - 1) / NR;
         // The B panels this thread packs: its share of the shared block, or all of its own.
         const int ways = by_columns ? 1 : nt, share = by_columns ? 0 : t;
-        const int64_t j0 = std::min(nc, panels * share / ways * NR), j1 = std::min(nc, panels * (share + 1) / ways * NR);
+        const int64_t j0 = std::min(nc, panels * share / ways * NR);
+        const int64_t j1 = std::min(nc, panels * (share + 1) / ways * NR);
         if (j1 > j0)
           pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b,
                            bblock + j0 * kc_pad, scratch[size_t(t)]);
@@ -281,7 +283,8 @@ void detail::gemm_native_blocks(const GemmContext& ctx, BlockSizes blocks, Op op
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
   Fp32Path path{kern.ukernel, kern.pack, 1};
   path.round = ctx.precision;
-  blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+  blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c,
+          ldc);
 }
 
 bool gemm_precision_native(const GemmContext& ctx) {

@@ -182,8 +182,10 @@ const GemmPoint* nearest_gemm(const MachineSpec& m, const std::string& ops, int6
 }  // namespace
 
 // The nearest point's GFLOP/s, scaled by the thread ratio when the thread count differs; without
-// a table, gemm_efficiency of peak. Other cores computing slow it by the nearest one-thread
-// point's measured ratio (its time with `busy` cores at work over alone).
+// a table, gemm_efficiency of peak. Other cores computing slow it by the median over the table's
+// one-thread points of their measured ratio (time with every core at work over alone): one
+// shape's ratio alone is noise on a shared machine — a calibration measured 1.82x for one
+// product and ~1.0x for the rest, and the planner put a 2-rank pipeline 22% above its run.
 double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
                     int busy) {
   if (M <= 0 || N <= 0 || K <= 0) return 0.0;
@@ -192,9 +194,15 @@ double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int
   const double gflops = best ? best->gflops * double(threads) / double(best->threads)
                              : m.gemm_efficiency * m.peak_gflops_fp32 * threads;
   double slowdown = 1.0;
-  if (busy > threads)
-    if (const GemmPoint* one = nearest_gemm(m, ops, M, N, K, 1, [](const GemmPoint& g) { return g.busy_gflops > 0; }))
-      slowdown = std::max(1.0, one->gflops / one->busy_gflops);
+  if (busy > threads) {
+    std::vector<double> ratios;
+    for (const GemmPoint& g : m.gemm)
+      if (g.threads == 1 && g.busy_gflops > 0) ratios.push_back(std::max(1.0, g.gflops / g.busy_gflops));
+    if (!ratios.empty()) {
+      std::nth_element(ratios.begin(), ratios.begin() + ptrdiff_t(ratios.size() / 2), ratios.end());
+      slowdown = ratios[ratios.size() / 2];
+    }
+  }
   return slowdown * flops / (gflops * 1e9);
 }
 

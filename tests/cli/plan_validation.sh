@@ -13,8 +13,11 @@
 # every later run) and fails the test only when it misses again: a wrong model misses every time.
 # Layouts with more ranks than cores are left out: their ranks time-share the cores, which the
 # planner bounds but does not model in detail (docs/performance.md lists their errors).
-# The 2-thread serial row (scripts/bench-layouts.sh serial_2threads, a calibration with
-# --threads 1,2) is left to manual runs to keep CI short (docs/performance.md has its figures).
+# The calibration covers 1 and 2 threads: two ranks on the node's two cores share the bandwidth
+# two threads reach, which the planner takes from the 2-thread point — without one it had the
+# two share one thread's bandwidth, and the head's stage (the logits' elementwise passes and the
+# cross-entropy) of pp2 came out 13-18% slow. The 2-thread serial row (scripts/bench-layouts.sh
+# serial_2threads) is left to manual runs to keep CI short (docs/performance.md has its figures).
 # About 5 minutes on 2 cores.
 set -euo pipefail
 build=$1; work=$2
@@ -25,7 +28,7 @@ rm -rf "$work"; mkdir -p "$work"
 sets="--set model.layers=4"
 calibrate() {
   mpirun --bind-to none -np 2 -x OMP_NUM_THREADS=1 "$build/hokusai" calibrate configs/gpt2-124m.yaml $sets \
-    --set train.micro_batch=2 --threads 1 --tp 1,2 --micro-batches 2 --seconds 0.3 --name ctest -o "$1"
+    --set train.micro_batch=2 --threads 1,2 --tp 1,2 --micro-batches 2 --seconds 0.3 --name ctest -o "$1"
 }
 calibrate "$work/machine.yaml"
 layouts=(serial tp2 tp2s pp2 pp2v2 dp2 dp2z)

@@ -59,6 +59,8 @@ struct ModelDims {
   bool bias() const { return family == Family::gpt2; }
   // Rows of this rank's fused projection: NH query, KV key and KV value heads of HS each.
   int64_t qkv_rows() const { return (NH + 2 * KV) * HS; }
+  // Rows of this rank's MLP up-projection: F (gpt2), or F gate and F up rows (llama's SwiGLU).
+  int64_t fc_rows() const { return family == Family::gpt2 ? F : 2 * F; }
   int64_t chunk_layers() const { return L / chunks; }
   // Global index of local layer l (chunk l / chunk_layers()).
   int64_t global_layer(int64_t l) const {

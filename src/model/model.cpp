@@ -34,11 +34,12 @@ struct BlockActs {
   std::vector<T> fch;                      // (N,F) gpt2, (N,2F) llama: MLP pre-activation
   std::vector<T> fch_act;                  // (N,F)
   std::vector<T> out;                      // (Nr,C)  resid2 + MLP branch
-  // 16-bit saved activations (Model's `saved` precision): ln1, qkv, ln2 and fch_act enter only
-  // products, which round them to that precision anyway, so the block keeps them rounded as 16-bit
-  // patterns here and leaves the fp32 vectors above empty; while it runs, fp32 working copies
-  // from the scratch stand in (Halves).
-  std::vector<uint16_t> ln1_h, qkv_h, ln2_h, fch_act_h;
+  // 16-bit saved activations (Model's `saved` precision): ln1, qkv and ln2 enter only products,
+  // which round them to that precision anyway; fch and atty are rounded where they are made in a
+  // 16-bit run (round_made); fch_act is rebuilt from fch. So the block keeps ln1, qkv, ln2, fch
+  // (and atty when it keeps the attention) as 16-bit patterns here, leaves the fp32 vectors above
+  // empty and keeps no fch_act; while it runs, fp32 working copies from the scratch stand in (Halves).
+  std::vector<uint16_t> ln1_h, qkv_h, ln2_h, fch_h, atty_h;
 };
 
 // One micro-batch's saved activations (one pipeline slot).
@@ -65,7 +66,7 @@ struct Scratch {
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
   std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
-  BlockActs<T> work;  // 16-bit saved activations: fp32 ln1, qkv, ln2, fch_act of the running block
+  BlockActs<T> work;  // 16-bit saved activations: fp32 ln1, qkv, ln2, fch, fch_act, atty of the running block
 };
 
 namespace {
@@ -84,9 +85,29 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
     return nullptr;
 }
 
-// A block that keeps ln1, qkv, ln2 and fch_act as 16-bit patterns lends the scratch's fp32
+// In a 16-bit run (products in bf16 or fp16), the MLP pre-activation and the attention output
+// are rounded to that precision where they are made, so a block may keep them in 16 bits and
+// its backward sees exactly what its forward used: the activation function reads the rounded
+// pre-activation (its gradient is taken at that point; the rounding itself passes gradients
+// straight through), and flash backward's rowsum(dO * O) reads the rounded output (the output
+// projection rounds it anyway). fp32 runs and the double model round nothing.
+template <typename T>
+void round_made(const ComputeContext& ctx, std::vector<T>& x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    if (ctx.gemm.precision != kernels::Precision::fp32) kernels::round_to(ctx.gemm.precision, x.data(), n);
+}
+
+template <typename T>
+void activation_forward(const ModelDims& d, T* act, const T* fch, int64_t N) {
+  if (d.family == Family::gpt2)
+    k::gelu_forward(act, fch, N * d.F);
+  else
+    k::swiglu_forward(act, fch, N, d.F);
+}
+
+// A block that keeps ln1, qkv, ln2, fch and atty as 16-bit patterns lends the scratch's fp32
 // working copies for as long as it runs (vector swaps: no copy): `narrow` after its forward
-// stores them, `widen` before its backward restores them.
+// stores them, `widen` before its backward restores them and rebuilds fch_act from fch.
 template <typename T>
 class Halves {
  public:
@@ -108,22 +129,27 @@ class Halves {
     if (!on()) return;
     if constexpr (std::is_same_v<T, float>)
       for (auto [x, h, n] : parts(Nr, N, d)) kernels::widen(p_, h->data(), x->data(), n);
+    activation_forward(d, a_.fch_act.data(), a_.fch.data(), N);  // the forward's bits: fch was rounded there
   }
 
  private:
   bool on() const { return !a_.ln1_h.empty(); }
+  bool attention() const { return !a_.atty_h.empty(); }  // kept here, not recomputed (selective)
   void swap() {
     std::swap(a_.ln1, work_.ln1), std::swap(a_.qkv, work_.qkv), std::swap(a_.ln2, work_.ln2);
-    std::swap(a_.fch_act, work_.fch_act);
+    std::swap(a_.fch, work_.fch), std::swap(a_.fch_act, work_.fch_act);
+    if (attention()) std::swap(a_.atty, work_.atty);
   }
   struct Part {
     std::vector<T>* x;
     std::vector<uint16_t>* h;
     int64_t n;
   };
-  std::array<Part, 4> parts(int64_t Nr, int64_t N, const ModelDims& d) {
-    return {Part{&a_.ln1, &a_.ln1_h, Nr * d.C}, Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()},
-            Part{&a_.ln2, &a_.ln2_h, Nr * d.C}, Part{&a_.fch_act, &a_.fch_act_h, N * d.F}};
+  std::vector<Part> parts(int64_t Nr, int64_t N, const ModelDims& d) {
+    std::vector<Part> p{Part{&a_.ln1, &a_.ln1_h, Nr * d.C}, Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()},
+                        Part{&a_.ln2, &a_.ln2_h, Nr * d.C}, Part{&a_.fch, &a_.fch_h, N * d.fc_rows()}};
+    if (attention()) p.push_back(Part{&a_.atty, &a_.atty_h, N * d.NH * d.HS});
+    return p;
   }
   kernels::Precision p_;
   BlockActs<T>& a_;
@@ -140,6 +166,7 @@ void attention_forward(const ComputeContext& ctx, Attention kind, const BlockAct
     model::flash_attention_forward(ctx.gemm, at.atty.data(), at.lse.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
   else
     model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+  round_made(ctx, at.atty, B * Tn * d.NH * d.HS);
 }
 
 // This rank's rows of the residual stream of N tokens: its sequence-parallel block, or all.
@@ -202,12 +229,9 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
                          p.ln2_b, Nr, C, d.eps);
   else
     k::rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w, Nr, C, d.eps);
-  linear_forward(ctx.gemm, a.fch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, p.fc_b, N, C,
-                 gpt2 ? F : 2 * F);
-  if (gpt2)
-    k::gelu_forward(a.fch_act.data(), a.fch.data(), N * F);
-  else
-    k::swiglu_forward(a.fch_act.data(), a.fch.data(), N, F);
+  linear_forward(ctx.gemm, a.fch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
+  round_made(ctx, a.fch, N * d.fc_rows());
+  activation_forward(d, a.fch_act.data(), a.fch.data(), N);
   pair.row_forward(a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, F, C);
   k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), Nr * C);
 }
@@ -220,7 +244,7 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
   const int64_t Nr = token_rows<T>(ctx, d, N).size();
   const bool gpt2 = d.family == Family::gpt2;
-  const int64_t FC = gpt2 ? F : 2 * F;
+  const int64_t FC = d.fc_rows();
   const TensorParallelOps* tp = split_over<T>(ctx);
   const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
   // out = resid2 + mlp(resid2). Row-parallel backward needs no communication (dout is
@@ -302,7 +326,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   // The residual stream's rows on this rank: all, or the largest sequence-parallel block.
   const bool sp = dims.sequence_parallel && dims.chunk_layers() > 0;
   const int64_t Nr = sp ? comm::split_evenly(N, dims.tp, 0).size() : N;
-  const int64_t FC = dims.family == Family::gpt2 ? F : 2 * F;
+  const int64_t FC = dims.fc_rows();
   // What the attention keeps for backward: the probabilities (gemm) or one log-sum-exp per row.
   const int64_t P = attention == Attention::gemm ? max_B * dims.NH * max_T * max_T : 0;
   const int64_t LSE = attention == Attention::flash ? max_B * dims.NH * max_T : 0;
@@ -318,20 +342,26 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   // or fp16 (the double model of the gradient checks never is).
   const bool halves = saved != kernels::Precision::fp32 && std::is_same_v<T, float> && recompute != Recompute::full;
   // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and
-  // atty; half: ln1, qkv, ln2, fch_act as 16-bit patterns.
+  // atty; half: ln1, qkv, ln2, fch (and atty) as 16-bit patterns, no fch_act (Halves).
   const auto block = [&](bool keep, bool keep_attention, bool half) {
     BlockActs<T> b;
     if (keep) {
       b.ln1_mean = sized(Nr), b.ln1_rstd = sized(Nr);
       b.resid2 = sized(Nr * C);
       b.ln2_mean = sized(Nr), b.ln2_rstd = sized(Nr);
-      b.fch = sized(N * FC);
       if (half)
-        b.ln1_h = sized16(Nr * C), b.qkv_h = sized16(N * QKV), b.ln2_h = sized16(Nr * C), b.fch_act_h = sized16(N * F);
+        b.ln1_h = sized16(Nr * C), b.qkv_h = sized16(N * QKV), b.ln2_h = sized16(Nr * C), b.fch_h = sized16(N * FC);
       else
-        b.ln1 = sized(Nr * C), b.qkv = sized(N * QKV), b.ln2 = sized(Nr * C), b.fch_act = sized(N * F);
+        b.ln1 = sized(Nr * C), b.qkv = sized(N * QKV), b.ln2 = sized(Nr * C), b.fch = sized(N * FC),
+        b.fch_act = sized(N * F);
     }
-    if (keep_attention) b.probs = sized(P), b.lse = sized(LSE), b.atty = sized(N * A);
+    if (keep_attention) {
+      b.probs = sized(P), b.lse = sized(LSE);
+      if (half)
+        b.atty_h = sized16(N * A);
+      else
+        b.atty = sized(N * A);
+    }
     b.out = sized(Nr * C);
     return b;
   };
@@ -353,7 +383,11 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   if (dims.has_head) s.dlosses = sized(N);
   if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
   if (recompute == Recompute::full) s.re = block(true, true, false);
-  if (halves) s.work.ln1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.ln2 = sized(Nr * C), s.work.fch_act = sized(N * F);
+  if (halves) {
+    s.work.ln1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.ln2 = sized(Nr * C);
+    s.work.fch = sized(N * FC), s.work.fch_act = sized(N * F);
+    if (recompute == Recompute::none) s.work.atty = sized(N * A);
+  }
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
   return bytes;
 }

@@ -168,11 +168,14 @@ TEST(ModelPrecision, LowPrecisionRoundsOnlyTheProducts) {
 }
 
 // Activations kept in 16 bits (Model's `saved` = the products' precision): the tensors kept so
-// enter only products, which round them anyway, so losses and gradients must be bit-identical to
-// a model keeping fp32 — two slots in flight (forward 0, forward 1, backward 1, backward 0), both
-// families, with and without selective recomputation, flash and GEMM attention — and the saved
-// bytes exactly 2 per element of the two norm outputs, qkv and the MLP activation per block and
-// slot, less one fp32 working set. A model told the wrong precision refuses to run.
+// enter only products, which round them anyway, and the MLP pre-activation and attention output
+// are rounded where they are made in a 16-bit run (the MLP activation is rebuilt from the rounded
+// pre-activation), so losses and gradients must be bit-identical to a model keeping fp32 — two
+// slots in flight (forward 0, forward 1, backward 1, backward 0), both families, with and without
+// selective recomputation, flash and GEMM attention — and the saved bytes exactly 2 per element of
+// the two norm outputs, qkv, the MLP pre-activation and a kept attention output plus 4 per element
+// of the MLP activation per block and slot, less one fp32 working set. A model told the wrong
+// precision refuses to run.
 TEST(ModelPrecision, SixteenBitActivationsChangeNothing) {
   const int64_t B = 2, T = 6, N = B * T;
   for (const std::string family : {"gpt2", "llama"})
@@ -198,9 +201,11 @@ TEST(ModelPrecision, SixteenBitActivationsChangeNothing) {
           for (size_t i = 0; i < wide.grads().size(); ++i)
             ASSERT_EQ(std::bit_cast<uint32_t>(narrow.grads()[i]), std::bit_cast<uint32_t>(wide.grads()[i]))
                 << what << ": gradient " << i << " " << narrow.grads()[i] << " vs " << wide.grads()[i];
-          const int64_t per_block = 2 * N * d.C + N * d.qkv_rows() + N * d.F;
-          EXPECT_EQ(wide.activation_bytes() - narrow.activation_bytes(), 2 * d.L * 2 * per_block - 4 * per_block)
-              << what;
+          // Kept in 16 bits per block: ln1, ln2, qkv, fch, and atty unless recomputed; fch_act not kept.
+          const int64_t halved = 2 * N * d.C + N * d.qkv_rows() + N * d.fc_rows() +
+                                 (r == Recompute::none ? N * d.NH * d.HS : 0);
+          const int64_t per_block = 2 * halved + 4 * N * d.F, working_set = 4 * (halved + N * d.F);
+          EXPECT_EQ(wide.activation_bytes() - narrow.activation_bytes(), 2 * d.L * per_block - working_set) << what;
           EXPECT_EQ(Model<float>::activation_bytes(d, B, T, 2, r, att, p), narrow.activation_bytes()) << what;
           ComputeContext fp32{};
           EXPECT_THROW(narrow.forward(fp32, tokens.data(), targets.data(), B, T), std::invalid_argument) << what;

@@ -95,8 +95,9 @@ int main(int argc, char** argv) {
       for (int s = 0; s < warmup + steps; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
         model.zero_grads();
-        model.forward(ctx, tokens.data(), targets.data(), B, T);
-        model.backward(ctx, tokens.data(), targets.data(), loss_scale / float(B * T));
+        const float dloss = loss_scale / float(B * T);  // the trainer's head pass: the gradient in forward
+        model.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::gradient, dloss);
+        model.backward(ctx, tokens.data(), targets.data(), dloss);
         if (loss_scale != 1.0f) kernels::scale(model.grads().data(), 1.0f / loss_scale, int64_t(model.grads().size()));
         clip_grad_norm(model.grads().data(), int64_t(model.grads().size()), 1.0);
         adam.step(model.params().data(), model.grads().data(), 1e-4);

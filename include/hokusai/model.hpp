@@ -178,15 +178,27 @@ struct Scratch;
 // embedding reads its input from input_buffer(slot), filled by the caller (the previous virtual
 // stage's stage_output); a chunk without the head takes the gradient of its output as `dy` and
 // leaves the gradient of its input in input_grad().
+// What forward does at the head (the last stage's last chunk):
+//   logits:   keeps the B*T x Vl logits (logits()); backward derives their gradient from them.
+//             For inference and tests: the array is allocated on first use and is not part of
+//             activation_bytes().
+//   loss:     the loss only, a block of rows at a time (evaluation).
+//   gradient: the loss and its gradient, a block of rows at a time, never all the logits at once
+//             (training): the output projection's weight gradient is added into grads() there,
+//             and backward, given the same dloss, finishes the head from the kept gradient of
+//             the final norm's output. Bit for bit the logits pass's gradients on the native GEMM.
+enum class HeadPass { logits, loss, gradient };
+
 template <typename T>
 class Model {
  public:
   // attention: flash (fused, saves B*NH*T log-sum-exps per layer) or gemm (saves B*NH*T*T
   // probabilities; the reference). saved: the precision of the products (train.precision): bf16
-  // or fp16 keeps the activations that only enter products — each block's two norm outputs, qkv
-  // and the MLP activation — as 16-bit values, which changes no result (every product rounds
-  // them to that precision anyway); fp32 keeps everything in fp32. A model whose products run in
-  // another precision than `saved` computes wrong gradients: pass the context's.
+  // or fp16 keeps each block's two norm outputs, qkv, MLP pre-activation and attention output as
+  // 16-bit values and rebuilds the MLP activation in backward, which changes no result (products
+  // round the first three anyway, and a 16-bit run rounds the other two where they are made;
+  // docs/precision.md); fp32 keeps everything in fp32. A model whose products run in another
+  // precision than `saved` refuses to run: pass the context's.
   Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots = 1, Recompute recompute = Recompute::none,
         Attention attention = Attention::gemm, kernels::Precision saved = kernels::Precision::fp32);
   ~Model();
@@ -208,9 +220,10 @@ class Model {
 
   // tokens, targets: (B, T). Targets < 0 are ignored. Returns the sum of per-token losses over
   // valid targets (double) on the last stage (0 elsewhere) and keeps the activations for
-  // backward in `slot`.
+  // backward in `slot`. `head` and `dloss` (HeadPass::gradient only): what the head does.
   double forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                 int64_t B, int64_t Tn, int slot = 0, int chunk = 0);
+                 int64_t B, int64_t Tn, int slot = 0, int chunk = 0, HeadPass head = HeadPass::logits,
+                 T dloss = T(0));
   // Called during backward each time a contiguous range [begin, end) of the gradient arena has
   // received its last contribution of this backward: the head (final norm, untied output
   // projection), then each layer from the last, then the embeddings. Data parallelism starts
@@ -218,12 +231,13 @@ class Model {
   using GradsReady = std::function<void(int64_t begin, int64_t end)>;
 
   // Backward of the last forward; every valid token's loss is weighted by `dloss` (e.g.
-  // 1/tokens in the global batch). Adds into grads().
+  // 1/tokens in the global batch) — the forward's, when it ran HeadPass::gradient; a slot whose
+  // head ran HeadPass::loss has no backward. Adds into grads().
   // `dy`: gradient of this stage's output (B*T*C), for a stage without the head.
   void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
                 T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr, int chunk = 0);
-  // Logits of the last forward in slot 0: (B*T, Vl), valid until slot 0's next forward or
-  // backward (backward turns them into their gradient in place).
+  // Logits of the last forward in slot 0 (HeadPass::logits; throws after another pass): (B*T, Vl),
+  // valid until slot 0's next forward or backward (backward turns them into their gradient in place).
   const T* logits() const;
   // Pipeline: where a stage without the embedding receives its input for `slot` (max_B*max_T*C);
   // this stage's output of the forward in `slot` (B*T*C), valid until the slot's next forward;

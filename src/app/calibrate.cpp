@@ -420,7 +420,7 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
       const ComputeContext cc{ctx, nullptr, {}};
       const double measured = median_seconds(
           [&] {
-            model.forward(cc, tokens.data(), targets.data(), mbs.front(), T);
+            model.forward(cc, tokens.data(), targets.data(), mbs.front(), T, 0, 0, HeadPass::gradient, 1.0f / float(N));
             model.backward(cc, tokens.data(), targets.data(), 1.0f / float(N));
           },
           8 * o.seconds);

@@ -50,7 +50,11 @@ struct Activations {
   std::vector<BlockActs<T>> blocks;         // L
   std::vector<T> output;                    // (N,C) sequence parallelism: the last block's rows gathered
   std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)   last stage
-  std::vector<T> logits, lse, losses;       // (N,Vl), (N), (N)  last stage
+  std::vector<T> lse, losses;               // (N), (N)          last stage
+  std::vector<T> dlnf;                      // (N,C)  HeadPass::gradient: the gradient of lnf
+  std::vector<T> logits;                    // (N,Vl) HeadPass::logits only, allocated on first use
+  HeadPass head = HeadPass::logits;         // what the slot's last forward did at the head
+  T head_dloss = T(0);                      // and with which dloss (HeadPass::gradient)
 };
 
 // Gradient scratch, one block's worth, reused layer by layer and slot by slot; and the block
@@ -61,6 +65,7 @@ struct Scratch {
   std::vector<T> dresid2, dbranch;                       // (Nr,C)
   std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
   std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
+  std::vector<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
   // sums before the reduce-scatter, the norms' weight gradients of one block before their tp sum.
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
@@ -74,6 +79,17 @@ namespace {
 template <typename T>
 void zero(std::vector<T>& v, int64_t n) {
   std::fill_n(v.data(), n, T(0));
+}
+
+// HeadPass loss and gradient take the logits this many rows at a time: blocks of at most 256,
+// evened out like the GEMM's k blocks (balanced() in kernels/gemm_native.cpp), so the weight
+// gradient's sum over rows runs in the same 256-row passes as one product over all N rows would
+// — the same bits on the native GEMM. 256 x 50,304 fp32 logits are 49 MiB, against 393 MiB for
+// gpt2-124m's N = 2048 rows at once.
+constexpr int64_t kHeadRows = 256;
+int64_t head_block_rows(int64_t N) {
+  const int64_t blocks = std::max<int64_t>(1, (N + kHeadRows - 1) / kHeadRows);
+  return (N + blocks - 1) / blocks;
 }
 
 // The tensor-parallel group when the model is split (float only: the double model is serial).
@@ -373,14 +389,14 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     if (sp) a.output = sized(N * C);
     if (dims.has_head) {
       a.lnf = sized(N * C), a.lnf_mean = sized(N), a.lnf_rstd = sized(N);
-      a.logits = sized(N * dims.Vl), a.lse = sized(N), a.losses = sized(N);
+      a.lse = sized(N), a.losses = sized(N), a.dlnf = sized(N * C);  // no logits: HeadPass
     }
   }
   s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dln = sized(N * C);  // dln: also the head's
   s.dresid2 = sized(Nr * C), s.dbranch = sized(Nr * C);
   if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
-  if (dims.has_head) s.dlosses = sized(N);
+  if (dims.has_head) s.dlosses = sized(N), s.head_logits = sized(head_block_rows(N) * dims.Vl);
   if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
   if (recompute == Recompute::full) s.re = block(true, true, false);
   if (halves) {
@@ -452,6 +468,8 @@ void Model<T>::zero_grads() {
 
 template <typename T>
 const T* Model<T>::logits() const {
+  if (slots_[0].head != HeadPass::logits || slots_[0].logits.empty())
+    throw std::logic_error("Model::logits: the last forward in slot 0 kept no logits (HeadPass::loss or gradient)");
   return slots_[0].logits.data();
 }
 
@@ -469,7 +487,7 @@ const T* Model<T>::stage_output(int slot) const {
 
 template <typename T>
 double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                         int64_t B, int64_t Tn, int slot, int chunk) {
+                         int64_t B, int64_t Tn, int slot, int chunk, HeadPass head, T dloss) {
   const ModelDims& d = dims_;
   if (B * Tn > max_N_ || Tn > max_T_ || Tn > d.max_T)
     throw std::invalid_argument("Model::forward: batch " + std::to_string(B) + "x" + std::to_string(Tn) +
@@ -527,13 +545,36 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     k::layernorm_forward(s.lnf.data(), s.lnf_mean.data(), s.lnf_rstd.data(), x, p_.lnf_w, p_.lnf_b, N, C, d.eps);
   else
     k::rmsnorm_forward(s.lnf.data(), s.lnf_rstd.data(), x, p_.lnf_w, N, C, d.eps);
-  linear_forward<T>(ctx.gemm, s.logits.data(), s.lnf.data(), p_.lm_head, nullptr, N, C, d.Vl);
-  if constexpr (std::is_same_v<T, float>) {
-    if (tp)
-      model::vocab_parallel_xent_forward(*tp, s.losses.data(), s.lse.data(), s.logits.data(), targets, N, d.Vl,
-                                         d.vocab_start, d.V);
+  s.head = head, s.head_dloss = head == HeadPass::gradient ? dloss : T(0);
+  // The logits of rows [r0, r0 + n) into z (this rank's vocabulary slice), their losses and lse.
+  const auto logits_and_loss = [&](T* z, int64_t r0, int64_t n) {
+    linear_forward<T>(ctx.gemm, z, s.lnf.data() + r0 * C, p_.lm_head, nullptr, n, C, d.Vl);
+    if constexpr (std::is_same_v<T, float>) {
+      if (tp)
+        model::vocab_parallel_xent_forward(*tp, s.losses.data() + r0, s.lse.data() + r0, z, targets + r0, n, d.Vl,
+                                           d.vocab_start, d.V);
+    }
+    if (!tp) k::softmax_xent_forward(s.losses.data() + r0, s.lse.data() + r0, z, targets + r0, n, d.Vl, d.V);
+  };
+  if (head == HeadPass::logits) {
+    if (s.logits.size() < size_t(N * d.Vl)) s.logits.assign(size_t(max_N_ * d.Vl), T(0));
+    logits_and_loss(s.logits.data(), 0, N);
+  } else {
+    // A block of rows at a time; for training, each block's logits become their gradient in place
+    // and leave their part of lnf's gradient (kept for backward) and of the weight gradient.
+    const int64_t rows = head_block_rows(N);
+    T* z = scratch_->head_logits.data();
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t n = std::min(rows, N - r0);
+      logits_and_loss(z, r0, n);
+      if (head != HeadPass::gradient) continue;
+      std::fill_n(scratch_->dlosses.data(), n, dloss);
+      k::softmax_xent_backward(z, scratch_->dlosses.data(), z, s.lse.data() + r0, targets + r0, n, d.Vl,
+                               std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
+      model::column_parallel_linear_backward<T>(ctx.gemm, tp, s.dlnf.data() + r0 * C, g_.lm_head, nullptr, z,
+                                                s.lnf.data() + r0 * C, p_.lm_head, n, C, d.Vl);
+    }
   }
-  if (!tp) k::softmax_xent_forward(s.losses.data(), s.lse.data(), s.logits.data(), targets, N, d.Vl, d.V);
   double total = 0.0;
   for (int64_t i = 0; i < N; ++i) total += s.losses[i];
   return total;
@@ -564,21 +605,32 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   const comm::Range rows = sp ? token_rows<T>(ctx, d, N) : comm::Range{0, N};
   const T* top = stage_output(slot);
   if (head) {
-    std::fill_n(sc.dlosses.data(), N, dloss);
-    // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
-    // The logits become their gradient in place (the slot's forward is done with them).
-    T* dlogits = s.logits.data();
-    k::softmax_xent_backward(dlogits, sc.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
-                             std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
-    // The output projection is column-parallel over the vocabulary.
-    model::column_parallel_linear_backward<T>(ctx.gemm, tp, sc.dln.data(), g_.lm_head, nullptr, dlogits,
-                                              s.lnf.data(), p_.lm_head, N, C, d.Vl);
+    const T* dlnf = s.dlnf.data();  // HeadPass::gradient: the forward left it
+    if (s.head == HeadPass::gradient && dloss != s.head_dloss) {
+      throw std::invalid_argument("Model::backward: dloss " + std::to_string(double(dloss)) + " differs from the " +
+                                  std::to_string(double(s.head_dloss)) + " slot " + std::to_string(slot) +
+                                  "'s forward computed the head's gradient with");
+    } else if (s.head == HeadPass::loss) {
+      throw std::invalid_argument("Model::backward: slot " + std::to_string(slot) +
+                                  "'s forward computed the loss only (HeadPass::loss)");
+    } else if (s.head == HeadPass::logits) {
+      std::fill_n(sc.dlosses.data(), N, dloss);
+      // This rank's vocabulary slice (all of it when unsplit), with the whole vocabulary's lse.
+      // The logits become their gradient in place (the slot's forward is done with them).
+      T* dlogits = s.logits.data();
+      k::softmax_xent_backward(dlogits, sc.dlosses.data(), s.logits.data(), s.lse.data(), targets, N, d.Vl,
+                               std::clamp<int64_t>(d.V - d.vocab_start, 0, d.Vl), d.vocab_start);
+      // The output projection is column-parallel over the vocabulary.
+      model::column_parallel_linear_backward<T>(ctx.gemm, tp, sc.dln.data(), g_.lm_head, nullptr, dlogits,
+                                                s.lnf.data(), p_.lm_head, N, C, d.Vl);
+      dlnf = sc.dln.data();
+    }
     std::fill_n(dout, N * C, T(0));
     if (d.family == Family::gpt2)
-      k::layernorm_backward(dout, g_.lnf_w, g_.lnf_b, sc.dln.data(), top, p_.lnf_w, s.lnf_mean.data(),
-                            s.lnf_rstd.data(), N, C);
+      k::layernorm_backward(dout, g_.lnf_w, g_.lnf_b, dlnf, top, p_.lnf_w, s.lnf_mean.data(), s.lnf_rstd.data(), N,
+                            C);
     else
-      k::rmsnorm_backward(dout, g_.lnf_w, sc.dln.data(), top, p_.lnf_w, s.lnf_rstd.data(), N, C);
+      k::rmsnorm_backward(dout, g_.lnf_w, dlnf, top, p_.lnf_w, s.lnf_rstd.data(), N, C);
     // Head tensors whose gradient is now final: the final norm and an untied lm_head (a tied
     // output projection is wte, final only after the embedding backward).
     if (ready && head_range_.size() > 0) ready(head_range_.begin, head_range_.end);

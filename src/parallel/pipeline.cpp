@@ -34,14 +34,15 @@ int Pipeline::tag(int micro, int chunk, bool gradient) const {
   return comm::pipeline_tag(micro * chunks_ + chunk, gradient);
 }
 
-double Pipeline::forward(const ComputeContext& ctx, const Batch& batch, int micro, int chunk, int slot) {
+double Pipeline::forward(const ComputeContext& ctx, const Batch& batch, int micro, int chunk, int slot, HeadPass head,
+                         float dloss) {
   const int P = stages_, s = stage_;
   const bool entry = s == 0 && chunk == 0, exit = s == P - 1 && chunk == chunks_ - 1;
   sent_output_[size_t(slot)].wait();  // the slot's previous output has left before it is overwritten
   batch(micro, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data());
   if (!entry) receive(model_.input_buffer(slot), (s + P - 1) % P, tag(micro, chunk, false));
   const double loss =
-      model_.forward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), B_, T_, slot, chunk);
+      model_.forward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), B_, T_, slot, chunk, head, dloss);
   if (!exit)
     sent_output_[size_t(slot)] = comm::isend(pp_, model_.stage_output(slot), NC_, (s + 1) % P,
                                              tag(micro, s == P - 1 ? chunk + 1 : chunk, false));
@@ -67,7 +68,7 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
       const int slot = free_slots.back();
       free_slots.pop_back();
       slot_of[size_t(op.micro * v + op.chunk)] = slot;
-      loss += forward(ctx, batch, op.micro, op.chunk, slot);
+      loss += forward(ctx, batch, op.micro, op.chunk, slot, HeadPass::gradient, dloss);
     } else {
       const int slot = slot_of[size_t(op.micro * v + op.chunk)];
       if (!exit) receive(dy_.data(), next, tag(op.micro, op.chunk, true));
@@ -90,7 +91,7 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
 double Pipeline::forward_only(const ComputeContext& ctx, int m, const Batch& batch) {
   double loss = 0.0;
   for (int i = 0; i < m; ++i)
-    for (int c = 0; c < chunks_; ++c) loss += forward(ctx, batch, i, c, 0);  // round the ring of virtual stages
+    for (int c = 0; c < chunks_; ++c) loss += forward(ctx, batch, i, c, 0, HeadPass::loss);  // round the ring of virtual stages
   sent_output_[0].wait();
   return loss;
 }

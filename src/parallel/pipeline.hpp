@@ -89,7 +89,9 @@ class Pipeline {
   int tag(int micro, int chunk, bool gradient) const;
   // Forward of (micro, chunk) in `slot`: receive the input unless this is the first virtual
   // stage, run the chunk, send its output on unless this is the last. Returns its loss sum.
-  double forward(const ComputeContext& ctx, const Batch& batch, int micro, int chunk, int slot);
+  // head, dloss: what the head does (training: its gradient with dloss; evaluation: the loss).
+  double forward(const ComputeContext& ctx, const Batch& batch, int micro, int chunk, int slot, HeadPass head,
+                 float dloss = 0.0f);
 };
 
 }  // namespace hokusai::parallel

@@ -212,5 +212,63 @@ TEST(ModelPrecision, SixteenBitActivationsChangeNothing) {
         }
 }
 
+// The training head pass (HeadPass::gradient: the loss's gradient a block of at most 256 rows at
+// a time in forward, no N x V logits kept) against the logits pass (all logits kept, their
+// gradient in backward): the same losses and bit for bit the same gradients on the native GEMM —
+// N = 600 runs as 3 blocks of 200 rows, N = 512 as 2 of 256, N = 12 as one — both families, tied
+// and untied, two micro-batches each forward then backward (as the last pipeline stage runs them;
+// with slots in flight the head's weight gradient adds the micro-batches in forward order rather
+// than backward order, which moves last bits only). The loss pass gives the same losses and refuses a backward; a
+// dloss that differs from the forward's is refused; the vocabulary enters the counted activations
+// through one block of rows' logits only, not the slots' N x V.
+TEST(ModelHead, GradientPassMatchesTheLogitsPass) {
+  for (const std::string family : {"gpt2", "llama"})
+    for (const bool tied : {true, false})
+      for (const auto& [B, T] : {std::pair<int64_t, int64_t>{2, 6}, {2, 300}, {4, 128}}) {
+        ModelConfig cfg = tiny(family, tied);
+        cfg.vocab_size = 300;  // a vocabulary wider than a block's rows: the blocks' logits are a real array
+        cfg.max_seq_len = T;
+        const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
+        const int64_t N = B * T;
+        const std::string what = family + (tied ? " tied " : " untied ") + std::to_string(B) + "x" + std::to_string(T);
+        Model<float> kept(d, B, T, 2), blocks(d, B, T, 2);
+        kept.init(3), blocks.init(3);
+        kept.zero_grads(), blocks.zero_grads();
+        std::vector<int32_t> tokens(2 * N), targets(2 * N);
+        for (int64_t i = 0; i < 2 * N; ++i)
+          tokens[i] = int32_t(i * 5 % 300), targets[i] = i % 37 == 5 ? -1 : int32_t(i * 7 % 300);
+        ComputeContext ctx{};
+        ctx.gemm.threads = 2;
+        const float dloss = 1.0f / float(N);
+        double loss_kept = 0, loss_blocks = 0;
+        for (int s = 0; s < 2; ++s) {
+          loss_kept += kept.forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s);
+          kept.backward(ctx, tokens.data() + s * N, targets.data() + s * N, dloss, {}, s);
+          loss_blocks += blocks.forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s, 0,
+                                        HeadPass::gradient, dloss);
+          blocks.backward(ctx, tokens.data() + s * N, targets.data() + s * N, dloss, {}, s);
+        }
+        EXPECT_EQ(loss_blocks, loss_kept) << what;
+        for (size_t i = 0; i < kept.grads().size(); ++i)
+          ASSERT_EQ(std::bit_cast<uint32_t>(blocks.grads()[i]), std::bit_cast<uint32_t>(kept.grads()[i]))
+              << what << ": gradient " << i << " " << blocks.grads()[i] << " vs " << kept.grads()[i];
+        // The training layout has no N x V array (the logits pass allocates one on first use only).
+        ModelConfig wider = cfg;
+        wider.vocab_size = 600;
+        const ModelDims dw = ModelDims::from(wider, comm::ParallelGrid::single());
+        const int64_t rows = N <= 256 ? N : (N + (N + 255) / 256 - 1) / ((N + 255) / 256);
+        EXPECT_EQ(Model<float>::activation_bytes(dw, B, T, 2, Recompute::none, Attention::gemm) -
+                      blocks.activation_bytes(),
+                  rows * (dw.Vl - d.Vl) * int64_t(sizeof(float)))
+            << what;
+        EXPECT_THROW(blocks.logits(), std::logic_error) << what;
+        EXPECT_EQ(blocks.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::loss),
+                  kept.forward(ctx, tokens.data(), targets.data(), B, T)) << what;
+        EXPECT_THROW(blocks.backward(ctx, tokens.data(), targets.data(), dloss), std::invalid_argument) << what;
+        blocks.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::gradient, dloss);
+        EXPECT_THROW(blocks.backward(ctx, tokens.data(), targets.data(), 2 * dloss), std::invalid_argument) << what;
+      }
+}
+
 }  // namespace
 }  // namespace hokusai

@@ -188,6 +188,8 @@ struct Scratch;
 //             and backward, given the same dloss, finishes the head from the kept gradient of
 //             the final norm's output. Bit for bit the logits pass's gradients on the native GEMM.
 enum class HeadPass { logits, loss, gradient };
+// Rows per block of HeadPass::loss and gradient for N rows: at most 256, evened out.
+int64_t head_block_rows(int64_t N);
 
 template <typename T>
 class Model {

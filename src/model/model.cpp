@@ -87,10 +87,6 @@ void zero(std::vector<T>& v, int64_t n) {
 // — the same bits on the native GEMM. 256 x 50,304 fp32 logits are 49 MiB, against 393 MiB for
 // gpt2-124m's N = 2048 rows at once.
 constexpr int64_t kHeadRows = 256;
-int64_t head_block_rows(int64_t N) {
-  const int64_t blocks = std::max<int64_t>(1, (N + kHeadRows - 1) / kHeadRows);
-  return (N + blocks - 1) / blocks;
-}
 
 // The tensor-parallel group when the model is split (float only: the double model is serial).
 template <typename T>
@@ -329,6 +325,11 @@ void add_summed_norms(const TensorParallelOps* tp, const LayerViews<T>& g, T* pa
 }
 
 }  // namespace
+
+int64_t head_block_rows(int64_t N) {
+  const int64_t blocks = std::max<int64_t>(1, (N + kHeadRows - 1) / kHeadRows);
+  return (N + blocks - 1) / blocks;
+}
 
 // What a Model allocates for activations and gradient scratch at (max_B, max_T): the one
 // description, used to allocate (`allocate`) and to count bytes for the planner (vectors left

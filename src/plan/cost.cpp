@@ -140,7 +140,8 @@ std::vector<GemmCall> layer_gemms(const ModelDims& d, int64_t N, bool backward) 
 
 std::vector<GemmCall> head_gemms(const ModelDims& d, int64_t N, bool backward) {
   std::vector<GemmCall> g;
-  linear_gemms(g, N, d.C, d.Vl, backward);
+  const int64_t rows = head_block_rows(N);
+  for (int64_t r0 = 0; r0 < N; r0 += rows) linear_gemms(g, std::min(rows, N - r0), d.C, d.Vl, backward);
   return g;
 }
 
@@ -329,13 +330,19 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       sp.backward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
       tp_allreduces(act, 1);  // the vocabulary-parallel embedding
     }
-    if (d.has_head) {  // final norm, the output projection, the cross-entropy over this rank's vocabulary
-      sp.forward_s += gemms_seconds(m, head_gemms(d, N, false), cores_) + op_seconds(m, 2.0 * act, cores_.busy) * share;
-      sp.backward_s += gemms_seconds(m, head_gemms(d, N, true), cores_) +
-                       (op_seconds(m, 4.0 * act, cores_.busy) + xent_seconds(m, double(N * d.Vl), cores_.busy)) * share;
-      tp_allreduces(act, 1);                 // the input gradient of the vocabulary-parallel projection
-      tp_allreduces(4.0 * double(N), 1);     // the cross-entropy's row maxima
-      tp_allreduces(16.0 * double(N), 1);    // its sums (fp64) and target logits
+    if (d.has_head) {
+      // The final norm; the output projection and the cross-entropy over this rank's vocabulary
+      // with their gradients, all in forward, a block of rows at a time (HeadPass::gradient);
+      // backward runs the final norm's only.
+      const int64_t rows = head_block_rows(N);
+      const int blocks = int((N + rows - 1) / rows);
+      sp.forward_s += gemms_seconds(m, head_gemms(d, N, false), cores_) + gemms_seconds(m, head_gemms(d, N, true), cores_) +
+                      (op_seconds(m, 2.0 * act, cores_.busy) + xent_seconds(m, double(N * d.Vl), cores_.busy)) * share;
+      sp.backward_s += op_seconds(m, 4.0 * act, cores_.busy) * share;
+      const double block_rows = double(rows);
+      tp_allreduces(act * block_rows / double(N), blocks);  // the input gradient of the vocabulary-parallel projection
+      tp_allreduces(4.0 * block_rows, blocks);              // the cross-entropy's row maxima
+      tp_allreduces(16.0 * block_rows, blocks);             // its sums (fp64) and target logits
     }
     sp.forward_s *= factor, sp.backward_s *= factor, sp.recompute_s *= factor;
     // Receive the input (forward) and the output's gradient (backward) per chunk: all but the

@@ -186,9 +186,10 @@ struct Scratch;
 //   gradient: the loss and its gradient, a block of rows at a time, never all the logits at once
 //             (training): the output projection's weight gradient is added into grads() there,
 //             and backward, given the same dloss, finishes the head from the kept gradient of
-//             the final norm's output. Bit for bit the logits pass's gradients on the native GEMM.
+//             the final norm's output. Bit for bit the logits pass's gradients on the native GEMM
+//             when B*T is a multiple of 256 (or at most one block).
 enum class HeadPass { logits, loss, gradient };
-// Rows per block of HeadPass::loss and gradient for N rows: at most 256, evened out.
+// Rows per block of HeadPass::loss and gradient for N rows (the last block takes the rest).
 int64_t head_block_rows(int64_t N);
 
 template <typename T>

@@ -81,12 +81,14 @@ void zero(std::vector<T>& v, int64_t n) {
   std::fill_n(v.data(), n, T(0));
 }
 
-// HeadPass loss and gradient take the logits this many rows at a time: blocks of at most 256,
-// evened out like the GEMM's k blocks (balanced() in kernels/gemm_native.cpp), so the weight
-// gradient's sum over rows runs in the same 256-row passes as one product over all N rows would
-// — the same bits on the native GEMM. 256 x 50,304 fp32 logits are 49 MiB, against 393 MiB for
-// gpt2-124m's N = 2048 rows at once.
-constexpr int64_t kHeadRows = 256;
+// HeadPass loss and gradient take the logits this many rows at a time. Each block's products
+// read the whole output projection (packed once per product): blocks of 256 rows made gpt2-124m's
+// step at 1 x 2048 16% slower (its 155 MB projection packed 8 times per product instead of once);
+// at 1024 that is twice and ~1%. A multiple of the native GEMM's k block (256), so for N a
+// multiple of 256 the weight gradient sums over rows in the same passes as one product over all
+// N rows would: the same bits. 1024 x 50,304 fp32 logits are 196 MiB, against N x 50,304 at once
+// (393 MiB at gpt2-124m's 1 x 2048, 3.1 GiB at 8 x 2048).
+constexpr int64_t kHeadRows = 1024;
 
 // The tensor-parallel group when the model is split (float only: the double model is serial).
 template <typename T>
@@ -326,10 +328,7 @@ void add_summed_norms(const TensorParallelOps* tp, const LayerViews<T>& g, T* pa
 
 }  // namespace
 
-int64_t head_block_rows(int64_t N) {
-  const int64_t blocks = std::max<int64_t>(1, (N + kHeadRows - 1) / kHeadRows);
-  return (N + blocks - 1) / blocks;
-}
+int64_t head_block_rows(int64_t N) { return std::min(N, kHeadRows); }
 
 // What a Model allocates for activations and gradient scratch at (max_B, max_T): the one
 // description, used to allocate (`allocate`) and to count bytes for the planner (vectors left

@@ -7,6 +7,8 @@
 // fp32 inputs while packing; oneDNN's bf16 rows start from bf16 inputs.
 //   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all]
 //   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
+//   build/release/bench/bench_gemm --kernels shipped,sgemm_avx512_14x32_fold --backends hokusai,onednn
+//                                             (candidates in the driver, timed call by call in turn)
 #include <CLI/CLI.hpp>
 #include <omp.h>
 #ifdef HOKUSAI_HAVE_ONEDNN
@@ -110,6 +112,10 @@ int main(int argc, char** argv) {
   app.add_option("--splits", split_list,
                  "Time our fp32 path under each thread split (rows,columns; kernels/ukernel.hpp), "
                  "not its table's");
+  std::string kernel_list;
+  app.add_option("--kernels", kernel_list,
+                 "Time our fp32 path with each named AVX-512 microkernel candidate (--tiles lists them) in the "
+                 "driver, with the shipped kernel's blocks; 'shipped' is the table's kernel");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;
@@ -129,6 +135,40 @@ int main(int argc, char** argv) {
         return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not rows or columns\n", t.c_str()), 2;
   }
   const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
+  // Our fp32 path's variants: the table's kernel, or each --kernels candidate (its tile with the
+  // table's blocks, mc and nc rounded to it), under the table's split or each of --splits.
+  std::vector<std::pair<std::string, SgemmKernel>> variants;
+  {
+    std::vector<std::pair<std::string, SgemmKernel>> kernels;
+    std::stringstream ss(kernel_list);
+    std::string t;
+    while (std::getline(ss, t, ',')) {
+      if (t == "shipped") {
+        kernels.emplace_back("-" + std::string(sgemm_kernel(isa).name), sgemm_kernel(isa));
+        continue;
+      }
+      const SgemmTileCandidate* cand = nullptr;
+      for (int i = 0; i < kAvx512TileCandidateCount; ++i)
+        if (t == kAvx512TileCandidates[i].name) cand = &kAvx512TileCandidates[i];
+      if (!cand) return std::fprintf(stderr, "bench_gemm: --kernels: no candidate '%s' (--tiles lists them)\n", t.c_str()), 2;
+      if (!gemm_isa_supported(GemmIsa::avx512))
+        return std::fprintf(stderr, "bench_gemm: --kernels: this CPU has no AVX-512\n"), 2;
+      SgemmKernel k = sgemm_kernel(GemmIsa::avx512);
+      k.name = cand->name, k.mr = cand->mr, k.nr = cand->nr, k.ukernel = cand->ukernel;
+      k.blocks.mc = std::max<int64_t>(1, k.blocks.mc / k.mr) * k.mr;
+      k.blocks.nc = std::max<int64_t>(1, k.blocks.nc / k.nr) * k.nr;
+      kernels.emplace_back("-" + t, k);
+    }
+    if (kernels.empty()) kernels.emplace_back("", sgemm_kernel(isa));
+    for (const auto& [name, k] : kernels) {
+      if (splits.empty()) variants.emplace_back("hokusai" + name, k);
+      for (const ThreadSplit split : splits) {
+        SgemmKernel ks = k;
+        ks.blocks.split = split;
+        variants.emplace_back("hokusai" + name + (split == ThreadSplit::rows ? "-rows" : "-columns"), ks);
+      }
+    }
+  }
   // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
   // else vdpbf16ps (HOKUSAI_GEMM_ISA=avx512bf16 forces the latter).
   const bool bf16 = !no_bf16 && (isa == GemmIsa::avx512bf16 || isa == GemmIsa::amx);
@@ -221,12 +261,10 @@ int main(int argc, char** argv) {
           const std::string label = be == GemmBackend::native ? "hokusai" : std::string(name_of(be));
           if (!gemm_backend_available(be) || ("," + backend_list + ",").find("," + label + ",") == std::string::npos)
             continue;
-          if (be == GemmBackend::native && !splits.empty()) {
-            for (const ThreadSplit split : splits)
-              fp32.emplace_back(label + (split == ThreadSplit::rows ? "-rows" : "-columns"), [&, split] {
-                BlockSizes blocks = sgemm_kernel(isa).blocks;
-                blocks.split = split;
-                detail::gemm_native_blocks(native, blocks, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
+          if (be == GemmBackend::native && (!splits.empty() || !kernel_list.empty())) {
+            for (const auto& [name, kern] : variants)
+              fp32.emplace_back(name, [&, kern] {
+                detail::gemm_native_kernel(native, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
                                            0.0f, c.data(), s.n);
               });
             continue;

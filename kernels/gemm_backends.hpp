@@ -14,11 +14,14 @@ extern const bool kHaveOneDnn;
 void gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// gemm_native's fp32 products with the kernel's block sizes and thread split replaced, per call
-// (HOKUSAI_GEMM_BLOCKS does it for the process): tests of both splits, tuning.
-void gemm_native_blocks(const GemmContext& ctx, BlockSizes blocks, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
-                        float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                        int64_t ldc);
+// gemm_native's fp32 products on a given kernel: the ISA's own with its block sizes or thread
+// split replaced, per call (HOKUSAI_GEMM_BLOCKS does it for the process), or a candidate
+// microkernel of the same ISA (kernels/x86/sgemm_avx512_tiles.hpp): tests of both splits and of
+// every candidate, tuning. The caller ensures the CPU runs the kernel's ISA; throws
+// std::invalid_argument when its blocks are below its tile.
+void gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern, Op op_a, Op op_b, int64_t m, int64_t n,
+                        int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                        float* c, int64_t ldc);
 
 // Throws std::runtime_error when ctx asks a library backend (fp32 only) for a 16-bit precision.
 void require_precision_backend(const GemmContext& ctx);

@@ -267,15 +267,15 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
   if (ctx.precision != Precision::fp32)
     if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
       return gemm_half(*half, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  const SgemmKernel& kern = sgemm_kernel(isa);
-  gemm_native_blocks(ctx, tuned_blocks(kern.blocks, kern.mr, kern.nr), op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta,
-                     c, ldc);
+  SgemmKernel kern = sgemm_kernel(isa);
+  kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr);
+  gemm_native_kernel(ctx, kern, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-void detail::gemm_native_blocks(const GemmContext& ctx, BlockSizes blocks, Op op_a, Op op_b, int64_t m, int64_t n,
-                                int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
-                                float beta, float* c, int64_t ldc) {
-  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(ctx.isa));
+void detail::gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern, Op op_a, Op op_b, int64_t m,
+                                int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                                int64_t ldb, float beta, float* c, int64_t ldc) {
+  const BlockSizes& blocks = kern.blocks;
   if (blocks.mc < kern.mr || blocks.kc < 1 || blocks.nc < kern.nr)
     throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
                                 ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");

@@ -14,6 +14,9 @@
 #include "kernels/peak.hpp"
 #include "kernels/ref/gemm_ref.hpp"
 #include "kernels/ukernel.hpp"
+#if defined(__x86_64__)
+#include "kernels/x86/sgemm_avx512_tiles.hpp"
+#endif
 
 namespace hokusai::kernels {
 namespace {
@@ -376,8 +379,10 @@ TEST(NativeGemm, ThreadSplitsGiveTheSameBits) {
           const auto c0 = testing::random_vector<float>(s.m * s.n, 13);
           const auto run = [&](int threads, ThreadSplit split) {
             std::vector<float> c = c0;
-            detail::gemm_native_blocks(GemmContext{GemmBackend::native, threads}, BlockSizes{2 * MR, 48, 3 * NR, split},
-                                       oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, c.data(), s.n);
+            SgemmKernel small = kern;
+            small.blocks = BlockSizes{2 * MR, 48, 3 * NR, split};
+            detail::gemm_native_kernel(GemmContext{GemmBackend::native, threads}, small, oa, ob, s.m, s.n, s.k, 0.75f,
+                                       a.data(), lda, b.data(), ldb, beta, c.data(), s.n);
             return c;
           };
           const std::vector<float> one = run(1, ThreadSplit::rows);
@@ -392,6 +397,48 @@ TEST(NativeGemm, ThreadSplitsGiveTheSameBits) {
                   << " beta " << beta << " " << threads << " threads, split "
                   << (split == ThreadSplit::rows ? "rows" : "columns");
         }
+}
+
+// Every AVX-512 register-tile candidate (bench_gemm --tiles / --kernels) in the driver: against
+// the reference on shapes with edge tiles and several k blocks (k steps not a multiple of the
+// unrolled kernels' 8, k below MR), and the candidates of the shipped tile give its bits (the same
+// sums in the same order).
+TEST(NativeGemm, TileCandidatesMatchTheShippedKernel) {
+#if defined(__x86_64__)
+  if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const SgemmKernel& shipped = sgemm_kernel(GemmIsa::avx512);
+  struct Case {
+    int64_t m, n, k;
+  };
+  for (int i = 0; i < kAvx512TileCandidateCount; ++i) {
+    const SgemmTileCandidate& cand = kAvx512TileCandidates[i];
+    SgemmKernel kern = shipped;
+    kern.name = cand.name, kern.mr = cand.mr, kern.nr = cand.nr, kern.ukernel = cand.ukernel;
+    kern.blocks = BlockSizes{3 * cand.mr, 61, 4 * cand.nr, ThreadSplit::columns};
+    SgemmKernel same_blocks = shipped;
+    same_blocks.blocks = BlockSizes{3 * shipped.mr, 61, 4 * shipped.nr, ThreadSplit::columns};
+    for (const Case s : {Case{100, 203, 150}, Case{31, 70, 9}, Case{14, 32, 1}, Case{45, 129, 8}})
+      for (Op oa : {Op::N, Op::T})
+        for (const float beta : {0.0f, 0.5f}) {
+          const int64_t lda = oa == Op::N ? s.k : s.m;
+          const auto a = testing::random_vector<float>(s.m * s.k, 21), b = testing::random_vector<float>(s.k * s.n, 22);
+          const auto c0 = testing::random_vector<float>(s.m * s.n, 23);
+          std::vector<float> got = c0, want = c0, mine = c0;
+          detail::gemm_native_kernel(GemmContext{GemmBackend::native, 2}, kern, oa, Op::N, s.m, s.n, s.k, 0.75f,
+                                     a.data(), lda, b.data(), s.n, beta, got.data(), s.n);
+          ref::gemm(oa, Op::N, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), s.n, beta, want.data(), s.n);
+          for (size_t e = 0; e < want.size(); ++e)
+            ASSERT_NEAR(got[e], want[e], 1e-4f * (1.0f + std::abs(want[e])))
+                << cand.name << " " << s.m << "x" << s.n << "x" << s.k << " element " << e;
+          if (cand.mr != shipped.mr || cand.nr != shipped.nr) continue;
+          detail::gemm_native_kernel(GemmContext{GemmBackend::native, 2}, same_blocks, oa, Op::N, s.m, s.n, s.k,
+                                     0.75f, a.data(), lda, b.data(), s.n, beta, mine.data(), s.n);
+          ASSERT_EQ(got, mine) << cand.name << " " << s.m << "x" << s.n << "x" << s.k;
+        }
+  }
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
 }
 
 // The vector packer against the generic one, bit for bit, on every edge: rows below, at and above

@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
       const SgemmTileCandidate* cand = nullptr;
       for (int i = 0; i < kAvx512TileCandidateCount; ++i)
         if (t == kAvx512TileCandidates[i].name) cand = &kAvx512TileCandidates[i];
-      if (!cand) return std::fprintf(stderr, "bench_gemm: --kernels: no candidate '%s' (--tiles lists them)\n", t.c_str()), 2;
+      if (!cand)
+        return std::fprintf(stderr, "bench_gemm: --kernels: no candidate '%s' (--tiles lists them)\n", t.c_str()), 2;
       if (!gemm_isa_supported(GemmIsa::avx512))
         return std::fprintf(stderr, "bench_gemm: --kernels: this CPU has no AVX-512\n"), 2;
       SgemmKernel k = sgemm_kernel(GemmIsa::avx512);

@@ -257,40 +257,49 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
                   }))
                 calls.push_back(g);
       }
-    for (const plan::GemmCall& g : calls) {
-      const bool ta = g.ops[0] == 'T', tb = g.ops[1] == 'T';
-      std::vector<float> a = filled(g.m * g.k), b = filled(g.k * g.n), c(size_t(g.m * g.n));
-      const double s = median_seconds(
-          [&] {
-            kernels::gemm(ctx, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n,
-                          g.k, 1.0f, a.data(), ta ? g.m : g.k, b.data(), tb ? g.k : g.n, 0.0f, c.data(), g.n);
-          },
-          o.seconds);
-      const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
-      m.gemm.push_back({g.ops, g.m, g.n, g.k, t, flops / s / 1e9, 0.0});
-      if (t == 1 && cores > 1) {
-        // The same product on one core while every core runs it (private buffers): the rate a
-        // rank gets when the node's other ranks compute too.
-        std::vector<double> busy(static_cast<size_t>(cores));
+    // The table in fp32 and, for a config with a 16-bit train.precision, in that precision too:
+    // the planner then reads the run's products from what they measured, not from the peaks.
+    std::vector<kernels::Precision> precisions{kernels::Precision::fp32};
+    if (cfg.train.precision != kernels::Precision::fp32) precisions.push_back(cfg.train.precision);
+    for (const plan::GemmCall& g : calls)
+      for (const kernels::Precision precision : precisions) {
+        const bool ta = g.ops[0] == 'T', tb = g.ops[1] == 'T';
+        kernels::GemmContext pctx = ctx;
+        pctx.precision = precision;
+        pctx.isa = kernels::fastest_isa(precision, peak);  // the trainer's choice of unit
+        std::vector<float> a = filled(g.m * g.k), b = filled(g.k * g.n), c(size_t(g.m * g.n));
+        const double s = median_seconds(
+            [&] {
+              kernels::gemm(pctx, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n,
+                            g.k, 1.0f, a.data(), ta ? g.m : g.k, b.data(), tb ? g.k : g.n, 0.0f, c.data(), g.n);
+            },
+            o.seconds);
+        const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k);
+        m.gemm.push_back({g.ops, g.m, g.n, g.k, t, flops / s / 1e9, 0.0, std::string(name_of(precision))});
+        if (t == 1 && cores > 1) {
+          // The same product on one core while every core runs it (private buffers): the rate a
+          // rank gets when the node's other ranks compute too.
+          std::vector<double> busy(static_cast<size_t>(cores));
 #pragma omp parallel num_threads(cores)
-        {
-          const kernels::GemmContext one{cfg.kernels.gemm, 1, kernels::GemmIsa::automatic, nullptr};
-          std::vector<float> pa = filled(g.m * g.k), pb = filled(g.k * g.n), pc(static_cast<size_t>(g.m * g.n));
-          std::vector<double> times;
-          for (int r = 0; r < 5; ++r) {
+          {
+            kernels::GemmContext one{cfg.kernels.gemm, 1, pctx.isa, nullptr};
+            one.precision = precision;
+            std::vector<float> pa = filled(g.m * g.k), pb = filled(g.k * g.n), pc(static_cast<size_t>(g.m * g.n));
+            std::vector<double> times;
+            for (int r = 0; r < 5; ++r) {
 #pragma omp barrier
-            const auto s0 = Clock::now();
-            kernels::gemm(one, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n,
-                          g.k, 1.0f, pa.data(), ta ? g.m : g.k, pb.data(), tb ? g.k : g.n, 0.0f, pc.data(), g.n);
-            times.push_back(std::chrono::duration<double>(Clock::now() - s0).count());
+              const auto s0 = Clock::now();
+              kernels::gemm(one, ta ? kernels::Op::T : kernels::Op::N, tb ? kernels::Op::T : kernels::Op::N, g.m, g.n,
+                            g.k, 1.0f, pa.data(), ta ? g.m : g.k, pb.data(), tb ? g.k : g.n, 0.0f, pc.data(), g.n);
+              times.push_back(std::chrono::duration<double>(Clock::now() - s0).count());
+            }
+            std::sort(times.begin(), times.end());
+            busy[size_t(omp_get_thread_num())] = times[2];
           }
-          std::sort(times.begin(), times.end());
-          busy[size_t(omp_get_thread_num())] = times[2];
+          std::sort(busy.begin(), busy.end());
+          m.gemm.back().busy_gflops = flops / busy[busy.size() / 2] / 1e9;
         }
-        std::sort(busy.begin(), busy.end());
-        m.gemm.back().busy_gflops = flops / busy[busy.size() / 2] / 1e9;
       }
-    }
     // Contention: the block's GEMMs on one thread each, on t threads at once (private buffers),
     // against one thread alone — what a core loses when the node's other cores compute too.
     if (t == 1) {
@@ -341,8 +350,9 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
       std::sort(together.begin(), together.end());
       m.contention.push_back({t, std::max(1.0, together[together.size() / 2] / alone)});
     }
-    log << fmt::format("calibrate: {} thread(s): {} GEMM shapes, a core at {:.3f}x its time alone when {} compute\n",
-                       t, calls.size(), m.contention.back().value, t);
+    log << fmt::format("calibrate: {} thread(s): {} GEMM shapes{}, a core at {:.3f}x its time alone when {} compute\n",
+                       t, calls.size(), precisions.size() > 1 ? " in fp32 and " + std::string(name_of(precisions[1])) : "",
+                       m.contention.back().value, t);
     // Attention per (sequence, head): one sequence of all heads (tp 1), both kinds.
     const ModelDims d = dims_at(cfg, 1, 1);
     const int64_t T = cfg.train.seq_len;
@@ -412,12 +422,16 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
       small.train.global_batch = mbs.front();
       small.kernels.threads = t;
       const ModelDims sd = plan::stage_dims(small, 0);
-      Model<float> model(sd, mbs.front(), T, 1, Recompute::none, cfg.kernels.attention);
+      // In the run's precision, as plan_run predicts it (its products from that precision's table).
+      Model<float> model(sd, mbs.front(), T, 1, Recompute::none, cfg.kernels.attention, cfg.train.precision);
       model.init(1);
       std::vector<int32_t> tokens(static_cast<size_t>(N)), targets(static_cast<size_t>(N));
       for (int64_t i = 0; i < N; ++i)
         tokens[size_t(i)] = int32_t((i * 31) % sd.V), targets[size_t(i)] = int32_t((i * 17 + 3) % sd.V);
-      const ComputeContext cc{ctx, nullptr, {}};
+      kernels::GemmContext run_ctx = ctx;
+      run_ctx.precision = cfg.train.precision;
+      run_ctx.isa = kernels::fastest_isa(cfg.train.precision, peak);
+      const ComputeContext cc{run_ctx, nullptr, {}};
       const double measured = median_seconds(
           [&] {
             model.forward(cc, tokens.data(), targets.data(), mbs.front(), T, 0, 0, HeadPass::gradient, 1.0f / float(N));
@@ -437,7 +451,8 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
   }
   // Efficiencies for shapes the table lacks: the median measured fraction of peak.
   std::vector<double> eff;
-  for (const plan::GemmPoint& g : m.gemm) eff.push_back(g.gflops / (m.peak_gflops_fp32 * g.threads));
+  for (const plan::GemmPoint& g : m.gemm)
+    if (g.precision == "fp32") eff.push_back(g.gflops / (m.peak_gflops_fp32 * g.threads));
   std::nth_element(eff.begin(), eff.begin() + long(eff.size() / 2), eff.end());
   if (!eff.empty()) m.gemm_efficiency = std::clamp(eff[eff.size() / 2], 0.05, 1.0);
   finish();

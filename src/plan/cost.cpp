@@ -84,13 +84,16 @@ double p2p_seconds(const MachineSpec& m, double n, bool within_node) {
 struct Cores {
   int threads = 1, busy = 1;
   double slowdown = 1.0;  // attention: contention(busy) / contention(threads)
-  double products = 1.0;  // the linears' speed in train.precision over the fp32 table's (precision_speedup)
+  // The linears' table: train.precision's when the machine file has it measured, else the fp32
+  // one with `products` = the speed-up the peaks promise (precision_speedup).
+  std::string table = "fp32";
+  double products = 1.0;
   double share() const { return double(busy) / double(threads); }
 };
 
-double gemms_seconds(const MachineSpec& m, const std::vector<GemmCall>& calls, Cores c) {
+double gemms_seconds(const MachineSpec& m, const std::vector<GemmCall>& calls, const Cores& c) {
   double t = 0;
-  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.threads, c.busy);
+  for (const GemmCall& g : calls) t += gemm_seconds(m, g.ops, g.m, g.n, g.k, c.threads, c.busy, c.table);
   return t / c.products;
 }
 
@@ -217,7 +220,10 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   const int64_t B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
   const int m_ = p.micro_batches, threads = p.threads;
   const int busy = std::min(m.cores_per_node, p.ranks_per_node * threads);
-  const Cores cores_{threads, busy, contention(m, busy) / contention(m, threads), precision_speedup(m, cfg.train.precision)};
+  const std::string precision(name_of(cfg.train.precision));
+  const bool measured = has_gemm_table(m, precision);
+  const Cores cores_{threads, busy, contention(m, busy) / contention(m, threads), measured ? precision : "fp32",
+                     measured ? 1.0 : precision_speedup(m, cfg.train.precision)};
   const double share = cores_.share(), factor = compute_factor(m, threads);
   // Groups inside a node: tp ranks are consecutive; a stage's neighbour is tp·dp ranks away; a
   // dp group spans the nodes unless the whole job fits one node.
@@ -529,7 +535,10 @@ std::string format_plan(const Plan& p, const MachineSpec& m) {
                    "{}, attention {}\n",
                    layout_name(c), p.ranks_per_node, p.threads, p.micro_batches, c.train.micro_batch,
                    c.train.seq_len, recompute_name(c), name_of(c.kernels.attention));
-  if (c.train.precision != kernels::Precision::fp32) {
+  if (c.train.precision != kernels::Precision::fp32 && has_gemm_table(m, std::string(name_of(c.train.precision)))) {
+    o += fmt::format("precision: {} products from the machine file's measured {} table; attention at its fp32 rate\n",
+                     name_of(c.train.precision), name_of(c.train.precision));
+  } else if (c.train.precision != kernels::Precision::fp32) {
     const double x = precision_speedup(m, c.train.precision);
     o += x > 1.0 ? fmt::format("precision: {} products at {:.2f}x the fp32 table (MODELLED from the peaks, {:.1f} / "
                                "{:.1f} GFLOP/s per core); attention at its fp32 rate\n",

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <limits>
@@ -93,11 +94,14 @@ MachineSpec load_machine(const std::string& path) {
   for (const YAML::Node& g : y["gemm"]) {
     GemmPoint p{field<std::string>(g, "ops", w, "NT"), field<int64_t>(g, "m", w, 0), field<int64_t>(g, "n", w, 0),
                 field<int64_t>(g, "k", w, 0), field(g, "threads", w, 1), field(g, "gflops", w, 0.0),
-                field(g, "busy_gflops", w, 0.0)};
+                field(g, "busy_gflops", w, 0.0), field<std::string>(g, "precision", w, "fp32")};
     if (p.m < 1 || p.n < 1 || p.k < 1 || p.threads < 1 || p.gflops <= 0 ||
         (p.ops != "NT" && p.ops != "NN" && p.ops != "TN"))
       throw std::runtime_error(fmt::format("{}: gemm entry (line {}) needs ops NT|NN|TN, m, n, k, threads >= 1 and "
                                            "gflops > 0", path, g.Mark().line + 1));
+    if (p.precision != "fp32" && p.precision != "bf16" && p.precision != "fp16")
+      throw std::runtime_error(fmt::format("{}: gemm entry (line {}): precision '{}' is not fp32, bf16 or fp16", path,
+                                           g.Mark().line + 1, p.precision));
     m.gemm.push_back(p);
   }
   for (const YAML::Node& a : y["attention"]) {
@@ -151,9 +155,10 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
                      t.bandwidth_gbs, t.reduce_gbs);
   o += m.gemm.empty() ? "gemm: []\n" : "gemm:\n";
   for (const GemmPoint& g : m.gemm)
-    o += fmt::format("  - {{ops: {}, m: {}, n: {}, k: {}, threads: {}, gflops: {:.1f}{}}}\n", g.ops, g.m, g.n, g.k,
+    o += fmt::format("  - {{ops: {}, m: {}, n: {}, k: {}, threads: {}, gflops: {:.1f}{}{}}}\n", g.ops, g.m, g.n, g.k,
                      g.threads, g.gflops,
-                     g.busy_gflops > 0 ? fmt::format(", busy_gflops: {:.1f}", g.busy_gflops) : std::string());
+                     g.busy_gflops > 0 ? fmt::format(", busy_gflops: {:.1f}", g.busy_gflops) : std::string(),
+                     g.precision != "fp32" ? ", precision: " + g.precision : std::string());
   o += m.attention.empty() ? "attention: []\n" : "attention:\n";
   for (const AttentionPoint& a : m.attention)
     o += fmt::format("  - {{kind: {}, T: {}, HS: {}, threads: {}, forward_us: {:.2f}, backward_us: {:.2f}}}\n", a.kind,
@@ -186,18 +191,23 @@ const GemmPoint* nearest_gemm(const MachineSpec& m, const std::string& ops, int6
 // one-thread points of their measured ratio (time with every core at work over alone): one
 // shape's ratio alone is noise on a shared machine — a calibration measured 1.82x for one
 // product and ~1.0x for the rest, and the planner put a 2-rank pipeline 22% above its run.
+bool has_gemm_table(const MachineSpec& m, const std::string& precision) {
+  return std::any_of(m.gemm.begin(), m.gemm.end(), [&](const GemmPoint& g) { return g.precision == precision; });
+}
+
 double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
-                    int busy) {
+                    int busy, const std::string& precision) {
   if (M <= 0 || N <= 0 || K <= 0) return 0.0;
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  const GemmPoint* best = nearest_gemm(m, ops, M, N, K, threads, [](const GemmPoint&) { return true; });
+  const auto mine = [&](const GemmPoint& g) { return g.precision == precision; };
+  const GemmPoint* best = nearest_gemm(m, ops, M, N, K, threads, mine);
   const double gflops = best ? best->gflops * double(threads) / double(best->threads)
                              : m.gemm_efficiency * m.peak_gflops_fp32 * threads;
   double slowdown = 1.0;
   if (busy > threads) {
     std::vector<double> ratios;
     for (const GemmPoint& g : m.gemm)
-      if (g.threads == 1 && g.busy_gflops > 0) ratios.push_back(std::max(1.0, g.gflops / g.busy_gflops));
+      if (mine(g) && g.threads == 1 && g.busy_gflops > 0) ratios.push_back(std::max(1.0, g.gflops / g.busy_gflops));
     if (!ratios.empty()) {
       std::nth_element(ratios.begin(), ratios.begin() + ptrdiff_t(ratios.size() / 2), ratios.end());
       slowdown = ratios[ratios.size() / 2];

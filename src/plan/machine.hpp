@@ -21,6 +21,10 @@ struct GemmPoint {
   // One-thread entries: GFLOP/s of this product on one core while every core of the node runs
   // it at once (shared caches and memory bandwidth); 0 if not measured.
   double busy_gflops = 0;
+  // The products' input precision (train.precision: fp32 | bf16 | fp16). `hokusai calibrate`
+  // times the table in fp32 and, for a config with a 16-bit train.precision, in that precision
+  // too (on the CPU's 16-bit unit where the native backend has one, else its rounded panels).
+  std::string precision = "fp32";
 };
 
 // One measured causal attention (forward and backward of one (sequence, head) pair of length T
@@ -88,8 +92,11 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
 // in machine.cpp; the fallbacks use the efficiency fields.
 // `busy`: cores of the node computing at once (the rank's and the other ranks' threads): above
 // `threads`, the product slows by the nearest one-thread entry's gflops / busy_gflops.
+// `precision`: the table of that precision (GemmPoint::precision); has_gemm_table says whether
+// the file has one (the planner otherwise scales the fp32 table by the peaks: cost.cpp).
 double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
-                    int busy = 0);
+                    int busy = 0, const std::string& precision = "fp32");
+bool has_gemm_table(const MachineSpec& m, const std::string& precision);
 double attention_seconds(const MachineSpec& m, const std::string& kind, bool backward, int64_t sequences_heads,
                          int64_t T, int64_t HS, int threads);
 double op_seconds(const MachineSpec& m, double bytes, int threads);

@@ -125,6 +125,49 @@ TEST(PlanTime, LowPrecisionSpeedsUpOnlyProductsOnAFastUnit) {
   EXPECT_GT(fp16.step_s, fp32.step_s) << "a unit at 0.9x is used and slower";
 }
 
+// A machine file with a measured table of train.precision (hokusai calibrate with a 16-bit
+// config): the run's products come from it, not from the fp32 table scaled by the peaks; fp32 runs
+// never read it; the table survives the YAML round trip, and a bad precision names the entry.
+TEST(PlanTime, MeasuredPrecisionTableReplacesThePeakRatio) {
+  MachineSpec m = simple_machine();
+  m.peak_gflops_bf16 = 400;  // the peaks promise 4x
+  Config c = tiny_gpt2();
+  const Plan fp32 = plan_run(c, m, 1);
+  c.train.precision = kernels::Precision::bf16;
+  const Plan modelled = plan_run(c, m, 1);
+  EXPECT_NE(format_plan(modelled, m).find("MODELLED"), std::string::npos);
+  // Measured: bf16 products at 1.5x the fp32 table, slower than the peaks promised.
+  std::vector<GemmPoint> bf16;
+  for (GemmPoint g : m.gemm) g.gflops *= 1.5, g.precision = "bf16", bf16.push_back(g);
+  m.gemm.insert(m.gemm.end(), bf16.begin(), bf16.end());
+  EXPECT_TRUE(has_gemm_table(m, "bf16"));
+  EXPECT_FALSE(has_gemm_table(m, "fp16"));
+  EXPECT_NEAR(gemm_seconds(m, "NT", 512, 768, 768, 1, 0, "bf16"), 2.0 * 512 * 768 * 768 / 120e9, 1e-12);
+  EXPECT_NEAR(gemm_seconds(m, "NT", 512, 768, 768, 1), 2.0 * 512 * 768 * 768 / 80e9, 1e-12);
+  const Plan measured = plan_run(c, m, 1);
+  EXPECT_GT(measured.step_s, modelled.step_s) << "1.5x measured, not 4x from the peaks";
+  EXPECT_LT(measured.step_s, fp32.step_s);
+  EXPECT_NE(format_plan(measured, m).find("measured bf16 table"), std::string::npos);
+  c.train.precision = kernels::Precision::fp32;
+  EXPECT_DOUBLE_EQ(plan_run(c, m, 1).step_s, fp32.step_s) << "fp32 runs ignore the bf16 table";
+  const std::string dir = testing::scratch_dir("plan", "machine_precision").string();
+  std::ofstream(dir + "/m.yaml", std::ios::trunc) << machine_yaml(m, "# test\n");
+  const MachineSpec r = load_machine(dir + "/m.yaml");
+  ASSERT_EQ(r.gemm.size(), m.gemm.size());
+  EXPECT_EQ(r.gemm.back().precision, "bf16");
+  EXPECT_EQ(r.gemm.front().precision, "fp32");
+  std::string text = machine_yaml(m, "");
+  text.replace(text.rfind("precision: bf16"), 15, "precision: int8");
+  std::ofstream(dir + "/bad.yaml", std::ios::trunc) << text;
+  try {
+    load_machine(dir + "/bad.yaml");
+    ADD_FAILURE() << "precision int8 accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("precision 'int8'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.yaml"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PlanTime, UniformStagesGiveTheBubbleFormula) {
   // Two identical stages (no head/embedding difference matters for the formula's shape): the
   // pipeline time is m·max + (Σ − max)/v, so with P stages of equal t it is (m + P − 1)·t.

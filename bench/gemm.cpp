@@ -9,6 +9,8 @@
 //   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
 //   build/release/bench/bench_gemm --kernels shipped,sgemm_avx512_14x32_fold --backends hokusai,onednn
 //                                             (candidates in the driver, timed call by call in turn)
+//   build/release/bench/bench_gemm --blocks 168,256,800 168,256,1792 --backends hokusai,onednn
+//                                             (block sizes side by side: a new CPU's entry in gemm_tuning.hpp)
 #include <CLI/CLI.hpp>
 #include <omp.h>
 #ifdef HOKUSAI_HAVE_ONEDNN
@@ -116,6 +118,9 @@ int main(int argc, char** argv) {
   app.add_option("--kernels", kernel_list,
                  "Time our fp32 path with each named AVX-512 microkernel candidate (--tiles lists them) in the "
                  "driver, with the shipped kernel's blocks; 'shipped' is the table's kernel");
+  std::vector<std::string> block_list;
+  app.add_option("--blocks", block_list,
+                 "Time our fp32 path with each of these block sizes (mc,kc,nc ...; mc and nc rounded to the tile)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;
@@ -161,14 +166,31 @@ int main(int argc, char** argv) {
       kernels.emplace_back("-" + t, k);
     }
     if (kernels.empty()) kernels.emplace_back("", sgemm_kernel(isa));
-    for (const auto& [name, k] : kernels) {
-      if (splits.empty()) variants.emplace_back("hokusai" + name, k);
-      for (const ThreadSplit split : splits) {
-        SgemmKernel ks = k;
-        ks.blocks.split = split;
-        variants.emplace_back("hokusai" + name + (split == ThreadSplit::rows ? "-rows" : "-columns"), ks);
-      }
+    std::vector<std::pair<std::string, BlockSizes>> blocks;  // empty: each kernel's own
+    for (const std::string& t : block_list) {
+      BlockSizes b{};
+      char tail = 0;
+      if (std::sscanf(t.c_str(), "%ld,%ld,%ld%c", &b.mc, &b.kc, &b.nc, &tail) != 3 || b.mc < 1 || b.kc < 1 || b.nc < 1)
+        return std::fprintf(stderr, "bench_gemm: --blocks: '%s' is not mc,kc,nc\n", t.c_str()), 2;
+      blocks.emplace_back("-" + t, b);
     }
+    for (const auto& [name, k] : kernels)
+      for (size_t bi = 0; bi < std::max<size_t>(1, blocks.size()); ++bi) {
+        SgemmKernel kb = k;
+        std::string label = "hokusai" + name;
+        if (!blocks.empty()) {
+          kb.blocks.mc = std::max<int64_t>(1, blocks[bi].second.mc / k.mr) * k.mr;
+          kb.blocks.kc = blocks[bi].second.kc;
+          kb.blocks.nc = std::max<int64_t>(1, blocks[bi].second.nc / k.nr) * k.nr;
+          label += blocks[bi].first;
+        }
+        if (splits.empty()) variants.emplace_back(label, kb);
+        for (const ThreadSplit split : splits) {
+          SgemmKernel ks = kb;
+          ks.blocks.split = split;
+          variants.emplace_back(label + (split == ThreadSplit::rows ? "-rows" : "-columns"), ks);
+        }
+      }
   }
   // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
   // else vdpbf16ps (HOKUSAI_GEMM_ISA=avx512bf16 forces the latter).
@@ -187,6 +209,13 @@ int main(int argc, char** argv) {
                         " GFLOP/s per core").c_str()
                      : "",
                 reps);
+  {
+    const ChosenBlocks chosen = sgemm_blocks(isa);
+    const CpuModel cpu = this_cpu_model();
+    std::fprintf(csv ? stderr : stdout, "# blocks mc %ld, kc %ld, nc %ld: %s; CPU %s family %d model %d\n",
+                 long(chosen.blocks.mc), long(chosen.blocks.kc), long(chosen.blocks.nc), chosen.why.c_str(),
+                 cpu.vendor.c_str(), cpu.family, cpu.model);
+  }
 
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -262,7 +291,7 @@ int main(int argc, char** argv) {
           const std::string label = be == GemmBackend::native ? "hokusai" : std::string(name_of(be));
           if (!gemm_backend_available(be) || ("," + backend_list + ",").find("," + label + ",") == std::string::npos)
             continue;
-          if (be == GemmBackend::native && (!splits.empty() || !kernel_list.empty())) {
+          if (be == GemmBackend::native && (!splits.empty() || !kernel_list.empty() || !block_list.empty())) {
             for (const auto& [name, kern] : variants)
               fp32.emplace_back(name, [&, kern] {
                 detail::gemm_native_kernel(native, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,

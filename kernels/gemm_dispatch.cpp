@@ -1,5 +1,8 @@
 // Run-time choice of the native GEMM's microkernels, and the per-CPU block-size table.
+#include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -63,13 +66,82 @@ GemmIsa resolve_gemm_isa(GemmIsa requested) {
   return requested;
 }
 
+CpuModel this_cpu_model() {
+  CpuModel cpu;
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return cpu;
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4), std::memcpy(vendor + 4, &d, 4), std::memcpy(vendor + 8, &c, 4);
+  cpu.vendor = vendor;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return cpu;
+  const int family = int(a >> 8 & 0xf), model = int(a >> 4 & 0xf);
+  cpu.family = family == 0xf ? family + int(a >> 20 & 0xff) : family;
+  cpu.model = family == 0x6 || family == 0xf ? model + (int(a >> 16 & 0xf) << 4) : model;
+#endif
+  return cpu;
+}
+
+int64_t this_cpu_l2_bytes() {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  return l2 > 0 ? int64_t(l2) : 0;
+#else
+  return 0;
+#endif
+}
+
+ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int element_bytes, const CpuModel& cpu,
+                            int64_t l2_bytes) {
+  if (table.split != ThreadSplit::columns) return {table, "the kernel's table (threads share the L2)"};
+  for (const CpuBlocks& e : kCpuBlocks)
+    if (std::strcmp(e.kernel, kernel) == 0 && cpu.vendor == e.vendor && cpu.family == e.family &&
+        cpu.model >= e.model_lo && cpu.model <= e.model_hi)
+      return {e.blocks, e.why};
+  if (l2_bytes > 0) {
+    const double row = double(table.kc) * element_bytes;  // bytes per column of the B block
+    const int64_t fitted = int64_t((kL2Share * double(l2_bytes) - double(table.mc) * row) / row) / nr * nr;
+    if (fitted >= kMinFittedNc) {
+      BlockSizes b = table;
+      b.nc = fitted;
+      return {b, "fitted to this CPU's " + std::to_string(l2_bytes >> 10) + " KiB L2 (B + A blocks " +
+                     std::to_string(int(kL2Share * 100)) + "% of it; not measured on this CPU model)"};
+    }
+    return {table, "the kernel's table (this CPU's " + std::to_string(l2_bytes >> 10) +
+                       " KiB L2 is too small to hold a B block: it streams from L3)"};
+  }
+  return {table, "the kernel's table (this CPU's L2 size is unknown)"};
+}
+
+namespace {
+
+// A kernel of the table with its blocks chosen for this CPU (blocks_for_cpu).
+SgemmKernel on_this_cpu(SgemmKernel k) {
+  k.blocks = blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes()).blocks;
+  return k;
+}
+
+}  // namespace
+
+ChosenBlocks sgemm_blocks(GemmIsa isa) {
+  // sgemm_kernel's blocks are already this CPU's; the rule gives them again (only nc was fitted).
+  const SgemmKernel& k = sgemm_kernel(isa);
+  return blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes());
+}
+
 const SgemmKernel& sgemm_kernel(GemmIsa isa) {
   switch (isa) {
 #if defined(__x86_64__)
     case GemmIsa::avx512:
     case GemmIsa::avx512bf16:
-    case GemmIsa::amx: return kSgemmAvx512;
-    case GemmIsa::avx2: return kSgemmAvx2;
+    case GemmIsa::amx: {
+      static const SgemmKernel k = on_this_cpu(kSgemmAvx512);
+      return k;
+    }
+    case GemmIsa::avx2: {
+      static const SgemmKernel k = on_this_cpu(kSgemmAvx2);
+      return k;
+    }
 #endif
 #if defined(__ARM_FEATURE_SVE)
     case GemmIsa::sve: {  // NR = 2 vectors: the tile and its name follow the vector length

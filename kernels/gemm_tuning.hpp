@@ -1,6 +1,8 @@
 // Block sizes of the native GEMM per microkernel and CPU: data, not code. Each entry says why.
 #pragma once
 
+#include <string>
+
 #include "kernels/gemm.hpp"
 #include "kernels/ukernel.hpp"
 
@@ -62,6 +64,52 @@ inline constexpr BlockSizes kSveFp16Blocks{120, 512, 4096};
 #endif
 
 inline constexpr SgemmKernel kSgemmGeneric{"sgemm_generic_4x16", 4, 16, sgemm_generic_4x16, {64, 256, 2048}};
+
+// Per CPU, for kernels whose threads split the columns (each core packs its own B block into its
+// private L2: the x86 kernels). The table above is measured on one CPU; this workplace's machines
+// differ (Intel Xeon with 2 MiB of L2 per core, AMD Zen 4 and Zen 5 with 1 MiB), so the sizes a
+// kernel runs with are chosen by what this CPU reports, as BLIS keeps a block-size set per CPU:
+//  1. an entry of kCpuBlocks for this CPU model and kernel (measured there);
+//  2. else nc fitted to this CPU's L2 (sysconf): the B block kc x nc plus the A block mc x kc
+//     filling kL2Share of it — the share the measured Xeon entry uses (1792 x 256 + 168 x 256
+//     floats = 96% of 2 MiB) — when that leaves nc >= kMinFittedNc (a smaller L2 keeps the table's
+//     nc, its B block read from L3 as before);
+//  3. else the table's sizes.
+// Only nc changes: mc and kc — and so the order of every sum, hence the bits of C — stay the
+// kernel's on every CPU. Kernels that split the rows (A64FX, the 16-bit x86 kernels until
+// measured) keep their table. HOKUSAI_GEMM_BLOCKS overrides all of it (tuning on a new CPU;
+// `bench_gemm --blocks` times candidates side by side).
+struct CpuModel {
+  std::string vendor;  // CPUID's vendor string ("GenuineIntel", "AuthenticAMD"); empty off x86
+  int family = 0, model = 0;  // with the extended fields folded in (Zen 4: 0x19, Zen 5: 0x1a)
+};
+CpuModel this_cpu_model();
+int64_t this_cpu_l2_bytes();  // per core, from sysconf; 0 when the system does not say
+
+struct CpuBlocks {
+  const char* vendor;
+  int family, model_lo, model_hi;
+  const char* kernel;
+  BlockSizes blocks;
+  const char* why;
+};
+inline constexpr CpuBlocks kCpuBlocks[] = {
+    {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
+     "measured on Intel family 6 model 207 (docs/performance.md)"},
+};
+inline constexpr double kL2Share = 0.96;
+inline constexpr int64_t kMinFittedNc = 512;
+
+struct ChosenBlocks {
+  BlockSizes blocks;
+  std::string why;  // e.g. "fitted to this CPU's 1 MiB L2 (nc 800)"
+};
+// The rule above for a kernel (its name, table sizes, NR, bytes per packed element).
+ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int element_bytes, const CpuModel& cpu,
+                            int64_t l2_bytes);
+// The blocks an ISA's fp32 kernel runs with on this CPU, and why (printed by `hokusai peak` and
+// bench_gemm).
+ChosenBlocks sgemm_blocks(GemmIsa isa);
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa);  // a resolved (not automatic) ISA
 // The 16-bit storage kernels; each throws std::runtime_error in a build without it.

@@ -22,6 +22,7 @@
 #include "hokusai/data.hpp"
 #include "hokusai/generate.hpp"
 #include "hokusai/train.hpp"
+#include "kernels/gemm_tuning.hpp"
 #include "kernels/peak.hpp"
 #include "app/calibrate.hpp"
 #include "app/jobscript.hpp"
@@ -529,6 +530,13 @@ int main(int argc, char** argv) {
       if (p.amx_bf16_per_core_gflops > 0)
         std::cout << "bf16 AMX tiles (tdpbf16ps): " << p.amx_bf16_per_core_gflops << " GFLOP/s per core ("
                   << p.amx_bf16_per_core_gflops / p.per_core_gflops << "x fp32)\n";
+      const kernels::GemmIsa isa = kernels::resolve_gemm_isa(kernels::GemmIsa::automatic);
+      const kernels::CpuModel cpu = kernels::this_cpu_model();
+      const kernels::ChosenBlocks b = kernels::sgemm_blocks(isa);
+      std::cout << "GEMM: " << kernels::sgemm_kernel_name(isa) << " with blocks mc " << b.blocks.mc << ", kc "
+                << b.blocks.kc << ", nc " << b.blocks.nc << ": " << b.why;
+      if (!cpu.vendor.empty()) std::cout << "; CPU " << cpu.vendor << " family " << cpu.family << " model " << cpu.model;
+      std::cout << "\n";
       return 0;
     }
   } catch (const std::exception& e) {

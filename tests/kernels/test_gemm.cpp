@@ -441,6 +441,35 @@ TEST(NativeGemm, TileCandidatesMatchTheShippedKernel) {
 #endif
 }
 
+// Per-CPU block sizes (kernels/gemm_tuning.hpp): a measured entry for its CPU model, else nc
+// fitted to the CPU's L2 (Zen 4/5: 1 MiB), else the table; only nc ever changes (the bits of C
+// depend on mc-independent, kc-blocked sums), and kernels sharing an L2 keep their table.
+TEST(GemmTuning, BlocksFollowTheCpu) {
+  const BlockSizes table{168, 256, 3072, ThreadSplit::columns};
+  const CpuModel xeon{"GenuineIntel", 6, 207}, zen5{"AuthenticAMD", 0x1a, 0x44}, other{"GenuineIntel", 6, 143};
+  const ChosenBlocks measured = blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, xeon, int64_t(2) << 20);
+  EXPECT_EQ(measured.blocks.nc, 1792);
+  EXPECT_NE(measured.why.find("measured"), std::string::npos) << measured.why;
+  // The fitted rule reproduces the measured entry from the same L2 ...
+  EXPECT_EQ(blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, other, int64_t(2) << 20).blocks.nc, 1792);
+  // ... and fits a 1 MiB L2: (0.96 * 1 MiB - 168 * 256 * 4 B) / (256 * 4 B) = 815 -> 800 columns.
+  const ChosenBlocks fitted = blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, zen5, int64_t(1) << 20);
+  EXPECT_EQ(fitted.blocks.nc, 800);
+  EXPECT_EQ(fitted.blocks.mc, table.mc);
+  EXPECT_EQ(fitted.blocks.kc, table.kc);
+  EXPECT_EQ(fitted.blocks.split, table.split);
+  EXPECT_NE(fitted.why.find("1024 KiB L2"), std::string::npos) << fitted.why;
+  // A small L2 (256 KiB: no room for a B block) or an unknown one keeps the table.
+  EXPECT_EQ(blocks_for_cpu("sgemm_avx2_6x16", table, 16, 4, other, 256 << 10).blocks.nc, table.nc);
+  EXPECT_EQ(blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, zen5, 0).blocks.nc, table.nc);
+  // Threads sharing an L2 (rows: A64FX) keep the table whatever the cache.
+  const BlockSizes shared{120, 256, 4096, ThreadSplit::rows};
+  EXPECT_EQ(blocks_for_cpu("sgemm_sve_10x32", shared, 32, 4, CpuModel{}, int64_t(8) << 20).blocks.nc, 4096);
+  // What this process runs: the rule applied to this CPU.
+  const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
+  EXPECT_EQ(sgemm_blocks(isa).blocks.nc, sgemm_kernel(isa).blocks.nc);
+}
+
 // The vector packer against the generic one, bit for bit, on every edge: rows below, at and above
 // a 16-lane group and a panel, several panels with a partial last one, partial 16-step k blocks,
 // padded k, both orientations, leading dimensions larger than the block. The destination starts

@@ -468,6 +468,22 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   // What this process runs: the rule applied to this CPU.
   const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
   EXPECT_EQ(sgemm_blocks(isa).blocks.nc, sgemm_kernel(isa).blocks.nc);
+  // Another nc gives the same bits (edge columns and k blocks do not move), at 1 and 2 threads.
+  const int64_t m = 50, n = 2 * 1792 + 37, k = 300;
+  const auto a = testing::random_vector<float>(m * k, 31), b = testing::random_vector<float>(k * n, 32);
+  const auto c0 = testing::random_vector<float>(m * n, 33);
+  for (const int threads : {1, 2}) {
+    std::vector<std::vector<float>> got;
+    for (const int64_t nc : {int64_t(800), int64_t(1792), sgemm_kernel(isa).blocks.nc}) {
+      SgemmKernel kern = sgemm_kernel(isa);
+      kern.blocks.nc = nc / kern.nr * kern.nr;
+      got.push_back(c0);
+      detail::gemm_native_kernel(GemmContext{GemmBackend::native, threads}, kern, Op::N, Op::N, m, n, k, 1.0f,
+                                 a.data(), k, b.data(), n, 0.5f, got.back().data(), n);
+    }
+    EXPECT_EQ(got[0], got[1]) << threads << " thread(s)";
+    EXPECT_EQ(got[0], got[2]) << threads << " thread(s)";
+  }
 }
 
 // The vector packer against the generic one, bit for bit, on every edge: rows below, at and above

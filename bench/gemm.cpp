@@ -159,11 +159,7 @@ int main(int argc, char** argv) {
         return std::fprintf(stderr, "bench_gemm: --kernels: no candidate '%s' (--tiles lists them)\n", t.c_str()), 2;
       if (!gemm_isa_supported(GemmIsa::avx512))
         return std::fprintf(stderr, "bench_gemm: --kernels: this CPU has no AVX-512\n"), 2;
-      SgemmKernel k = sgemm_kernel(GemmIsa::avx512);
-      k.name = cand->name, k.mr = cand->mr, k.nr = cand->nr, k.ukernel = cand->ukernel;
-      k.blocks.mc = std::max<int64_t>(1, k.blocks.mc / k.mr) * k.mr;
-      k.blocks.nc = std::max<int64_t>(1, k.blocks.nc / k.nr) * k.nr;
-      kernels.emplace_back("-" + t, k);
+      kernels.emplace_back("-" + t, candidate_kernel(*cand, sgemm_kernel(GemmIsa::avx512)));
     }
     if (kernels.empty()) kernels.emplace_back("", sgemm_kernel(isa));
     std::vector<std::pair<std::string, BlockSizes>> blocks;  // empty: each kernel's own

@@ -1,5 +1,5 @@
 // Internal: alternative AVX-512 register tiles, kept so the choice of the shipped one can be
-// re-measured on a new CPU (bench_gemm --tiles).
+// re-measured on a new CPU (bench_gemm --tiles: alone; --kernels: in the driver).
 #pragma once
 
 #include "kernels/ukernel.hpp"
@@ -13,5 +13,14 @@ struct SgemmTileCandidate {
 };
 extern const SgemmTileCandidate kAvx512TileCandidates[];
 extern const int kAvx512TileCandidateCount;
+
+// A candidate as a driver kernel: `base` (the shipped AVX-512 kernel, with its packer, split and
+// this CPU's blocks) with the candidate's tile and microkernel, mc and nc rounded down to it.
+inline SgemmKernel candidate_kernel(const SgemmTileCandidate& c, SgemmKernel base) {
+  base.name = c.name, base.mr = c.mr, base.nr = c.nr, base.ukernel = c.ukernel;
+  base.blocks.mc = (base.blocks.mc / c.mr > 0 ? base.blocks.mc / c.mr : 1) * c.mr;
+  base.blocks.nc = (base.blocks.nc / c.nr > 0 ? base.blocks.nc / c.nr : 1) * c.nr;
+  return base;
+}
 
 }  // namespace hokusai::kernels

@@ -412,8 +412,7 @@ TEST(NativeGemm, TileCandidatesMatchTheShippedKernel) {
   };
   for (int i = 0; i < kAvx512TileCandidateCount; ++i) {
     const SgemmTileCandidate& cand = kAvx512TileCandidates[i];
-    SgemmKernel kern = shipped;
-    kern.name = cand.name, kern.mr = cand.mr, kern.nr = cand.nr, kern.ukernel = cand.ukernel;
+    SgemmKernel kern = candidate_kernel(cand, shipped);
     kern.blocks = BlockSizes{3 * cand.mr, 61, 4 * cand.nr, ThreadSplit::columns};
     SgemmKernel same_blocks = shipped;
     same_blocks.blocks = BlockSizes{3 * shipped.mr, 61, 4 * shipped.nr, ThreadSplit::columns};

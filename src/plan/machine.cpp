@@ -186,15 +186,15 @@ const GemmPoint* nearest_gemm(const MachineSpec& m, const std::string& ops, int6
 
 }  // namespace
 
+bool has_gemm_table(const MachineSpec& m, const std::string& precision) {
+  return std::any_of(m.gemm.begin(), m.gemm.end(), [&](const GemmPoint& g) { return g.precision == precision; });
+}
+
 // The nearest point's GFLOP/s, scaled by the thread ratio when the thread count differs; without
 // a table, gemm_efficiency of peak. Other cores computing slow it by the median over the table's
 // one-thread points of their measured ratio (time with every core at work over alone): one
 // shape's ratio alone is noise on a shared machine — a calibration measured 1.82x for one
 // product and ~1.0x for the rest, and the planner put a 2-rank pipeline 22% above its run.
-bool has_gemm_table(const MachineSpec& m, const std::string& precision) {
-  return std::any_of(m.gemm.begin(), m.gemm.end(), [&](const GemmPoint& g) { return g.precision == precision; });
-}
-
 double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
                     int busy, const std::string& precision) {
   if (M <= 0 || N <= 0 || K <= 0) return 0.0;

@@ -13,9 +13,15 @@
 
 namespace hokusai::kernels {
 
-template <int MR, int NV>
+// Candidates (bench_gemm --kernels; docs/performance.md has their measurements): Unroll8 runs the
+// k loop in chunks of 8 steps (the next tile's C rows prefetched once per chunk instead of a test
+// per step); Fold also folds each broadcast into its FMA as an embedded memory operand
+// (vfmadd231ps m32{1to16}: 28 FMAs and 2 loads per k step issue as 30 fused uops instead of 44,
+// at 28 loads instead of 16). Every variant makes the same sums in the same order: the same bits.
+template <int MR, int NV, bool Unroll8 = false, bool Fold = false>
 void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta) {
   constexpr int NR = 16 * NV;
+  static_assert(!Fold || NV == 2, "the folded step is written for two B vectors");
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -31,9 +37,15 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
     for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(bp + (p + 8) * NR + 16 * v), _MM_HINT_T0);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(ap[p * MR + i]);
+      if constexpr (Fold) {
+        asm("vfmadd231ps %[x]%{1to16%}, %[b0], %[c0]\n\tvfmadd231ps %[x]%{1to16%}, %[b1], %[c1]"
+            : [c0] "+v"(acc[i][0]), [c1] "+v"(acc[i][1])
+            : [b0] "v"(b[0]), [b1] "v"(b[1]), [x] "m"(ap[p * MR + i]));
+      } else {
+        const __m512 a = _mm512_set1_ps(ap[p * MR + i]);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+      }
     }
   };
   // C: this tile's rows into L1 one row per k step over the first MR steps, then the rows of the
@@ -49,82 +61,27 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
   }
   for (int64_t i = head; i < MR; ++i)
     for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
-  for (int row = 0; p < k; ++p) {
-    if ((p & 7) == 0 && row < MR) {
+  if constexpr (Unroll8) {
+    for (int row = 0; p + 8 <= k; p += 8) {
+      if (row < MR) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v)
-        _mm_prefetch(reinterpret_cast<const char*>(c + row * ldc + NR + 16 * v), _MM_HINT_T1);
-      ++row;
-    }
-    step(p);
-  }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* cp = c + i * ldc + 16 * v;
-      __m512 r = _mm512_mul_ps(va, acc[i][v]);
-      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp), r);
-      _mm512_storeu_ps(cp, r);
-    }
-}
-
-// The same tile with the k loop unrolled by 8 (the next tile's C rows prefetched once per 8 steps
-// instead of a test per step) and, with Fold, each broadcast folded into its FMA as an embedded
-// memory operand (vfmadd231ps m32{1to16}): 28 FMAs and 2 loads per k step issue as 30 fused
-// uops instead of 44, at 28 loads instead of 16. Candidates (bench_gemm --kernels); same sums in
-// the same order as sgemm_avx512_tile, so the same bits.
-template <int MR, int NV, bool Fold>
-void sgemm_avx512_tile_u8(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
-                          float beta) {
-  constexpr int NR = 16 * NV;
-  static_assert(!Fold || NV == 2, "the folded step is written for two B vectors");
-  __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  auto step = [&](int64_t p) __attribute__((always_inline)) {
-    __m512 b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(bp + p * NR + 16 * v);
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(bp + (p + 8) * NR + 16 * v), _MM_HINT_T0);
-    const float* a = ap + p * MR;
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      if constexpr (Fold) {
-        asm("vfmadd231ps %[x]%{1to16%}, %[b0], %[c0]\n\tvfmadd231ps %[x]%{1to16%}, %[b1], %[c1]"
-            : [c0] "+v"(acc[i][0]), [c1] "+v"(acc[i][1])
-            : [b0] "v"(b[0]), [b1] "v"(b[1]), [x] "m"(a[i]));
-      } else {
-        const __m512 x = _mm512_set1_ps(a[i]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(x, b[v], acc[i][v]);
+        for (int v = 0; v < NV; ++v)
+          _mm_prefetch(reinterpret_cast<const char*>(c + row * ldc + NR + 16 * v), _MM_HINT_T1);
+        ++row;
       }
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) step(p + u);
     }
-  };
-  const int64_t head = k < MR ? k : MR;
-  int64_t p = 0;
-  for (; p < head; ++p) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + p * ldc + 16 * v), _MM_HINT_T0);
-    step(p);
   }
-  for (int64_t i = head; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
-  for (int row = 0; p + 8 <= k; p += 8) {
-    if (row < MR) {
+  for (int row = 0; p < k; ++p) {
+    if ((p & 7) == 0 && row < MR && !Unroll8) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
         _mm_prefetch(reinterpret_cast<const char*>(c + row * ldc + NR + 16 * v), _MM_HINT_T1);
       ++row;
     }
-#pragma GCC unroll 8
-    for (int u = 0; u < 8; ++u) step(p + u);
+    step(p);
   }
-  for (; p < k; ++p) step(p);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -221,8 +178,8 @@ void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t 
 // Candidates measured against the shipped tile (bench_gemm --tiles).
 const SgemmTileCandidate kAvx512TileCandidates[] = {
     {"sgemm_avx512_14x32", 14, 32, sgemm_avx512_tile<14, 2>},
-    {"sgemm_avx512_14x32_u8", 14, 32, sgemm_avx512_tile_u8<14, 2, false>},
-    {"sgemm_avx512_14x32_fold", 14, 32, sgemm_avx512_tile_u8<14, 2, true>},
+    {"sgemm_avx512_14x32_u8", 14, 32, sgemm_avx512_tile<14, 2, true>},
+    {"sgemm_avx512_14x32_fold", 14, 32, sgemm_avx512_tile<14, 2, true, true>},
     {"sgemm_avx512_12x32", 12, 32, sgemm_avx512_tile<12, 2>},
     {"sgemm_avx512_8x48", 8, 48, sgemm_avx512_tile<8, 3>},
     {"sgemm_avx512_6x64", 6, 64, sgemm_avx512_tile<6, 4>},

@@ -8,9 +8,11 @@
 # with `hokusai plan` for the same settings. Fails when a layout's predicted step time is off by
 # more than 20% or its predicted peak memory (rank 0) by more than 10% of the measured peak RSS —
 # wider than the planner's goal (10% and 5%) because this machine is shared and noisy.
-# A layout outside the bounds is checked once more against a fresh calibration and a fresh run
-# (this machine's speed drifts by 10-20% over minutes, so a calibration minutes old can be off for
-# every later run) and fails the test only when it misses again: a wrong model misses every time.
+# A layout outside the bounds is checked again against a fresh calibration and a fresh run, up to
+# twice (this machine's speed drifts by 10-20% over minutes, so a calibration minutes old can be
+# off for every later run; one CI run on 2026-12-03 measured a core at 1.84x its time alone in
+# its first calibration and 1.01x in the next) and fails the test only when it misses all three
+# times: a wrong model misses every time.
 # Layouts with more ranks than cores are left out: their ranks time-share the cores, which the
 # planner bounds but does not model in detail (docs/performance.md lists their errors).
 # The calibration covers 1 and 2 threads: two ranks on the node's two cores share the bandwidth
@@ -36,9 +38,19 @@ if MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/runs" \
   scripts/bench-layouts.sh "$build" --plan "$work/machine.yaml" --check 20,10 "${layouts[@]}" | tee "$work/first.txt"; then
   exit 0
 fi
-again=$(sed -n 's/^plan check FAILED: \([a-z0-9_]*\):.*/\1/p' "$work/first.txt" | sort -u | tr '\n' ' ')
-[ -n "$again" ] || { echo "plan_validation: FAIL (see above)"; exit 1; }
-echo "plan_validation: calibrating and measuring again: $again"
-calibrate "$work/machine-again.yaml"
-MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/again" \
-  scripts/bench-layouts.sh "$build" --plan "$work/machine-again.yaml" --check 20,10 $again
+# Up to two more attempts, each with a fresh calibration, for the layouts the last one missed.
+prev="$work/first.txt"
+for attempt in 2 3; do
+  again=$(sed -n 's/^plan check FAILED: \([a-z0-9_]*\):.*/\1/p' "$prev" | sort -u | tr '\n' ' ')
+  [ -n "$again" ] || { echo "plan_validation: FAIL (see above)"; exit 1; }
+  echo "plan_validation: attempt $attempt, calibrating and measuring again: $again"
+  calibrate "$work/machine-$attempt.yaml"
+  if MODEL=configs/gpt2-124m.yaml SETS="$sets" WORK="$work/attempt-$attempt" \
+    scripts/bench-layouts.sh "$build" --plan "$work/machine-$attempt.yaml" --check 20,10 $again |
+    tee "$work/attempt-$attempt.txt"; then
+    exit 0
+  fi
+  prev="$work/attempt-$attempt.txt"
+done
+echo "plan_validation: FAIL: missed in three calibrations and runs"
+exit 1

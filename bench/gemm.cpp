@@ -175,9 +175,9 @@ int main(int argc, char** argv) {
         SgemmKernel kb = k;
         std::string label = "hokusai" + name;
         if (!blocks.empty()) {
-          kb.blocks.mc = std::max<int64_t>(1, blocks[bi].second.mc / k.mr) * k.mr;
-          kb.blocks.kc = blocks[bi].second.kc;
-          kb.blocks.nc = std::max<int64_t>(1, blocks[bi].second.nc / k.nr) * k.nr;
+          BlockSizes b = blocks[bi].second;
+          b.split = k.blocks.split;
+          kb.blocks = rounded_to_tile(b, k.mr, k.nr);
           label += blocks[bi].first;
         }
         if (splits.empty()) variants.emplace_back(label, kb);

@@ -232,10 +232,8 @@ BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
   if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR || (got == 4 && how != "rows" && how != "columns"))
     throw std::runtime_error(std::string("HOKUSAI_GEMM_BLOCKS='") + env +
                              "': expected mc,kc,nc[,rows|columns] (mc >= MR, nc >= NR)");
-  b.mc = b.mc / MR * MR;
-  b.nc = b.nc / NR * NR;
   b.split = got == 4 ? (how == "columns" ? ThreadSplit::columns : ThreadSplit::rows) : table.split;
-  return b;
+  return rounded_to_tile(b, MR, NR);
 }
 
 void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {

@@ -102,7 +102,7 @@ inline constexpr int64_t kMinFittedNc = 512;
 
 struct ChosenBlocks {
   BlockSizes blocks;
-  std::string why;  // e.g. "fitted to this CPU's 1 MiB L2 (nc 800)"
+  std::string why;  // e.g. "measured on Intel family 6 model 207 (docs/performance.md)"
 };
 // The rule above for a kernel (its name, table sizes, NR, bytes per packed element).
 ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int element_bytes, const CpuModel& cpu,

@@ -40,6 +40,12 @@ struct BlockSizes {
   int64_t mc, kc, nc;
   ThreadSplit split = ThreadSplit::rows;
 };
+// mc and nc rounded down to whole MR x NR tiles (at least one).
+inline BlockSizes rounded_to_tile(BlockSizes b, int mr, int nr) {
+  b.mc = (b.mc / mr > 0 ? b.mc / mr : 1) * mr;
+  b.nc = (b.nc / nr > 0 ? b.nc / nr : 1) * nr;
+  return b;
+}
 
 // Packing of fp32 micro-panels of width R (A panels: R = MR rows of op(A); B panels: R = NR
 // columns of op(B)). `rows` (any count) elements x(r, p), p < kc, fill ceil(rows / R) consecutive

@@ -18,8 +18,7 @@ extern const int kAvx512TileCandidateCount;
 // this CPU's blocks) with the candidate's tile and microkernel, mc and nc rounded down to it.
 inline SgemmKernel candidate_kernel(const SgemmTileCandidate& c, SgemmKernel base) {
   base.name = c.name, base.mr = c.mr, base.nr = c.nr, base.ukernel = c.ukernel;
-  base.blocks.mc = (base.blocks.mc / c.mr > 0 ? base.blocks.mc / c.mr : 1) * c.mr;
-  base.blocks.nc = (base.blocks.nc / c.nr > 0 ? base.blocks.nc / c.nr : 1) * c.nr;
+  base.blocks = rounded_to_tile(base.blocks, c.mr, c.nr);
   return base;
 }
 

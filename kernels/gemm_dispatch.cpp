@@ -113,15 +113,18 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
   return {table, "the kernel's table (this CPU's L2 size is unknown)"};
 }
 
+#if defined(__x86_64__)
 namespace {
 
-// A kernel of the table with its blocks chosen for this CPU (blocks_for_cpu).
+// A kernel of the table with its blocks chosen for this CPU (blocks_for_cpu; only the x86
+// kernels split the columns).
 SgemmKernel on_this_cpu(SgemmKernel k) {
   k.blocks = blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes()).blocks;
   return k;
 }
 
 }  // namespace
+#endif
 
 ChosenBlocks sgemm_blocks(GemmIsa isa) {
   // sgemm_kernel's blocks are already this CPU's; the rule gives them again (only nc was fitted).

@@ -353,33 +353,39 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
     log << fmt::format("calibrate: {} thread(s): {} GEMM shapes{}, a core at {:.3f}x its time alone when {} compute\n",
                        t, calls.size(), precisions.size() > 1 ? " in fp32 and " + std::string(name_of(precisions[1])) : "",
                        m.contention.back().value, t);
-    // Attention per (sequence, head): one sequence of all heads (tp 1), both kinds.
+    // Attention per (sequence, head): one sequence of all heads (tp 1), both kinds, in each
+    // precision of the GEMM table (its inner products on the trainer's unit).
     const ModelDims d = dims_at(cfg, 1, 1);
     const int64_t T = cfg.train.seq_len;
     std::vector<float> qkv = filled(T * d.qkv_rows()), out = filled(T * d.NH * d.HS), dout = filled(T * d.NH * d.HS),
                        dqkv(size_t(T * d.qkv_rows())), lse(size_t(d.NH * T));
-    for (Attention kind : {Attention::flash, Attention::gemm}) {
-      std::vector<float> probs(kind == Attention::gemm ? size_t(d.NH * T * T) : 1);
-      const auto fwd = [&] {
-        if (kind == Attention::flash)
-          model::flash_attention_forward(ctx, out.data(), lse.data(), qkv.data(), 1, T, d.NH, d.KV, d.HS);
-        else
-          model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), 1, T, d.NH, d.KV, d.HS);
-      };
-      const double f = median_seconds(fwd, o.seconds);
-      fwd();
-      const double b = median_seconds(
-          [&] {
-            if (kind == Attention::flash)
-              model::flash_attention_backward(ctx, dqkv.data(), dout.data(), out.data(), lse.data(), qkv.data(), 1, T,
-                                              d.NH, d.KV, d.HS);
-            else
-              model::attention_backward(ctx, dqkv.data(), dout.data(), probs.data(), qkv.data(), 1, T, d.NH, d.KV,
-                                        d.HS);
-          },
-          o.seconds);
-      m.attention.push_back({std::string(name_of(kind)), T, d.HS, t, 1e6 * f / double(d.NH), 1e6 * b / double(d.NH)});
-    }
+    for (const kernels::Precision precision : precisions)
+      for (Attention kind : {Attention::flash, Attention::gemm}) {
+        kernels::GemmContext actx = ctx;
+        actx.precision = precision;
+        actx.isa = kernels::fastest_isa(precision, peak);
+        std::vector<float> probs(kind == Attention::gemm ? size_t(d.NH * T * T) : 1);
+        const auto fwd = [&] {
+          if (kind == Attention::flash)
+            model::flash_attention_forward(actx, out.data(), lse.data(), qkv.data(), 1, T, d.NH, d.KV, d.HS);
+          else
+            model::attention_forward(actx, out.data(), probs.data(), qkv.data(), 1, T, d.NH, d.KV, d.HS);
+        };
+        const double f = median_seconds(fwd, o.seconds);
+        fwd();
+        const double b = median_seconds(
+            [&] {
+              if (kind == Attention::flash)
+                model::flash_attention_backward(actx, dqkv.data(), dout.data(), out.data(), lse.data(), qkv.data(), 1,
+                                                T, d.NH, d.KV, d.HS);
+              else
+                model::attention_backward(actx, dqkv.data(), dout.data(), probs.data(), qkv.data(), 1, T, d.NH, d.KV,
+                                          d.HS);
+            },
+            o.seconds);
+        m.attention.push_back({std::string(name_of(kind)), T, d.HS, t, 1e6 * f / double(d.NH),
+                               1e6 * b / double(d.NH), std::string(name_of(precision))});
+      }
     // Elementwise ops of a block, the cross-entropy, the optimizer.
     const int64_t N = int64_t(mbs.front()) * T;
     const plan::ElementwiseBytes eb = plan::elementwise_bytes(d, N);

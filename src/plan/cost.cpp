@@ -88,6 +88,9 @@ struct Cores {
   // one with `products` = the speed-up the peaks promise (precision_speedup).
   std::string table = "fp32";
   double products = 1.0;
+  // Attention's points: train.precision's where the file has them (attention_seconds falls back
+  // to the fp32 ones; no peak ratio applies to attention, its inner products are small).
+  std::string attention = "fp32";
   double share() const { return double(busy) / double(threads); }
 };
 
@@ -106,11 +109,11 @@ LayerTimes layer_seconds(const MachineSpec& m, const ModelDims& d, const Config&
   const std::string kind(name_of(cfg.kernels.attention));
   LayerTimes t;
   const ElementwiseBytes eb = elementwise_bytes(d, N);
-  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, c.threads) * c.slowdown;
+  t.attention_forward = attention_seconds(m, kind, false, B * d.NH, T, d.HS, c.threads, c.attention) * c.slowdown;
   t.forward = gemms_seconds(m, layer_gemms(d, N, false), c) + t.attention_forward +
               op_seconds(m, eb.forward, c.busy) * c.share();
   t.backward = gemms_seconds(m, layer_gemms(d, N, true), c) +
-               attention_seconds(m, kind, true, B * d.NH, T, d.HS, c.threads) * c.slowdown +
+               attention_seconds(m, kind, true, B * d.NH, T, d.HS, c.threads, c.attention) * c.slowdown +
                op_seconds(m, eb.backward, c.busy) * c.share();
   return t;
 }
@@ -223,7 +226,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   const std::string precision(name_of(cfg.train.precision));
   const bool measured = has_gemm_table(m, precision);
   const Cores cores_{threads, busy, contention(m, busy) / contention(m, threads), measured ? precision : "fp32",
-                     measured ? 1.0 : precision_speedup(m, cfg.train.precision)};
+                     measured ? 1.0 : precision_speedup(m, cfg.train.precision), precision};
   const double share = cores_.share(), factor = compute_factor(m, threads);
   // Groups inside a node: tp ranks are consecutive; a stage's neighbour is tp·dp ranks away; a
   // dp group spans the nodes unless the whole job fits one node.
@@ -535,19 +538,23 @@ std::string format_plan(const Plan& p, const MachineSpec& m) {
                    "{}, attention {}\n",
                    layout_name(c), p.ranks_per_node, p.threads, p.micro_batches, c.train.micro_batch,
                    c.train.seq_len, recompute_name(c), name_of(c.kernels.attention));
-  if (c.train.precision != kernels::Precision::fp32 && has_gemm_table(m, std::string(name_of(c.train.precision)))) {
-    o += fmt::format("precision: {} products from the machine file's measured {} table; attention at its fp32 rate\n",
-                     name_of(c.train.precision), name_of(c.train.precision));
-  } else if (c.train.precision != kernels::Precision::fp32) {
+  if (c.train.precision != kernels::Precision::fp32) {
+    const std::string p(name_of(c.train.precision));
+    const std::string attention = has_attention_table(m, std::string(name_of(c.kernels.attention)), p)
+                                      ? "attention from its measured " + p + " points"
+                                      : "attention at its fp32 rate";
     const double x = precision_speedup(m, c.train.precision);
-    o += x > 1.0 ? fmt::format("precision: {} products at {:.2f}x the fp32 table (MODELLED from the peaks, {:.1f} / "
-                               "{:.1f} GFLOP/s per core); attention at its fp32 rate\n",
-                               name_of(c.train.precision), x,
-                               c.train.precision == kernels::Precision::bf16 ? m.peak_gflops_bf16 : m.peak_gflops_fp16,
-                               m.peak_gflops_fp32)
-                 : fmt::format("precision: {} products at the fp32 rate (no {} unit at >= {:.1f}x the fp32 peak in "
-                               "the machine file: rounded panels on the fp32 kernel)\n",
-                               name_of(c.train.precision), name_of(c.train.precision), kernels::kSixteenBitWorthIt);
+    if (has_gemm_table(m, p))
+      o += fmt::format("precision: {} products from the machine file's measured {} table; {}\n", p, p, attention);
+    else if (x > 1.0)
+      o += fmt::format("precision: {} products at {:.2f}x the fp32 table (MODELLED from the peaks, {:.1f} / {:.1f} "
+                       "GFLOP/s per core); {}\n",
+                       p, x, c.train.precision == kernels::Precision::bf16 ? m.peak_gflops_bf16 : m.peak_gflops_fp16,
+                       m.peak_gflops_fp32, attention);
+    else
+      o += fmt::format("precision: {} products at the fp32 rate (no {} unit at >= {:.1f}x the fp32 peak in the machine "
+                       "file: rounded panels on the fp32 kernel); {}\n",
+                       p, p, kernels::kSixteenBitWorthIt, attention);
   }
   o += fmt::format("memory per rank (GiB; the node has {:.2f} per rank):\n", p.node_memory_bytes * kGiB);
   o += fmt::format("  {:>5} {:>6} {:>9} {:>8} {:>8} {:>9} {:>11} {:>6} {:>8} {:>8} {:>8}  {}\n", "stage", "layers",

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "kernels/gemm.hpp"
+
 namespace hokusai::plan {
 
 namespace {
@@ -51,6 +53,8 @@ std::vector<RatePoint> rates(const YAML::Node& y, const char* key, const char* u
 }
 
 // log-space distance of two sizes
+bool is_precision_name(const std::string& s) { return value_named<kernels::Precision>(s).has_value(); }
+
 double dist(double a, double b) { return std::abs(std::log(std::max(a, 1.0) / std::max(b, 1.0))); }
 
 }  // namespace
@@ -99,7 +103,7 @@ MachineSpec load_machine(const std::string& path) {
         (p.ops != "NT" && p.ops != "NN" && p.ops != "TN"))
       throw std::runtime_error(fmt::format("{}: gemm entry (line {}) needs ops NT|NN|TN, m, n, k, threads >= 1 and "
                                            "gflops > 0", path, g.Mark().line + 1));
-    if (p.precision != "fp32" && p.precision != "bf16" && p.precision != "fp16")
+    if (!is_precision_name(p.precision))
       throw std::runtime_error(fmt::format("{}: gemm entry (line {}): precision '{}' is not fp32, bf16 or fp16", path,
                                            g.Mark().line + 1, p.precision));
     m.gemm.push_back(p);
@@ -107,7 +111,10 @@ MachineSpec load_machine(const std::string& path) {
   for (const YAML::Node& a : y["attention"]) {
     AttentionPoint p{field<std::string>(a, "kind", w, "flash"), field<int64_t>(a, "T", w, 0),
                      field<int64_t>(a, "HS", w, 0), field(a, "threads", w, 1), field(a, "forward_us", w, 0.0),
-                     field(a, "backward_us", w, 0.0)};
+                     field(a, "backward_us", w, 0.0), field<std::string>(a, "precision", w, "fp32")};
+    if (!is_precision_name(p.precision))
+      throw std::runtime_error(fmt::format("{}: attention entry (line {}): precision '{}' is not fp32, bf16 or fp16",
+                                           path, a.Mark().line + 1, p.precision));
     if (p.T < 1 || p.HS < 1 || p.threads < 1 || p.forward_us <= 0 || p.backward_us <= 0 ||
         (p.kind != "flash" && p.kind != "gemm"))
       throw std::runtime_error(fmt::format("{}: attention entry (line {}) needs kind flash|gemm, T, HS, threads, "
@@ -161,8 +168,9 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
                      g.precision != "fp32" ? ", precision: " + g.precision : std::string());
   o += m.attention.empty() ? "attention: []\n" : "attention:\n";
   for (const AttentionPoint& a : m.attention)
-    o += fmt::format("  - {{kind: {}, T: {}, HS: {}, threads: {}, forward_us: {:.2f}, backward_us: {:.2f}}}\n", a.kind,
-                     a.T, a.HS, a.threads, a.forward_us, a.backward_us);
+    o += fmt::format("  - {{kind: {}, T: {}, HS: {}, threads: {}, forward_us: {:.2f}, backward_us: {:.2f}{}}}\n",
+                     a.kind, a.T, a.HS, a.threads, a.forward_us, a.backward_us,
+                     a.precision != "fp32" ? ", precision: " + a.precision : std::string());
   return o;
 }
 
@@ -188,6 +196,11 @@ const GemmPoint* nearest_gemm(const MachineSpec& m, const std::string& ops, int6
 
 bool has_gemm_table(const MachineSpec& m, const std::string& precision) {
   return std::any_of(m.gemm.begin(), m.gemm.end(), [&](const GemmPoint& g) { return g.precision == precision; });
+}
+
+bool has_attention_table(const MachineSpec& m, const std::string& kind, const std::string& precision) {
+  return std::any_of(m.attention.begin(), m.attention.end(),
+                     [&](const AttentionPoint& a) { return a.kind == kind && a.precision == precision; });
 }
 
 // The nearest point's GFLOP/s, scaled by the thread ratio when the thread count differs; without
@@ -217,14 +230,16 @@ double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int
 }
 
 // Causal attention grows as T² per (sequence, head): the nearest measured length of the same
-// kind and head size, scaled by (T / T_i)² and the thread ratio; without one, its flops (forward
-// 2·T²·HS over the causal half of two products, backward 2.5×) at attention_efficiency of peak.
+// kind, precision (or fp32, without points of that precision) and head size, scaled by
+// (T / T_i)² and the thread ratio; without one, its flops (forward 2·T²·HS over the causal half
+// of two products, backward 2.5×) at attention_efficiency of the fp32 peak.
 double attention_seconds(const MachineSpec& m, const std::string& kind, bool backward, int64_t sequences_heads,
-                         int64_t T, int64_t HS, int threads) {
+                         int64_t T, int64_t HS, int threads, const std::string& precision) {
+  const std::string table = has_attention_table(m, kind, precision) ? precision : "fp32";
   const AttentionPoint* best = nullptr;
   double best_d = std::numeric_limits<double>::infinity();
   for (const AttentionPoint& a : m.attention) {
-    if (a.kind != kind) continue;
+    if (a.kind != kind || a.precision != table) continue;
     const double d = dist(double(T), double(a.T)) + 4.0 * dist(double(HS), double(a.HS)) + 2.0 * dist(threads, a.threads);
     if (d < best_d) best_d = d, best = &a;
   }

@@ -34,6 +34,9 @@ struct AttentionPoint {
   int64_t T = 0, HS = 0;
   int threads = 1;
   double forward_us = 0, backward_us = 0;  // per (sequence, head)
+  // The products' precision, as in GemmPoint: a 16-bit calibration measures both kinds in fp32
+  // and in its train.precision (the inner products on the unit the trainer picks).
+  std::string precision = "fp32";
 };
 
 // A rate measured on `threads` threads: the elementwise ops' effective bandwidth (GB/s of the
@@ -97,8 +100,11 @@ std::string machine_yaml(const MachineSpec& m, const std::string& header_comment
 double gemm_seconds(const MachineSpec& m, const std::string& ops, int64_t M, int64_t N, int64_t K, int threads,
                     int busy = 0, const std::string& precision = "fp32");
 bool has_gemm_table(const MachineSpec& m, const std::string& precision);
+// Attention in `precision` from that precision's points where the file has any of this kind,
+// else from the fp32 ones (has_attention_table says which).
 double attention_seconds(const MachineSpec& m, const std::string& kind, bool backward, int64_t sequences_heads,
-                         int64_t T, int64_t HS, int threads);
+                         int64_t T, int64_t HS, int threads, const std::string& precision = "fp32");
+bool has_attention_table(const MachineSpec& m, const std::string& kind, const std::string& precision);
 double op_seconds(const MachineSpec& m, double bytes, int threads);
 double xent_seconds(const MachineSpec& m, double logits, int threads);
 double optimizer_seconds(const MachineSpec& m, double params, int threads);

@@ -168,6 +168,46 @@ TEST(PlanTime, MeasuredPrecisionTableReplacesThePeakRatio) {
   }
 }
 
+// A 16-bit calibration measures attention in that precision too; the plan of such a run reads
+// those points, and falls back to the fp32 ones where the file has none.
+TEST(PlanTime, AttentionInTheRunsPrecision) {
+  MachineSpec m = simple_machine();
+  Config c = tiny_gpt2();
+  c.kernels.attention = Attention::flash;
+  c.train.precision = kernels::Precision::bf16;
+  const Plan fp32_points = plan_run(c, m, 1);
+  EXPECT_FALSE(has_attention_table(m, "flash", "bf16"));
+  EXPECT_NE(format_plan(fp32_points, m).find("attention at its fp32 rate"), std::string::npos);
+  EXPECT_NEAR(attention_seconds(m, "flash", false, 1, 256, 64, 1, "bf16"), 400e-6, 1e-12) << "falls back to fp32";
+  m.attention.push_back({"flash", 256, 64, 1, 100.0, 200.0, "bf16"});  // 4x faster in bf16
+  EXPECT_TRUE(has_attention_table(m, "flash", "bf16"));
+  EXPECT_FALSE(has_attention_table(m, "gemm", "bf16"));
+  EXPECT_NEAR(attention_seconds(m, "flash", false, 1, 256, 64, 1, "bf16"), 100e-6, 1e-12);
+  EXPECT_NEAR(attention_seconds(m, "flash", true, 1, 512, 64, 1, "bf16"), 4 * 200e-6, 1e-12);
+  EXPECT_NEAR(attention_seconds(m, "flash", false, 1, 256, 64, 1), 400e-6, 1e-12) << "fp32 ignores bf16 points";
+  const Plan bf16_points = plan_run(c, m, 1);
+  EXPECT_LT(bf16_points.step_s, fp32_points.step_s);
+  EXPECT_NE(format_plan(bf16_points, m).find("attention from its measured bf16 points"), std::string::npos);
+  c.train.precision = kernels::Precision::fp32;
+  EXPECT_DOUBLE_EQ(plan_run(c, m, 1).step_s, plan_run(c, simple_machine(), 1).step_s) << "fp32 runs ignore them";
+  const std::string dir = testing::scratch_dir("plan", "machine_attention_precision").string();
+  std::ofstream(dir + "/m.yaml", std::ios::trunc) << machine_yaml(m, "# test\n");
+  const MachineSpec r = load_machine(dir + "/m.yaml");
+  ASSERT_EQ(r.attention.size(), 2u);
+  EXPECT_EQ(r.attention.front().precision, "fp32");
+  EXPECT_EQ(r.attention.back().precision, "bf16");
+  std::string text = machine_yaml(m, "");
+  text.replace(text.rfind("precision: bf16"), 15, "precision: fp8");
+  std::ofstream(dir + "/bad.yaml", std::ios::trunc) << text;
+  try {
+    load_machine(dir + "/bad.yaml");
+    ADD_FAILURE() << "attention precision fp8 accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("attention entry"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("precision 'fp8'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PlanTime, UniformStagesGiveTheBubbleFormula) {
   // Two identical stages (no head/embedding difference matters for the formula's shape): the
   // pipeline time is m·max + (Σ − max)/v, so with P stages of equal t it is (m + P − 1)·t.

@@ -177,7 +177,7 @@ struct Scratch;
 // chunk (interleaved schedule; a slot holds one chunk's activations). A chunk without the
 // embedding reads its input from input_buffer(slot), filled by the caller (the previous virtual
 // stage's stage_output); a chunk without the head takes the gradient of its output as `dy` and
-// leaves the gradient of its input in input_grad().
+// leaves the gradient of its input in input_grad() (boundary_rows of each, below).
 // What forward does at the head (the last stage's last chunk):
 //   logits:   keeps the B*T x Vl logits (logits()); backward derives their gradient from them.
 //             For inference and tests: the array is allocated on first use and is not part of
@@ -242,9 +242,16 @@ class Model {
   // Logits of the last forward in slot 0 (HeadPass::logits; throws after another pass): (B*T, Vl),
   // valid until slot 0's next forward or backward (backward turns them into their gradient in place).
   const T* logits() const;
-  // Pipeline: where a stage without the embedding receives its input for `slot` (max_B*max_T*C);
-  // this stage's output of the forward in `slot` (B*T*C), valid until the slot's next forward;
-  // the gradient of this stage's input after a backward (B*T*C), valid until the next backward.
+  // Pipeline: a boundary between stages carries the token rows boundary_rows(B*T) of a
+  // micro-batch's activations and gradients, C values per row — this rank's sequence-parallel
+  // rows (each tp rank sends its own to its peer of the next stage: 1/tp of the bytes, no gather),
+  // or all rows. input_buffer(slot) (max_B*max_T*C) is where a stage without the embedding
+  // receives its input, those rows at their offset rows.begin*C; stage_output(slot) the rows of
+  // this stage's output of the forward in `slot` (contiguous), valid until the slot's next
+  // forward; input_grad() the rows of the gradient of this stage's input after a backward
+  // (contiguous), valid until the next backward. backward's `dy` is B*T*C with the rows at their
+  // offset (only they are read).
+  comm::Range boundary_rows(int64_t N) const;
   T* input_buffer(int slot);
   const T* stage_output(int slot) const;
   const T* input_grad() const { return input_grad_; }

@@ -48,7 +48,7 @@ struct Activations {
   int64_t B = 0, T_ = 0;  // shape of the slot's last forward
   std::vector<T> encoded;                   // (N,C): the embedding, or the previous stage's output
   std::vector<BlockActs<T>> blocks;         // L
-  std::vector<T> output;                    // (N,C) sequence parallelism: the last block's rows gathered
+  std::vector<T> output;                    // (N,C) sequence parallelism, the head's stage: all rows gathered
   std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)   last stage
   std::vector<T> lse, losses;               // (N), (N)          last stage
   std::vector<T> dlnf;                      // (N,C)  HeadPass::gradient: the gradient of lnf
@@ -386,7 +386,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     a.encoded = sized(N * C);
     for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
       a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none, halves));
-    if (sp) a.output = sized(N * C);
+    if (dims.sequence_parallel && dims.has_head) a.output = sized(N * C);  // the final norm's input
     if (dims.has_head) {
       a.lnf = sized(N * C), a.lnf_mean = sized(N), a.lnf_rstd = sized(N);
       a.lse = sized(N), a.losses = sized(N), a.dlnf = sized(N * C);  // no logits: HeadPass
@@ -479,10 +479,15 @@ T* Model<T>::input_buffer(int slot) {
 }
 
 template <typename T>
+comm::Range Model<T>::boundary_rows(int64_t N) const {
+  return dims_.sequence_parallel ? comm::split_evenly(N, dims_.tp, dims_.tp_rank) : comm::Range{0, N};
+}
+
+template <typename T>
 const T* Model<T>::stage_output(int slot) const {
   const Activations<T>& s = slots_.at(size_t(slot));
-  if (s.blocks.empty()) return s.encoded.data();
-  return dims_.sequence_parallel ? s.output.data() : s.blocks.back().out.data();
+  if (!s.blocks.empty()) return s.blocks.back().out.data();  // the blocks' rows: boundary_rows
+  return s.encoded.data() + boundary_rows(s.B * s.T_).begin * dims_.C;
 }
 
 template <typename T>
@@ -520,9 +525,11 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   }
   // Sequence parallelism: the blocks keep this rank's token rows [rows.begin, rows.end) of the
-  // residual stream; the first takes them from the (replicated) input.
-  const bool sp = d.sequence_parallel && Lc > 0;
-  const comm::Range rows = sp ? token_rows<T>(ctx, d, N) : comm::Range{0, N};
+  // residual stream, and so do the pipeline's boundaries (boundary_rows): the first block takes
+  // them from the (replicated) embedding or from the rows the previous stage sent; only the head
+  // gathers every row.
+  const bool sp = d.sequence_parallel;
+  const comm::Range rows = boundary_rows(N);
   const int64_t Nr = rows.size();
   const T* x = s.encoded.data() + rows.begin * C;
   for (int64_t j = 0; j < Lc; ++j) {
@@ -535,10 +542,8 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     if (recompute_ == Recompute::full) std::copy_n(a.out.data(), Nr * C, s.blocks[size_t(j)].out.data());
     x = s.blocks[size_t(j)].out.data();
   }
-  if (sp && Lc > 0) {  // the stage's output: every rank's rows of the last block
-    x = model::sequence_gather(tp, x, N, C, s.output.data());
-  }
   if (!d.has_head || chunk != d.chunks - 1) return 0.0;
+  if (sp) x = model::sequence_gather(tp, x, N, C, s.output.data());  // the final norm's input: every rank's rows
   need(head_range_);
   if (d.tied) need(embedding_range_);  // the output projection is wte (or this stage's copy of it)
   if (d.family == Family::gpt2)
@@ -600,10 +605,11 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   T* dout = sc.dres_a.data();
   T* dx = sc.dres_b.data();
   const int64_t Lc = d.chunk_layers(), l0 = chunk * Lc;
-  // Sequence parallelism: the blocks' gradients are this rank's token rows (as in forward).
-  const bool sp = d.sequence_parallel && Lc > 0;
-  const comm::Range rows = sp ? token_rows<T>(ctx, d, N) : comm::Range{0, N};
-  const T* top = stage_output(slot);
+  // Sequence parallelism: the blocks' gradients are this rank's token rows (as in forward), and
+  // so are dy and the input gradient at the pipeline's boundaries.
+  const bool sp = d.sequence_parallel;
+  const comm::Range rows = boundary_rows(N);
+  const T* top = sp ? s.output.data() : stage_output(slot);  // the final norm's input (head)
   if (head) {
     const T* dlnf = s.dlnf.data();  // HeadPass::gradient: the forward left it
     if (s.head == HeadPass::gradient && dloss != s.head_dloss) {
@@ -659,7 +665,7 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     std::swap(dx, dout);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }
-  if (sp && Lc > 0) {  // the gradient of the stage's input: every rank's rows
+  if (sp && chunk == 0 && d.has_embedding) {  // the embedding's gradient reads every rank's rows
     model::sequence_gather(tp, static_cast<const T*>(dout), N, C, dx);
     std::swap(dx, dout);
   }

@@ -11,7 +11,9 @@ Pipeline::Pipeline(const comm::Communicator& pp, Model<float>& model, int64_t B,
       model_(model),
       B_(B),
       T_(T),
-      NC_(B * T * model.dims().C),
+      rows_(model.boundary_rows(B * T)),
+      count_(rows_.size() * model.dims().C),
+      offset_(rows_.begin * model.dims().C),
       stage_(pp.rank()),
       stages_(pp.size()),
       chunks_(model.dims().chunks) {
@@ -19,12 +21,13 @@ Pipeline::Pipeline(const comm::Communicator& pp, Model<float>& model, int64_t B,
   tokens_.assign(slots, std::vector<int32_t>(size_t(B * T)));
   targets_.assign(slots, std::vector<int32_t>(size_t(B * T)));
   sent_output_.resize(slots);
-  if (stage_ < stages_ - 1 || chunks_ > 1) dy_.resize(size_t(NC_));
+  if (stage_ < stages_ - 1 || chunks_ > 1) dy_.resize(size_t(B * T * model.dims().C));
 }
 
-void Pipeline::receive(float* data, int from, int tag) {
+// The boundary's rows of a B*T*C tensor (Model::boundary_rows), at their offset in `full`.
+void Pipeline::receive(float* full, int from, int tag) {
   const double t0 = comm::wall_time();
-  comm::irecv(pp_, data, NC_, from, tag).wait();
+  comm::irecv(pp_, full + offset_, count_, from, tag).wait();
   wait_s_ += comm::wall_time() - t0;
 }
 
@@ -44,7 +47,7 @@ double Pipeline::forward(const ComputeContext& ctx, const Batch& batch, int micr
   const double loss =
       model_.forward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), B_, T_, slot, chunk, head, dloss);
   if (!exit)
-    sent_output_[size_t(slot)] = comm::isend(pp_, model_.stage_output(slot), NC_, (s + 1) % P,
+    sent_output_[size_t(slot)] = comm::isend(pp_, model_.stage_output(slot), count_, (s + 1) % P,
                                              tag(micro, s == P - 1 ? chunk + 1 : chunk, false));
   return loss;
 }
@@ -76,9 +79,10 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
                       op.micro == m - 1 ? ready_last : nullptr, slot, exit ? nullptr : dy_.data(), op.chunk);
       if (!entry) {  // a send buffer no transfer still uses (a new one if all are in flight)
         auto it = std::find_if(grad_sends_.begin(), grad_sends_.end(), [](GradSend& g) { return g.request.test(); });
-        if (it == grad_sends_.end()) it = grad_sends_.insert(grad_sends_.end(), GradSend{std::vector<float>(size_t(NC_)), {}});
-        std::copy_n(model_.input_grad(), NC_, it->data.data());
-        it->request = comm::isend(pp_, it->data.data(), NC_, prev, tag(op.micro, s == 0 ? op.chunk - 1 : op.chunk, true));
+        if (it == grad_sends_.end())
+          it = grad_sends_.insert(grad_sends_.end(), GradSend{std::vector<float>(size_t(count_)), {}});
+        std::copy_n(model_.input_grad(), count_, it->data.data());
+        it->request = comm::isend(pp_, it->data.data(), count_, prev, tag(op.micro, s == 0 ? op.chunk - 1 : op.chunk, true));
       }
       free_slots.push_back(slot);
     }

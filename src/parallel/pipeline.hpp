@@ -72,7 +72,10 @@ class Pipeline {
  private:
   const comm::Communicator& pp_;
   Model<float>& model_;
-  int64_t B_, T_, NC_;
+  int64_t B_, T_;
+  // What a boundary carries (Model::boundary_rows): the rows, their value count and offset.
+  comm::Range rows_;
+  int64_t count_, offset_;
   int stage_, stages_, chunks_;
   std::vector<std::vector<int32_t>> tokens_, targets_;  // per slot
   std::vector<float> dy_;                                // received output gradient
@@ -85,7 +88,7 @@ class Pipeline {
   };
   std::list<GradSend> grad_sends_;
   double wait_s_ = 0.0;
-  void receive(float* data, int from, int tag);
+  void receive(float* full, int from, int tag);
   int tag(int micro, int chunk, bool gradient) const;
   // Forward of (micro, chunk) in `slot`: receive the input unless this is the first virtual
   // stage, run the chunk, send its output on unless this is the last. Returns its loss sum.

@@ -176,11 +176,13 @@ MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute) {
   const int P = cfg.parallel.pp, dp = cfg.parallel.dp, v = d.chunks;
   const int64_t n = arena_size(param_table(d)), B = cfg.train.micro_batch, T = cfg.train.seq_len, N = B * T;
   const int slots = parallel::pipeline_slots(P, stage, micro_batches(cfg), v);
-  // The pipeline's buffers (parallel/pipeline.cpp): the received output gradient and one pending
-  // send of the input gradient (N·C each) where they exist, the slots' tokens and targets.
+  // The pipeline's buffers (parallel/pipeline.cpp): the received output gradient (N·C) and one
+  // pending send of the input gradient (the boundary's rows: N/tp under sequence parallelism)
+  // where they exist, the slots' tokens and targets.
+  const int64_t boundary = d.sequence_parallel ? comm::split_evenly(N, d.tp, 0).size() : N;
   int64_t pipe = 8 * int64_t(slots) * N;
   if (P > 1 && (stage < P - 1 || v > 1)) pipe += 4 * N * d.C;
-  if (P > 1 && (stage > 0 || v > 1)) pipe += 4 * N * d.C;
+  if (P > 1 && (stage > 0 || v > 1)) pipe += 4 * boundary * d.C;
   return account_memory({.params = n,
                          .optimizer_params = cfg.parallel.zero1 ? (n + dp - 1) / dp : n,
                          .activation_bytes = Model<float>::activation_bytes(d, B, T, slots, recompute,
@@ -328,9 +330,12 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       // An all-gather and a reduce-scatter move an allreduce's bytes on a ring, so each pair counts
       // as one allreduce: per layer, forward 2 gathers + 2 reduce-scatters, backward 4 gathers (the
       // branch gradients, the norms' outputs again) + 2 reduce-scatters = 5; per stage, the output
-      // gathered and the input gradient gathered = 1; per layer the norms' weight gradients.
-      tp_allreduces(act, int(5 * d.L + 1));
+      // per layer the norms' weight gradients. Per stage: the head gathers the final norm's input,
+      // the embedding its output's gradient — an all-gather moves half an allreduce's bytes, so
+      // each counts as an allreduce of half the activation (pipeline boundaries carry the rows).
+      tp_allreduces(act, int(5 * d.L));
       tp_allreduces(4.0 * 4.0 * double(d.C), int(d.L));
+      if (const int gathers = int(d.has_head) + int(d.has_embedding); gathers > 0) tp_allreduces(act / 2, gathers);
     } else {
       tp_allreduces(act, int(4 * d.L));  // attention and MLP outputs, forward; their inputs' gradients, backward
     }
@@ -356,9 +361,11 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     sp.forward_s *= factor, sp.backward_s *= factor, sp.recompute_s *= factor;
     // Receive the input (forward) and the output's gradient (backward) per chunk: all but the
     // first virtual stage's input (stage 0) and the last one's gradient (stage P - 1).
+    // Under sequence parallelism each tp rank sends only its rows (Model::boundary_rows).
+    const double boundary = d.sequence_parallel ? 4.0 * double(comm::split_evenly(N, tp, 0).size() * d.C) : act;
     if (P > 1)
-      sp.transfers.push_back({"pp", "p2p", act, 2 * int(d.chunks) - (s == 0) - (s == P - 1),
-                              pp_price ? pp_price->seconds(act) : p2p_seconds(m, act, pp_local)});
+      sp.transfers.push_back({"pp", "p2p", boundary, 2 * int(d.chunks) - (s == 0) - (s == P - 1),
+                              pp_price ? pp_price->seconds(boundary) : p2p_seconds(m, boundary, pp_local)});
     // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
     // all-gathered under ZeRO-1: rings on the flat dp group) while the last backward runs.
     const double grads = 4.0 * double(arena_size(param_table(d)));

@@ -85,6 +85,41 @@ TEST(PlanMemory, SequenceParallelKeepsHalfTheResidualStream) {
   EXPECT_FALSE(stage_dims(c, 0).sequence_parallel);
 }
 
+// Sequence parallelism across pipeline stages: a boundary carries this tp rank's token rows only
+// (Model::boundary_rows), so a stage's transfer is 1/tp of the activation and so is its pending
+// gradient send; only the head's stage keeps a gathered output.
+TEST(PlanMemory, SequenceParallelBoundariesCarryTheRanksRows) {
+  Config c = tiny_gpt2();
+  c.parallel.tp = 2, c.parallel.pp = 2;
+  Config sp = c;
+  sp.parallel.sequence_parallel = true;
+  const int64_t B = c.train.micro_batch, T = c.train.seq_len, N = B * T, C = c.model.hidden;
+  for (int stage : {0, 1}) {
+    const ModelDims d = stage_dims(sp, stage);
+    ASSERT_TRUE(d.sequence_parallel);
+    const Model<float> built(d, B, T, 2, Recompute::none, Attention::flash);
+    EXPECT_EQ(built.boundary_rows(N).begin, 0);
+    EXPECT_EQ(built.boundary_rows(N).size(), N / 2);
+    EXPECT_EQ(Model<float>::activation_bytes(d, B, T, 2, Recompute::none, Attention::flash), built.activation_bytes())
+        << "stage " << stage;
+  }
+  EXPECT_EQ(Model<float>(stage_dims(c, 0), B, T, 1, Recompute::none, Attention::flash).boundary_rows(N).size(), N);
+  // The pending gradient send of stage 1 (stage 0 sends none): half the rows.
+  EXPECT_DOUBLE_EQ(stage_memory(c, 1, Recompute::none).comm - stage_memory(sp, 1, Recompute::none).comm,
+                   4.0 * double(N / 2 * C));
+  const MachineSpec m = simple_machine();
+  const Plan plain = plan_run(c, m, 0), split = plan_run(sp, m, 0);
+  for (int stage : {0, 1}) {
+    const auto pp_bytes = [&](const Plan& p) {
+      for (const Transfer& t : p.stages[size_t(stage)].transfers)
+        if (t.group == "pp") return t.bytes;
+      return 0.0;
+    };
+    EXPECT_DOUBLE_EQ(pp_bytes(plain), 4.0 * double(N * C));
+    EXPECT_DOUBLE_EQ(pp_bytes(split), 4.0 * double(N / 2 * C)) << "stage " << stage;
+  }
+}
+
 TEST(PlanMemory, StageMemoryCountsZeroOneAndTheSchedulesSlots) {
   Config c = tiny_gpt2();
   c.parallel.pp = 2;

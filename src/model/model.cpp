@@ -515,22 +515,22 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   const auto need = [&](const comm::Range& r) {
     if (ctx.params_needed && r.size() > 0) ctx.params_needed(r.begin, r.end);
   };
-  if (d.has_embedding && chunk == 0) {
-    need(embedding_range_);
-    if constexpr (std::is_same_v<T, float>) {
-      if (tp)
-        model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
-                                                d.vocab_start, d.Vl);
-    }
-    if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
-  }
   // Sequence parallelism: the blocks keep this rank's token rows [rows.begin, rows.end) of the
   // residual stream, and so do the pipeline's boundaries (boundary_rows): the first block takes
-  // them from the (replicated) embedding or from the rows the previous stage sent; only the head
-  // gathers every row.
+  // them from the embedding (reduce-scattered to them) or from the rows the previous stage sent;
+  // only the head gathers every row.
   const bool sp = d.sequence_parallel;
   const comm::Range rows = boundary_rows(N);
   const int64_t Nr = rows.size();
+  if (d.has_embedding && chunk == 0) {
+    need(embedding_range_);
+    if constexpr (std::is_same_v<T, float>) {
+      if (tp)  // under sequence parallelism only this rank's rows of encoded are written
+        model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
+                                                d.vocab_start, d.Vl, rows, sp ? scratch_->dres_a.data() : nullptr);
+    }
+    if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
+  }
   const T* x = s.encoded.data() + rows.begin * C;
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];

@@ -10,12 +10,19 @@ namespace hokusai::model {
 
 void vocab_parallel_embedding_forward(const TensorParallelOps& tp, float* out, const int32_t* tokens,
                                       const float* wte_r, const float* wpe, int64_t B, int64_t Tn, int64_t C,
-                                      int64_t v0, int64_t Vl) {
-  kernels::embedding_forward<float>(out, tokens, wte_r, nullptr, B, Tn, C, v0, Vl);
-  tp.sum(out, B * Tn * C);
+                                      int64_t v0, int64_t Vl, comm::Range rows, float* partial) {
+  const int64_t N = B * Tn;
+  if (partial) {  // every rank of the group takes this branch or none (a collective each)
+    kernels::embedding_forward<float>(partial, tokens, wte_r, nullptr, B, Tn, C, v0, Vl);
+    tp.reduce_scatter_rows(partial, N, C, out + rows.begin * C);
+  } else {
+    rows = {0, N};
+    kernels::embedding_forward<float>(out, tokens, wte_r, nullptr, B, Tn, C, v0, Vl);
+    tp.sum(out, N * C);
+  }
   if (!wpe) return;
 #pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < B * Tn; ++row) {
+  for (int64_t row = rows.begin; row < rows.end; ++row) {
     const float* p = wpe + (row % Tn) * C;
     float* o = out + row * C;
     for (int64_t c = 0; c < C; ++c) o[c] += p[c];

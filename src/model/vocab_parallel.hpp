@@ -13,9 +13,12 @@ namespace hokusai::model {
 
 // out(N,C) := embedding rows of `tokens` (each row lives on one rank, the others add zeros),
 // summed over the group; then + wpe[t] (positions, replicated; null: none), once.
+// rows (sequence parallelism): only this rank's token rows of that sum (a reduce-scatter, half an
+// all-reduce's bytes), into out + rows.begin*C; `partial` (N,C) holds the rank's lookups, which
+// MPI's reduce-scatter may not alias with its output. partial null: all rows (all-reduce).
 void vocab_parallel_embedding_forward(const TensorParallelOps& tp, float* out, const int32_t* tokens,
                                       const float* wte_r, const float* wpe, int64_t B, int64_t Tn, int64_t C,
-                                      int64_t v0, int64_t Vl);
+                                      int64_t v0, int64_t Vl, comm::Range rows = {}, float* partial = nullptr);
 
 // Softmax cross-entropy over logits split by vocabulary: this rank holds logits_r(N, Vl); no
 // rank ever holds N x Vp. losses[i] = lse_i - logit_i[target_i] (0 where target < 0), lse over

@@ -342,7 +342,9 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     if (d.has_embedding) {
       sp.forward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
       sp.backward_s += op_seconds(m, 3.0 * act, cores_.busy) * share;
-      tp_allreduces(act, 1);  // the vocabulary-parallel embedding
+      // The vocabulary-parallel embedding: an all-reduce, or under sequence parallelism a
+      // reduce-scatter to this rank's rows (half its bytes).
+      tp_allreduces(d.sequence_parallel ? act / 2 : act, 1);
     }
     if (d.has_head) {
       // The final norm; the output projection and the cross-entropy over this rank's vocabulary

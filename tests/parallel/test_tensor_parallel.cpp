@@ -192,6 +192,15 @@ TEST(VocabParallel, EmbeddingEqualsSerial) {
   model::vocab_parallel_embedding_forward(tensor_parallel_ops(world()), out.data(), tokens.data(), wte_r.data(),
                                           wpe.data(), 1, N, C, v.begin, v.size());
   EXPECT_EQ(out, want);
+  // Sequence parallelism: only this rank's rows, reduce-scattered; the others left untouched.
+  const comm::Range rows = comm::split_evenly(N, world().size(), world().rank());
+  std::vector<float> mine(out.size(), -7.0f), partial(out.size());
+  model::vocab_parallel_embedding_forward(tensor_parallel_ops(world()), mine.data(), tokens.data(), wte_r.data(),
+                                          wpe.data(), 1, N, C, v.begin, v.size(), rows, partial.data());
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t c = 0; c < C; ++c)
+      ASSERT_EQ(mine[size_t(i * C + c)], i >= rows.begin && i < rows.end ? want[size_t(i * C + c)] : -7.0f)
+          << "row " << i << " of rank " << world().rank() << "'s " << rows.begin << ".." << rows.end;
   // The backward needs no communication: the model's embedding_backward with its vocab_start.
   kernels::embedding_backward<float>(dwte_r.data(), nullptr, dout.data(), tokens.data(), 1, N, C, v.begin, v.size());
   expect_close(dwte_r, std::vector<float>(dwte.begin() + v.begin * C, dwte.begin() + v.end * C), "wte gradient shard");

@@ -68,30 +68,49 @@ uint16_t to_bf16(float x) {
 }
 
 #ifdef HOKUSAI_HAVE_ONEDNN
-// oneDNN bf16 matmul C(f32) = A(bf16) B(bf16) with the layout given by strides.
+// oneDNN bf16 matmul C(f32) = A(bf16) B(bf16) with the layout given by strides: one call.
 struct OnednnBf16 {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
-  double time(Op oa, Op ob, int64_t m, int64_t n, int64_t k, const std::vector<uint16_t>& a,
-              const std::vector<uint16_t>& b, std::vector<float>& c, int reps) {
+  std::function<void()> call(Op oa, Op ob, int64_t m, int64_t n, int64_t k, const std::vector<uint16_t>& a,
+                             const std::vector<uint16_t>& b, std::vector<float>& c) {
     using dt = dnnl::memory::data_type;
     const dnnl::memory::dims sa = oa == Op::N ? dnnl::memory::dims{k, 1} : dnnl::memory::dims{1, m};
     const dnnl::memory::dims sb = ob == Op::N ? dnnl::memory::dims{n, 1} : dnnl::memory::dims{1, k};
     dnnl::memory::desc ad({m, k}, dt::bf16, sa), bd({k, n}, dt::bf16, sb), cd({m, n}, dt::f32, {n, 1});
     const dnnl::matmul::desc md(ad, bd, cd);  // oneDNN 2.x API
     dnnl::matmul::primitive_desc pd(md, eng);
+    // Primitives and memories are reference-counted handles: the lambda keeps them alive.
     dnnl::matmul prim(pd);
     dnnl::memory am(ad, eng, const_cast<uint16_t*>(a.data())), bm(bd, eng, const_cast<uint16_t*>(b.data())),
         cm(cd, eng, c.data());
-    return median_seconds(
-        [&] {
-          prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-          strm.wait();
-        },
-        reps);
+    return [this, prim, am, bm, cm] {
+      prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+      strm.wait();
+    };
   }
 };
 #endif
+
+// Contenders timed call by call in turn (one call of each per round, the median of `reps`
+// rounds), after one warm-up call each (page faults, JIT, packing buffers): slow phases of a
+// shared machine hit all of them alike. Median seconds per contender.
+std::vector<double> medians_in_turn(const std::vector<std::pair<std::string, std::function<void()>>>& fns, int reps) {
+  std::vector<std::vector<double>> seconds(fns.size());
+  for (const auto& f : fns) f.second();
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < fns.size(); ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fns[i].second();
+      seconds[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  std::vector<double> med;
+  for (auto& s : seconds) {
+    std::sort(s.begin(), s.end());
+    med.push_back(s[s.size() / 2]);
+  }
+  return med;
+}
 
 const char* layout_name(Op oa, Op ob) { return oa == Op::N ? (ob == Op::N ? "NN" : "NT") : "TN"; }
 
@@ -112,12 +131,16 @@ int main(int argc, char** argv) {
   app.add_flag("--no-bf16", no_bf16, "Skip the bf16 rows");
   std::string split_list;
   app.add_option("--splits", split_list,
-                 "Time our fp32 path under each thread split (rows,columns; kernels/ukernel.hpp), "
-                 "not its table's");
+                 "Time our fp32 and bf16 paths under each thread split (rows,columns; kernels/ukernel.hpp), "
+                 "not their tables'");
   std::string kernel_list;
   app.add_option("--kernels", kernel_list,
                  "Time our fp32 path with each named AVX-512 microkernel candidate (--tiles lists them) in the "
                  "driver, with the shipped kernel's blocks; 'shipped' is the table's kernel");
+  std::string a_packing_list;
+  app.add_option("--a-packing", a_packing_list,
+                 "Time our fp32 and bf16 paths with A packed per mc block and/or once per k block "
+                 "(mc,once; kernels/ukernel.hpp BlockSizes::a_once), not their tables'");
   std::vector<std::string> block_list;
   app.add_option("--blocks", block_list,
                  "Time our fp32 path with each of these block sizes (mc,kc,nc ...; mc and nc rounded to the tile)");
@@ -139,6 +162,34 @@ int main(int argc, char** argv) {
       else
         return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not rows or columns\n", t.c_str()), 2;
   }
+  std::vector<bool> a_once;
+  {
+    std::stringstream ss(a_packing_list);
+    std::string t;
+    while (std::getline(ss, t, ','))
+      if (t == "mc" || t == "once")
+        a_once.push_back(t == "once");
+      else
+        return std::fprintf(stderr, "bench_gemm: --a-packing: '%s' is not mc or once\n", t.c_str()), 2;
+  }
+  // Each variant of a kernel: its blocks under each of --splits, then each of --a-packing.
+  const auto each_variant = [&](const std::string& label, BlockSizes b, const std::function<void(std::string, BlockSizes)>& add) {
+    std::vector<std::pair<std::string, BlockSizes>> split_variants;
+    if (splits.empty()) split_variants.emplace_back(label, b);
+    for (const ThreadSplit split : splits) {
+      BlockSizes bs = b;
+      bs.split = split;
+      split_variants.emplace_back(label + (split == ThreadSplit::rows ? "-rows" : "-columns"), bs);
+    }
+    for (const auto& [name, bs] : split_variants) {
+      if (a_once.empty()) add(name, bs);
+      for (const bool once : a_once) {
+        BlockSizes ba = bs;
+        ba.a_once = once;
+        add(name + (once ? "-aonce" : "-amc"), ba);
+      }
+    }
+  };
   const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
   // Our fp32 path's variants: the table's kernel, or each --kernels candidate (its tile with the
   // table's blocks, mc and nc rounded to it), under the table's split or each of --splits.
@@ -168,7 +219,9 @@ int main(int argc, char** argv) {
       char tail = 0;
       if (std::sscanf(t.c_str(), "%ld,%ld,%ld%c", &b.mc, &b.kc, &b.nc, &tail) != 3 || b.mc < 1 || b.kc < 1 || b.nc < 1)
         return std::fprintf(stderr, "bench_gemm: --blocks: '%s' is not mc,kc,nc\n", t.c_str()), 2;
-      blocks.emplace_back("-" + t, b);
+      std::string label = "-" + t;  // mc/kc/nc: no commas in a CSV field
+      std::replace(label.begin(), label.end(), ',', '/');
+      blocks.emplace_back(label, b);
     }
     for (const auto& [name, k] : kernels)
       for (size_t bi = 0; bi < std::max<size_t>(1, blocks.size()); ++bi) {
@@ -180,12 +233,11 @@ int main(int argc, char** argv) {
           kb.blocks = rounded_to_tile(b, k.mr, k.nr);
           label += blocks[bi].first;
         }
-        if (splits.empty()) variants.emplace_back(label, kb);
-        for (const ThreadSplit split : splits) {
-          SgemmKernel ks = kb;
-          ks.blocks.split = split;
-          variants.emplace_back(label + (split == ThreadSplit::rows ? "-rows" : "-columns"), ks);
-        }
+        each_variant(label, kb.blocks, [&](std::string name, BlockSizes bs) {
+          SgemmKernel kv = kb;
+          kv.blocks = bs;
+          variants.emplace_back(std::move(name), kv);
+        });
       }
   }
   // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
@@ -279,15 +331,15 @@ int main(int argc, char** argv) {
                         100 * gf / peak);
           std::fflush(stdout);
         };
-        // The fp32 contenders timed call by call in turn (one call of each per round, the median of
-        // `reps` rounds): slow phases of a shared machine hit all of them alike.
+        // The fp32 contenders, timed in turn.
         std::vector<std::pair<std::string, std::function<void()>>> fp32;
         const GemmContext native{GemmBackend::native, threads, GemmIsa::automatic, &ws};
         for (GemmBackend be : {GemmBackend::native, GemmBackend::openblas, GemmBackend::onednn}) {
           const std::string label = be == GemmBackend::native ? "hokusai" : std::string(name_of(be));
           if (!gemm_backend_available(be) || ("," + backend_list + ",").find("," + label + ",") == std::string::npos)
             continue;
-          if (be == GemmBackend::native && (!splits.empty() || !kernel_list.empty() || !block_list.empty())) {
+          if (be == GemmBackend::native &&
+              (!splits.empty() || !kernel_list.empty() || !block_list.empty() || !a_once.empty())) {
             for (const auto& [name, kern] : variants)
               fp32.emplace_back(name, [&, kern] {
                 detail::gemm_native_kernel(native, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
@@ -300,26 +352,32 @@ int main(int argc, char** argv) {
                  b.data(), ldb, 0.0f, c.data(), s.n);
           });
         }
-        std::vector<std::vector<double>> seconds(fp32.size());
-        for (auto& [label, fn] : fp32) fn();  // warm-up: page faults, packing buffers
-        for (int r = 0; r < reps; ++r)
-          for (size_t i = 0; i < fp32.size(); ++i) {
-            const auto t0 = std::chrono::steady_clock::now();
-            fp32[i].second();
-            seconds[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-          }
-        for (size_t i = 0; i < fp32.size(); ++i) {
-          std::sort(seconds[i].begin(), seconds[i].end());
-          report(fp32[i].first.c_str(), "fp32", seconds[i][seconds[i].size() / 2]);
-        }
+        const std::vector<double> fp32_seconds = medians_in_turn(fp32, reps);
+        for (size_t i = 0; i < fp32.size(); ++i) report(fp32[i].first.c_str(), "fp32", fp32_seconds[i]);
         if (bf16) {
+          // Ours (the kernel's blocks, or each variant of --splits / --a-packing) and oneDNN's bf16
+          // matmul, in turn.
+          std::vector<std::pair<std::string, std::function<void()>>> half;
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
-          report("hokusai", "bf16", median_seconds([&] {
-                   gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
-                 }, reps));
+          if (splits.empty() && a_once.empty())
+            half.emplace_back("hokusai", [&] {
+              gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
+            });
+          else
+            each_variant("hokusai", sbgemm_kernel(isa).blocks, [&](std::string name, BlockSizes bs) {
+              SbgemmKernel kern = sbgemm_kernel(isa);
+              kern.blocks = bs;
+              half.emplace_back(std::move(name), [&, kern] {
+                detail::gemm_half_kernel(ctx, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
+                                         c.data(), s.n);
+              });
+            });
 #ifdef HOKUSAI_HAVE_ONEDNN
-          report("onednn", "bf16", onednn_bf16.time(oa, ob, s.m, s.n, s.k, a16, b16, c, reps));
+          if (("," + backend_list + ",").find(",onednn,") != std::string::npos)
+            half.emplace_back("onednn", onednn_bf16.call(oa, ob, s.m, s.n, s.k, a16, b16, c));
 #endif
+          const std::vector<double> half_seconds = medians_in_turn(half, reps);
+          for (size_t i = 0; i < half.size(); ++i) report(half[i].first.c_str(), "bf16", half_seconds[i]);
         }
       }
     }

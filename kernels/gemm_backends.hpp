@@ -23,6 +23,12 @@ void gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern, Op op_a
                         int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                         float* c, int64_t ldc);
 
+// The same for the 16-bit products (gemm_bf16, and gemm_native's bf16/fp16 paths) on a given
+// 16-bit kernel: its blocks or thread split replaced per call (tests of both splits, tuning).
+void gemm_half_kernel(const GemmContext& ctx, const SbgemmKernel& kern, Op op_a, Op op_b, int64_t m, int64_t n,
+                      int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                      float* c, int64_t ldc);
+
 // Throws std::runtime_error when ctx asks a library backend (fp32 only) for a 16-bit precision.
 void require_precision_backend(const GemmContext& ctx);
 

@@ -104,8 +104,10 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
     if (fitted >= kMinFittedNc) {
       BlockSizes b = table;
       b.nc = fitted;
+      b.a_once = fitted < table.nc;  // more column blocks: pack A once per k block, not once per each
       return {b, "fitted to this CPU's " + std::to_string(l2_bytes >> 10) + " KiB L2 (B + A blocks " +
-                     std::to_string(int(kL2Share * 100)) + "% of it; not measured on this CPU model)"};
+                     std::to_string(int(kL2Share * 100)) + "% of it" + (b.a_once ? ", A packed once per k block" : "") +
+                     "; not measured on this CPU model)"};
     }
     return {table, "the kernel's table (this CPU's " + std::to_string(l2_bytes >> 10) +
                        " KiB L2 is too small to hold a B block: it streams from L3)"};
@@ -120,6 +122,10 @@ namespace {
 // kernels split the columns).
 SgemmKernel on_this_cpu(SgemmKernel k) {
   k.blocks = blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes()).blocks;
+  return k;
+}
+SbgemmKernel on_this_cpu(SbgemmKernel k) {  // 16-bit panels: 2 bytes per element
+  k.blocks = blocks_for_cpu(k.name, k.blocks, k.nr, 2, this_cpu_model(), this_cpu_l2_bytes()).blocks;
   return k;
 }
 
@@ -161,7 +167,10 @@ const SgemmKernel& sgemm_kernel(GemmIsa isa) {
 const SbgemmKernel& sbgemm_kernel(GemmIsa isa) {
 #if defined(__x86_64__)
   if (isa == GemmIsa::amx) return kSbgemmAmx;
-  if (isa == GemmIsa::avx512bf16) return kSbgemmAvx512Bf16;
+  if (isa == GemmIsa::avx512bf16) {
+    static const SbgemmKernel k = on_this_cpu(kSbgemmAvx512Bf16);
+    return k;
+  }
   throw std::runtime_error("gemm_bf16 needs isa amx or avx512bf16; this context resolves to " +
                            std::string(name_of(isa)));
 #else

@@ -1,9 +1,12 @@
 // The native GEMM: a BLIS-style five-loop driver around the microkernels of kernels/ukernel.hpp.
 //
-//   for jc (nc columns of C)        B block kc x nc packed once per (jc, pc), shared by threads
-//    for pc (kc of the k dimension)
+//   for pc (kc of the k dimension)   [a_once: A rows packed once for the whole k block]
+//    for jc (nc columns of C)        B block kc x nc packed once per (pc, jc), shared by threads
 //     for ic (mc rows, this thread's share of M)   A block mc x kc packed per thread
 //      for ir (MR) / jr (NR)                       microkernel on one MR x NR tile of C
+//
+// Every tile of C sums its k blocks in the order pc = 0, kc, 2kc, ... whatever the column
+// blocks, the thread split or the A packing, so all of them give the same bits.
 //
 // ir outside jr: one A micro-panel (MR x kc, 14 KiB) stays in L1 while the B micro-panels
 // stream past it; measured +15% over jr outside ir (1 thread, 2048^3: 127 -> 147 GFLOP/s).
@@ -13,7 +16,10 @@
 // again for the sliver): +6% on (2048, 3456, 5184). The threads split the product as the kernel's
 // table says (ThreadSplit, kernels/ukernel.hpp): M in MR units with one shared B block (each packs
 // a contiguous share of its panels; one barrier before and after use) where cores share an L2, or
-// N in NR units, each thread its own B block and no barrier, where they do not (x86). Packing
+// N in NR units, each thread its own B block and no barrier, where they do not (x86). With
+// BlockSizes::a_once, A is packed once per k block instead of once per (k block, column block):
+// by columns the threads pack a share each into one buffer (a barrier before and after use), by
+// rows each its own rows. Packing
 // applies op(A)/op(B), so NN, NT, TN and TT differ only in how panels are read, never by a
 // materialised transpose; panels are zero-padded to MR/NR
 // (and k to the kernel's k step: 2 for vdpbf16ps, 32 for AMX), so the microkernels see full
@@ -148,14 +154,18 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   // Upper bounds of any thread's balanced() blocks (balanced(e, max, u) <= both e and max rounded up to u).
   const int64_t nc_max = std::min(width, (bs.nc + NR - 1) / NR * NR);
   const int64_t mc_max = std::min((bs.mc + MR - 1) / MR * MR, units * MR);
+  // Packed A per k block: all of a thread's rows (a_once; by columns every thread's rows are all
+  // m, packed into one shared buffer, each thread a share) or one mc block at a time.
+  const bool share_a = bs.a_once && by_columns;
+  const int64_t a_rows = !bs.a_once ? mc_max : by_columns ? units * MR : (units + nt - 1) / nt * MR;
   // Workspace slots: 0 = the shared B block (rows) or 128+t thread t's own (columns), 1+t = thread
-  // t's A block, 64+t = its fp32 scratch panel.
+  // t's A block (slot 1 the shared one), 64+t = its fp32 scratch panel.
   std::vector<P*> bp(static_cast<size_t>(nt)), ap(static_cast<size_t>(nt));
   std::vector<float*> scratch(static_cast<size_t>(nt));
   for (int t = 0; t < nt; ++t) {
     bp[size_t(t)] = by_columns || t == 0 ? packed<Path>(ws, by_columns ? size_t(128 + t) : 0, size_t(kc_blk * nc_max))
                                          : bp[0];
-    ap[size_t(t)] = packed<Path>(ws, size_t(1 + t), size_t(mc_max * kc_blk));
+    ap[size_t(t)] = share_a && t > 0 ? ap[0] : packed<Path>(ws, size_t(1 + t), size_t(a_rows * kc_blk));
     scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_blk * std::max(MR, NR)));
   }
 #pragma omp parallel num_threads(nt)
@@ -169,15 +179,47 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
     alignas(64) float tile[kMaxTile];  // MR x NR edge tile
     if (path.thread_begin) path.thread_begin();
-    const int64_t mc_blk = balanced(r1 - r0, bs.mc, MR), nc_blk = balanced(c1 - c0, bs.nc, NR);
+    const int64_t mc_blk = bs.a_once ? std::max<int64_t>(r1 - r0, 1) : balanced(r1 - r0, bs.mc, MR);
+    const int64_t nc_blk = balanced(c1 - c0, bs.nc, NR);
     P* const bblock = bp[size_t(t)];
-    // Shared B blocks are walked by every thread in the same steps (barriers); own ones need none.
-    for (int64_t jc = c0; jc < c1; jc += nc_blk) {
-      const int64_t nc = std::min(nc_blk, c1 - jc);
-      for (int64_t pc = 0; pc < k; pc += kc_blk) {
-        const int64_t kc = std::min(kc_blk, k - pc);
-        const int64_t kc_pad = (kc + kStep - 1) / kStep * kStep;
-        const float beta_eff = pc == 0 ? beta : 1.0f;
+    P* const ablock = ap[size_t(t)];
+    // Rows [ic, ic + mc) of op(A), k block [pc, pc + kc), into ablock: by this thread alone, or
+    // (share_a) a share of its panels by each thread, then a barrier.
+    const auto pack_a = [&](int64_t ic, int64_t mc, int64_t pc, int64_t kc, int64_t kc_pad) {
+      const int64_t panels = (mc + MR - 1) / MR;
+      const int ways = share_a ? nt : 1, share = share_a ? t : 0;
+      const int64_t i0 = std::min(mc, panels * share / ways * MR), i1 = std::min(mc, panels * (share + 1) / ways * MR);
+      if (i1 > i0)
+        pack_block<Path>(path, a_panel(A, ic + i0, pc), i1 - i0, kc, kc_pad, MR, path.convert_a, ablock + i0 * kc_pad,
+                         scratch[size_t(t)]);
+      if (share_a) {
+#pragma omp barrier
+      }
+    };
+    // One MR x NR tile of C from packed panels (edge tiles through `tile`).
+    const auto tile_update = [&](const P* ap_, const P* bp_, int64_t i, int64_t j, int64_t rows, int64_t cols,
+                                 int64_t kc_pad, float beta_eff) {
+      float* cp = c + i * ldc + j;
+      if (rows == MR && cols == NR) {
+        path.run(kc_pad, ap_, bp_, cp, ldc, alpha, beta_eff);
+      } else {
+        path.run(kc_pad, ap_, bp_, tile, NR, 1.0f, 0.0f);
+        for (int64_t ii = 0; ii < rows; ++ii)
+          for (int64_t jj = 0; jj < cols; ++jj)
+            cp[ii * ldc + jj] = beta_eff == 0.0f ? alpha * tile[ii * NR + jj]
+                                                 : alpha * tile[ii * NR + jj] + beta_eff * cp[ii * ldc + jj];
+      }
+    };
+    // Every k block: (a_once) A packed once, then each column block: B packed (alone, or a share of
+    // a shared block between barriers), then each mc block of rows (packed here unless a_once)
+    // against it. The sums over k blocks run in order pc = 0, kc, ... for every tile either way.
+    for (int64_t pc = 0; pc < k; pc += kc_blk) {
+      const int64_t kc = std::min(kc_blk, k - pc);
+      const int64_t kc_pad = (kc + kStep - 1) / kStep * kStep;
+      const float beta_eff = pc == 0 ? beta : 1.0f;
+      if (bs.a_once && r1 > r0) pack_a(r0, r1 - r0, pc, kc, kc_pad);
+      for (int64_t jc = c0; jc < c1; jc += nc_blk) {
+        const int64_t nc = std::min(nc_blk, c1 - jc);
         const int64_t panels = (nc + NR - 1) / NR;
         // The B panels this thread packs: its share of the shared block, or all of its own.
         const int ways = by_columns ? 1 : nt, share = by_columns ? 0 : t;
@@ -191,30 +233,18 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         }
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, r1 - ic);
-          pack_block<Path>(path, a_panel(A, ic, pc), mc, kc, kc_pad, MR, path.convert_a, ap[size_t(t)],
-                           scratch[size_t(t)]);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t rows = std::min<int64_t>(MR, mc - ir);
-            for (int64_t jr = 0; jr < nc; jr += NR) {
-              const int64_t cols = std::min<int64_t>(NR, nc - jr);
-              float* cp = c + (ic + ir) * ldc + jc + jr;
-              const P* a_panel = ap[size_t(t)] + ir * kc_pad;
-              const P* b_panel = bblock + jr * kc_pad;
-              if (rows == MR && cols == NR) {
-                path.run(kc_pad, a_panel, b_panel, cp, ldc, alpha, beta_eff);
-              } else {
-                path.run(kc_pad, a_panel, b_panel, tile, NR, 1.0f, 0.0f);
-                for (int64_t i = 0; i < rows; ++i)
-                  for (int64_t j = 0; j < cols; ++j)
-                    cp[i * ldc + j] = beta_eff == 0.0f ? alpha * tile[i * NR + j]
-                                                       : alpha * tile[i * NR + j] + beta_eff * cp[i * ldc + j];
-              }
-            }
-          }
+          if (!bs.a_once) pack_a(ic, mc, pc, kc, kc_pad);
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            for (int64_t jr = 0; jr < nc; jr += NR)
+              tile_update(ablock + ir * kc_pad, bblock + jr * kc_pad, ic + ir, jc + jr, std::min<int64_t>(MR, mc - ir),
+                          std::min<int64_t>(NR, nc - jr), kc_pad, beta_eff);
         }
         if (!by_columns) {
 #pragma omp barrier
         }
+      }
+      if (share_a) {  // every thread is done with this k block's A before the next one is packed
+#pragma omp barrier
       }
     }
     if (path.thread_end) path.thread_end();
@@ -252,10 +282,6 @@ const SbgemmKernel* half_kernel(Precision p, GemmIsa isa) {
   return nullptr;
 }
 
-void gemm_half(const SbgemmKernel& kern, const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
-               float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-               int64_t ldc);
-
 }  // namespace
 
 void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -264,7 +290,7 @@ void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, in
   const GemmIsa isa = resolve_gemm_isa(ctx.isa);
   if (ctx.precision != Precision::fp32)
     if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
-      return gemm_half(*half, ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return gemm_half_kernel(ctx, *half, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   SgemmKernel kern = sgemm_kernel(isa);
   kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr);
   gemm_native_kernel(ctx, kern, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -303,36 +329,37 @@ std::string gemm_precision_path(const GemmContext& ctx) {
          " kernel: the same numbers at fp32 speed)";
 }
 
-namespace {
-
 // The 16-bit storage paths share the driver (native backend).
-void gemm_half(const SbgemmKernel& kern, const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
-               float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-               int64_t ldc) {
+void detail::gemm_half_kernel(const GemmContext& ctx, const SbgemmKernel& kern, Op op_a, Op op_b, int64_t m,
+                              int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                              int64_t ldb, float beta, float* c, int64_t ldc) {
+  const BlockSizes& blocks = kern.blocks;
+  if (blocks.mc < kern.mr || blocks.kc < kern.k_step || blocks.nc < kern.nr)
+    throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
+                                ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
   blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert,
                    kern.thread_begin, kern.thread_end},
-          kern.mr, kern.nr, kern.blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c,
-          ldc);
+          kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
-
-}  // namespace
 
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (ctx.backend != GemmBackend::native)
     throw std::runtime_error("gemm_bf16: only the native backend has this path");
-  gemm_half(sbgemm_kernel(resolve_gemm_isa(ctx.isa)), ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  detail::gemm_half_kernel(ctx, sbgemm_kernel(resolve_gemm_isa(ctx.isa)), op_a, op_b, m, n, k, alpha, a, lda, b, ldb,
+                           beta, c, ldc);
 }
 
 void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (ctx.backend != GemmBackend::native)
     throw std::runtime_error("gemm_fp16: only the native backend has this path");
-  gemm_half(shgemm_kernel(resolve_gemm_isa(ctx.isa)), ctx, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  detail::gemm_half_kernel(ctx, shgemm_kernel(resolve_gemm_isa(ctx.isa)), op_a, op_b, m, n, k, alpha, a, lda, b, ldb,
+                           beta, c, ldc);
 }
 
 }  // namespace hokusai::kernels

@@ -28,10 +28,14 @@ namespace hokusai::kernels {
 // median 0.903 -> 0.948 and 0.920 -> 0.952.
 inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32,
                                            {168, 256, 1792, ThreadSplit::columns}, pack_panel_avx512};
-// bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint. The 16-bit kernels
-// keep ThreadSplit::rows until the split is measured on them (an AVX512_BF16 or AMX machine).
+// bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint. Threads split the
+// columns as for fp32. Measured 2026-12-03 on the Intel Xeon (vdpbf16ps at half the fp32 FMA
+// rate there), all 30 shapes at 2 threads, the splits and oneDNN's bf16 matmul in turn, median of
+// 9, twice (`bench_gemm --threads 2 --backends onednn --splits rows,columns --reps 9`): columns /
+// rows median 1.023 and 1.018 (faster on 21 and 20 of 30); against oneDNN 0.943 -> 0.964 and
+// 0.959 -> 0.976. Its nc comes from blocks_for_cpu like the fp32 kernel's (1792 on this L2).
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
-                                               {168, 512, 1792}, interleave_bf16_avx512bf16,
+                                               {168, 512, 1792, ThreadSplit::columns}, interleave_bf16_avx512bf16,
                                                pack_panel_avx512, 2};
 // AMX 32x32 (bf16): kc = 256 keeps an A and a B micro-panel (16 KiB each) together in L1; the
 // kernel alone on L1 panels ran 1,530-1,600 GFLOP/s at k = 256 against 1,350-1,380 at 512, and
@@ -73,11 +77,15 @@ inline constexpr SgemmKernel kSgemmGeneric{"sgemm_generic_4x16", 4, 16, sgemm_ge
 //  2. else nc fitted to this CPU's L2 (sysconf): the B block kc x nc plus the A block mc x kc
 //     filling kL2Share of it — the share the measured Xeon entry uses (1792 x 256 + 168 x 256
 //     floats = 96% of 2 MiB) — when that leaves nc >= kMinFittedNc (a smaller L2 keeps the table's
-//     nc, its B block read from L3 as before);
+//     nc, its B block read from L3 as before); a fitted nc below the table's also packs A once per
+//     k block (BlockSizes::a_once: a narrower nc means more column blocks, each repacking A). On
+//     the Xeon with nc = 800 forced (`bench_gemm --blocks 168,256,800 --a-packing mc,once`, all 30
+//     shapes, median of 7): a_once / per mc block 1.034 at 1 thread (faster on 25), 1.005 at 2;
+//     at its own nc = 1792, 1.005 and 0.988 — hence only with the narrower block;
 //  3. else the table's sizes.
-// Only nc changes: mc and kc — and so the order of every sum, hence the bits of C — stay the
-// kernel's on every CPU. Kernels that split the rows (A64FX, the 16-bit x86 kernels until
-// measured) keep their table. HOKUSAI_GEMM_BLOCKS overrides all of it (tuning on a new CPU;
+// Only nc (and with it a_once) changes: mc and kc — and so the order of every sum, hence the
+// bits of C — stay the kernel's on every CPU. Kernels that split the rows (A64FX, AMX until its
+// split is measured) keep their table. HOKUSAI_GEMM_BLOCKS overrides all of it (tuning on a new CPU;
 // `bench_gemm --blocks` times candidates side by side).
 struct CpuModel {
   std::string vendor;  // CPUID's vendor string ("GenuineIntel", "AuthenticAMD"); empty off x86

@@ -39,6 +39,10 @@ enum class ThreadSplit { rows, columns };
 struct BlockSizes {
   int64_t mc, kc, nc;
   ThreadSplit split = ThreadSplit::rows;
+  // A packed once per k block for all of a thread's column blocks (columns: the threads pack a
+  // share of the rows each into one buffer, a barrier before and after its use), instead of an
+  // mc block at a time inside every column block. Same tiles, same sums: the same bits.
+  bool a_once = false;
 };
 // mc and nc rounded down to whole MR x NR tiles (at least one).
 inline BlockSizes rounded_to_tile(BlockSizes b, int mr, int nr) {

@@ -364,8 +364,10 @@ TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {
 // same k blocks, so C is the same bit for bit at any thread count: shapes with edge tiles, several
 // blocks of every size (small blocks), every layout, beta 0 and not, and fewer column panels than
 // threads (columns falls back to rows). Against the reference too, so equal-but-wrong fails.
-TEST(NativeGemm, ThreadSplitsGiveTheSameBits) {
-  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(GemmIsa::automatic));
+// Every thread split and A packing (per mc block or once per k block) gives the one-thread bits:
+// the same tiles, the same k blocks in the same order. fp32, and each 16-bit kernel this CPU runs.
+template <typename Kernel, typename Run>
+void expect_layouts_give_the_same_bits(const Kernel& kern, int64_t kc, float tolerance, Run driver) {
   const int64_t MR = kern.mr, NR = kern.nr;
   struct Case {
     int64_t m, n, k;
@@ -377,26 +379,38 @@ TEST(NativeGemm, ThreadSplitsGiveTheSameBits) {
           const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
           const auto a = testing::random_vector<float>(s.m * s.k, 11), b = testing::random_vector<float>(s.k * s.n, 12);
           const auto c0 = testing::random_vector<float>(s.m * s.n, 13);
-          const auto run = [&](int threads, ThreadSplit split) {
+          const auto run = [&](int threads, ThreadSplit split, bool a_once) {
             std::vector<float> c = c0;
-            SgemmKernel small = kern;
-            small.blocks = BlockSizes{2 * MR, 48, 3 * NR, split};
-            detail::gemm_native_kernel(GemmContext{GemmBackend::native, threads}, small, oa, ob, s.m, s.n, s.k, 0.75f,
-                                       a.data(), lda, b.data(), ldb, beta, c.data(), s.n);
+            Kernel small = kern;
+            small.blocks = BlockSizes{2 * MR, kc, 3 * NR, split, a_once};
+            driver(GemmContext{GemmBackend::native, threads}, small, oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda,
+                   b.data(), ldb, beta, c.data(), s.n);
             return c;
           };
-          const std::vector<float> one = run(1, ThreadSplit::rows);
+          const std::vector<float> one = run(1, ThreadSplit::rows, false);
           std::vector<float> want = c0;
           ref::gemm(oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, want.data(), s.n);
           for (size_t i = 0; i < want.size(); ++i)
-            ASSERT_NEAR(one[i], want[i], 1e-4f * (1.0f + std::abs(want[i]))) << "element " << i;
-          for (const int threads : {2, 3})
+            ASSERT_NEAR(one[i], want[i], tolerance * (1.0f + std::abs(want[i]))) << kern.name << " element " << i;
+          for (const int threads : {1, 2, 3})
             for (const ThreadSplit split : {ThreadSplit::rows, ThreadSplit::columns})
-              ASSERT_EQ(run(threads, split), one)
-                  << s.m << "x" << s.n << "x" << s.k << " " << (oa == Op::N ? "N" : "T") << (ob == Op::N ? "N" : "T")
-                  << " beta " << beta << " " << threads << " threads, split "
-                  << (split == ThreadSplit::rows ? "rows" : "columns");
+              for (const bool a_once : {false, true})
+                ASSERT_EQ(run(threads, split, a_once), one)
+                    << kern.name << " " << s.m << "x" << s.n << "x" << s.k << " " << (oa == Op::N ? "N" : "T")
+                    << (ob == Op::N ? "N" : "T") << " beta " << beta << " " << threads << " threads, split "
+                    << (split == ThreadSplit::rows ? "rows" : "columns") << (a_once ? ", A once" : ", A per mc");
         }
+}
+
+TEST(NativeGemm, ThreadSplitsGiveTheSameBits) {
+  expect_layouts_give_the_same_bits(sgemm_kernel(resolve_gemm_isa(GemmIsa::automatic)), 48, 1e-4f,
+                                    detail::gemm_native_kernel);
+  // The 16-bit kernels (inputs rounded: the reference is fp32, hence the wider tolerance).
+  for (const GemmIsa isa : {GemmIsa::avx512bf16, GemmIsa::amx, GemmIsa::sve}) {
+    if (!gemm_isa_supported(isa)) continue;
+    const SbgemmKernel& half = isa == GemmIsa::sve ? shgemm_kernel(isa) : sbgemm_kernel(isa);
+    expect_layouts_give_the_same_bits(half, 64, 3e-2f, detail::gemm_half_kernel);
+  }
 }
 
 // Every AVX-512 register-tile candidate (bench_gemm --tiles / --kernels) in the driver: against
@@ -457,6 +471,8 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   EXPECT_EQ(fitted.blocks.mc, table.mc);
   EXPECT_EQ(fitted.blocks.kc, table.kc);
   EXPECT_EQ(fitted.blocks.split, table.split);
+  EXPECT_TRUE(fitted.blocks.a_once) << "a narrower nc than the table's packs A once per k block";
+  EXPECT_FALSE(measured.blocks.a_once);
   EXPECT_NE(fitted.why.find("1024 KiB L2"), std::string::npos) << fitted.why;
   // A small L2 (256 KiB: no room for a B block) or an unknown one keeps the table.
   EXPECT_EQ(blocks_for_cpu("sgemm_avx2_6x16", table, 16, 4, other, 256 << 10).blocks.nc, table.nc);

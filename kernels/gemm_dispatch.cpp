@@ -93,7 +93,8 @@ int64_t this_cpu_l2_bytes() {
 
 ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int element_bytes, const CpuModel& cpu,
                             int64_t l2_bytes) {
-  if (table.split != ThreadSplit::columns) return {table, "the kernel's table (threads share the L2)"};
+  if (table.split != ThreadSplit::columns)
+    return {table, "the kernel's table (its threads split the rows and share one B block)"};
   for (const CpuBlocks& e : kCpuBlocks)
     if (std::strcmp(e.kernel, kernel) == 0 && cpu.vendor == e.vendor && cpu.family == e.family &&
         cpu.model >= e.model_lo && cpu.model <= e.model_hi)
@@ -104,7 +105,9 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
     if (fitted >= kMinFittedNc) {
       BlockSizes b = table;
       b.nc = fitted;
-      b.a_once = fitted < table.nc;  // more column blocks: pack A once per k block, not once per each
+      // More column blocks than the table's: A packed once per k block, not once per column block
+      // (idempotent: the rule applied to its own result gives it again).
+      b.a_once = table.a_once || fitted < table.nc;
       return {b, "fitted to this CPU's " + std::to_string(l2_bytes >> 10) + " KiB L2 (B + A blocks " +
                      std::to_string(int(kL2Share * 100)) + "% of it" + (b.a_once ? ", A packed once per k block" : "") +
                      "; not measured on this CPU model)"};
@@ -136,6 +139,11 @@ ChosenBlocks sgemm_blocks(GemmIsa isa) {
   // sgemm_kernel's blocks are already this CPU's; the rule gives them again (only nc was fitted).
   const SgemmKernel& k = sgemm_kernel(isa);
   return blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes());
+}
+
+ChosenBlocks sbgemm_blocks(GemmIsa isa) {
+  const SbgemmKernel& k = sbgemm_kernel(isa);  // its blocks already this CPU's, as sgemm_blocks
+  return blocks_for_cpu(k.name, k.blocks, k.nr, 2, this_cpu_model(), this_cpu_l2_bytes());
 }
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa) {

@@ -118,6 +118,7 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
 // The blocks an ISA's fp32 kernel runs with on this CPU, and why (printed by `hokusai peak` and
 // bench_gemm).
 ChosenBlocks sgemm_blocks(GemmIsa isa);
+ChosenBlocks sbgemm_blocks(GemmIsa isa);  // the bf16 kernel's (amx or avx512bf16; throws otherwise)
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa);  // a resolved (not automatic) ISA
 // The 16-bit storage kernels; each throws std::runtime_error in a build without it.

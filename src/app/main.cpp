@@ -537,6 +537,14 @@ int main(int argc, char** argv) {
                 << b.blocks.kc << ", nc " << b.blocks.nc << ": " << b.why;
       if (!cpu.vendor.empty()) std::cout << "; CPU " << cpu.vendor << " family " << cpu.family << " model " << cpu.model;
       std::cout << "\n";
+      if (isa == kernels::GemmIsa::avx512bf16 || isa == kernels::GemmIsa::amx) {
+        const kernels::ChosenBlocks h = kernels::sbgemm_blocks(isa);
+        const kernels::GemmIsa bf16_isa = kernels::fastest_isa(kernels::Precision::bf16, p);
+        std::cout << "bf16 GEMM: " << kernels::sbgemm_kernel(isa).name << " with blocks mc " << h.blocks.mc << ", kc "
+                  << h.blocks.kc << ", nc " << h.blocks.nc << ": " << h.why << "; train.precision bf16 runs "
+                  << (bf16_isa == isa ? "on it" : "bf16-rounded panels on the fp32 kernel (its unit probes slower)")
+                  << "\n";
+      }
       return 0;
     }
   } catch (const std::exception& e) {

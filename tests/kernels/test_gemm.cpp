@@ -473,6 +473,11 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   EXPECT_EQ(fitted.blocks.split, table.split);
   EXPECT_TRUE(fitted.blocks.a_once) << "a narrower nc than the table's packs A once per k block";
   EXPECT_FALSE(measured.blocks.a_once);
+  // The rule applied to its own result gives it again (sgemm_blocks reports what the kernel runs).
+  const ChosenBlocks again = blocks_for_cpu("sgemm_avx512_14x32", fitted.blocks, 32, 4, zen5, int64_t(1) << 20);
+  EXPECT_EQ(again.blocks.nc, 800);
+  EXPECT_TRUE(again.blocks.a_once);
+  EXPECT_EQ(again.why, fitted.why);
   EXPECT_NE(fitted.why.find("1024 KiB L2"), std::string::npos) << fitted.why;
   // A small L2 (256 KiB: no room for a B block) or an unknown one keeps the table.
   EXPECT_EQ(blocks_for_cpu("sgemm_avx2_6x16", table, 16, 4, other, 256 << 10).blocks.nc, table.nc);

@@ -8,9 +8,20 @@
 set -euo pipefail
 hokusai=$1; config=$2; work=$3; ranks=$4; tp=${5:-1}; pp=${6:-1}; signal=${7:-STOP}
 dp=$((ranks / (tp * pp)))
-ckpt=checkpoints
-[ "$tp" -gt 1 ] && ckpt=tp-rank-0/$ckpt
-[ "$pp" -gt 1 ] && ckpt=pp-stage-0/$ckpt
+# Every shard root's checkpoint pointer (one per pp stage x tp rank): the victim is stopped only
+# after all of them have the step-10 checkpoint — stopping it inside its own first save left one
+# shard with none, and that run cannot resume (a CI run on 2026-12-03 hit this race).
+shard_roots=()
+for p in $(seq 0 $((pp - 1))); do
+  for t in $(seq 0 $((tp - 1))); do
+    root=checkpoints
+    [ "$tp" -gt 1 ] && root=tp-rank-$t/$root
+    [ "$pp" -gt 1 ] && root=pp-stage-$p/$root
+    shard_roots+=("$root")
+  done
+done
+ckpt=${shard_roots[0]}
+all_saved() { for r in "${shard_roots[@]}"; do [ -f "$work/cut/$r/latest" ] || return 1; done; }
 launch=(mpirun --allow-run-as-root --oversubscribe -np "$ranks" -x OMP_NUM_THREADS=1)
 rm -rf "$work"; mkdir -p "$work"
 common=(--set train.steps=150 --set logging.interval=150 --set logging.eval_interval=0 --set logging.eval_batches=1
@@ -25,8 +36,8 @@ fail() { echo "hang.sh: $*" >&2; exit 1; }
 "${launch[@]}" "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/cut" > "$work/cut.out" 2> "$work/cut.err" &
 job=$!
 victim=$((ranks - 1))
-for _ in $(seq 1 1200); do [ -f "$work/cut/$ckpt/latest" ] && break; sleep 0.05; done
-[ -f "$work/cut/$ckpt/latest" ] || fail "no checkpoint appeared"
+for _ in $(seq 1 1200); do all_saved && break; sleep 0.05; done
+all_saved || fail "no checkpoint appeared in every shard root (${shard_roots[*]})"
 pid=$(cut -d' ' -f1 "$work/cut/heartbeat/rank-$victim")
 kill -"$signal" "$pid"
 t0=$(date +%s.%N)

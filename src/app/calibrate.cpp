@@ -261,12 +261,17 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
     // the planner then reads the run's products from what they measured, not from the peaks.
     std::vector<kernels::Precision> precisions{kernels::Precision::fp32};
     if (cfg.train.precision != kernels::Precision::fp32) precisions.push_back(cfg.train.precision);
+    // ctx for products in `precision`, on the unit the trainer picks for it.
+    const auto in_precision = [&](kernels::Precision precision) {
+      kernels::GemmContext c = ctx;
+      c.precision = precision;
+      c.isa = kernels::fastest_isa(precision, peak);
+      return c;
+    };
     for (const plan::GemmCall& g : calls)
       for (const kernels::Precision precision : precisions) {
         const bool ta = g.ops[0] == 'T', tb = g.ops[1] == 'T';
-        kernels::GemmContext pctx = ctx;
-        pctx.precision = precision;
-        pctx.isa = kernels::fastest_isa(precision, peak);  // the trainer's choice of unit
+        const kernels::GemmContext pctx = in_precision(precision);
         std::vector<float> a = filled(g.m * g.k), b = filled(g.k * g.n), c(size_t(g.m * g.n));
         const double s = median_seconds(
             [&] {
@@ -361,9 +366,7 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
                        dqkv(size_t(T * d.qkv_rows())), lse(size_t(d.NH * T));
     for (const kernels::Precision precision : precisions)
       for (Attention kind : {Attention::flash, Attention::gemm}) {
-        kernels::GemmContext actx = ctx;
-        actx.precision = precision;
-        actx.isa = kernels::fastest_isa(precision, peak);
+        const kernels::GemmContext actx = in_precision(precision);
         std::vector<float> probs(kind == Attention::gemm ? size_t(d.NH * T * T) : 1);
         const auto fwd = [&] {
           if (kind == Attention::flash)

@@ -73,8 +73,8 @@ class Pipeline {
   const comm::Communicator& pp_;
   Model<float>& model_;
   int64_t B_, T_;
-  // What a boundary carries (Model::boundary_rows): the rows, their value count and offset.
-  comm::Range rows_;
+  // What a boundary carries (Model::boundary_rows): its values, and where its rows start in a
+  // B*T*C tensor.
   int64_t count_, offset_;
   int stage_, stages_, chunks_;
   std::vector<std::vector<int32_t>> tokens_, targets_;  // per slot

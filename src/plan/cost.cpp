@@ -165,6 +165,16 @@ ElementwiseBytes elementwise_bytes(const ModelDims& d, int64_t N) {
   return e;
 }
 
+namespace {
+
+// The token rows a pipeline boundary carries (Model::boundary_rows), on tp rank 0 (the largest
+// block under sequence parallelism).
+int64_t boundary_rows(const ModelDims& d, int64_t N) {
+  return d.sequence_parallel ? comm::split_evenly(N, d.tp, 0).size() : N;
+}
+
+}  // namespace
+
 Recompute stage_recompute(const Config& cfg, int stage) {
   const auto& rs = cfg.parallel.recompute_stages;
   if (rs.empty() || std::find(rs.begin(), rs.end(), stage) != rs.end()) return cfg.parallel.recompute;
@@ -179,7 +189,7 @@ MemoryAccount stage_memory(const Config& cfg, int stage, Recompute recompute) {
   // The pipeline's buffers (parallel/pipeline.cpp): the received output gradient (N·C) and one
   // pending send of the input gradient (the boundary's rows: N/tp under sequence parallelism)
   // where they exist, the slots' tokens and targets.
-  const int64_t boundary = d.sequence_parallel ? comm::split_evenly(N, d.tp, 0).size() : N;
+  const int64_t boundary = boundary_rows(d, N);
   int64_t pipe = 8 * int64_t(slots) * N;
   if (P > 1 && (stage < P - 1 || v > 1)) pipe += 4 * N * d.C;
   if (P > 1 && (stage > 0 || v > 1)) pipe += 4 * boundary * d.C;
@@ -329,8 +339,8 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     if (d.sequence_parallel) {
       // An all-gather and a reduce-scatter move an allreduce's bytes on a ring, so each pair counts
       // as one allreduce: per layer, forward 2 gathers + 2 reduce-scatters, backward 4 gathers (the
-      // branch gradients, the norms' outputs again) + 2 reduce-scatters = 5; per stage, the output
-      // per layer the norms' weight gradients. Per stage: the head gathers the final norm's input,
+      // branch gradients, the norms' outputs again) + 2 reduce-scatters = 5; per layer the norms'
+      // weight gradients. Per stage: the head gathers the final norm's input,
       // the embedding its output's gradient — an all-gather moves half an allreduce's bytes, so
       // each counts as an allreduce of half the activation (pipeline boundaries carry the rows).
       tp_allreduces(act, int(5 * d.L));
@@ -364,7 +374,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     // Receive the input (forward) and the output's gradient (backward) per chunk: all but the
     // first virtual stage's input (stage 0) and the last one's gradient (stage P - 1).
     // Under sequence parallelism each tp rank sends only its rows (Model::boundary_rows).
-    const double boundary = d.sequence_parallel ? 4.0 * double(comm::split_evenly(N, tp, 0).size() * d.C) : act;
+    const double boundary = 4.0 * double(boundary_rows(d, N) * d.C);
     if (P > 1)
       sp.transfers.push_back({"pp", "p2p", boundary, 2 * int(d.chunks) - (s == 0) - (s == P - 1),
                               pp_price ? pp_price->seconds(boundary) : p2p_seconds(m, boundary, pp_local)});

@@ -141,6 +141,10 @@ int main(int argc, char** argv) {
   app.add_option("--a-packing", a_packing_list,
                  "Time our fp32 and bf16 paths with A packed per mc block and/or once per k block "
                  "(mc,once; kernels/ukernel.hpp BlockSizes::a_once), not their tables'");
+  std::string half_packing_list;
+  app.add_option("--half-packing", half_packing_list,
+                 "Time our bf16 path packing fp32 straight into its panels and/or through an fp32 panel "
+                 "(direct,two-pass; kernels/ukernel.hpp SbgemmKernel::pack_direct), not only the kernel's way");
   std::vector<std::string> block_list;
   app.add_option("--blocks", block_list,
                  "Time our fp32 path with each of these block sizes (mc,kc,nc ...; mc and nc rounded to the tile)");
@@ -171,6 +175,16 @@ int main(int argc, char** argv) {
         a_once.push_back(t == "once");
       else
         return std::fprintf(stderr, "bench_gemm: --a-packing: '%s' is not mc or once\n", t.c_str()), 2;
+  }
+  std::vector<bool> half_direct;
+  {
+    std::stringstream ss(half_packing_list);
+    std::string t;
+    while (std::getline(ss, t, ','))
+      if (t == "direct" || t == "two-pass")
+        half_direct.push_back(t == "direct");
+      else
+        return std::fprintf(stderr, "bench_gemm: --half-packing: '%s' is not direct or two-pass\n", t.c_str()), 2;
   }
   // Each variant of a kernel: its blocks under each of --splits, then each of --a-packing.
   const auto each_variant = [&](const std::string& label, BlockSizes b, const std::function<void(std::string, BlockSizes)>& add) {
@@ -359,18 +373,26 @@ int main(int argc, char** argv) {
           // matmul, in turn.
           std::vector<std::pair<std::string, std::function<void()>>> half;
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
-          if (splits.empty() && a_once.empty())
+          if (splits.empty() && a_once.empty() && half_direct.empty())
             half.emplace_back("hokusai", [&] {
               gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
             });
           else
-            each_variant("hokusai", sbgemm_kernel(isa).blocks, [&](std::string name, BlockSizes bs) {
+            each_variant("hokusai", sbgemm_kernel(isa).blocks, [&](const std::string& name, BlockSizes bs) {
               SbgemmKernel kern = sbgemm_kernel(isa);
               kern.blocks = bs;
-              half.emplace_back(std::move(name), [&, kern] {
-                detail::gemm_half_kernel(ctx, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
-                                         c.data(), s.n);
-              });
+              const auto add = [&](std::string label, SbgemmKernel kv) {
+                half.emplace_back(std::move(label), [&, kv] {
+                  detail::gemm_half_kernel(ctx, kv, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
+                                           c.data(), s.n);
+                });
+              };
+              if (half_direct.empty()) add(name, kern);
+              for (const bool direct : half_direct) {
+                SbgemmKernel kv = kern;
+                if (!direct) kv.pack_direct = nullptr;
+                add(name + (direct ? "-direct" : "-twopass"), kv);
+              }
             });
 #ifdef HOKUSAI_HAVE_ONEDNN
           if (("," + backend_list + ",").find(",onednn,") != std::string::npos)

@@ -81,7 +81,8 @@ PanelSource b_panel(const Matrix& B, int64_t p0, int64_t j0) {
 // A microkernel with its packed element type, its k granularity (k is padded with zeros to a
 // multiple of it) and, for 16-bit panels, the converters from a packed fp32 panel (kc_pad x R)
 // to its own layout (A panels may differ: AMX reads them row by row). fp32 panels are packed in
-// place; 16-bit panels go through an fp32 scratch panel per thread.
+// place; 16-bit panels go through an fp32 scratch panel per thread, or straight into their
+// layout where the kernel has a direct packer for it (direct_a, direct_b).
 template <typename Packed, typename Ukernel>
 struct KernelPath {
   using P = Packed;
@@ -89,6 +90,7 @@ struct KernelPath {
   PanelPacker pack;
   int step = 1;
   PanelConverter convert_b = nullptr, convert_a = nullptr;
+  HalfPanelPacker direct_b = nullptr, direct_a = nullptr;
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
   Precision round = Precision::fp32;  // fp32 panels: rounded to this after packing (emulated 16-bit inputs)
@@ -107,14 +109,17 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
     return ws.halves(slot, count);
 }
 
-// `rows` rows of x into consecutive micro-panels of width R: fp32 panels in one packer call over
-// the block, 16-bit ones a panel at a time through the fp32 scratch panel.
+// `rows` rows of x into consecutive micro-panels of width R: fp32 panels, and 16-bit ones with a
+// direct packer, in one packer call over the block; other 16-bit ones a panel at a time through
+// the fp32 scratch panel.
 template <typename Path>
 void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R,
-                PanelConverter convert, typename Path::P* dst, float* scratch) {
+                PanelConverter convert, HalfPanelPacker direct, typename Path::P* dst, float* scratch) {
   if constexpr (std::is_same_v<typename Path::P, float>) {
     path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
     round_to(path.round, dst, (rows + R - 1) / R * R * kc_pad);
+  } else if (direct) {
+    direct(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
   } else {
     for (int64_t r0 = 0; r0 < rows; r0 += R) {
       const float* src = x.src + r0 * (x.k_contiguous ? x.ld : 1);
@@ -190,7 +195,8 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       const int ways = share_a ? nt : 1, share = share_a ? t : 0;
       const int64_t i0 = std::min(mc, panels * share / ways * MR), i1 = std::min(mc, panels * (share + 1) / ways * MR);
       if (i1 > i0)
-        pack_block<Path>(path, a_panel(A, ic + i0, pc), i1 - i0, kc, kc_pad, MR, path.convert_a, ablock + i0 * kc_pad,
+        pack_block<Path>(path, a_panel(A, ic + i0, pc), i1 - i0, kc, kc_pad, MR, path.convert_a, path.direct_a,
+                         ablock + i0 * kc_pad,
                          scratch[size_t(t)]);
       if (share_a) {
 #pragma omp barrier
@@ -226,7 +232,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         const int64_t j0 = std::min(nc, panels * share / ways * NR);
         const int64_t j1 = std::min(nc, panels * (share + 1) / ways * NR);
         if (j1 > j0)
-          pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b,
+          pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b, path.direct_b,
                            bblock + j0 * kc_pad, scratch[size_t(t)]);
         if (!by_columns) {
 #pragma omp barrier
@@ -341,8 +347,9 @@ void detail::gemm_half_kernel(const GemmContext& ctx, const SbgemmKernel& kern, 
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
+  // The direct packer makes panels in the `convert` layout: B's, and A's unless they differ.
   blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert,
-                   kern.thread_begin, kern.thread_end},
+                   kern.pack_direct, kern.convert_a ? nullptr : kern.pack_direct, kern.thread_begin, kern.thread_end},
           kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 

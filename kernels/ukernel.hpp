@@ -76,9 +76,15 @@ struct SgemmKernel {
 };
 
 using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint16_t* out);
+// A PanelPacker whose panels are in a 16-bit kernel's layout: the same panels, in one pass, as
+// the kernel's `pack` then `convert` (what the driver does without one).
+using HalfPanelPacker = void (*)(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                 int64_t kc_pad, int R, uint16_t* dst);
 
 // 16-bit kernels pack fp32 with `pack`, then `convert` that panel to their layout (`convert_a`
 // for A panels when their layout differs); k is padded with zeros to a multiple of k_step.
+// `pack_direct`, where the kernel has one, replaces pack + convert for every panel in the
+// `convert` layout; pack + convert stay its reference (test_gemm compares the two).
 struct SbgemmKernel {
   const char* name;
   int mr, nr;
@@ -91,6 +97,7 @@ struct SbgemmKernel {
   // Per-thread set-up and tear-down around a thread's microkernel calls (AMX tile configuration).
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
+  HalfPanelPacker pack_direct = nullptr;
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
@@ -121,6 +128,10 @@ void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n);
 // contract: out[(pp*R + i)*2 + s] = bf16(panel[(2pp + s)*R + i]). Vectorised packing for the
 // bf16 microkernel (the scalar version cost more than the products: 40% of fp32 peak).
 void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out);
+// fp32 rows straight into that layout (a HalfPanelPacker): the same bits as pack_panel_avx512
+// then interleave_bf16_avx512bf16, one pass.
+void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                int64_t kc_pad, int R, uint16_t* dst);
 
 
 // SVE (kernels/sve/sgemm_sve.cpp): MR = 10, NR = 2 * (vector length in floats), read at run time.

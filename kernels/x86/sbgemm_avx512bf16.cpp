@@ -4,6 +4,7 @@
 // 14 broadcasts of an A pair, 28 dot-products).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/ukernel.hpp"
@@ -66,6 +67,60 @@ void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint1
       _mm512_mask_storeu_epi32(o + 2 * i, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
   }
+}
+
+// fp32 straight into the pair-interleaved bf16 panels: what pack_panel_avx512 followed by
+// interleave_bf16_avx512bf16 makes, bit for bit, without the fp32 panel in between (that way cost
+// a quarter of the bf16 GEMM time at gpt2-124m's shapes: every value stored and loaded twice, and
+// a 16 x 16 transpose per 16 k). A pair of bf16 (consecutive k) is one 32-bit word of the panel:
+// word (pp, r) of panel q sits at q * kc_pad * R / 2 + pp * R + r % R.
+//  - k contiguous (x(r, p) = src[r * ld + p]): 32 k of a row convert to 16 pair words in one
+//    register (vcvtne2ps2bf16), so one 16 x 16 word transpose places 32 k of 16 rows.
+//  - otherwise (x(r, p) = src[p * ld + r]): rows 2pp and 2pp + 1 of the source convert together
+//    and one word permute interleaves them.
+void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                int64_t kc_pad, int R, uint16_t* dst) {
+  const int64_t panels = (rows + R - 1) / R, panel_words = kc_pad * R / 2;
+  const int64_t pairs = (kc + 1) / 2;  // pair rows holding data; the rest up to kc_pad / 2 are zero
+  const auto words = [&](int64_t q, int64_t pp, int64_t r0) { return dst + 2 * (q * panel_words + pp * R + r0); };
+  if (k_contiguous) {
+    for (int64_t q = 0; q < panels; ++q)
+      for (int r0 = 0; r0 < R; r0 += 16) {
+        const int64_t live = std::min<int64_t>(R, rows - q * R) - r0;  // <= 0: all padding
+        const float* s = src + (q * R + r0) * ld;
+        const __mmask16 store = first_lanes(R - r0);
+        for (int64_t p0 = 0; p0 < kc; p0 += 32) {
+          const __mmask16 lo = first_lanes(kc - p0), hi = first_lanes(kc - p0 - 16);
+          __m512 v[16];
+#pragma GCC unroll 16
+          for (int i = 0; i < 16; ++i)
+            v[i] = i < live ? (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, s + i * ld + p0 + 16),
+                                                          _mm512_maskz_loadu_ps(lo, s + i * ld + p0))
+                            : _mm512_setzero_ps();
+          transpose16(v);  // v[t] lane i: the pair p0 / 2 + t of row r0 + i
+          const int64_t n = std::min<int64_t>(16, pairs - p0 / 2);
+          for (int64_t t = 0; t < n; ++t) _mm512_mask_storeu_ps(words(q, p0 / 2 + t, r0), store, v[t]);
+        }
+      }
+  } else {
+    // Word i of a converted row pair: bf16 lanes i (row 2pp) and 16 + i (row 2pp + 1).
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t pp = 0; pp < pairs; ++pp) {
+      const float* s0 = src + 2 * pp * ld;
+      const bool second = 2 * pp + 1 < kc;
+      for (int64_t q = 0; q < panels; ++q)
+        for (int r0 = 0; r0 < R; r0 += 16) {
+          const __mmask16 load = first_lanes(rows - q * R - r0);
+          const __m512 a = _mm512_maskz_loadu_ps(load, s0 + q * R + r0);
+          const __m512 b = second ? _mm512_maskz_loadu_ps(load, s0 + ld + q * R + r0) : _mm512_setzero_ps();
+          const __m512i w = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+          _mm512_mask_storeu_epi32(words(q, pp, r0), first_lanes(R - r0), w);
+        }
+    }
+  }
+  for (int64_t q = 0; q < panels; ++q)
+    std::memset(dst + 2 * (q * panel_words + pairs * R), 0, size_t(2 * (panel_words - pairs * R)) * 2);
 }
 
 void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n) {

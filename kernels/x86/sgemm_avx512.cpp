@@ -98,43 +98,9 @@ void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, i
   sgemm_avx512_tile<14, 2>(k, ap, bp, c, ldc, alpha, beta);
 }
 
-namespace {
-
 // GCC 12's unpack/shuffle intrinsics pass _mm512_undefined_ps() as the merge source, which
-// -Wmaybe-uninitialized reports once inlined (GCC bug 105593, fixed in GCC 13).
+// -Wmaybe-uninitialized reports once inlined into the packer (GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-// In-register transpose of a 16x16 block: v[i] lane j -> v[j] lane i. Four rounds of 16
-// shuffles (unpack ps, unpack pd, two 128-bit lane shuffles).
-inline void transpose16(__m512 v[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-  }
-  // Per 128-bit lane l, u[4q + e] holds rows 4q..4q+3 of column 4l + e.
-  __m512 u[16];
-  for (int q = 0; q < 4; ++q) {
-    const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-  // Gather the four row quarters of each column: lanes (0, 2) then (1, 3) of each pair.
-  for (int e = 0; e < 4; ++e) {
-    const __m512 lo02 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88), lo13 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xdd);
-    const __m512 hi02 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88),
-                 hi13 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xdd);
-    v[e] = _mm512_shuffle_f32x4(lo02, hi02, 0x88);       // column e
-    v[8 + e] = _mm512_shuffle_f32x4(lo02, hi02, 0xdd);   // column 8 + e
-    v[4 + e] = _mm512_shuffle_f32x4(lo13, hi13, 0x88);   // column 4 + e
-    v[12 + e] = _mm512_shuffle_f32x4(lo13, hi13, 0xdd);  // column 12 + e
-  }
-}
-
-}  // namespace
 
 // The generic packer moves a value at a time: with it packing cost ~12% of (2048, 2592, 5184),
 // with this one ~3% (docs/performance.md). Here the transposing case goes through 16x16 register transposes,

@@ -150,6 +150,36 @@ TEST_P(NativeBf16, RoundsInputsToBf16) {
   EXPECT_EQ(c, 1.0f);
 }
 
+// The kernel's direct packer (fp32 straight into its panels) against its reference, pack +
+// convert, through the whole driver: the same bits on every layout, odd k, kc blocks, several
+// panels and both thread counts.
+TEST_P(NativeBf16, DirectPackingGivesTheSameBits) {
+  const GemmIsa isa = GetParam();
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << name_of(isa) << " not supported by this CPU";
+  const SbgemmKernel& kern = sbgemm_kernel(isa);
+  ASSERT_NE(kern.pack_direct, nullptr) << kern.name;
+  SbgemmKernel two_pass = kern;
+  two_pass.pack_direct = nullptr;
+  const Shape shapes[] = {{15, 33, 511}, {29, 65, 513}, {100, 70, 1030}, {45, 97, 37}};
+  for (const auto& s : shapes)
+    for (int threads : {1, 2})
+      for (Op oa : {Op::N, Op::T})
+        for (Op ob : {Op::N, Op::T}) {
+          const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
+          const auto a = testing::random_vector<float>(size_t(s.m * s.k), 5);
+          const auto b = testing::random_vector<float>(size_t(s.k * s.n), 6);
+          std::vector<float> want(size_t(s.m * s.n), 0.25f), got = want;
+          const GemmContext ctx{GemmBackend::native, threads, isa};
+          detail::gemm_half_kernel(ctx, two_pass, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.5f,
+                                   want.data(), s.n);
+          detail::gemm_half_kernel(ctx, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.5f,
+                                   got.data(), s.n);
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+              << kern.name << " (" << s.m << ", " << s.n << ", " << s.k << ") " << (oa == Op::N ? "N" : "T")
+              << (ob == Op::N ? "N" : "T") << ", " << threads << " thread(s)";
+        }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, NativeBf16, ::testing::Values(GemmIsa::avx512bf16, GemmIsa::amx),
                          [](const auto& info) { return std::string(name_of(info.param)); });
 
@@ -545,6 +575,40 @@ TEST(PanelPacker, Avx512MatchesGeneric) {
             ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
                 << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
                 << (k_contiguous ? " k-contiguous" : " row-contiguous");
+          }
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
+}
+
+// The direct bf16 packer against pack_panel_avx512 + interleave_bf16_avx512bf16 (its reference),
+// bit for bit, on every edge: both tile widths, rows around 16-lane groups and panels, odd kc
+// (the last pair half padding), k chunks of 32 partly filled, kc_pad past kc, both orientations,
+// leading dimensions larger than the block. The destination starts as all ones so a skipped
+// value shows.
+TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
+#if defined(__x86_64__)
+  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  for (int R : {14, 32})
+    for (int64_t rows : {0, 1, 13, 14, 15, 16, 17, 31, 32, 33, 100})
+      for (int64_t kc : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 512})
+        for (int64_t extra_pairs : {0, 2})
+          for (bool k_contiguous : {true, false}) {
+            const int64_t kc_pad = (kc + 1) / 2 * 2 + 2 * extra_pairs, pad = 3;
+            const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
+            const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
+            const int64_t panels = (rows + R - 1) / R;
+            std::vector<uint16_t> want(size_t(panels * kc_pad * R) + 32, 0xFFFF);
+            auto got = want;
+            std::vector<float> scratch(size_t(kc_pad * R));
+            for (int64_t r0 = 0; r0 < rows; r0 += R) {
+              pack_panel_avx512(src.data() + r0 * (k_contiguous ? ld : 1), ld, k_contiguous,
+                                std::min<int64_t>(R, rows - r0), kc, kc_pad, R, scratch.data());
+              interleave_bf16_avx512bf16(scratch.data(), kc_pad, R, want.data() + r0 * kc_pad);
+            }
+            pack_bf16_pairs_avx512bf16(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+            ASSERT_EQ(want, got) << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
+                                 << (k_contiguous ? " k-contiguous" : " row-contiguous");
           }
 #else
   GTEST_SKIP() << "x86 only";

@@ -76,19 +76,34 @@ RunDirectory::RunDirectory(Config& cfg, const std::string& name, bool resume, co
   }
   if (resume && !reshard_from_) {
     const std::string root = checkpoint_root();
-    const std::optional<std::string> newest = latest_checkpoint(root, &resume_note_);
-    if (!newest)
-      throw ConfigError(fmt::format("--resume: rank {} finds no checkpoint in '{}/checkpoints' (check logging.run_dir "
-                                    "and that the layout matches the saved run's)",
-                                    rank, root));
-    // Shards save one after another: a job killed in between leaves some a step ahead. Every
-    // rank resumes from the newest step all of them have.
-    const auto step = int64_t(comms_.world.allreduce(double(checkpoint_step(*newest)), comm::Reduce::min));
-    resume_from_ = checkpoint_at(root, step);
-    if (!resume_from_)
-      throw ConfigError(fmt::format("--resume: rank {} has no checkpoint of step {} in '{}/checkpoints', the newest "
-                                    "step every shard has: raise checkpoint.keep (the shards were pruned apart)",
-                                    rank, step, root));
+    std::string note;
+    const std::optional<std::string> newest = latest_checkpoint(root, &note);
+    // Shards save one after another: a job killed in between leaves some a step ahead, and one
+    // killed inside its first save leaves some with none. Every rank takes part (-1: none), so all
+    // of them decide the same: resume from the newest step every shard has; with none on any,
+    // stop when no shard has one either, else start over.
+    const auto step = int64_t(
+        comms_.world.allreduce(newest ? double(checkpoint_step(*newest)) : -1.0, comm::Reduce::min));
+    const auto ahead = int64_t(comms_.world.allreduce(newest ? double(checkpoint_step(*newest)) : -1.0,
+                                                      comm::Reduce::max));
+    if (ahead < 0)
+      throw ConfigError(fmt::format("--resume: no checkpoint in '{}' (rank {} looked in '{}/checkpoints'): check "
+                                    "logging.run_dir and that the layout matches the saved run's",
+                                    path_, rank, root));
+    if (step < 0) {
+      resume_note_ = fmt::format(
+          "--resume: no step of '{}' has a checkpoint from every shard (the newest, step {}, is missing on some: "
+          "the job stopped inside its first save); starting from step 0 (the incomplete step is rewritten at its "
+          "save)",
+          path_, ahead);
+    } else {
+      resume_note_ = note;
+      resume_from_ = checkpoint_at(root, step);
+      if (!resume_from_)
+        throw ConfigError(fmt::format("--resume: rank {} has no checkpoint of step {} in '{}/checkpoints', the newest "
+                                      "step every shard has: raise checkpoint.keep (the shards were pruned apart)",
+                                      rank, step, root));
+    }
   }
   if (rank == 0) fs::create_directories(path_);
   comms_.world.barrier();  // the run directory exists before anyone writes

@@ -145,9 +145,11 @@ int main(int argc, char** argv) {
   app.add_option("--half-packing", half_packing_list,
                  "Time our bf16 path packing fp32 straight into its panels and/or through an fp32 panel "
                  "(direct,two-pass; kernels/ukernel.hpp SbgemmKernel::pack_direct), not only the kernel's way");
-  std::vector<std::string> block_list;
+  std::vector<std::string> block_list, half_block_list;
   app.add_option("--blocks", block_list,
                  "Time our fp32 path with each of these block sizes (mc,kc,nc ...; mc and nc rounded to the tile)");
+  app.add_option("--half-blocks", half_block_list,
+                 "Time our bf16 path with each of these block sizes (mc,kc,nc ...; kc in bf16 values)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;
@@ -204,6 +206,22 @@ int main(int argc, char** argv) {
       }
     }
   };
+  // mc,kc,nc strings -> labelled block sizes ("-mc/kc/nc": no commas in a CSV field).
+  const auto parse_blocks = [](const std::vector<std::string>& list, const char* option,
+                               std::vector<std::pair<std::string, BlockSizes>>& out) {
+    for (const std::string& t : list) {
+      BlockSizes b{};
+      char tail = 0;
+      if (std::sscanf(t.c_str(), "%ld,%ld,%ld%c", &b.mc, &b.kc, &b.nc, &tail) != 3 || b.mc < 1 || b.kc < 1 || b.nc < 1)
+        return std::fprintf(stderr, "bench_gemm: %s: '%s' is not mc,kc,nc\n", option, t.c_str()), false;
+      std::string label = "-" + t;
+      std::replace(label.begin(), label.end(), ',', '/');
+      out.emplace_back(label, b);
+    }
+    return true;
+  };
+  std::vector<std::pair<std::string, BlockSizes>> half_blocks;  // empty: the bf16 kernel's own
+  if (!parse_blocks(half_block_list, "--half-blocks", half_blocks)) return 2;
   const GemmIsa isa = resolve_gemm_isa(GemmIsa::automatic);
   // Our fp32 path's variants: the table's kernel, or each --kernels candidate (its tile with the
   // table's blocks, mc and nc rounded to it), under the table's split or each of --splits.
@@ -228,15 +246,7 @@ int main(int argc, char** argv) {
     }
     if (kernels.empty()) kernels.emplace_back("", sgemm_kernel(isa));
     std::vector<std::pair<std::string, BlockSizes>> blocks;  // empty: each kernel's own
-    for (const std::string& t : block_list) {
-      BlockSizes b{};
-      char tail = 0;
-      if (std::sscanf(t.c_str(), "%ld,%ld,%ld%c", &b.mc, &b.kc, &b.nc, &tail) != 3 || b.mc < 1 || b.kc < 1 || b.nc < 1)
-        return std::fprintf(stderr, "bench_gemm: --blocks: '%s' is not mc,kc,nc\n", t.c_str()), 2;
-      std::string label = "-" + t;  // mc/kc/nc: no commas in a CSV field
-      std::replace(label.begin(), label.end(), ',', '/');
-      blocks.emplace_back(label, b);
-    }
+    if (!parse_blocks(block_list, "--blocks", blocks)) return 2;
     for (const auto& [name, k] : kernels)
       for (size_t bi = 0; bi < std::max<size_t>(1, blocks.size()); ++bi) {
         SgemmKernel kb = k;
@@ -373,27 +383,37 @@ int main(int argc, char** argv) {
           // matmul, in turn.
           std::vector<std::pair<std::string, std::function<void()>>> half;
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
-          if (splits.empty() && a_once.empty() && half_direct.empty())
+          // Each --half-blocks entry (or the kernel's own blocks) under each variant.
+          std::vector<std::pair<std::string, BlockSizes>> own{{"hokusai", sbgemm_kernel(isa).blocks}};
+          if (!half_blocks.empty()) own.clear();
+          for (const auto& [label, b] : half_blocks) {
+            BlockSizes bs = rounded_to_tile(b, sbgemm_kernel(isa).mr, sbgemm_kernel(isa).nr);
+            bs.split = sbgemm_kernel(isa).blocks.split;
+            own.emplace_back("hokusai" + label, bs);
+          }
+          if (splits.empty() && a_once.empty() && half_direct.empty() && half_blocks.empty())
             half.emplace_back("hokusai", [&] {
               gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
             });
           else
-            each_variant("hokusai", sbgemm_kernel(isa).blocks, [&](const std::string& name, BlockSizes bs) {
-              SbgemmKernel kern = sbgemm_kernel(isa);
-              kern.blocks = bs;
-              const auto add = [&](std::string label, SbgemmKernel kv) {
-                half.emplace_back(std::move(label), [&, kv] {
-                  detail::gemm_half_kernel(ctx, kv, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
-                                           c.data(), s.n);
-                });
-              };
-              if (half_direct.empty()) add(name, kern);
-              for (const bool direct : half_direct) {
-                SbgemmKernel kv = kern;
-                if (!direct) kv.pack_direct = nullptr;
-                add(name + (direct ? "-direct" : "-twopass"), kv);
-              }
-            });
+            for (const auto& [own_label, own_blocks] : own) {
+              each_variant(own_label, own_blocks, [&](const std::string& name, BlockSizes bs) {
+                SbgemmKernel kern = sbgemm_kernel(isa);
+                kern.blocks = bs;
+                const auto add = [&](std::string label, SbgemmKernel kv) {
+                  half.emplace_back(std::move(label), [&, kv] {
+                    detail::gemm_half_kernel(ctx, kv, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
+                                             c.data(), s.n);
+                  });
+                };
+                if (half_direct.empty()) add(name, kern);
+                for (const bool direct : half_direct) {
+                  SbgemmKernel kv = kern;
+                  if (!direct) kv.pack_direct = nullptr;
+                  add(name + (direct ? "-direct" : "-twopass"), kv);
+                }
+              });
+            }
 #ifdef HOKUSAI_HAVE_ONEDNN
           if (("," + backend_list + ",").find(",onednn,") != std::string::npos)
             half.emplace_back("onednn", onednn_bf16.call(oa, ob, s.m, s.n, s.k, a16, b16, c));

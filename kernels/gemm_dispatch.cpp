@@ -93,12 +93,14 @@ int64_t this_cpu_l2_bytes() {
 
 ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int element_bytes, const CpuModel& cpu,
                             int64_t l2_bytes) {
-  if (table.split != ThreadSplit::columns)
-    return {table, "the kernel's table (its threads split the rows and share one B block)"};
+  // A measured entry first: it may change the split too (so the rule applied to its own result
+  // finds the entry again).
   for (const CpuBlocks& e : kCpuBlocks)
     if (std::strcmp(e.kernel, kernel) == 0 && cpu.vendor == e.vendor && cpu.family == e.family &&
         cpu.model >= e.model_lo && cpu.model <= e.model_hi)
       return {e.blocks, e.why};
+  if (table.split != ThreadSplit::columns)
+    return {table, "the kernel's table (its threads split the rows and share one B block)"};
   if (l2_bytes > 0) {
     const double row = double(table.kc) * element_bytes;  // bytes per column of the B block
     const int64_t fitted = int64_t((kL2Share * double(l2_bytes) - double(table.mc) * row) / row) / nr * nr;

@@ -84,9 +84,9 @@ inline constexpr SgemmKernel kSgemmGeneric{"sgemm_generic_4x16", 4, 16, sgemm_ge
 //     shapes, median of 7): a_once / per mc block 1.034 at 1 thread (faster on 25), 1.005 at 2;
 //     at its own nc = 1792, 1.005 and 0.988 — hence only with the narrower block;
 //  3. else the table's sizes.
-// Only nc (and with it a_once) changes: mc and kc — and so the order of every sum, hence the
-// bits of C — stay the kernel's on every CPU. Kernels that split the rows (A64FX, AMX until its
-// split is measured) keep their table. HOKUSAI_GEMM_BLOCKS overrides all of it (tuning on a new CPU;
+// Only nc, a_once and (a measured entry) the thread split change: mc and kc — and so the order
+// of every sum, hence the bits of C — stay the kernel's on every CPU. Kernels whose table splits
+// the rows (A64FX, AMX until its split is measured) keep it unless an entry names them. HOKUSAI_GEMM_BLOCKS overrides all of it (tuning on a new CPU;
 // `bench_gemm --blocks` times candidates side by side).
 struct CpuModel {
   std::string vendor;  // CPUID's vendor string ("GenuineIntel", "AuthenticAMD"); empty off x86
@@ -102,9 +102,22 @@ struct CpuBlocks {
   BlockSizes blocks;
   const char* why;
 };
+// AMD family 26 model 2 (Zen 5 EPYC, 1 MiB L2 per core, the L3 shared by a CCX): the fitted nc
+// and A once per k block, measured against the table's (1792, A per mc block) and against nc
+// 1792 with A once (`bench_gemm --blocks 168,256,800 168,256,1792 --a-packing mc,once`, and
+// `--half-blocks 168,512,800 168,512,1792` for bf16; all 30 shapes, median of 5, 2026-12-03):
+// fp32 800/once ÷ 1792/per mc 1.021 (1 thread), 0.998 (2); bf16 1.023, 1.017. The fp32 threads
+// split the rows there — one shared B block in the L3 instead of one per core: rows ÷ columns at
+// 2 threads 1.018 and 1.026 (faster on 24 and 25 of 30, `bench_gemm --threads 2 --splits
+// rows,columns`, twice) — while bf16's splits are level (0.996 columns ÷ rows): it keeps columns.
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
+    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::rows, true},
+     "measured on AMD family 26 model 2, Zen 5: threads split the rows, A packed once per k block "
+     "(docs/performance.md)"},
+    {"AuthenticAMD", 26, 2, 2, "sbgemm_avx512bf16_14x32", {168, 512, 800, ThreadSplit::columns, true},
+     "measured on AMD family 26 model 2, Zen 5: A packed once per k block (docs/performance.md)"},
 };
 inline constexpr double kL2Share = 0.96;
 inline constexpr int64_t kMinFittedNc = 512;

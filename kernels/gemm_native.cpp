@@ -196,8 +196,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       const int64_t i0 = std::min(mc, panels * share / ways * MR), i1 = std::min(mc, panels * (share + 1) / ways * MR);
       if (i1 > i0)
         pack_block<Path>(path, a_panel(A, ic + i0, pc), i1 - i0, kc, kc_pad, MR, path.convert_a, path.direct_a,
-                         ablock + i0 * kc_pad,
-                         scratch[size_t(t)]);
+                         ablock + i0 * kc_pad, scratch[size_t(t)]);
       if (share_a) {
 #pragma omp barrier
       }

@@ -82,10 +82,9 @@ RunDirectory::RunDirectory(Config& cfg, const std::string& name, bool resume, co
     // killed inside its first save leaves some with none. Every rank takes part (-1: none), so all
     // of them decide the same: resume from the newest step every shard has; with none on any,
     // stop when no shard has one either, else start over.
-    const auto step = int64_t(
-        comms_.world.allreduce(newest ? double(checkpoint_step(*newest)) : -1.0, comm::Reduce::min));
-    const auto ahead = int64_t(comms_.world.allreduce(newest ? double(checkpoint_step(*newest)) : -1.0,
-                                                      comm::Reduce::max));
+    const double mine = newest ? double(checkpoint_step(*newest)) : -1.0;
+    const auto step = int64_t(comms_.world.allreduce(mine, comm::Reduce::min));
+    const auto ahead = int64_t(comms_.world.allreduce(mine, comm::Reduce::max));
     if (ahead < 0)
       throw ConfigError(fmt::format("--resume: no checkpoint in '{}' (rank {} looked in '{}/checkpoints'): check "
                                     "logging.run_dir and that the layout matches the saved run's",

@@ -158,36 +158,26 @@ int main(int argc, char** argv) {
     std::string t;
     while (std::getline(ss, t, ',')) thread_counts.push_back(std::stoi(t));
   }
+  // A comma-separated list of two choices -> one flag per entry (true: `first`); false after one
+  // line on stderr for anything else.
+  const auto either = [](const std::string& list, const char* option, const char* first, const char* second,
+                         std::vector<bool>& out) {
+    std::stringstream ss(list);
+    std::string t;
+    while (std::getline(ss, t, ','))
+      if (t == first || t == second)
+        out.push_back(t == first);
+      else
+        return std::fprintf(stderr, "bench_gemm: %s: '%s' is not %s or %s\n", option, t.c_str(), first, second), false;
+    return true;
+  };
+  std::vector<bool> by_rows, a_once, half_direct;
+  if (!either(split_list, "--splits", "rows", "columns", by_rows) ||
+      !either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
+      !either(half_packing_list, "--half-packing", "direct", "two-pass", half_direct))
+    return 2;
   std::vector<ThreadSplit> splits;
-  {
-    std::stringstream ss(split_list);
-    std::string t;
-    while (std::getline(ss, t, ','))
-      if (t == "rows" || t == "columns")
-        splits.push_back(t == "rows" ? ThreadSplit::rows : ThreadSplit::columns);
-      else
-        return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not rows or columns\n", t.c_str()), 2;
-  }
-  std::vector<bool> a_once;
-  {
-    std::stringstream ss(a_packing_list);
-    std::string t;
-    while (std::getline(ss, t, ','))
-      if (t == "mc" || t == "once")
-        a_once.push_back(t == "once");
-      else
-        return std::fprintf(stderr, "bench_gemm: --a-packing: '%s' is not mc or once\n", t.c_str()), 2;
-  }
-  std::vector<bool> half_direct;
-  {
-    std::stringstream ss(half_packing_list);
-    std::string t;
-    while (std::getline(ss, t, ','))
-      if (t == "direct" || t == "two-pass")
-        half_direct.push_back(t == "direct");
-      else
-        return std::fprintf(stderr, "bench_gemm: --half-packing: '%s' is not direct or two-pass\n", t.c_str()), 2;
-  }
+  for (const bool rows : by_rows) splits.push_back(rows ? ThreadSplit::rows : ThreadSplit::columns);
   // Each variant of a kernel: its blocks under each of --splits, then each of --a-packing.
   const auto each_variant = [&](const std::string& label, BlockSizes b, const std::function<void(std::string, BlockSizes)>& add) {
     std::vector<std::pair<std::string, BlockSizes>> split_variants;

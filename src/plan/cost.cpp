@@ -396,8 +396,13 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     }
     for (const Transfer& t : sp.transfers)
       (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
+    // Across nodes the network moves the reduction during the last backward (dp_overlap of it).
+    // On one node the ranks' own cores move and sum its bytes, inside their MPI calls: nothing
+    // else progresses it while they compute, so none of it hides (a Zen 5, 2026-12-03: dp 2 on
+    // its 2 cores exposed 150-350 ms per step of a 172 ms reduction; docs/planning.md).
     const double last_bucket = sp.dp_s / double(d.L + 1);
-    sp.dp_exposed_s = std::max(last_bucket, sp.dp_s - m.dp_overlap * sp.backward_s);
+    const double hidden = dp_local ? 0.0 : m.dp_overlap * sp.backward_s;
+    sp.dp_exposed_s = std::max(last_bucket, sp.dp_s - hidden);
     if (dp == 1) sp.dp_exposed_s = 0;
     const double opt_params = cfg.parallel.zero1 ? sp.mem.optimizer / 8.0 : sp.mem.params / 4.0;
     sp.optimizer_s = optimizer_seconds(m, opt_params, cores_.busy) * share;

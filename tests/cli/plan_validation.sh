@@ -14,13 +14,13 @@
 # times: a wrong model misses every time.
 # Layouts with more ranks than cores are left out: their ranks time-share the cores, which the
 # planner bounds but does not model in detail (docs/performance.md lists their errors). So is dp2
-# with ZeRO-1 (scripts/bench-layouts.sh dp2z, run by hand): its ring steps between two ranks of
-# one node move only inside the trainer's MPI calls and are copied by the same cores, which the
-# planner — built for RDMA that progresses during backward (dp_overlap 1) — counts as hidden. On a
-# Zen 5 (2026-12-03) it measured 32-36% slower than planned in three calibrations (0.47-0.74 s of
-# the reduction exposed per step, compute +360 ms against dp2), on the Xeon 13%: a known gap of
-# the model (docs/planning.md), not this machine's noise, so it is not a CI check until
-# `hokusai calibrate` measures how much of a reduction the trainer really hides.
+# with ZeRO-1 (scripts/bench-layouts.sh dp2z, run by hand): on one node its ring steps move only
+# between layers, inside the trainer's MPI calls and on the computing cores. On a Zen 5
+# (2026-12-03) it measured 32-36% slower than planned in three calibrations (0.47-0.74 s exposed
+# per step, compute +360 ms against dp2), about 29% with the reduction counted exposed on one
+# node; on the Xeon 13%: a known gap of the model (docs/planning.md), not this machine's noise,
+# so it is not a CI check until `hokusai calibrate` measures how much of a reduction the trainer
+# really hides.
 # The calibration covers 1 and 2 threads: two ranks on the node's two cores share the bandwidth
 # two threads reach, which the planner takes from the 2-thread point — without one it had the
 # two share one thread's bandwidth, and the head's stage (the logits' elementwise passes and the

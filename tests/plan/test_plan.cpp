@@ -262,6 +262,24 @@ TEST(PlanTime, UniformStagesGiveTheBubbleFormula) {
   EXPECT_LT(p.mfu, 1.5);
 }
 
+// The gradient reduction hides behind backward only where the network moves it (across nodes);
+// dp ranks of one node move its bytes with their own cores, so all of it is exposed there.
+TEST(PlanTime, ReductionHidesOnlyAcrossNodes) {
+  Config c = tiny_gpt2();
+  c.parallel.dp = 2, c.kernels.threads = 1;
+  const MachineSpec m = simple_machine();
+  const Plan one_node = plan_run(c, m, 1), two_nodes = plan_run(c, m, 2);
+  ASSERT_EQ(one_node.stages.size(), 1u);
+  ASSERT_EQ(two_nodes.stages.size(), 1u);
+  const StagePlan &local = one_node.stages[0], &apart = two_nodes.stages[0];
+  ASSERT_GT(local.dp_s, 0);
+  EXPECT_DOUBLE_EQ(local.dp_exposed_s, local.dp_s);
+  // Across nodes: what backward cannot cover (dp_overlap 1), at least the last bucket.
+  EXPECT_LT(apart.dp_exposed_s, apart.dp_s);
+  EXPECT_NEAR(apart.dp_exposed_s,
+              std::max(apart.dp_s / double(c.model.layers + 1), apart.dp_s - m.dp_overlap * apart.backward_s), 1e-12);
+}
+
 TEST(PlanTime, MoreThreadsNeverSlowerAndOversubscriptionTimeShares) {
   Config c = tiny_gpt2();
   MachineSpec m = simple_machine();

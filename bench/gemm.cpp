@@ -257,6 +257,17 @@ int main(int argc, char** argv) {
   // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
   // else vdpbf16ps (HOKUSAI_GEMM_ISA=avx512bf16 forces the latter).
   const bool bf16 = !no_bf16 && (isa == GemmIsa::avx512bf16 || isa == GemmIsa::amx);
+  // Our bf16 path's blocks: each --half-blocks entry (on the kernel's tile, with its split), or its own.
+  std::vector<std::pair<std::string, BlockSizes>> half_own;
+  if (bf16) {
+    const SbgemmKernel& kern = sbgemm_kernel(isa);
+    for (const auto& [label, b] : half_blocks) {
+      BlockSizes bs = rounded_to_tile(b, kern.mr, kern.nr);
+      bs.split = kern.blocks.split;
+      half_own.emplace_back("hokusai" + label, bs);
+    }
+    if (half_own.empty()) half_own.emplace_back("hokusai", kern.blocks);
+  }
   const PeakFlops probe = probe_peak_fp32(1, 0.5);
   if (csv)
     std::printf("backend,dtype,layout,m,n,k,threads,gflops,pct_peak\n");
@@ -373,20 +384,12 @@ int main(int argc, char** argv) {
           // matmul, in turn.
           std::vector<std::pair<std::string, std::function<void()>>> half;
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
-          // Each --half-blocks entry (or the kernel's own blocks) under each variant.
-          std::vector<std::pair<std::string, BlockSizes>> own{{"hokusai", sbgemm_kernel(isa).blocks}};
-          if (!half_blocks.empty()) own.clear();
-          for (const auto& [label, b] : half_blocks) {
-            BlockSizes bs = rounded_to_tile(b, sbgemm_kernel(isa).mr, sbgemm_kernel(isa).nr);
-            bs.split = sbgemm_kernel(isa).blocks.split;
-            own.emplace_back("hokusai" + label, bs);
-          }
           if (splits.empty() && a_once.empty() && half_direct.empty() && half_blocks.empty())
             half.emplace_back("hokusai", [&] {
               gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
             });
           else
-            for (const auto& [own_label, own_blocks] : own) {
+            for (const auto& [own_label, own_blocks] : half_own) {
               each_variant(own_label, own_blocks, [&](const std::string& name, BlockSizes bs) {
                 SbgemmKernel kern = sbgemm_kernel(isa);
                 kern.blocks = bs;

@@ -53,8 +53,10 @@ Request irecv(const Communicator& comm, float* data, int64_t count, int src, int
 }
 
 AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op,
-                                 AllreduceAlgorithm algorithm, int tag, const TorusComms* torus)
-    : comm_(&comm), data_(data), count_(count), op_(op), tag_(tag), p_(comm.size()), rank_(comm.rank()) {
+                                 AllreduceAlgorithm algorithm, int tag, const TorusComms* torus,
+                                 std::vector<float>* scratch)
+    : comm_(&comm), data_(data), count_(count), op_(op), tag_(tag), p_(comm.size()), rank_(comm.rank()),
+      scratch_(scratch) {
   if (algorithm == AllreduceAlgorithm::torus && !torus)
     throw std::invalid_argument("non-blocking allreduce: the torus algorithm needs the communicator's TorusComms");
   if (algorithm == AllreduceAlgorithm::hierarchical)
@@ -79,15 +81,21 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, int64_t 
     HOKUSAI_MPI(MPI_Iallreduce(MPI_IN_PLACE, data_, count_arg(count), MPI_FLOAT, MPI_SUM, comm.raw(), &reqs_[0]));
     return;
   }
-  tmp_.resize(size_t(count / p_ + 1));
+  receive_into(scratch, count / p_ + 1);
   last_step_ = 2 * (p_ - 1);
   post_step();
 }
 
+void AllreduceHandle::receive_into(std::vector<float>* scratch, int64_t count) {
+  std::vector<float>& buf = scratch ? *scratch : tmp_;
+  if (int64_t(buf.size()) < count) buf.resize(size_t(count));
+  recv_ = buf.data();
+}
+
 AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, std::vector<Range> chunks, int first_step,
-                                 int tag)
+                                 int tag, std::vector<float>* scratch)
     : comm_(&comm), data_(data), op_(ReduceOp::sum), tag_(tag), step_(first_step), p_(comm.size()),
-      rank_(comm.rank()), chunks_(std::move(chunks)) {
+      rank_(comm.rank()), chunks_(std::move(chunks)), scratch_(scratch) {
   if (int(chunks_.size()) != p_)
     throw std::invalid_argument("ring reduce-scatter/allgather: " + std::to_string(chunks_.size()) + " chunks for " +
                                 std::to_string(p_) + " ranks");
@@ -104,33 +112,34 @@ AllreduceHandle::AllreduceHandle(const Communicator& comm, float* data, std::vec
     done_ = true;
     return;
   }
-  if (first_step == 0) tmp_.resize(size_t(widest));
+  if (first_step == 0) receive_into(scratch, widest);
   post_step();
 }
 
 AllreduceHandle AllreduceHandle::ring_reduce_scatter(const Communicator& comm, float* data, std::vector<Range> chunks,
-                                                     int tag) {
-  return AllreduceHandle(comm, data, std::move(chunks), 0, tag);
+                                                     int tag, std::vector<float>* scratch) {
+  return AllreduceHandle(comm, data, std::move(chunks), 0, tag, scratch);
 }
 
 AllreduceHandle AllreduceHandle::ring_allgather(const Communicator& comm, float* data, std::vector<Range> chunks,
                                                 int tag) {
   const int steps = comm.size() - 1;
-  return AllreduceHandle(comm, data, std::move(chunks), steps, tag);
+  return AllreduceHandle(comm, data, std::move(chunks), steps, tag, nullptr);
 }
 
 Range AllreduceHandle::chunk(int q) const {
   return chunks_.empty() ? split_evenly(count_, p_, q) : chunks_[size_t(q)];
 }
 
-AllreduceHandle::AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag)
+AllreduceHandle::AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag,
+                                 std::vector<float>* scratch)
     : comm_(&h.node()), data_(data), count_(count), op_(op), mode_(Mode::hierarchical), tag_(tag),
-      p_(h.node().size()), rank_(h.node().rank()), hierarchy_(&h) {
+      p_(h.node().size()), rank_(h.node().rank()), scratch_(scratch), hierarchy_(&h) {
   if (h.size() == 1 || count == 0) {
     done_ = true;
     return;
   }
-  tmp_.resize(size_t(count / p_ + 1));
+  receive_into(scratch, count / p_ + 1);
   last_step_ = 2 * (p_ - 1);
   if (p_ > 1)
     post_step();
@@ -152,6 +161,8 @@ AllreduceHandle::AllreduceHandle(AllreduceHandle&& o) noexcept
       last_step_(o.last_step_),
       chunks_(std::move(o.chunks_)),
       tmp_(std::move(o.tmp_)),
+      scratch_(o.scratch_),
+      recv_(o.recv_),
       reqs_(std::move(o.reqs_)),
       torus_(std::move(o.torus_)),
       hierarchy_(o.hierarchy_),
@@ -176,7 +187,7 @@ void AllreduceHandle::post_step() {
   const Range out = chunk(rs ? mod(rank_ - s - 1, p_) : mod(rank_ - s, p_));
   const Range in = chunk(rs ? mod(rank_ - s - 2, p_) : mod(rank_ - s - 1, p_));
   reqs_.assign(2, MPI_REQUEST_NULL);
-  HOKUSAI_MPI(MPI_Irecv(rs ? tmp_.data() : data_ + in.begin, count_arg(in.size()), MPI_FLOAT, left, tag_,
+  HOKUSAI_MPI(MPI_Irecv(rs ? recv_ : data_ + in.begin, count_arg(in.size()), MPI_FLOAT, left, tag_,
                         comm_->raw(), &reqs_[0]));
   HOKUSAI_MPI(MPI_Isend(data_ + out.begin, count_arg(out.size()), MPI_FLOAT, right, tag_, comm_->raw(), &reqs_[1]));
 }
@@ -184,7 +195,7 @@ void AllreduceHandle::post_step() {
 bool AllreduceHandle::finish_step() {
   if (step_ < p_ - 1) {
     const Range in = chunk(mod(rank_ - step_ - 2, p_));
-    Elem<float>::add(data_ + in.begin, tmp_.data(), in.size());
+    Elem<float>::add(data_ + in.begin, recv_, in.size());
     if (step_ == p_ - 2 && op_ == ReduceOp::average && mode_ == Mode::ring) {
       const Range mine = chunk(rank_);
       Elem<float>::scale(data_ + mine.begin, mine.size(), 1.0f / float(p_));
@@ -201,7 +212,7 @@ bool AllreduceHandle::finish_step() {
     across_ = std::make_unique<AllreduceHandle>(
         hierarchy_->across(), data_ + mine.begin, mine.size(), ReduceOp::sum,
         hierarchy_->across_torus() ? AllreduceAlgorithm::torus : AllreduceAlgorithm::ring, tag_,
-        hierarchy_->across_torus());
+        hierarchy_->across_torus(), scratch_ ? scratch_ : &tmp_);
     return false;
   }
   if (step_ >= last_step_) return true;

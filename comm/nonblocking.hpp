@@ -43,21 +43,29 @@ Request irecv(const Communicator& comm, float* data, int64_t count, int src, int
 // one communicator need distinct tags (e.g. the gradient bucket index); every rank must start
 // them in the same order. The buffer must stay untouched until test() returns true or wait()
 // returns.
+// scratch: where the ring's reduce-scatter steps receive (a chunk, count / p + 1 floats); a
+// caller that reduces every step keeps one vector per handle in flight and passes it, so no step
+// allocates and first-touches tens of MB again (on one node that cost a dp rank ~10% of its
+// step); it is grown when too small and must not be touched while the handle lives. nullptr:
+// the handle allocates its own.
 class AllreduceHandle {
  public:
   // torus: the communicator laid on a torus (TorusComms of `comm`), or nullptr. Throws
   // std::invalid_argument for the torus or hierarchical algorithm without their structure.
   AllreduceHandle(const Communicator& comm, float* data, int64_t count, ReduceOp op, AllreduceAlgorithm algorithm,
-                  int tag, const TorusComms* torus = nullptr);
-  // The hierarchical allreduce over the communicator h was built from.
-  AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag);
+                  int tag, const TorusComms* torus = nullptr, std::vector<float>* scratch = nullptr);
+  // The hierarchical allreduce over the communicator h was built from (its allreduce across
+  // nodes receives into the same scratch: it starts after the node's reduce-scatter is done).
+  AllreduceHandle(const Hierarchy& h, float* data, int64_t count, ReduceOp op, int tag,
+                  std::vector<float>* scratch = nullptr);
   // The two halves of the ring allreduce on their own, with the chunk of each rank given
   // (chunks[q]: offsets into data, in rank order, contiguous and covering [0, count); empty ones
   // allowed). After ring_reduce_scatter, data[chunks[rank]] holds the sum over the ranks (the
   // rest is scratch); element for element the additions happen in the order of
   // reduce_scatter_ring, so a reduce-scatter split into ranges gives the same bits as one over
   // the whole. ring_allgather fills every rank's chunk from its owner.
-  static AllreduceHandle ring_reduce_scatter(const Communicator& comm, float* data, std::vector<Range> chunks, int tag);
+  static AllreduceHandle ring_reduce_scatter(const Communicator& comm, float* data, std::vector<Range> chunks, int tag,
+                                             std::vector<float>* scratch = nullptr);
   static AllreduceHandle ring_allgather(const Communicator& comm, float* data, std::vector<Range> chunks, int tag);
   // A moved-from handle is empty (done, no communicator): only the new owner completes it.
   AllreduceHandle(AllreduceHandle&& o) noexcept;
@@ -69,7 +77,9 @@ class AllreduceHandle {
 
  private:
   enum class Mode { mpi, ring, torus, hierarchical };
-  AllreduceHandle(const Communicator& comm, float* data, std::vector<Range> chunks, int first_step, int tag);
+  AllreduceHandle(const Communicator& comm, float* data, std::vector<Range> chunks, int first_step, int tag,
+                  std::vector<float>* scratch);
+  void receive_into(std::vector<float>* scratch, int64_t count);  // sets recv_
   Range chunk(int q) const;  // rank q's part of data: chunks_[q], or split_evenly
   void post_step();
   bool finish_step();  // after the step's transfers completed: reduce, advance; true when all done
@@ -83,7 +93,9 @@ class AllreduceHandle {
   int tag_, step_ = 0, p_ = 1, rank_ = 0;
   int last_step_ = 0;          // the ring runs steps [step_, last_step_): 2(p-1) for an allreduce
   std::vector<Range> chunks_;  // empty: split_evenly
-  std::vector<float> tmp_;
+  std::vector<float> tmp_;           // the receive chunk when the caller gave no scratch
+  std::vector<float>* scratch_ = nullptr;  // the caller's, else nullptr
+  float* recv_ = nullptr;            // where reduce-scatter steps receive: tmp_ or *scratch_
   std::vector<MPI_Request> reqs_;
   std::unique_ptr<TorusAllreduce<float>> torus_;
   const Hierarchy* hierarchy_ = nullptr;

@@ -34,10 +34,12 @@ void DataParallel::ready(int64_t begin, int64_t end) {
   // (backward) order.
   const int tag = int(inflight_.size()) + 1;
   const comm::AllreduceAlgorithm algo = algorithm_for(4 * (end - begin));
+  if (scratch_.size() < inflight_.size() + 1) scratch_.emplace_back();
+  std::vector<float>* scratch = &scratch_[inflight_.size()];
   if (algo == comm::AllreduceAlgorithm::hierarchical)
-    inflight_.emplace_back(*nodes_, grads_.data() + begin, end - begin, comm::ReduceOp::sum, tag);
+    inflight_.emplace_back(*nodes_, grads_.data() + begin, end - begin, comm::ReduceOp::sum, tag, scratch);
   else
-    inflight_.emplace_back(dp_, grads_.data() + begin, end - begin, comm::ReduceOp::sum, algo, tag, torus_);
+    inflight_.emplace_back(dp_, grads_.data() + begin, end - begin, comm::ReduceOp::sum, algo, tag, torus_, scratch);
 }
 
 double DataParallel::finish() {

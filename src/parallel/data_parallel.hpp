@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <vector>
 
@@ -37,6 +38,9 @@ class DataParallel {
   const comm::TorusComms* torus_;
   const comm::Hierarchy* nodes_;
   std::vector<comm::AllreduceHandle> inflight_;
+  // One receive buffer per bucket position, kept from step to step (the buckets recur with the
+  // same sizes): a deque, so adding one leaves the others where the handles point.
+  std::deque<std::vector<float>> scratch_;
   void progress();
 };
 

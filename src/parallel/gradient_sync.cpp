@@ -56,8 +56,11 @@ void GradientSync::scatter(comm::Range bucket) {
   for (auto& h : scatters_)
     if (!h.done()) h.test();
   zero1_buckets_.push_back(bucket);
-  scatters_.push_back(comm::AllreduceHandle::ring_reduce_scatter(
-      comms_.dp, model_.grads().data() + bucket.begin, shard_chunks(bucket), kScatterTag + int(scatters_.size())));
+  if (scatter_scratch_.size() < scatters_.size() + 1) scatter_scratch_.emplace_back();
+  scatters_.push_back(comm::AllreduceHandle::ring_reduce_scatter(comms_.dp, model_.grads().data() + bucket.begin,
+                                                                 shard_chunks(bucket),
+                                                                 kScatterTag + int(scatters_.size()),
+                                                                 &scatter_scratch_[scatters_.size()]));
 }
 
 Model<float>::GradsReady GradientSync::on_ready() {
@@ -147,6 +150,9 @@ std::function<void(int64_t, int64_t)> GradientSync::params_gate() {
 void GradientSync::complete_params() {
   for (auto& [range, h] : gathers_) h.wait();
   gathers_.clear();
+  // A checkpoint follows, whose Adam-state gather takes the place of the reduce-scatter's
+  // buffers (plan::MemoryAccount::peak): free them; the next step allocates them again.
+  scatter_scratch_.clear();
 }
 
 std::vector<float> GradientSync::gather_shards(const std::vector<float>& shard_state) const {

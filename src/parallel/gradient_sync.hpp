@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <utility>
 #include <optional>
@@ -64,7 +65,8 @@ class GradientSync {
   // The callback forward calls before it reads parameters [begin, end) (ComputeContext::
   // params_needed): waits for the buckets of that range; empty without ZeRO-1.
   std::function<void(int64_t, int64_t)> params_gate();
-  // Waits for every parameter gather in flight (before a checkpoint reads the parameters).
+  // Waits for every parameter gather in flight (before a checkpoint reads the parameters) and
+  // frees the reduce-scatter buffers, which the checkpoint's Adam-state gather replaces.
   void complete_params();
   // The whole optimizer-state vector on dp rank 0 from each rank's shard (ZeRO-1); empty on the
   // other ranks, and without ZeRO-1 (the caller's vector is already whole).
@@ -94,6 +96,7 @@ class GradientSync {
   // parameter gathers in flight (with their ranges), and the time forward waited for them.
   std::vector<comm::Range> zero1_buckets_;
   std::vector<comm::AllreduceHandle> scatters_;
+  std::deque<std::vector<float>> scatter_scratch_;  // their receive buffers, kept between steps
   std::vector<std::pair<comm::Range, comm::AllreduceHandle>> gathers_;
   double gather_wait_s_ = 0.0;
   void scatter(comm::Range bucket);

@@ -22,8 +22,11 @@
 //   torus SHAPE                 the nodes' torus, slowest dimension first (one rank per node)
 //   stage S FORWARD BACKWARD    seconds of computation per micro-batch (all chunks; backward
 //                               includes recomputation)
-//   transfer S GROUP ALGORITHM BYTES COUNT   GROUP: tp, pp, dp or dp_zero1; ALGORITHM: the
-//                               allreduce the trainer runs, or p2p (hokusai::plan::Transfer)
+//   transfer S GROUP ALGORITHM BYTES COUNT   GROUP: tp, pp, dp, dp_zero1 or tied; ALGORITHM: the
+//                               allreduce the trainer runs, or p2p (hokusai::plan::Transfer).
+//                               tied (the tied embedding's sum over a pipeline's two ends, one
+//                               ring of two ranks) is read and not replayed: the dp phase is
+//                               compared with the plan's dp term alone.
 // Output (rank 0): phase,stage,seconds
 //   smpirun -np 768 ... plan_replay INPUT
 #if !HOKUSAI_SMPI
@@ -95,7 +98,7 @@ Replay read_replay(const std::string& path) {
       ok = bool(is >> s >> t.group >> algorithm >> bytes >> t.count);
       t.bytes = int64_t(bytes);
       if (ok && algorithm != "p2p") t.algorithm = parse_name<comm::AllreduceAlgorithm>(algorithm);
-      if (t.group != "tp" && t.group != "pp" && t.group != "dp" && t.group != "dp_zero1") ok = false;
+      if (t.group != "tp" && t.group != "pp" && t.group != "dp" && t.group != "dp_zero1" && t.group != "tied") ok = false;
       r.transfers[s].push_back(t);
     } else {
       ok = false;

@@ -79,13 +79,19 @@ Model<float>::GradsReady GradientSync::on_ready() {
   return nullptr;
 }
 
-double GradientSync::finish() {
+GradientSync::Exposed GradientSync::finish() {
   double exposed = 0.0;
   // Tied embeddings over a pipeline: the first stage's wte (input embedding) and the last
   // stage's copy (output projection) each hold part of the gradient; both take the sum, so both
   // apply the same update and stay equal.
+  // The ring on a kept receive buffer: the wte's gradient is tens to hundreds of MB, and a fresh
+  // buffer every step cost its first-touch faults again.
+  const double t_tied = comm::wall_time();
   if (tied_wte_.size() > 0 && comms_.embed.size() > 1)
-    comm::allreduce(comms_.embed, model_.grads().data() + tied_wte_.begin, tied_wte_.size(), comm::ReduceOp::sum);
+    comm::AllreduceHandle(comms_.embed, model_.grads().data() + tied_wte_.begin, tied_wte_.size(), comm::ReduceOp::sum,
+                          comm::AllreduceAlgorithm::ring, /*tag=*/1, nullptr, &tied_scratch_)
+        .wait();
+  const double tied = comm::wall_time() - t_tied;
   if (buckets_) {
     if (deferred_) buckets_->ready(deferred_->begin, deferred_->end);
     exposed = buckets_->finish();
@@ -102,7 +108,7 @@ double GradientSync::finish() {
     scatters_.clear();
     exposed = comm::wall_time() - t0 + std::exchange(gather_wait_s_, 0.0);
   }
-  return exposed;
+  return {tied, exposed};
 }
 
 double GradientSync::grad_norm(const ComputeContext& ctx) const {
@@ -180,9 +186,8 @@ GradientSync::Timed GradientSync::measure_blocking_allreduce() {
 std::vector<std::string> GradientSync::describe() const {
   std::vector<std::string> lines;
   if (tied_wte_.size() > 0)
-    lines.push_back(fmt::format("comm: tied-embedding gradient sum over the first and last stage ({:.1f} MB): {}",
-                                4e-6 * double(tied_wte_.size()),
-                                comm::describe_policy(4 * tied_wte_.size(), 4 * tied_wte_.size(), 2, comm::Layout::flat)));
+    lines.push_back(fmt::format("comm: tied-embedding gradient sum over the first and last stage ({:.1f} MB): ring",
+                                4e-6 * double(tied_wte_.size())));
   const int dp = comms_.dp.size();
   if (dp > 1 && zero1_)
     lines.push_back(fmt::format("comm: dp gradient reduce-scatter and parameter allgather over {} ranks: ring, in "

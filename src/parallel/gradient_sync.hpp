@@ -53,9 +53,13 @@ class GradientSync {
   // Call once per step, before that backward.
   Model<float>::GradsReady on_ready();
   // After the step's backward: tied-embedding sum, the remaining dp buckets, ZeRO-1's
-  // reduce-scatter. Returns the seconds of dp communication that backward did not hide (with
-  // ZeRO-1 also the waits for gathered parameters in this step's forward).
-  double finish();
+  // reduce-scatter. Returns the seconds each took after backward: the tied sum (blocking, a
+  // pipeline wait) and the dp communication backward did not hide (with ZeRO-1 also the waits
+  // for gathered parameters in this step's forward).
+  struct Exposed {
+    double tied = 0.0, dp = 0.0;
+  };
+  Exposed finish();
   // The norm of the global gradient (this rank's shard; tp-split tensors summed over tp, the
   // replicated ones counted once, the tied copy left out, stages and shards summed).
   double grad_norm(const ComputeContext& ctx) const;
@@ -97,6 +101,7 @@ class GradientSync {
   std::vector<comm::Range> zero1_buckets_;
   std::vector<comm::AllreduceHandle> scatters_;
   std::deque<std::vector<float>> scatter_scratch_;  // their receive buffers, kept between steps
+  std::vector<float> tied_scratch_;                 // the tied-embedding sum's receive buffer
   std::vector<std::pair<comm::Range, comm::AllreduceHandle>> gathers_;
   double gather_wait_s_ = 0.0;
   void scatter(comm::Range bucket);

@@ -394,8 +394,17 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
                                   ? dp_ring_seconds(grads)
                                   : allreduce_seconds(m, grads, dp, dp_local, dp_torus, a)});
     }
+    // Tied embeddings over a pipeline: after backward the first and the last stage sum their wte
+    // gradients (this rank's vocabulary slice), a blocking ring of two before the dp reduction.
+    if (P > 1 && d.tied && (d.has_embedding || d.has_head)) {
+      const double wte = 4.0 * double(d.Vl * d.C);
+      const bool ends_local = nodes == 1 || int64_t(P - 1) * tp * dp < p.ranks_per_node;
+      sp.tied_s = allreduce_seconds(m, wte, 2, ends_local, {}, comm::AllreduceAlgorithm::ring);
+      sp.transfers.push_back({"tied", "ring", wte, 1, sp.tied_s});
+    }
     for (const Transfer& t : sp.transfers)
-      (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
+      if (t.group != "tied")
+        (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
     // Across nodes the network moves the reduction during the last backward (dp_overlap of it).
     // On one node the ranks' own cores move and sum its bytes, inside their MPI calls: nothing
     // else progresses it while they compute, so none of it hides (a Zen 5, 2026-12-03: dp 2 on
@@ -414,7 +423,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
   for (const StagePlan& s : p.stages) {
     sum += s.per_micro_batch();
     most = std::max(most, s.per_micro_batch());
-    tail = std::max(tail, s.dp_exposed_s + s.optimizer_s);
+    tail = std::max(tail, s.tied_s + s.dp_exposed_s + s.optimizer_s);
   }
   const int v = stage_dims(cfg, 0).chunks;
   p.pipeline_s = m_ * most + (sum - most) / v;
@@ -653,11 +662,12 @@ std::string plan_json(const Plan& p) {
         "\"grads\": {:.0f}, \"optimizer\": {:.0f}, \"activations\": {:.0f}, \"comm\": {:.0f}, \"process\": {:.0f}, "
         "\"checkpoint_gather\": {:.0f}, \"snapshot\": {:.0f}, \"steady\": {:.0f}, \"peak\": {:.0f}}}, "
         "\"time_s\": {{\"forward\": {:.6g}, \"backward\": {:.6g}, \"recompute\": {:.6g}, \"tp_comm\": {:.6g}, "
-        "\"pp_transfer\": {:.6g}, \"dp\": {:.6g}, \"dp_exposed\": {:.6g}, \"optimizer\": {:.6g}}}, "
+        "\"pp_transfer\": {:.6g}, \"tied\": {:.6g}, \"dp\": {:.6g}, \"dp_exposed\": {:.6g}, \"optimizer\": {:.6g}}}, "
         "\"transfers\": [",
         i ? ", " : "", s.stage, s.layers, name_of(s.recompute), s.mem.params, s.mem.grads, s.mem.optimizer,
         s.mem.activations, s.mem.comm, s.mem.process, s.mem.checkpoint_gather, s.mem.snapshot, s.mem.steady(),
-        s.mem.peak(), s.forward_s, s.backward_s, s.recompute_s, s.tp_comm_s, s.pp_transfer_s, s.dp_s, s.dp_exposed_s,
+        s.mem.peak(), s.forward_s, s.backward_s, s.recompute_s, s.tp_comm_s, s.pp_transfer_s, s.tied_s, s.dp_s,
+        s.dp_exposed_s,
         s.optimizer_s);
     for (size_t k = 0; k < s.transfers.size(); ++k) {
       const Transfer& t = s.transfers[k];

@@ -65,7 +65,7 @@ Recompute stage_recompute(const Config& cfg, int stage);
 // micro-batch; dp: per step (ZeRO-1: a reduce-scatter and an allgather, "dp_zero1"). The
 // SimGrid replay (scripts/simulate-plan.sh) runs exactly this list with the comm layer's code.
 struct Transfer {
-  std::string group;      // tp, pp, dp, dp_zero1
+  std::string group;      // tp, pp, dp, dp_zero1, tied (the tied embedding's sum over the pipeline's ends)
   std::string algorithm;  // the allreduce the trainer runs (comm::AllreduceAlgorithm's name); p2p
   double bytes = 0;
   int count = 0;
@@ -79,8 +79,10 @@ struct StagePlan {
   MemoryAccount mem;  // process overhead in mem.process
   // Seconds per micro-batch (all the stage's chunks).
   double forward_s = 0, backward_s = 0, recompute_s = 0, tp_comm_s = 0, pp_transfer_s = 0;
-  double dp_s = 0, dp_exposed_s = 0, optimizer_s = 0;  // per step
-  std::vector<Transfer> transfers;  // what tp_comm_s, pp_transfer_s and dp_s add up
+  // Per step, after backward: the tied embedding's sum over the pipeline's ends (blocking), the dp
+  // reduction (dp_s) and what of it backward did not hide, the optimizer.
+  double tied_s = 0, dp_s = 0, dp_exposed_s = 0, optimizer_s = 0;
+  std::vector<Transfer> transfers;  // what tp_comm_s, pp_transfer_s and dp_s (and the tied sum) add up
   double per_micro_batch() const { return forward_s + backward_s + recompute_s + tp_comm_s + pp_transfer_s; }
   std::string largest_memory_term() const;
 };

@@ -395,7 +395,9 @@ StepStats Trainer::step() {
       pipe_->train(ctx_, accum_, micro_batch, float(loss_scale_ / tokens_per_step_), sync_->on_ready());
   st.time.pp_wait = pipe_->take_wait_seconds();
   watchdog_->phase("the data-parallel gradient sync", step_);
-  st.time.dp_exposed = sync_->finish();
+  const parallel::GradientSync::Exposed exposed = sync_->finish();
+  st.time.pp_wait += exposed.tied;  // the pipeline's ends wait for each other's wte gradient
+  st.time.dp_exposed = exposed.dp;
   if (opts_.inject_nonfinite_step == step_ && rank_ == 0)  // test hook: an overflow in backward
     model_->grads()[size_t(sync_->shard().begin)] = std::numeric_limits<float>::quiet_NaN();
   watchdog_->phase("the loss and gradient-norm reductions", step_);

@@ -338,25 +338,32 @@ T exp_shifted(T* x, int64_t n, T shift) {
 }
 
 template <typename T>
+T row_max(const T* x, int64_t n) {
+  T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  return mx;
+}
+
+template <typename T>
+double sum_exp(const T* x, int64_t n, T shift) {
+#if HOKUSAI_SVE_REDUCE
+  if constexpr (std::is_same_v<T, float>) return sve::sum_exp(x, n, shift);
+#endif
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) sum += vexp(x[j] - shift);
+  return sum;
+}
+
+template <typename T>
 void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int64_t N,
                           int64_t Vp, int64_t V_real) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const T* l = logits + i * Vp;
-    T mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < V_real; ++j) mx = std::max(mx, l[j]);
-    double sum = 0.0;
-#if HOKUSAI_SVE_REDUCE
-    if constexpr (std::is_same_v<T, float>) {
-      sum = sve::sum_exp(l, V_real, mx);
-    } else
-#endif
-    {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < V_real; ++j) sum += vexp(l[j] - mx);
-    }
-    const T z = mx + T(std::log(sum));
+    const T mx = row_max(l, V_real);
+    const T z = mx + T(std::log(sum_exp(l, V_real, mx)));
     lse[i] = z;
     losses[i] = targets[i] < 0 ? T(0) : z - l[targets[i]];
   }

@@ -277,6 +277,20 @@ T exp_shifted(T* x, int64_t n, T shift) {
 }
 
 template <typename T>
+T row_max(const T* x, int64_t n) {
+  T mx = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  return mx;
+}
+
+template <typename T>
+double sum_exp(const T* x, int64_t n, T shift) {
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += std::exp(double(x[j]) - double(shift));
+  return sum;
+}
+
+template <typename T>
 void softmax_xent_forward(T* losses, T* lse, const T* logits, const int32_t* targets, int64_t N,
                           int64_t Vp, int64_t V_real) {
   for (int64_t i = 0; i < N; ++i) {

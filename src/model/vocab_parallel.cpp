@@ -36,18 +36,14 @@ void vocab_parallel_xent_forward(const TensorParallelOps& tp, float* losses, flo
   std::vector<double> sums(static_cast<size_t>(2 * N));  // [sum of exp | target logit] per token
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
-    const float* l = logits_r + i * Vl;
-    float m = -INFINITY;
-    for (int64_t j = 0; j < real; ++j) m = std::max(m, l[j]);
-    mx[size_t(i)] = m;
+    mx[size_t(i)] = kernels::row_max(logits_r + i * Vl, real);
   }
   tp.max(mx.data(), N);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const float* l = logits_r + i * Vl;
-    double s = 0.0;
-    for (int64_t j = 0; j < real; ++j) s += std::exp(double(l[j]) - double(mx[size_t(i)]));
-    sums[size_t(i)] = s;
+    // The serial cross-entropy's vectorised exp (libm's scalar exp was 5% of a tp 2 step).
+    sums[size_t(i)] = real > 0 ? kernels::sum_exp(l, real, mx[size_t(i)]) : 0.0;
     const int64_t t = int64_t(targets[i]) - v0;
     sums[size_t(N + i)] = targets[i] >= 0 && t >= 0 && t < Vl ? double(l[t]) : 0.0;
   }

@@ -132,6 +132,17 @@ TEST(FastVsRef, SoftmaxCrossEntropy) {
   }
 }
 
+// The row pieces the vocabulary-parallel cross-entropy calls, at lengths around the vector widths.
+TEST(FastVsRef, RowMaxAndSumExp) {
+  for (int64_t n : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(257), int64_t(25128)}) {
+    const V x = random_vector<float>(n, 14 + n, -8, 8);
+    const float m1 = row_max(x.data(), n), m2 = ref::row_max(x.data(), n);
+    ASSERT_EQ(m1, m2) << "row_max, n " << n;
+    const double s1 = sum_exp(x.data(), n, m1), s2 = ref::sum_exp(x.data(), n, m2);
+    EXPECT_NEAR(s1, s2, 4e-6 * s2) << "sum_exp, n " << n;
+  }
+}
+
 TEST(FastVsRef, EmbeddingBiasResidualAdamW) {
   const int64_t Vl = 50;
   std::vector<int32_t> tokens(N);

@@ -406,9 +406,9 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       if (t.group != "tied")
         (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
     // Across nodes the network moves the reduction during the last backward (dp_overlap of it).
-    // On one node the ranks' own cores move and sum its bytes, inside their MPI calls: nothing
-    // else progresses it while they compute, so none of it hides (a Zen 5, 2026-12-03: dp 2 on
-    // its 2 cores exposed 150-350 ms per step of a 172 ms reduction; docs/planning.md).
+    // On one node the ranks' own cores copy and sum its bytes inside their MPI calls: what the
+    // overlap saves in waiting it costs in compute, so all of it counts (a Zen 5, 2026-12-03:
+    // dp 2 and dp 2 + ZeRO-1 within +3.3% of the plan; docs/planning.md).
     const double last_bucket = sp.dp_s / double(d.L + 1);
     const double hidden = dp_local ? 0.0 : m.dp_overlap * sp.backward_s;
     sp.dp_exposed_s = std::max(last_bucket, sp.dp_s - hidden);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -364,6 +365,33 @@ TEST(NonBlocking, OverlappingAllreducesCompleteExactly) {
       overlapping_handles_complete_exactly(std::string(name_of(algo)), op, [&](int b, float* data, int64_t n) {
         return AllreduceHandle(world(), data, n, op, algo, /*tag=*/100 + b);
       });
+}
+
+// Handles given the caller's receive buffers (as DataParallel keeps them between steps): exact,
+// and a second round of the same sizes reuses the buffers (no new allocation), for the ring and
+// the hierarchical handle.
+TEST(NonBlocking, KeptScratchIsReusedAndExact) {
+  const int p = world().size();
+  std::deque<std::vector<float>> scratch(6);
+  std::vector<const float*> first;
+  for (int round = 0; round < 2; ++round) {
+    overlapping_handles_complete_exactly("ring, kept scratch", ReduceOp::sum, [&](int b, float* data, int64_t n) {
+      return AllreduceHandle(world(), data, n, ReduceOp::sum, AllreduceAlgorithm::ring, 100 + b, nullptr,
+                             &scratch[size_t(b)]);
+    });
+    for (size_t b = 0; b < scratch.size(); ++b)
+      if (round == 0)
+        first.push_back(scratch[b].data());
+      else
+        EXPECT_EQ(scratch[b].data(), first[b]) << "bucket " << b << ": the kept buffer was allocated again";
+  }
+  if (p >= 2 && p % 2 == 0) {
+    const Hierarchy h(world(), 2);
+    std::deque<std::vector<float>> kept(6);
+    overlapping_handles_complete_exactly("hierarchical, kept scratch", ReduceOp::sum, [&](int b, float* data, int64_t n) {
+      return AllreduceHandle(h, data, n, ReduceOp::sum, 1 + b, &kept[size_t(b)]);
+    });
+  }
 }
 
 // Torus handles in flight at once on one TorusComms (distinct tags), with automatic ones beside

@@ -3,6 +3,7 @@
 // the search over the Fugaku-LLM 13B recipe, and the trainer's start-up refusal.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "comm/grid.hpp"
@@ -278,6 +279,34 @@ TEST(PlanTime, ReductionHidesOnlyAcrossNodes) {
   EXPECT_LT(apart.dp_exposed_s, apart.dp_s);
   EXPECT_NEAR(apart.dp_exposed_s,
               std::max(apart.dp_s / double(c.model.layers + 1), apart.dp_s - m.dp_overlap * apart.backward_s), 1e-12);
+}
+
+// Tied embeddings over a pipeline: the two ends sum their wte gradients (a ring of two, this tp
+// rank's vocabulary slice) after backward, in the step's tail; the middle stages and an untied
+// model have no such sum.
+TEST(PlanTime, TiedEmbeddingSumOnThePipelinesEnds) {
+  Config c = tiny_gpt2();
+  c.parallel.pp = 4, c.parallel.tp = 2, c.kernels.threads = 1;
+  const MachineSpec m = simple_machine();
+  const Plan p = plan_run(c, m, 1);
+  ASSERT_EQ(p.stages.size(), 4u);
+  const double wte = 4.0 * double(padded_vocab(c.model, 2) / 2) * c.model.hidden;
+  for (const StagePlan& s : p.stages) {
+    const bool end = s.stage == 0 || s.stage == 3;
+    const auto it = std::find_if(s.transfers.begin(), s.transfers.end(), [](const Transfer& t) { return t.group == "tied"; });
+    ASSERT_EQ(it != s.transfers.end(), end) << "stage " << s.stage;
+    if (!end) {
+      EXPECT_EQ(s.tied_s, 0.0);
+      continue;
+    }
+    EXPECT_DOUBLE_EQ(it->bytes, wte);
+    EXPECT_GT(s.tied_s, 0.0);
+    EXPECT_DOUBLE_EQ(s.tied_s, it->seconds);
+    EXPECT_GE(p.tail_s, s.tied_s + s.dp_exposed_s + s.optimizer_s - 1e-15);
+  }
+  c.model.tie_embeddings = false;
+  resolve(c);
+  for (const StagePlan& s : plan_run(c, m, 1).stages) EXPECT_EQ(s.tied_s, 0.0) << "untied, stage " << s.stage;
 }
 
 TEST(PlanTime, MoreThreadsNeverSlowerAndOversubscriptionTimeShares) {

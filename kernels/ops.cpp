@@ -405,6 +405,17 @@ void residual_backward(T* da, T* db, const T* dout, int64_t n) {
 }
 
 template <typename T>
+void fill_zero(T* x, int64_t n) {
+  constexpr int64_t kChunk = 1 << 16;  // elements; below a few chunks one thread is faster
+  if (n < 4 * kChunk) {
+    std::fill_n(x, n, T(0));
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < n; c += kChunk) std::fill_n(x + c, std::min(kChunk, n - c), T(0));
+}
+
+template <typename T>
 double sum_squares(const T* x, int64_t n) {
   // Fixed chunking (not thread count) so the sum is the same at any thread count.
   constexpr int64_t kChunk = 1 << 14;

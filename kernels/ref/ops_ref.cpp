@@ -277,6 +277,11 @@ T exp_shifted(T* x, int64_t n, T shift) {
 }
 
 template <typename T>
+void fill_zero(T* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = T(0);
+}
+
+template <typename T>
 T row_max(const T* x, int64_t n) {
   T mx = -INFINITY;
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);

@@ -78,7 +78,7 @@ namespace {
 
 template <typename T>
 void zero(std::vector<T>& v, int64_t n) {
-  std::fill_n(v.data(), n, T(0));
+  kernels::fill_zero(v.data(), n);
 }
 
 // HeadPass loss and gradient take the logits this many rows at a time. Each block's products
@@ -463,7 +463,7 @@ void Model<T>::load_params(std::span<const T> saved) {
 
 template <typename T>
 void Model<T>::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), T(0));
+  kernels::fill_zero(grads_.data(), int64_t(grads_.size()));
 }
 
 template <typename T>

@@ -132,6 +132,16 @@ TEST(FastVsRef, SoftmaxCrossEntropy) {
   }
 }
 
+// fill_zero at sizes around its threading threshold and chunk edges: exactly [0, n) zeroed.
+TEST(FastVsRef, FillZeroTouchesExactlyItsRange) {
+  for (int64_t n : {int64_t(0), int64_t(5), int64_t(4 << 16) - 1, int64_t(4 << 16), int64_t(5 << 16) + 3}) {
+    V x(size_t(n) + 8, 3.0f);
+    fill_zero(x.data() + 4, n);
+    for (int64_t i = 0; i < n + 8; ++i)
+      ASSERT_EQ(x[size_t(i)], i >= 4 && i < n + 4 ? 0.0f : 3.0f) << "n " << n << " i " << i;
+  }
+}
+
 // The row pieces the vocabulary-parallel cross-entropy calls, at lengths around the vector widths.
 TEST(FastVsRef, RowMaxAndSumExp) {
   for (int64_t n : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(257), int64_t(25128)}) {

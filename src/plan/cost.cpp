@@ -394,6 +394,8 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
                                   ? dp_ring_seconds(grads)
                                   : allreduce_seconds(m, grads, dp, dp_local, dp_torus, a)});
     }
+    for (const Transfer& t : sp.transfers)
+      (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
     // Tied embeddings over a pipeline: after backward the first and the last stage sum their wte
     // gradients (this rank's vocabulary slice), a blocking ring of two before the dp reduction.
     if (P > 1 && d.tied && (d.has_embedding || d.has_head)) {
@@ -402,9 +404,6 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       sp.tied_s = allreduce_seconds(m, wte, 2, ends_local, {}, comm::AllreduceAlgorithm::ring);
       sp.transfers.push_back({"tied", "ring", wte, 1, sp.tied_s});
     }
-    for (const Transfer& t : sp.transfers)
-      if (t.group != "tied")
-        (t.group == "tp" ? sp.tp_comm_s : t.group == "pp" ? sp.pp_transfer_s : sp.dp_s) += t.count * t.seconds;
     // Across nodes the network moves the reduction during the last backward (dp_overlap of it).
     // On one node the ranks' own cores copy and sum its bytes inside their MPI calls: what the
     // overlap saves in waiting it costs in compute, so all of it counts (a Zen 5, 2026-12-03:
@@ -667,8 +666,7 @@ std::string plan_json(const Plan& p) {
         i ? ", " : "", s.stage, s.layers, name_of(s.recompute), s.mem.params, s.mem.grads, s.mem.optimizer,
         s.mem.activations, s.mem.comm, s.mem.process, s.mem.checkpoint_gather, s.mem.snapshot, s.mem.steady(),
         s.mem.peak(), s.forward_s, s.backward_s, s.recompute_s, s.tp_comm_s, s.pp_transfer_s, s.tied_s, s.dp_s,
-        s.dp_exposed_s,
-        s.optimizer_s);
+        s.dp_exposed_s, s.optimizer_s);
     for (size_t k = 0; k < s.transfers.size(); ++k) {
       const Transfer& t = s.transfers[k];
       o += fmt::format("{}{{\"group\": \"{}\", \"algorithm\": \"{}\", \"bytes\": {:.0f}, \"count\": {}, "

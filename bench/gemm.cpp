@@ -5,7 +5,7 @@
 // (per-core probe x threads): fp32 rows of the fp32 FMA peak, bf16 rows of the bf16 peak of the
 // unit our bf16 kernel runs on (AMX tiles, else vdpbf16ps). Our bf16 rows include rounding the
 // fp32 inputs while packing; oneDNN's bf16 rows start from bf16 inputs.
-//   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all]
+//   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all|gpt2-train]
 //   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
 //   build/release/bench/bench_gemm --kernels shipped,sgemm_avx512_14x32_fold --backends hokusai,onednn
 //                                             (candidates in the driver, timed call by call in turn)
@@ -40,6 +40,7 @@ namespace {
 struct Shape {
   const char* group;
   int64_t m, n, k;
+  const char* layouts = "NT NN TN";  // which of the three layouts this shape is timed in
 };
 
 const Shape kShapes[] = {
@@ -47,6 +48,13 @@ const Shape kShapes[] = {
     {"gpt2", 1024, 768, 3072}, {"gpt2", 1024, 50304, 768}, {"13b", 2048, 2592, 5184},
     {"13b", 2048, 5184, 864},  {"13b", 2048, 3456, 5184},  {"13b", 2048, 5184, 3456},
     {"square", 2048, 2048, 2048},
+    // The rest of a gpt2-124m training step at micro-batch 4 x 256 (src/model/layers.cpp), in the
+    // layout the trainer calls it: the weight gradients dW = dY^T X (TN: out x in x tokens) and the
+    // tied head's input gradient dX = dLogits W (NN) and weight gradient. Not in "all" (the
+    // table of scripts/gemm-table.py is the 30 shapes above).
+    {"gpt2-train", 2304, 768, 1024, "TN"}, {"gpt2-train", 768, 768, 1024, "TN"},
+    {"gpt2-train", 3072, 768, 1024, "TN"}, {"gpt2-train", 768, 3072, 1024, "TN"},
+    {"gpt2-train", 1024, 768, 50304, "NN"}, {"gpt2-train", 50304, 768, 1024, "TN"},
 };
 
 double median_seconds(const std::function<void()>& fn, int reps) {
@@ -123,7 +131,10 @@ int main(int argc, char** argv) {
   bool csv = false, tiles = false, no_bf16 = false;
   app.add_option("--threads", thread_list, "Comma-separated thread counts")->capture_default_str();
   app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
-  app.add_option("--shapes", group, "gpt2, 13b, square or all")->capture_default_str();
+  app.add_option("--shapes", group,
+                 "gpt2, 13b, square, all (those three) or gpt2-train (a gpt2-124m step's weight-gradient and "
+                 "head shapes)")
+      ->capture_default_str();
   app.add_option("--backends", backend_list, "fp32 backends to time (comma-separated; the table's verdicts need all)")
       ->capture_default_str();
   app.add_flag("--csv", csv, "One row per measurement: backend,dtype,layout,m,n,k,threads,gflops,pct_peak");
@@ -131,7 +142,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-bf16", no_bf16, "Skip the bf16 rows");
   std::string split_list;
   app.add_option("--splits", split_list,
-                 "Time our fp32 and bf16 paths under each thread split (rows,columns; kernels/ukernel.hpp), "
+                 "Time our fp32 and bf16 paths under each thread split (rows,columns,larger; kernels/ukernel.hpp), "
                  "not their tables'");
   std::string kernel_list;
   app.add_option("--kernels", kernel_list,
@@ -171,13 +182,20 @@ int main(int argc, char** argv) {
         return std::fprintf(stderr, "bench_gemm: %s: '%s' is not %s or %s\n", option, t.c_str(), first, second), false;
     return true;
   };
-  std::vector<bool> by_rows, a_once, half_direct;
-  if (!either(split_list, "--splits", "rows", "columns", by_rows) ||
-      !either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
+  std::vector<bool> a_once, half_direct;
+  if (!either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
       !either(half_packing_list, "--half-packing", "direct", "two-pass", half_direct))
     return 2;
   std::vector<ThreadSplit> splits;
-  for (const bool rows : by_rows) splits.push_back(rows ? ThreadSplit::rows : ThreadSplit::columns);
+  {
+    std::stringstream ss(split_list);
+    std::string t;
+    while (std::getline(ss, t, ','))
+      if (t == "rows" || t == "columns" || t == "larger")
+        splits.push_back(t == "rows" ? ThreadSplit::rows : t == "columns" ? ThreadSplit::columns : ThreadSplit::larger);
+      else
+        return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not rows, columns or larger\n", t.c_str()), 2;
+  }
   // Each variant of a kernel: its blocks under each of --splits, then each of --a-packing.
   const auto each_variant = [&](const std::string& label, BlockSizes b, const std::function<void(std::string, BlockSizes)>& add) {
     std::vector<std::pair<std::string, BlockSizes>> split_variants;
@@ -185,7 +203,10 @@ int main(int argc, char** argv) {
     for (const ThreadSplit split : splits) {
       BlockSizes bs = b;
       bs.split = split;
-      split_variants.emplace_back(label + (split == ThreadSplit::rows ? "-rows" : "-columns"), bs);
+      split_variants.emplace_back(label + (split == ThreadSplit::rows      ? "-rows"
+                                           : split == ThreadSplit::columns ? "-columns"
+                                                                           : "-larger"),
+                                  bs);
     }
     for (const auto& [name, bs] : split_variants) {
       if (a_once.empty()) add(name, bs);
@@ -324,8 +345,9 @@ int main(int argc, char** argv) {
   OnednnBf16 onednn_bf16;
 #endif
   for (const Shape& s : kShapes) {
-    if (group != "all" && group != s.group) continue;
+    if (group == "all" ? std::strcmp(s.group, "gpt2-train") == 0 : group != s.group) continue;
     for (const auto& [oa, ob] : {std::pair{Op::N, Op::T}, std::pair{Op::N, Op::N}, std::pair{Op::T, Op::N}}) {
+      if (!std::strstr(s.layouts, layout_name(oa, ob))) continue;
       const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
       std::vector<float> a(size_t(s.m * s.k)), b(size_t(s.k * s.n)), c(size_t(s.m * s.n));
       for (auto& x : a) x = u(rng);

@@ -153,7 +153,8 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   // The thread grid: a column range per thread (each its own B block) or a row range per thread
   // (one shared B block); either way whole MR x NR tiles, so the tile grid — and every value of C —
   // is the same bit for bit.
-  const bool by_columns = bs.split == ThreadSplit::columns && threads > 1 && panels_n >= threads;
+  const bool columns = bs.split == ThreadSplit::columns || (bs.split == ThreadSplit::larger && panels_n > units);
+  const bool by_columns = columns && threads > 1 && panels_n >= threads;
   const int nt = std::max(1, std::min<int>(threads, int(by_columns ? panels_n : units)));
   const int64_t width = (by_columns ? (panels_n + nt - 1) / nt : panels_n) * NR;  // the widest column range
   // Upper bounds of any thread's balanced() blocks (balanced(e, max, u) <= both e and max rounded up to u).
@@ -256,7 +257,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   }
 }
 
-// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns] overrides the table (for tuning on a new CPU); read once.
+// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns|larger] overrides the table (for tuning on a new CPU); read once.
 BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
   static const char* env = std::getenv("HOKUSAI_GEMM_BLOCKS");
   if (!env || !*env) return table;
@@ -264,10 +265,14 @@ BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
   char split[16] = "";
   const int got = std::sscanf(env, "%ld,%ld,%ld,%15s", &b.mc, &b.kc, &b.nc, split);
   const std::string how(split);
-  if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR || (got == 4 && how != "rows" && how != "columns"))
+  if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR ||
+      (got == 4 && how != "rows" && how != "columns" && how != "larger"))
     throw std::runtime_error(std::string("HOKUSAI_GEMM_BLOCKS='") + env +
-                             "': expected mc,kc,nc[,rows|columns] (mc >= MR, nc >= NR)");
-  b.split = got == 4 ? (how == "columns" ? ThreadSplit::columns : ThreadSplit::rows) : table.split;
+                             "': expected mc,kc,nc[,rows|columns|larger] (mc >= MR, nc >= NR)");
+  b.split = got < 4            ? table.split
+            : how == "columns" ? ThreadSplit::columns
+            : how == "larger"  ? ThreadSplit::larger
+                               : ThreadSplit::rows;
   return rounded_to_tile(b, MR, NR);
 }
 

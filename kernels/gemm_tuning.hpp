@@ -106,18 +106,21 @@ struct CpuBlocks {
 // and A once per k block, measured against the table's (1792, A per mc block) and against nc
 // 1792 with A once (`bench_gemm --blocks 168,256,800 168,256,1792 --a-packing mc,once`, and
 // `--half-blocks 168,512,800 168,512,1792` for bf16; all 30 shapes, median of 5, 2026-12-03):
-// fp32 800/once ÷ 1792/per mc 1.021 (1 thread), 0.998 (2); bf16 1.023, 1.017. The fp32 threads
-// split the rows there — one shared B block in the L3 instead of one per core: rows ÷ columns at
-// 2 threads 1.018 and 1.026 (faster on 24 and 25 of 30, `bench_gemm --threads 2 --splits
-// rows,columns`, twice) — while bf16's splits are level (0.996 columns ÷ rows): it keeps columns.
+// fp32 800/once ÷ 1792/per mc 1.021 (1 thread), 0.998 (2); bf16 1.023, 1.017. Both kernels split
+// whichever of M and N has more tiles (ThreadSplit::larger), sharing the narrower operand: on a
+// gpt2-124m step's shapes (`bench_gemm --shapes gpt2 --threads 2 --splits rows,columns,larger`,
+// and `--shapes gpt2-train`, 2026-12-04) bf16 columns lost 6-12% to rows wherever N is the small
+// side (n = 768: every input- and weight-gradient product) and won 5% on the head (n = 50304);
+// fp32 rows lost 5-9% on the head and 3% on (768, 3072, 1024), level elsewhere.
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
-    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::rows, true},
-     "measured on AMD family 26 model 2, Zen 5: threads split the rows, A packed once per k block "
+    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::larger, true},
+     "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block "
      "(docs/performance.md)"},
-    {"AuthenticAMD", 26, 2, 2, "sbgemm_avx512bf16_14x32", {168, 512, 800, ThreadSplit::columns, true},
-     "measured on AMD family 26 model 2, Zen 5: A packed once per k block (docs/performance.md)"},
+    {"AuthenticAMD", 26, 2, 2, "sbgemm_avx512bf16_14x32", {168, 512, 800, ThreadSplit::larger, true},
+     "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block "
+     "(docs/performance.md)"},
 };
 inline constexpr double kL2Share = 0.96;
 inline constexpr int64_t kMinFittedNc = 512;

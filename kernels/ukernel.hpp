@@ -33,8 +33,12 @@ using SbgemmUkernel = void (*)(int64_t k, const uint16_t* ap, const uint16_t* bp
 // an L2, where the block is read from the one cache (A64FX: 12 cores per CMG L2). columns: each
 // thread packs its own B block of a column range and runs without barriers, A packed by every
 // thread — for cores with private L2s (x86), where a shared block is copied into each core's L2
-// anyway. columns falls back to rows when n has fewer NR panels than threads.
-enum class ThreadSplit { rows, columns };
+// anyway. larger: per product, whichever of M (in MR rows) and N (in NR columns) has more tiles
+// (columns sharing A when N has more, rows sharing B otherwise) — the shared operand is then the
+// narrower side, measured on Zen 5 for the bf16 kernel (docs/performance.md). columns falls back
+// to rows when n has fewer NR panels than threads. Every split runs the same tiles with the same
+// k order: the same bits.
+enum class ThreadSplit { rows, columns, larger };
 
 struct BlockSizes {
   int64_t mc, kc, nc;

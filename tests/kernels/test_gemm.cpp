@@ -393,7 +393,8 @@ TEST(NativeGemm, WorkspaceReuseGivesTheSameResult) {
 // The two thread splits (kernels/ukernel.hpp: ThreadSplit) run the same MR x NR tiles over the
 // same k blocks, so C is the same bit for bit at any thread count: shapes with edge tiles, several
 // blocks of every size (small blocks), every layout, beta 0 and not, and fewer column panels than
-// threads (columns falls back to rows). Against the reference too, so equal-but-wrong fails.
+// threads (columns falls back to rows); larger picks rows in the first case below and columns in
+// the others. Against the reference too, so equal-but-wrong fails.
 // Every thread split and A packing (per mc block or once per k block) gives the one-thread bits:
 // the same tiles, the same k blocks in the same order. fp32 over every layout, beta and variant;
 // each 16-bit kernel this CPU runs (`all` false) on fewer — the driver is the same code, and under
@@ -409,7 +410,7 @@ void expect_layouts_give_the_same_bits(const Kernel& kern, int64_t kc, float tol
   // (all), or four of them covering each code path once (A shared between barriers at 2).
   std::vector<DriverVariant> variants{{1, ThreadSplit::rows, true}};
   for (const int threads : {2, 3})
-    for (const ThreadSplit split : {ThreadSplit::rows, ThreadSplit::columns})
+    for (const ThreadSplit split : {ThreadSplit::rows, ThreadSplit::columns, ThreadSplit::larger})
       for (const bool a_once : {false, true})
         if (all || a_once == (threads == 2)) variants.push_back({threads, split, a_once});
   using Layout = std::pair<Op, Op>;
@@ -444,7 +445,8 @@ void expect_layouts_give_the_same_bits(const Kernel& kern, int64_t kc, float tol
           ASSERT_EQ(run(v.threads, v.split, v.a_once), one)
               << kern.name << " " << s.m << "x" << s.n << "x" << s.k << " " << (oa == Op::N ? "N" : "T")
               << (ob == Op::N ? "N" : "T") << " beta " << beta << " " << v.threads << " threads, split "
-              << (v.split == ThreadSplit::rows ? "rows" : "columns") << (v.a_once ? ", A once" : ", A per mc");
+              << (v.split == ThreadSplit::rows ? "rows" : v.split == ThreadSplit::columns ? "columns" : "larger")
+              << (v.a_once ? ", A once" : ", A per mc");
       }
 }
 
@@ -529,7 +531,7 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   // from its own result (what sgemm_blocks does).
   const CpuModel epyc5{"AuthenticAMD", 26, 2};
   const ChosenBlocks zen5_measured = blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, epyc5, int64_t(1) << 20);
-  EXPECT_EQ(zen5_measured.blocks.split, ThreadSplit::rows);
+  EXPECT_EQ(zen5_measured.blocks.split, ThreadSplit::larger);
   EXPECT_EQ(zen5_measured.blocks.nc, 800);
   EXPECT_TRUE(zen5_measured.blocks.a_once);
   EXPECT_NE(zen5_measured.why.find("measured"), std::string::npos) << zen5_measured.why;

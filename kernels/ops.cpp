@@ -30,6 +30,9 @@ namespace hokusai::kernels {
 namespace {
 constexpr double kGeluS = 0.7978845608028654;  // sqrt(2/pi)
 constexpr double kGeluC = 0.044715;
+// Column sums (the norms' weight gradients, the bias gradient) run a block of this many columns
+// per task: the rows are read contiguously, each block's sums are vectors, rows summed in order.
+constexpr int64_t kColumnBlock = 64;
 
 // exp that the compiler vectorises inside `omp simd` loops (libm's expf is a scalar call: it was
 // 10% of a tiny-model step, with tanhf another 5%). Cephes' expf: range reduction by ln 2, a
@@ -157,16 +160,24 @@ void layernorm_backward(T* din, T* dw, T* db, const T* dout, const T* in, const 
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - (x[c] - mu) * r * bsum);
   }
+  // The weight and bias gradients: column sums over the rows in row order, a block of columns per
+  // task so the rows are read contiguously and the block's sums are one vector each.
+  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    T sw = 0, sb = 0;
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
+    T sw[kColumnBlock] = {}, sb[kColumnBlock] = {};
     for (int64_t i = 0; i < N; ++i) {
-      const T dy = dout[i * C + c];
-      sw += dy * (in[i * C + c] - mean[i]) * rstd[i];
-      sb += dy;
+      const T* dy = dout + i * C + c0;
+      const T* x = in + i * C + c0;
+      const T mu = mean[i], r = rstd[i];
+#pragma omp simd
+      for (int64_t c = 0; c < nc; ++c) {
+        sw[c] += dy[c] * (x[c] - mu) * r;
+        sb[c] += dy[c];
+      }
     }
-    dw[c] += sw;
-    db[c] += sb;
+    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c], db[c0 + c] += sb[c];
   }
 }
 
@@ -202,11 +213,19 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - x[c] * r * r * a);
   }
+  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;  // as layernorm_backward's
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    T s = 0;
-    for (int64_t i = 0; i < N; ++i) s += dout[i * C + c] * in[i * C + c] * rstd[i];
-    dw[c] += s;
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
+    T sw[kColumnBlock] = {};
+    for (int64_t i = 0; i < N; ++i) {
+      const T* dy = dout + i * C + c0;
+      const T* x = in + i * C + c0;
+      const T r = rstd[i];
+#pragma omp simd
+      for (int64_t c = 0; c < nc; ++c) sw[c] += dy[c] * x[c] * r;
+    }
+    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c];
   }
 }
 
@@ -222,12 +241,11 @@ void bias_forward(T* out, const T* bias, int64_t N, int64_t C) {
 
 template <typename T>
 void bias_backward(T* dbias, const T* dout, int64_t N, int64_t C) {
-  constexpr int64_t kBlock = 64;
-  const int64_t nblocks = (C + kBlock - 1) / kBlock;
+  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;
 #pragma omp parallel for schedule(static)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t c0 = blk * kBlock, c1 = std::min(C, c0 + kBlock);
-    T acc[kBlock] = {};
+    const int64_t c0 = blk * kColumnBlock, c1 = std::min(C, c0 + kColumnBlock);
+    T acc[kColumnBlock] = {};
     for (int64_t i = 0; i < N; ++i) {
       const T* d = dout + i * C;
       for (int64_t c = c0; c < c1; ++c) acc[c - c0] += d[c];

@@ -129,12 +129,16 @@ void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t 
       }
     }
   } else {
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* s = src + p * ld;
+    // kRowBlock source rows at a time across every panel, each panel's share stored in one
+    // contiguous run (as the bf16 packer, pack_bf16_pairs_avx512bf16).
+    constexpr int64_t kRowBlock = 16;
+    for (int64_t pb = 0; pb < kc; pb += kRowBlock) {
+      const int64_t pe = std::min(kc, pb + kRowBlock);
       for (int64_t q = 0; q < panels; ++q)
-        for (int r0 = 0; r0 < R; r0 += 16)
-          _mm512_mask_storeu_ps(dst + q * panel_size + p * R + r0, first_lanes(R - r0),
-                                _mm512_maskz_loadu_ps(first_lanes(rows - q * R - r0), s + q * R + r0));
+        for (int64_t p = pb; p < pe; ++p)
+          for (int r0 = 0; r0 < R; r0 += 16)
+            _mm512_mask_storeu_ps(dst + q * panel_size + p * R + r0, first_lanes(R - r0),
+                                  _mm512_maskz_loadu_ps(first_lanes(rows - q * R - r0), src + p * ld + q * R + r0));
     }
   }
   for (int64_t q = 0; q < panels; ++q)

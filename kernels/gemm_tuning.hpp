@@ -109,7 +109,7 @@ struct CpuBlocks {
 // fp32 800/once ÷ 1792/per mc 1.021 (1 thread), 0.998 (2); bf16 1.023, 1.017. Both kernels split
 // whichever of M and N has more tiles (ThreadSplit::larger), sharing the narrower operand: on a
 // gpt2-124m step's shapes (`bench_gemm --shapes gpt2 --threads 2 --splits rows,columns,larger`,
-// and `--shapes gpt2-train`, 2026-12-04) bf16 columns lost 6-12% to rows wherever N is the small
+// and `--shapes gpt2-train`, 2026-12-03) bf16 columns lost 6-12% to rows wherever N is the small
 // side (n = 768: every input- and weight-gradient product) and won 5% on the head (n = 50304);
 // fp32 rows lost 5-9% on the head and 3% on (768, 3072, 1024), level elsewhere.
 inline constexpr CpuBlocks kCpuBlocks[] = {

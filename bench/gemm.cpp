@@ -182,6 +182,8 @@ int main(int argc, char** argv) {
         return std::fprintf(stderr, "bench_gemm: %s: '%s' is not %s or %s\n", option, t.c_str(), first, second), false;
     return true;
   };
+  if (group != "all" && std::none_of(std::begin(kShapes), std::end(kShapes), [&](const Shape& s) { return group == s.group; }))
+    return std::fprintf(stderr, "bench_gemm: --shapes: '%s' is not gpt2, 13b, square, all or gpt2-train\n", group.c_str()), 2;
   std::vector<bool> a_once, half_direct;
   if (!either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
       !either(half_packing_list, "--half-packing", "direct", "two-pass", half_direct))

@@ -193,10 +193,12 @@ int main(int argc, char** argv) {
     std::stringstream ss(split_list);
     std::string t;
     while (std::getline(ss, t, ','))
-      if (t == "rows" || t == "columns" || t == "larger")
-        splits.push_back(t == "rows" ? ThreadSplit::rows : t == "columns" ? ThreadSplit::columns : ThreadSplit::larger);
+      if (const auto split = hokusai::value_named<ThreadSplit>(t))
+        splits.push_back(*split);
       else
-        return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not rows, columns or larger\n", t.c_str()), 2;
+        return std::fprintf(stderr, "bench_gemm: --splits: '%s' is not one of %s\n", t.c_str(),
+                            hokusai::name_list<ThreadSplit>().c_str()),
+               2;
   }
   // Each variant of a kernel: its blocks under each of --splits, then each of --a-packing.
   const auto each_variant = [&](const std::string& label, BlockSizes b, const std::function<void(std::string, BlockSizes)>& add) {
@@ -205,10 +207,7 @@ int main(int argc, char** argv) {
     for (const ThreadSplit split : splits) {
       BlockSizes bs = b;
       bs.split = split;
-      split_variants.emplace_back(label + (split == ThreadSplit::rows      ? "-rows"
-                                           : split == ThreadSplit::columns ? "-columns"
-                                                                           : "-larger"),
-                                  bs);
+      split_variants.emplace_back(label + "-" + std::string(name_of(split)), bs);
     }
     for (const auto& [name, bs] : split_variants) {
       if (a_once.empty()) add(name, bs);

@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -264,15 +265,12 @@ BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
   BlockSizes b{};
   char split[16] = "";
   const int got = std::sscanf(env, "%ld,%ld,%ld,%15s", &b.mc, &b.kc, &b.nc, split);
-  const std::string how(split);
-  if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR ||
-      (got == 4 && how != "rows" && how != "columns" && how != "larger"))
+  const std::optional<ThreadSplit> how = got == 4 ? value_named<ThreadSplit>(split) : table.split;
+  if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR || !how)
     throw std::runtime_error(std::string("HOKUSAI_GEMM_BLOCKS='") + env +
-                             "': expected mc,kc,nc[,rows|columns|larger] (mc >= MR, nc >= NR)");
-  b.split = got < 4            ? table.split
-            : how == "columns" ? ThreadSplit::columns
-            : how == "larger"  ? ThreadSplit::larger
-                               : ThreadSplit::rows;
+                             "': expected mc,kc,nc or mc,kc,nc,SPLIT (mc >= MR, nc >= NR; SPLIT one of " +
+                             name_list<ThreadSplit>() + ")");
+  b.split = *how;
   return rounded_to_tile(b, MR, NR);
 }
 

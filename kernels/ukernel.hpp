@@ -17,6 +17,8 @@
 // MR x NR buffer — so a kernel has no edge code. Names: <dtype>gemm_<isa>_<MR>x<NR>.
 #pragma once
 
+#include "hokusai/names.hpp"
+
 #include <cstdint>
 
 namespace hokusai::kernels {
@@ -35,7 +37,7 @@ using SbgemmUkernel = void (*)(int64_t k, const uint16_t* ap, const uint16_t* bp
 // thread — for cores with private L2s (x86), where a shared block is copied into each core's L2
 // anyway. larger: per product, whichever of M (in MR rows) and N (in NR columns) has more tiles
 // (columns sharing A when N has more, rows sharing B otherwise) — the shared operand is then the
-// narrower side, measured on Zen 5 for the bf16 kernel (docs/performance.md). columns falls back
+// narrower side, measured on Zen 5 (docs/performance.md). columns falls back
 // to rows when n has fewer NR panels than threads. Every split runs the same tiles with the same
 // k order: the same bits.
 enum class ThreadSplit { rows, columns, larger };
@@ -146,3 +148,11 @@ void pack_fp16_sve(const float* panel, int64_t kc_pad, int R, uint16_t* out);  /
 int sve_vector_bits();  // this CPU's SVE vector length in bits
 
 }  // namespace hokusai::kernels
+
+// Names (hokusai/names.hpp): HOKUSAI_GEMM_BLOCKS' fourth field, bench_gemm --splits.
+template <>
+struct hokusai::Names<hokusai::kernels::ThreadSplit> {
+  using E = kernels::ThreadSplit;
+  static constexpr std::array<std::pair<E, std::string_view>, 3> table = {
+      {{E::rows, "rows"}, {E::columns, "columns"}, {E::larger, "larger"}}};
+};

@@ -445,8 +445,7 @@ void expect_layouts_give_the_same_bits(const Kernel& kern, int64_t kc, float tol
           ASSERT_EQ(run(v.threads, v.split, v.a_once), one)
               << kern.name << " " << s.m << "x" << s.n << "x" << s.k << " " << (oa == Op::N ? "N" : "T")
               << (ob == Op::N ? "N" : "T") << " beta " << beta << " " << v.threads << " threads, split "
-              << (v.split == ThreadSplit::rows ? "rows" : v.split == ThreadSplit::columns ? "columns" : "larger")
-              << (v.a_once ? ", A once" : ", A per mc");
+              << name_of(v.split) << (v.a_once ? ", A once" : ", A per mc");
       }
 }
 

@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
         model.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::gradient, dloss);
         model.backward(ctx, tokens.data(), targets.data(), dloss);
         if (loss_scale != 1.0f) kernels::scale(model.grads().data(), 1.0f / loss_scale, int64_t(model.grads().size()));
-        clip_grad_norm(model.grads().data(), int64_t(model.grads().size()), 1.0);
-        adam.step(model.params().data(), model.grads().data(), 1e-4);
+        const double norm = std::sqrt(kernels::sum_squares(model.grads().data(), int64_t(model.grads().size())));
+        adam.step(model.params().data(), model.grads().data(), 1e-4, clip_scale(norm, 1.0));  // the trainer's clip
         const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         if (s >= warmup) ms.push_back(dt);
       }

@@ -468,12 +468,12 @@ void scale(T* x, T s, int64_t n) {
 template <typename T>
 void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWParams& hp) {
   const T b1 = T(hp.beta1), b2 = T(hp.beta2), eps = T(hp.eps), wd = T(hp.weight_decay);
-  const T lr = T(hp.lr);
+  const T lr = T(hp.lr), gs = T(hp.grad_scale);
   const T inv_bc1 = T(1.0 / (1.0 - std::pow(hp.beta1, double(hp.step))));
   const T inv_bc2 = T(1.0 / (1.0 - std::pow(hp.beta2, double(hp.step))));
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
-    const T g = grad[i];
+    const T g = grad[i] * gs;
     const T mi = b1 * m[i] + (T(1) - b1) * g;
     const T vi = b2 * v[i] + (T(1) - b2) * g * g;
     m[i] = mi;

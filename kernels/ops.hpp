@@ -20,9 +20,12 @@
 namespace hokusai::kernels {
 
 // Hyper-parameters of one AdamW step (adamw_update, declared in ops_decl.inc).
+// Each gradient enters as grad[i] * grad_scale, rounded as kernels::scale would leave it: the
+// clipping factor rides on the update instead of a pass of its own over the gradients.
 struct AdamWParams {
   double lr, beta1, beta2, eps, weight_decay;
   int64_t step;
+  double grad_scale = 1.0;
 };
 
 #include "kernels/ops_decl.inc"

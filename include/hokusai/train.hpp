@@ -29,8 +29,9 @@ class AdamW {
   AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard);
   AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg)
       : AdamW(table, cfg, comm::Range{0, arena_size(table)}) {}
-  // params and grads: the whole arenas (only the shard is read and updated).
-  void step(float* params, const float* grads, double lr);
+  // params and grads: the whole arenas (only the shard is read and updated). grad_scale
+  // multiplies every gradient as it is read (clip_scale's factor; grads stay as they are).
+  void step(float* params, const float* grads, double lr, double grad_scale = 1.0);
   const comm::Range& shard() const { return shard_; }
   int64_t t = 0;  // steps taken (bias correction)
   std::vector<float> m, v;
@@ -41,11 +42,9 @@ class AdamW {
   comm::Range shard_;
 };
 
-// Scales grads so their global L2 norm is at most max_norm (0: no clipping). Returns the norm
-// before clipping.
-double clip_grad_norm(float* grads, int64_t n, double max_norm);
-// The same scaling when the norm is already known (e.g. summed over ZeRO shards).
-void clip_to_norm(float* grads, int64_t n, double norm, double max_norm);
+// The factor that brings gradients of global L2 norm `norm` to at most max_norm (0: no
+// clipping): max_norm / (norm + 1e-6) above it, else 1. AdamW::step applies it as it reads them.
+double clip_scale(double norm, double max_norm);
 
 struct TrainOptions {
   bool resume = false;    // continue from the newest checkpoint in logging.run_dir

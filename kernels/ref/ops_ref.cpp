@@ -350,7 +350,7 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWPar
   const double bc1 = 1.0 - std::pow(hp.beta1, double(hp.step));
   const double bc2 = 1.0 - std::pow(hp.beta2, double(hp.step));
   for (int64_t i = 0; i < n; ++i) {
-    const double g = grad[i];
+    const double g = double(grad[i]) * hp.grad_scale;
     const double mi = hp.beta1 * m[i] + (1.0 - hp.beta1) * g;
     const double vi = hp.beta2 * v[i] + (1.0 - hp.beta2) * g * g;
     m[i] = T(mi);

@@ -21,7 +21,7 @@ double learning_rate(const Config& cfg, int64_t step) {
 AdamW::AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard)
     : m(size_t(shard.size()), 0.0f), v(m.size(), 0.0f), table_(table), cfg_(cfg), shard_(shard) {}
 
-void AdamW::step(float* params, const float* grads, double lr) {
+void AdamW::step(float* params, const float* grads, double lr, double grad_scale) {
   ++t;
   // Consecutive tensors with the same decay flag form one call (fewer parallel regions), clipped
   // to the shard.
@@ -34,20 +34,15 @@ void AdamW::step(float* params, const float* grads, double lr) {
     begin = std::max(begin, shard_.begin);
     end = std::min(end, shard_.end);
     if (end <= begin) continue;
-    const kernels::AdamWParams hp{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay ? cfg_.weight_decay : 0.0, t};
+    const kernels::AdamWParams hp{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, decay ? cfg_.weight_decay : 0.0, t, grad_scale};
     const int64_t local = begin - shard_.begin;
     kernels::adamw_update(params + begin, grads + begin, m.data() + local, v.data() + local, end - begin, hp);
   }
 }
 
-void clip_to_norm(float* grads, int64_t n, double norm, double max_norm) {
-  if (max_norm > 0 && norm > max_norm) kernels::scale(grads, float(max_norm / (norm + 1e-6)), n);
-}
-
-double clip_grad_norm(float* grads, int64_t n, double max_norm) {
-  const double norm = std::sqrt(kernels::sum_squares(grads, n));
-  clip_to_norm(grads, n, norm, max_norm);
-  return norm;
+double clip_scale(double norm, double max_norm) {
+  // Rounded to float here as the scaling pass it replaces rounded it: the same updates bit for bit.
+  return max_norm > 0 && norm > max_norm ? double(float(max_norm / (norm + 1e-6))) : 1.0;
 }
 
 }  // namespace hokusai

@@ -476,8 +476,7 @@ void Trainer::update(double lr, double norm) {
   float* grads = model_->grads().data();
   const comm::Range shard = sync_->shard();
   if (loss_scale_ != 1.0) kernels::scale(grads + shard.begin, float(1.0 / loss_scale_), shard.size());
-  clip_to_norm(grads + shard.begin, shard.size(), norm, cfg_.optimizer.grad_clip);
-  adam_->step(params, grads, lr);
+  adam_->step(params, grads, lr, clip_scale(norm, cfg_.optimizer.grad_clip));
   sync_->after_step(params);
 }
 

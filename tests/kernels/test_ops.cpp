@@ -179,11 +179,28 @@ TEST(FastVsRef, EmbeddingBiasResidualAdamW) {
   V p = random_vector<float>(4096, 17), g = random_vector<float>(4096, 18), m(4096), v(4096);
   V pr = p, mr = m, vr = v;
   for (int64_t step = 1; step <= 3; ++step) {
-    const AdamWParams hp{1e-3, 0.9, 0.95, 1e-8, 0.1, step};
+    const AdamWParams hp{1e-3, 0.9, 0.95, 1e-8, 0.1, step, step == 2 ? 0.37 : 1.0};  // step 2 clipped
     adamw_update(p.data(), g.data(), m.data(), v.data(), 4096, hp);
     ref::adamw_update(pr.data(), g.data(), mr.data(), vr.data(), 4096, hp);
   }
   expect_close(p, pr, "adamw");
+}
+
+// The clipping factor applied as AdamW reads the gradients gives the bits of the scaling pass it
+// replaced (kernels::scale, then the update at grad_scale 1): the trainer's updates are unchanged.
+TEST(FastKernels, AdamWGradScaleEqualsScalingFirst) {
+  const V p0 = random_vector<float>(5000, 31), g = random_vector<float>(5000, 32);
+  const float s = 0.3721f;
+  V p1 = p0, m1(5000), v1(5000), p2 = p0, m2(5000), v2(5000), scaled = g;
+  AdamWParams hp{1e-3, 0.9, 0.95, 1e-8, 0.1, 1};
+  scale(scaled.data(), s, 5000);
+  adamw_update(p1.data(), scaled.data(), m1.data(), v1.data(), 5000, hp);
+  hp.grad_scale = double(s);
+  adamw_update(p2.data(), g.data(), m2.data(), v2.data(), 5000, hp);
+  EXPECT_EQ(p1, p2);
+  EXPECT_EQ(m1, m2);
+  EXPECT_EQ(v1, v2);
+  EXPECT_NE(p1, p0);
 }
 
 // Determinism: the fast kernels give bit-identical results at 1 and 2 threads (they never

@@ -15,7 +15,7 @@ if ! command -v "$cxx" >/dev/null; then echo "sve-model: $cxx not found: run scr
 if [ -z "$mca" ]; then echo "sve-model: llvm-mca not found: run scripts/install-deps.sh --cross (package llvm)" >&2; exit 1; fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 flags="-std=c++20 -O3 -fno-math-errno -mcpu=a64fx -msve-vector-bits=512"
-"$cxx" $flags -I"$root" -S -o "$work/sve.s" "$root/kernels/sve/sgemm_sve.cpp"
+"$cxx" $flags -I"$root" -I"$root/include" -S -o "$work/sve.s" "$root/kernels/sve/sgemm_sve.cpp"
 echo "A64FX static model: $("$mca" --version | grep -m1 -i 'llvm version' | sed 's/^ *//'), $cxx $flags"
 echo "(llvm-mca's A64FX scheduling model; predicted, not measured. FMA peak = 2 FMLA per cycle.)"
 printf '%-22s %10s %8s %10s %12s %10s\n' kernel instr/k fmla/k cycles/k bound-cycles pct_fma
@@ -60,7 +60,7 @@ PY
 # every float op of a training step compiles to SVE code for A64FX (instructions on z registers).
 echo
 echo "Elementwise ops (kernels/ops.cpp, float): SVE instructions / all instructions, OpenMP bodies included"
-"$cxx" $flags -fopenmp -I"$root" -c -o "$work/ops.o" "$root/kernels/ops.cpp"
+"$cxx" $flags -fopenmp -I"$root" -I"$root/include" -c -o "$work/ops.o" "$root/kernels/ops.cpp"
 aarch64-linux-gnu-objdump -d -C "$work/ops.o" | python3 -c '
 import re, sys
 counts, name = {}, None

@@ -64,11 +64,16 @@ class GemmWorkspace {
 // The precision of the matrix products' inputs (train.precision). fp32: as given. bf16 / fp16:
 // every input element is rounded to that format (nearest even; fp16 overflows to inf above 65504)
 // and the products accumulate in fp32, C stays fp32. The native backend runs the CPU's 16-bit
-// unit where it has one (bf16: AMX tiles or vdpbf16ps; fp16: SVE, the A64FX) and otherwise the
-// fp32 microkernel on rounded panels: the same numbers at fp32 speed (emulated, see
-// gemm_precision_path). The reference backend rounds, then multiplies in double. OpenBLAS and
+// unit where it has one that accumulates in fp32 (bf16: AMX tiles or vdpbf16ps; fp16: none —
+// A64FX's fp16 FMAs accumulate in fp16) and otherwise the fp32 microkernel on rounded panels: the
+// same numbers at fp32 speed (emulated, see gemm_precision_path). The reference backend rounds, then multiplies in double. OpenBLAS and
 // oneDNN have fp32 only: they throw.
 enum class Precision { fp32, bf16, fp16 };
+// Whether a CPU can have a unit for p's products as hokusai defines them (16-bit inputs, fp32
+// accumulation): bf16 yes (AMX tiles, AVX512_BF16's vdpbf16ps); fp16 no — the fp16 FMAs that
+// exist (A64FX's fmla z.h at 2x the fp32 rate, AVX512_FP16) accumulate in fp16, so fp16 products
+// always run on the fp32 FMAs (rounded panels), whatever a CPU's fp16 peak. fp32: not 16-bit.
+constexpr bool sixteen_bit_unit_can_exist(Precision p) { return p == Precision::bf16; }
 
 struct GemmContext {
   GemmBackend backend = GemmBackend::native;
@@ -81,8 +86,9 @@ struct GemmContext {
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// What runs a context's products, e.g. "bf16 on sbgemm_avx512bf16_14x32" or "fp16 emulated: fp16-rounded
-// panels on sgemm_avx512_14x32 (isa avx512 has no fp16 kernel: ...)"; throws where gemm would.
+// What runs a context's products, e.g. "bf16 on sbgemm_avx512bf16_14x32", "bf16 emulated: bf16-rounded
+// panels on sgemm_avx512_14x32 (isa avx512 has no bf16 kernel: ...)" or "fp16: fp16-rounded panels on
+// sgemm_sve_10x32, fp32 accumulation (...)"; throws where gemm would.
 std::string gemm_precision_path(const GemmContext& ctx);
 // True when the products of ctx run on a 16-bit unit (false for fp32 and the emulated paths).
 bool gemm_precision_native(const GemmContext& ctx);
@@ -106,17 +112,6 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
 // isa amx (AMX tiles) or avx512bf16 (vdpbf16ps); automatic picks amx, then avx512bf16, where the
 // CPU has them. Throws std::runtime_error elsewhere.
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
-
-}  // namespace hokusai::kernels
-
-namespace hokusai::kernels {
-
-// C := alpha * fp16(op(A)) · fp16(op(B)) + beta * C with fp32 inputs and output: the inputs are
-// rounded to IEEE half (nearest even; |x| > 65504 becomes inf) while packing, products
-// accumulate in fp32. The A64FX storage format (it has fp16 arithmetic but no bf16). Native
-// backend with isa sve; throws std::runtime_error elsewhere.
-void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 }  // namespace hokusai::kernels

@@ -189,20 +189,6 @@ const SbgemmKernel& sbgemm_kernel(GemmIsa isa) {
 #endif
 }
 
-const SbgemmKernel& shgemm_kernel(GemmIsa isa) {
-#if defined(__ARM_FEATURE_SVE)
-  if (isa != GemmIsa::sve)
-    throw std::runtime_error("gemm_fp16 needs isa sve; this context resolves to " + std::string(name_of(isa)));
-  static const std::string name = "shgemm_sve_10x" + std::to_string(2 * sve_vector_bits() / 32);
-  static const SbgemmKernel kern{name.c_str(), 10, 2 * sve_vector_bits() / 32, shgemm_sve_10x2v, kSveFp16Blocks,
-                                 pack_fp16_sve};
-  return kern;
-#else
-  (void)isa;
-  throw std::runtime_error("gemm_fp16: this build has no fp16 kernel (SVE builds only)");
-#endif
-}
-
 std::string_view sgemm_kernel_name(GemmIsa isa) { return sgemm_kernel(resolve_gemm_isa(isa)).name; }
 
 }  // namespace hokusai::kernels

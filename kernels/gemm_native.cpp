@@ -279,12 +279,17 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
 
-// The 16-bit kernel of a precision on a resolved ISA, or null where the CPU has none.
+// The 16-bit kernel of a precision on a resolved ISA, or null where the CPU has none: bf16 on AMX
+// and AVX512_BF16, whose dot products accumulate in fp32 at up to 2x (vdpbf16ps) and 14x (AMX)
+// the fp32 FMA rate. fp16 has none on any CPU: its products accumulate in fp32, and the fp16
+// units that exist accumulate in fp16 (A64FX's fmla z.h, AVX512_FP16's vfmadd*ph). An
+// fp16-storage kernel for SVE (panels in half, widened with fcvt, fp32 fmla) was dropped on
+// 2026-12-04: its 12 conversions per 20 FMAs share the FP pipes, so llvm-mca's A64FX model put it
+// at 62% of the FMA peak against the fp32 kernel's 99.8% on the same (rounded) values — fp16
+// products run as fp16-rounded panels on the fp32 kernel, the same numbers (docs/fugaku.md).
 const SbgemmKernel* half_kernel(Precision p, GemmIsa isa) {
 #if defined(__x86_64__)
   if (p == Precision::bf16 && (isa == GemmIsa::amx || isa == GemmIsa::avx512bf16)) return &sbgemm_kernel(isa);
-#elif defined(__ARM_FEATURE_SVE)
-  if (p == Precision::fp16 && isa == GemmIsa::sve) return &shgemm_kernel(isa);
 #endif
   (void)p, (void)isa;
   return nullptr;
@@ -333,6 +338,9 @@ std::string gemm_precision_path(const GemmContext& ctx) {
   if (const SbgemmKernel* half = half_kernel(ctx.precision, isa)) return p + " on " + half->name;
   const std::string fp32 = sgemm_kernel(isa).name;
   if (ctx.precision == Precision::fp32) return p + " on " + fp32;
+  if (!sixteen_bit_unit_can_exist(ctx.precision))
+    return p + ": " + p + "-rounded panels on " + fp32 + ", fp32 accumulation (no CPU's " + p +
+           " unit accumulates in fp32: its products always run at fp32 speed)";
   return p + " emulated: " + p + "-rounded panels on " + fp32 + " (isa " + std::string(name_of(isa)) + " has no " + p +
          " kernel: the same numbers at fp32 speed)";
 }
@@ -360,14 +368,6 @@ void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, i
   if (ctx.backend != GemmBackend::native)
     throw std::runtime_error("gemm_bf16: only the native backend has this path");
   detail::gemm_half_kernel(ctx, sbgemm_kernel(resolve_gemm_isa(ctx.isa)), op_a, op_b, m, n, k, alpha, a, lda, b, ldb,
-                           beta, c, ldc);
-}
-
-void gemm_fp16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (ctx.backend != GemmBackend::native)
-    throw std::runtime_error("gemm_fp16: only the native backend has this path");
-  detail::gemm_half_kernel(ctx, shgemm_kernel(resolve_gemm_isa(ctx.isa)), op_a, op_b, m, n, k, alpha, a, lda, b, ldb,
                            beta, c, ldc);
 }
 

@@ -64,8 +64,6 @@ inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x1
 // kc*NR*4 (16 KiB at 256 bits, 8 KiB at 128 bits): smaller than L1 on every SVE core we know.
 // ThreadSplit::rows: a CMG's 12 cores share its L2, so one B block serves them all.
 inline constexpr BlockSizes kSveBlocks{120, 256, 4096, ThreadSplit::rows};
-// fp16 panels are half the bytes: kc = 512 keeps the same L1/L2 footprint.
-inline constexpr BlockSizes kSveFp16Blocks{120, 512, 4096};
 #endif
 
 inline constexpr SgemmKernel kSgemmGeneric{"sgemm_generic_4x16", 4, 16, sgemm_generic_4x16, {64, 256, 2048}};
@@ -138,8 +136,8 @@ ChosenBlocks sgemm_blocks(GemmIsa isa);
 ChosenBlocks sbgemm_blocks(GemmIsa isa);  // the bf16 kernel's (amx or avx512bf16; throws otherwise)
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa);  // a resolved (not automatic) ISA
-// The 16-bit storage kernels; each throws std::runtime_error in a build without it.
-const SbgemmKernel& sbgemm_kernel(GemmIsa isa);  // bf16: amx or avx512bf16
-const SbgemmKernel& shgemm_kernel(GemmIsa isa);  // fp16: sve
+// The bf16 storage kernels (amx or avx512bf16); throws std::runtime_error in a build without them.
+// fp16 has none: see half_kernel (kernels/gemm_native.cpp).
+const SbgemmKernel& sbgemm_kernel(GemmIsa isa);
 
 }  // namespace hokusai::kernels

@@ -34,8 +34,8 @@ PeakFlops probe_peak_fp32(int threads, double seconds = 0.3);
 // is used only where its probed peak is at least 0.9x the fp32 FMA peak (packing 16-bit panels
 // halves their traffic); where it is slower — vdpbf16ps at 0.49x fp32 on the Xeon (model 207)
 // measured here, where bf16 on it trained gpt2-124m at 0.70x fp32 — the fp32 kernel on rounded
-// panels (the same numbers). `automatic` when the default choice stands: fp32, fp16 (SVE's fp16
-// FMA is 2x fp32 by the A64FX's specification; elsewhere emulated anyway), HOKUSAI_GEMM_ISA set.
+// panels (the same numbers). `automatic` when the default choice stands: fp32, fp16 (no CPU has an
+// fp16 unit that accumulates in fp32: always the fp32 kernel on rounded panels), HOKUSAI_GEMM_ISA set.
 GemmIsa fastest_isa(Precision p, const PeakFlops& probe);
 // The threshold above: a 16-bit unit's peak over the fp32 FMA peak from which it is used (the
 // planner applies the same rule to a machine file's peaks).

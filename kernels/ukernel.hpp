@@ -10,7 +10,6 @@
 //   bf16 (AVX512_BF16 vdpbf16ps): k is even (the driver pads with zeros); pairs of consecutive
 //     k are interleaved: Ap[(p/2)*2*MR + 2*i + p%2] = A(i, p),  Bp[(p/2)*2*NR + 2*j + p%2] = B(p, j)
 //   bf16 (AMX): k is a multiple of 32; Bp as above, Ap row by row: Ap[i*k + p] = A(i, p).
-//   fp16 (SVE, IEEE half): the fp32 layout above with half values.
 //   A 16-bit kernel comes with its PanelConverter: packed fp32 panel (kc_pad x R) -> its layout.
 // Both: Ap and Bp are 64-byte aligned; k >= 0 (k == 0 gives C := beta*C); beta == 0 never
 // reads C (C may hold NaN); the tile is always full — the driver runs edge tiles through an
@@ -142,9 +141,6 @@ void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous,
 
 // SVE (kernels/sve/sgemm_sve.cpp): MR = 10, NR = 2 * (vector length in floats), read at run time.
 void sgemm_sve_10x2v(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta);
-void shgemm_sve_10x2v(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
-                      float beta);
-void pack_fp16_sve(const float* panel, int64_t kc_pad, int R, uint16_t* out);  // fp32 -> IEEE half (RNE)
 int sve_vector_bits();  // this CPU's SVE vector length in bits
 
 }  // namespace hokusai::kernels

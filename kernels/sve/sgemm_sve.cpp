@@ -1,4 +1,4 @@
-// SVE microkernels for the shared driver (contract: kernels/ukernel.hpp), sized for A64FX.
+// The SVE microkernel for the shared driver (contract: kernels/ukernel.hpp), sized for A64FX.
 //
 // Tile: MR = 10 rows x NR = 2 vectors (A64FX: 10 x 32 fp32). Why this shape:
 //   - A64FX has two FMA pipes with 9-cycle latency: 2 x 9 = 18 independent accumulators keep
@@ -12,11 +12,11 @@
 // The tile is vector-length agnostic: NR = 2 * svcntw() is read at run time, so the same code
 // is the A64FX (512-bit) kernel and the Graviton3 (256-bit) / Grace (128-bit) kernel.
 //
-// fp16 storage (A64FX has fp16 arithmetic but no bf16): panels hold IEEE half values, the
-// kernel widens them to fp32 (ld1h into 32-bit lanes + fcvt) and accumulates in fp32, so the
-// only precision lost is the rounding of the inputs. It halves packed-panel bytes (L1/L2
-// footprint and bandwidth); it costs 12 conversions per 20 FMAs on the FLA pipe, which the
-// model prices (docs/performance.md).
+// fp16 (train.precision: fp16, the A64FX's 16-bit format: it has no bf16) runs on this kernel too,
+// on panels rounded to half while they are packed (kernels/gemm_native.cpp, half_kernel): products
+// accumulate in fp32, and A64FX's fp16 FMAs (2x the fp32 rate) accumulate in fp16, so fp32 FMAs
+// on the rounded values are the fastest way to run them. An fp16-storage variant (half panels widened in the loop) modelled at 62% of the
+// FMA peak against this loop's 99.8% and was dropped (docs/fugaku.md).
 #include <arm_sve.h>
 
 #include "kernels/ukernel.hpp"
@@ -64,41 +64,10 @@ void sgemm_sve_10x2v(int64_t k, const float* ap, const float* bp, float* c, int6
   HK_ALL(HK_STORE);
 }
 
-// fp16 storage, fp32 accumulation: Ap[p*MR + i], Bp[p*NR + j] are IEEE half bit patterns.
-void shgemm_sve_10x2v(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
-                      float beta) {
-  const svbool_t pg = svptrue_b32();
-  const int64_t vl = int64_t(svcntw());
-  HK_ALL(HK_ACC_DECL);
-  const float16_t* ah = reinterpret_cast<const float16_t*>(ap);
-  for (int64_t p = 0; p < k; ++p) {
-    // ld1h into 32-bit lanes (zero-extended), fcvt widens the low half of each lane.
-    const svfloat32_t b0 = svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svld1uh_u32(pg, bp)));
-    const svfloat32_t b1 = svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svld1uh_u32(pg, bp + vl)));
-    // ld1rh broadcasts the half to every 16-bit lane, so the low half of each 32-bit lane holds
-    // it and fcvt widens it (a GPR load + dup would cost a slow GPR-to-vector move).
-#define HK_STEP(i) HK_FMA(i, svcvt_f32_f16_x(pg, svreinterpret_f16_u32(svreinterpret_u32_f16(svdup_n_f16(ah[i])))))
-    HK_ALL(HK_STEP);
-#undef HK_STEP
-    ah += kMr;
-    bp += 2 * vl;
-  }
-  HK_ALL(HK_STORE);
-}
-
 #undef HK_ACC_DECL
 #undef HK_FMA
 #undef HK_ALL
 #undef HK_STORE
-
-void pack_fp16_sve(const float* in, int64_t kc_pad, int R, uint16_t* out) {
-  const int64_t n = kc_pad * R;
-  for (int64_t i = 0; i < n; i += int64_t(svcntw())) {
-    const svbool_t pg = svwhilelt_b32_s64(i, n);
-    const svfloat16_t h = svcvt_f16_f32_x(pg, svld1_f32(pg, in + i));  // round to nearest even
-    svst1h_u32(pg, out + i, svreinterpret_u32_f16(h));                 // low half of each lane
-  }
-}
 
 // Read from the CPU, not svcntb(): a fixed-length build folds svcntb() to its compile-time
 // constant, which would make the vector-length check (sve/vector_length.cpp) vacuous.

@@ -25,9 +25,8 @@ constexpr double kMiB = 1.0 / (1 << 20), kGiB = 1.0 / (1 << 30);
 }  // namespace
 
 double precision_speedup(const MachineSpec& m, kernels::Precision p) {
-  const double peak = p == kernels::Precision::bf16 ? m.peak_gflops_bf16
-                      : p == kernels::Precision::fp16 ? m.peak_gflops_fp16
-                                                      : 0.0;
+  if (!kernels::sixteen_bit_unit_can_exist(p)) return 1.0;  // fp16: the file's peak is fp16-accumulating
+  const double peak = m.peak_gflops_bf16;
   if (m.peak_gflops_fp32 <= 0 || peak < kernels::kSixteenBitWorthIt * m.peak_gflops_fp32) return 1.0;
   return peak / m.peak_gflops_fp32;
 }
@@ -581,8 +580,15 @@ std::string format_plan(const Plan& p, const MachineSpec& m) {
     else if (x > 1.0)
       o += fmt::format("precision: {} products at {:.2f}x the fp32 table (MODELLED from the peaks, {:.1f} / {:.1f} "
                        "GFLOP/s per core); {}\n",
-                       p, x, c.train.precision == kernels::Precision::bf16 ? m.peak_gflops_bf16 : m.peak_gflops_fp16,
-                       m.peak_gflops_fp32, attention);
+                       p, x, m.peak_gflops_bf16, m.peak_gflops_fp32, attention);
+    else if (!kernels::sixteen_bit_unit_can_exist(c.train.precision))
+      o += fmt::format("precision: {} products at the fp32 rate (fp16 inputs, fp32 accumulation: rounded panels on "
+                       "the fp32 FMAs; {}FMAs that accumulate in fp16, which hokusai does not use); {}\n",
+                       p,
+                       m.peak_gflops_fp16 > 0
+                           ? fmt::format("the machine file's fp16 peak, {:.1f} GFLOP/s per core, is of ", m.peak_gflops_fp16)
+                           : std::string("fp16 units have "),
+                       attention);
     else
       o += fmt::format("precision: {} products at the fp32 rate (no {} unit at >= {:.1f}x the fp32 peak in the machine "
                        "file: rounded panels on the fp32 kernel); {}\n",

@@ -46,10 +46,12 @@ std::vector<GemmCall> head_gemms(const ModelDims& d, int64_t N, bool backward);
 // The model's dimensions of pipeline stage `stage` (tp rank 0) under the config's layout.
 ModelDims stage_dims(const Config& cfg, int stage);
 // How much faster the linears' products run in precision p than the machine file's fp32 table
-// (MODELLED: the table is measured in fp32): the ratio of the file's per-core peaks where the
-// trainer would use the 16-bit unit (at least kernels::kSixteenBitWorthIt of the fp32 peak, the
-// rule of kernels::fastest_isa), else 1 — the rounded-panel path runs at the fp32 rate. The
-// attention keeps its fp32 rate (its exponentials do not speed up).
+// (MODELLED: the table is measured in fp32): for bf16 the ratio of the file's per-core peaks where
+// the trainer would use the 16-bit unit (at least kernels::kSixteenBitWorthIt of the fp32 peak, the
+// rule of kernels::fastest_isa), else 1 — the rounded-panel path runs at the fp32 rate; for fp16
+// always 1, whatever the file's fp16 peak (kernels::sixteen_bit_unit_can_exist: fp16 FMAs
+// accumulate in fp16, hokusai's fp16 products in fp32). The attention keeps its fp32 rate (its
+// exponentials do not speed up).
 double precision_speedup(const MachineSpec& m, kernels::Precision p);
 
 // Memory of one rank of pipeline stage `stage` (tp rank 0; dp rank 0, which gathers ZeRO-1's

@@ -414,15 +414,6 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n) {
 }
 
 template <typename T>
-void residual_backward(T* da, T* db, const T* dout, int64_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    da[i] += dout[i];
-    db[i] += dout[i];
-  }
-}
-
-template <typename T>
 void fill_zero(T* x, int64_t n) {
   constexpr int64_t kChunk = 1 << 16;  // elements; below a few chunks one thread is faster
   if (n < 4 * kChunk) {

@@ -31,7 +31,6 @@
   template void softmax_xent_backward<T>(T*, const T*, const T*, const T*, const int32_t*,         \
                                          int64_t, int64_t, int64_t, int64_t);                      \
   template void residual_forward<T>(T*, const T*, const T*, int64_t);                              \
-  template void residual_backward<T>(T*, T*, const T*, int64_t);                                   \
   template void fill_zero<T>(T*, int64_t);                                                         \
   template double sum_squares<T>(const T*, int64_t);                                               \
   template void scale<T>(T*, T, int64_t);                                                          \

@@ -326,14 +326,6 @@ void residual_forward(T* out, const T* a, const T* b, int64_t n) {
 }
 
 template <typename T>
-void residual_backward(T* da, T* db, const T* dout, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    da[i] += dout[i];
-    db[i] += dout[i];
-  }
-}
-
-template <typename T>
 double sum_squares(const T* x, int64_t n) {
   double s = 0.0;
   for (int64_t i = 0; i < n; ++i) s += double(x[i]) * x[i];

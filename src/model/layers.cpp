@@ -20,7 +20,7 @@ void linear_forward(const kernels::GemmContext& ctx, T* out, const T* in, const 
 template <typename T>
 void linear_backward(const kernels::GemmContext& ctx, T* din, T* dw, T* db, const T* dout,
                      const T* in, const T* w, int64_t N, int64_t IC, int64_t OC) {
-  if (din) kernels::gemm(ctx, Op::N, Op::N, N, IC, OC, T(1), dout, OC, w, IC, T(1), din, IC);
+  if (din) kernels::gemm(ctx, Op::N, Op::N, N, IC, OC, T(1), dout, OC, w, IC, T(0), din, IC);
   kernels::gemm(ctx, Op::T, Op::N, OC, IC, N, T(1), dout, OC, in, IC, T(1), dw, IC);
   if (db) kernels::bias_backward(db, dout, N, OC);
 }
@@ -67,7 +67,6 @@ template <typename T>
 void sequence_column_parallel_linear_backward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* din,
                                               T* partial, T* dw, T* db, const T* dout, const T* in, const T* w,
                                               int64_t N, int64_t IC, int64_t OC) {
-  std::fill_n(partial, N * IC, T(0));
   linear_backward(ctx, partial, dw, db, dout, in, w, N, IC, OC);
   reduce_scatter_rows(tp, partial, N, IC, din);
 }
@@ -85,7 +84,6 @@ template <typename T>
 void column_parallel_linear_backward(const kernels::GemmContext& ctx, const TensorParallelOps* tp, T* din, T* dw,
                                      T* db, const T* dout, const T* in, const T* w, int64_t N, int64_t IC,
                                      int64_t OC) {
-  std::fill_n(din, N * IC, T(0));
   linear_backward(ctx, din, dw, db, dout, in, w, N, IC, OC);
   tp_sum(tp, din, N * IC);
 }

@@ -15,7 +15,8 @@ template <typename T>
 void linear_forward(const kernels::GemmContext& ctx, T* out, const T* in, const T* w, const T* b,
                     int64_t N, int64_t IC, int64_t OC);
 
-// din(N,IC) += dout · w;  dw(OC,IC) += dout^T · in;  db(OC) += column sums of dout.
+// din(N,IC) := dout · w (overwritten: no caller adds into an input gradient, and zeroing it first
+// was a pass over N x IC per product);  dw(OC,IC) += dout^T · in;  db(OC) += column sums of dout.
 // din or db may be null (not needed / no bias).
 template <typename T>
 void linear_backward(const kernels::GemmContext& ctx, T* din, T* dw, T* db, const T* dout,

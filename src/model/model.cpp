@@ -62,7 +62,6 @@ struct Activations {
 template <typename T>
 struct Scratch {
   std::vector<T> dres_a, dres_b, dln;                    // (N,C)
-  std::vector<T> dresid2, dbranch;                       // (Nr,C)
   std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
   std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
   std::vector<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
@@ -250,7 +249,8 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), Nr * C);
 }
 
-// dx += d(block)/dx · dout, and the block's parameter gradients into g.
+// dx += d(block)/dx · dout, and the block's parameter gradients into g. dout is the caller's to
+// lose: it becomes d(resid2) in place.
 template <typename T>
 void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T* dx, T* dout, const BlockActs<T>& a,
                     const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
@@ -261,14 +261,14 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   const int64_t FC = d.fc_rows();
   const TensorParallelOps* tp = split_over<T>(ctx);
   const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
-  // out = resid2 + mlp(resid2). Row-parallel backward needs no communication (dout is
-  // replicated, or gathered under sequence parallelism, so the bias gradient is the whole sum);
+  // out = resid2 + mlp(resid2): the MLP's output gradient is dout itself, and d(resid2) = dout +
+  // the norm's part, added into dout in place. Row-parallel backward needs no communication (dout
+  // is replicated, or gathered under sequence parallelism, so the bias gradient is the whole sum);
   // the column-parallel ones leave partial input gradients, summed (or reduce-scattered) over tp.
-  zero(s.dresid2, Nr * C);
-  zero(s.dbranch, Nr * C);
-  k::residual_backward(s.dresid2.data(), s.dbranch.data(), dout, Nr * C);
-  zero(s.dfch_act, N * F);
-  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(s.dbranch.data(), C),
+  // (Copying dout into two zeroed buffers, d(resid2) and the branch's, cost 13 passes over
+  // Nr x C per block: 3 now.)
+  T* const dresid2 = dout;
+  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(dout, C),
                   a.fch_act.data(), p.fcproj_w, N, F, C);
   zero(s.dfch, N * FC);
   if (gpt2)
@@ -278,17 +278,14 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, C,
                        FC);
   if (gpt2)
-    k::layernorm_backward(s.dresid2.data(), g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w,
-                          a.ln2_mean.data(), a.ln2_rstd.data(), Nr, C);
+    k::layernorm_backward(dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w, a.ln2_mean.data(),
+                          a.ln2_rstd.data(), Nr, C);
   else
-    k::rmsnorm_backward(s.dresid2.data(), g.ln2_w, s.dln.data(), a.resid2.data(), p.ln2_w,
-                        a.ln2_rstd.data(), Nr, C);
-  // resid2 = x + attn(x)
-  zero(s.dbranch, Nr * C);
-  k::residual_backward(dx, s.dbranch.data(), s.dresid2.data(), Nr * C);
-  zero(s.datty, N * A);
-  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, pair.column_input(s.dbranch.data(), C),
-                  at.atty.data(), p.proj_w, N, A, C);
+    k::rmsnorm_backward(dresid2, g.ln2_w, s.dln.data(), a.resid2.data(), p.ln2_w, a.ln2_rstd.data(), Nr, C);
+  // resid2 = x + attn(x): dx += d(resid2), which is also the attention's output gradient.
+  k::residual_forward(dx, dx, dresid2, Nr * C);
+  linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, pair.column_input(dresid2, C), at.atty.data(),
+                  p.proj_w, N, A, C);
   zero(s.dqkv, N * QKV);
   if (kind == Attention::flash)
     model::flash_attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.atty.data(), at.lse.data(),
@@ -393,7 +390,6 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     }
   }
   s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dln = sized(N * C);  // dln: also the head's
-  s.dresid2 = sized(Nr * C), s.dbranch = sized(Nr * C);
   if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlosses = sized(N), s.head_logits = sized(head_block_rows(N) * dims.Vl);

@@ -172,8 +172,8 @@ TEST(FastVsRef, EmbeddingBiasResidualAdamW) {
   ref::bias_backward(bias2.data(), dy.data(), N, C);
   expect_close(bias1, bias2, "dbias");
   V r1(N * C), r2(N * C);
-  residual_backward(r1.data(), o1.data(), dy.data(), N * C);
-  ref::residual_backward(r2.data(), o2.data(), dy.data(), N * C);
+  residual_forward(r1.data(), o1.data(), dy.data(), N * C);
+  ref::residual_forward(r2.data(), o2.data(), dy.data(), N * C);
   expect_close(r1, r2, "residual");
   EXPECT_NEAR(sum_squares(dy.data(), N * C), ref::sum_squares(dy.data(), N * C), 1e-9 * N * C);
   V p = random_vector<float>(4096, 17), g = random_vector<float>(4096, 18), m(4096), v(4096);

@@ -80,7 +80,7 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
   const bool gpt2 = d.family == Family::gpt2;
   const int64_t FC = gpt2 ? F : 2 * F, W = std::max({C, FC, QKV});
   std::vector<float> x = filled(N * C), y = filled(N * C), z = filled(N * C), qkv = filled(N * QKV), fch = filled(N * FC),
-                     act = filled(N * F), mean = filled(N), rstd = filled(N), w = filled(W), dw = filled(W), db = filled(W), dx = filled(N * C), dy = filled(N * C),
+                     act = filled(N * F), mean = filled(N), rstd = filled(N), w = filled(W), dw = filled(W), db = filled(W), dy = filled(N * C),
                      dfch = filled(N * FC), dact = filled(N * F), dqkv = filled(N * QKV);
   namespace k = kernels;
   return median_seconds(
@@ -103,9 +103,9 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
           k::rope_forward(qkv.data(), B, T, d.NH, d.KV, d.HS, 10000.0);
           k::swiglu_forward(act.data(), fch.data(), N, F);
         }
-        // backward, as block_backward: the output gradient (z) becomes d(resid2) in place, dx = it +
-        // the first norm's part; the zeroed buffers are the ones the model zeroes
-        for (std::vector<float>* v : {&dx, &dfch, &dqkv}) std::fill(v->begin(), v->end(), 0.0f);
+        // backward, as block_backward: the output gradient (z) becomes d(resid2), then the input's
+        // gradient, in place; the zeroed buffers are the ones the model zeroes
+        for (std::vector<float>* v : {&dfch, &dqkv}) std::fill(v->begin(), v->end(), 0.0f);
         const auto norm_backward = [&](float* din) {
           if (gpt2)
             k::layernorm_backward(din, dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(),
@@ -114,8 +114,7 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
             k::rmsnorm_backward(din, dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
         };
         norm_backward(z.data());
-        k::residual_forward(dx.data(), dx.data(), z.data(), N * C);
-        norm_backward(dx.data());
+        norm_backward(z.data());
         if (gpt2) {
           k::bias_backward(db.data(), dy.data(), N, C);
           k::bias_backward(db.data(), dfch.data(), N, F);

@@ -249,10 +249,10 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), Nr * C);
 }
 
-// dx += d(block)/dx · dout, and the block's parameter gradients into g. dout is the caller's to
-// lose: it becomes d(resid2) in place.
+// grad: in, the gradient of the block's output (this rank's Nr token rows); out, of its input x —
+// in place (it is d(resid2) in between). The block's parameter gradients are added into g.
 template <typename T>
-void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T* dx, T* dout, const BlockActs<T>& a,
+void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T* grad, const BlockActs<T>& a,
                     const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
                     const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
@@ -261,14 +261,14 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   const int64_t FC = d.fc_rows();
   const TensorParallelOps* tp = split_over<T>(ctx);
   const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
-  // out = resid2 + mlp(resid2): the MLP's output gradient is dout itself, and d(resid2) = dout +
-  // the norm's part, added into dout in place. Row-parallel backward needs no communication (dout
-  // is replicated, or gathered under sequence parallelism, so the bias gradient is the whole sum);
+  // out = resid2 + mlp(resid2): the MLP's output gradient is d(out) itself, and d(resid2) = d(out) +
+  // the norm's part, added in place. Row-parallel backward needs no communication (d(out) is
+  // replicated, or gathered under sequence parallelism, so the bias gradient is the whole sum);
   // the column-parallel ones leave partial input gradients, summed (or reduce-scattered) over tp.
-  // (Copying dout into two zeroed buffers, d(resid2) and the branch's, cost 13 passes over
-  // Nr x C per block: 3 now.)
-  T* const dresid2 = dout;
-  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(dout, C),
+  // (The gradient used to be copied into zeroed buffers for d(resid2), each branch and dx: 14
+  // passes over Nr x C per block, none now.)
+  T* const dresid2 = grad;
+  linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(grad, C),
                   a.fch_act.data(), p.fcproj_w, N, F, C);
   zero(s.dfch, N * FC);
   if (gpt2)
@@ -282,8 +282,8 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
                           a.ln2_rstd.data(), Nr, C);
   else
     k::rmsnorm_backward(dresid2, g.ln2_w, s.dln.data(), a.resid2.data(), p.ln2_w, a.ln2_rstd.data(), Nr, C);
-  // resid2 = x + attn(x): dx += d(resid2), which is also the attention's output gradient.
-  k::residual_forward(dx, dx, dresid2, Nr * C);
+  // resid2 = x + attn(x): d(x) = d(resid2) + the first norm's part (added in place below), and
+  // d(resid2) is the attention's output gradient.
   linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, pair.column_input(dresid2, C), at.atty.data(),
                   p.proj_w, N, A, C);
   zero(s.dqkv, N * QKV);
@@ -296,6 +296,7 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   pair.column_backward(s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), pair.column_input(a.ln1.data(), C), p.qkv_w,
                        C, QKV);
+  T* const dx = grad;
   if (gpt2)
     k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
                           a.ln1_rstd.data(), Nr, C);
@@ -653,12 +654,10 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     } else if (recompute_ == Recompute::selective) {
       attention_forward(ctx, attention_, *a, sc.re, d, B, Tn);
     }
-    std::fill_n(dx, rows.size() * C, T(0));
     const LayerViews<T> g = sp ? norms_into(g_.layers[l], sc.sp_norm_grads.data(), C) : g_.layers[l];
-    block_backward(ctx, attention_, sc, dx, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l],
-                   g, d, B, Tn);
+    block_backward(ctx, attention_, sc, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l], g, d,
+                   B, Tn);  // dout becomes the block input's gradient
     if (sp) add_summed_norms(tp, g_.layers[l], sc.sp_norm_grads.data(), C);
-    std::swap(dx, dout);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }
   if (sp && chunk == 0 && d.has_embedding) {  // the embedding's gradient reads every rank's rows

@@ -66,8 +66,8 @@ class GemmWorkspace {
 // and the products accumulate in fp32, C stays fp32. The native backend runs the CPU's 16-bit
 // unit where it has one that accumulates in fp32 (bf16: AMX tiles or vdpbf16ps; fp16: none —
 // A64FX's fp16 FMAs accumulate in fp16) and otherwise the fp32 microkernel on rounded panels: the
-// same numbers at fp32 speed (emulated, see gemm_precision_path). The reference backend rounds, then multiplies in double. OpenBLAS and
-// oneDNN have fp32 only: they throw.
+// same numbers at fp32 speed (emulated, see gemm_precision_path). The reference backend rounds,
+// then multiplies in double. OpenBLAS and oneDNN have fp32 only: they throw.
 enum class Precision { fp32, bf16, fp16 };
 // Whether a CPU can have a unit for p's products as hokusai defines them (16-bit inputs, fp32
 // accumulation): bf16 yes (AMX tiles, AVX512_BF16's vdpbf16ps); fp16 no — the fp16 FMAs that

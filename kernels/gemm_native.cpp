@@ -286,7 +286,7 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
 // fp16-storage kernel for SVE (panels in half, widened with fcvt, fp32 fmla) was dropped on
 // 2026-12-04: its 12 conversions per 20 FMAs share the FP pipes, so llvm-mca's A64FX model put it
 // at 62% of the FMA peak against the fp32 kernel's 99.8% on the same (rounded) values — fp16
-// products run as fp16-rounded panels on the fp32 kernel, the same numbers (docs/fugaku.md).
+// products run as fp16-rounded panels on the fp32 kernel (docs/fugaku.md).
 const SbgemmKernel* half_kernel(Precision p, GemmIsa isa) {
 #if defined(__x86_64__)
   if (p == Precision::bf16 && (isa == GemmIsa::amx || isa == GemmIsa::avx512bf16)) return &sbgemm_kernel(isa);

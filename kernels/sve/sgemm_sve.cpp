@@ -12,11 +12,12 @@
 // The tile is vector-length agnostic: NR = 2 * svcntw() is read at run time, so the same code
 // is the A64FX (512-bit) kernel and the Graviton3 (256-bit) / Grace (128-bit) kernel.
 //
-// fp16 (train.precision: fp16, the A64FX's 16-bit format: it has no bf16) runs on this kernel too,
-// on panels rounded to half while they are packed (kernels/gemm_native.cpp, half_kernel): products
-// accumulate in fp32, and A64FX's fp16 FMAs (2x the fp32 rate) accumulate in fp16, so fp32 FMAs
-// on the rounded values are the fastest way to run them. An fp16-storage variant (half panels widened in the loop) modelled at 62% of the
-// FMA peak against this loop's 99.8% and was dropped (docs/fugaku.md).
+// fp16 (train.precision: fp16, the A64FX's 16-bit format: it has no bf16) runs on this kernel
+// too, on panels rounded to half while they are packed (kernels/gemm_native.cpp, half_kernel):
+// products accumulate in fp32, and A64FX's fp16 FMAs (2x the fp32 rate) accumulate in fp16, so
+// fp32 FMAs on the rounded values are the fastest way to run them. An fp16-storage variant (half
+// panels widened in the loop) modelled at 62% of the FMA peak against this loop's 99.8% and was
+// dropped (docs/fugaku.md).
 #include <arm_sve.h>
 
 #include "kernels/ukernel.hpp"

@@ -575,24 +575,25 @@ std::string format_plan(const Plan& p, const MachineSpec& m) {
                                       ? "attention from its measured " + p + " points"
                                       : "attention at its fp32 rate";
     const double x = precision_speedup(m, c.train.precision);
-    if (has_gemm_table(m, p))
+    if (has_gemm_table(m, p)) {
       o += fmt::format("precision: {} products from the machine file's measured {} table; {}\n", p, p, attention);
-    else if (x > 1.0)
+    } else if (x > 1.0) {
       o += fmt::format("precision: {} products at {:.2f}x the fp32 table (MODELLED from the peaks, {:.1f} / {:.1f} "
                        "GFLOP/s per core); {}\n",
                        p, x, m.peak_gflops_bf16, m.peak_gflops_fp32, attention);
-    else if (!kernels::sixteen_bit_unit_can_exist(c.train.precision))
+    } else if (!kernels::sixteen_bit_unit_can_exist(c.train.precision)) {
+      const std::string units =
+          m.peak_gflops_fp16 > 0
+              ? fmt::format("the machine file's fp16 peak, {:.1f} GFLOP/s per core, is of ", m.peak_gflops_fp16)
+              : std::string("fp16 units have ");
       o += fmt::format("precision: {} products at the fp32 rate (fp16 inputs, fp32 accumulation: rounded panels on "
                        "the fp32 FMAs; {}FMAs that accumulate in fp16, which hokusai does not use); {}\n",
-                       p,
-                       m.peak_gflops_fp16 > 0
-                           ? fmt::format("the machine file's fp16 peak, {:.1f} GFLOP/s per core, is of ", m.peak_gflops_fp16)
-                           : std::string("fp16 units have "),
-                       attention);
-    else
+                       p, units, attention);
+    } else {
       o += fmt::format("precision: {} products at the fp32 rate (no {} unit at >= {:.1f}x the fp32 peak in the machine "
                        "file: rounded panels on the fp32 kernel); {}\n",
                        p, p, kernels::kSixteenBitWorthIt, attention);
+    }
   }
   o += fmt::format("memory per rank (GiB; the node has {:.2f} per rank):\n", p.node_memory_bytes * kGiB);
   o += fmt::format("  {:>5} {:>6} {:>9} {:>8} {:>8} {:>9} {:>11} {:>6} {:>8} {:>8} {:>8}  {}\n", "stage", "layers",

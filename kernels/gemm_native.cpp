@@ -162,9 +162,14 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   const int64_t nc_max = std::min(width, (bs.nc + NR - 1) / NR * NR);
   const int64_t mc_max = std::min((bs.mc + MR - 1) / MR * MR, units * MR);
   // Packed A per k block: all of a thread's rows (a_once; by columns every thread's rows are all
-  // m, packed into one shared buffer, each thread a share) or one mc block at a time.
-  const bool share_a = bs.a_once && by_columns;
-  const int64_t a_rows = !bs.a_once ? mc_max : by_columns ? units * MR : (units + nt - 1) / nt * MR;
+  // m, packed into one shared buffer, each thread a share) or one mc block at a time. A packed
+  // once only pays across column blocks: where every thread's columns fit one block, A is packed
+  // once per k block either way, and the whole-rows buffer only sends the panels to memory and
+  // back (gpt2's head weight gradient, (50304, 768, 1024) TN: 25 MB of A per thread, 0.57-0.61x
+  // the per-mc-block rate on Zen 5 in fp32 and bf16, docs/performance.md). Same bits either way.
+  const bool a_once = bs.a_once && width > nc_max;
+  const bool share_a = a_once && by_columns;
+  const int64_t a_rows = !a_once ? mc_max : by_columns ? units * MR : (units + nt - 1) / nt * MR;
   // Workspace slots: 0 = the shared B block (rows) or 128+t thread t's own (columns), 1+t = thread
   // t's A block (slot 1 the shared one), 64+t = its fp32 scratch panel.
   std::vector<P*> bp(static_cast<size_t>(nt)), ap(static_cast<size_t>(nt));
@@ -186,7 +191,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       r0 = std::min(m, (units * t / nt) * MR), r1 = std::min(m, (units * (t + 1) / nt) * MR);
     alignas(64) float tile[kMaxTile];  // MR x NR edge tile
     if (path.thread_begin) path.thread_begin();
-    const int64_t mc_blk = bs.a_once ? std::max<int64_t>(r1 - r0, 1) : balanced(r1 - r0, bs.mc, MR);
+    const int64_t mc_blk = a_once ? std::max<int64_t>(r1 - r0, 1) : balanced(r1 - r0, bs.mc, MR);
     const int64_t nc_blk = balanced(c1 - c0, bs.nc, NR);
     P* const bblock = bp[size_t(t)];
     P* const ablock = ap[size_t(t)];
@@ -224,7 +229,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       const int64_t kc = std::min(kc_blk, k - pc);
       const int64_t kc_pad = (kc + kStep - 1) / kStep * kStep;
       const float beta_eff = pc == 0 ? beta : 1.0f;
-      if (bs.a_once && r1 > r0) pack_a(r0, r1 - r0, pc, kc, kc_pad);
+      if (a_once && r1 > r0) pack_a(r0, r1 - r0, pc, kc, kc_pad);
       for (int64_t jc = c0; jc < c1; jc += nc_blk) {
         const int64_t nc = std::min(nc_blk, c1 - jc);
         const int64_t panels = (nc + NR - 1) / NR;
@@ -240,7 +245,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         }
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, r1 - ic);
-          if (!bs.a_once) pack_a(ic, mc, pc, kc, kc_pad);
+          if (!a_once) pack_a(ic, mc, pc, kc, kc_pad);
           for (int64_t ir = 0; ir < mc; ir += MR)
             for (int64_t jr = 0; jr < nc; jr += NR)
               tile_update(ablock + ir * kc_pad, bblock + jr * kc_pad, ic + ir, jc + jr, std::min<int64_t>(MR, mc - ir),

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <span>
 #include <sstream>
 
 #include "model/layers.hpp"
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
     std::vector<float> qkv(size_t(N * W)), dy(size_t(N * NH * HS)), out(size_t(N * NH * HS)), dqkv(size_t(N * W));
     for (auto& x : qkv) x = normal(rng);
     for (auto& x : dy) x = normal(rng);
-    std::vector<float> probs(size_t(B * NH * T * T)), lse(size_t(B * NH * T));
+    std::vector<float> probs(no_gemm ? 0 : size_t(B * NH * T * T)), lse(size_t(B * NH * T));
     const double gemm_ms = no_gemm ? 0.0 : median_ms(reps, [&] {
       model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
       std::fill(dqkv.begin(), dqkv.end(), 0.0f);
@@ -88,11 +89,13 @@ int main(int argc, char** argv) {
       std::printf("  T=%-5lld gemm         %9.2f ms   saves %8.1f MiB (probabilities)\n", (long long)T, gemm_ms,
                   double(probs.size()) * 4 / (1 << 20));
     for (const auto& t : shapes) {
+      // The key chunks' dQ parts in a buffer kept across calls, as the model keeps them in its scratch.
+      std::vector<float> parts(size_t(model::flash_backward_parts(B, T, NH, KV, HS, t)));
       const double ms = median_ms(reps, [&] {
         model::flash_attention_forward(ctx, out.data(), lse.data(), qkv.data(), B, T, NH, KV, HS, t);
         std::fill(dqkv.begin(), dqkv.end(), 0.0f);
         model::flash_attention_backward(ctx, dqkv.data(), dy.data(), out.data(), lse.data(), qkv.data(), B, T, NH,
-                                        KV, HS, t);
+                                        KV, HS, t, std::span<float>(parts));
       });
       const model::FlashTiles used = t.q > 0 ? t : model::FlashTiles::for_length(T);
       std::printf("  T=%-5lld flash %3lldx%-4lld%s %9.2f ms   saves %8.3f MiB (log-sum-exp)", (long long)T,

@@ -226,7 +226,8 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
     throw std::invalid_argument("flash_attention_backward: " + std::to_string(dq_parts.size()) +
                                 " values for the dQ parts of B " + std::to_string(B) + ", T " + std::to_string(Tn) +
                                 ": " + std::to_string(parts) + " needed");
-  std::fill_n(dq_parts.data(), parts, T(0));
+  // No zeroing of the parts: a chunk's first key tile writes its dQ rows (beta 0), and rows above
+  // the chunk's first query tile are never written nor read.
 #pragma omp parallel
   {
     kernels::GemmWorkspace ws;
@@ -282,7 +283,8 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                   const T di = delta[q0 + i];
                   for (int64_t j = 0; j < nk; ++j) d[j] = p[j] * (d[j] - di) * scale;
                 }
-                kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, T(1), dq, ldq);
+                const T beta = chunks > 1 && k0 == kbegin ? T(0) : T(1);  // a part's first write
+                kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, beta, dq, ldq);
                 kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.dp.data(), BK, q, W, T(1), dkbase + k0 * W, W);
               }
             }
@@ -295,7 +297,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
           for (int64_t t = 0; t < Tn; ++t) {
             const int64_t g = h / group;
             T* dq = dqkv + (b * Tn + t) * W + h * HS;
-            for (int64_t c = 0; c < chunks; ++c) {
+            for (int64_t c = 0; c < chunks && c * per_chunk * BK / BQ * BQ <= t; ++c) {  // chunks reaching row t
               const T* part = dq_parts.data() + (((b * KV + g) * chunks + c) * group + (h - g * group)) * Tn * HS + t * HS;
               for (int64_t d = 0; d < HS; ++d) dq[d] += part[d];
             }

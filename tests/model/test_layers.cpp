@@ -91,7 +91,7 @@ TEST(FlashAttention, MatchesTheReferenceAroundTileEdges) {
 // The dQ parts in the caller's buffer (the model's scratch, counted by the planner): stale values
 // in it change nothing (bit for bit against the call's own buffer), one value short is refused,
 // and the planner's size covers every shape up to the largest.
-TEST(FlashAttention, DqPartsFromTheCallerAreClearedAndSized) {
+TEST(FlashAttention, DqPartsFromTheCallerMayHoldStaleValuesAndAreSized) {
   const int64_t B = 1, T_ = 600, NH = 2, KV = 1, HS = 8, W = (NH + 2 * KV) * HS;  // 3 key tiles, 3 chunks
   const auto qkv = testing::random_vector<float>(B * T_ * W, 7, -2, 2);
   const auto dy = testing::random_vector<float>(B * T_ * NH * HS, 8);

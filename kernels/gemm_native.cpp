@@ -141,6 +141,14 @@ int64_t balanced(int64_t extent, int64_t max_block, int64_t unit) {
   return std::min(size, (max_block + unit - 1) / unit * unit);
 }
 
+// The largest A buffer packed once per k block (BlockSizes::a_once). Measured on Zen 5 (1 MiB L2,
+// bench_gemm --shapes gpt2-train --a-packing mc,once, 2026-12-04): at up to 3 MB (the weight
+// gradients' (3072, 768, 1024) TN at 1 thread) A once is level with or ahead of per-mc packing;
+// gpt2's head weight gradient, (50304, 768, 1024) TN, packs 25 MB per thread (51 MB at 1 thread)
+// and ran 0.57-0.61x the per-mc rate in a memory-contended sitting (fp32 and bf16, interleaved in
+// one process), level when quiet.
+inline constexpr int64_t kMaxAOnceBytes = int64_t(4) << 20;
+
 template <typename Path>
 void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmWorkspace& ws, const Matrix& A,
              const Matrix& B, int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
@@ -162,14 +170,13 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   const int64_t nc_max = std::min(width, (bs.nc + NR - 1) / NR * NR);
   const int64_t mc_max = std::min((bs.mc + MR - 1) / MR * MR, units * MR);
   // Packed A per k block: all of a thread's rows (a_once; by columns every thread's rows are all
-  // m, packed into one shared buffer, each thread a share) or one mc block at a time. A packed
-  // once only pays across column blocks: where every thread's columns fit one block, A is packed
-  // once per k block either way, and the whole-rows buffer only sends the panels to memory and
-  // back (gpt2's head weight gradient, (50304, 768, 1024) TN: 25 MB of A per thread, 0.57-0.61x
-  // the per-mc-block rate on Zen 5 in fp32 and bf16, docs/performance.md). Same bits either way.
-  const bool a_once = bs.a_once && width > nc_max;
+  // m, packed into one shared buffer, each thread a share) or one mc block at a time. Whole rows
+  // only while the buffer stays cache-sized (kMaxAOnceBytes): past that it only sends the panels
+  // to memory and back. Same bits either way.
+  const int64_t once_rows = by_columns ? units * MR : (units + nt - 1) / nt * MR;
+  const bool a_once = bs.a_once && once_rows * kc_blk * int64_t(sizeof(P)) <= kMaxAOnceBytes;
   const bool share_a = a_once && by_columns;
-  const int64_t a_rows = !a_once ? mc_max : by_columns ? units * MR : (units + nt - 1) / nt * MR;
+  const int64_t a_rows = a_once ? once_rows : mc_max;
   // Workspace slots: 0 = the shared B block (rows) or 128+t thread t's own (columns), 1+t = thread
   // t's A block (slot 1 the shared one), 64+t = its fp32 scratch panel.
   std::vector<P*> bp(static_cast<size_t>(nt)), ap(static_cast<size_t>(nt));

@@ -151,7 +151,8 @@ int main(int argc, char** argv) {
   std::string a_packing_list;
   app.add_option("--a-packing", a_packing_list,
                  "Time our fp32 and bf16 paths with A packed per mc block and/or once per k block "
-                 "(mc,once; kernels/ukernel.hpp BlockSizes::a_once), not their tables'");
+                 "(mc,once; kernels/ukernel.hpp BlockSizes::a_once; 'once' up to the driver's "
+                 "kMaxAOnceBytes of A), not their tables'");
   std::string half_packing_list;
   app.add_option("--half-packing", half_packing_list,
                  "Time our bf16 path packing fp32 straight into its panels and/or through an fp32 panel "

@@ -17,7 +17,8 @@
 // table says (ThreadSplit, kernels/ukernel.hpp): M in MR units with one shared B block (each packs
 // a contiguous share of its panels; one barrier before and after use) where cores share an L2, or
 // N in NR units, each thread its own B block and no barrier, where they do not (x86). With
-// BlockSizes::a_once, A is packed once per k block instead of once per (k block, column block):
+// BlockSizes::a_once (and at most kMaxAOnceBytes of it), A is packed once per k block instead of
+// once per (k block, column block):
 // by columns the threads pack a share each into one buffer (a barrier before and after use), by
 // rows each its own rows. Packing
 // applies op(A)/op(B), so NN, NT, TN and TT differ only in how panels are read, never by a

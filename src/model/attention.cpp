@@ -219,6 +219,9 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
   const T scale = T(1) / std::sqrt(T(HS));
   const KeyChunks split = key_chunks(B, Tn, KV, BK);
   const int64_t per_chunk = split.per_chunk, chunks = split.count;
+  // The first query row of the first query tile that reaches key chunk c: the chunk's dQ part is
+  // written from there on (and only read from there on).
+  const auto first_query = [&](int64_t c) { return c * per_chunk * BK / BQ * BQ; };
   const int64_t parts = flash_backward_parts(B, Tn, NH, KV, HS, tiles);
   std::vector<T> own;
   if (dq_parts.empty() && parts > 0) own.resize(size_t(parts)), dq_parts = own;
@@ -253,13 +256,13 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
             T* dqh = chunks == 1 ? dqkv + b * Tn * W + h * HS
                                  : dq_parts.data() + (((b * KV + g) * chunks + c) * group + (h - g * group)) * Tn * HS;
             const int64_t ldq = chunks == 1 ? W : HS;
-            for (int64_t t = kbegin / BQ * BQ; t < Tn; ++t) {  // the query tiles that reach the chunk
+            for (int64_t t = first_query(c); t < Tn; ++t) {  // the query tiles that reach the chunk
               T dot = 0;
 #pragma omp simd reduction(+ : dot)
               for (int64_t d = 0; d < HS; ++d) dot += dy[t * C + d] * y[t * C + d];
               delta[t] = dot;
             }
-            for (int64_t q0 = kbegin / BQ * BQ; q0 < Tn; q0 += BQ) {
+            for (int64_t q0 = first_query(c); q0 < Tn; q0 += BQ) {
               const int64_t nq = std::min(BQ, Tn - q0);
               const T* q = qkv + (b * Tn + q0) * W + h * HS;
               T* dq = dqh + q0 * ldq;
@@ -297,7 +300,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
           for (int64_t t = 0; t < Tn; ++t) {
             const int64_t g = h / group;
             T* dq = dqkv + (b * Tn + t) * W + h * HS;
-            for (int64_t c = 0; c < chunks && c * per_chunk * BK / BQ * BQ <= t; ++c) {  // chunks reaching row t
+            for (int64_t c = 0; c < chunks && first_query(c) <= t; ++c) {  // the chunks that reach row t
               const T* part = dq_parts.data() + (((b * KV + g) * chunks + c) * group + (h - g * group)) * Tn * HS + t * HS;
               for (int64_t d = 0; d < HS; ++d) dq[d] += part[d];
             }

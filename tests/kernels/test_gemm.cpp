@@ -572,7 +572,7 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
 TEST(PanelPacker, Avx512MatchesGeneric) {
 #if defined(__x86_64__)
   if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
-  for (int R : {6, 14, 16, 32})
+  for (int R : {6, 14, 16, 28, 32, 48})
     for (int64_t rows : {0, 1, 5, 13, 14, 15, 16, 17, 31, 32, 33, 47, 100})
       for (int64_t kc : {1, 15, 16, 17, 100, 256})
         for (int64_t extra : {0, 1})

@@ -602,7 +602,7 @@ TEST(PanelPacker, Avx512MatchesGeneric) {
 TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
 #if defined(__x86_64__)
   if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
-  for (int R : {14, 32})
+  for (int R : {6, 14, 28, 32})
     for (int64_t rows : {0, 1, 13, 14, 15, 16, 17, 31, 32, 33, 100})
       for (int64_t kc : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 512})
         for (int64_t extra_pairs : {0, 2})

@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hokusai GEMM benchmark"};
   std::string thread_list = "1,2", group = "all", backend_list = "hokusai,openblas,onednn";
   int reps = 5;
-  bool csv = false, tiles = false, no_bf16 = false;
+  bool csv = false, tiles = false, no_bf16 = false, packers = false;
   app.add_option("--threads", thread_list, "Comma-separated thread counts")->capture_default_str();
   app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
   app.add_option("--shapes", group,
@@ -140,6 +140,9 @@ int main(int argc, char** argv) {
   app.add_flag("--csv", csv, "One row per measurement: backend,dtype,layout,m,n,k,threads,gflops,pct_peak");
   app.add_flag("--tiles", tiles, "Compare AVX-512 register tiles on (2048, 2048, 2048) instead");
   app.add_flag("--no-bf16", no_bf16, "Skip the bf16 rows");
+  app.add_flag("--packers", packers,
+               "Time the AVX-512 fp32 panel packer beside the generic one on the flash attention's and gpt2's "
+               "panel blocks (source in cache) instead");
   std::string split_list;
   app.add_option("--splits", split_list,
                  "Time our fp32 and bf16 paths under each thread split (rows,columns,larger; kernels/ukernel.hpp), "
@@ -315,6 +318,54 @@ int main(int argc, char** argv) {
 
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  if (packers) {
+#if defined(__x86_64__)
+    if (!gemm_isa_supported(GemmIsa::avx512)) {
+      std::fprintf(stderr, "bench_gemm --packers: this CPU has no AVX-512\n");
+      return 1;
+    }
+    // (source rows, ld, k contiguous, rows packed, kc, R): one packer call on a cache-resident source.
+    struct PackCase {
+      const char* what;
+      int64_t ld;
+      bool k_contiguous;
+      int64_t rows, kc;
+      int R;
+    };
+    const PackCase cases[] = {
+        {"flash P^T / dS^T as A (op T)", 256, false, 256, 256, 14},
+        {"flash P / dS as A (op N)", 256, true, 256, 256, 14},
+        {"flash V / K / Q / dO as B (op N)", 2304, false, 64, 256, 32},
+        {"flash K^T / V^T as B (op T)", 2304, true, 256, 64, 32},
+        {"gpt2 (., 768, 768) B block (op N)", 768, false, 768, 256, 32},
+        {"gpt2 (1024, ., 768) A block (op N)", 768, true, 1024, 256, 14},
+    };
+    std::printf("# panel packers, one call on a cache-resident source, 1 thread, median of %d x 1000 calls\n", reps);
+    for (const PackCase& pc : cases) {
+      const int64_t lines = pc.k_contiguous ? pc.rows : pc.kc;
+      std::vector<float> src(size_t(lines * pc.ld));
+      for (auto& x : src) x = u(rng);
+      std::vector<float> dst(size_t((pc.rows + pc.R - 1) / pc.R * pc.R * pc.kc) + 16);
+      double us[2];
+      for (int which = 0; which < 2; ++which) {
+        const PanelPacker pack = which == 0 ? pack_panel_avx512 : pack_panel_generic;
+        us[which] = median_seconds(
+                        [&] {
+                          for (int r = 0; r < 1000; ++r)
+                            pack(src.data(), pc.ld, pc.k_contiguous, pc.rows, pc.kc, pc.kc, pc.R, dst.data());
+                        },
+                        reps) *
+                    1e3;
+      }
+      std::printf("%-36s rows %5ld kc %4ld R %2d ld %5ld: avx512 %7.2f us  generic %7.2f us  (%.2fx)\n", pc.what,
+                  long(pc.rows), long(pc.kc), pc.R, long(pc.ld), us[0], us[1], us[1] / us[0]);
+    }
+    return 0;
+#else
+    std::fprintf(stderr, "bench_gemm --packers: x86 only\n");
+    return 1;
+#endif
+  }
   if (tiles) {
     const int64_t s = 2048;
     std::vector<float> a(size_t(s * s)), b(size_t(s * s)), c(size_t(s * s));

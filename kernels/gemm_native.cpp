@@ -188,9 +188,16 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
     ap[size_t(t)] = share_a && t > 0 ? ap[0] : packed<Path>(ws, size_t(1 + t), size_t(a_rows * kc_blk));
     scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_blk * std::max(MR, NR)));
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num();
+  // One thread's share of the product. A team only when there are two threads or more: a team of
+  // one still costs libgomp futex calls (a barrier's last arrival wakes the waiters with a system
+  // call, waiting or not), ~4 per call, and the flash attention's tile products are ~1000 serial
+  // calls per layer made from inside its own parallel region (docs/performance.md).
+  const auto barrier = [nt] {
+    if (nt > 1) {
+#pragma omp barrier
+    }
+  };
+  const auto run_share = [&](const int t) {
     // This thread's rows [r0, r1) and columns [c0, c1): MR and NR units.
     int64_t r0 = 0, r1 = m, c0 = 0, c1 = n;
     if (by_columns)
@@ -212,9 +219,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       if (i1 > i0)
         pack_block<Path>(path, a_panel(A, ic + i0, pc), i1 - i0, kc, kc_pad, MR, path.convert_a, path.direct_a,
                          ablock + i0 * kc_pad, scratch[size_t(t)]);
-      if (share_a) {
-#pragma omp barrier
-      }
+      if (share_a) barrier();
     };
     // One MR x NR tile of C from packed panels (edge tiles through `tile`).
     const auto tile_update = [&](const P* ap_, const P* bp_, int64_t i, int64_t j, int64_t rows, int64_t cols,
@@ -248,9 +253,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         if (j1 > j0)
           pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b, path.direct_b,
                            bblock + j0 * kc_pad, scratch[size_t(t)]);
-        if (!by_columns) {
-#pragma omp barrier
-        }
+        if (!by_columns) barrier();
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, r1 - ic);
           if (!a_once) pack_a(ic, mc, pc, kc, kc_pad);
@@ -259,15 +262,17 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
               tile_update(ablock + ir * kc_pad, bblock + jr * kc_pad, ic + ir, jc + jr, std::min<int64_t>(MR, mc - ir),
                           std::min<int64_t>(NR, nc - jr), kc_pad, beta_eff);
         }
-        if (!by_columns) {
-#pragma omp barrier
-        }
+        if (!by_columns) barrier();
       }
-      if (share_a) {  // every thread is done with this k block's A before the next one is packed
-#pragma omp barrier
-      }
+      if (share_a) barrier();  // every thread is done with this k block's A before the next one is packed
     }
     if (path.thread_end) path.thread_end();
+  };
+  if (nt == 1) {
+    run_share(0);
+  } else {
+#pragma omp parallel num_threads(nt)
+    run_share(omp_get_thread_num());
   }
 }
 

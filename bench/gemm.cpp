@@ -324,7 +324,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "bench_gemm --packers: this CPU has no AVX-512\n");
       return 1;
     }
-    // (source rows, ld, k contiguous, rows packed, kc, R): one packer call on a cache-resident source.
+    // (what, source ld, k contiguous, rows packed, kc, R): one packer call on a cache-resident source.
     struct PackCase {
       const char* what;
       int64_t ld;

@@ -23,7 +23,8 @@
 //   stage S FORWARD BACKWARD    seconds of computation per micro-batch (all chunks; backward
 //                               includes recomputation)
 //   transfer S GROUP ALGORITHM BYTES COUNT   GROUP: tp, pp, dp, dp_zero1 or tied; ALGORITHM: the
-//                               allreduce the trainer runs, or p2p (hokusai::plan::Transfer).
+//                               allreduce the trainer runs, or p2p; COUNT per micro-batch,
+//                               fractional for what runs once per step (hokusai::plan::Transfer).
 //                               tied (the tied embedding's sum over a pipeline's two ends, one
 //                               ring of two ranks) is read and not replayed: the dp phase is
 //                               compared with the plan's dp term alone.
@@ -61,7 +62,7 @@ struct Transfer {
   std::string group;
   comm::AllreduceAlgorithm algorithm = comm::AllreduceAlgorithm::automatic;
   int64_t bytes = 0;
-  int count = 0;
+  double count = 0;  // per micro-batch (hokusai::plan::Transfer)
 };
 
 struct Replay {

@@ -237,8 +237,13 @@ class Model {
   // 1/tokens in the global batch) — the forward's, when it ran HeadPass::gradient; a slot whose
   // head ran HeadPass::loss has no backward. Adds into grads().
   // `dy`: gradient of this stage's output (B*T*C), for a stage without the head.
+  // `last`: this is the step's last backward of `chunk` (the only one `ready` may be given to).
+  // Under sequence parallelism the norms' weight gradients are partial over tp: backward keeps
+  // them in the model, summed over micro-batches, and the last backward sums them over tp and
+  // adds them into grads() — so with last = false they are not in grads() yet.
   void backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr, int chunk = 0);
+                T dloss, const GradsReady& ready = nullptr, int slot = 0, const T* dy = nullptr, int chunk = 0,
+                bool last = true);
   // Logits of the last forward in slot 0 (HeadPass::logits; throws after another pass): (B*T, Vl),
   // valid until slot 0's next forward or backward (backward turns them into their gradient in place).
   const T* logits() const;

@@ -66,8 +66,9 @@ struct Scratch {
   std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
   std::vector<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
-  // sums before the reduce-scatter, the norms' weight gradients of one block before their tp sum.
-  std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (4C)
+  // sums before the reduce-scatter; the norms' weight gradients of every local layer, this rank's
+  // rows' part summed over the step's micro-batches until the last backward sums them over tp.
+  std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (L, 4C)
   std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
   BlockActs<T> work;  // 16-bit saved activations: fp32 ln1, qkv, ln2, fch, fch_act, atty of the running block
@@ -305,11 +306,11 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
 }
 
 // Sequence parallelism: a block's norm weights see only this rank's rows, so their gradients are
-// partial over tp. They are computed into `partial` (4C, zeroed here), summed over tp, then added
-// into g — g accumulates over micro-batches, so the sum must see this backward's part alone.
+// partial over tp. Backward adds them into the layer's `partial` (4C) instead of g; the step's
+// last backward of the chunk sums `partial` over tp once, adds it into g and clears it — one tp
+// sum per layer per step (Megatron sums them once per step too), not one per micro-batch.
 template <typename T>
 LayerViews<T> norms_into(LayerViews<T> g, T* partial, int64_t C) {
-  std::fill_n(partial, 4 * C, T(0));
   g.ln1_w = partial, g.ln2_w = partial + C;
   if (g.ln1_b) g.ln1_b = partial + 2 * C, g.ln2_b = partial + 3 * C;
   return g;
@@ -322,6 +323,7 @@ void add_summed_norms(const TensorParallelOps* tp, const LayerViews<T>& g, T* pa
   T* const dst[4] = {g.ln1_w, g.ln2_w, g.ln1_b, g.ln2_b};
   for (int64_t t = 0; t < n / C; ++t)
     for (int64_t i = 0; i < C; ++i) dst[t][i] += partial[t * C + i];
+  std::fill_n(partial, n, T(0));
 }
 
 }  // namespace
@@ -391,7 +393,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     }
   }
   s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dln = sized(N * C);  // dln: also the head's
-  if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(4 * C);
+  if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(dims.L * 4 * C);
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlosses = sized(N), s.head_logits = sized(head_block_rows(N) * dims.Vl);
   if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
@@ -461,6 +463,8 @@ void Model<T>::load_params(std::span<const T> saved) {
 template <typename T>
 void Model<T>::zero_grads() {
   kernels::fill_zero(grads_.data(), int64_t(grads_.size()));
+  // Sequence parallelism: parts a backward with last = false left (a step given up half-way).
+  if (auto& part = scratch_->sp_norm_grads; !part.empty()) kernels::fill_zero(part.data(), int64_t(part.size()));
 }
 
 template <typename T>
@@ -584,8 +588,11 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
 
 template <typename T>
 void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const int32_t* targets,
-                        T dloss, const GradsReady& ready, int slot, const T* dy, int chunk) {
+                        T dloss, const GradsReady& ready, int slot, const T* dy, int chunk, bool last) {
   const ModelDims& d = dims_;
+  if (ready && !last)
+    throw std::invalid_argument("Model::backward: `ready` reports final gradients, which only the step's last backward "
+                                "of a chunk has (last = false)");
   if (slot < 0 || slot >= slots() || chunk < 0 || chunk >= d.chunks)
     throw std::invalid_argument("Model::backward: slot " + std::to_string(slot) + " of " + std::to_string(slots()) +
                                 ", chunk " + std::to_string(chunk) + " of " + std::to_string(d.chunks));
@@ -654,10 +661,11 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     } else if (recompute_ == Recompute::selective) {
       attention_forward(ctx, attention_, *a, sc.re, d, B, Tn);
     }
-    const LayerViews<T> g = sp ? norms_into(g_.layers[l], sc.sp_norm_grads.data(), C) : g_.layers[l];
+    T* const norm_part = sp ? sc.sp_norm_grads.data() + l * 4 * C : nullptr;
+    const LayerViews<T> g = sp ? norms_into(g_.layers[l], norm_part, C) : g_.layers[l];
     block_backward(ctx, attention_, sc, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l], g, d,
                    B, Tn);  // dout becomes the block input's gradient
-    if (sp) add_summed_norms(tp, g_.layers[l], sc.sp_norm_grads.data(), C);
+    if (sp && last) add_summed_norms(tp, g_.layers[l], norm_part, C);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }
   if (sp && chunk == 0 && d.has_embedding) {  // the embedding's gradient reads every rank's rows

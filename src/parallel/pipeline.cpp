@@ -75,7 +75,8 @@ double Pipeline::train(const ComputeContext& ctx, int m, const Batch& batch, flo
       const int slot = slot_of[size_t(op.micro * v + op.chunk)];
       if (!exit) receive(dy_.data(), next, tag(op.micro, op.chunk, true));
       model_.backward(ctx, tokens_[size_t(slot)].data(), targets_[size_t(slot)].data(), dloss,
-                      op.micro == m - 1 ? ready_last : nullptr, slot, exit ? nullptr : dy_.data(), op.chunk);
+                      op.micro == m - 1 ? ready_last : nullptr, slot, exit ? nullptr : dy_.data(), op.chunk,
+                      op.micro == m - 1);
       if (!entry) {  // a send buffer no transfer still uses (a new one if all are in flight)
         auto it = std::find_if(grad_sends_.begin(), grad_sends_.end(), [](GradSend& g) { return g.request.test(); });
         if (it == grad_sends_.end())

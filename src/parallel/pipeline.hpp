@@ -56,7 +56,8 @@ class Pipeline {
   using Batch = std::function<void(int micro, int32_t* tokens, int32_t* targets)>;
 
   // Forward and backward of m micro-batches in schedule() order. dloss weights each token's
-  // loss; `ready_last` goes to each chunk's last backward (data-parallel buckets). Returns the
+  // loss; `ready_last` goes to each chunk's last backward (data-parallel buckets), which also sums
+  // the sequence-parallel norms' gradients over tp (Model::backward's `last`). Returns the
   // sum of the losses on the last stage, 0 elsewhere.
   double train(const ComputeContext& ctx, int m, const Batch& batch, float dloss,
                const Model<float>::GradsReady& ready_last);

@@ -331,7 +331,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     if (sp.recompute == Recompute::selective) sp.recompute_s = double(d.L) * lt.attention_forward;
     if (sp.recompute == Recompute::full) sp.recompute_s = double(d.L) * lt.forward;
     const double act = 4.0 * double(N * d.C);
-    const auto tp_allreduces = [&](double bytes, int count) {
+    const auto tp_allreduces = [&](double bytes, double count) {
       if (tp > 1)
         sp.transfers.push_back({"tp", std::string(name_of(tp_algorithm(bytes))), bytes, count, tp_seconds(bytes)});
     };
@@ -342,8 +342,10 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
       // weight gradients. Per stage: the head gathers the final norm's input,
       // the embedding its output's gradient — an all-gather moves half an allreduce's bytes, so
       // each counts as an allreduce of half the activation (pipeline boundaries carry the rows).
-      tp_allreduces(act, int(5 * d.L));
-      tp_allreduces(4.0 * 4.0 * double(d.C), int(d.L));
+      // The norms' weight gradients (4C floats a layer) are summed once per step, in the last
+      // micro-batch's backward: L / m per micro-batch.
+      tp_allreduces(act, double(5 * d.L));
+      tp_allreduces(4.0 * 4.0 * double(d.C), double(d.L) / double(m_));
       if (const int gathers = int(d.has_head) + int(d.has_embedding); gathers > 0) tp_allreduces(act / 2, gathers);
     } else {
       tp_allreduces(act, int(4 * d.L));  // attention and MLP outputs, forward; their inputs' gradients, backward
@@ -375,7 +377,7 @@ Plan plan_run(const Config& cfg, const MachineSpec& m, int nodes) {
     // Under sequence parallelism each tp rank sends only its rows (Model::boundary_rows).
     const double boundary = 4.0 * double(boundary_rows(d, N) * d.C);
     if (P > 1)
-      sp.transfers.push_back({"pp", "p2p", boundary, 2 * int(d.chunks) - (s == 0) - (s == P - 1),
+      sp.transfers.push_back({"pp", "p2p", boundary, double(2 * int(d.chunks) - (s == 0) - (s == P - 1)),
                               pp_price ? pp_price->seconds(boundary) : p2p_seconds(m, boundary, pp_local)});
     // Data parallelism: the gradient arena reduced (or reduce-scattered and the parameters
     // all-gathered under ZeRO-1: rings on the flat dp group) while the last backward runs.

@@ -70,7 +70,9 @@ struct Transfer {
   std::string group;      // tp, pp, dp, dp_zero1, tied (the tied embedding's sum over the pipeline's ends)
   std::string algorithm;  // the allreduce the trainer runs (comm::AllreduceAlgorithm's name); p2p
   double bytes = 0;
-  int count = 0;
+  // How many per micro-batch: fractional for what runs once per step (the sequence-parallel
+  // norms' gradient sums: L per step, L / m per micro-batch).
+  double count = 0;
   double seconds = 0;  // one of them
 };
 

@@ -9,7 +9,9 @@
 #include <cmath>
 #include <vector>
 
+#include "comm/grid.hpp"
 #include "comm/mpi.hpp"
+#include "hokusai/model.hpp"
 #include "kernels/ops.hpp"
 #include "model/layers.hpp"
 #include "model/vocab_parallel.hpp"
@@ -204,6 +206,67 @@ TEST(VocabParallel, EmbeddingEqualsSerial) {
   // The backward needs no communication: the model's embedding_backward with its vocab_start.
   kernels::embedding_backward<float>(dwte_r.data(), nullptr, dout.data(), tokens.data(), 1, N, C, v.begin, v.size());
   expect_close(dwte_r, std::vector<float>(dwte.begin() + v.begin * C, dwte.begin() + v.end * C), "wte gradient shard");
+}
+
+// Sequence parallelism over the micro-batches of a step: each rank's norm weight gradients cover
+// its own token rows, so they stay partial in the model until the step's last backward
+// (Model::backward's `last`) sums them over tp — once per layer per step. Two steps of three
+// micro-batches, without zeroing between them, must give the gradients of summing after every
+// micro-batch (every backward `last`) with 2 * (m - 1) * L fewer tp sums; and the replicated
+// norms' gradients must be the same on every rank.
+TEST(SequenceParallel, NormGradientsSummedOncePerStep) {
+  const int p = world().size(), r = world().rank();
+  if (p < 2) GTEST_SKIP() << "sequence parallelism needs tp >= 2";
+  for (const Family family : {Family::gpt2, Family::llama}) {
+    ModelConfig cfg;
+    cfg.family = family;
+    cfg.layers = 2, cfg.hidden = 24, cfg.heads = 12, cfg.ffn_hidden = 48;  // heads and width divide by 2, 3, 4
+    cfg.vocab_size = 29, cfg.vocab_pad_multiple = 8, cfg.max_seq_len = 8, cfg.init_std = 0.2;
+    ModelDims d = ModelDims::from(cfg, comm::ParallelGrid(comm::GridShape{p, 1, 1}, p, r));
+    d.sequence_parallel = true;
+    const TensorParallelOps ops = tensor_parallel_ops(world());
+    int64_t sums = 0;
+    TensorParallelOps counted = ops;
+    counted.sum = [&](float* x, int64_t n) { ++sums, ops.sum(x, n); };
+    ComputeContext ctx;
+    ctx.tp = &counted;
+    const int64_t B = 2, T = 7, m = 3;  // N = 14 rows: uneven blocks over 3 and 4 ranks
+    const float dloss = 1.0f / float(m * B * T);
+    std::vector<int32_t> tok(size_t(B * T)), tgt(size_t(B * T));
+    const auto train = [&](bool once, std::vector<float>& grads) {
+      Model<float> model(d, B, T);
+      model.init(7);
+      model.zero_grads();
+      sums = 0;
+      for (int step = 0; step < 2; ++step)
+        for (int i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < B * T; ++j)
+            tok[size_t(j)] = int32_t((i * 7 + j * 5 + step) % 29), tgt[size_t(j)] = int32_t((i * 3 + j * 11 + 1) % 29);
+          model.forward(ctx, tok.data(), tgt.data(), B, T);
+          model.backward(ctx, tok.data(), tgt.data(), dloss, nullptr, 0, nullptr, 0, !once || i == m - 1);
+        }
+      grads.assign(model.grads().begin(), model.grads().end());
+      EXPECT_THROW(model.backward(ctx, tok.data(), tgt.data(), dloss, [](int64_t, int64_t) {}, 0, nullptr, 0, false),
+                   std::invalid_argument);
+      return std::pair{sums, param_table(d)};
+    };
+    std::vector<float> each, once;
+    const auto [each_sums, table] = train(false, each);
+    const int64_t once_sums = train(true, once).first;
+    EXPECT_EQ(each_sums - once_sums, 2 * (m - 1) * cfg.layers) << name_of(family);
+    for (const TensorSpec& t : table) {
+      float scale = 0.0f, worst = 0.0f;
+      for (int64_t i = t.offset; i < t.offset + t.numel; ++i)
+        scale = std::max(scale, std::abs(each[size_t(i)])), worst = std::max(worst, std::abs(each[size_t(i)] - once[size_t(i)]));
+      EXPECT_LE(worst, 1e-5f * scale) << name_of(family) << " " << t.name << " (rank " << r << ")";
+      if (t.name.find("ln") == std::string::npos) continue;  // the norms: replicated, the same on every rank
+      EXPECT_GT(scale, 0.0f) << t.name;
+      std::vector<float> lo(once.begin() + t.offset, once.begin() + t.offset + t.numel), hi = lo;
+      world().allreduce(lo.data(), t.numel, comm::Reduce::min);
+      world().allreduce(hi.data(), t.numel, comm::Reduce::max);
+      EXPECT_EQ(lo, hi) << name_of(family) << " " << t.name << " differs between ranks";
+    }
+  }
 }
 
 }  // namespace

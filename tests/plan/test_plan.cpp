@@ -72,7 +72,7 @@ TEST(PlanMemory, CountedActivationsEqualABuiltModel) {
 
 // Sequence parallelism at tp = 2: each block keeps half of the residual stream's rows (its two
 // norms' outputs and statistics, resid2, out), the slot one gathered output; the scratch adds the
-// gathered input, the partial sums and 4C norm gradients. Counted = built, and exactly that
+// gathered input, the partial sums and the norms' 4C gradient parts of every layer. Counted = built, and exactly that
 // difference.
 TEST(PlanMemory, SequenceParallelKeepsHalfTheResidualStream) {
   Config c = tiny_gpt2();
@@ -87,7 +87,7 @@ TEST(PlanMemory, SequenceParallelKeepsHalfTheResidualStream) {
   const Model<float> built(sp, B, T, slots, Recompute::none, Attention::flash);
   EXPECT_EQ(Model<float>::activation_bytes(sp, B, T, slots, Recompute::none, Attention::flash),
             built.activation_bytes());
-  const int64_t saved_floats = slots * L * (4 * C + 4) * (N - Nr) - slots * N * C - 2 * N * C - 4 * C;
+  const int64_t saved_floats = slots * L * (4 * C + 4) * (N - Nr) - slots * N * C - 2 * N * C - L * 4 * C;
   EXPECT_EQ(Model<float>::activation_bytes(plain, B, T, slots, Recompute::none, Attention::flash) -
                 built.activation_bytes(),
             int64_t(sizeof(float)) * saved_floats);

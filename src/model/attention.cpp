@@ -138,10 +138,9 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
           const T* kbase = qkv + b * Tn * W + (NH + h / group) * HS;
           const T* vbase = kbase + KV * HS;
           T* o = out + (b * Tn + q0) * C + h * HS;
-          for (int64_t i = 0; i < nq; ++i) {
-            f.m[i] = -INFINITY, f.l[i] = T(0);
-            std::fill_n(o + i * C, HS, T(0));
-          }
+          for (int64_t i = 0; i < nq; ++i) f.m[i] = -INFINITY, f.l[i] = T(0);
+          // The first key tile writes o (beta 0: every row has a valid key there, and o may hold
+          // anything); later tiles rescale it and add.
           for (int64_t k0 = 0; k0 < q0 + nq; k0 += BK) {  // causal: keys up to the tile's last query
             const int64_t nk = std::min(BK, q0 + nq - k0);
             kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
@@ -160,10 +159,10 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
               std::fill(row + valid, row + nk, T(0));
               f.l[i] = f.l[i] * alpha + sum;
               f.m[i] = mx;
-              if (alpha != T(1))
+              if (k0 > 0 && alpha != T(1))
                 for (int64_t d = 0; d < HS; ++d) o[i * C + d] *= alpha;
             }
-            kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.s.data(), BK, vbase + k0 * W, W, T(1), o, C);
+            kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.s.data(), BK, vbase + k0 * W, W, T(k0 > 0), o, C);
           }
           for (int64_t i = 0; i < nq; ++i) {
             const T inv = T(1) / f.l[i];

@@ -2,6 +2,8 @@
 // backend) against kernels::ref::attention_forward/backward.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "model/layers.hpp"
 #include "gradcheck.hpp"
 #include "kernels/ref/ops_ref.hpp"
@@ -49,13 +51,17 @@ void check_flash(int64_t NH, int64_t KV, int64_t T_, model::FlashTiles tiles, do
   kernels::ref::attention_forward(o_ref.data(), p_ref.data(), qkv.data(), B, T_, NH, KV, HS);
   kernels::ref::attention_backward(d_ref.data(), dy.data(), p_ref.data(), qkv.data(), B, T_, NH, KV, HS);
   const kernels::GemmContext ctx{kernels::GemmBackend::native, 2};
-  std::vector<T> o(o_ref.size()), lse(size_t(B * NH * T_)), d(d_ref.size(), T(0.5));
+  // The output starts as NaN: the forward must write every value, never read what was there.
+  std::vector<T> o(o_ref.size(), std::numeric_limits<T>::quiet_NaN()), lse(size_t(B * NH * T_)), d(d_ref.size(), T(0.5));
   model::flash_attention_forward(ctx, o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, tiles);
   model::flash_attention_backward(ctx, d.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, tiles);
   const auto rel = [](const std::vector<T>& got, const std::vector<T>& want) {
     double err = 0, scale = 1e-30;
-    for (size_t i = 0; i < want.size(); ++i)
-      err = std::max(err, std::abs(double(got[i]) - double(want[i]))), scale = std::max(scale, std::abs(double(want[i])));
+    for (size_t i = 0; i < want.size(); ++i) {
+      const double e = std::abs(double(got[i]) - double(want[i]));
+      if (std::isnan(e)) return double(INFINITY);  // std::max would drop it
+      err = std::max(err, e), scale = std::max(scale, std::abs(double(want[i])));
+    }
     return err / scale;
   };
   const std::string what = "T=" + std::to_string(T_) + " NH=" + std::to_string(NH) + " KV=" + std::to_string(KV) +

@@ -92,11 +92,12 @@ void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout,
 struct FlashTiles {
   int64_t q = 0;  // query rows per tile; 0: for_length's choice
   int64_t k = 0;  // keys per tile
-  // Measured on Zen 5 (bench_attention --batch 4, gpt2-124m heads, 2 threads, 2026-12-04): 128 x 128
-  // is the best or level with it below T = 1024 (0.87-0.89x the GEMM path at T = 256, whose
-  // products are whole heads; 256 x 256 is 0.74-0.77x there), 256 x 256 above (1.55-1.69x the GEMM
-  // path at T = 2048), where fewer, larger tiles amortise packing K and V.
-  static FlashTiles for_length(int64_t T) { return T <= 512 ? FlashTiles{128, 128} : FlashTiles{256, 256}; }
+  // Measured on Zen 5 (bench_attention --batch 1 and 4, gpt2-124m heads, 2 threads, 2026-12-04,
+  // docs/performance.md): up to T = 512, 64 x 256 — 8-9% faster than 128 x 128 at T = 256 and level
+  // or ahead of every other tile tried at 256 and 512 (at T = 256 one key tile covers every key, and
+  // 64-row query tiles give more forward tasks); 256 x 256 above (1.55-1.69x the GEMM path at
+  // T = 2048), where fewer, larger tiles amortise packing K and V.
+  static FlashTiles for_length(int64_t T) { return T <= 512 ? FlashTiles{64, 256} : FlashTiles{256, 256}; }
 };
 // The backward's tasks: each (batch, key/value head) is split into chunks of key tiles until there
 // are at least this many (one per core of an A64FX node), so a rank with few heads and a

@@ -43,7 +43,7 @@ struct OpCheck {
                                     all_indices(int64_t(inputs[k]->size())));
       EXPECT_LT(r.max_err, kTol) << names[k] << "[" << r.worst << "] analytic " << r.analytic
                                  << " numeric " << r.numeric;
-      worst = std::max(worst, r.max_err);
+      worst = testing::max_nan(worst, r.max_err);
     }
     return worst;
   }

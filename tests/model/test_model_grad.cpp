@@ -107,7 +107,7 @@ TEST(ModelPrecision, FloatMatchesDouble) {
     mf.backward(ctx, tokens.data(), targets.data(), 1.0f);
     double max_diff = 0, max_ref = 0;
     for (size_t i = 0; i < md.grads().size(); ++i) {
-      max_diff = std::max(max_diff, std::abs(md.grads()[i] - double(mf.grads()[i])));
+      max_diff = testing::max_nan(max_diff, std::abs(md.grads()[i] - double(mf.grads()[i])));
       max_ref = std::max(max_ref, std::abs(md.grads()[i]));
     }
     EXPECT_LT(max_diff, 1e-4 * max_ref) << family;
@@ -148,8 +148,9 @@ TEST(ModelPrecision, LowPrecisionRoundsOnlyTheProducts) {
         for (int64_t v = 0; v < d.V; ++v) sum += std::exp(double(z[v]) - mx);
         want += std::log(sum) + mx - double(z[targets[r]]);
         for (int64_t v = 0; v < d.V; ++v) {
-          moved = std::max(moved, std::abs(double(z[v]) - ref_logits[r * d.Vl + v]));
-          worst = std::max(worst, std::abs(double(z[v]) - ref_logits[r * d.Vl + v]) / (1 + std::abs(ref_logits[r * d.Vl + v])));
+          moved = testing::max_nan(moved, std::abs(double(z[v]) - ref_logits[r * d.Vl + v]));
+          worst = testing::max_nan(worst, std::abs(double(z[v]) - ref_logits[r * d.Vl + v]) /
+                                                 (1 + std::abs(ref_logits[r * d.Vl + v])));
         }
       }
       EXPECT_NEAR(loss, want, 1e-6 * std::abs(want)) << what << ": the loss is not the fp32 loss of the logits";
@@ -159,7 +160,7 @@ TEST(ModelPrecision, LowPrecisionRoundsOnlyTheProducts) {
       m.backward(ctx, tokens.data(), targets.data(), 1.0f);
       double max_diff = 0, max_ref = 0;
       for (size_t i = 0; i < m.grads().size(); ++i) {
-        max_diff = std::max(max_diff, double(std::abs(m.grads()[i] - ref.grads()[i])));
+        max_diff = testing::max_nan(max_diff, double(std::abs(m.grads()[i] - ref.grads()[i])));
         max_ref = std::max(max_ref, double(std::abs(ref.grads()[i])));
       }
       EXPECT_GT(max_diff, 1e-7 * max_ref) << what << ": gradients identical to fp32";

@@ -14,6 +14,7 @@
 
 #include "ckpt/safetensors.hpp"
 #include "comm/grid.hpp"
+#include "gradcheck.hpp"
 #include "hokusai/model.hpp"
 
 namespace hokusai {
@@ -52,7 +53,7 @@ ModelConfig config_of(const safetensors::Reader& f) {
 double relative_error(std::span<const float> got, std::span<const float> want) {
   double err = 0.0, scale = 1e-30;
   for (size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::abs(double(got[i]) - double(want[i])));
+    err = testing::max_nan(err, std::abs(double(got[i]) - double(want[i])));
     scale = std::max(scale, std::abs(double(want[i])));
   }
   return err / scale;
@@ -103,8 +104,8 @@ Result run(const safetensors::Reader& f, Recompute recompute,
     const int64_t n = int64_t(want.size());
     double err = relative_error(g.first(size_t(n)), want);
     if (vocab_rows)  // padded rows: no gradient at all
-      for (int64_t i = n; i < s.numel; ++i) err = std::max(err, double(std::abs(g[size_t(i)])));
-    if (err >= r.worst_grad_err) r.worst_grad_err = err, r.worst_grad = s.name;
+      for (int64_t i = n; i < s.numel; ++i) err = testing::max_nan(err, double(std::abs(g[size_t(i)])));
+    if (!(err < r.worst_grad_err)) r.worst_grad_err = err, r.worst_grad = s.name;  // NaN included
   }
   return r;
 }

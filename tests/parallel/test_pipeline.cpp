@@ -14,6 +14,7 @@
 
 #include "comm/collectives.hpp"
 #include "comm/grid_comm.hpp"
+#include "gradcheck.hpp"
 #include "parallel/pipeline.hpp"
 
 namespace hokusai::parallel {
@@ -167,7 +168,7 @@ TEST_P(PipelineTrain, GradientsEqualTheSerialModel) {
     float scale = 0.0f, worst = 0.0f;
     for (int64_t i = 0; i < t.numel; ++i) {
       scale = std::max(scale, std::abs(serial.grads()[size_t(ref.offset + i)]));
-      worst = std::max(worst, std::abs(gr[i] - serial.grads()[size_t(ref.offset + i)]));
+      worst = float(testing::max_nan(worst, std::abs(gr[i] - serial.grads()[size_t(ref.offset + i)])));
     }
     EXPECT_LE(worst, 1e-5f * scale + 1e-8f) << t.name << " on stage " << s;
   }

@@ -12,6 +12,11 @@
 
 namespace hokusai::testing {
 
+// max(a, b) that keeps NaN. std::max(err, NaN) returns err, so an error maximum built with it lets
+// a NaN result pass every tolerance; with this one a NaN anywhere makes the maximum NaN, and
+// EXPECT_LE / EXPECT_LT (NaN, tolerance) fail.
+inline double max_nan(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }
+
 struct GradCheck {
   double max_err = 0.0;  // max over checked entries of |a - n| / max(|a| + |n|, floor)
   int64_t worst = -1;
@@ -34,7 +39,7 @@ inline GradCheck check_gradient(const std::function<double()>& f, double* x, con
     x[i] = saved;
     const double num = (fp - fm) / (2 * h);
     const double err = std::abs(analytic[i] - num) / std::max(std::abs(analytic[i]) + std::abs(num), floor);
-    if (err > r.max_err) r = {err, i, analytic[i], num};
+    if (!(err <= r.max_err)) r = {err, i, analytic[i], num};  // a NaN is the worst: it must fail the check
   }
   return r;
 }

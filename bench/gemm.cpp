@@ -156,6 +156,11 @@ int main(int argc, char** argv) {
                  "Time our fp32 and bf16 paths with A packed per mc block and/or once per k block "
                  "(mc,once; kernels/ukernel.hpp BlockSizes::a_once; 'once' up to the driver's "
                  "kMaxAOnceBytes of A), not their tables'");
+  std::string sharing_list;
+  app.add_option("--sharing", sharing_list,
+                 "Time our fp32 and bf16 paths with the operand the threads share packed once into one block "
+                 "(shared: a share by each thread, barriers) and/or whole by every thread into its own "
+                 "(private; kernels/ukernel.hpp BlockSizes::private_blocks), not their tables'");
   std::string half_packing_list;
   app.add_option("--half-packing", half_packing_list,
                  "Time our bf16 path packing fp32 straight into its panels and/or through an fp32 panel "
@@ -188,8 +193,9 @@ int main(int argc, char** argv) {
   };
   if (group != "all" && std::none_of(std::begin(kShapes), std::end(kShapes), [&](const Shape& s) { return group == s.group; }))
     return std::fprintf(stderr, "bench_gemm: --shapes: '%s' is not gpt2, 13b, square, all or gpt2-train\n", group.c_str()), 2;
-  std::vector<bool> a_once, half_direct;
+  std::vector<bool> a_once, half_direct, private_blocks;
   if (!either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
+      !either(sharing_list, "--sharing", "private", "shared", private_blocks) ||
       !either(half_packing_list, "--half-packing", "direct", "two-pass", half_direct))
     return 2;
   std::vector<ThreadSplit> splits;
@@ -213,12 +219,21 @@ int main(int argc, char** argv) {
       bs.split = split;
       split_variants.emplace_back(label + "-" + std::string(name_of(split)), bs);
     }
+    std::vector<std::pair<std::string, BlockSizes>> packing_variants;
     for (const auto& [name, bs] : split_variants) {
-      if (a_once.empty()) add(name, bs);
+      if (a_once.empty()) packing_variants.emplace_back(name, bs);
       for (const bool once : a_once) {
         BlockSizes ba = bs;
         ba.a_once = once;
-        add(name + (once ? "-aonce" : "-amc"), ba);
+        packing_variants.emplace_back(name + (once ? "-aonce" : "-amc"), ba);
+      }
+    }
+    for (const auto& [name, bs] : packing_variants) {
+      if (private_blocks.empty()) add(name, bs);
+      for (const bool own : private_blocks) {
+        BlockSizes bp = bs;
+        bp.private_blocks = own;
+        add(name + (own ? "-private" : "-shared"), bp);
       }
     }
   };
@@ -439,7 +454,8 @@ int main(int argc, char** argv) {
           if (!gemm_backend_available(be) || ("," + backend_list + ",").find("," + label + ",") == std::string::npos)
             continue;
           if (be == GemmBackend::native &&
-              (!splits.empty() || !kernel_list.empty() || !block_list.empty() || !a_once.empty())) {
+              (!splits.empty() || !kernel_list.empty() || !block_list.empty() || !a_once.empty() ||
+               !private_blocks.empty())) {
             for (const auto& [name, kern] : variants)
               fp32.emplace_back(name, [&, kern] {
                 detail::gemm_native_kernel(native, kern, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
@@ -459,7 +475,7 @@ int main(int argc, char** argv) {
           // matmul, in turn.
           std::vector<std::pair<std::string, std::function<void()>>> half;
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
-          if (splits.empty() && a_once.empty() && half_direct.empty() && half_blocks.empty())
+          if (splits.empty() && a_once.empty() && private_blocks.empty() && half_direct.empty() && half_blocks.empty())
             half.emplace_back("hokusai", [&] {
               gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
             });

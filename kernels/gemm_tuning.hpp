@@ -109,16 +109,20 @@ struct CpuBlocks {
 // gpt2-124m step's shapes (`bench_gemm --shapes gpt2 --threads 2 --splits rows,columns,larger`,
 // and `--shapes gpt2-train`, 2026-12-03) bf16 columns lost 6-12% to rows wherever N is the small
 // side (n = 768: every input- and weight-gradient product) and won 5% on the head (n = 50304);
-// fp32 rows lost 5-9% on the head and 3% on (768, 3072, 1024), level elsewhere.
+// fp32 rows lost 5-9% on the head and 3% on (768, 3072, 1024), level elsewhere. Each thread packs
+// its own blocks (BlockSizes::private_blocks; `bench_gemm --threads 2 --sharing shared,private`,
+// all 30 shapes twice and gpt2-train, 2026-12-04): where the rows split shares B, private ÷ shared
+// 1.019 fp32 and 1.016 bf16 (medians, faster on 21 and 18 of 23 rows); where the columns split
+// shares A, level (1.000 for both).
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
-    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::larger, true},
-     "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block "
-     "(docs/performance.md)"},
-    {"AuthenticAMD", 26, 2, 2, "sbgemm_avx512bf16_14x32", {168, 512, 800, ThreadSplit::larger, true},
-     "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block "
-     "(docs/performance.md)"},
+    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::larger, true, true},
+     "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block, "
+     "each thread its own packed blocks (docs/performance.md)"},
+    {"AuthenticAMD", 26, 2, 2, "sbgemm_avx512bf16_14x32", {168, 512, 800, ThreadSplit::larger, true, true},
+     "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block, "
+     "each thread its own packed blocks (docs/performance.md)"},
 };
 inline constexpr double kL2Share = 0.96;
 inline constexpr int64_t kMinFittedNc = 512;

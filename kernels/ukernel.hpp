@@ -50,6 +50,12 @@ struct BlockSizes {
   // driver applies it only while the whole-rows buffer is at most kMaxAOnceBytes
   // (kernels/gemm_native.cpp).
   bool a_once = false;
+  // Each thread packs the whole block of the operand the threads would otherwise share — B under
+  // the rows split, A (packed once per k block) under the columns split — into its own buffer:
+  // no barriers, that operand packed once per thread. For cores with private L2s, where a shared
+  // block is copied into every core's L2 anyway; cores sharing an L2 (A64FX's CMG) keep one
+  // block. Same tiles, same sums: the same bits.
+  bool private_blocks = false;
 };
 // mc and nc rounded down to whole MR x NR tiles (at least one).
 inline BlockSizes rounded_to_tile(BlockSizes b, int mr, int nr) {

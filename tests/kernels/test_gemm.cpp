@@ -406,16 +406,20 @@ struct DriverVariant {
   int threads;
   ThreadSplit split;
   bool a_once;
+  bool private_blocks;
 };
 template <typename Kernel, typename Run>
 void expect_layouts_give_the_same_bits(const Kernel& kern, int64_t kc, float tolerance, bool all, Run driver) {
-  // One thread splits nothing: only its A packing varies. More threads: every split and packing
-  // (all), or four of them covering each code path once (A shared between barriers at 2).
-  std::vector<DriverVariant> variants{{1, ThreadSplit::rows, true}};
+  // One thread splits nothing: only its A packing varies. More threads: every split, packing and
+  // sharing of the packed blocks (all), or a subset covering each code path once (A shared between
+  // barriers at 2, every thread its own blocks at 3).
+  std::vector<DriverVariant> variants{{1, ThreadSplit::rows, true, false}};
   for (const int threads : {2, 3})
     for (const ThreadSplit split : {ThreadSplit::rows, ThreadSplit::columns, ThreadSplit::larger})
       for (const bool a_once : {false, true})
-        if (all || a_once == (threads == 2)) variants.push_back({threads, split, a_once});
+        for (const bool own : {false, true})
+          if (all || (a_once == (threads == 2) && own == (threads == 3)))
+            variants.push_back({threads, split, a_once, own});
   using Layout = std::pair<Op, Op>;
   const std::vector<Layout> layouts =
       all ? std::vector<Layout>{{Op::N, Op::N}, {Op::N, Op::T}, {Op::T, Op::N}, {Op::T, Op::T}}
@@ -431,24 +435,25 @@ void expect_layouts_give_the_same_bits(const Kernel& kern, int64_t kc, float tol
         const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
         const auto a = testing::random_vector<float>(s.m * s.k, 11), b = testing::random_vector<float>(s.k * s.n, 12);
         const auto c0 = testing::random_vector<float>(s.m * s.n, 13);
-        const auto run = [&](int threads, ThreadSplit split, bool a_once) {
+        const auto run = [&](int threads, ThreadSplit split, bool a_once, bool own) {
           std::vector<float> c = c0;
           Kernel small = kern;
-          small.blocks = BlockSizes{2 * MR, kc, 3 * NR, split, a_once};
+          small.blocks = BlockSizes{2 * MR, kc, 3 * NR, split, a_once, own};
           driver(GemmContext{GemmBackend::native, threads}, small, oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda,
                  b.data(), ldb, beta, c.data(), s.n);
           return c;
         };
-        const std::vector<float> one = run(1, ThreadSplit::rows, false);
+        const std::vector<float> one = run(1, ThreadSplit::rows, false, false);
         std::vector<float> want = c0;
         ref::gemm(oa, ob, s.m, s.n, s.k, 0.75f, a.data(), lda, b.data(), ldb, beta, want.data(), s.n);
         for (size_t i = 0; i < want.size(); ++i)
           ASSERT_NEAR(one[i], want[i], tolerance * (1.0f + std::abs(want[i]))) << kern.name << " element " << i;
         for (const DriverVariant& v : variants)
-          ASSERT_EQ(run(v.threads, v.split, v.a_once), one)
+          ASSERT_EQ(run(v.threads, v.split, v.a_once, v.private_blocks), one)
               << kern.name << " " << s.m << "x" << s.n << "x" << s.k << " " << (oa == Op::N ? "N" : "T")
               << (ob == Op::N ? "N" : "T") << " beta " << beta << " " << v.threads << " threads, split "
-              << name_of(v.split) << (v.a_once ? ", A once" : ", A per mc");
+              << name_of(v.split) << (v.a_once ? ", A once" : ", A per mc")
+              << (v.private_blocks ? ", private blocks" : ", shared blocks");
       }
 }
 

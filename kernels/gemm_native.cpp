@@ -279,11 +279,12 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   }
 }
 
-// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns|larger] overrides the table (for tuning on a new CPU); read once.
+// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns|larger] overrides the table's sizes and split (for
+// tuning on a new CPU; its A packing and sharing stay the table's); read once.
 BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
   static const char* env = std::getenv("HOKUSAI_GEMM_BLOCKS");
   if (!env || !*env) return table;
-  BlockSizes b{};
+  BlockSizes b = table;
   char split[16] = "";
   const int got = std::sscanf(env, "%ld,%ld,%ld,%15s", &b.mc, &b.kc, &b.nc, split);
   const std::optional<ThreadSplit> how = got == 4 ? value_named<ThreadSplit>(split) : table.split;

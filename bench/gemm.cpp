@@ -493,7 +493,7 @@ int main(int argc, char** argv) {
                 if (half_direct.empty()) add(name, kern);
                 for (const bool direct : half_direct) {
                   SbgemmKernel kv = kern;
-                  if (!direct) kv.pack_direct = nullptr;
+                  if (!direct) kv.pack_direct = nullptr, kv.pack_direct_a = nullptr;
                   add(name + (direct ? "-direct" : "-twopass"), kv);
                 }
               });

@@ -379,9 +379,11 @@ void detail::gemm_half_kernel(const GemmContext& ctx, const SbgemmKernel& kern, 
   if (k == 0) return scale_c(m, n, beta, c, ldc);
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  // The direct packer makes panels in the `convert` layout: B's, and A's unless they differ.
+  // The direct packer makes panels in the `convert` layout: B's, and A's unless they differ (then
+  // A's has its own, pack_direct_a, or none).
   blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert,
-                   kern.pack_direct, kern.convert_a ? nullptr : kern.pack_direct, kern.thread_begin, kern.thread_end},
+                   kern.pack_direct, kern.convert_a ? kern.pack_direct_a : kern.pack_direct, kern.thread_begin,
+                   kern.thread_end},
           kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 

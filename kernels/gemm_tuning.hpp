@@ -44,7 +44,7 @@ inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 3
 // 256 x 3584 x 2 = 1.75 MiB of L2 like the fp32 kernel's; mc 96 or 384 and nc 7168 were no better.
 inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32, {192, 256, 3584},
                                         interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx,
-                                        amx_begin, amx_end, pack_bf16_pairs_avx512bf16};
+                                        amx_begin, amx_end, pack_bf16_pairs_avx512bf16, pack_bf16_rows_amx};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
 // Columns like the AVX-512 kernel: x86 cores have private L2s (not measured on an AVX2-only CPU).
 inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16,

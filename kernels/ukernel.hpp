@@ -111,6 +111,8 @@ struct SbgemmKernel {
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
   HalfPanelPacker pack_direct = nullptr;
+  // The same for A panels in the `convert_a` layout (pack + convert_a stay its reference).
+  HalfPanelPacker pack_direct_a = nullptr;
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
@@ -133,6 +135,10 @@ void amx_end();
 double amx_bf16_peak_flops(long iters);
 // A packed fp32 panel (kc_pad x R) -> out[i*kc_pad + p] = bf16(panel[p*R + i]).
 void rows_bf16_amx(const float* panel, int64_t kc_pad, int R, uint16_t* out);
+// fp32 rows straight into that layout, panel after panel (a HalfPanelPacker; kc_pad a multiple
+// of 32): the same bits as pack_panel_avx512 then rows_bf16_amx, one pass.
+void pack_bf16_rows_amx(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                        int R, uint16_t* dst);
 // Asks Linux for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM); false when refused.
 bool amx_permitted();
 // fp32 -> bf16 (round to nearest even) of n values, AVX512_BF16 (vcvtneps2bf16).

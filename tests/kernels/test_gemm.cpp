@@ -158,9 +158,14 @@ TEST_P(NativeBf16, DirectPackingGivesTheSameBits) {
   if (!gemm_isa_supported(isa)) GTEST_SKIP() << name_of(isa) << " not supported by this CPU";
   const SbgemmKernel& kern = sbgemm_kernel(isa);
   ASSERT_NE(kern.pack_direct, nullptr) << kern.name;
+  // A kernel whose A panels have a layout of their own packs them directly too (AMX: row by row).
+  if (kern.convert_a) {
+    ASSERT_NE(kern.pack_direct_a, nullptr) << kern.name;
+  }
   SbgemmKernel two_pass = kern;
   two_pass.pack_direct = nullptr;
-  const Shape shapes[] = {{15, 33, 511}, {29, 65, 513}, {100, 70, 1030}, {45, 97, 37}};
+  two_pass.pack_direct_a = nullptr;
+  const Shape shapes[] = {{15, 33, 511}, {29, 65, 513}, {100, 70, 1030}, {45, 97, 37}, {64, 64, 64}, {17, 40, 32}};
   for (const auto& s : shapes)
     for (int threads : {1, 2})
       for (Op oa : {Op::N, Op::T})
@@ -625,6 +630,41 @@ TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
               interleave_bf16_avx512bf16(scratch.data(), kc_pad, R, want.data() + r0 * kc_pad);
             }
             pack_bf16_pairs_avx512bf16(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+            ASSERT_EQ(want, got) << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
+                                 << (k_contiguous ? " k-contiguous" : " row-contiguous");
+          }
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
+}
+
+// The direct AMX A packer against pack_panel_avx512 + rows_bf16_amx (its reference), bit for
+// bit: rows around 16-row groups and panels, kc around the 32-k chunks, kc_pad one chunk past kc,
+// both orientations, leading dimensions larger than the block. The destination starts as all
+// ones, so a padding row or k the packer leaves unzeroed shows (in a GEMM it hides: padding rows
+// of A only reach discarded rows of C, and padded k meets B's zeros, unless it holds an Inf or
+// NaN).
+TEST(PanelPacker, DirectAmxRowsMatchPackThenRows) {
+#if defined(__x86_64__)
+  if (!gemm_isa_supported(GemmIsa::amx)) GTEST_SKIP() << "no AMX on this CPU";
+  for (int R : {16, 32, 48})
+    for (int64_t rows : {0, 1, 15, 16, 17, 31, 32, 33, 100})
+      for (int64_t kc : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 256})
+        for (int64_t extra : {0, 32})
+          for (bool k_contiguous : {true, false}) {
+            const int64_t kc_pad = (kc + 31) / 32 * 32 + extra, pad = 3;
+            const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
+            const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
+            const int64_t panels = (rows + R - 1) / R;
+            std::vector<uint16_t> want(size_t(panels * kc_pad * R) + 32, 0xFFFF);
+            auto got = want;
+            std::vector<float> scratch(size_t(kc_pad * R));
+            for (int64_t r0 = 0; r0 < rows; r0 += R) {
+              pack_panel_avx512(src.data() + r0 * (k_contiguous ? ld : 1), ld, k_contiguous,
+                                std::min<int64_t>(R, rows - r0), kc, kc_pad, R, scratch.data());
+              rows_bf16_amx(scratch.data(), kc_pad, R, want.data() + r0 * kc_pad);
+            }
+            pack_bf16_rows_amx(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
             ASSERT_EQ(want, got) << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
                                  << (k_contiguous ? " k-contiguous" : " row-contiguous");
           }

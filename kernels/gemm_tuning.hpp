@@ -42,7 +42,12 @@ inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 3
 // kernel alone on L1 panels ran 1,530-1,600 GFLOP/s at k = 256 against 1,350-1,380 at 512, and
 // (2048, 2592, 5184) NN went 546 -> 778 GFLOP/s (1 thread) from (192, 512, 1792). B block
 // 256 x 3584 x 2 = 1.75 MiB of L2 like the fp32 kernel's; mc 96 or 384 and nc 7168 were no better.
-inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32, {192, 256, 3584},
+// Threads split per product along the side with more tiles (ThreadSplit::larger; every AMX CPU is a
+// Xeon with private L2s): on a KVM Xeon with AMX (family 6 model 167), 2 threads, `bench_gemm
+// --shapes gpt2 --splits rows,larger` twice, larger / rows median 1.064 and 1.046 (faster on 13 and
+// 12 of 15; the head's and the MLP's wide N 1.07-1.40), gpt2-train 1.007.
+inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32,
+                                        {192, 256, 3584, ThreadSplit::larger},
                                         interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx,
                                         amx_begin, amx_end, pack_bf16_pairs_avx512bf16, pack_bf16_rows_amx};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.

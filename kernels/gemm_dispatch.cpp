@@ -105,7 +105,9 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
         cpu.model >= e.model_lo && cpu.model <= e.model_hi)
       return {e.blocks, e.why};
   if (table.split != ThreadSplit::columns)
-    return {table, "the kernel's table (its threads split the rows and share one B block)"};
+    return {table, table.split == ThreadSplit::rows
+                       ? "the kernel's table (its threads split the rows and share one B block)"
+                       : "the kernel's table (its threads split each product along the side with more tiles)"};
   if (l2_bytes > 0) {
     const double row = double(table.kc) * element_bytes;  // bytes per column of the B block
     const int64_t fitted = int64_t((kL2Share * double(l2_bytes) - double(table.mc) * row) / row) / nr * nr;

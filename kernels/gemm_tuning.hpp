@@ -45,9 +45,11 @@ inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 3
 // Threads split per product along the side with more tiles (ThreadSplit::larger; every AMX CPU is a
 // Xeon with private L2s): on a KVM Xeon with AMX (family 6 model 167), 2 threads, `bench_gemm
 // --shapes gpt2 --splits rows,larger` twice, larger / rows median 1.064 and 1.046 (faster on 13 and
-// 12 of 15; the head's and the MLP's wide N 1.07-1.40), gpt2-train 1.007.
+// 12 of 15; the head's and the MLP's wide N 1.07-1.40), gpt2-train 1.007. Each thread packs its
+// own B block (private_blocks: no barriers): `--sharing shared,private` there, private / shared
+// median 1.014 and 1.036 (gpt2, twice), 1.033 (gpt2-train).
 inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32,
-                                        {192, 256, 3584, ThreadSplit::larger},
+                                        {192, 256, 3584, ThreadSplit::larger, false, true},
                                         interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx,
                                         amx_begin, amx_end, pack_bf16_pairs_avx512bf16, pack_bf16_rows_amx};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.

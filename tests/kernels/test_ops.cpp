@@ -132,9 +132,11 @@ TEST(FastVsRef, SoftmaxCrossEntropy) {
   }
 }
 
-// fill_zero at sizes around its threading threshold and chunk edges: exactly [0, n) zeroed.
+// fill_zero at sizes around its threading threshold, chunk edges and its streaming threshold
+// (32 MiB: non-temporal stores, a start off the 64-byte line): exactly [0, n) zeroed.
 TEST(FastVsRef, FillZeroTouchesExactlyItsRange) {
-  for (int64_t n : {int64_t(0), int64_t(5), int64_t(4 << 16) - 1, int64_t(4 << 16), int64_t(5 << 16) + 3}) {
+  for (int64_t n : {int64_t(0), int64_t(5), int64_t(4 << 16) - 1, int64_t(4 << 16), int64_t(5 << 16) + 3,
+                    int64_t(8 << 20) - 1, int64_t(8 << 20) + 7}) {
     V x(size_t(n) + 8, 3.0f);
     fill_zero(x.data() + 4, n);
     for (int64_t i = 0; i < n + 8; ++i)

@@ -104,12 +104,13 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
     if (std::strcmp(e.kernel, kernel) == 0 && cpu.vendor == e.vendor && cpu.family == e.family &&
         cpu.model >= e.model_lo && cpu.model <= e.model_hi)
       return {e.blocks, e.why};
-  if (table.split != ThreadSplit::columns)
-    return {table, table.split == ThreadSplit::rows && !table.private_blocks
-                       ? "the kernel's table (its threads split the rows and share one B block)"
-                       : std::string("the kernel's table (its threads split ") +
-                             (table.split == ThreadSplit::rows ? "the rows" : "each product along the side with more tiles") +
-                             (table.private_blocks ? ", each packing its own blocks)" : ")")};
+  if (table.split != ThreadSplit::columns) {
+    const bool rows = table.split == ThreadSplit::rows;
+    return {table, std::string("the kernel's table (its threads split ") +
+                       (rows ? "the rows" : "each product along the side with more tiles") +
+                       (table.private_blocks ? ", each packing its own blocks" : rows ? " and share one B block" : "") +
+                       ")"};
+  }
   if (l2_bytes > 0) {
     const double row = double(table.kc) * element_bytes;  // bytes per column of the B block
     const int64_t fitted = int64_t((kL2Share * double(l2_bytes) - double(table.mc) * row) / row) / nr * nr;

@@ -604,20 +604,20 @@ TEST(PanelPacker, Avx512MatchesGeneric) {
 #endif
 }
 
-// The direct bf16 packer against pack_panel_avx512 + interleave_bf16_avx512bf16 (its reference),
-// bit for bit, on every edge: both tile widths, rows around 16-lane groups and panels, odd kc
-// (the last pair half padding), k chunks of 32 partly filled, kc_pad past kc, both orientations,
-// leading dimensions larger than the block. The destination starts as all ones so a skipped
-// value shows.
-TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
 #if defined(__x86_64__)
-  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
-  for (int R : {6, 14, 28, 32})
-    for (int64_t rows : {0, 1, 13, 14, 15, 16, 17, 31, 32, 33, 100})
-      for (int64_t kc : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 512})
-        for (int64_t extra_pairs : {0, 2})
+// A direct 16-bit packer against pack_panel_avx512 + `convert` (its reference), bit for bit, for
+// every tile width R, row count, kc and padded kc given (kc_pad(kc, extra) for each extra), both
+// orientations, leading dimensions larger than the block. The destination starts as all ones so a
+// skipped value shows.
+void check_direct_packer(HalfPanelPacker direct, PanelConverter convert, std::initializer_list<int> Rs,
+                         std::initializer_list<int64_t> row_counts, std::initializer_list<int64_t> kcs,
+                         std::initializer_list<int64_t> extras, int64_t (*kc_pad_of)(int64_t kc, int64_t extra)) {
+  for (int R : Rs)
+    for (int64_t rows : row_counts)
+      for (int64_t kc : kcs)
+        for (int64_t extra : extras)
           for (bool k_contiguous : {true, false}) {
-            const int64_t kc_pad = (kc + 1) / 2 * 2 + 2 * extra_pairs, pad = 3;
+            const int64_t kc_pad = kc_pad_of(kc, extra), pad = 3;
             const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
             const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
             const int64_t panels = (rows + R - 1) / R;
@@ -627,47 +627,39 @@ TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
             for (int64_t r0 = 0; r0 < rows; r0 += R) {
               pack_panel_avx512(src.data() + r0 * (k_contiguous ? ld : 1), ld, k_contiguous,
                                 std::min<int64_t>(R, rows - r0), kc, kc_pad, R, scratch.data());
-              interleave_bf16_avx512bf16(scratch.data(), kc_pad, R, want.data() + r0 * kc_pad);
+              convert(scratch.data(), kc_pad, R, want.data() + r0 * kc_pad);
             }
-            pack_bf16_pairs_avx512bf16(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+            direct(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
             ASSERT_EQ(want, got) << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
                                  << (k_contiguous ? " k-contiguous" : " row-contiguous");
           }
+}
+#endif
+
+// The direct bf16 pair packer against pack_panel_avx512 + interleave_bf16_avx512bf16 on every
+// edge: both tile widths, rows around 16-lane groups and panels, odd kc (the last pair half
+// padding), k chunks of 32 partly filled, kc_pad two pairs past kc.
+TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
+#if defined(__x86_64__)
+  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  check_direct_packer(pack_bf16_pairs_avx512bf16, interleave_bf16_avx512bf16, {6, 14, 28, 32},
+                      {0, 1, 13, 14, 15, 16, 17, 31, 32, 33, 100}, {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 512},
+                      {0, 2}, [](int64_t kc, int64_t extra_pairs) { return (kc + 1) / 2 * 2 + 2 * extra_pairs; });
 #else
   GTEST_SKIP() << "x86 only";
 #endif
 }
 
-// The direct AMX A packer against pack_panel_avx512 + rows_bf16_amx (its reference), bit for
-// bit: rows around 16-row groups and panels, kc around the 32-k chunks, kc_pad one chunk past kc,
-// both orientations, leading dimensions larger than the block. The destination starts as all
-// ones, so a padding row or k the packer leaves unzeroed shows (in a GEMM it hides: padding rows
-// of A only reach discarded rows of C, and padded k meets B's zeros, unless it holds an Inf or
-// NaN).
+// The direct AMX A packer against pack_panel_avx512 + rows_bf16_amx: rows around 16-row groups
+// and panels, kc around the 32-k chunks, kc_pad one chunk past kc. The all-ones start shows a
+// padding row or k left unzeroed (in a GEMM it hides: padding rows of A only reach discarded rows
+// of C, and padded k meets B's zeros, unless it holds an Inf or NaN).
 TEST(PanelPacker, DirectAmxRowsMatchPackThenRows) {
 #if defined(__x86_64__)
   if (!gemm_isa_supported(GemmIsa::amx)) GTEST_SKIP() << "no AMX on this CPU";
-  for (int R : {16, 32, 48})
-    for (int64_t rows : {0, 1, 15, 16, 17, 31, 32, 33, 100})
-      for (int64_t kc : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 256})
-        for (int64_t extra : {0, 32})
-          for (bool k_contiguous : {true, false}) {
-            const int64_t kc_pad = (kc + 31) / 32 * 32 + extra, pad = 3;
-            const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
-            const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
-            const int64_t panels = (rows + R - 1) / R;
-            std::vector<uint16_t> want(size_t(panels * kc_pad * R) + 32, 0xFFFF);
-            auto got = want;
-            std::vector<float> scratch(size_t(kc_pad * R));
-            for (int64_t r0 = 0; r0 < rows; r0 += R) {
-              pack_panel_avx512(src.data() + r0 * (k_contiguous ? ld : 1), ld, k_contiguous,
-                                std::min<int64_t>(R, rows - r0), kc, kc_pad, R, scratch.data());
-              rows_bf16_amx(scratch.data(), kc_pad, R, want.data() + r0 * kc_pad);
-            }
-            pack_bf16_rows_amx(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
-            ASSERT_EQ(want, got) << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
-                                 << (k_contiguous ? " k-contiguous" : " row-contiguous");
-          }
+  check_direct_packer(pack_bf16_rows_amx, rows_bf16_amx, {16, 32, 48}, {0, 1, 15, 16, 17, 31, 32, 33, 100},
+                      {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 256}, {0, 32},
+                      [](int64_t kc, int64_t extra) { return (kc + 31) / 32 * 32 + extra; });
 #else
   GTEST_SKIP() << "x86 only";
 #endif

@@ -234,6 +234,87 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
 }
 
 template <typename T>
+void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double eps, bool centered) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = in + i * C;
+    T mu = 0;
+    if (centered) {
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < C; ++c) s += x[c];
+      mu = s / T(C);
+    }
+    T v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int64_t c = 0; c < C; ++c) v += (x[c] - mu) * (x[c] - mu);
+    const T r = T(1) / std::sqrt(v / T(C) + T(eps));
+    T* o = xn + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - mu) * r;
+    rstd[i] = r;
+  }
+}
+
+template <typename T>
+void norm_scale_forward(T* out, const T* xn, const T* w, const T* b, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = xn + i * C;
+    T* o = out + i * C;
+    if (b) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c] + b[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c];
+    }
+  }
+}
+
+// As layernorm_backward: the row work, then the column sums a block of columns per task.
+template <typename T>
+void norm_rows_backward(T* din, T* dw, T* db, const T* dout, const T* xn, const T* w, const T* rstd, int64_t N,
+                        int64_t C, bool centered) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = xn + i * C;
+    const T* dy = dout + i * C;
+    const T r = rstd[i];
+    T a = 0, bsum = 0;
+#pragma omp simd reduction(+ : a, bsum)
+    for (int64_t c = 0; c < C; ++c) {
+      const T dxhat = dy[c] * w[c];
+      a += dxhat;
+      bsum += dxhat * x[c];
+    }
+    a = centered ? a / T(C) : T(0);
+    bsum /= T(C);
+    T* dx = din + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - x[c] * bsum);
+  }
+  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
+    T sw[kColumnBlock] = {}, sb[kColumnBlock] = {};
+    for (int64_t i = 0; i < N; ++i) {
+      const T* dy = dout + i * C + c0;
+      const T* x = xn + i * C + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < nc; ++c) {
+        sw[c] += dy[c] * x[c];
+        sb[c] += dy[c];
+      }
+    }
+    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c];
+    if (db)
+      for (int64_t c = 0; c < nc; ++c) db[c0 + c] += sb[c];
+  }
+}
+
+template <typename T>
 void bias_forward(T* out, const T* bias, int64_t N, int64_t C) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {

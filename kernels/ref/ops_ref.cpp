@@ -115,6 +115,50 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
 }
 
 template <typename T>
+void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double eps, bool centered) {
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = in + i * C;
+    double mu = 0.0, var = 0.0;
+    if (centered) {
+      for (int64_t c = 0; c < C; ++c) mu += x[c];
+      mu /= double(C);
+    }
+    for (int64_t c = 0; c < C; ++c) var += (x[c] - mu) * (x[c] - mu);
+    const double r = 1.0 / std::sqrt(var / double(C) + eps);
+    for (int64_t c = 0; c < C; ++c) xn[i * C + c] = T((x[c] - mu) * r);
+    rstd[i] = T(r);
+  }
+}
+
+template <typename T>
+void norm_scale_forward(T* out, const T* xn, const T* w, const T* b, int64_t N, int64_t C) {
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t c = 0; c < C; ++c) out[i * C + c] = T(double(xn[i * C + c]) * w[c] + (b ? double(b[c]) : 0.0));
+}
+
+template <typename T>
+void norm_rows_backward(T* din, T* dw, T* db, const T* dout, const T* xn, const T* w, const T* rstd, int64_t N,
+                        int64_t C, bool centered) {
+  for (int64_t i = 0; i < N; ++i) {
+    const T* x = xn + i * C;
+    const T* dy = dout + i * C;
+    double mean_dxhat = 0.0, mean_dxhat_xhat = 0.0;
+    for (int64_t c = 0; c < C; ++c) {
+      const double dxhat = double(dy[c]) * w[c];
+      mean_dxhat += dxhat;
+      mean_dxhat_xhat += dxhat * x[c];
+    }
+    mean_dxhat = centered ? mean_dxhat / double(C) : 0.0;
+    mean_dxhat_xhat /= double(C);
+    for (int64_t c = 0; c < C; ++c) {
+      dw[c] += T(double(dy[c]) * x[c]);
+      if (db) db[c] += dy[c];
+      din[i * C + c] += T(double(rstd[i]) * (double(dy[c]) * w[c] - mean_dxhat - x[c] * mean_dxhat_xhat));
+    }
+  }
+}
+
+template <typename T>
 void bias_forward(T* out, const T* bias, int64_t N, int64_t C) {
   for (int64_t i = 0; i < N; ++i)
     for (int64_t c = 0; c < C; ++c) out[i * C + c] += bias[c];

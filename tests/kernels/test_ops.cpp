@@ -54,6 +54,43 @@ TEST(FastVsRef, RmsNorm) {
   expect_close(dw1, dw2, "dw");
 }
 
+// The norms in two halves against their references, and composed against the one-piece norms:
+// the same outputs and gradients (so the model may keep xn instead of the norm's input).
+TEST(FastVsRef, NormFromNormalizedRows) {
+  for (const bool centered : {true, false}) {
+    SCOPED_TRACE(centered ? "layernorm" : "rmsnorm");
+    V x = random_vector<float>(N * C, 11, -3, 3), w = random_vector<float>(C, 12), b = random_vector<float>(C, 13);
+    const float* bias = centered ? b.data() : nullptr;
+    V xn1(N * C), xn2(N * C), r1(N), r2(N), o1(N * C), o2(N * C), whole(N * C), mean(N), rstd(N);
+    norm_rows_forward(xn1.data(), r1.data(), x.data(), N, C, 1e-5, centered);
+    ref::norm_rows_forward(xn2.data(), r2.data(), x.data(), N, C, 1e-5, centered);
+    expect_close(xn1, xn2, "xn");
+    expect_close(r1, r2, "rstd");
+    norm_scale_forward(o1.data(), xn1.data(), w.data(), bias, N, C);
+    ref::norm_scale_forward(o2.data(), xn2.data(), w.data(), bias, N, C);
+    expect_close(o1, o2, "out");
+    if (centered)
+      ref::layernorm_forward(whole.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
+    else
+      ref::rmsnorm_forward(whole.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+    expect_close(o1, whole, "out against the one-piece norm");
+    V dy = random_vector<float>(N * C, 14), dx1(N * C), dx2(N * C), dxw(N * C), dw1(C), dw2(C), dww(C), db1(C),
+      db2(C), dbw(C);
+    norm_rows_backward(dx1.data(), dw1.data(), centered ? db1.data() : nullptr, dy.data(), xn1.data(), w.data(),
+                       r1.data(), N, C, centered);
+    ref::norm_rows_backward(dx2.data(), dw2.data(), centered ? db2.data() : nullptr, dy.data(), xn2.data(), w.data(),
+                            r2.data(), N, C, centered);
+    if (centered)
+      ref::layernorm_backward(dxw.data(), dww.data(), dbw.data(), dy.data(), x.data(), w.data(), mean.data(),
+                              rstd.data(), N, C);
+    else
+      ref::rmsnorm_backward(dxw.data(), dww.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+    for (const V* want : {&dx2, &dxw}) expect_close(dx1, *want, "dx");
+    for (const V* want : {&dw2, &dww}) expect_close(dw1, *want, "dw");
+    for (const V* want : {&db2, &dbw}) expect_close(db1, *want, "db");
+  }
+}
+
 TEST(FastVsRef, GeluAndSwiglu) {
   V x = random_vector<float>(N * 2 * F, 8, -6, 6), dy = random_vector<float>(N * 2 * F, 9);
   V o1(N * 2 * F), o2(N * 2 * F), d1(N * 2 * F), d2(N * 2 * F);

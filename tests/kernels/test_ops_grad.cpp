@@ -57,6 +57,9 @@ struct Ops;
   static constexpr auto layernorm_backward = NS::layernorm_backward<double>;                      \
   static constexpr auto rmsnorm_forward = NS::rmsnorm_forward<double>;                            \
   static constexpr auto rmsnorm_backward = NS::rmsnorm_backward<double>;                          \
+  static constexpr auto norm_rows_forward = NS::norm_rows_forward<double>;                        \
+  static constexpr auto norm_scale_forward = NS::norm_scale_forward<double>;                      \
+  static constexpr auto norm_rows_backward = NS::norm_rows_backward<double>;                      \
   static constexpr auto gelu_forward = NS::gelu_forward<double>;                                  \
   static constexpr auto gelu_backward = NS::gelu_backward<double>;                                \
   static constexpr auto swiglu_forward = NS::swiglu_forward<double>;                              \
@@ -107,6 +110,29 @@ TYPED_TEST(OpGrad, RmsNorm) {
               K::rmsnorm_backward(g[0].data(), g[1].data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
             }};
   c.run();
+}
+
+// The norms in two halves (the normalized rows kept, the output rebuilt from them): LayerNorm
+// (centered, with a bias) and RMSNorm, x and the weights.
+TYPED_TEST(OpGrad, NormFromNormalizedRows) {
+  using K = TypeParam;
+  for (const bool centered : {true, false}) {
+    Vec x = random_vector<double>(N * C, 21), w = random_vector<double>(C, 22, 0.5, 1.5),
+        b = random_vector<double>(C, 23), xn(N * C), rstd(N);
+    std::vector<Vec*> inputs{&x, &w};
+    if (centered) inputs.push_back(&b);
+    OpCheck c{inputs, {"x", "w", "b"}, N * C,
+              [&](Vec& out) {
+                K::norm_rows_forward(xn.data(), rstd.data(), x.data(), N, C, 1e-5, centered);
+                K::norm_scale_forward(out.data(), xn.data(), w.data(), centered ? b.data() : nullptr, N, C);
+              },
+              [&](std::vector<Vec>& g, const Vec& dout) {
+                K::norm_rows_backward(g[0].data(), g[1].data(), centered ? g[2].data() : nullptr, dout.data(),
+                                      xn.data(), w.data(), rstd.data(), N, C, centered);
+              }};
+    SCOPED_TRACE(centered ? "layernorm" : "rmsnorm");
+    c.run();
+  }
 }
 
 TYPED_TEST(OpGrad, Gelu) {

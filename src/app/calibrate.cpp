@@ -80,17 +80,15 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
   const bool gpt2 = d.family == Family::gpt2;
   const int64_t FC = gpt2 ? F : 2 * F, W = std::max({C, FC, QKV});
   std::vector<float> x = filled(N * C), y = filled(N * C), z = filled(N * C), qkv = filled(N * QKV), fch = filled(N * FC),
-                     act = filled(N * F), mean = filled(N), rstd = filled(N), w = filled(W), dw = filled(W), db = filled(W), dy = filled(N * C),
+                     act = filled(N * F), xn = filled(N * C), rstd = filled(N), w = filled(W), dw = filled(W), db = filled(W), dy = filled(N * C),
                      dfch = filled(N * FC), dact = filled(N * F), dqkv = filled(N * QKV);
   namespace k = kernels;
   return median_seconds(
       [&] {
-        // forward
+        // forward: each norm keeps its normalized rows (xn) and makes its output from them
         for (int i = 0; i < 2; ++i) {
-          if (gpt2)
-            k::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(), N, C, 1e-5);
-          else
-            k::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+          k::norm_rows_forward(xn.data(), rstd.data(), x.data(), N, C, 1e-5, gpt2);
+          k::norm_scale_forward(y.data(), xn.data(), w.data(), gpt2 ? w.data() : nullptr, N, C);
           k::residual_forward(z.data(), x.data(), y.data(), N * C);
         }
         if (gpt2) {
@@ -106,12 +104,10 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
         // backward, as block_backward: the output gradient (z) becomes d(resid2), then the input's
         // gradient, in place; the zeroed buffers are the ones the model zeroes
         for (std::vector<float>* v : {&dfch, &dqkv}) std::fill(v->begin(), v->end(), 0.0f);
-        const auto norm_backward = [&](float* din) {
-          if (gpt2)
-            k::layernorm_backward(din, dw.data(), db.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(),
-                                  N, C);
-          else
-            k::rmsnorm_backward(din, dw.data(), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        const auto norm_backward = [&](float* din) {  // the output rebuilt for the weight gradient, then backward
+          k::norm_scale_forward(y.data(), xn.data(), w.data(), gpt2 ? w.data() : nullptr, N, C);
+          k::norm_rows_backward(din, dw.data(), gpt2 ? db.data() : nullptr, dy.data(), xn.data(), w.data(), rstd.data(),
+                                N, C, gpt2);
         };
         norm_backward(z.data());
         norm_backward(z.data());

@@ -22,24 +22,32 @@ using model::linear_forward;
 // (full); the rest lives in Scratch and is recomputed in backward. The attention keeps probs
 // (gemm) or lse (flash). Nr: the token rows this rank keeps of the residual stream — N, or its
 // sequence-parallel block (ModelDims::sequence_parallel).
+// A norm keeps its normalized rows xn and 1/std (all its backward reads), not its input: the
+// norms' outputs (ln1, ln2) and resid2 = x + attention branch are working tensors in Scratch,
+// the outputs rebuilt from xn in backward (norm_scale_forward), so no block keeps a row of the
+// fp32 residual stream but its output `out` where that is needed.
 template <typename T>
 struct BlockActs {
-  std::vector<T> ln1, ln1_mean, ln1_rstd;  // (Nr,C), (Nr), (Nr)
-  std::vector<T> qkv;                      // (N, (NH+2*KV)*HS), after rotary for llama
-  std::vector<T> probs;                    // (B, NH, T, T)  gemm attention
-  std::vector<T> lse;                      // (B, NH, T)     flash attention: log-sum-exp per row
-  std::vector<T> atty;                     // (N, NH*HS)
-  std::vector<T> resid2;                   // (Nr,C)  x + attention branch
-  std::vector<T> ln2, ln2_mean, ln2_rstd;  // (Nr,C), (Nr), (Nr)
-  std::vector<T> fch;                      // (N,F) gpt2, (N,2F) llama: MLP pre-activation
-  std::vector<T> fch_act;                  // (N,F)
-  std::vector<T> out;                      // (Nr,C)  resid2 + MLP branch
-  // 16-bit saved activations (Model's `saved` precision): ln1, qkv and ln2 enter only products,
-  // which round them to that precision anyway; fch and atty are rounded where they are made in a
-  // 16-bit run (round_made); fch_act is rebuilt from fch. So the block keeps ln1, qkv, ln2, fch
-  // (and atty when it keeps the attention) as 16-bit patterns here, leaves the fp32 vectors above
-  // empty and keeps no fch_act; while it runs, fp32 working copies from the scratch stand in (Halves).
-  std::vector<uint16_t> ln1_h, qkv_h, ln2_h, fch_h, atty_h;
+  std::vector<T> xn1, rstd1;  // (Nr,C), (Nr): the first norm's normalized rows, 1/std
+  std::vector<T> qkv;         // (N, (NH+2*KV)*HS), after rotary for llama
+  std::vector<T> probs;       // (B, NH, T, T)  gemm attention
+  std::vector<T> lse;         // (B, NH, T)     flash attention: log-sum-exp per row
+  std::vector<T> atty;        // (N, NH*HS)
+  std::vector<T> xn2, rstd2;  // (Nr,C), (Nr): the second norm's (its input: resid2)
+  std::vector<T> fch;         // (N,F) gpt2, (N,2F) llama: MLP pre-activation
+  std::vector<T> fch_act;     // (N,F)
+  // (Nr,C) resid2 + MLP branch: kept by a chunk's last block (the stage's output, the final
+  // norm's input) and under full recomputation by every block (where backward re-runs from);
+  // the other blocks write it into the scratch's stream, the next block's input.
+  std::vector<T> out;
+  // 16-bit saved activations (Model's `saved` precision): qkv enters only products, which round
+  // it to that precision anyway; xn1, xn2, fch and atty are rounded where they are made in a
+  // 16-bit run (round_made: the norms' outputs are made from the rounded rows, so backward
+  // rebuilds exactly what forward multiplied); fch_act is rebuilt from fch. So the block keeps
+  // xn1, qkv, xn2, fch (and atty when it keeps the attention) as 16-bit patterns here, leaves the
+  // fp32 vectors above empty and keeps no fch_act; while it runs, fp32 working copies from the
+  // scratch stand in (Halves).
+  std::vector<uint16_t> xn1_h, qkv_h, xn2_h, fch_h, atty_h;
 };
 
 // One micro-batch's saved activations (one pipeline slot).
@@ -64,6 +72,10 @@ struct Scratch {
   std::vector<T> dres_a, dres_b, dln;                    // (N,C)
   std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
   std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
+  // A block's working rows (Nr,C): a norm's output (ln1, then ln2; rebuilt from xn in backward)
+  // and resid2; and the residual stream between blocks that keep no `out` (two, alternating).
+  std::vector<T> ln, resid2;
+  std::array<std::vector<T>, 2> stream;
   std::vector<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
   // sums before the reduce-scatter; the norms' weight gradients of every local layer, this rank's
@@ -71,7 +83,7 @@ struct Scratch {
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (L, 4C)
   std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
-  BlockActs<T> work;  // 16-bit saved activations: fp32 ln1, qkv, ln2, fch, fch_act, atty of the running block
+  BlockActs<T> work;  // 16-bit saved activations: fp32 xn1, qkv, xn2, fch, fch_act, atty of the running block
 };
 
 namespace {
@@ -119,7 +131,7 @@ void activation_forward(const ModelDims& d, T* act, const T* fch, int64_t N) {
     k::swiglu_forward(act, fch, N, d.F);
 }
 
-// A block that keeps ln1, qkv, ln2, fch and atty as 16-bit patterns lends the scratch's fp32
+// A block that keeps xn1, qkv, xn2, fch and atty as 16-bit patterns lends the scratch's fp32
 // working copies for as long as it runs (vector swaps: no copy): `narrow` after its forward
 // stores them, `widen` before its backward restores them and rebuilds fch_act from fch.
 template <typename T>
@@ -147,10 +159,10 @@ class Halves {
   }
 
  private:
-  bool on() const { return !a_.ln1_h.empty(); }
+  bool on() const { return !a_.xn1_h.empty(); }
   bool attention() const { return !a_.atty_h.empty(); }  // kept here, not recomputed (selective)
   void swap() {
-    std::swap(a_.ln1, work_.ln1), std::swap(a_.qkv, work_.qkv), std::swap(a_.ln2, work_.ln2);
+    std::swap(a_.xn1, work_.xn1), std::swap(a_.qkv, work_.qkv), std::swap(a_.xn2, work_.xn2);
     std::swap(a_.fch, work_.fch), std::swap(a_.fch_act, work_.fch_act);
     if (attention()) std::swap(a_.atty, work_.atty);
   }
@@ -160,8 +172,8 @@ class Halves {
     int64_t n;
   };
   std::vector<Part> parts(int64_t Nr, int64_t N, const ModelDims& d) {
-    std::vector<Part> p{Part{&a_.ln1, &a_.ln1_h, Nr * d.C}, Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()},
-                        Part{&a_.ln2, &a_.ln2_h, Nr * d.C}, Part{&a_.fch, &a_.fch_h, N * d.fc_rows()}};
+    std::vector<Part> p{Part{&a_.xn1, &a_.xn1_h, Nr * d.C}, Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()},
+                        Part{&a_.xn2, &a_.xn2_h, Nr * d.C}, Part{&a_.fch, &a_.fch_h, N * d.fc_rows()}};
     if (attention()) p.push_back(Part{&a_.atty, &a_.atty_h, N * d.NH * d.HS});
     return p;
   }
@@ -219,43 +231,40 @@ struct PairComm {
   }
 };
 
-// x and the block's residual stream: this rank's token rows (token_rows); the linears and the
-// attention see all N rows.
+// x, out and the block's residual stream: this rank's token rows (token_rows); the linears and
+// the attention see all N rows. out must not alias x.
 template <typename T>
 void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, BlockActs<T>& a, BlockActs<T>& at,
-                   const T* x, const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
+                   const T* x, T* out, const LayerViews<T>& p, const ModelDims& d, int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
   const int64_t Nr = token_rows<T>(ctx, d, N).size();
   const bool gpt2 = d.family == Family::gpt2;
   const TensorParallelOps* tp = split_over<T>(ctx);
   const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
-  if (gpt2)
-    k::layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, p.ln1_w, p.ln1_b, Nr, C, d.eps);
-  else
-    k::rmsnorm_forward(a.ln1.data(), a.ln1_rstd.data(), x, p.ln1_w, Nr, C, d.eps);
-  linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(a.ln1.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
+  k::norm_rows_forward(a.xn1.data(), a.rstd1.data(), x, Nr, C, d.eps, gpt2);
+  round_made(ctx, a.xn1, Nr * C);
+  k::norm_scale_forward(s.ln.data(), a.xn1.data(), p.ln1_w, p.ln1_b, Nr, C);
+  linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   attention_forward(ctx, kind, a, at, d, B, Tn);
-  pair.row_forward(a.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
-  k::residual_forward(a.resid2.data(), a.resid2.data(), x, Nr * C);
-  if (gpt2)
-    k::layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w,
-                         p.ln2_b, Nr, C, d.eps);
-  else
-    k::rmsnorm_forward(a.ln2.data(), a.ln2_rstd.data(), a.resid2.data(), p.ln2_w, Nr, C, d.eps);
-  linear_forward(ctx.gemm, a.fch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
+  pair.row_forward(s.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
+  k::residual_forward(s.resid2.data(), s.resid2.data(), x, Nr * C);
+  k::norm_rows_forward(a.xn2.data(), a.rstd2.data(), s.resid2.data(), Nr, C, d.eps, gpt2);
+  round_made(ctx, a.xn2, Nr * C);
+  k::norm_scale_forward(s.ln.data(), a.xn2.data(), p.ln2_w, p.ln2_b, Nr, C);
+  linear_forward(ctx.gemm, a.fch.data(), pair.column_input(s.ln.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
   round_made(ctx, a.fch, N * d.fc_rows());
   activation_forward(d, a.fch_act.data(), a.fch.data(), N);
-  pair.row_forward(a.out.data(), a.fch_act.data(), p.fcproj_w, p.fcproj_b, F, C);
-  k::residual_forward(a.out.data(), a.out.data(), a.resid2.data(), Nr * C);
+  pair.row_forward(out, a.fch_act.data(), p.fcproj_w, p.fcproj_b, F, C);
+  k::residual_forward(out, out, s.resid2.data(), Nr * C);
 }
 
 // grad: in, the gradient of the block's output (this rank's Nr token rows); out, of its input x —
 // in place (it is d(resid2) in between). The block's parameter gradients are added into g.
 template <typename T>
 void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T* grad, const BlockActs<T>& a,
-                    const BlockActs<T>& at, const T* x, const LayerViews<T>& p, const LayerViews<T>& g,
-                    const ModelDims& d, int64_t B, int64_t Tn) {
+                    const BlockActs<T>& at, const LayerViews<T>& p, const LayerViews<T>& g, const ModelDims& d,
+                    int64_t B, int64_t Tn) {
   const int64_t N = B * Tn, C = d.C, A = d.NH * d.HS, F = d.F, QKV = d.qkv_rows();
   const int64_t Nr = token_rows<T>(ctx, d, N).size();
   const bool gpt2 = d.family == Family::gpt2;
@@ -276,13 +285,10 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
     k::gelu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N * F);
   else
     k::swiglu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N, F);
-  pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), pair.column_input(a.ln2.data(), C), p.fc_w, C,
+  k::norm_scale_forward(s.ln.data(), a.xn2.data(), p.ln2_w, p.ln2_b, Nr, C);  // ln2 again, as forward made it
+  pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), pair.column_input(s.ln.data(), C), p.fc_w, C,
                        FC);
-  if (gpt2)
-    k::layernorm_backward(dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.resid2.data(), p.ln2_w, a.ln2_mean.data(),
-                          a.ln2_rstd.data(), Nr, C);
-  else
-    k::rmsnorm_backward(dresid2, g.ln2_w, s.dln.data(), a.resid2.data(), p.ln2_w, a.ln2_rstd.data(), Nr, C);
+  k::norm_rows_backward(dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.xn2.data(), p.ln2_w, a.rstd2.data(), Nr, C, gpt2);
   // resid2 = x + attn(x): d(x) = d(resid2) + the first norm's part (added in place below), and
   // d(resid2) is the attention's output gradient.
   linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, pair.column_input(dresid2, C), at.atty.data(),
@@ -295,14 +301,11 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
     model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                               d.KV, d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
-  pair.column_backward(s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), pair.column_input(a.ln1.data(), C), p.qkv_w,
+  k::norm_scale_forward(s.ln.data(), a.xn1.data(), p.ln1_w, p.ln1_b, Nr, C);  // ln1 again
+  pair.column_backward(s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w,
                        C, QKV);
   T* const dx = grad;
-  if (gpt2)
-    k::layernorm_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), x, p.ln1_w, a.ln1_mean.data(),
-                          a.ln1_rstd.data(), Nr, C);
-  else
-    k::rmsnorm_backward(dx, g.ln1_w, s.dln.data(), x, p.ln1_w, a.ln1_rstd.data(), Nr, C);
+  k::norm_rows_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), a.xn1.data(), p.ln1_w, a.rstd1.data(), Nr, C, gpt2);
 }
 
 // Sequence parallelism: a block's norm weights see only this rank's rows, so their gradients are
@@ -358,17 +361,16 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   // or fp16 (the double model of the gradient checks never is).
   const bool halves = saved != kernels::Precision::fp32 && std::is_same_v<T, float> && recompute != Recompute::full;
   // keep: every tensor (none, or the recomputation scratch); keep_attention: probs or lse, and
-  // atty; half: ln1, qkv, ln2, fch (and atty) as 16-bit patterns, no fch_act (Halves).
-  const auto block = [&](bool keep, bool keep_attention, bool half) {
+  // atty; half: xn1, qkv, xn2, fch (and atty) as 16-bit patterns, no fch_act (Halves); keep_out:
+  // the block's output.
+  const auto block = [&](bool keep, bool keep_attention, bool half, bool keep_out) {
     BlockActs<T> b;
     if (keep) {
-      b.ln1_mean = sized(Nr), b.ln1_rstd = sized(Nr);
-      b.resid2 = sized(Nr * C);
-      b.ln2_mean = sized(Nr), b.ln2_rstd = sized(Nr);
+      b.rstd1 = sized(Nr), b.rstd2 = sized(Nr);
       if (half)
-        b.ln1_h = sized16(Nr * C), b.qkv_h = sized16(N * QKV), b.ln2_h = sized16(Nr * C), b.fch_h = sized16(N * FC);
+        b.xn1_h = sized16(Nr * C), b.qkv_h = sized16(N * QKV), b.xn2_h = sized16(Nr * C), b.fch_h = sized16(N * FC);
       else
-        b.ln1 = sized(Nr * C), b.qkv = sized(N * QKV), b.ln2 = sized(Nr * C), b.fch = sized(N * FC),
+        b.xn1 = sized(Nr * C), b.qkv = sized(N * QKV), b.xn2 = sized(Nr * C), b.fch = sized(N * FC),
         b.fch_act = sized(N * F);
     }
     if (keep_attention) {
@@ -378,14 +380,16 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
       else
         b.atty = sized(N * A);
     }
-    b.out = sized(Nr * C);
+    if (keep_out) b.out = sized(Nr * C);
     return b;
   };
+  const int64_t Lc = dims.chunk_layers();
   out.resize(size_t(slots));
   for (auto& a : out) {
     a.encoded = sized(N * C);
-    for (int64_t l = 0; l < dims.chunk_layers(); ++l)  // one chunk's layers per slot
-      a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none, halves));
+    for (int64_t l = 0; l < Lc; ++l)  // one chunk's layers per slot
+      a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none, halves,
+                               recompute == Recompute::full || l == Lc - 1));
     if (dims.sequence_parallel && dims.has_head) a.output = sized(N * C);  // the final norm's input
     if (dims.has_head) {
       a.lnf = sized(N * C), a.lnf_mean = sized(N), a.lnf_rstd = sized(N);
@@ -397,9 +401,12 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
   if (dims.has_head) s.dlosses = sized(N), s.head_logits = sized(head_block_rows(N) * dims.Vl);
   if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
-  if (recompute == Recompute::full) s.re = block(true, true, false);
+  if (Lc > 0) s.ln = sized(Nr * C), s.resid2 = sized(Nr * C);
+  if (recompute != Recompute::full)  // blocks before a chunk's last write their output here
+    for (int64_t i = 0; i < std::min<int64_t>(2, Lc - 1); ++i) s.stream[size_t(i)] = sized(Nr * C);
+  if (recompute == Recompute::full) s.re = block(true, true, false, true);  // out: backward's re-run writes it
   if (halves) {
-    s.work.ln1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.ln2 = sized(Nr * C);
+    s.work.xn1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.xn2 = sized(Nr * C);
     s.work.fch = sized(N * FC), s.work.fch_act = sized(N * F);
     if (recompute == Recompute::none) s.work.atty = sized(N * A);
   }
@@ -537,11 +544,12 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
     Halves<T> halves(saved_, a, scratch_->work);
-    block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x,
+    std::vector<T>& kept = s.blocks[size_t(j)].out;
+    T* const out = kept.empty() ? scratch_->stream[size_t(j % 2)].data() : kept.data();
+    block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x, out,
                   p_.layers[size_t(l0 + j)], d, B, Tn);
     halves.narrow(Nr, N, d);
-    if (recompute_ == Recompute::full) std::copy_n(a.out.data(), Nr * C, s.blocks[size_t(j)].out.data());
-    x = s.blocks[size_t(j)].out.data();
+    x = out;
   }
   if (!d.has_head || chunk != d.chunks - 1) return 0.0;
   if (sp) x = model::sequence_gather(tp, x, N, C, s.output.data());  // the final norm's input: every rank's rows
@@ -651,20 +659,20 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   }
   for (int64_t j = Lc - 1; j >= 0; --j) {
     const int64_t l = l0 + j;
-    const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;
     const BlockActs<T>* a = &s.blocks[size_t(j)];
     Halves<T> halves(saved_, s.blocks[size_t(j)], sc.work);
     halves.widen(rows.size(), N, d);
-    if (recompute_ == Recompute::full) {  // re-run the block: every tensor lands in the scratch
-      block_forward(ctx, attention_, sc, sc.re, sc.re, x, p_.layers[l], d, B, Tn);
+    if (recompute_ == Recompute::full) {  // re-run the block from its input: every tensor lands in the scratch
+      const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;
+      block_forward(ctx, attention_, sc, sc.re, sc.re, x, sc.re.out.data(), p_.layers[l], d, B, Tn);
       a = &sc.re;
     } else if (recompute_ == Recompute::selective) {
       attention_forward(ctx, attention_, *a, sc.re, d, B, Tn);
     }
     T* const norm_part = sp ? sc.sp_norm_grads.data() + l * 4 * C : nullptr;
     const LayerViews<T> g = sp ? norms_into(g_.layers[l], norm_part, C) : g_.layers[l];
-    block_backward(ctx, attention_, sc, dout, *a, recompute_ == Recompute::none ? *a : sc.re, x, p_.layers[l], g, d,
-                   B, Tn);  // dout becomes the block input's gradient
+    block_backward(ctx, attention_, sc, dout, *a, recompute_ == Recompute::none ? *a : sc.re, p_.layers[l], g, d, B,
+                   Tn);  // dout becomes the block input's gradient
     if (sp && last) add_summed_norms(tp, g_.layers[l], norm_part, C);
     if (ready) ready(layer_ranges_[size_t(l)].begin, layer_ranges_[size_t(l)].end);
   }

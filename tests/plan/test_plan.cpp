@@ -71,9 +71,10 @@ TEST(PlanMemory, CountedActivationsEqualABuiltModel) {
 }
 
 // Sequence parallelism at tp = 2: each block keeps half of the residual stream's rows (its two
-// norms' outputs and statistics, resid2, out), the slot one gathered output; the scratch adds the
-// gathered input, the partial sums and the norms' 4C gradient parts of every layer. Counted = built, and exactly that
-// difference.
+// norms' normalized rows and 1/std; a chunk's last block its output too), and so does the scratch
+// (the norm's output, resid2, the stream between blocks); the slot keeps one gathered output and
+// the scratch adds the gathered input, the partial sums and the norms' 4C gradient parts of every
+// layer. Counted = built, and exactly that difference.
 TEST(PlanMemory, SequenceParallelKeepsHalfTheResidualStream) {
   Config c = tiny_gpt2();
   c.parallel.tp = 2;
@@ -87,7 +88,9 @@ TEST(PlanMemory, SequenceParallelKeepsHalfTheResidualStream) {
   const Model<float> built(sp, B, T, slots, Recompute::none, Attention::flash);
   EXPECT_EQ(Model<float>::activation_bytes(sp, B, T, slots, Recompute::none, Attention::flash),
             built.activation_bytes());
-  const int64_t saved_floats = slots * L * (4 * C + 4) * (N - Nr) - slots * N * C - 2 * N * C - L * 4 * C;
+  ASSERT_GE(L, 3);  // two stream rows in the scratch
+  const int64_t per_row = slots * L * (2 * C + 2) + slots * C + 4 * C;
+  const int64_t saved_floats = per_row * (N - Nr) - slots * N * C - 2 * N * C - L * 4 * C;
   EXPECT_EQ(Model<float>::activation_bytes(plain, B, T, slots, Recompute::none, Attention::flash) -
                 built.activation_bytes(),
             int64_t(sizeof(float)) * saved_floats);

@@ -8,6 +8,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 #if defined(__AVX512F__)
@@ -233,8 +234,23 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
   }
 }
 
+// One row of a norm's output from its normalized row: o = x * w (+ b).
 template <typename T>
-void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double eps, bool centered) {
+inline void scale_row(T* o, const T* x, const T* w, const T* b, int64_t C) {
+  if (b) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c] + b[c];
+  } else {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c];
+  }
+}
+
+template <typename T>
+void norm_rows_forward(T* xn, T* out, T* rstd, const T* in, const T* w, const T* b, int64_t N, int64_t C, double eps,
+                       bool centered, Precision made) {
+  if (!std::is_same_v<T, float> && made != Precision::fp32)
+    throw std::invalid_argument("kernels::norm_rows_forward: only float rows round to 16 bits");
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const T* x = in + i * C;
@@ -249,9 +265,12 @@ void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double
 #pragma omp simd reduction(+ : v)
     for (int64_t c = 0; c < C; ++c) v += (x[c] - mu) * (x[c] - mu);
     const T r = T(1) / std::sqrt(v / T(C) + T(eps));
-    T* o = xn + i * C;
+    T* h = xn + i * C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - mu) * r;
+    for (int64_t c = 0; c < C; ++c) h[c] = (x[c] - mu) * r;
+    if constexpr (std::is_same_v<T, float>)
+      if (made != Precision::fp32) round_to(made, h, C);  // the row is in L1: no pass of its own
+    scale_row(out + i * C, h, w, b, C);
     rstd[i] = r;
   }
 }
@@ -259,17 +278,7 @@ void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double
 template <typename T>
 void norm_scale_forward(T* out, const T* xn, const T* w, const T* b, int64_t N, int64_t C) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* x = xn + i * C;
-    T* o = out + i * C;
-    if (b) {
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c] + b[c];
-    } else {
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c];
-    }
-  }
+  for (int64_t i = 0; i < N; ++i) scale_row(out + i * C, xn + i * C, w, b, C);
 }
 
 // As layernorm_backward: the row work, then the column sums a block of columns per task.

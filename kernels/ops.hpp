@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "kernels/gemm.hpp"  // Precision, round_to
+
 namespace hokusai::kernels {
 
 // Hyper-parameters of one AdamW step (adamw_update, declared in ops_decl.inc).

@@ -15,7 +15,8 @@
   template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int64_t, int64_t, double);          \
   template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int64_t,       \
                                     int64_t);                                                      \
-  template void norm_rows_forward<T>(T*, T*, const T*, int64_t, int64_t, double, bool);            \
+  template void norm_rows_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t,  \
+                                     double, bool, Precision);                                     \
   template void norm_scale_forward<T>(T*, const T*, const T*, const T*, int64_t, int64_t);         \
   template void norm_rows_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int64_t, \
                                       int64_t, bool);                                              \

@@ -4,6 +4,8 @@
 #include "kernels/ops_instantiate.hpp"
 
 #include <cmath>
+#include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 namespace hokusai::kernels::ref {
@@ -115,7 +117,10 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
 }
 
 template <typename T>
-void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double eps, bool centered) {
+void norm_rows_forward(T* xn, T* out, T* rstd, const T* in, const T* w, const T* b, int64_t N, int64_t C, double eps,
+                       bool centered, Precision made) {
+  if (!std::is_same_v<T, float> && made != Precision::fp32)
+    throw std::invalid_argument("kernels::ref::norm_rows_forward: only float rows round to 16 bits");
   for (int64_t i = 0; i < N; ++i) {
     const T* x = in + i * C;
     double mu = 0.0, var = 0.0;
@@ -125,9 +130,13 @@ void norm_rows_forward(T* xn, T* rstd, const T* in, int64_t N, int64_t C, double
     }
     for (int64_t c = 0; c < C; ++c) var += (x[c] - mu) * (x[c] - mu);
     const double r = 1.0 / std::sqrt(var / double(C) + eps);
-    for (int64_t c = 0; c < C; ++c) xn[i * C + c] = T((x[c] - mu) * r);
+    for (int64_t c = 0; c < C; ++c) {
+      xn[i * C + c] = T((x[c] - mu) * r);
+      if constexpr (std::is_same_v<T, float>) xn[i * C + c] = round_to(made, xn[i * C + c]);
+    }
     rstd[i] = T(r);
   }
+  norm_scale_forward(out, xn, w, b, N, C);
 }
 
 template <typename T>

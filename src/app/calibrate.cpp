@@ -87,8 +87,8 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
       [&] {
         // forward: each norm keeps its normalized rows (xn) and makes its output from them
         for (int i = 0; i < 2; ++i) {
-          k::norm_rows_forward(xn.data(), rstd.data(), x.data(), N, C, 1e-5, gpt2);
-          k::norm_scale_forward(y.data(), xn.data(), w.data(), gpt2 ? w.data() : nullptr, N, C);
+          k::norm_rows_forward(xn.data(), y.data(), rstd.data(), x.data(), w.data(), gpt2 ? w.data() : nullptr, N, C, 1e-5,
+                               gpt2, kernels::Precision::fp32);
           k::residual_forward(z.data(), x.data(), y.data(), N * C);
         }
         if (gpt2) {

@@ -118,6 +118,10 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
 // straight through), and flash backward's rowsum(dO * O) reads the rounded output (the output
 // projection rounds it anyway). fp32 runs and the double model round nothing.
 template <typename T>
+kernels::Precision made_in(const ComputeContext& ctx) {
+  return std::is_same_v<T, float> ? ctx.gemm.precision : kernels::Precision::fp32;
+}
+template <typename T>
 void round_made(const ComputeContext& ctx, std::vector<T>& x, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
     if (ctx.gemm.precision != kernels::Precision::fp32) kernels::round_to(ctx.gemm.precision, x.data(), n);
@@ -241,17 +245,15 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   const bool gpt2 = d.family == Family::gpt2;
   const TensorParallelOps* tp = split_over<T>(ctx);
   const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
-  k::norm_rows_forward(a.xn1.data(), a.rstd1.data(), x, Nr, C, d.eps, gpt2);
-  round_made(ctx, a.xn1, Nr * C);
-  k::norm_scale_forward(s.ln.data(), a.xn1.data(), p.ln1_w, p.ln1_b, Nr, C);
+  const kernels::Precision made = made_in<T>(ctx);
+  k::norm_rows_forward(a.xn1.data(), s.ln.data(), a.rstd1.data(), x, p.ln1_w, p.ln1_b, Nr, C, d.eps, gpt2, made);
   linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   attention_forward(ctx, kind, a, at, d, B, Tn);
   pair.row_forward(s.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
   k::residual_forward(s.resid2.data(), s.resid2.data(), x, Nr * C);
-  k::norm_rows_forward(a.xn2.data(), a.rstd2.data(), s.resid2.data(), Nr, C, d.eps, gpt2);
-  round_made(ctx, a.xn2, Nr * C);
-  k::norm_scale_forward(s.ln.data(), a.xn2.data(), p.ln2_w, p.ln2_b, Nr, C);
+  k::norm_rows_forward(a.xn2.data(), s.ln.data(), a.rstd2.data(), s.resid2.data(), p.ln2_w, p.ln2_b, Nr, C, d.eps, gpt2,
+                       made);
   linear_forward(ctx.gemm, a.fch.data(), pair.column_input(s.ln.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
   round_made(ctx, a.fch, N * d.fc_rows());
   activation_forward(d, a.fch_act.data(), a.fch.data(), N);

@@ -61,14 +61,17 @@ TEST(FastVsRef, NormFromNormalizedRows) {
     SCOPED_TRACE(centered ? "layernorm" : "rmsnorm");
     V x = random_vector<float>(N * C, 11, -3, 3), w = random_vector<float>(C, 12), b = random_vector<float>(C, 13);
     const float* bias = centered ? b.data() : nullptr;
-    V xn1(N * C), xn2(N * C), r1(N), r2(N), o1(N * C), o2(N * C), whole(N * C), mean(N), rstd(N);
-    norm_rows_forward(xn1.data(), r1.data(), x.data(), N, C, 1e-5, centered);
-    ref::norm_rows_forward(xn2.data(), r2.data(), x.data(), N, C, 1e-5, centered);
+    V xn1(N * C), xn2(N * C), r1(N), r2(N), o1(N * C), o2(N * C), whole(N * C), mean(N), rstd(N), rebuilt(N * C);
+    norm_rows_forward(xn1.data(), o1.data(), r1.data(), x.data(), w.data(), bias, N, C, 1e-5, centered, Precision::fp32);
+    ref::norm_rows_forward(xn2.data(), o2.data(), r2.data(), x.data(), w.data(), bias, N, C, 1e-5, centered,
+                           Precision::fp32);
     expect_close(xn1, xn2, "xn");
     expect_close(r1, r2, "rstd");
-    norm_scale_forward(o1.data(), xn1.data(), w.data(), bias, N, C);
-    ref::norm_scale_forward(o2.data(), xn2.data(), w.data(), bias, N, C);
     expect_close(o1, o2, "out");
+    norm_scale_forward(rebuilt.data(), xn1.data(), w.data(), bias, N, C);
+    EXPECT_EQ(rebuilt, o1) << "the rebuilt output differs from the forward's";
+    ref::norm_scale_forward(rebuilt.data(), xn2.data(), w.data(), bias, N, C);
+    expect_close(rebuilt, o2, "the reference's rebuild");
     if (centered)
       ref::layernorm_forward(whole.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C, 1e-5);
     else
@@ -88,6 +91,21 @@ TEST(FastVsRef, NormFromNormalizedRows) {
     for (const V* want : {&dx2, &dxw}) expect_close(dx1, *want, "dx");
     for (const V* want : {&dw2, &dww}) expect_close(dw1, *want, "dw");
     for (const V* want : {&db2, &dbw}) expect_close(db1, *want, "db");
+    // Rounded where made (16-bit runs): every kept row is a 16-bit value, the output is made from
+    // the rounded rows (so the rebuild gives it back bit for bit), the fast kernel as the reference.
+    for (const Precision p : {Precision::bf16, Precision::fp16}) {
+      V h1(N * C), h2(N * C), y1(N * C), y2(N * C), again(N * C);
+      norm_rows_forward(h1.data(), y1.data(), r1.data(), x.data(), w.data(), bias, N, C, 1e-5, centered, p);
+      ref::norm_rows_forward(h2.data(), y2.data(), r2.data(), x.data(), w.data(), bias, N, C, 1e-5, centered, p);
+      for (int64_t i = 0; i < N * C; ++i) ASSERT_EQ(h1[i], round_to(p, h1[i])) << name_of(p) << " xn[" << i << "]";
+      V rounded = xn1;
+      round_to(p, rounded.data(), N * C);
+      EXPECT_EQ(h1, rounded) << name_of(p) << ": the kept rows are the fp32 rows rounded";
+      norm_scale_forward(again.data(), h1.data(), w.data(), bias, N, C);
+      EXPECT_EQ(again, y1) << name_of(p);
+      expect_close(h1, h2, "rounded xn", 1e-2);
+      expect_close(y1, y2, "out from rounded xn", 1e-2);
+    }
   }
 }
 

@@ -123,8 +123,11 @@ TYPED_TEST(OpGrad, NormFromNormalizedRows) {
     if (centered) inputs.push_back(&b);
     OpCheck c{inputs, {"x", "w", "b"}, N * C,
               [&](Vec& out) {
-                K::norm_rows_forward(xn.data(), rstd.data(), x.data(), N, C, 1e-5, centered);
-                K::norm_scale_forward(out.data(), xn.data(), w.data(), centered ? b.data() : nullptr, N, C);
+                Vec rebuilt(N * C);
+                K::norm_rows_forward(xn.data(), out.data(), rstd.data(), x.data(), w.data(), centered ? b.data() : nullptr,
+                                     N, C, 1e-5, centered, kernels::Precision::fp32);
+                K::norm_scale_forward(rebuilt.data(), xn.data(), w.data(), centered ? b.data() : nullptr, N, C);
+                EXPECT_EQ(rebuilt, out);  // the rebuild is the forward's output
               },
               [&](std::vector<Vec>& g, const Vec& dout) {
                 K::norm_rows_backward(g[0].data(), g[1].data(), centered ? g[2].data() : nullptr, dout.data(),

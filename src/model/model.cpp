@@ -42,8 +42,8 @@ struct BlockActs {
   std::vector<T> out;
   // 16-bit saved activations (Model's `saved` precision): qkv enters only products, which round
   // it to that precision anyway; xn1, xn2, fch and atty are rounded where they are made in a
-  // 16-bit run (round_made: the norms' outputs are made from the rounded rows, so backward
-  // rebuilds exactly what forward multiplied); fch_act is rebuilt from fch. So the block keeps
+  // 16-bit run (made_in, round_made: the norms' outputs are made from the rounded rows, so
+  // backward rebuilds exactly what forward multiplied); fch_act is rebuilt from fch. So the block keeps
   // xn1, qkv, xn2, fch (and atty when it keeps the attention) as 16-bit patterns here, leaves the
   // fp32 vectors above empty and keeps no fch_act; while it runs, fp32 working copies from the
   // scratch stand in (Halves).
@@ -111,12 +111,14 @@ const TensorParallelOps* split_over(const ComputeContext& ctx) {
     return nullptr;
 }
 
-// In a 16-bit run (products in bf16 or fp16), the MLP pre-activation and the attention output
-// are rounded to that precision where they are made, so a block may keep them in 16 bits and
-// its backward sees exactly what its forward used: the activation function reads the rounded
-// pre-activation (its gradient is taken at that point; the rounding itself passes gradients
-// straight through), and flash backward's rowsum(dO * O) reads the rounded output (the output
-// projection rounds it anyway). fp32 runs and the double model round nothing.
+// In a 16-bit run (products in bf16 or fp16), the norms' normalized rows, the MLP pre-activation
+// and the attention output are rounded to that precision where they are made, so a block may
+// keep them in 16 bits and its backward sees exactly what its forward used: a norm makes its
+// output from the rounded rows (norm_rows_forward rounds each row; backward rebuilds the output
+// from them), the activation function reads the rounded pre-activation (its gradient is taken at
+// that point; the rounding itself passes gradients straight through), and flash backward's
+// rowsum(dO * O) reads the rounded output (the output projection rounds it anyway). fp32 runs
+// and the double model round nothing.
 template <typename T>
 kernels::Precision made_in(const ComputeContext& ctx) {
   return std::is_same_v<T, float> ? ctx.gemm.precision : kernels::Precision::fp32;
@@ -124,7 +126,7 @@ kernels::Precision made_in(const ComputeContext& ctx) {
 template <typename T>
 void round_made(const ComputeContext& ctx, std::vector<T>& x, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
-    if (ctx.gemm.precision != kernels::Precision::fp32) kernels::round_to(ctx.gemm.precision, x.data(), n);
+    if (made_in<T>(ctx) != kernels::Precision::fp32) kernels::round_to(made_in<T>(ctx), x.data(), n);
 }
 
 template <typename T>

@@ -121,20 +121,55 @@ void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, 
   }
 }
 
+// The norms' shared parts. Mean (zero unless centered: RMSNorm) and 1/std of one row:
+template <typename T>
+inline void row_stats(const T* x, int64_t C, double eps, bool centered, T& mu, T& r) {
+  mu = 0;
+  if (centered) {
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t c = 0; c < C; ++c) s += x[c];
+    mu = s / T(C);
+  }
+  T v = 0;
+#pragma omp simd reduction(+ : v)
+  for (int64_t c = 0; c < C; ++c) v += (x[c] - mu) * (x[c] - mu);
+  r = T(1) / std::sqrt(v / T(C) + T(eps));
+}
+
+// The weight and bias gradients: column sums over the rows, in row order, of term(i, c) (the
+// weight's) and of dout (the bias's, when db), a block of columns per task so the rows are read
+// contiguously and the block's sums are one vector each. The row work (din) is a pass of its own,
+// so each is race-free.
+template <typename T, typename Term>
+void norm_column_sums(T* dw, T* db, const T* dout, int64_t N, int64_t C, Term term) {
+  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
+    T sw[kColumnBlock] = {}, sb[kColumnBlock] = {};
+    for (int64_t i = 0; i < N; ++i) {
+      const T* dy = dout + i * C + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < nc; ++c) {
+        sw[c] += term(i, c0 + c);
+        sb[c] += dy[c];
+      }
+    }
+    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c];
+    if (db)
+      for (int64_t c = 0; c < nc; ++c) db[c0 + c] += sb[c];
+  }
+}
+
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* w, const T* b, int64_t N,
                        int64_t C, double eps) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const T* x = in + i * C;
-    T s = 0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t c = 0; c < C; ++c) s += x[c];
-    const T mu = s / T(C);
-    T v = 0;
-#pragma omp simd reduction(+ : v)
-    for (int64_t c = 0; c < C; ++c) v += (x[c] - mu) * (x[c] - mu);
-    const T r = T(1) / std::sqrt(v / T(C) + T(eps));
+    T mu, r;
+    row_stats(x, C, eps, true, mu, r);
     T* o = out + i * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - mu) * r * w[c] + b[c];
@@ -143,7 +178,6 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* in, const T* w, const 
   }
 }
 
-// Column sums (dw, db) and row work (din) are split in two passes so each is race-free.
 template <typename T>
 void layernorm_backward(T* din, T* dw, T* db, const T* dout, const T* in, const T* w,
                         const T* mean, const T* rstd, int64_t N, int64_t C) {
@@ -165,25 +199,8 @@ void layernorm_backward(T* din, T* dw, T* db, const T* dout, const T* in, const 
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - (x[c] - mu) * r * bsum);
   }
-  // The weight and bias gradients: column sums over the rows in row order, a block of columns per
-  // task so the rows are read contiguously and the block's sums are one vector each.
-  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
-    T sw[kColumnBlock] = {}, sb[kColumnBlock] = {};
-    for (int64_t i = 0; i < N; ++i) {
-      const T* dy = dout + i * C + c0;
-      const T* x = in + i * C + c0;
-      const T mu = mean[i], r = rstd[i];
-#pragma omp simd
-      for (int64_t c = 0; c < nc; ++c) {
-        sw[c] += dy[c] * (x[c] - mu) * r;
-        sb[c] += dy[c];
-      }
-    }
-    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c], db[c0 + c] += sb[c];
-  }
+  norm_column_sums(dw, db, dout, N, C,
+                   [&](int64_t i, int64_t c) { return dout[i * C + c] * (in[i * C + c] - mean[i]) * rstd[i]; });
 }
 
 template <typename T>
@@ -191,10 +208,8 @@ void rmsnorm_forward(T* out, T* rstd, const T* in, const T* w, int64_t N, int64_
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const T* x = in + i * C;
-    T ms = 0;
-#pragma omp simd reduction(+ : ms)
-    for (int64_t c = 0; c < C; ++c) ms += x[c] * x[c];
-    const T r = T(1) / std::sqrt(ms / T(C) + T(eps));
+    T mu, r;  // mu = 0
+    row_stats(x, C, eps, false, mu, r);
     T* o = out + i * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) o[c] = x[c] * r * w[c];
@@ -218,20 +233,8 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - x[c] * r * r * a);
   }
-  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;  // as layernorm_backward's
-#pragma omp parallel for schedule(static)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
-    T sw[kColumnBlock] = {};
-    for (int64_t i = 0; i < N; ++i) {
-      const T* dy = dout + i * C + c0;
-      const T* x = in + i * C + c0;
-      const T r = rstd[i];
-#pragma omp simd
-      for (int64_t c = 0; c < nc; ++c) sw[c] += dy[c] * x[c] * r;
-    }
-    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c];
-  }
+  norm_column_sums(dw, static_cast<T*>(nullptr), dout, N, C,
+                   [&](int64_t i, int64_t c) { return dout[i * C + c] * in[i * C + c] * rstd[i]; });
 }
 
 // One row of a norm's output from its normalized row: o = x * w (+ b).
@@ -254,17 +257,8 @@ void norm_rows_forward(T* xn, T* out, T* rstd, const T* in, const T* w, const T*
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < N; ++i) {
     const T* x = in + i * C;
-    T mu = 0;
-    if (centered) {
-      T s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t c = 0; c < C; ++c) s += x[c];
-      mu = s / T(C);
-    }
-    T v = 0;
-#pragma omp simd reduction(+ : v)
-    for (int64_t c = 0; c < C; ++c) v += (x[c] - mu) * (x[c] - mu);
-    const T r = T(1) / std::sqrt(v / T(C) + T(eps));
+    T mu, r;
+    row_stats(x, C, eps, centered, mu, r);
     T* h = xn + i * C;
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) h[c] = (x[c] - mu) * r;
@@ -281,7 +275,6 @@ void norm_scale_forward(T* out, const T* xn, const T* w, const T* b, int64_t N, 
   for (int64_t i = 0; i < N; ++i) scale_row(out + i * C, xn + i * C, w, b, C);
 }
 
-// As layernorm_backward: the row work, then the column sums a block of columns per task.
 template <typename T>
 void norm_rows_backward(T* din, T* dw, T* db, const T* dout, const T* xn, const T* w, const T* rstd, int64_t N,
                         int64_t C, bool centered) {
@@ -303,24 +296,7 @@ void norm_rows_backward(T* din, T* dw, T* db, const T* dout, const T* xn, const 
 #pragma omp simd
     for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - x[c] * bsum);
   }
-  const int64_t nblocks = (C + kColumnBlock - 1) / kColumnBlock;
-#pragma omp parallel for schedule(static)
-  for (int64_t blk = 0; blk < nblocks; ++blk) {
-    const int64_t c0 = blk * kColumnBlock, nc = std::min(C - c0, kColumnBlock);
-    T sw[kColumnBlock] = {}, sb[kColumnBlock] = {};
-    for (int64_t i = 0; i < N; ++i) {
-      const T* dy = dout + i * C + c0;
-      const T* x = xn + i * C + c0;
-#pragma omp simd
-      for (int64_t c = 0; c < nc; ++c) {
-        sw[c] += dy[c] * x[c];
-        sb[c] += dy[c];
-      }
-    }
-    for (int64_t c = 0; c < nc; ++c) dw[c0 + c] += sw[c];
-    if (db)
-      for (int64_t c = 0; c < nc; ++c) db[c0 + c] += sb[c];
-  }
+  norm_column_sums(dw, db, dout, N, C, [&](int64_t i, int64_t c) { return dout[i * C + c] * xn[i * C + c]; });
 }
 
 template <typename T>

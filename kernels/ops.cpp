@@ -333,16 +333,24 @@ void gelu_forward(T* out, const T* in, int64_t n) {
   }
 }
 
+namespace {
+template <typename T>
+inline T gelu_slope(T x) {
+  const T th = vtanh(T(kGeluS) * (x + T(kGeluC) * x * x * x));
+  return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * T(kGeluS) * (T(1) + T(3 * kGeluC) * x * x);
+}
+}  // namespace
+
 template <typename T>
 void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T x = in[i];
-    const T th = vtanh(T(kGeluS) * (x + T(kGeluC) * x * x * x));
-    const T d = T(0.5) * (T(1) + th) +
-                T(0.5) * x * (T(1) - th * th) * T(kGeluS) * (T(1) + T(3 * kGeluC) * x * x);
-    din[i] += d * dout[i];
-  }
+  for (int64_t i = 0; i < n; ++i) din[i] += gelu_slope(in[i]) * dout[i];
+}
+
+template <typename T>
+void gelu_backward_in_place(T* grad, const T* in, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) grad[i] = gelu_slope(in[i]) * grad[i];
 }
 
 template <typename T>

@@ -24,6 +24,7 @@
   template void bias_backward<T>(T*, const T*, int64_t, int64_t);                                  \
   template void gelu_forward<T>(T*, const T*, int64_t);                                            \
   template void gelu_backward<T>(T*, const T*, const T*, int64_t);                                 \
+  template void gelu_backward_in_place<T>(T*, const T*, int64_t);                                  \
   template void swiglu_forward<T>(T*, const T*, int64_t, int64_t);                                 \
   template void swiglu_backward<T>(T*, const T*, const T*, int64_t, int64_t);                      \
   template void rope_forward<T>(T*, int64_t, int64_t, int64_t, int64_t, int64_t, double);          \

@@ -251,7 +251,9 @@ class Model {
   // micro-batch's activations and gradients, C values per row — this rank's sequence-parallel
   // rows (each tp rank sends its own to its peer of the next stage: 1/tp of the bytes, no gather),
   // or all rows. input_buffer(slot) (max_B*max_T*C) is where a stage without the embedding
-  // receives its input, those rows at their offset rows.begin*C; stage_output(slot) the rows of
+  // receives its input, those rows at their offset rows.begin*C, right before the slot's forward
+  // (slots may share one buffer: only full recomputation and a chunk without blocks read a slot's
+  // input after its forward, and only then does each slot have its own); stage_output(slot) the rows of
   // this stage's output of the forward in `slot` (contiguous), valid until the slot's next
   // forward; input_grad() the rows of the gradient of this stage's input after a backward
   // (contiguous), valid until the next backward. backward's `dy` is B*T*C with the rows at their
@@ -283,6 +285,8 @@ class Model {
   std::vector<Activations<T>> slots_;
   std::unique_ptr<Scratch<T>> scratch_;
   const T* input_grad_ = nullptr;
+  // Where a slot's forward input lives: its own `encoded`, or the scratch's one shared by all.
+  T* input_of(Activations<T>& s) const;
   int n_slots_ = 1;
   int64_t max_N_ = 0, max_T_ = 0, activation_bytes_ = 0;
   // Gradient-arena ranges reported to GradsReady, computed once from the table.

@@ -190,14 +190,21 @@ void gelu_forward(T* out, const T* in, int64_t n) {
   }
 }
 
+namespace {
+double gelu_slope(double x) {
+  const double th = std::tanh(kGeluS * (x + kGeluC * x * x * x));
+  return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * kGeluS * (1.0 + 3.0 * kGeluC * x * x);
+}
+}  // namespace
+
 template <typename T>
 void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = in[i];
-    const double th = std::tanh(kGeluS * (x + kGeluC * x * x * x));
-    const double d = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * kGeluS * (1.0 + 3.0 * kGeluC * x * x);
-    din[i] += T(d * dout[i]);
-  }
+  for (int64_t i = 0; i < n; ++i) din[i] += T(gelu_slope(in[i]) * dout[i]);
+}
+
+template <typename T>
+void gelu_backward_in_place(T* grad, const T* in, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) grad[i] = T(gelu_slope(in[i]) * grad[i]);
 }
 
 template <typename T>

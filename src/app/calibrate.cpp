@@ -102,8 +102,13 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
           k::swiglu_forward(act.data(), fch.data(), N, F);
         }
         // backward, as block_backward: the output gradient (z) becomes d(resid2), then the input's
-        // gradient, in place; the zeroed buffers are the ones the model zeroes
-        for (std::vector<float>* v : {&dfch, &dqkv}) std::fill(v->begin(), v->end(), 0.0f);
+        // gradient, in place; the zeroed buffers are the ones the model zeroes (GELU's gradient is
+        // made in place over the activation's: a copy of dact stands in for it, dact stays as made)
+        std::fill(dqkv.begin(), dqkv.end(), 0.0f);
+        if (gpt2)
+          std::copy_n(dact.begin(), N * F, dfch.begin());
+        else
+          std::fill(dfch.begin(), dfch.end(), 0.0f);
         const auto norm_backward = [&](float* din) {  // the output rebuilt for the weight gradient, then backward
           k::norm_scale_forward(y.data(), xn.data(), w.data(), gpt2 ? w.data() : nullptr, N, C);
           k::norm_rows_backward(din, dw.data(), gpt2 ? db.data() : nullptr, dy.data(), xn.data(), w.data(), rstd.data(),
@@ -115,7 +120,7 @@ double elementwise_seconds(const ModelDims& d, int64_t B, int64_t T, double budg
           k::bias_backward(db.data(), dy.data(), N, C);
           k::bias_backward(db.data(), dfch.data(), N, F);
           k::bias_backward(db.data(), dy.data(), N, C);
-          k::gelu_backward(dfch.data(), dact.data(), fch.data(), N * F);
+          k::gelu_backward_in_place(dfch.data(), fch.data(), N * F);
         } else {
           k::swiglu_backward(dfch.data(), dact.data(), fch.data(), N, F);
           k::rope_backward(dqkv.data(), B, T, d.NH, d.KV, d.HS, 10000.0);

@@ -54,7 +54,11 @@ struct BlockActs {
 template <typename T>
 struct Activations {
   int64_t B = 0, T_ = 0;  // shape of the slot's last forward
-  std::vector<T> encoded;                   // (N,C): the embedding, or the previous stage's output
+  // (N,C): the embedding, or the previous stage's output — kept per slot only where something
+  // after the forward reads it (full recomputation re-runs from it; a chunk without blocks sends
+  // it on as its output); otherwise the slots share the scratch's `input` (the first norm keeps
+  // its normalized rows, so no backward reads a block's input).
+  std::vector<T> encoded;
   std::vector<BlockActs<T>> blocks;         // L
   std::vector<T> output;                    // (N,C) sequence parallelism, the head's stage: all rows gathered
   std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)   last stage
@@ -70,12 +74,13 @@ struct Activations {
 template <typename T>
 struct Scratch {
   std::vector<T> dres_a, dres_b, dln;                    // (N,C)
-  std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,F|2F)
+  std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,2F) llama only
   std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
   // A block's working rows (Nr,C): a norm's output (ln1, then ln2; rebuilt from xn in backward)
   // and resid2; and the residual stream between blocks that keep no `out` (two, alternating).
   std::vector<T> ln, resid2;
   std::array<std::vector<T>, 2> stream;
+  std::vector<T> input;  // (N,C) the running forward's input, where no slot keeps its own (`encoded`)
   std::vector<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
   // sums before the reduce-scatter; the norms' weight gradients of every local layer, this rank's
@@ -284,14 +289,16 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   T* const dresid2 = grad;
   linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(grad, C),
                   a.fch_act.data(), p.fcproj_w, N, F, C);
-  zero(s.dfch, N * FC);
-  if (gpt2)
-    k::gelu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N * F);
-  else
-    k::swiglu_backward(s.dfch.data(), s.dfch_act.data(), a.fch.data(), N, F);
+  // GELU's gradient replaces its output's in place (dfch is dfch_act); SwiGLU's input is twice as wide.
+  T* const dfch = gpt2 ? s.dfch_act.data() : s.dfch.data();
+  if (gpt2) {
+    k::gelu_backward_in_place(dfch, a.fch.data(), N * F);
+  } else {
+    zero(s.dfch, N * FC);
+    k::swiglu_backward(dfch, s.dfch_act.data(), a.fch.data(), N, F);
+  }
   k::norm_scale_forward(s.ln.data(), a.xn2.data(), p.ln2_w, p.ln2_b, Nr, C);  // ln2 again, as forward made it
-  pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, s.dfch.data(), pair.column_input(s.ln.data(), C), p.fc_w, C,
-                       FC);
+  pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, dfch, pair.column_input(s.ln.data(), C), p.fc_w, C, FC);
   k::norm_rows_backward(dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.xn2.data(), p.ln2_w, a.rstd2.data(), Nr, C, gpt2);
   // resid2 = x + attn(x): d(x) = d(resid2) + the first norm's part (added in place below), and
   // d(resid2) is the attention's output gradient.
@@ -388,9 +395,11 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     return b;
   };
   const int64_t Lc = dims.chunk_layers();
+  const bool slot_inputs = recompute == Recompute::full || Lc == 0;  // see Activations::encoded
   out.resize(size_t(slots));
+  if (!slot_inputs) s.input = sized(N * C);
   for (auto& a : out) {
-    a.encoded = sized(N * C);
+    if (slot_inputs) a.encoded = sized(N * C);
     for (int64_t l = 0; l < Lc; ++l)  // one chunk's layers per slot
       a.blocks.push_back(block(recompute != Recompute::full, recompute == Recompute::none, halves,
                                recompute == Recompute::full || l == Lc - 1));
@@ -402,7 +411,8 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   }
   s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dln = sized(N * C);  // dln: also the head's
   if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(dims.L * 4 * C);
-  s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F), s.dfch = sized(N * FC);
+  s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F);
+  if (dims.family != Family::gpt2) s.dfch = sized(N * FC);  // GELU's gradient is made in dfch_act itself
   if (dims.has_head) s.dlosses = sized(N), s.head_logits = sized(head_block_rows(N) * dims.Vl);
   if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
   if (Lc > 0) s.ln = sized(Nr * C), s.resid2 = sized(Nr * C);
@@ -487,7 +497,12 @@ const T* Model<T>::logits() const {
 
 template <typename T>
 T* Model<T>::input_buffer(int slot) {
-  return slots_.at(size_t(slot)).encoded.data();
+  return input_of(slots_.at(size_t(slot)));
+}
+
+template <typename T>
+T* Model<T>::input_of(Activations<T>& s) const {
+  return s.encoded.empty() ? scratch_->input.data() : s.encoded.data();
 }
 
 template <typename T>
@@ -537,13 +552,13 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   if (d.has_embedding && chunk == 0) {
     need(embedding_range_);
     if constexpr (std::is_same_v<T, float>) {
-      if (tp)  // under sequence parallelism only this rank's rows of encoded are written
-        model::vocab_parallel_embedding_forward(*tp, s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C,
+      if (tp)  // under sequence parallelism only this rank's rows of the input are written
+        model::vocab_parallel_embedding_forward(*tp, input_of(s), tokens, p_.wte, p_.wpe, B, Tn, C,
                                                 d.vocab_start, d.Vl, rows, sp ? scratch_->dres_a.data() : nullptr);
     }
-    if (!tp) k::embedding_forward(s.encoded.data(), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
+    if (!tp) k::embedding_forward(input_of(s), tokens, p_.wte, p_.wpe, B, Tn, C, d.vocab_start, d.Vl);
   }
-  const T* x = s.encoded.data() + rows.begin * C;
+  const T* x = input_of(s) + rows.begin * C;
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);

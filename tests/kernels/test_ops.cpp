@@ -118,6 +118,13 @@ TEST(FastVsRef, GeluAndSwiglu) {
   gelu_backward(d1.data(), dy.data(), x.data(), N * 2 * F);
   ref::gelu_backward(d2.data(), dy.data(), x.data(), N * 2 * F);
   expect_close(d1, d2, "gelu_backward");
+  // In place: the same values gelu_backward adds into zeros, bit for bit; and the reference's.
+  V zeroed(N * 2 * F, 0.0f), in_place = dy, in_place_ref = dy;
+  gelu_backward(zeroed.data(), dy.data(), x.data(), N * 2 * F);
+  gelu_backward_in_place(in_place.data(), x.data(), N * 2 * F);
+  EXPECT_EQ(in_place, zeroed) << "gelu_backward_in_place";
+  ref::gelu_backward_in_place(in_place_ref.data(), x.data(), N * 2 * F);
+  expect_close(in_place, in_place_ref, "gelu_backward_in_place");
   V s1(N * F), s2(N * F), e1(N * 2 * F), e2(N * 2 * F);
   swiglu_forward(s1.data(), x.data(), N, F);
   ref::swiglu_forward(s2.data(), x.data(), N, F);

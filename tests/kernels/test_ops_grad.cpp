@@ -62,6 +62,7 @@ struct Ops;
   static constexpr auto norm_rows_backward = NS::norm_rows_backward<double>;                      \
   static constexpr auto gelu_forward = NS::gelu_forward<double>;                                  \
   static constexpr auto gelu_backward = NS::gelu_backward<double>;                                \
+  static constexpr auto gelu_backward_in_place = NS::gelu_backward_in_place<double>;              \
   static constexpr auto swiglu_forward = NS::swiglu_forward<double>;                              \
   static constexpr auto swiglu_backward = NS::swiglu_backward<double>;                            \
   static constexpr auto rope_forward = NS::rope_forward<double>;                                  \
@@ -144,6 +145,14 @@ TYPED_TEST(OpGrad, Gelu) {
   OpCheck c{{&x}, {"x"}, N * C, [&](Vec& out) { K::gelu_forward(out.data(), x.data(), N * C); },
             [&](std::vector<Vec>& g, const Vec& dout) { K::gelu_backward(g[0].data(), dout.data(), x.data(), N * C); }};
   c.run();
+  OpCheck in_place{{&x}, {"x"}, N * C, [&](Vec& out) { K::gelu_forward(out.data(), x.data(), N * C); },
+                   [&](std::vector<Vec>& g, const Vec& dout) {
+                     Vec t = dout;
+                     K::gelu_backward_in_place(t.data(), x.data(), N * C);
+                     for (int64_t i = 0; i < N * C; ++i) g[0][size_t(i)] += t[size_t(i)];
+                   }};
+  SCOPED_TRACE("in place");
+  in_place.run();
 }
 
 TYPED_TEST(OpGrad, SwiGlu) {

@@ -2,12 +2,15 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
 #include "kernels/gemm_backends.hpp"
+#include "kernels/half.hpp"
 #include "kernels/ref/gemm_ref.hpp"
 
 namespace hokusai::kernels {
@@ -22,50 +25,9 @@ bool gemm_backend_available(GemmBackend backend) {
   return false;
 }
 
+using half::half_bits, half::half_value, half::round_bf16, half::round_fp16;
+
 namespace {
-
-// Branch-free (the panel loop vectorises): nearest even, inf and NaN kept.
-inline float round_bf16(float x) {
-  const uint32_t b = std::bit_cast<uint32_t>(x);
-  const uint32_t r = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;  // may carry into inf: correct
-  return std::bit_cast<float>((b & 0x7fffffffu) > 0x7f800000u ? b : r);  // NaN stays NaN
-}
-inline float round_fp16(float x) {
-  const uint32_t b = std::bit_cast<uint32_t>(x), a = b & 0x7fffffffu, sign = b ^ a;
-  const uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu;  // 10 of 23 mantissa bits
-  // Below 2^-14 a half is a multiple of 2^-24, the ulp of floats in [0.5, 1): adding and taking
-  // away 0.5 rounds to it (nearest even).
-  const uint32_t subnormal = std::bit_cast<uint32_t>((std::bit_cast<float>(a) + 0.5f) - 0.5f);
-  uint32_t r = a < 0x38800000u ? subnormal : normal;
-  r = a >= 0x477ff000u ? 0x7f800000u : r;  // 65520 and up: nearest even lies past 65504, the largest half
-  r = a > 0x7f800000u ? a : r;             // NaN
-  return std::bit_cast<float>(sign | r);
-}
-
-// The 16-bit pattern of a float already rounded to half (round_fp16): sign, then a normal
-// (exponent rebiased, 10 mantissa bits), a subnormal (|r| / 2^-24, exact: r is a multiple of it,
-// or 0), inf or NaN. Branch-free, like half_value: narrow and widen vectorise on every ISA (the
-// A64FX's SVE included, where fp16 runs keep their activations this way); with branches, widen
-// alone was 4.5% of an fp16 step of the tiny config on a Zen 5.
-inline uint16_t half_bits(float r) {
-  const uint32_t b = std::bit_cast<uint32_t>(r), sign = (b >> 16) & 0x8000u, e = (b >> 23) & 0xffu;
-  const uint32_t mant = b & 0x7fffffu;
-  const uint32_t special = sign | 0x7c00u | (mant != 0 ? 0x200u : 0u);  // inf, NaN (stays one)
-  const uint32_t normal = sign | ((e - 112) << 10) | (mant >> 13);
-  const uint32_t subnormal = sign | uint32_t(int32_t(std::fabs(r) * 0x1p24f));  // below 2^-14
-  return uint16_t(e == 0xffu ? special : e >= 113 ? normal : subnormal);
-}
-// Its selects are bit masks: written as ?: GCC 12 turns them back into branches and the loop
-// stays scalar.
-inline float half_value(uint16_t h) {
-  const uint32_t x = h, sign = (x & 0x8000u) << 16, e = (x >> 10) & 0x1fu, mant = x & 0x3ffu;
-  const uint32_t special = 0x7f800000u | (mant << 13);  // inf, NaN
-  const uint32_t normal = ((e + 112) << 23) | (mant << 13);
-  const uint32_t subnormal = std::bit_cast<uint32_t>(float(int32_t(mant)) * 0x1p-24f);  // exact
-  const uint32_t is_special = 0u - uint32_t(e == 0x1fu), is_subnormal = 0u - uint32_t(e == 0);
-  return std::bit_cast<float>(sign | (special & is_special) | (subnormal & is_subnormal) |
-                              (normal & ~(is_special | is_subnormal)));
-}
 
 // op(X) (rows x cols of the stored matrix) copied with every element rounded: the reference
 // backend's low-precision products.
@@ -104,31 +66,51 @@ void round_to(Precision p, float* x, int64_t n) {
   }
 }
 
-void narrow(Precision p, const float* x, uint16_t* bits, int64_t n) {
+void narrow_run(Precision p, const float* x, uint16_t* bits, int64_t n) {
   if (p == Precision::bf16) {
-#pragma omp parallel for schedule(static)
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       const uint32_t u = std::bit_cast<uint32_t>(round_bf16(x[i]));
       bits[i] = uint16_t((u >> 16) | ((u & 0x7fffffffu) > 0x7f800000u ? 0x40u : 0u));  // a NaN stays one
     }
   } else if (p == Precision::fp16) {
-#pragma omp parallel for schedule(static)
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) bits[i] = half_bits(round_fp16(x[i]));
   } else {
     throw std::invalid_argument("kernels::narrow: fp32 has no 16-bit form");
   }
 }
 
-void widen(Precision p, const uint16_t* bits, float* x, int64_t n) {
+void widen_run(Precision p, const uint16_t* bits, float* x, int64_t n) {
   if (p == Precision::bf16) {
-#pragma omp parallel for schedule(static)
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) x[i] = std::bit_cast<float>(uint32_t(bits[i]) << 16);
   } else if (p == Precision::fp16) {
-#pragma omp parallel for schedule(static)
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) x[i] = half_value(bits[i]);
   } else {
     throw std::invalid_argument("kernels::widen: fp32 has no 16-bit form");
   }
+}
+
+namespace {
+constexpr int64_t kRun = 4096;  // values per task of narrow and widen
+void require_16_bits(Precision p, const char* what) {
+  if (p != Precision::bf16 && p != Precision::fp16)
+    throw std::invalid_argument(std::string("kernels::") + what + ": fp32 has no 16-bit form");
+}
+}  // namespace
+
+void narrow(Precision p, const float* x, uint16_t* bits, int64_t n) {
+  require_16_bits(p, "narrow");
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += kRun) narrow_run(p, x + i, bits + i, std::min(kRun, n - i));
+}
+
+void widen(Precision p, const uint16_t* bits, float* x, int64_t n) {
+  require_16_bits(p, "widen");
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += kRun) widen_run(p, bits + i, x + i, std::min(kRun, n - i));
 }
 
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -102,6 +102,9 @@ void round_to(Precision p, float* x, int64_t n);  // in place
 // what the model keeps of an activation that only ever enters a product. OpenMP over n.
 void narrow(Precision p, const float* x, uint16_t* bits, int64_t n);
 void widen(Precision p, const uint16_t* bits, float* x, int64_t n);
+// The same on the calling thread, for a short run inside another kernel's loop (a norm's row).
+void narrow_run(Precision p, const float* x, uint16_t* bits, int64_t n);
+void widen_run(Precision p, const uint16_t* bits, float* x, int64_t n);
 
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/half.hpp"
 #include "kernels/ops_instantiate.hpp"
 
 // GCC 12 miscompiles `omp simd reduction` of a double accumulator over float inputs for
@@ -237,16 +238,70 @@ void rmsnorm_backward(T* din, T* dw, const T* dout, const T* in, const T* w, con
                    [&](int64_t i, int64_t c) { return dout[i * C + c] * in[i * C + c] * rstd[i]; });
 }
 
-// One row of a norm's output from its normalized row: o = x * w (+ b).
+// A norm's kept normalized rows: fp32 (or double) values, or the 16-bit patterns of a bf16 / fp16
+// run, widened as they are read (exactly the values the float rows would hold) — value by value
+// ([i]), or a whole row at once (row(): widened into `buf`, so the row loops that sum over it run
+// the very code of the float rows, in the same order: the same bits).
 template <typename T>
-inline void scale_row(T* o, const T* x, const T* w, const T* b, int64_t C) {
+struct ValueRows {
+  static constexpr bool kWidens = false;
+  const T* xn;
+  T operator[](int64_t i) const { return xn[i]; }
+  const T* row(int64_t i, int64_t C, T*) const { return xn + i * C; }
+};
+template <Precision P>
+struct PatternRows {
+  static constexpr bool kWidens = true;
+  const uint16_t* xn;
+  float operator[](int64_t i) const {
+    if constexpr (P == Precision::bf16)
+      return half::bf16_value(xn[i]);
+    else
+      return half::half_value(xn[i]);
+  }
+  const float* row(int64_t i, int64_t C, float* buf) const {
+    widen_run(P, xn + i * C, buf, C);
+    return buf;
+  }
+};
+using Bf16Rows = PatternRows<Precision::bf16>;
+using Fp16Rows = PatternRows<Precision::fp16>;
+// f(rows) with the reader of p's patterns.
+template <typename F>
+void with_pattern_rows(Precision p, const uint16_t* xn, const char* what, F&& f) {
+  if (p == Precision::bf16)
+    f(Bf16Rows{xn});
+  else if (p == Precision::fp16)
+    f(Fp16Rows{xn});
+  else
+    throw std::invalid_argument(std::string("kernels::") + what + ": fp32 rows are not kept as 16-bit patterns");
+}
+
+// One row of a norm's output from its normalized row (values base .. base + C of x): o = x * w (+ b).
+template <typename T, typename Rows>
+inline void scale_row(T* o, const Rows& x, int64_t base, const T* w, const T* b, int64_t C) {
   if (b) {
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c] + b[c];
+    for (int64_t c = 0; c < C; ++c) o[c] = x[base + c] * w[c] + b[c];
   } else {
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) o[c] = x[c] * w[c];
+    for (int64_t c = 0; c < C; ++c) o[c] = x[base + c] * w[c];
   }
+}
+
+// One row: its normalized values into h (rounded to `made` there: the row is in L1, no pass of
+// its own), the output from them, 1/std.
+template <typename T>
+inline void norm_row(T* h, T* o, T& rstd, const T* x, const T* w, const T* b, int64_t C, double eps, bool centered,
+                     Precision made) {
+  T mu, r;
+  row_stats(x, C, eps, centered, mu, r);
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) h[c] = (x[c] - mu) * r;
+  if constexpr (std::is_same_v<T, float>)
+    if (made != Precision::fp32) round_to(made, h, C);
+  scale_row(o, ValueRows<T>{h}, 0, w, b, C);
+  rstd = r;
 }
 
 template <typename T>
@@ -255,48 +310,78 @@ void norm_rows_forward(T* xn, T* out, T* rstd, const T* in, const T* w, const T*
   if (!std::is_same_v<T, float> && made != Precision::fp32)
     throw std::invalid_argument("kernels::norm_rows_forward: only float rows round to 16 bits");
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* x = in + i * C;
-    T mu, r;
-    row_stats(x, C, eps, centered, mu, r);
-    T* h = xn + i * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) h[c] = (x[c] - mu) * r;
-    if constexpr (std::is_same_v<T, float>)
-      if (made != Precision::fp32) round_to(made, h, C);  // the row is in L1: no pass of its own
-    scale_row(out + i * C, h, w, b, C);
-    rstd[i] = r;
+  for (int64_t i = 0; i < N; ++i) norm_row(xn + i * C, out + i * C, rstd[i], in + i * C, w, b, C, eps, centered, made);
+}
+
+void norm_rows_forward_bits(uint16_t* xn, float* out, float* rstd, const float* in, const float* w, const float* b,
+                            int64_t N, int64_t C, double eps, bool centered, Precision p) {
+  with_pattern_rows(p, xn, "norm_rows_forward_bits", [](auto) {});
+#pragma omp parallel
+  {
+    std::vector<float> h(static_cast<size_t>(C));  // the row, then its patterns
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+      norm_row(h.data(), out + i * C, rstd[i], in + i * C, w, b, C, eps, centered, p);
+      narrow_run(p, h.data(), xn + i * C, C);
+    }
   }
+}
+
+template <typename T, typename Rows>
+void scale_rows(T* out, const Rows& xn, const T* w, const T* b, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) scale_row(out + i * C, xn, i * C, w, b, C);
 }
 
 template <typename T>
 void norm_scale_forward(T* out, const T* xn, const T* w, const T* b, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) scale_row(out + i * C, xn + i * C, w, b, C);
+  scale_rows(out, ValueRows<T>{xn}, w, b, N, C);
+}
+
+void norm_scale_forward_bits(float* out, const uint16_t* xn, Precision p, const float* w, const float* b, int64_t N,
+                             int64_t C) {
+  with_pattern_rows(p, xn, "norm_scale_forward_bits", [&](const auto& rows) { scale_rows(out, rows, w, b, N, C); });
+}
+
+template <typename T, typename Rows>
+void norm_backward_rows(T* din, T* dw, T* db, const T* dout, const Rows& xn, const T* w, const T* rstd, int64_t N,
+                        int64_t C, bool centered) {
+#pragma omp parallel
+  {
+    std::vector<T> buf(Rows::kWidens ? static_cast<size_t>(C) : 0);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+      const T* x = xn.row(i, C, buf.data());
+      const T* dy = dout + i * C;
+      const T r = rstd[i];
+      T a = 0, bsum = 0;
+#pragma omp simd reduction(+ : a, bsum)
+      for (int64_t c = 0; c < C; ++c) {
+        const T dxhat = dy[c] * w[c];
+        a += dxhat;
+        bsum += dxhat * x[c];
+      }
+      a = centered ? a / T(C) : T(0);
+      bsum /= T(C);
+      T* dx = din + i * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - x[c] * bsum);
+    }
+  }
+  norm_column_sums(dw, db, dout, N, C, [&](int64_t i, int64_t c) { return dout[i * C + c] * xn[i * C + c]; });
 }
 
 template <typename T>
 void norm_rows_backward(T* din, T* dw, T* db, const T* dout, const T* xn, const T* w, const T* rstd, int64_t N,
                         int64_t C, bool centered) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* x = xn + i * C;
-    const T* dy = dout + i * C;
-    const T r = rstd[i];
-    T a = 0, bsum = 0;
-#pragma omp simd reduction(+ : a, bsum)
-    for (int64_t c = 0; c < C; ++c) {
-      const T dxhat = dy[c] * w[c];
-      a += dxhat;
-      bsum += dxhat * x[c];
-    }
-    a = centered ? a / T(C) : T(0);
-    bsum /= T(C);
-    T* dx = din + i * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) dx[c] += r * (dy[c] * w[c] - a - x[c] * bsum);
-  }
-  norm_column_sums(dw, db, dout, N, C, [&](int64_t i, int64_t c) { return dout[i * C + c] * xn[i * C + c]; });
+  norm_backward_rows(din, dw, db, dout, ValueRows<T>{xn}, w, rstd, N, C, centered);
+}
+
+void norm_rows_backward_bits(float* din, float* dw, float* db, const float* dout, const uint16_t* xn, Precision p,
+                             const float* w, const float* rstd, int64_t N, int64_t C, bool centered) {
+  with_pattern_rows(p, xn, "norm_rows_backward_bits", [&](const auto& rows) {
+    norm_backward_rows(din, dw, db, dout, rows, w, rstd, N, C, centered);
+  });
 }
 
 template <typename T>

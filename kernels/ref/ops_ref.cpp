@@ -167,6 +167,28 @@ void norm_rows_backward(T* din, T* dw, T* db, const T* dout, const T* xn, const 
   }
 }
 
+// The 16-bit kept rows: through fp32 copies (kernels::narrow / widen).
+void norm_rows_forward_bits(uint16_t* xn, float* out, float* rstd, const float* in, const float* w, const float* b,
+                            int64_t N, int64_t C, double eps, bool centered, Precision p) {
+  std::vector<float> rows(size_t(N * C));
+  ref::norm_rows_forward<float>(rows.data(), out, rstd, in, w, b, N, C, eps, centered, p);
+  kernels::narrow(p, rows.data(), xn, N * C);
+}
+
+void norm_scale_forward_bits(float* out, const uint16_t* xn, Precision p, const float* w, const float* b, int64_t N,
+                             int64_t C) {
+  std::vector<float> rows(size_t(N * C));
+  kernels::widen(p, xn, rows.data(), N * C);
+  ref::norm_scale_forward<float>(out, rows.data(), w, b, N, C);
+}
+
+void norm_rows_backward_bits(float* din, float* dw, float* db, const float* dout, const uint16_t* xn, Precision p,
+                             const float* w, const float* rstd, int64_t N, int64_t C, bool centered) {
+  std::vector<float> rows(size_t(N * C));
+  kernels::widen(p, xn, rows.data(), N * C);
+  ref::norm_rows_backward<float>(din, dw, db, dout, rows.data(), w, rstd, N, C, centered);
+}
+
 template <typename T>
 void bias_forward(T* out, const T* bias, int64_t N, int64_t C) {
   for (int64_t i = 0; i < N; ++i)

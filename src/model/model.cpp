@@ -45,8 +45,9 @@ struct BlockActs {
   // 16-bit run (made_in, round_made: the norms' outputs are made from the rounded rows, so
   // backward rebuilds exactly what forward multiplied); fch_act is rebuilt from fch. So the block keeps
   // xn1, qkv, xn2, fch (and atty when it keeps the attention) as 16-bit patterns here, leaves the
-  // fp32 vectors above empty and keeps no fch_act; while it runs, fp32 working copies from the
-  // scratch stand in (Halves).
+  // fp32 vectors above empty and keeps no fch_act. The norms write and read their rows as patterns
+  // (kernels::norm_*_bits); for the others, fp32 working copies from the scratch stand in while the
+  // block runs (Halves).
   std::vector<uint16_t> xn1_h, qkv_h, xn2_h, fch_h, atty_h;
 };
 
@@ -88,7 +89,7 @@ struct Scratch {
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (L, 4C)
   std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
-  BlockActs<T> work;  // 16-bit saved activations: fp32 xn1, qkv, xn2, fch, fch_act, atty of the running block
+  BlockActs<T> work;  // 16-bit saved activations: fp32 qkv, fch, fch_act, atty of the running block
 };
 
 namespace {
@@ -142,9 +143,9 @@ void activation_forward(const ModelDims& d, T* act, const T* fch, int64_t N) {
     k::swiglu_forward(act, fch, N, d.F);
 }
 
-// A block that keeps xn1, qkv, xn2, fch and atty as 16-bit patterns lends the scratch's fp32
-// working copies for as long as it runs (vector swaps: no copy): `narrow` after its forward
-// stores them, `widen` before its backward restores them and rebuilds fch_act from fch.
+// A block that keeps qkv, fch and atty as 16-bit patterns lends the scratch's fp32 working copies
+// for as long as it runs (vector swaps: no copy): `narrow` after its forward stores them, `widen`
+// before its backward restores them and rebuilds fch_act from fch. (Its norms' rows need none.)
 template <typename T>
 class Halves {
  public:
@@ -156,25 +157,24 @@ class Halves {
   }
   Halves(const Halves&) = delete;
   Halves& operator=(const Halves&) = delete;
-  // The block's rows: Nr of the residual stream, N tokens.
-  void narrow(int64_t Nr, int64_t N, const ModelDims& d) {
+  // The block's N token rows.
+  void narrow(int64_t N, const ModelDims& d) {
     if (!on()) return;
     if constexpr (std::is_same_v<T, float>)
-      for (auto [x, h, n] : parts(Nr, N, d)) kernels::narrow(p_, x->data(), h->data(), n);
+      for (auto [x, h, n] : parts(N, d)) kernels::narrow(p_, x->data(), h->data(), n);
   }
-  void widen(int64_t Nr, int64_t N, const ModelDims& d) {
+  void widen(int64_t N, const ModelDims& d) {
     if (!on()) return;
     if constexpr (std::is_same_v<T, float>)
-      for (auto [x, h, n] : parts(Nr, N, d)) kernels::widen(p_, h->data(), x->data(), n);
+      for (auto [x, h, n] : parts(N, d)) kernels::widen(p_, h->data(), x->data(), n);
     activation_forward(d, a_.fch_act.data(), a_.fch.data(), N);  // the forward's bits: fch was rounded there
   }
 
  private:
-  bool on() const { return !a_.xn1_h.empty(); }
+  bool on() const { return !a_.qkv_h.empty(); }
   bool attention() const { return !a_.atty_h.empty(); }  // kept here, not recomputed (selective)
   void swap() {
-    std::swap(a_.xn1, work_.xn1), std::swap(a_.qkv, work_.qkv), std::swap(a_.xn2, work_.xn2);
-    std::swap(a_.fch, work_.fch), std::swap(a_.fch_act, work_.fch_act);
+    std::swap(a_.qkv, work_.qkv), std::swap(a_.fch, work_.fch), std::swap(a_.fch_act, work_.fch_act);
     if (attention()) std::swap(a_.atty, work_.atty);
   }
   struct Part {
@@ -182,9 +182,8 @@ class Halves {
     std::vector<uint16_t>* h;
     int64_t n;
   };
-  std::vector<Part> parts(int64_t Nr, int64_t N, const ModelDims& d) {
-    std::vector<Part> p{Part{&a_.xn1, &a_.xn1_h, Nr * d.C}, Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()},
-                        Part{&a_.xn2, &a_.xn2_h, Nr * d.C}, Part{&a_.fch, &a_.fch_h, N * d.fc_rows()}};
+  std::vector<Part> parts(int64_t N, const ModelDims& d) {
+    std::vector<Part> p{Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()}, Part{&a_.fch, &a_.fch_h, N * d.fc_rows()}};
     if (attention()) p.push_back(Part{&a_.atty, &a_.atty_h, N * d.NH * d.HS});
     return p;
   }
@@ -192,6 +191,30 @@ class Halves {
   BlockActs<T>& a_;
   BlockActs<T>& work_;
 };
+
+// A norm over the rows a block keeps: in xn (fp32, or double), or as the 16-bit patterns of the
+// run's precision in xn_h (Halves) — forward, the rebuild of its output, backward.
+template <typename T>
+void norm_forward(kernels::Precision made, std::vector<T>& xn, std::vector<uint16_t>& xn_h, T* out, T* rstd,
+                  const T* x, const T* w, const T* b, int64_t Nr, int64_t C, double eps, bool centered) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!xn_h.empty()) return k::norm_rows_forward_bits(xn_h.data(), out, rstd, x, w, b, Nr, C, eps, centered, made);
+  k::norm_rows_forward(xn.data(), out, rstd, x, w, b, Nr, C, eps, centered, made);
+}
+template <typename T>
+void norm_rebuild(kernels::Precision made, const std::vector<T>& xn, const std::vector<uint16_t>& xn_h, T* out,
+                  const T* w, const T* b, int64_t Nr, int64_t C) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!xn_h.empty()) return k::norm_scale_forward_bits(out, xn_h.data(), made, w, b, Nr, C);
+  k::norm_scale_forward(out, xn.data(), w, b, Nr, C);
+}
+template <typename T>
+void norm_backward(kernels::Precision made, T* din, T* dw, T* db, const T* dout, const std::vector<T>& xn,
+                   const std::vector<uint16_t>& xn_h, const T* w, const T* rstd, int64_t Nr, int64_t C, bool centered) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!xn_h.empty()) return k::norm_rows_backward_bits(din, dw, db, dout, xn_h.data(), made, w, rstd, Nr, C, centered);
+  k::norm_rows_backward(din, dw, db, dout, xn.data(), w, rstd, Nr, C, centered);
+}
 
 // `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
 // selective recomputation.
@@ -253,14 +276,14 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   const TensorParallelOps* tp = split_over<T>(ctx);
   const PairComm<T> pair{ctx, tp, tp && d.sequence_parallel, s, N};
   const kernels::Precision made = made_in<T>(ctx);
-  k::norm_rows_forward(a.xn1.data(), s.ln.data(), a.rstd1.data(), x, p.ln1_w, p.ln1_b, Nr, C, d.eps, gpt2, made);
+  norm_forward(made, a.xn1, a.xn1_h, s.ln.data(), a.rstd1.data(), x, p.ln1_w, p.ln1_b, Nr, C, d.eps, gpt2);
   linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   attention_forward(ctx, kind, a, at, d, B, Tn);
   pair.row_forward(s.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
   k::residual_forward(s.resid2.data(), s.resid2.data(), x, Nr * C);
-  k::norm_rows_forward(a.xn2.data(), s.ln.data(), a.rstd2.data(), s.resid2.data(), p.ln2_w, p.ln2_b, Nr, C, d.eps, gpt2,
-                       made);
+  norm_forward(made, a.xn2, a.xn2_h, s.ln.data(), a.rstd2.data(), s.resid2.data(), p.ln2_w, p.ln2_b, Nr, C, d.eps,
+               gpt2);
   linear_forward(ctx.gemm, a.fch.data(), pair.column_input(s.ln.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
   round_made(ctx, a.fch, N * d.fc_rows());
   activation_forward(d, a.fch_act.data(), a.fch.data(), N);
@@ -297,9 +320,10 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
     zero(s.dfch, N * FC);
     k::swiglu_backward(dfch, s.dfch_act.data(), a.fch.data(), N, F);
   }
-  k::norm_scale_forward(s.ln.data(), a.xn2.data(), p.ln2_w, p.ln2_b, Nr, C);  // ln2 again, as forward made it
+  const kernels::Precision made = made_in<T>(ctx);
+  norm_rebuild(made, a.xn2, a.xn2_h, s.ln.data(), p.ln2_w, p.ln2_b, Nr, C);  // ln2 again, as forward made it
   pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, dfch, pair.column_input(s.ln.data(), C), p.fc_w, C, FC);
-  k::norm_rows_backward(dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.xn2.data(), p.ln2_w, a.rstd2.data(), Nr, C, gpt2);
+  norm_backward(made, dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.xn2, a.xn2_h, p.ln2_w, a.rstd2.data(), Nr, C, gpt2);
   // resid2 = x + attn(x): d(x) = d(resid2) + the first norm's part (added in place below), and
   // d(resid2) is the attention's output gradient.
   linear_backward(ctx.gemm, s.datty.data(), g.proj_w, g.proj_b, pair.column_input(dresid2, C), at.atty.data(),
@@ -312,11 +336,11 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
     model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                               d.KV, d.HS);
   if (!gpt2) k::rope_backward(s.dqkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
-  k::norm_scale_forward(s.ln.data(), a.xn1.data(), p.ln1_w, p.ln1_b, Nr, C);  // ln1 again
+  norm_rebuild(made, a.xn1, a.xn1_h, s.ln.data(), p.ln1_w, p.ln1_b, Nr, C);  // ln1 again
   pair.column_backward(s.dln.data(), g.qkv_w, g.qkv_b, s.dqkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w,
                        C, QKV);
   T* const dx = grad;
-  k::norm_rows_backward(dx, g.ln1_w, g.ln1_b, s.dln.data(), a.xn1.data(), p.ln1_w, a.rstd1.data(), Nr, C, gpt2);
+  norm_backward(made, dx, g.ln1_w, g.ln1_b, s.dln.data(), a.xn1, a.xn1_h, p.ln1_w, a.rstd1.data(), Nr, C, gpt2);
 }
 
 // Sequence parallelism: a block's norm weights see only this rank's rows, so their gradients are
@@ -420,8 +444,7 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     for (int64_t i = 0; i < std::min<int64_t>(2, Lc - 1); ++i) s.stream[size_t(i)] = sized(Nr * C);
   if (recompute == Recompute::full) s.re = block(true, true, false, true);  // out: backward's re-run writes it
   if (halves) {
-    s.work.xn1 = sized(Nr * C), s.work.qkv = sized(N * QKV), s.work.xn2 = sized(Nr * C);
-    s.work.fch = sized(N * FC), s.work.fch_act = sized(N * F);
+    s.work.qkv = sized(N * QKV), s.work.fch = sized(N * FC), s.work.fch_act = sized(N * F);
     if (recompute == Recompute::none) s.work.atty = sized(N * A);
   }
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
@@ -548,7 +571,6 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   // only the head gathers every row.
   const bool sp = d.sequence_parallel;
   const comm::Range rows = boundary_rows(N);
-  const int64_t Nr = rows.size();
   if (d.has_embedding && chunk == 0) {
     need(embedding_range_);
     if constexpr (std::is_same_v<T, float>) {
@@ -567,7 +589,7 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     T* const out = kept.empty() ? scratch_->stream[size_t(j % 2)].data() : kept.data();
     block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x, out,
                   p_.layers[size_t(l0 + j)], d, B, Tn);
-    halves.narrow(Nr, N, d);
+    halves.narrow(N, d);
     x = out;
   }
   if (!d.has_head || chunk != d.chunks - 1) return 0.0;
@@ -680,7 +702,7 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
     const int64_t l = l0 + j;
     const BlockActs<T>* a = &s.blocks[size_t(j)];
     Halves<T> halves(saved_, s.blocks[size_t(j)], sc.work);
-    halves.widen(rows.size(), N, d);
+    halves.widen(N, d);
     if (recompute_ == Recompute::full) {  // re-run the block from its input: every tensor lands in the scratch
       const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;
       block_forward(ctx, attention_, sc, sc.re, sc.re, x, sc.re.out.data(), p_.layers[l], d, B, Tn);

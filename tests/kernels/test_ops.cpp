@@ -109,6 +109,61 @@ TEST(FastVsRef, NormFromNormalizedRows) {
   }
 }
 
+// The norms keeping their rows as 16-bit patterns: every value bit for bit what the float
+// kernels make and read from the widened rows (so a 16-bit run keeps no fp32 copy of them, and
+// trains the same numbers), and the reference's the same.
+TEST(FastVsRef, NormRowsAsPatterns) {
+  using P16 = std::vector<uint16_t>;
+  for (const bool centered : {true, false})
+    for (const Precision p : {Precision::bf16, Precision::fp16}) {
+      SCOPED_TRACE(std::string(centered ? "layernorm " : "rmsnorm ") + std::string(name_of(p)));
+      V x = random_vector<float>(N * C, 21, -3, 3), w = random_vector<float>(C, 22), b = random_vector<float>(C, 23);
+      const float* bias = centered ? b.data() : nullptr;
+      V xn(N * C), o(N * C), r(N), o16(N * C), r16(N), wide(N * C), rebuilt(N * C), rebuilt16(N * C);
+      P16 bits(N * C), bits_ref(N * C);
+      norm_rows_forward(xn.data(), o.data(), r.data(), x.data(), w.data(), bias, N, C, 1e-5, centered, p);
+      norm_rows_forward_bits(bits.data(), o16.data(), r16.data(), x.data(), w.data(), bias, N, C, 1e-5, centered, p);
+      widen(p, bits.data(), wide.data(), N * C);
+      EXPECT_EQ(wide, xn) << "the patterns hold the rounded rows";
+      EXPECT_EQ(o16, o);
+      EXPECT_EQ(r16, r);
+      norm_scale_forward(rebuilt.data(), xn.data(), w.data(), bias, N, C);
+      norm_scale_forward_bits(rebuilt16.data(), bits.data(), p, w.data(), bias, N, C);
+      EXPECT_EQ(rebuilt16, rebuilt);
+      V dy = random_vector<float>(N * C, 24), dx = random_vector<float>(N * C, 25), dw = random_vector<float>(C, 26),
+        db = random_vector<float>(C, 27);
+      V dx16 = dx, dw16 = dw, db16 = db, dxr = dx, dwr = dw, dbr = db;
+      norm_rows_backward(dx.data(), dw.data(), centered ? db.data() : nullptr, dy.data(), xn.data(), w.data(), r.data(),
+                         N, C, centered);
+      norm_rows_backward_bits(dx16.data(), dw16.data(), centered ? db16.data() : nullptr, dy.data(), bits.data(), p,
+                              w.data(), r.data(), N, C, centered);
+      EXPECT_EQ(dx16, dx);
+      EXPECT_EQ(dw16, dw);
+      EXPECT_EQ(db16, db);
+      // The references: the same through fp32 copies.
+      V o_ref(N * C), r_ref(N), rebuilt_ref(N * C);
+      ref::norm_rows_forward_bits(bits_ref.data(), o_ref.data(), r_ref.data(), x.data(), w.data(), bias, N, C, 1e-5,
+                                  centered, p);
+      int64_t differ = 0;  // a value on a rounding boundary may round the other way from double arithmetic
+      for (int64_t i = 0; i < N * C; ++i) differ += bits[size_t(i)] != bits_ref[size_t(i)];
+      EXPECT_LE(differ, N * C / 100) << "patterns differing from the reference's";
+      expect_close(o16, o_ref, "out", 1e-2);
+      ref::norm_scale_forward_bits(rebuilt_ref.data(), bits.data(), p, w.data(), bias, N, C);
+      expect_close(rebuilt16, rebuilt_ref, "rebuilt");
+      ref::norm_rows_backward_bits(dxr.data(), dwr.data(), centered ? dbr.data() : nullptr, dy.data(), bits.data(), p,
+                                   w.data(), r.data(), N, C, centered);
+      expect_close(dx16, dxr, "dx", 1e-4);
+      expect_close(dw16, dwr, "dw", 1e-4);
+      expect_close(db16, dbr, "db", 1e-4);
+    }
+  // fp32 has no patterns: a clear error, not a silent copy.
+  std::vector<uint16_t> bits(N * C);
+  V o(N * C), r(N), x(N * C), w(C);
+  EXPECT_THROW(norm_rows_forward_bits(bits.data(), o.data(), r.data(), x.data(), w.data(), nullptr, N, C, 1e-5, false,
+                                      Precision::fp32),
+               std::invalid_argument);
+}
+
 TEST(FastVsRef, GeluAndSwiglu) {
   V x = random_vector<float>(N * 2 * F, 8, -6, 6), dy = random_vector<float>(N * 2 * F, 9);
   V o1(N * 2 * F), o2(N * 2 * F), d1(N * 2 * F), d2(N * 2 * F);

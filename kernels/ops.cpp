@@ -409,8 +409,11 @@ void bias_backward(T* dbias, const T* dout, int64_t N, int64_t C) {
   }
 }
 
-template <typename T>
-void gelu_forward(T* out, const T* in, int64_t n) {
+// The MLP activations read their input through a reader (ValueRows, or PatternRows: a 16-bit
+// run's kept pre-activation), so both run the same arithmetic: the same bits.
+namespace {
+template <typename T, typename In>
+void gelu_forward_from(T* out, const In& in, int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     const T x = in[i];
@@ -418,13 +421,51 @@ void gelu_forward(T* out, const T* in, int64_t n) {
   }
 }
 
-namespace {
 template <typename T>
 inline T gelu_slope(T x) {
   const T th = vtanh(T(kGeluS) * (x + T(kGeluC) * x * x * x));
   return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * T(kGeluS) * (T(1) + T(3 * kGeluC) * x * x);
 }
+
+template <typename T, typename In>
+void gelu_backward_in_place_from(T* grad, const In& in, int64_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) grad[i] = gelu_slope(T(in[i])) * grad[i];
+}
+
+template <typename T, typename In>
+void swiglu_forward_from(T* out, const In& in, int64_t N, int64_t F) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t g = i * 2 * F, u = g + F;  // the row's gate and up values in `in`
+    T* o = out + i * F;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) o[f] = in[g + f] / (T(1) + vexp(-in[g + f])) * in[u + f];
+  }
+}
+
+template <typename T, typename In>
+void swiglu_backward_from(T* din, const T* dout, const In& in, int64_t N, int64_t F) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t g = i * 2 * F, u = g + F;
+    const T* dy = dout + i * F;
+    T* dg = din + i * 2 * F;
+    T* du = dg + F;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) {
+      const T sig = T(1) / (T(1) + vexp(-in[g + f]));
+      dg[f] += dy[f] * in[u + f] * sig * (T(1) + in[g + f] * (T(1) - sig));
+      du[f] += dy[f] * in[g + f] * sig;
+    }
+  }
+}
 }  // namespace
+
+template <typename T>
+void gelu_forward(T* out, const T* in, int64_t n) {
+  gelu_forward_from(out, ValueRows<T>{in}, n);
+}
 
 template <typename T>
 void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
@@ -434,38 +475,33 @@ void gelu_backward(T* din, const T* dout, const T* in, int64_t n) {
 
 template <typename T>
 void gelu_backward_in_place(T* grad, const T* in, int64_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) grad[i] = gelu_slope(in[i]) * grad[i];
+  gelu_backward_in_place_from(grad, ValueRows<T>{in}, n);
 }
 
 template <typename T>
 void swiglu_forward(T* out, const T* in, int64_t N, int64_t F) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* g = in + i * 2 * F;
-    const T* u = g + F;
-    T* o = out + i * F;
-#pragma omp simd
-    for (int64_t f = 0; f < F; ++f) o[f] = g[f] / (T(1) + vexp(-g[f])) * u[f];
-  }
+  swiglu_forward_from(out, ValueRows<T>{in}, N, F);
 }
 
 template <typename T>
 void swiglu_backward(T* din, const T* dout, const T* in, int64_t N, int64_t F) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < N; ++i) {
-    const T* g = in + i * 2 * F;
-    const T* u = g + F;
-    const T* dy = dout + i * F;
-    T* dg = din + i * 2 * F;
-    T* du = dg + F;
-#pragma omp simd
-    for (int64_t f = 0; f < F; ++f) {
-      const T sig = T(1) / (T(1) + vexp(-g[f]));
-      dg[f] += dy[f] * u[f] * sig * (T(1) + g[f] * (T(1) - sig));
-      du[f] += dy[f] * g[f] * sig;
-    }
-  }
+  swiglu_backward_from(din, dout, ValueRows<T>{in}, N, F);
+}
+
+void gelu_forward_bits(float* out, const uint16_t* in, Precision p, int64_t n) {
+  with_pattern_rows(p, in, "gelu_forward_bits", [&](const auto& x) { gelu_forward_from(out, x, n); });
+}
+
+void gelu_backward_in_place_bits(float* grad, const uint16_t* in, Precision p, int64_t n) {
+  with_pattern_rows(p, in, "gelu_backward_in_place_bits", [&](const auto& x) { gelu_backward_in_place_from(grad, x, n); });
+}
+
+void swiglu_forward_bits(float* out, const uint16_t* in, Precision p, int64_t N, int64_t F) {
+  with_pattern_rows(p, in, "swiglu_forward_bits", [&](const auto& x) { swiglu_forward_from(out, x, N, F); });
+}
+
+void swiglu_backward_bits(float* din, const float* dout, const uint16_t* in, Precision p, int64_t N, int64_t F) {
+  with_pattern_rows(p, in, "swiglu_backward_bits", [&](const auto& x) { swiglu_backward_from(din, dout, x, N, F); });
 }
 
 namespace {

@@ -189,6 +189,30 @@ void norm_rows_backward_bits(float* din, float* dw, float* db, const float* dout
   ref::norm_rows_backward<float>(din, dw, db, dout, rows.data(), w, rstd, N, C, centered);
 }
 
+void gelu_forward_bits(float* out, const uint16_t* in, Precision p, int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n));
+  kernels::widen(p, in, x.data(), n);
+  ref::gelu_forward<float>(out, x.data(), n);
+}
+
+void gelu_backward_in_place_bits(float* grad, const uint16_t* in, Precision p, int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n));
+  kernels::widen(p, in, x.data(), n);
+  ref::gelu_backward_in_place<float>(grad, x.data(), n);
+}
+
+void swiglu_forward_bits(float* out, const uint16_t* in, Precision p, int64_t N, int64_t F) {
+  std::vector<float> x(size_t(N * 2 * F));
+  kernels::widen(p, in, x.data(), N * 2 * F);
+  ref::swiglu_forward<float>(out, x.data(), N, F);
+}
+
+void swiglu_backward_bits(float* din, const float* dout, const uint16_t* in, Precision p, int64_t N, int64_t F) {
+  std::vector<float> x(size_t(N * 2 * F));
+  kernels::widen(p, in, x.data(), N * 2 * F);
+  ref::swiglu_backward<float>(din, dout, x.data(), N, F);
+}
+
 template <typename T>
 void bias_forward(T* out, const T* bias, int64_t N, int64_t C) {
   for (int64_t i = 0; i < N; ++i)

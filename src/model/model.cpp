@@ -130,9 +130,9 @@ kernels::Precision made_in(const ComputeContext& ctx) {
   return std::is_same_v<T, float> ? ctx.gemm.precision : kernels::Precision::fp32;
 }
 template <typename T>
-void round_made(const ComputeContext& ctx, std::vector<T>& x, int64_t n) {
+void round_made(const ComputeContext& ctx, T* x, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
-    if (made_in<T>(ctx) != kernels::Precision::fp32) kernels::round_to(made_in<T>(ctx), x.data(), n);
+    if (made_in<T>(ctx) != kernels::Precision::fp32) kernels::round_to(made_in<T>(ctx), x, n);
 }
 
 template <typename T>
@@ -143,9 +143,38 @@ void activation_forward(const ModelDims& d, T* act, const T* fch, int64_t N) {
     k::swiglu_forward(act, fch, N, d.F);
 }
 
+// The MLP activation rebuilt, and the gradient through it, from the pre-activation a block kept:
+// fp32 (or double) in fch, or the 16-bit patterns of `made` in fch_h (then read as patterns: no
+// fp32 copy of it exists in backward). GELU's gradient replaces the activation's in place (dfch
+// is dact); SwiGLU's input is twice as wide.
+template <typename T>
+void activation_rebuild(const ModelDims& d, kernels::Precision made, const BlockActs<T>& a, T* act, int64_t N) {
+  if constexpr (std::is_same_v<T, float>)
+    if (!a.fch_h.empty())
+      return d.family == Family::gpt2 ? k::gelu_forward_bits(act, a.fch_h.data(), made, N * d.F)
+                                      : k::swiglu_forward_bits(act, a.fch_h.data(), made, N, d.F);
+  activation_forward(d, act, a.fch.data(), N);
+}
+template <typename T>
+void activation_backward(const ModelDims& d, kernels::Precision made, const BlockActs<T>& a, T* dfch, const T* dact,
+                         int64_t N) {
+  const bool gpt2 = d.family == Family::gpt2;
+  if constexpr (std::is_same_v<T, float>)
+    if (!a.fch_h.empty())
+      return gpt2 ? k::gelu_backward_in_place_bits(dfch, a.fch_h.data(), made, N * d.F)
+                  : k::swiglu_backward_bits(dfch, dact, a.fch_h.data(), made, N, d.F);
+  if (gpt2)
+    k::gelu_backward_in_place(dfch, a.fch.data(), N * d.F);
+  else
+    k::swiglu_backward(dfch, dact, a.fch.data(), N, d.F);
+}
+
 // A block that keeps qkv, fch and atty as 16-bit patterns lends the scratch's fp32 working copies
-// for as long as it runs (vector swaps: no copy): `narrow` after its forward stores them, `widen`
-// before its backward restores them and rebuilds fch_act from fch. (Its norms' rows need none.)
+// for as long as it runs (vector swaps: no copy): `narrow` after its forward stores qkv and atty,
+// `widen` before its backward restores them and rebuilds fch_act from fch's patterns. fch itself
+// is narrowed where it is made and read as patterns in backward, so only SwiGLU (whose output
+// cannot overwrite its input) has an fp32 working copy of it, in forward; GELU's pre-activation
+// is made in fch_act and overwritten there by the activation. (The norms' rows need none.)
 template <typename T>
 class Halves {
  public:
@@ -167,7 +196,7 @@ class Halves {
     if (!on()) return;
     if constexpr (std::is_same_v<T, float>)
       for (auto [x, h, n] : parts(N, d)) kernels::widen(p_, h->data(), x->data(), n);
-    activation_forward(d, a_.fch_act.data(), a_.fch.data(), N);  // the forward's bits: fch was rounded there
+    activation_rebuild(d, p_, a_, a_.fch_act.data(), N);  // the forward's bits: fch was rounded there
   }
 
  private:
@@ -183,7 +212,7 @@ class Halves {
     int64_t n;
   };
   std::vector<Part> parts(int64_t N, const ModelDims& d) {
-    std::vector<Part> p{Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()}, Part{&a_.fch, &a_.fch_h, N * d.fc_rows()}};
+    std::vector<Part> p{Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()}};
     if (attention()) p.push_back(Part{&a_.atty, &a_.atty_h, N * d.NH * d.HS});
     return p;
   }
@@ -226,7 +255,7 @@ void attention_forward(const ComputeContext& ctx, Attention kind, const BlockAct
     model::flash_attention_forward(ctx.gemm, at.atty.data(), at.lse.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
   else
     model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
-  round_made(ctx, at.atty, B * Tn * d.NH * d.HS);
+  round_made(ctx, at.atty.data(), B * Tn * d.NH * d.HS);
 }
 
 // This rank's rows of the residual stream of N tokens: its sequence-parallel block, or all.
@@ -284,9 +313,14 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   k::residual_forward(s.resid2.data(), s.resid2.data(), x, Nr * C);
   norm_forward(made, a.xn2, a.xn2_h, s.ln.data(), a.rstd2.data(), s.resid2.data(), p.ln2_w, p.ln2_b, Nr, C, d.eps,
                gpt2);
-  linear_forward(ctx.gemm, a.fch.data(), pair.column_input(s.ln.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
-  round_made(ctx, a.fch, N * d.fc_rows());
-  activation_forward(d, a.fch_act.data(), a.fch.data(), N);
+  // The MLP pre-activation: in fch, or (GELU in a 16-bit run, no fp32 fch) in fch_act, where the
+  // activation then overwrites it once its 16-bit patterns are kept.
+  T* const pre = a.fch.empty() ? a.fch_act.data() : a.fch.data();
+  linear_forward(ctx.gemm, pre, pair.column_input(s.ln.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
+  round_made(ctx, pre, N * d.fc_rows());
+  if constexpr (std::is_same_v<T, float>)
+    if (!a.fch_h.empty()) kernels::narrow(made, pre, a.fch_h.data(), N * d.fc_rows());
+  activation_forward(d, a.fch_act.data(), pre, N);
   pair.row_forward(out, a.fch_act.data(), p.fcproj_w, p.fcproj_b, F, C);
   k::residual_forward(out, out, s.resid2.data(), Nr * C);
 }
@@ -313,14 +347,10 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   linear_backward(ctx.gemm, s.dfch_act.data(), g.fcproj_w, g.fcproj_b, pair.column_input(grad, C),
                   a.fch_act.data(), p.fcproj_w, N, F, C);
   // GELU's gradient replaces its output's in place (dfch is dfch_act); SwiGLU's input is twice as wide.
-  T* const dfch = gpt2 ? s.dfch_act.data() : s.dfch.data();
-  if (gpt2) {
-    k::gelu_backward_in_place(dfch, a.fch.data(), N * F);
-  } else {
-    zero(s.dfch, N * FC);
-    k::swiglu_backward(dfch, s.dfch_act.data(), a.fch.data(), N, F);
-  }
   const kernels::Precision made = made_in<T>(ctx);
+  T* const dfch = gpt2 ? s.dfch_act.data() : s.dfch.data();
+  if (!gpt2) zero(s.dfch, N * FC);
+  activation_backward(d, made, a, dfch, s.dfch_act.data(), N);
   norm_rebuild(made, a.xn2, a.xn2_h, s.ln.data(), p.ln2_w, p.ln2_b, Nr, C);  // ln2 again, as forward made it
   pair.column_backward(s.dln.data(), g.fc_w, g.fc_b, dfch, pair.column_input(s.ln.data(), C), p.fc_w, C, FC);
   norm_backward(made, dresid2, g.ln2_w, g.ln2_b, s.dln.data(), a.xn2, a.xn2_h, p.ln2_w, a.rstd2.data(), Nr, C, gpt2);
@@ -444,7 +474,8 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
     for (int64_t i = 0; i < std::min<int64_t>(2, Lc - 1); ++i) s.stream[size_t(i)] = sized(Nr * C);
   if (recompute == Recompute::full) s.re = block(true, true, false, true);  // out: backward's re-run writes it
   if (halves) {
-    s.work.qkv = sized(N * QKV), s.work.fch = sized(N * FC), s.work.fch_act = sized(N * F);
+    s.work.qkv = sized(N * QKV), s.work.fch_act = sized(N * F);
+    if (dims.family != Family::gpt2) s.work.fch = sized(N * FC);  // SwiGLU's input, in forward only
     if (recompute == Recompute::none) s.work.atty = sized(N * A);
   }
   if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);

@@ -189,6 +189,44 @@ TEST(FastVsRef, GeluAndSwiglu) {
   expect_close(e1, e2, "swiglu_backward");
 }
 
+// GELU and SwiGLU reading their input as 16-bit patterns: bit for bit the float kernels on the
+// widened input; the references the same through fp32 copies.
+TEST(FastVsRef, ActivationsFromPatterns) {
+  for (const Precision p : {Precision::bf16, Precision::fp16}) {
+    SCOPED_TRACE(std::string(name_of(p)));
+    const int64_t n = N * 2 * F;
+    V x = random_vector<float>(n, 31, -6, 6), dy = random_vector<float>(n, 32);
+    std::vector<uint16_t> bits(n);
+    narrow(p, x.data(), bits.data(), n);
+    widen(p, bits.data(), x.data(), n);  // x: the values the patterns hold
+    V o(n), o16(n), o_ref(n), g = dy, g16 = dy, g_ref = dy;
+    gelu_forward(o.data(), x.data(), n);
+    gelu_forward_bits(o16.data(), bits.data(), p, n);
+    EXPECT_EQ(o16, o) << "gelu";
+    ref::gelu_forward_bits(o_ref.data(), bits.data(), p, n);
+    expect_close(o16, o_ref, "gelu against the reference");
+    gelu_backward_in_place(g.data(), x.data(), n);
+    gelu_backward_in_place_bits(g16.data(), bits.data(), p, n);
+    EXPECT_EQ(g16, g) << "gelu backward";
+    ref::gelu_backward_in_place_bits(g_ref.data(), bits.data(), p, n);
+    expect_close(g16, g_ref, "gelu backward against the reference");
+    V s(N * F), s16(N * F), s_ref(N * F), d = random_vector<float>(n, 33), d16 = d, d_ref = d;
+    swiglu_forward(s.data(), x.data(), N, F);
+    swiglu_forward_bits(s16.data(), bits.data(), p, N, F);
+    EXPECT_EQ(s16, s) << "swiglu";
+    ref::swiglu_forward_bits(s_ref.data(), bits.data(), p, N, F);
+    expect_close(s16, s_ref, "swiglu against the reference");
+    swiglu_backward(d.data(), dy.data(), x.data(), N, F);
+    swiglu_backward_bits(d16.data(), dy.data(), bits.data(), p, N, F);
+    EXPECT_EQ(d16, d) << "swiglu backward";
+    ref::swiglu_backward_bits(d_ref.data(), dy.data(), bits.data(), p, N, F);
+    expect_close(d16, d_ref, "swiglu backward against the reference");
+  }
+  std::vector<uint16_t> bits(8);
+  V o(8);
+  EXPECT_THROW(gelu_forward_bits(o.data(), bits.data(), Precision::fp32, 8), std::invalid_argument);
+}
+
 TEST(FastVsRef, Rope) {
   for (const int64_t KV : {NH, int64_t(1)}) {  // multi-head; multi-query (the v heads stay untouched)
     const int64_t W = (NH + 2 * KV) * HS;

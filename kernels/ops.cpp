@@ -266,15 +266,18 @@ struct PatternRows {
 };
 using Bf16Rows = PatternRows<Precision::bf16>;
 using Fp16Rows = PatternRows<Precision::fp16>;
+void require_patterns(Precision p, const char* what) {
+  if (p != Precision::bf16 && p != Precision::fp16)
+    throw std::invalid_argument(std::string("kernels::") + what + ": fp32 rows are not kept as 16-bit patterns");
+}
 // f(rows) with the reader of p's patterns.
 template <typename F>
 void with_pattern_rows(Precision p, const uint16_t* xn, const char* what, F&& f) {
+  require_patterns(p, what);
   if (p == Precision::bf16)
     f(Bf16Rows{xn});
-  else if (p == Precision::fp16)
-    f(Fp16Rows{xn});
   else
-    throw std::invalid_argument(std::string("kernels::") + what + ": fp32 rows are not kept as 16-bit patterns");
+    f(Fp16Rows{xn});
 }
 
 // One row of a norm's output from its normalized row (values base .. base + C of x): o = x * w (+ b).
@@ -315,7 +318,7 @@ void norm_rows_forward(T* xn, T* out, T* rstd, const T* in, const T* w, const T*
 
 void norm_rows_forward_bits(uint16_t* xn, float* out, float* rstd, const float* in, const float* w, const float* b,
                             int64_t N, int64_t C, double eps, bool centered, Precision p) {
-  with_pattern_rows(p, xn, "norm_rows_forward_bits", [](auto) {});
+  require_patterns(p, "norm_rows_forward_bits");
 #pragma omp parallel
   {
     std::vector<float> h(static_cast<size_t>(C));  // the row, then its patterns

@@ -45,9 +45,9 @@ struct BlockActs {
   // 16-bit run (made_in, round_made: the norms' outputs are made from the rounded rows, so
   // backward rebuilds exactly what forward multiplied); fch_act is rebuilt from fch. So the block keeps
   // xn1, qkv, xn2, fch (and atty when it keeps the attention) as 16-bit patterns here, leaves the
-  // fp32 vectors above empty and keeps no fch_act. The norms write and read their rows as patterns
-  // (kernels::norm_*_bits); for the others, fp32 working copies from the scratch stand in while the
-  // block runs (Halves).
+  // fp32 vectors above empty and keeps no fch_act. The norms and the MLP activation read their
+  // inputs as patterns (kernels::*_bits); for qkv and atty, fp32 working copies from the scratch
+  // stand in while the block runs (Halves).
   std::vector<uint16_t> xn1_h, qkv_h, xn2_h, fch_h, atty_h;
 };
 
@@ -89,7 +89,7 @@ struct Scratch {
   std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (L, 4C)
   std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
-  BlockActs<T> work;  // 16-bit saved activations: fp32 qkv, fch, fch_act, atty of the running block
+  BlockActs<T> work;  // 16-bit saved activations: fp32 qkv, fch_act, atty (and SwiGLU's fch) of the running block
 };
 
 namespace {

@@ -46,8 +46,10 @@ void check_invariants(const GridShape& shape, const Machine& m, const Placement&
       std::vector<int> sub;
       for (size_t d = 0; d < c.size(); ++d) {
         const bool in_dp = std::find(p.dp_dims.begin(), p.dp_dims.end(), int(d)) != p.dp_dims.end();
-        if (!in_dp) EXPECT_EQ(c[d], c0[d]) << "dp group of grid rank " << g << " leaves its torus line";
-        if (in_dp) sub.push_back(c[d]);
+        if (in_dp)
+          sub.push_back(c[d]);
+        else
+          EXPECT_EQ(c[d], c0[d]) << "dp group of grid rank " << g << " leaves its torus line";
       }
       EXPECT_EQ(p.dp_torus.node(sub), int(i)) << "dp rank " << i << " is not its node's row-major index";
     }
@@ -154,7 +156,9 @@ TEST(TorusRoutes, VisitEveryDimensionOnceAndBalanceTheLinks) {
       ASSERT_EQ(r.dirs.size(), r.dims.size());
       for (size_t k = 0; k < r.dirs.size(); ++k) {
         EXPECT_TRUE(r.dirs[k] == 1 || r.dirs[k] == -1);
-        if (r.dirs[k] == -1) EXPECT_TRUE(t.wrap && t.dims[size_t(r.dims[k])] > 2) << c.shape;
+        if (r.dirs[k] == -1) {
+          EXPECT_TRUE(t.wrap && t.dims[size_t(r.dims[k])] > 2) << c.shape;
+        }
       }
     }
     EXPECT_LE(torus_route_imbalance(t, routes), c.max_imbalance) << c.shape;

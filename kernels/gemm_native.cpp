@@ -17,8 +17,8 @@
 // table says (ThreadSplit, kernels/ukernel.hpp): M in MR units with one shared B block (each packs
 // a contiguous share of its panels; one barrier before and after use) where cores share an L2, or
 // N in NR units, each thread its own B block and no barrier, where they do not (x86). With
-// BlockSizes::a_once (and at most kMaxAOnceBytes of it), A is packed once per k block instead of
-// once per (k block, column block):
+// BlockSizes::a_once (where a thread has more than one column block, and at most kMaxAOnceBytes
+// of it), A is packed once per k block instead of once per (k block, column block):
 // by columns the threads pack a share each into one buffer (a barrier before and after use), by
 // rows each its own rows. With BlockSizes::private_blocks nothing is shared: under the rows split
 // every thread packs the whole B block into its own buffer, under the columns split all of A, and
@@ -174,10 +174,14 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   const int64_t mc_max = std::min((bs.mc + MR - 1) / MR * MR, units * MR);
   // Packed A per k block: all of a thread's rows (a_once; by columns every thread's rows are all
   // m, packed into one shared buffer, each thread a share) or one mc block at a time. Whole rows
-  // only while the buffer stays cache-sized (kMaxAOnceBytes): past that it only sends the panels
-  // to memory and back. Same bits either way.
+  // only where they save packing — a thread's columns span more than one column block, each of
+  // which packs its A blocks again; in one column block every A block is packed once either way,
+  // and whole rows only add their footprint to the B block's in L2 — and while the buffer stays
+  // cache-sized (kMaxAOnceBytes): past that it only sends the panels to memory and back. Same bits
+  // either way.
   const int64_t once_rows = by_columns ? units * MR : (units + nt - 1) / nt * MR;
-  const bool a_once = bs.a_once && once_rows * kc_blk * int64_t(sizeof(P)) <= kMaxAOnceBytes;
+  const bool a_once =
+      bs.a_once && width > nc_max && once_rows * kc_blk * int64_t(sizeof(P)) <= kMaxAOnceBytes;
   const bool share_a = a_once && by_columns && !bs.private_blocks;
   const bool share_b = !by_columns && nt > 1 && !bs.private_blocks;  // one B block for all threads
   const int64_t a_rows = a_once ? once_rows : mc_max;

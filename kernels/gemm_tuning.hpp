@@ -121,7 +121,18 @@ struct CpuBlocks {
 // all 30 shapes twice and gpt2-train, 2026-12-04): where the rows split shares B, private ÷ shared
 // 1.019 fp32 and 1.016 bf16 (medians, faster on 21 and 18 of 23 rows); where the columns split
 // shares A, level (1.000 for both).
+// Intel family 6 model 167 as KVM reports it (a Xeon with AMX, 2 MiB L2 per core): the table's
+// fitted sizes, but threads split the larger side, each packs its own blocks and A is packed once
+// per k block where a thread has more than one column block (the driver's rule), measured
+// 2026-12-05 (`bench_gemm --threads 1,2 --backends hokusai,onednn --no-bf16 --reps 5 --a-packing
+// mc,once`, all 30 shapes): A once ÷ per mc block median 1.008 (1 thread), 1.013 (2 threads), min
+// 0.96 / 0.98 (shapes where the rule leaves the code unchanged: this VM's noise); then at 2
+// threads with A once (`--splits columns,larger --sharing shared,private`): larger + private ÷
+// columns + shared median 1.011 (faster on 26 of 30), columns + private 1.010.
 inline constexpr CpuBlocks kCpuBlocks[] = {
+    {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::larger, true, true},
+     "measured on Intel family 6 model 167 (Xeon with AMX): threads split the larger of M and N, each its own "
+     "packed blocks, A packed once per k block where that saves packing (docs/performance.md)"},
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
     {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::larger, true, true},

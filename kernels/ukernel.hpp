@@ -47,8 +47,8 @@ struct BlockSizes {
   // A packed once per k block for all of a thread's column blocks (columns: the threads pack a
   // share of the rows each into one buffer, a barrier before and after its use), instead of an
   // mc block at a time inside every column block. Same tiles, same sums: the same bits. The
-  // driver applies it only while the whole-rows buffer is at most kMaxAOnceBytes
-  // (kernels/gemm_native.cpp).
+  // driver applies it only where it saves packing — a thread's columns span more than one column
+  // block — and while the whole-rows buffer is at most kMaxAOnceBytes (kernels/gemm_native.cpp).
   bool a_once = false;
   // Each thread packs the whole block of the operand the threads would otherwise share — B under
   // the rows split, A (packed once per k block) under the columns split — into its own buffer:

@@ -548,6 +548,14 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   EXPECT_NE(zen5_measured.why.find("measured"), std::string::npos) << zen5_measured.why;
   EXPECT_EQ(blocks_for_cpu("sgemm_avx512_14x32", zen5_measured.blocks, 32, 4, epyc5, int64_t(1) << 20).why,
             zen5_measured.why);
+  // The measured entry of the Xeon with AMX (family 6 model 167): its own split, packing and sharing.
+  const CpuModel xeon_amx{"GenuineIntel", 6, 167};
+  const ChosenBlocks amx_host = blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, xeon_amx, int64_t(2) << 20);
+  EXPECT_EQ(amx_host.blocks.split, ThreadSplit::larger);
+  EXPECT_EQ(amx_host.blocks.nc, 1792);
+  EXPECT_TRUE(amx_host.blocks.a_once);
+  EXPECT_TRUE(amx_host.blocks.private_blocks);
+  EXPECT_NE(amx_host.why.find("model 167"), std::string::npos) << amx_host.why;
   // A small L2 (256 KiB: no room for a B block) or an unknown one keeps the table.
   EXPECT_EQ(blocks_for_cpu("sgemm_avx2_6x16", table, 16, 4, other, 256 << 10).blocks.nc, table.nc);
   EXPECT_EQ(blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, zen5, 0).blocks.nc, table.nc);

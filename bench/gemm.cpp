@@ -167,9 +167,11 @@ int main(int argc, char** argv) {
                  "(direct,two-pass; kernels/ukernel.hpp SbgemmKernel::pack_direct), not only the kernel's way");
   std::vector<std::string> block_list, half_block_list;
   app.add_option("--blocks", block_list,
-                 "Time our fp32 path with each of these block sizes (mc,kc,nc ...; mc and nc rounded to the tile)");
+                 "Time our fp32 path with each of these block sizes (mc,kc,nc ...; mc and nc rounded to the tile; "
+                 "the split, A packing and sharing stay the kernel's unless --splits/--a-packing/--sharing say)");
   app.add_option("--half-blocks", half_block_list,
-                 "Time our bf16 path with each of these block sizes (mc,kc,nc ...; kc in bf16 values)");
+                 "Time our bf16 path with each of these block sizes (mc,kc,nc ...; kc in bf16 values; the kernel's "
+                 "split, A packing and sharing)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;
@@ -283,8 +285,8 @@ int main(int argc, char** argv) {
         SgemmKernel kb = k;
         std::string label = "hokusai" + name;
         if (!blocks.empty()) {
-          BlockSizes b = blocks[bi].second;
-          b.split = k.blocks.split;
+          BlockSizes b = blocks[bi].second;  // the sizes; the split, A packing and sharing stay the kernel's
+          b.split = k.blocks.split, b.a_once = k.blocks.a_once, b.private_blocks = k.blocks.private_blocks;
           kb.blocks = rounded_to_tile(b, k.mr, k.nr);
           label += blocks[bi].first;
         }
@@ -298,13 +300,14 @@ int main(int argc, char** argv) {
   // The bf16 rows use the bf16 kernel of the resolved ISA: AMX tiles where the CPU and OS allow,
   // else vdpbf16ps (HOKUSAI_GEMM_ISA=avx512bf16 forces the latter).
   const bool bf16 = !no_bf16 && (isa == GemmIsa::avx512bf16 || isa == GemmIsa::amx);
-  // Our bf16 path's blocks: each --half-blocks entry (on the kernel's tile, with its split), or its own.
+  // Our bf16 path's blocks: each --half-blocks entry (on the kernel's tile, with its split, A packing and
+  // sharing), or its own.
   std::vector<std::pair<std::string, BlockSizes>> half_own;
   if (bf16) {
     const SbgemmKernel& kern = sbgemm_kernel(isa);
     for (const auto& [label, b] : half_blocks) {
       BlockSizes bs = rounded_to_tile(b, kern.mr, kern.nr);
-      bs.split = kern.blocks.split;
+      bs.split = kern.blocks.split, bs.a_once = kern.blocks.a_once, bs.private_blocks = kern.blocks.private_blocks;
       half_own.emplace_back("hokusai" + label, bs);
     }
     if (half_own.empty()) half_own.emplace_back("hokusai", kern.blocks);

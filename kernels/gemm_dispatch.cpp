@@ -109,7 +109,7 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
     return {table, std::string("the kernel's table (its threads split ") +
                        (rows ? "the rows" : "each product along the side with more tiles") +
                        (table.private_blocks ? ", each packing its own blocks" : rows ? " and share one B block" : "") +
-                       ")"};
+                       (table.a_once ? ", A packed once per k block where that saves packing" : "") + ")"};
   }
   if (l2_bytes > 0) {
     const double row = double(table.kc) * element_bytes;  // bytes per column of the B block

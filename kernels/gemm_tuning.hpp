@@ -47,9 +47,13 @@ inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 3
 // --shapes gpt2 --splits rows,larger` twice, larger / rows median 1.064 and 1.046 (faster on 13 and
 // 12 of 15; the head's and the MLP's wide N 1.07-1.40), gpt2-train 1.007. Each thread packs its
 // own B block (private_blocks: no barriers): `--sharing shared,private` there, private / shared
-// median 1.014 and 1.036 (gpt2, twice), 1.033 (gpt2-train).
+// median 1.014 and 1.036 (gpt2, twice), 1.033 (gpt2-train). A is packed once per k block where a
+// thread has more than one column block (the driver's rule; 2026-12-05, same Xeon, `bench_gemm
+// --shapes gpt2|gpt2-train --threads 1,2 --backends hokusai --a-packing mc,once`): once ÷ per mc
+// block median 1.020 / 1.010 (gpt2, 1 / 2 threads), 1.004 / 1.004 (gpt2-train); where the rule
+// applies at 2 threads — the head's (1024, 50304, 768), N split in two — 1.04-1.09.
 inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32,
-                                        {192, 256, 3584, ThreadSplit::larger, false, true},
+                                        {192, 256, 3584, ThreadSplit::larger, true, true},
                                         interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx,
                                         amx_begin, amx_end, pack_bf16_pairs_avx512bf16, pack_bf16_rows_amx};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
@@ -121,16 +125,19 @@ struct CpuBlocks {
 // all 30 shapes twice and gpt2-train, 2026-12-04): where the rows split shares B, private ÷ shared
 // 1.019 fp32 and 1.016 bf16 (medians, faster on 21 and 18 of 23 rows); where the columns split
 // shares A, level (1.000 for both).
-// Intel family 6 model 167 as KVM reports it (a Xeon with AMX, 2 MiB L2 per core): the table's
-// fitted sizes, but threads split the larger side, each packs its own blocks and A is packed once
-// per k block where a thread has more than one column block (the driver's rule), measured
-// 2026-12-05 (`bench_gemm --threads 1,2 --backends hokusai,onednn --no-bf16 --reps 5 --a-packing
-// mc,once`, all 30 shapes): A once ÷ per mc block median 1.008 (1 thread), 1.013 (2 threads), min
-// 0.96 / 0.98 (shapes where the rule leaves the code unchanged: this VM's noise); then at 2
-// threads with A once (`--splits columns,larger --sharing shared,private`): larger + private ÷
-// columns + shared median 1.011 (faster on 26 of 30), columns + private 1.010.
+// Intel family 6 model 167 as KVM reports it (a Xeon with AMX, 2 MiB L2 per core): threads split
+// the larger side, each packs its own blocks, A is packed once per k block where a thread has more
+// than one column block (the driver's rule), and nc = 1024, measured 2026-12-05 on all 30 shapes at
+// 1 and 2 threads (`bench_gemm --backends hokusai,onednn --no-bf16 --reps 5 ...`): A once ÷ per
+// mc block (`--a-packing mc,once`, nc 1792) median 1.008 / 1.013, min 0.96 / 0.98 (shapes where
+// the rule leaves the code unchanged: this VM's noise); larger + private ÷ columns + shared, 2
+// threads with A once (`--splits columns,larger --sharing shared,private`) 1.011 (faster on 26 of
+// 30); then nc 1024 ÷ 1792 with all of that (`--blocks 168,256,1792 168,256,1024 168,256,768`)
+// 1.024 / 1.017 on the gpt2 shapes and 1.019 / 1.021 on the 13B and square ones (min 0.99 / 0.98;
+// nc 768 level with 1024): A's whole rows (1 to 2 MiB) now share L2 with the B block, which the
+// fitted nc (the A block mc x kc beside it) does not count.
 inline constexpr CpuBlocks kCpuBlocks[] = {
-    {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::larger, true, true},
+    {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1024, ThreadSplit::larger, true, true},
      "measured on Intel family 6 model 167 (Xeon with AMX): threads split the larger of M and N, each its own "
      "packed blocks, A packed once per k block where that saves packing (docs/performance.md)"},
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},

@@ -8,6 +8,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -557,11 +558,29 @@ T exp_shifted(T* x, int64_t n, T shift) {
   return sum;
 }
 
+// In two 64-byte vectors (GCC vector extensions, each lane `a > b ? a : b`: x86's maxps exactly),
+// then their lanes: GCC 12 compiled the `omp simd reduction(max)` form of this loop to one scalar
+// vmaxss chain, 4 cycles per element (14% of flash attention's samples and nearly all of the
+// cross-entropy forward's), and an array of lanes to scalar chains. The maximum of numbers does
+// not depend on the order; a NaN may be dropped (as std::max dropped one after the first element):
+// the sums over exp(x - max) that follow carry it.
 template <typename T>
 T row_max(const T* x, int64_t n) {
-  T mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j]);
+  constexpr int64_t W = 64 / int64_t(sizeof(T));
+  typedef T Vec __attribute__((vector_size(64)));
+  const auto load = [](const T* p) {
+    Vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  };
+  const auto max = [](Vec a, Vec b) { return a > b ? a : b; };
+  Vec a = Vec{} + T(-INFINITY), b = a;
+  int64_t j = 0;
+  for (; j + 2 * W <= n; j += 2 * W) a = max(a, load(x + j)), b = max(b, load(x + j + W));
+  a = max(a, b);
+  T mx = a[0];
+  for (int64_t l = 1; l < W; ++l) mx = mx > a[l] ? mx : a[l];
+  for (; j < n; ++j) mx = mx > x[j] ? mx : x[j];
   return mx;
 }
 

@@ -46,9 +46,7 @@ void attention_forward(const kernels::GemmContext& ctx, T* out, T* probs, const 
         kernels::gemm(one, Op::N, Op::T, Tn, Tn, HS, scale, q, W, k, W, T(0), p, Tn);
         for (int64_t t = 0; t < Tn; ++t) {
           T* row = p + t * Tn;
-          T mx = row[0];
-#pragma omp simd reduction(max : mx)
-          for (int64_t j = 1; j <= t; ++j) mx = std::max(mx, row[j]);
+          const T mx = kernels::row_max(row, t + 1);
           const T inv = T(1) / kernels::exp_shifted(row, t + 1, mx);
           for (int64_t j = 0; j <= t; ++j) row[j] *= inv;
           for (int64_t j = t + 1; j < Tn; ++j) row[j] = T(0);  // masked: P·V sees zeros
@@ -151,9 +149,7 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
                 std::fill_n(row, nk, T(0));
                 continue;
               }
-              T mx = f.m[i];
-#pragma omp simd reduction(max : mx)
-              for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, row[j]);
+              const T mx = std::max(f.m[i], kernels::row_max(row, valid));
               const T alpha = std::exp(f.m[i] - mx);  // 0 for the first tile (m = -inf)
               const T sum = kernels::exp_shifted(row, valid, mx);
               std::fill(row + valid, row + nk, T(0));

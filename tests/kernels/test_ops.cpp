@@ -308,6 +308,14 @@ TEST(FastVsRef, RowMaxAndSumExp) {
     const double s1 = sum_exp(x.data(), n, m1), s2 = ref::sum_exp(x.data(), n, m2);
     EXPECT_NEAR(s1, s2, 4e-6 * s2) << "sum_exp, n " << n;
   }
+  // The maximum at every position of rows around the two-vector body (32 floats) and its tail, all
+  // values negative (a lane left at its start, or a value skipped, shows).
+  for (int64_t n : {int64_t(31), int64_t(32), int64_t(33), int64_t(64), int64_t(65), int64_t(97)})
+    for (int64_t at = 0; at < n; ++at) {
+      V x = random_vector<float>(n, 7 + n, -9, -2);
+      x[size_t(at)] = -1.5f;
+      ASSERT_EQ(row_max(x.data(), n), -1.5f) << "row_max, n " << n << ", maximum at " << at;
+    }
 }
 
 TEST(FastVsRef, EmbeddingBiasResidualAdamW) {

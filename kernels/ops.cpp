@@ -558,6 +558,17 @@ T exp_shifted(T* x, int64_t n, T shift) {
   return sum;
 }
 
+template <typename T>
+void softmax_grad_rows(T* d, const T* p, const T* delta, T scale, int64_t rows, int64_t n, int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* di = d + i * ld;
+    const T* pi = p + i * ld;
+    const T D = delta[i];
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) di[j] = pi[j] * (di[j] - D) * scale;
+  }
+}
+
 // In two 64-byte vectors (GCC vector extensions, each lane `a > b ? a : b`: x86's maxps exactly),
 // then their lanes: GCC 12 compiled the `omp simd reduction(max)` form of this loop to one scalar
 // vmaxss chain, 4 cycles per element (14% of flash attention's samples and nearly all of the

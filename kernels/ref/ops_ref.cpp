@@ -383,6 +383,12 @@ T exp_shifted(T* x, int64_t n, T shift) {
 }
 
 template <typename T>
+void softmax_grad_rows(T* d, const T* p, const T* delta, T scale, int64_t rows, int64_t n, int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < n; ++j) d[i * ld + j] = p[i * ld + j] * (d[i * ld + j] - delta[i]) * scale;
+}
+
+template <typename T>
 void fill_zero(T* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = T(0);
 }

@@ -275,12 +275,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                 // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
                 kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.s.data(), BK, dyq, C, T(1), dvbase + k0 * W, W);
                 kernels::gemm(one, Op::N, Op::T, nq, nk, HS, T(1), dyq, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
-                for (int64_t i = 0; i < nq; ++i) {
-                  const T* p = f.s.data() + i * BK;
-                  T* d = f.dp.data() + i * BK;
-                  const T di = delta[q0 + i];
-                  for (int64_t j = 0; j < nk; ++j) d[j] = p[j] * (d[j] - di) * scale;
-                }
+                kernels::softmax_grad_rows(f.dp.data(), f.s.data(), delta.data() + q0, scale, nq, nk, BK);
                 const T beta = chunks > 1 && k0 == kbegin ? T(0) : T(1);  // a part's first write
                 kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, beta, dq, ldq);
                 kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.dp.data(), BK, q, W, T(1), dkbase + k0 * W, W);

@@ -257,6 +257,19 @@ TEST(FastVsRef, ExpShifted) {
   }
 }
 
+// Elementwise: the same bits as the scalar loop (rows shorter than their stride, tails).
+TEST(FastVsRef, SoftmaxGradRows) {
+  for (const int64_t n : {int64_t(1), int64_t(17), int64_t(64), int64_t(250)}) {
+    const int64_t rows = 5, ld = n + 7;
+    const V p = random_vector<float>(rows * ld, 3 + n, 0, 1), delta = random_vector<float>(rows, 4 + n, -1, 1);
+    const V d0 = random_vector<float>(rows * ld, 5 + n, -2, 2);
+    V fast = d0, slow = d0;
+    softmax_grad_rows(fast.data(), p.data(), delta.data(), 0.125f, rows, n, ld);
+    ref::softmax_grad_rows(slow.data(), p.data(), delta.data(), 0.125f, rows, n, ld);
+    ASSERT_EQ(fast, slow) << "n " << n;  // also the untouched stride padding
+  }
+}
+
 TEST(FastVsRef, SoftmaxCrossEntropy) {
   const int64_t Vp = 320, Vr = 257;
   V logits = random_vector<float>(N * Vp, 12, -8, 8);

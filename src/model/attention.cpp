@@ -88,7 +88,7 @@ void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout,
             T dot = 0;
 #pragma omp simd reduction(+ : dot)
             for (int64_t j = 0; j <= t; ++j) dot += pr[j] * d[j];
-            for (int64_t j = 0; j <= t; ++j) d[j] = pr[j] * (d[j] - dot) * scale;
+            kernels::softmax_grad_rows(d, pr, &dot, scale, 1, t + 1, Tn);
             for (int64_t j = t + 1; j < Tn; ++j) d[j] = T(0);
           }
           kernels::gemm(one, Op::N, Op::N, Tn, HS, Tn, T(1), ds.data(), Tn, k, W, T(1), dq, W);  // dQ += dS·K

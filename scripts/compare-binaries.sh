@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Two hokusai binaries (before and after a refactoring) train the same six layouts for 6 steps;
+# Two hokusai binaries (before and after a refactoring) train the same eleven layouts and
+# precision / recomputation settings for 6 steps;
 # their per-step loss (8 decimals) and gradient norm (6 decimals) in metrics.jsonl must be
 # identical. Exits 1 on the first layout that differs or fails. Runs up to 8 ranks with
 # --oversubscribe, 1 thread each (about a minute on 2 cores).
@@ -24,6 +25,11 @@ layouts=(
   "4 tiny.yaml --set parallel.dp=4 --set comm.topology=2x2 --set comm.ranks_per_node=1"
   "4 llama-tiny.yaml --set parallel.tp=2 --set parallel.dp=2 --set parallel.zero1=true --set train.global_batch=16 --set train.micro_batch=4"
   "4 tiny.yaml --set parallel.pp=2 --set parallel.dp=2 --set parallel.virtual_stages=2 --set train.global_batch=16 --set train.micro_batch=2"
+  "1 tiny.yaml --set train.precision=bf16"
+  "2 tiny.yaml --set parallel.tp=2 --set parallel.sequence_parallel=true --set train.precision=bf16"
+  "2 tiny.yaml --set parallel.pp=2 --set parallel.recompute=full --set train.precision=bf16"
+  "1 llama-tiny.yaml --set parallel.recompute=selective --set kernels.attention=gemm --set train.precision=bf16"
+  "2 llama-tiny.yaml --set parallel.pp=2 --set parallel.recompute=selective"
 )
 for spec in "${layouts[@]}"; do
   read -r np cfg extra <<<"$spec"

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstddef>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <type_traits>
 
@@ -28,18 +31,18 @@ using model::linear_forward;
 // fp32 residual stream but its output `out` where that is needed.
 template <typename T>
 struct BlockActs {
-  std::vector<T> xn1, rstd1;  // (Nr,C), (Nr): the first norm's normalized rows, 1/std
-  std::vector<T> qkv;         // (N, (NH+2*KV)*HS), after rotary for llama
-  std::vector<T> probs;       // (B, NH, T, T)  gemm attention
-  std::vector<T> lse;         // (B, NH, T)     flash attention: log-sum-exp per row
-  std::vector<T> atty;        // (N, NH*HS)
-  std::vector<T> xn2, rstd2;  // (Nr,C), (Nr): the second norm's (its input: resid2)
-  std::vector<T> fch;         // (N,F) gpt2, (N,2F) llama: MLP pre-activation
-  std::vector<T> fch_act;     // (N,F)
+  std::span<T> xn1, rstd1;  // (Nr,C), (Nr): the first norm's normalized rows, 1/std
+  std::span<T> qkv;         // (N, (NH+2*KV)*HS), after rotary for llama
+  std::span<T> probs;       // (B, NH, T, T)  gemm attention
+  std::span<T> lse;         // (B, NH, T)     flash attention: log-sum-exp per row
+  std::span<T> atty;        // (N, NH*HS)
+  std::span<T> xn2, rstd2;  // (Nr,C), (Nr): the second norm's (its input: resid2)
+  std::span<T> fch;         // (N,F) gpt2, (N,2F) llama: MLP pre-activation
+  std::span<T> fch_act;     // (N,F)
   // (Nr,C) resid2 + MLP branch: kept by a chunk's last block (the stage's output, the final
   // norm's input) and under full recomputation by every block (where backward re-runs from);
   // the other blocks write it into the scratch's stream, the next block's input.
-  std::vector<T> out;
+  std::span<T> out;
   // 16-bit saved activations (Model's `saved` precision): qkv enters only products, which round
   // it to that precision anyway; xn1, xn2, fch and atty are rounded where they are made in a
   // 16-bit run (made_in, round_made: the norms' outputs are made from the rounded rows, so
@@ -48,7 +51,7 @@ struct BlockActs {
   // fp32 vectors above empty and keeps no fch_act. The norms and the MLP activation read their
   // inputs as patterns (kernels::*_bits); for qkv and atty, fp32 working copies from the scratch
   // stand in while the block runs (Halves).
-  std::vector<uint16_t> xn1_h, qkv_h, xn2_h, fch_h, atty_h;
+  std::span<uint16_t> xn1_h, qkv_h, xn2_h, fch_h, atty_h;
 };
 
 // One micro-batch's saved activations (one pipeline slot).
@@ -59,43 +62,47 @@ struct Activations {
   // after the forward reads it (full recomputation re-runs from it; a chunk without blocks sends
   // it on as its output); otherwise the slots share the scratch's `input` (the first norm keeps
   // its normalized rows, so no backward reads a block's input).
-  std::vector<T> encoded;
+  std::span<T> encoded;
   std::vector<BlockActs<T>> blocks;         // L
-  std::vector<T> output;                    // (N,C) sequence parallelism, the head's stage: all rows gathered
-  std::vector<T> lnf, lnf_mean, lnf_rstd;   // (N,C), (N), (N)   last stage
-  std::vector<T> lse, losses;               // (N), (N)          last stage
-  std::vector<T> dlnf;                      // (N,C)  HeadPass::gradient: the gradient of lnf
+  std::span<T> output;                      // (N,C) sequence parallelism, the head's stage: all rows gathered
+  std::span<T> lnf, lnf_mean, lnf_rstd;     // (N,C), (N), (N)   last stage
+  std::span<T> lse, losses;                 // (N), (N)          last stage
+  std::span<T> dlnf;                        // (N,C)  HeadPass::gradient: the gradient of lnf
   std::vector<T> logits;                    // (N,Vl) HeadPass::logits only, allocated on first use
   HeadPass head = HeadPass::logits;         // what the slot's last forward did at the head
   T head_dloss = T(0);                      // and with which dloss (HeadPass::gradient)
 };
 
 // Gradient scratch, one block's worth, reused layer by layer and slot by slot; and the block
-// tensors that recomputation rebuilds.
+// tensors that recomputation rebuilds. Like the slots' activations, every buffer is a view into
+// `arena` (lay_out_activations): the head's block of logits and the tensors only a running block
+// uses (its gradients, working rows, recomputed and fp32 working tensors) are never live at once,
+// so they share bytes there.
 template <typename T>
 struct Scratch {
-  std::vector<T> dres_a, dres_b, dln;                    // (N,C)
-  std::vector<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,2F) llama only
-  std::vector<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
+  std::span<T> dres_a, dres_b, dln;                    // (N,C)
+  std::span<T> datty, dqkv, dfch_act, dfch;            // (N,A), (N,QKV), (N,F), (N,2F) llama only
+  std::span<T> dlosses;                                // (N)   last stage (dlogits: over the slot's logits)
   // A block's working rows (Nr,C): a norm's output (ln1, then ln2; rebuilt from xn in backward)
   // and resid2; and the residual stream between blocks that keep no `out` (two, alternating).
-  std::vector<T> ln, resid2;
-  std::array<std::vector<T>, 2> stream;
-  std::vector<T> input;  // (N,C) the running forward's input, where no slot keeps its own (`encoded`)
-  std::vector<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
+  std::span<T> ln, resid2;
+  std::array<std::span<T>, 2> stream;
+  std::span<T> input;  // (N,C) the running forward's input, where no slot keeps its own (`encoded`)
+  std::span<T> head_logits;  // (head_block_rows, Vl) last stage: one block of rows' logits, then their gradient
   // Sequence parallelism: gathered rows (a norm's output, a branch's gradient), a linear's partial
   // sums before the reduce-scatter; the norms' weight gradients of every local layer, this rank's
   // rows' part summed over the step's micro-batches until the last backward sums them over tp.
-  std::vector<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (L, 4C)
-  std::vector<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
+  std::span<T> sp_in, sp_out, sp_norm_grads;           // (N,C), (N,C), (L, 4C)
+  std::span<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
   BlockActs<T> work;  // 16-bit saved activations: fp32 qkv, fch_act, atty (and SwiGLU's fch) of the running block
+  std::unique_ptr<std::byte[]> arena;  // every activation and scratch buffer of the model (lay_out_activations)
 };
 
 namespace {
 
 template <typename T>
-void zero(std::vector<T>& v, int64_t n) {
+void zero(std::span<T> v, int64_t n) {
   kernels::fill_zero(v.data(), n);
 }
 
@@ -207,8 +214,8 @@ class Halves {
     if (attention()) std::swap(a_.atty, work_.atty);
   }
   struct Part {
-    std::vector<T>* x;
-    std::vector<uint16_t>* h;
+    std::span<T>* x;
+    std::span<uint16_t>* h;
     int64_t n;
   };
   std::vector<Part> parts(int64_t N, const ModelDims& d) {
@@ -224,22 +231,22 @@ class Halves {
 // A norm over the rows a block keeps: in xn (fp32, or double), or as the 16-bit patterns of the
 // run's precision in xn_h (Halves) — forward, the rebuild of its output, backward.
 template <typename T>
-void norm_forward(kernels::Precision made, std::vector<T>& xn, std::vector<uint16_t>& xn_h, T* out, T* rstd,
+void norm_forward(kernels::Precision made, std::span<T> xn, std::span<uint16_t> xn_h, T* out, T* rstd,
                   const T* x, const T* w, const T* b, int64_t Nr, int64_t C, double eps, bool centered) {
   if constexpr (std::is_same_v<T, float>)
     if (!xn_h.empty()) return k::norm_rows_forward_bits(xn_h.data(), out, rstd, x, w, b, Nr, C, eps, centered, made);
   k::norm_rows_forward(xn.data(), out, rstd, x, w, b, Nr, C, eps, centered, made);
 }
 template <typename T>
-void norm_rebuild(kernels::Precision made, const std::vector<T>& xn, const std::vector<uint16_t>& xn_h, T* out,
+void norm_rebuild(kernels::Precision made, std::span<T> xn, std::span<uint16_t> xn_h, T* out,
                   const T* w, const T* b, int64_t Nr, int64_t C) {
   if constexpr (std::is_same_v<T, float>)
     if (!xn_h.empty()) return k::norm_scale_forward_bits(out, xn_h.data(), made, w, b, Nr, C);
   k::norm_scale_forward(out, xn.data(), w, b, Nr, C);
 }
 template <typename T>
-void norm_backward(kernels::Precision made, T* din, T* dw, T* db, const T* dout, const std::vector<T>& xn,
-                   const std::vector<uint16_t>& xn_h, const T* w, const T* rstd, int64_t Nr, int64_t C, bool centered) {
+void norm_backward(kernels::Precision made, T* din, T* dw, T* db, const T* dout, std::span<T> xn,
+                   std::span<uint16_t> xn_h, const T* w, const T* rstd, int64_t Nr, int64_t C, bool centered) {
   if constexpr (std::is_same_v<T, float>)
     if (!xn_h.empty()) return k::norm_rows_backward_bits(din, dw, db, dout, xn_h.data(), made, w, rstd, Nr, C, centered);
   k::norm_rows_backward(din, dw, db, dout, xn.data(), w, rstd, Nr, C, centered);
@@ -398,14 +405,53 @@ void add_summed_norms(const TensorParallelOps* tp, const LayerViews<T>& g, T* pa
 
 int64_t head_block_rows(int64_t N) { return std::min(N, kHeadRows); }
 
+// Places lay_out_activations' buffers: views into one byte arena, each at a 64-byte boundary, in
+// the order asked (base null: counting only, every view empty). An overlay lays out alternatives
+// never live at once over the same bytes and continues after the largest. bytes() sums the views
+// (what activation_bytes reports); arena_bytes() adds the alignment padding (under 64 bytes a view).
+class Carver {
+ public:
+  explicit Carver(std::byte* base) : base_(base) {}
+  template <typename U>
+  std::span<U> take(int64_t n) {
+    at_ = (at_ + kAlign - 1) / kAlign * kAlign;
+    const std::span<U> v = base_ ? std::span<U>(reinterpret_cast<U*>(base_ + at_), size_t(n)) : std::span<U>();
+    at_ += n * int64_t(sizeof(U)), counted_ += n * int64_t(sizeof(U));
+    return v;
+  }
+  template <typename... Lay>
+  void overlay(const Lay&... lay) {
+    const int64_t at = at_, counted = counted_;
+    int64_t end = at, end_counted = counted;
+    const auto one = [&](const auto& f) {
+      at_ = at, counted_ = counted;
+      f();
+      end = std::max(end, at_), end_counted = std::max(end_counted, counted_);
+    };
+    (one(lay), ...);
+    at_ = end, counted_ = end_counted;
+  }
+  int64_t bytes() const { return counted_; }
+  int64_t arena_bytes() const { return at_; }
+  static constexpr int64_t kAlign = 64;
+
+ private:
+  std::byte* base_;
+  int64_t at_ = 0, counted_ = 0;
+};
+
 // What a Model allocates for activations and gradient scratch at (max_B, max_T): the one
-// description, used to allocate (`allocate`) and to count bytes for the planner (vectors left
-// empty). Returns the bytes.
+// description, used to place them in the arena at `base` and to count bytes for the planner (base
+// null: views left empty). The head's block of logits (last stage, forward only) overlays what
+// only a running block touches — its gradients but the two the stage's input gradient lives in
+// (dres_a/b, read after backward), its working rows, the stream between blocks, the recomputed
+// tensors and the fp32 working copies of 16-bit runs: up to 196 MiB at gpt2-124m's vocabulary,
+// no longer beside them.
 template <typename T>
-int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute,
-                            Attention attention, kernels::Precision saved, bool allocate,
-                            std::vector<Activations<T>>& out, Scratch<T>& s) {
-  int64_t bytes = 0;
+Carver lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute,
+                           Attention attention, kernels::Precision saved, std::byte* base,
+                           std::vector<Activations<T>>& out, Scratch<T>& s) {
+  Carver carve(base);
   const int64_t N = max_B * max_T, C = dims.C, A = dims.NH * dims.HS, F = dims.F, QKV = dims.qkv_rows();
   // The residual stream's rows on this rank: all, or the largest sequence-parallel block.
   const bool sp = dims.sequence_parallel && dims.chunk_layers() > 0;
@@ -414,14 +460,8 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
   // What the attention keeps for backward: the probabilities (gemm) or one log-sum-exp per row.
   const int64_t P = attention == Attention::gemm ? max_B * dims.NH * max_T * max_T : 0;
   const int64_t LSE = attention == Attention::flash ? max_B * dims.NH * max_T : 0;
-  const auto sized = [&](int64_t n) {
-    bytes += n * int64_t(sizeof(T));
-    return allocate ? std::vector<T>(size_t(n)) : std::vector<T>();
-  };
-  const auto sized16 = [&](int64_t n) {
-    bytes += n * int64_t(sizeof(uint16_t));
-    return allocate ? std::vector<uint16_t>(size_t(n)) : std::vector<uint16_t>();
-  };
+  const auto sized = [&](int64_t n) { return carve.take<T>(n); };
+  const auto sized16 = [&](int64_t n) { return carve.take<uint16_t>(n); };
   // Kept blocks store their product-only tensors in 16 bits (Halves) when the products are bf16
   // or fp16 (the double model of the gradient checks never is).
   const bool halves = saved != kernels::Precision::fp32 && std::is_same_v<T, float> && recompute != Recompute::full;
@@ -463,23 +503,32 @@ int64_t lay_out_activations(const ModelDims& dims, int64_t max_B, int64_t max_T,
       a.lse = sized(N), a.losses = sized(N), a.dlnf = sized(N * C);  // no logits: HeadPass
     }
   }
-  s.dres_a = sized(N * C), s.dres_b = sized(N * C), s.dln = sized(N * C);  // dln: also the head's
-  if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C), s.sp_norm_grads = sized(dims.L * 4 * C);
-  s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F);
-  if (dims.family != Family::gpt2) s.dfch = sized(N * FC);  // GELU's gradient is made in dfch_act itself
-  if (dims.has_head) s.dlosses = sized(N), s.head_logits = sized(head_block_rows(N) * dims.Vl);
-  if (attention == Attention::flash) s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
-  if (Lc > 0) s.ln = sized(Nr * C), s.resid2 = sized(Nr * C);
-  if (recompute != Recompute::full)  // blocks before a chunk's last write their output here
-    for (int64_t i = 0; i < std::min<int64_t>(2, Lc - 1); ++i) s.stream[size_t(i)] = sized(Nr * C);
-  if (recompute == Recompute::full) s.re = block(true, true, false, true);  // out: backward's re-run writes it
-  if (halves) {
-    s.work.qkv = sized(N * QKV), s.work.fch_act = sized(N * F);
-    if (dims.family != Family::gpt2) s.work.fch = sized(N * FC);  // SwiGLU's input, in forward only
-    if (recompute == Recompute::none) s.work.atty = sized(N * A);
-  }
-  if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
-  return bytes;
+  s.dres_a = sized(N * C), s.dres_b = sized(N * C);
+  if (sp) s.sp_norm_grads = sized(dims.L * 4 * C);
+  if (dims.has_head) s.dlosses = sized(N);
+  const auto block_time = [&] {
+    if (recompute != Recompute::full)  // blocks before a chunk's last write their output here
+      for (int64_t i = 0; i < std::min<int64_t>(2, Lc - 1); ++i) s.stream[size_t(i)] = sized(Nr * C);
+    s.dln = sized(N * C);  // also the head's, in backward
+    if (sp) s.sp_in = sized(N * C), s.sp_out = sized(N * C);
+    s.datty = sized(N * A), s.dqkv = sized(N * QKV), s.dfch_act = sized(N * F);
+    if (dims.family != Family::gpt2) s.dfch = sized(N * FC);  // GELU's gradient is made in dfch_act itself
+    if (attention == Attention::flash)
+      s.flash_dq = sized(model::flash_backward_parts_max(max_B, max_T, dims.NH, dims.KV, dims.HS));
+    if (Lc > 0) s.ln = sized(Nr * C), s.resid2 = sized(Nr * C);
+    if (recompute == Recompute::full) s.re = block(true, true, false, true);  // out: backward's re-run writes it
+    if (halves) {
+      s.work.qkv = sized(N * QKV), s.work.fch_act = sized(N * F);
+      if (dims.family != Family::gpt2) s.work.fch = sized(N * FC);  // SwiGLU's input, in forward only
+      if (recompute == Recompute::none) s.work.atty = sized(N * A);
+    }
+    if (recompute == Recompute::selective) s.re.probs = sized(P), s.re.lse = sized(LSE), s.re.atty = sized(N * A);
+  };
+  const auto head = [&] {
+    if (dims.has_head) s.head_logits = sized(head_block_rows(N) * dims.Vl);
+  };
+  carve.overlay(block_time, head);
+  return carve;
 }
 
 template <typename T>
@@ -487,7 +536,7 @@ int64_t Model<T>::activation_bytes(const ModelDims& dims, int64_t max_B, int64_t
                                    Recompute recompute, Attention attention, kernels::Precision saved) {
   std::vector<Activations<T>> counted;
   Scratch<T> scratch;
-  return lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, false, counted, scratch);
+  return lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, nullptr, counted, scratch).bytes();
 }
 
 template <typename T>
@@ -517,8 +566,18 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   for (int64_t l = 0; l < dims.L; ++l)
     layer_ranges_.push_back(range_of([l](const TensorSpec& t) { return t.layer == int(l); }));
   g_ = point_views(grads_.data(), table_, dims_);
-  activation_bytes_ =
-      lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, true, slots_, *scratch_);
+  {  // counted, then placed: the arena zeroed once (as each vector was)
+    std::vector<Activations<T>> counted;
+    Scratch<T> sizes;
+    const Carver c = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, nullptr, counted, sizes);
+    auto& arena = scratch_->arena;
+    arena = std::make_unique<std::byte[]>(size_t(c.arena_bytes() + Carver::kAlign));
+    void* p = arena.get();
+    size_t room = size_t(c.arena_bytes() + Carver::kAlign);
+    std::byte* base = static_cast<std::byte*>(std::align(Carver::kAlign, size_t(c.arena_bytes()), p, room));
+    activation_bytes_ = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, base, slots_,
+                                            *scratch_).bytes();
+  }
   n_slots_ = slots;
   max_N_ = max_B * max_T;
   max_T_ = max_T;
@@ -616,7 +675,7 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
     Halves<T> halves(saved_, a, scratch_->work);
-    std::vector<T>& kept = s.blocks[size_t(j)].out;
+    const std::span<T> kept = s.blocks[size_t(j)].out;
     T* const out = kept.empty() ? scratch_->stream[size_t(j % 2)].data() : kept.data();
     block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x, out,
                   p_.layers[size_t(l0 + j)], d, B, Tn);

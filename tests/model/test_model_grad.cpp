@@ -217,62 +217,77 @@ TEST(ModelPrecision, SixteenBitActivationsChangeNothing) {
         }
 }
 
-// The training head pass (HeadPass::gradient: the loss's gradient a block of at most 256 rows at
+// The training head pass (HeadPass::gradient: the loss's gradient a block of at most 1024 rows at
 // a time in forward, no N x V logits kept) against the logits pass (all logits kept, their
 // gradient in backward): the same losses and bit for bit the same gradients on the native GEMM —
 // N = 1280 runs as blocks of 1024 and 256 rows, N = 12 as one — both families, tied
-// and untied, two micro-batches each forward then backward (as the last pipeline stage runs them;
+// and untied, every recomputation mode, fp32 and (N = 12) a bf16 run keeping 16-bit activations,
+// two micro-batches each forward then backward (as the last pipeline stage runs them;
 // with slots in flight the head's weight gradient adds the micro-batches in forward order rather
-// than backward order, which moves last bits only). The loss pass gives the same losses and refuses a backward; a
-// dloss that differs from the forward's is refused; the vocabulary enters the counted activations
-// through one block of rows' logits only, not the slots' N x V.
+// than backward order, which moves last bits only). The head's block of logits shares its bytes
+// with the running block's scratch (gradients, working rows, recomputed tensors, the 16-bit run's
+// fp32 working copies), so this also finds a head pass that overwrites anything backward reads.
+// The loss pass gives the same losses and refuses a backward; a dloss that differs from the
+// forward's is refused; the vocabulary enters the counted activations through one block of rows'
+// logits only, not the slots' N x V, and only where that block outgrows the scratch it overlays.
 TEST(ModelHead, GradientPassMatchesTheLogitsPass) {
   for (const std::string family : {"gpt2", "llama"})
     for (const bool tied : {true, false})
-      for (const auto& [B, T] : {std::pair<int64_t, int64_t>{2, 6}, {160, 8}}) {  // narrow: cheap under qemu
-        ModelConfig cfg = tiny(family, tied);
-        cfg.vocab_size = 40;
-        cfg.max_seq_len = T;
-        const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
-        const int64_t N = B * T;
-        const std::string what = family + (tied ? " tied " : " untied ") + std::to_string(B) + "x" + std::to_string(T);
-        Model<float> kept(d, B, T, 2, Recompute::none, Attention::flash),
-            blocks(d, B, T, 2, Recompute::none, Attention::flash);
-        kept.init(3), blocks.init(3);
-        kept.zero_grads(), blocks.zero_grads();
-        std::vector<int32_t> tokens(2 * N), targets(2 * N);
-        for (int64_t i = 0; i < 2 * N; ++i)
-          tokens[i] = int32_t(i * 5 % 40), targets[i] = i % 37 == 5 ? -1 : int32_t(i * 7 % 40);
-        const ComputeContext ctx{};
-        const float dloss = 1.0f / float(N);
-        double loss_kept = 0, loss_blocks = 0;
-        for (int s = 0; s < 2; ++s) {
-          loss_kept += kept.forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s);
-          kept.backward(ctx, tokens.data() + s * N, targets.data() + s * N, dloss, {}, s);
-          loss_blocks += blocks.forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s, 0,
-                                        HeadPass::gradient, dloss);
-          blocks.backward(ctx, tokens.data() + s * N, targets.data() + s * N, dloss, {}, s);
-        }
-        EXPECT_EQ(loss_blocks, loss_kept) << what;
-        for (size_t i = 0; i < kept.grads().size(); ++i)
-          ASSERT_EQ(std::bit_cast<uint32_t>(blocks.grads()[i]), std::bit_cast<uint32_t>(kept.grads()[i]))
-              << what << ": gradient " << i << " " << blocks.grads()[i] << " vs " << kept.grads()[i];
-        // The training layout has no N x V array (the logits pass allocates one on first use only).
-        ModelConfig wider = cfg;
-        wider.vocab_size = 100;
-        const ModelDims dw = ModelDims::from(wider, comm::ParallelGrid::single());
-        const int64_t rows = std::min<int64_t>(N, 1024);
-        EXPECT_EQ(Model<float>::activation_bytes(dw, B, T, 2, Recompute::none, Attention::flash) -
-                      blocks.activation_bytes(),
-                  rows * (dw.Vl - d.Vl) * int64_t(sizeof(float)))
-            << what;
-        EXPECT_THROW(blocks.logits(), std::logic_error) << what;
-        EXPECT_EQ(blocks.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::loss),
-                  kept.forward(ctx, tokens.data(), targets.data(), B, T)) << what;
-        EXPECT_THROW(blocks.backward(ctx, tokens.data(), targets.data(), dloss), std::invalid_argument) << what;
-        blocks.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::gradient, dloss);
-        EXPECT_THROW(blocks.backward(ctx, tokens.data(), targets.data(), 2 * dloss), std::invalid_argument) << what;
-      }
+      for (const auto& [B, T] : {std::pair<int64_t, int64_t>{2, 6}, {160, 8}})  // narrow: cheap under qemu
+        for (const Recompute r : {Recompute::none, Recompute::selective, Recompute::full})
+          for (const kernels::Precision p : {kernels::Precision::fp32, kernels::Precision::bf16}) {
+            if (p != kernels::Precision::fp32 && B * T > 1024) continue;  // one block: the same products
+            ModelConfig cfg = tiny(family, tied);
+            cfg.vocab_size = 40;
+            cfg.max_seq_len = T;
+            const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
+            const int64_t N = B * T;
+            const std::string what = family + (tied ? " tied " : " untied ") + std::to_string(B) + "x" +
+                                     std::to_string(T) + " recompute " + std::string(name_of(r)) + " " +
+                                     std::string(name_of(p));
+            Model<float> kept(d, B, T, 2, r, Attention::flash, p), blocks(d, B, T, 2, r, Attention::flash, p);
+            kept.init(3), blocks.init(3);
+            kept.zero_grads(), blocks.zero_grads();
+            std::vector<int32_t> tokens(2 * N), targets(2 * N);
+            for (int64_t i = 0; i < 2 * N; ++i)
+              tokens[i] = int32_t(i * 5 % 40), targets[i] = i % 37 == 5 ? -1 : int32_t(i * 7 % 40);
+            ComputeContext ctx{};
+            ctx.gemm.precision = p;
+            const float dloss = 1.0f / float(N);
+            double loss_kept = 0, loss_blocks = 0;
+            for (int s = 0; s < 2; ++s) {
+              loss_kept += kept.forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s);
+              kept.backward(ctx, tokens.data() + s * N, targets.data() + s * N, dloss, {}, s);
+              loss_blocks += blocks.forward(ctx, tokens.data() + s * N, targets.data() + s * N, B, T, s, 0,
+                                            HeadPass::gradient, dloss);
+              blocks.backward(ctx, tokens.data() + s * N, targets.data() + s * N, dloss, {}, s);
+            }
+            EXPECT_EQ(loss_blocks, loss_kept) << what;
+            for (size_t i = 0; i < kept.grads().size(); ++i)
+              ASSERT_EQ(std::bit_cast<uint32_t>(blocks.grads()[i]), std::bit_cast<uint32_t>(kept.grads()[i]))
+                  << what << ": gradient " << i << " " << blocks.grads()[i] << " vs " << kept.grads()[i];
+            // The training layout has no N x V array (the logits pass allocates one on first use
+            // only); a block of logits larger than the scratch it overlays adds its excess, row by
+            // row of the vocabulary; this small one (at most 1024 x 40) adds nothing.
+            const auto counted = [&](int64_t vocab) {
+              ModelConfig v = cfg;
+              v.vocab_size = vocab;
+              return Model<float>::activation_bytes(ModelDims::from(v, comm::ParallelGrid::single()), B, T, 2, r,
+                                                    Attention::flash, p);
+            };
+            const int64_t rows = std::min<int64_t>(N, 1024);
+            EXPECT_EQ(counted(100800) - counted(100000), rows * 800 * int64_t(sizeof(float))) << what;
+            EXPECT_EQ(counted(48), blocks.activation_bytes()) << what;
+            EXPECT_LT(counted(100000) - blocks.activation_bytes(), rows * (100000 - 40) * int64_t(sizeof(float)))
+                << what;
+            EXPECT_THROW(blocks.logits(), std::logic_error) << what;
+            EXPECT_EQ(blocks.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::loss),
+                      kept.forward(ctx, tokens.data(), targets.data(), B, T)) << what;
+            EXPECT_THROW(blocks.backward(ctx, tokens.data(), targets.data(), dloss), std::invalid_argument) << what;
+            blocks.forward(ctx, tokens.data(), targets.data(), B, T, 0, 0, HeadPass::gradient, dloss);
+            EXPECT_THROW(blocks.backward(ctx, tokens.data(), targets.data(), 2 * dloss), std::invalid_argument)
+                << what;
+          }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <vector>
@@ -192,6 +193,19 @@ enum class HeadPass { logits, loss, gradient };
 // Rows per block of HeadPass::loss and gradient for N rows (the last block takes the rest).
 int64_t head_block_rows(int64_t N);
 
+// Allocates on 64-byte boundaries (Model's parameter and gradient arenas).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+};
+
 template <typename T>
 class Model {
  public:
@@ -277,7 +291,9 @@ class Model {
  private:
   ModelDims dims_;
   std::vector<TensorSpec> table_;
-  std::vector<T> params_, grads_;
+  // On cache lines (64 bytes): the products read each weight row whole (every tensor's offset in
+  // the arena is a multiple of 16 values for the shipped models), so a vector load splits no line.
+  std::vector<T, CacheLineAllocator<T>> params_, grads_;
   ModelViews<T> p_, g_;
   Recompute recompute_;
   Attention attention_ = Attention::gemm;

@@ -281,7 +281,9 @@ class Model {
   Attention attention() const { return attention_; }
   // Gradient-arena range of the embeddings (a tied wte copy on the last stage included).
   comm::Range embedding_range() const { return embedding_range_; }
-  // Bytes of saved activations and gradient scratch allocated for (max_B, max_T).
+  // Bytes of saved activations and gradient scratch allocated for (max_B, max_T): the tensors'
+  // own bytes, those that share memory counted once (the head's block of logits and a running
+  // block's scratch); the arena adds under 64 bytes of alignment per tensor.
   int64_t activation_bytes() const { return activation_bytes_; }
   // The same for a model that was never built (the planner): counted, not allocated.
   static int64_t activation_bytes(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots,

@@ -4,7 +4,9 @@
 // 1 and 2 threads. Median of --reps timed calls after one warm-up; % of the probed peak
 // (per-core probe x threads): fp32 rows of the fp32 FMA peak, bf16 rows of the bf16 peak of the
 // unit our bf16 kernel runs on (AMX tiles, else vdpbf16ps). Our bf16 rows include rounding the
-// fp32 inputs while packing; oneDNN's bf16 rows start from bf16 inputs.
+// fp32 inputs while packing; oneDNN's bf16 rows start from bf16 inputs. A, B and C start on a
+// 64-byte boundary, as every tensor of the model's arenas does (--offset 16: where glibc puts a
+// large std::vector, as the tables before 2026-12-05's tenth session ran).
 //   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all|gpt2-train]
 //   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
 //   build/release/bench/bench_gemm --kernels shipped,sgemm_avx512_14x32_fold --backends hokusai,onednn
@@ -80,8 +82,8 @@ uint16_t to_bf16(float x) {
 struct OnednnBf16 {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
-  std::function<void()> call(Op oa, Op ob, int64_t m, int64_t n, int64_t k, const std::vector<uint16_t>& a,
-                             const std::vector<uint16_t>& b, std::vector<float>& c) {
+  std::function<void()> call(Op oa, Op ob, int64_t m, int64_t n, int64_t k, const uint16_t* a, const uint16_t* b,
+                             float* c) {
     using dt = dnnl::memory::data_type;
     const dnnl::memory::dims sa = oa == Op::N ? dnnl::memory::dims{k, 1} : dnnl::memory::dims{1, m};
     const dnnl::memory::dims sb = ob == Op::N ? dnnl::memory::dims{n, 1} : dnnl::memory::dims{1, k};
@@ -90,8 +92,7 @@ struct OnednnBf16 {
     dnnl::matmul::primitive_desc pd(md, eng);
     // Primitives and memories are reference-counted handles: the lambda keeps them alive.
     dnnl::matmul prim(pd);
-    dnnl::memory am(ad, eng, const_cast<uint16_t*>(a.data())), bm(bd, eng, const_cast<uint16_t*>(b.data())),
-        cm(cd, eng, c.data());
+    dnnl::memory am(ad, eng, const_cast<uint16_t*>(a)), bm(bd, eng, const_cast<uint16_t*>(b)), cm(cd, eng, c);
     return [this, prim, am, bm, cm] {
       prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
       strm.wait();
@@ -124,11 +125,34 @@ const char* layout_name(Op oa, Op ob) { return oa == Op::N ? (ob == Op::N ? "NN"
 
 }  // namespace
 
+// n values whose first lies `offset` bytes past a 64-byte boundary (a vector's own storage,
+// over-allocated).
+template <typename T>
+class Placed {
+ public:
+  Placed() = default;
+  Placed(size_t n, int offset) : store_(n + 128 / sizeof(T)), n_(n) {
+    const uintptr_t at = (reinterpret_cast<uintptr_t>(store_.data()) + 63) / 64 * 64 + uintptr_t(offset);
+    p_ = reinterpret_cast<T*>(at);
+  }
+  T* data() { return p_; }
+  size_t size() const { return n_; }
+  T* begin() { return p_; }
+  T* end() { return p_ + n_; }
+  T& operator[](size_t i) { return p_[i]; }
+
+ private:
+  std::vector<T> store_;
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 int main(int argc, char** argv) {
   CLI::App app{"hokusai GEMM benchmark"};
   std::string thread_list = "1,2", group = "all", backend_list = "hokusai,openblas,onednn";
   int reps = 5;
   bool csv = false, tiles = false, no_bf16 = false, packers = false;
+  int offset = 0;
   app.add_option("--threads", thread_list, "Comma-separated thread counts")->capture_default_str();
   app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
   app.add_option("--shapes", group,
@@ -172,6 +196,11 @@ int main(int argc, char** argv) {
   app.add_option("--half-blocks", half_block_list,
                  "Time our bf16 path with each of these block sizes (mc,kc,nc ...; kc in bf16 values; the kernel's "
                  "split, A packing and sharing)");
+  app.add_option("--offset", offset,
+                 "Bytes past a 64-byte boundary where A, B and C start (0: the model's arenas; 16: a large "
+                 "std::vector's data)")
+      ->check(CLI::IsMember({0, 4, 8, 16, 32, 48}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   std::vector<int> thread_counts;
@@ -420,13 +449,13 @@ int main(int argc, char** argv) {
     for (const auto& [oa, ob] : {std::pair{Op::N, Op::T}, std::pair{Op::N, Op::N}, std::pair{Op::T, Op::N}}) {
       if (!std::strstr(s.layouts, layout_name(oa, ob))) continue;
       const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
-      std::vector<float> a(size_t(s.m * s.k)), b(size_t(s.k * s.n)), c(size_t(s.m * s.n));
+      Placed<float> a(size_t(s.m * s.k), offset), b(size_t(s.k * s.n), offset), c(size_t(s.m * s.n), offset);
       for (auto& x : a) x = u(rng);
       for (auto& x : b) x = u(rng);
-      std::vector<uint16_t> a16, b16;
+      Placed<uint16_t> a16, b16;
       if (bf16) {
-        a16.resize(a.size());
-        b16.resize(b.size());
+        a16 = Placed<uint16_t>(a.size(), offset);
+        b16 = Placed<uint16_t>(b.size(), offset);
         for (size_t i = 0; i < a.size(); ++i) a16[i] = to_bf16(a[i]);
         for (size_t i = 0; i < b.size(); ++i) b16[i] = to_bf16(b[i]);
       }
@@ -503,7 +532,7 @@ int main(int argc, char** argv) {
             }
 #ifdef HOKUSAI_HAVE_ONEDNN
           if (("," + backend_list + ",").find(",onednn,") != std::string::npos)
-            half.emplace_back("onednn", onednn_bf16.call(oa, ob, s.m, s.n, s.k, a16, b16, c));
+            half.emplace_back("onednn", onednn_bf16.call(oa, ob, s.m, s.n, s.k, a16.data(), b16.data(), c.data()));
 #endif
           const std::vector<double> half_seconds = medians_in_turn(half, reps);
           for (size_t i = 0; i < half.size(); ++i) report(half[i].first.c_str(), "bf16", half_seconds[i]);

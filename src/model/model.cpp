@@ -1,7 +1,6 @@
 // Model assembly: embedding -> L blocks -> final norm -> output projection -> cross-entropy, and
 // the exact reverse for backward. Legend as in include/hokusai/model.hpp.
 #include <algorithm>
-#include <array>
 #include <climits>
 #include <cstddef>
 #include <memory>

@@ -3,9 +3,10 @@
 // into one arena that lay_out_activations places (and counts, for the planner).
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <array>
 #include <memory>
 #include <span>
 #include <vector>

@@ -30,7 +30,10 @@ grep -q "written in .* s in the background" "$work/async.log" || fail "the async
 "$hokusai" train "$config" "${common[@]}" --set logging.run_dir="$work/cut" > "$work/cut.log" 2>&1 &
 pid=$!
 partial=$work/cut/checkpoints/step_00000004.tmp/state.bin
-for _ in $(seq 1 200000); do [ -e "$partial" ] && break; kill -0 "$pid" 2>/dev/null || break; done
+# Polled without sleeping (the write lasts ~0.1 s), until the file appears, the run ends or 120 s
+# pass: a bound in iterations (~1 s) ran out before step 4 under a loaded CI and failed the test.
+deadline=$((SECONDS + 120))
+until [ -e "$partial" ]; do kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ] || break; done
 [ -e "$partial" ] || fail "never saw step 4's state.bin being written (the run ended or saved too fast)"
 kill -KILL "$pid"
 set +e; wait "$pid"; code=$?; set -e

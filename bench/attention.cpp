@@ -77,11 +77,10 @@ int main(int argc, char** argv) {
   for (const int64_t T : ints(seqs)) {
     const int64_t W = (NH + 2 * KV) * HS, N = B * T;
     // On cache lines, as the model's arena places its tensors.
-    using Lines = std::vector<float, CacheLineAllocator<float>>;
-    Lines qkv(size_t(N * W)), dy(size_t(N * NH * HS)), out(size_t(N * NH * HS)), dqkv(size_t(N * W));
+    CacheLineVector<float> qkv(size_t(N * W)), dy(size_t(N * NH * HS)), out(size_t(N * NH * HS)), dqkv(size_t(N * W));
     for (auto& x : qkv) x = normal(rng);
     for (auto& x : dy) x = normal(rng);
-    Lines probs(no_gemm ? 0 : size_t(B * NH * T * T)), lse(size_t(B * NH * T));
+    CacheLineVector<float> probs(no_gemm ? 0 : size_t(B * NH * T * T)), lse(size_t(B * NH * T));
     const double gemm_ms = no_gemm ? 0.0 : median_ms(reps, [&] {
       model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
       std::fill(dqkv.begin(), dqkv.end(), 0.0f);
@@ -92,7 +91,7 @@ int main(int argc, char** argv) {
                   double(probs.size()) * 4 / (1 << 20));
     for (const auto& t : shapes) {
       // The key chunks' dQ parts in a buffer kept across calls, as the model keeps them in its scratch.
-      Lines parts(size_t(model::flash_backward_parts(B, T, NH, KV, HS, t)));
+      CacheLineVector<float> parts(size_t(model::flash_backward_parts(B, T, NH, KV, HS, t)));
       const double ms = median_ms(reps, [&] {
         model::flash_attention_forward(ctx, out.data(), lse.data(), qkv.data(), B, T, NH, KV, HS, t);
         std::fill(dqkv.begin(), dqkv.end(), 0.0f);

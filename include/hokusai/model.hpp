@@ -193,7 +193,8 @@ enum class HeadPass { logits, loss, gradient };
 // Rows per block of HeadPass::loss and gradient for N rows (the last block takes the rest).
 int64_t head_block_rows(int64_t N);
 
-// Allocates on 64-byte boundaries (Model's parameter and gradient arenas).
+// Allocates on 64-byte boundaries: a vector load of a row that starts a cache line splits none
+// (glibc puts a large std::vector 16 bytes past a line).
 template <typename T>
 struct CacheLineAllocator {
   using value_type = T;
@@ -205,6 +206,8 @@ struct CacheLineAllocator {
   template <typename U>
   bool operator==(const CacheLineAllocator<U>&) const { return true; }
 };
+template <typename T>
+using CacheLineVector = std::vector<T, CacheLineAllocator<T>>;
 
 template <typename T>
 class Model {
@@ -295,7 +298,7 @@ class Model {
   std::vector<TensorSpec> table_;
   // On cache lines (64 bytes): the products read each weight row whole (every tensor's offset in
   // the arena is a multiple of 16 values for the shipped models), so a vector load splits no line.
-  std::vector<T, CacheLineAllocator<T>> params_, grads_;
+  CacheLineVector<T> params_, grads_;
   ModelViews<T> p_, g_;
   Recompute recompute_;
   Attention attention_ = Attention::gemm;

@@ -7,7 +7,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <span>
 #include <vector>
 
@@ -91,7 +90,7 @@ struct Scratch {
   std::span<T> flash_dq;  // flash attention backward: the key chunks' dQ parts (flash_backward_parts_max)
   BlockActs<T> re;  // selective: probs, atty; full: every tensor of one block
   BlockActs<T> work;  // 16-bit saved activations: fp32 qkv, fch_act, atty (and SwiGLU's fch) of the running block
-  std::unique_ptr<std::byte[]> arena;  // every activation and scratch buffer of the model (lay_out_activations)
+  CacheLineVector<std::byte> arena;  // every activation and scratch buffer of the model (lay_out_activations)
 };
 
 // Places lay_out_activations' buffers: views into one byte arena, each at a 64-byte boundary, in

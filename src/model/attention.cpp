@@ -12,12 +12,6 @@ namespace hokusai::model {
 using kernels::Op;
 
 namespace {
-// Each thread's tiles start a cache line: a 256 x 256 score tile is 256 KiB, which glibc's malloc
-// places 16 bytes past one, and then every 64-byte row load of the products and the softmax
-// splits two lines.
-template <typename T>
-using Lines = std::vector<T, CacheLineAllocator<T>>;
-
 // One single-threaded product per (batch, head) task, called concurrently from the OpenMP team.
 // Always our native GEMM (or the reference): it is reentrant given one workspace per thread
 // (reused across heads: a fresh one per call cost an mmap and page faults every product). The
@@ -71,7 +65,7 @@ void attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout,
   {
     kernels::GemmWorkspace ws;
     const kernels::GemmContext one = serial(ctx, &ws);
-    Lines<T> ds(static_cast<size_t>(Tn * Tn));  // dP, then dS in place
+    CacheLineVector<T> ds(static_cast<size_t>(Tn * Tn));  // dP, then dS in place
     // One task per (batch, key/value head): the query heads of a group add into the same dK and
     // dV, so they run one after the other in the task that owns them (no two threads write one
     // gradient, and the order of the sums is fixed).
@@ -129,10 +123,11 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
   {
     kernels::GemmWorkspace ws;
     const kernels::GemmContext one = serial(ctx, &ws);
-    // One query tile's scores against the current key tile, and its running max and sum per row.
+    // One query tile's scores against the current key tile, and its running max and sum per row;
+    // on cache lines (a 256 x 256 tile from malloc starts 16 bytes past one: every row load splits).
     struct {
-      Lines<T> s, m, l;
-    } f{Lines<T>(size_t(BQ * BK)), Lines<T>(size_t(BQ)), Lines<T>(size_t(BQ))};
+      CacheLineVector<T> s, m, l;
+    } f{CacheLineVector<T>(size_t(BQ * BK)), CacheLineVector<T>(size_t(BQ)), CacheLineVector<T>(size_t(BQ))};
 #pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < NH; ++h)
@@ -237,9 +232,9 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
     kernels::GemmWorkspace ws;
     const kernels::GemmContext one = serial(ctx, &ws);
     struct {  // one tile's probabilities and dP (then dS)
-      Lines<T> s, dp;
-    } f{Lines<T>(size_t(BQ * BK)), Lines<T>(size_t(BQ * BK))};
-    Lines<T> delta(static_cast<size_t>(Tn));  // D_t = dO_t · O_t
+      CacheLineVector<T> s, dp;
+    } f{CacheLineVector<T>(size_t(BQ * BK)), CacheLineVector<T>(size_t(BQ * BK))};
+    CacheLineVector<T> delta(static_cast<size_t>(Tn));  // D_t = dO_t · O_t
 #pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t g = 0; g < KV; ++g)

@@ -364,14 +364,11 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   {  // counted, then placed: the arena zeroed once (as each vector was)
     std::vector<Activations<T>> counted;
     Scratch<T> sizes;
-    const Carver c = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, nullptr, counted, sizes);
-    auto& arena = scratch_->arena;
-    arena = std::make_unique<std::byte[]>(size_t(c.arena_bytes() + Carver::kAlign));
-    void* p = arena.get();
-    size_t room = size_t(c.arena_bytes() + Carver::kAlign);
-    std::byte* base = static_cast<std::byte*>(std::align(Carver::kAlign, size_t(c.arena_bytes()), p, room));
-    activation_bytes_ = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, base, slots_,
-                                            *scratch_).bytes();
+    const Carver c =
+        lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, nullptr, counted, sizes);
+    scratch_->arena.assign(size_t(c.arena_bytes()), std::byte{0});
+    activation_bytes_ = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved,
+                                            scratch_->arena.data(), slots_, *scratch_).bytes();
   }
   n_slots_ = slots;
   max_N_ = max_B * max_T;

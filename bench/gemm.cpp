@@ -297,9 +297,7 @@ int main(int argc, char** argv) {
         kernels.emplace_back("-" + std::string(sgemm_kernel(isa).name), sgemm_kernel(isa));
         continue;
       }
-      const SgemmTileCandidate* cand = nullptr;
-      for (int i = 0; i < kAvx512TileCandidateCount; ++i)
-        if (t == kAvx512TileCandidates[i].name) cand = &kAvx512TileCandidates[i];
+      const SgemmTileCandidate* cand = find_tile_candidate(t);
       if (!cand)
         return std::fprintf(stderr, "bench_gemm: --kernels: no candidate '%s' (--tiles lists them)\n", t.c_str()), 2;
       if (!gemm_isa_supported(GemmIsa::avx512))

@@ -11,6 +11,9 @@
 
 #include "kernels/gemm.hpp"
 #include "kernels/gemm_tuning.hpp"
+#if defined(__x86_64__)
+#include "kernels/x86/sgemm_avx512_tiles.hpp"
+#endif
 
 namespace hokusai::kernels {
 
@@ -103,7 +106,7 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
   for (const CpuBlocks& e : kCpuBlocks)
     if (std::strcmp(e.kernel, kernel) == 0 && cpu.vendor == e.vendor && cpu.family == e.family &&
         cpu.model >= e.model_lo && cpu.model <= e.model_hi)
-      return {e.blocks, e.why};
+      return {e.blocks, e.why, e.ukernel};
   if (table.split != ThreadSplit::columns) {
     const bool rows = table.split == ThreadSplit::rows;
     return {table, std::string("the kernel's table (its threads split ") +
@@ -131,12 +134,29 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
 }
 
 #if defined(__x86_64__)
+// Here, not beside the table: kernels/x86/sgemm_avx512.cpp is compiled for AVX-512, and this runs
+// on any x86 CPU (bench_gemm looks a name up before it checks the ISA).
+const SgemmTileCandidate* find_tile_candidate(std::string_view name) {
+  for (int i = 0; i < kAvx512TileCandidateCount; ++i)
+    if (name == kAvx512TileCandidates[i].name) return &kAvx512TileCandidates[i];
+  return nullptr;
+}
+
 namespace {
 
 // A kernel of the table with its blocks chosen for this CPU (blocks_for_cpu; only the x86
-// kernels split the columns).
+// kernels split the columns), and the microkernel its entry names, if any (a candidate of the
+// same tile: the same bits). `name` stays the tile's: it is what the entries are found by.
 SgemmKernel on_this_cpu(SgemmKernel k) {
-  k.blocks = blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes()).blocks;
+  const ChosenBlocks chosen = blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes());
+  k.blocks = chosen.blocks;
+  if (chosen.ukernel) {
+    const SgemmTileCandidate* c = find_tile_candidate(chosen.ukernel);
+    if (!c || c->mr != k.mr || c->nr != k.nr)  // a table error: caught by test_gemm on every x86 CPU
+      throw std::logic_error(std::string("kCpuBlocks: the entry for ") + k.name + " names microkernel " +
+                             chosen.ukernel + ", not a candidate of its tile");
+    k.ukernel = c->ukernel;
+  }
   return k;
 }
 SbgemmKernel on_this_cpu(SbgemmKernel k) {  // 16-bit panels: 2 bytes per element

@@ -18,6 +18,8 @@ namespace hokusai::kernels {
 // per step); Fold also folds each broadcast into its FMA as an embedded memory operand
 // (vfmadd231ps m32{1to16}: 28 FMAs and 2 loads per k step issue as 30 fused uops instead of 44,
 // at 28 loads instead of 16). Every variant makes the same sums in the same order: the same bits.
+// A CPU's entry in kCpuBlocks (kernels/gemm_tuning.hpp) may name one to run instead of the
+// per-step loop: the Xeon with AMX (family 6 model 167) runs Unroll8.
 template <int MR, int NV, bool Unroll8 = false, bool Fold = false>
 void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta) {
   constexpr int NR = 16 * NV;

@@ -2,6 +2,8 @@
 // re-measured on a new CPU (bench_gemm --tiles: alone; --kernels: in the driver).
 #pragma once
 
+#include <string_view>
+
 #include "kernels/ukernel.hpp"
 
 namespace hokusai::kernels {
@@ -13,6 +15,8 @@ struct SgemmTileCandidate {
 };
 extern const SgemmTileCandidate kAvx512TileCandidates[];
 extern const int kAvx512TileCandidateCount;
+// The candidate of that name, or null.
+const SgemmTileCandidate* find_tile_candidate(std::string_view name);
 
 // A candidate as a driver kernel: `base` (the shipped AVX-512 kernel, with its packer, split and
 // this CPU's blocks) with the candidate's tile and microkernel, mc and nc rounded down to it.

@@ -513,6 +513,28 @@ TEST(NativeGemm, TileCandidatesMatchTheShippedKernel) {
 #endif
 }
 
+// A CPU entry's microkernel (CpuBlocks::ukernel) is a candidate of its kernel's tile, and the
+// kernel this process runs is the one its entry names (the same bits: TileCandidatesMatch...).
+TEST(GemmTuning, MicrokernelFollowsTheCpu) {
+#if defined(__x86_64__)
+  for (const CpuBlocks& e : kCpuBlocks) {
+    if (!e.ukernel) continue;
+    const SgemmTileCandidate* c = find_tile_candidate(e.ukernel);
+    ASSERT_NE(c, nullptr) << e.ukernel;
+    EXPECT_STREQ(e.kernel, kSgemmAvx512.name) << e.ukernel;
+    EXPECT_EQ(c->mr, kSgemmAvx512.mr) << e.ukernel;
+    EXPECT_EQ(c->nr, kSgemmAvx512.nr) << e.ukernel;
+  }
+  if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512";
+  const ChosenBlocks here = sgemm_blocks(GemmIsa::avx512);
+  const SgemmUkernel expected = here.ukernel ? find_tile_candidate(here.ukernel)->ukernel : kSgemmAvx512.ukernel;
+  EXPECT_EQ(sgemm_kernel(GemmIsa::avx512).ukernel, expected) << (here.ukernel ? here.ukernel : "the kernel's own");
+  EXPECT_STREQ(sgemm_kernel(GemmIsa::avx512).name, kSgemmAvx512.name);
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
+}
+
 // Per-CPU block sizes (kernels/gemm_tuning.hpp): a measured entry for its CPU model, else nc
 // fitted to the CPU's L2 (Zen 4/5: 1 MiB), else the table; only nc ever changes (the bits of C
 // depend on mc-independent, kc-blocked sums), and kernels sharing an L2 keep their table.
@@ -556,6 +578,9 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   EXPECT_TRUE(amx_host.blocks.a_once);
   EXPECT_TRUE(amx_host.blocks.private_blocks);
   EXPECT_NE(amx_host.why.find("model 167"), std::string::npos) << amx_host.why;
+  ASSERT_NE(amx_host.ukernel, nullptr);
+  EXPECT_STREQ(amx_host.ukernel, "sgemm_avx512_14x32_u8");
+  EXPECT_EQ(measured.ukernel, nullptr) << "model 207 runs the kernel's own k loop";
   // A small L2 (256 KiB: no room for a B block) or an unknown one keeps the table.
   EXPECT_EQ(blocks_for_cpu("sgemm_avx2_6x16", table, 16, 4, other, 256 << 10).blocks.nc, table.nc);
   EXPECT_EQ(blocks_for_cpu("sgemm_avx512_14x32", table, 32, 4, zen5, 0).blocks.nc, table.nc);

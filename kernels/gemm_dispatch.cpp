@@ -106,7 +106,7 @@ ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int el
   for (const CpuBlocks& e : kCpuBlocks)
     if (std::strcmp(e.kernel, kernel) == 0 && cpu.vendor == e.vendor && cpu.family == e.family &&
         cpu.model >= e.model_lo && cpu.model <= e.model_hi)
-      return {e.blocks, e.why, e.ukernel};
+      return {e.blocks, e.ukernel ? std::string(e.why) + "; microkernel " + e.ukernel : std::string(e.why), e.ukernel};
   if (table.split != ThreadSplit::columns) {
     const bool rows = table.split == ThreadSplit::rows;
     return {table, std::string("the kernel's table (its threads split ") +

@@ -141,15 +141,15 @@ struct CpuBlocks {
 // nc 768 level with 1024): A's whole rows (1 to 2 MiB) now share L2 with the B block, which the
 // fitted nc (the A block mc x kc beside it) does not count. Its k loop runs unrolled by 8
 // (sgemm_avx512_14x32_u8: the next tile's C rows prefetched once per 8 steps, not a test per
-// step), measured 2026-12-05 (eleventh session) in the driver with the shipped blocks on all 30 shapes, median of 7
-// (`bench_gemm --kernels shipped,sgemm_avx512_14x32_u8 --backends hokusai,onednn --no-bf16
-// --reps 7`): u8 ÷ the per-step loop 1.020 at 1 thread (faster on 29 of 30), 1.017 at 2 (28 of 30);
-// on the Xeon model 207 the same unrolling lost 4% (2026-12-03), so it is this CPU's choice only.
+// step), measured 2026-12-05 (eleventh session) in the driver with the shipped blocks on all 30
+// shapes, median of 7 (`bench_gemm --kernels shipped,sgemm_avx512_14x32_u8 --backends
+// hokusai,onednn --no-bf16 --reps 7`): u8 ÷ the per-step loop 1.020 at 1 thread (faster on 29 of
+// 30), 1.017 at 2 (28 of 30); on the Xeon model 207 the same unrolling lost 4% (2026-12-03), so it
+// is this CPU's choice only.
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1024, ThreadSplit::larger, true, true},
      "measured on Intel family 6 model 167 (Xeon with AMX): threads split the larger of M and N, each its own "
-     "packed blocks, A packed once per k block where that saves packing; the k loop unrolled by 8 "
-     "(sgemm_avx512_14x32_u8) (docs/performance.md)",
+     "packed blocks, A packed once per k block where that saves packing (docs/performance.md)",
      "sgemm_avx512_14x32_u8"},
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
@@ -165,7 +165,7 @@ inline constexpr int64_t kMinFittedNc = 512;
 
 struct ChosenBlocks {
   BlockSizes blocks;
-  std::string why;  // e.g. "measured on Intel family 6 model 207 (docs/performance.md)"
+  std::string why;  // e.g. "measured on Intel family 6 model 207 (docs/performance.md)"; names `ukernel`
   const char* ukernel = nullptr;  // the measured entry's microkernel (CpuBlocks::ukernel), if it names one
 };
 // The rule above for a kernel (its name, table sizes, NR, bytes per packed element).

@@ -101,14 +101,19 @@ struct OnednnBf16 {
 };
 #endif
 
-// Contenders timed call by call in turn (one call of each per round, the median of `reps`
+// Contenders timed call by call in turn (one timed call of each per round, the median of `reps`
 // rounds), after one warm-up call each (page faults, JIT, packing buffers): slow phases of a
-// shared machine hit all of them alike. Median seconds per contender.
+// shared machine hit all of them alike. Each timed call follows an untimed call of its own, so
+// what it finds in the caches and TLBs is its own, not the previous contender's: without it the
+// same kernel timed right after oneDNN ran 2.0% slower (median of gpt2's 15 shapes at 1 thread,
+// 13 of 15 slower; Xeon model 167, 2026-12-05) than right after itself (level: 0.998) — a bias
+// of the order of the differences measured. Median seconds per contender.
 std::vector<double> medians_in_turn(const std::vector<std::pair<std::string, std::function<void()>>>& fns, int reps) {
   std::vector<std::vector<double>> seconds(fns.size());
   for (const auto& f : fns) f.second();
   for (int r = 0; r < reps; ++r)
     for (size_t i = 0; i < fns.size(); ++i) {
+      fns[i].second();
       const auto t0 = std::chrono::steady_clock::now();
       fns[i].second();
       seconds[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -171,11 +176,15 @@ int main(int argc, char** argv) {
   app.add_option("--splits", split_list,
                  "Time our fp32 and bf16 paths under each thread split (rows,columns,larger; kernels/ukernel.hpp), "
                  "not their tables'");
-  std::string kernel_list;
+  std::string kernel_list, edge_list;
   app.add_option("--kernels", kernel_list,
                  "Time our fp32 path with each named AVX-512 microkernel candidate (--tiles lists them) in the "
                  "driver, with the shipped kernel's blocks; 'shipped' is the table's kernel");
   std::string a_packing_list;
+  app.add_option("--edge", edge_list,
+                 "Time our fp32 path with its tiles of fewer than MR live rows on the edge microkernel and/or on the "
+                 "full one (with,without; kernels/ukernel.hpp SgemmKernel::edge), not only the kernel's way")
+      ->check(CLI::IsMember({"with", "without", "with,without", "without,with"}));
   app.add_option("--a-packing", a_packing_list,
                  "Time our fp32 and bf16 paths with A packed per mc block and/or once per k block "
                  "(mc,once; kernels/ukernel.hpp BlockSizes::a_once; 'once' up to the driver's "
@@ -294,7 +303,7 @@ int main(int argc, char** argv) {
     std::string t;
     while (std::getline(ss, t, ',')) {
       if (t == "shipped") {
-        kernels.emplace_back("-" + std::string(sgemm_kernel(isa).name), sgemm_kernel(isa));
+        kernels.emplace_back("-shipped", sgemm_kernel(isa));  // its microkernel may be a candidate's
         continue;
       }
       const SgemmTileCandidate* cand = find_tile_candidate(t);
@@ -305,6 +314,17 @@ int main(int argc, char** argv) {
       kernels.emplace_back("-" + t, candidate_kernel(*cand, sgemm_kernel(GemmIsa::avx512)));
     }
     if (kernels.empty()) kernels.emplace_back("", sgemm_kernel(isa));
+    if (!edge_list.empty()) {  // each kernel with and/or without its edge microkernel
+      std::vector<std::pair<std::string, SgemmKernel>> both;
+      std::stringstream es(edge_list);
+      std::string e;
+      while (std::getline(es, e, ','))
+        for (auto [name, k] : kernels) {
+          if (e == "without") k.edge = nullptr;
+          both.emplace_back(name + "-" + e + "-edge", k);
+        }
+      kernels = std::move(both);
+    }
     std::vector<std::pair<std::string, BlockSizes>> blocks;  // empty: each kernel's own
     if (!parse_blocks(block_list, "--blocks", blocks)) return 2;
     for (const auto& [name, k] : kernels)
@@ -484,7 +504,7 @@ int main(int argc, char** argv) {
           if (!gemm_backend_available(be) || ("," + backend_list + ",").find("," + label + ",") == std::string::npos)
             continue;
           if (be == GemmBackend::native &&
-              (!splits.empty() || !kernel_list.empty() || !block_list.empty() || !a_once.empty() ||
+              (!splits.empty() || !kernel_list.empty() || !edge_list.empty() || !block_list.empty() || !a_once.empty() ||
                !private_blocks.empty())) {
             for (const auto& [name, kern] : variants)
               fp32.emplace_back(name, [&, kern] {

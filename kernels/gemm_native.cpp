@@ -98,6 +98,8 @@ struct KernelPath {
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
   Precision round = Precision::fp32;  // fp32 panels: rounded to this after packing (emulated 16-bit inputs)
+  // The first `rows` rows of a tile (fp32 kernels that have one: SgemmKernel::edge).
+  void (*edge)(int rows, int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
   }
@@ -235,7 +237,10 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       if (rows == MR && cols == NR) {
         path.run(kc_pad, ap_, bp_, cp, ldc, alpha, beta_eff);
       } else {
-        path.run(kc_pad, ap_, bp_, tile, NR, 1.0f, 0.0f);
+        if (rows < MR && path.edge)  // only the live rows: the same bits as the full tile's
+          path.edge(int(rows), kc_pad, ap_, bp_, tile, NR, 1.0f, 0.0f);
+        else
+          path.run(kc_pad, ap_, bp_, tile, NR, 1.0f, 0.0f);
         for (int64_t ii = 0; ii < rows; ++ii)
           for (int64_t jj = 0; jj < cols; ++jj)
             cp[ii * ldc + jj] = beta_eff == 0.0f ? alpha * tile[ii * NR + jj]
@@ -346,6 +351,7 @@ void detail::gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern,
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
   Fp32Path path{kern.ukernel, kern.pack, 1};
   path.round = ctx.precision;
+  path.edge = kern.edge;
   blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c,
           ldc);
 }

@@ -6,6 +6,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 #include "kernels/ukernel.hpp"
 #include "kernels/x86/lanes.hpp"
@@ -20,13 +22,16 @@ namespace hokusai::kernels {
 // at 28 loads instead of 16). Every variant makes the same sums in the same order: the same bits.
 // A CPU's entry in kCpuBlocks (kernels/gemm_tuning.hpp) may name one to run instead of the
 // per-step loop: the Xeon with AMX (family 6 model 167) runs Unroll8.
-template <int MR, int NV, bool Unroll8 = false, bool Fold = false>
+// Rows < MR: an edge tile's first Rows rows only, from the same MR-wide A panel (each row the same
+// sums in the same order as in the full tile).
+template <int MR, int NV, bool Unroll8 = false, bool Fold = false, int Rows = MR>
 void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta) {
   constexpr int NR = 16 * NV;
   static_assert(!Fold || NV == 2, "the folded step is written for two B vectors");
-  __m512 acc[MR][NV];
+  static_assert(Rows >= 1 && Rows <= MR);
+  __m512 acc[Rows][NV];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < Rows; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   // One k step: NV vector loads of B (the B panel streams from L2: fetch both lines of the step
@@ -38,7 +43,7 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(bp + (p + 8) * NR + 16 * v), _MM_HINT_T0);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < Rows; ++i) {
       if constexpr (Fold) {
         asm("vfmadd231ps %[x]%{1to16%}, %[b0], %[c0]\n\tvfmadd231ps %[x]%{1to16%}, %[b1], %[c1]"
             : [c0] "+v"(acc[i][0]), [c1] "+v"(acc[i][1])
@@ -54,18 +59,18 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
   // tile to its right (c + NR: the driver's next call, whose C otherwise arrives from L3 only
   // when that call stores) into L2, one row every 8 steps. Measured on 2048x2592x5184: +3% over
   // fetching only this tile's lines at the start.
-  const int64_t head = k < MR ? k : MR;
+  const int64_t head = k < Rows ? k : Rows;
   int64_t p = 0;
   for (; p < head; ++p) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + p * ldc + 16 * v), _MM_HINT_T0);
     step(p);
   }
-  for (int64_t i = head; i < MR; ++i)
+  for (int64_t i = head; i < Rows; ++i)
     for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16 * v), _MM_HINT_T0);
   if constexpr (Unroll8) {
     for (int row = 0; p + 8 <= k; p += 8) {
-      if (row < MR) {
+      if (row < Rows) {
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v)
           _mm_prefetch(reinterpret_cast<const char*>(c + row * ldc + NR + 16 * v), _MM_HINT_T1);
@@ -76,7 +81,7 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
     }
   }
   for (int row = 0; p < k; ++p) {
-    if ((p & 7) == 0 && row < MR && !Unroll8) {
+    if ((p & 7) == 0 && row < Rows && !Unroll8) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v)
         _mm_prefetch(reinterpret_cast<const char*>(c + row * ldc + NR + 16 * v), _MM_HINT_T1);
@@ -86,7 +91,7 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
   }
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < Rows; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       float* cp = c + i * ldc + 16 * v;
@@ -98,6 +103,19 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
 
 void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta) {
   sgemm_avx512_tile<14, 2>(k, ap, bp, c, ldc, alpha, beta);
+}
+
+namespace {
+template <int MR, int NV, int... R>
+constexpr auto edge_tiles(std::integer_sequence<int, R...>) {
+  return std::array<SgemmUkernel, sizeof...(R)>{sgemm_avx512_tile<MR, NV, false, false, R + 1>...};
+}
+}  // namespace
+
+void sgemm_avx512_14x32_rows(int rows, int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
+                             float beta) {
+  static constexpr auto kRows = edge_tiles<14, 2>(std::make_integer_sequence<int, 14>{});
+  kRows[size_t(rows - 1)](k, ap, bp, c, ldc, alpha, beta);
 }
 
 // GCC 12's unpack/shuffle intrinsics pass _mm512_undefined_ps() as the merge source, which

@@ -19,8 +19,10 @@ extern const int kAvx512TileCandidateCount;
 const SgemmTileCandidate* find_tile_candidate(std::string_view name);
 
 // A candidate as a driver kernel: `base` (the shipped AVX-512 kernel, with its packer, split and
-// this CPU's blocks) with the candidate's tile and microkernel, mc and nc rounded down to it.
+// this CPU's blocks) with the candidate's tile and microkernel, mc and nc rounded down to it; the
+// base's edge microkernel where the tile is the base's (it reads the same panels), else none.
 inline SgemmKernel candidate_kernel(const SgemmTileCandidate& c, SgemmKernel base) {
+  if (c.mr != base.mr || c.nr != base.nr) base.edge = nullptr;
   base.name = c.name, base.mr = c.mr, base.nr = c.nr, base.ukernel = c.ukernel;
   base.blocks = rounded_to_tile(base.blocks, c.mr, c.nr);
   return base;

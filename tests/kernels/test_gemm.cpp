@@ -513,6 +513,53 @@ TEST(NativeGemm, TileCandidatesMatchTheShippedKernel) {
 #endif
 }
 
+// The edge microkernel (SgemmKernel::edge): a tile's first `rows` rows are the full kernel's bits
+// for every row count (alpha and beta applied, k below and above MR, not a multiple of 8), rows
+// past `rows` untouched; and the driver with it gives the driver's bits without it on shapes whose
+// last tile has 1 to MR - 1 live rows.
+TEST(NativeGemm, EdgeRowsGiveTheFullTilesBits) {
+  const SgemmKernel& kern = sgemm_kernel(resolve_gemm_isa(GemmIsa::automatic));
+  if (!kern.edge) GTEST_SKIP() << kern.name << " has no edge microkernel";
+  const int MR = kern.mr, NR = kern.nr;
+  for (const int64_t k : {1, 5, 13, 37, 64}) {
+    const auto ap = testing::random_vector<float>(size_t(k * MR), 31), bp = testing::random_vector<float>(size_t(k * NR), 32);
+    const auto c0 = testing::random_vector<float>(size_t(MR * NR), 33);
+    GemmWorkspace ws;  // the panels 64-byte aligned, as the driver's
+    float* const a = ws.floats(0, ap.size());
+    float* const b = ws.floats(1, bp.size());
+    std::copy(ap.begin(), ap.end(), a), std::copy(bp.begin(), bp.end(), b);
+    for (const float beta : {0.0f, 0.5f}) {
+      std::vector<float> full = c0;
+      kern.ukernel(k, a, b, full.data(), NR, 0.75f, beta);
+      for (int rows = 1; rows <= MR; ++rows) {
+        std::vector<float> part = c0;
+        kern.edge(rows, k, a, b, part.data(), NR, 0.75f, beta);
+        ASSERT_EQ(0, std::memcmp(part.data(), full.data(), sizeof(float) * size_t(rows * NR)))
+            << kern.name << " rows " << rows << " k " << k << " beta " << beta;
+        ASSERT_EQ(0, std::memcmp(part.data() + rows * NR, c0.data() + rows * NR, sizeof(float) * size_t((MR - rows) * NR)))
+            << kern.name << " rows " << rows << ": wrote past its rows";
+      }
+    }
+  }
+  SgemmKernel without = kern;
+  without.edge = nullptr;
+  without.blocks = BlockSizes{3 * MR, 61, 4 * NR, ThreadSplit::columns};
+  SgemmKernel with = without;
+  with.edge = kern.edge;
+  for (int64_t m = 3 * MR + 1; m < 4 * MR; ++m)
+    for (Op oa : {Op::N, Op::T}) {
+      const int64_t n = 2 * NR + 3, k = 70, lda = oa == Op::N ? k : m;
+      const auto a = testing::random_vector<float>(size_t(m * k), 41), b = testing::random_vector<float>(size_t(k * n), 42);
+      const auto c0 = testing::random_vector<float>(size_t(m * n), 43);
+      std::vector<float> got = c0, want = c0;
+      detail::gemm_native_kernel(GemmContext{GemmBackend::native, 2}, with, oa, Op::N, m, n, k, 0.75f, a.data(), lda,
+                                 b.data(), n, 0.5f, got.data(), n);
+      detail::gemm_native_kernel(GemmContext{GemmBackend::native, 2}, without, oa, Op::N, m, n, k, 0.75f, a.data(), lda,
+                                 b.data(), n, 0.5f, want.data(), n);
+      ASSERT_EQ(got, want) << kern.name << " m " << m;
+    }
+}
+
 // A CPU entry's microkernel (CpuBlocks::ukernel) is a candidate of its kernel's tile, and the
 // kernel this process runs is the one its entry names (the same bits: TileCandidatesMatch...).
 TEST(GemmTuning, MicrokernelFollowsTheCpu) {

@@ -146,7 +146,14 @@ struct CpuBlocks {
 // shapes, median of 7 (`bench_gemm --kernels shipped,sgemm_avx512_14x32_u8 --backends
 // hokusai,onednn --no-bf16 --reps 7`): u8 ÷ the per-step loop 1.020 at 1 thread (faster on 29 of
 // 30), 1.017 at 2 (28 of 30); on the Xeon model 207 the same unrolling lost 4% (2026-12-03), so it
-// is this CPU's choice only.
+// is this CPU's choice only. That +2% was the timing order's: the first contender ran right after
+// oneDNN, 2% slower for that alone. With each timed call after one of its own (twelfth session,
+// `--kernels sgemm_avx512_14x32,shipped --edge with,without --backends hokusai --reps 7`): u8 ÷
+// the per-step loop 1.005 / 1.002 (1 / 2 threads, with the edge microkernel), 1.002 / 0.997
+// without — level; kept (the same bits). Every in-process ratio above measured with
+// `--backends hokusai,onednn` carries up to that bias for its first contender
+// (docs/performance.md, twelfth session); the splits re-measured fairly on all 30 shapes at 2
+// threads: columns ÷ rows 0.990, larger ÷ rows 0.997 (1.09 on the head) — larger stays.
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1024, ThreadSplit::larger, true, true},
      "measured on Intel family 6 model 167 (Xeon with AMX): threads split the larger of M and N, each its own "

@@ -153,7 +153,9 @@ struct CpuBlocks {
 // without — level; kept (the same bits). Every in-process ratio above measured with
 // `--backends hokusai,onednn` carries up to that bias for its first contender
 // (docs/performance.md, twelfth session); the splits re-measured fairly on all 30 shapes at 2
-// threads: columns ÷ rows 0.990, larger ÷ rows 0.997 (1.09 on the head) — larger stays.
+// threads: columns ÷ rows 0.990, larger ÷ rows 0.997 (1.09 on (1024, 768, 768) TN, 1.03 on the
+// head) — larger stays; nc 1024 ÷ 1792 1.012 / 1.005, A once ÷ per mc 1.028 / 1.022, private ÷
+// shared 1.016 (2 threads): every choice of this entry holds.
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1024, ThreadSplit::larger, true, true},
      "measured on Intel family 6 model 167 (Xeon with AMX): threads split the larger of M and N, each its own "

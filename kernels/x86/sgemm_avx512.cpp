@@ -20,6 +20,8 @@ namespace hokusai::kernels {
 // per step); Fold also folds each broadcast into its FMA as an embedded memory operand
 // (vfmadd231ps m32{1to16}: 28 FMAs and 2 loads per k step issue as 30 fused uops instead of 44,
 // at 28 loads instead of 16). Every variant makes the same sums in the same order: the same bits.
+// sgemm_avx512_14x32_asm (below) is the Unroll8 loop scheduled by hand, to tell on a CPU whether
+// the compiled loop is what holds the kernel (on the Xeon with AMX it is not: level, 2026-12-05).
 // A CPU's entry in kCpuBlocks (kernels/gemm_tuning.hpp) may name one to run instead of the
 // per-step loop: the Xeon with AMX (family 6 model 167) runs Unroll8.
 // Rows < MR: an edge tile's first Rows rows only, from the same MR-wide A panel (each row the same
@@ -100,6 +102,166 @@ void sgemm_avx512_tile(int64_t k, const float* ap, const float* bp, float* c, in
       _mm512_storeu_ps(cp, r);
     }
 }
+
+// The u8 loop of the 14 x 32 tile written in assembly (a candidate: bench_gemm --kernels
+// shipped,sgemm_avx512_14x32_asm): the same prefetches (this tile's C rows into L1 one per step
+// over the first 14 steps, the next tile's rows into L2 one per 8-step chunk, B two lines 8 steps
+// ahead), the same sums in the same order (each accumulator's FMAs in k order; alpha, then beta
+// times C fused, as the C++ epilogue): the same bits. Registers: accumulators zmm0-27 (row i in
+// zmm2i, zmm2i+1), B's two vectors zmm28-29, A's broadcasts alternating zmm30-31 — the schedule
+// GCC cannot be told. SysV: rdi k, rsi ap, rdx bp, rcx c, r8 ldc (floats), xmm0 alpha, xmm1 beta.
+extern "C" void hokusai_sgemm_avx512_14x32_asm(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc,
+                                               float alpha, float beta);
+asm(R"(
+  .macro HK_ROW u, i, lo, hi, bc
+    vbroadcastss \u*56+\i*4(%rsi), %zmm\bc
+    vfmadd231ps %zmm28, %zmm\bc, %zmm\lo
+    vfmadd231ps %zmm29, %zmm\bc, %zmm\hi
+  .endm
+  .macro HK_STEP u
+    vmovaps \u*128(%rdx), %zmm28
+    vmovaps \u*128+64(%rdx), %zmm29
+    prefetcht0 \u*128+1024(%rdx)
+    prefetcht0 \u*128+1088(%rdx)
+    HK_ROW \u, 0, 0, 1, 30
+    HK_ROW \u, 1, 2, 3, 31
+    HK_ROW \u, 2, 4, 5, 30
+    HK_ROW \u, 3, 6, 7, 31
+    HK_ROW \u, 4, 8, 9, 30
+    HK_ROW \u, 5, 10, 11, 31
+    HK_ROW \u, 6, 12, 13, 30
+    HK_ROW \u, 7, 14, 15, 31
+    HK_ROW \u, 8, 16, 17, 30
+    HK_ROW \u, 9, 18, 19, 31
+    HK_ROW \u, 10, 20, 21, 30
+    HK_ROW \u, 11, 22, 23, 31
+    HK_ROW \u, 12, 24, 25, 30
+    HK_ROW \u, 13, 26, 27, 31
+  .endm
+  .macro HK_STORE lo, hi, fused
+    vmulps %zmm\lo, %zmm28, %zmm\lo
+    vmulps %zmm\hi, %zmm28, %zmm\hi
+    .if \fused
+      vfmadd231ps (%r11), %zmm29, %zmm\lo
+      vfmadd231ps 64(%r11), %zmm29, %zmm\hi
+    .endif
+    vmovups %zmm\lo, (%r11)
+    vmovups %zmm\hi, 64(%r11)
+    add %r8, %r11
+  .endm
+  .macro HK_STORE_ROWS fused
+    HK_STORE 0, 1, \fused
+    HK_STORE 2, 3, \fused
+    HK_STORE 4, 5, \fused
+    HK_STORE 6, 7, \fused
+    HK_STORE 8, 9, \fused
+    HK_STORE 10, 11, \fused
+    HK_STORE 12, 13, \fused
+    HK_STORE 14, 15, \fused
+    HK_STORE 16, 17, \fused
+    HK_STORE 18, 19, \fused
+    HK_STORE 20, 21, \fused
+    HK_STORE 22, 23, \fused
+    HK_STORE 24, 25, \fused
+    HK_STORE 26, 27, \fused
+  .endm
+  .text
+  .p2align 6
+  .globl hokusai_sgemm_avx512_14x32_asm
+  .type hokusai_sgemm_avx512_14x32_asm, @function
+hokusai_sgemm_avx512_14x32_asm:
+  .cfi_startproc
+  shl $2, %r8
+  vmovss %xmm0, -4(%rsp)
+  vmovss %xmm1, -8(%rsp)
+  vmovd %xmm1, %r10d
+  and $0x7fffffff, %r10d
+  .irp r, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27
+    vpxord %zmm\r, %zmm\r, %zmm\r
+  .endr
+  mov $14, %rax
+  cmp %rax, %rdi
+  cmovl %rdi, %rax
+  sub %rax, %rdi
+  mov %rax, %r9
+  mov %rcx, %r11
+  test %rax, %rax
+  jz 2f
+1:
+  prefetcht0 (%r11)
+  prefetcht0 64(%r11)
+  add %r8, %r11
+  HK_STEP 0
+  add $56, %rsi
+  add $128, %rdx
+  dec %rax
+  jnz 1b
+2:
+  mov $14, %rax
+  sub %r9, %rax
+  jz 4f
+3:
+  prefetcht0 (%r11)
+  prefetcht0 64(%r11)
+  add %r8, %r11
+  dec %rax
+  jnz 3b
+4:
+  lea 128(%rcx), %r11
+  mov $14, %rax
+  cmp $8, %rdi
+  jl 7f
+  .p2align 4
+5:
+  test %rax, %rax
+  jz 6f
+  prefetcht1 (%r11)
+  prefetcht1 64(%r11)
+  add %r8, %r11
+  dec %rax
+6:
+  HK_STEP 0
+  HK_STEP 1
+  HK_STEP 2
+  HK_STEP 3
+  HK_STEP 4
+  HK_STEP 5
+  HK_STEP 6
+  HK_STEP 7
+  add $448, %rsi
+  add $1024, %rdx
+  sub $8, %rdi
+  cmp $8, %rdi
+  jge 5b
+7:
+  test %rdi, %rdi
+  jz 9f
+8:
+  HK_STEP 0
+  add $56, %rsi
+  add $128, %rdx
+  dec %rdi
+  jnz 8b
+9:
+  vbroadcastss -4(%rsp), %zmm28
+  vbroadcastss -8(%rsp), %zmm29
+  mov %rcx, %r11
+  test %r10d, %r10d
+  jz 10f
+  HK_STORE_ROWS 1
+  vzeroupper
+  ret
+10:
+  HK_STORE_ROWS 0
+  vzeroupper
+  ret
+  .cfi_endproc
+  .size hokusai_sgemm_avx512_14x32_asm, .-hokusai_sgemm_avx512_14x32_asm
+  .purgem HK_ROW
+  .purgem HK_STEP
+  .purgem HK_STORE
+  .purgem HK_STORE_ROWS
+)");
 
 void sgemm_avx512_14x32(int64_t k, const float* ap, const float* bp, float* c, int64_t ldc, float alpha, float beta) {
   sgemm_avx512_tile<14, 2>(k, ap, bp, c, ldc, alpha, beta);
@@ -186,6 +348,7 @@ const SgemmTileCandidate kAvx512TileCandidates[] = {
     {"sgemm_avx512_14x32", 14, 32, sgemm_avx512_tile<14, 2>},
     {"sgemm_avx512_14x32_u8", 14, 32, sgemm_avx512_tile<14, 2, true>},
     {"sgemm_avx512_14x32_fold", 14, 32, sgemm_avx512_tile<14, 2, true, true>},
+    {"sgemm_avx512_14x32_asm", 14, 32, hokusai_sgemm_avx512_14x32_asm},
     {"sgemm_avx512_12x32", 12, 32, sgemm_avx512_tile<12, 2>},
     {"sgemm_avx512_8x48", 8, 48, sgemm_avx512_tile<8, 3>},
     {"sgemm_avx512_6x64", 6, 64, sgemm_avx512_tile<6, 4>},

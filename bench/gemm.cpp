@@ -432,29 +432,30 @@ int main(int argc, char** argv) {
 #endif
   }
   if (tiles) {
-    const int64_t s = 2048;
-    std::vector<float> a(size_t(s * s)), b(size_t(s * s)), c(size_t(s * s));
-    for (auto& x : a) x = u(rng);
-    for (auto& x : b) x = u(rng);
-    // One 14x32-sized workload through each candidate microkernel, packed panels in L1/L2 as the
-    // driver has them: kc = 256 steps on a resident panel, repeated.
+    // One 14x32-sized workload through each candidate microkernel on packed panels as the driver
+    // has them (kc = 256 steps on a resident panel, repeated; C rows one line apart in L1 sets,
+    // ldc = 2064), the candidates timed in turn (medians_in_turn) as the driver comparisons are:
+    // timed one after the other, a VM's slow and fast minutes (±7% here) decided between them.
+    const int64_t kc = 256, ldc = 2048 + 16, calls = 20000;
+    std::vector<float> c(size_t(32 * ldc));
+    GemmWorkspace ws;  // each candidate's panels in two slots of their own, 64-byte aligned
+    std::vector<std::pair<std::string, std::function<void()>>> runs;
     for (int i = 0; i < kAvx512TileCandidateCount; ++i) {
       const auto& cand = kAvx512TileCandidates[i];
-      const int64_t kc = 256;
-      std::vector<float, std::allocator<float>> ap(size_t(cand.mr * kc) + 16), bp(size_t(cand.nr * kc) + 16);
-      float* apa = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ap.data()) + 63) & ~uintptr_t(63));
-      float* bpa = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(bp.data()) + 63) & ~uintptr_t(63));
-      for (int64_t j = 0; j < cand.mr * kc; ++j) apa[j] = u(rng);
-      for (int64_t j = 0; j < cand.nr * kc; ++j) bpa[j] = u(rng);
-      const int64_t calls = 20000;
-      const double t = median_seconds(
-          [&] {
-            for (int64_t r = 0; r < calls; ++r) cand.ukernel(kc, apa, bpa, c.data(), s, 1.0f, 1.0f);
-          },
-          reps);
-      const double gf = 2.0 * cand.mr * cand.nr * kc * calls / t * 1e-9;
-      std::printf("%-20s %6.1f GFLOP/s  %5.1f%% of peak (microkernel alone, 1 thread)\n", cand.name, gf,
-                  100 * gf / probe.per_core_gflops);
+      float* const ap = ws.floats(size_t(2 * i), size_t(cand.mr * kc));
+      float* const bp = ws.floats(size_t(2 * i + 1), size_t(cand.nr * kc));
+      for (int64_t j = 0; j < cand.mr * kc; ++j) ap[j] = u(rng);
+      for (int64_t j = 0; j < cand.nr * kc; ++j) bp[j] = u(rng);
+      runs.emplace_back(cand.name, [&c, &cand, ap, bp, kc, ldc, calls] {
+        for (int64_t r = 0; r < calls; ++r) cand.ukernel(kc, ap, bp, c.data(), ldc, 1.0f, 1.0f);
+      });
+    }
+    const std::vector<double> seconds = medians_in_turn(runs, reps);
+    for (int i = 0; i < kAvx512TileCandidateCount; ++i) {
+      const auto& cand = kAvx512TileCandidates[i];
+      const double gf = 2.0 * cand.mr * cand.nr * kc * calls / seconds[size_t(i)] * 1e-9;
+      std::printf("%-24s %6.1f GFLOP/s  %5.1f%% of peak (microkernel alone, 1 thread, candidates in turn)\n", cand.name,
+                  gf, 100 * gf / probe.per_core_gflops);
     }
     return 0;
   }

@@ -171,6 +171,7 @@ asm(R"(
   .type hokusai_sgemm_avx512_14x32_asm, @function
 hokusai_sgemm_avx512_14x32_asm:
   .cfi_startproc
+  endbr64
   shl $2, %r8
   vmovss %xmm0, -4(%rsp)
   vmovss %xmm1, -8(%rsp)

@@ -8,11 +8,13 @@
 // 64-byte boundary, as every tensor of the model's arenas does (--offset 16: where glibc puts a
 // large std::vector, as the tables before 2026-12-05's tenth session ran).
 //   build/release/bench/bench_gemm [--threads 1,2] [--reps 5] [--csv] [--shapes gpt2|13b|square|all|gpt2-train]
-//   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on one shape)
+//   build/release/bench/bench_gemm --tiles    (AVX-512 register-tile candidates on L1 panels, in turn)
 //   build/release/bench/bench_gemm --kernels shipped,sgemm_avx512_14x32_fold --backends hokusai,onednn
 //                                             (candidates in the driver, timed call by call in turn)
 //   build/release/bench/bench_gemm --blocks 168,256,800 168,256,1792 --backends hokusai,onednn
 //                                             (block sizes side by side: a new CPU's entry in gemm_tuning.hpp)
+// Runs with two of our variants or more end with "# <variant> / <first variant>, fp32, 1 thread:
+// median ..., faster on ... of ..." lines, per precision and thread count, over the run's shapes.
 #include <CLI/CLI.hpp>
 #include <omp.h>
 #ifdef HOKUSAI_HAVE_ONEDNN
@@ -24,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -125,6 +128,43 @@ std::vector<double> medians_in_turn(const std::vector<std::pair<std::string, std
   }
   return med;
 }
+
+// Our variants against each other (--kernels, --splits, --blocks, ...): each later "hokusai..."
+// contender's GFLOP/s over the first one's, per precision and thread count, over every shape of
+// the run — the figures the tuning notes quote, printed by the run that measured them.
+class VariantRatios {
+ public:
+  void add(const std::string& dtype, int threads, const std::string& label, size_t shape, double gflops) {
+    if (label.rfind("hokusai", 0) != 0) return;
+    auto& group = groups_[{dtype, threads}];
+    if (group.first.empty()) group.first = label;
+    group.rows[shape][label] = gflops;
+    if (std::find(group.labels.begin(), group.labels.end(), label) == group.labels.end()) group.labels.push_back(label);
+  }
+  void print() const {
+    for (const auto& [key, group] : groups_)
+      for (const std::string& label : group.labels) {
+        if (label == group.first) continue;
+        std::vector<double> r;
+        for (const auto& [shape, row] : group.rows)
+          if (row.count(label) && row.count(group.first)) r.push_back(row.at(label) / row.at(group.first));
+        if (r.empty()) continue;
+        std::sort(r.begin(), r.end());
+        const auto faster = std::count_if(r.begin(), r.end(), [](double x) { return x > 1.0; });
+        std::printf("# %s / %s, %s, %d thread%s: median %.3f, faster on %ld of %zu, min %.3f, max %.3f\n",
+                    label.c_str(), group.first.c_str(), key.first.c_str(), key.second, key.second == 1 ? "" : "s",
+                    r[r.size() / 2], long(faster), r.size(), r.front(), r.back());
+      }
+  }
+
+ private:
+  struct Group {
+    std::string first;
+    std::vector<std::string> labels;
+    std::map<size_t, std::map<std::string, double>> rows;
+  };
+  std::map<std::pair<std::string, int>, Group> groups_;
+};
 
 const char* layout_name(Op oa, Op ob) { return oa == Op::N ? (ob == Op::N ? "NN" : "NT") : "TN"; }
 
@@ -463,10 +503,13 @@ int main(int argc, char** argv) {
 #ifdef HOKUSAI_HAVE_ONEDNN
   OnednnBf16 onednn_bf16;
 #endif
+  VariantRatios ratios;
+  size_t shape_index = 0;  // one per (shape, layout): the rows VariantRatios pairs up
   for (const Shape& s : kShapes) {
     if (group == "all" ? std::strcmp(s.group, "gpt2-train") == 0 : group != s.group) continue;
     for (const auto& [oa, ob] : {std::pair{Op::N, Op::T}, std::pair{Op::N, Op::N}, std::pair{Op::T, Op::N}}) {
       if (!std::strstr(s.layouts, layout_name(oa, ob))) continue;
+      ++shape_index;
       const int64_t lda = oa == Op::N ? s.k : s.m, ldb = ob == Op::N ? s.n : s.k;
       Placed<float> a(size_t(s.m * s.k), offset), b(size_t(s.k * s.n), offset), c(size_t(s.m * s.n), offset);
       for (auto& x : a) x = u(rng);
@@ -496,6 +539,7 @@ int main(int argc, char** argv) {
                         layout_name(oa, ob), (long long)s.m, (long long)s.n, (long long)s.k, threads, backend, gf,
                         100 * gf / peak);
           std::fflush(stdout);
+          ratios.add(dtype, threads, backend, shape_index, gf);
         };
         // The fp32 contenders, timed in turn.
         std::vector<std::pair<std::string, std::function<void()>>> fp32;
@@ -559,5 +603,6 @@ int main(int argc, char** argv) {
       }
     }
   }
+  ratios.print();
   return 0;
 }

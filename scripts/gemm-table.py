@@ -31,7 +31,8 @@ def main():
     rows = {}
     expected = "backend,dtype,layout,m,n,k,threads,gflops,pct_peak".split(",")
     with open(args.csv, newline="") as f:
-        reader = csv.DictReader(f)
+        # bench_gemm's "# ..." lines (the run's machine and blocks, our variants' ratios) are not rows.
+        reader = csv.DictReader(line for line in f if not line.startswith("#"))
         if reader.fieldnames != expected:
             sys.exit(f"{args.csv}: header is {reader.fieldnames}, expected {','.join(expected)} "
                      "(the output of bench_gemm --csv)")

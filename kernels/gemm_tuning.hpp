@@ -155,12 +155,16 @@ struct CpuBlocks {
 // (docs/performance.md, twelfth session); the splits re-measured fairly on all 30 shapes at 2
 // threads: columns ÷ rows 0.990, larger ÷ rows 0.997 (1.09 on (1024, 768, 768) TN, 1.03 on the
 // head) — larger stays; nc 1024 ÷ 1792 1.012 / 1.005, A once ÷ per mc 1.028 / 1.022, private ÷
-// shared 1.016 (2 threads): every choice of this entry holds.
+// shared 1.016 (2 threads): every choice of this entry holds. The u8 loop runs as written by hand
+// (sgemm_avx512_14x32_asm: the same prefetches, the same sums in the same order, so the same bits;
+// thirteenth session, `--kernels shipped,sgemm_avx512_14x32_asm --backends hokusai --reps 5 --csv
+// --no-bf16 --threads 1,2`, all 30 shapes, twice): asm ÷ u8 1.006 / 1.006 and 1.010 / 1.009 (1 /
+// 2 threads; faster on 18, 22, 25, 23 of 30), 1.008 on the gpt2 shapes alone at 1 thread, twice.
 inline constexpr CpuBlocks kCpuBlocks[] = {
     {"GenuineIntel", 6, 167, 167, "sgemm_avx512_14x32", {168, 256, 1024, ThreadSplit::larger, true, true},
      "measured on Intel family 6 model 167 (Xeon with AMX): threads split the larger of M and N, each its own "
      "packed blocks, A packed once per k block where that saves packing (docs/performance.md)",
-     "sgemm_avx512_14x32_u8"},
+     "sgemm_avx512_14x32_asm"},
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
     {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::larger, true, true},

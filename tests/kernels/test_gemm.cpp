@@ -626,7 +626,7 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
   EXPECT_TRUE(amx_host.blocks.private_blocks);
   EXPECT_NE(amx_host.why.find("model 167"), std::string::npos) << amx_host.why;
   ASSERT_NE(amx_host.ukernel, nullptr);
-  EXPECT_STREQ(amx_host.ukernel, "sgemm_avx512_14x32_u8");
+  EXPECT_STREQ(amx_host.ukernel, "sgemm_avx512_14x32_asm");
   EXPECT_EQ(measured.ukernel, nullptr) << "model 207 runs the kernel's own k loop";
   // A small L2 (256 KiB: no room for a B block) or an unknown one keeps the table.
   EXPECT_EQ(blocks_for_cpu("sgemm_avx2_6x16", table, 16, 4, other, 256 << 10).blocks.nc, table.nc);

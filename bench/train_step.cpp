@@ -88,9 +88,10 @@ int main(int argc, char** argv) {
       const std::string path = kernels::gemm_precision_path(ctx.gemm);  // throws for a library in 16 bits
       // fp16: the config's loss scale (train.loss_scale) on the loss gradient, taken off before clipping.
       const float loss_scale = precision == kernels::Precision::fp16 ? float(cfg.train.loss_scale) : 1.0f;
-      Model<float> model(dims, B, T, 1, Recompute::none, attention, precision);  // as the trainer keeps them
+      Model<float> model(dims, B, T, 1, Recompute::none, attention, precision,  // as the trainer keeps them
+                         cfg.kernels.huge_pages);
       model.init(cfg.train.seed);
-      AdamW adam(model.table(), cfg.optimizer);
+      AdamW adam(model.table(), cfg.optimizer, cfg.kernels.huge_pages);
       std::vector<double> ms;
       for (int s = 0; s < warmup + steps; ++s) {
         const auto t0 = std::chrono::steady_clock::now();

@@ -168,6 +168,7 @@ struct KernelsConfig {
   Attention attention = Attention::flash;  // fused (O(T) memory) or the GEMM reference
   int threads = 0;                // OpenMP threads; 0 = OMP_NUM_THREADS or all cores
   double peak_gflops = 0.0;       // MFU denominator; 0 = probe the FMA throughput at start
+  bool huge_pages = true;         // model arenas and Adam moments advised for transparent huge pages
 };
 
 // The machine under the grid and the collectives run on it (docs/communication.md).

@@ -218,9 +218,12 @@ class Model {
   // 16-bit values and rebuilds the MLP activation in backward, which changes no result (products
   // round the first three anyway, and a 16-bit run rounds the other two where they are made;
   // docs/precision.md); fp32 keeps everything in fp32. A model whose products run in another
-  // precision than `saved` refuses to run: pass the context's.
+  // precision than `saved` refuses to run: pass the context's. huge_pages: the parameter,
+  // gradient and activation arenas advised for transparent huge pages (kernels.huge_pages,
+  // hokusai/memory.hpp); only where the bytes live changes.
   Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots = 1, Recompute recompute = Recompute::none,
-        Attention attention = Attention::gemm, kernels::Precision saved = kernels::Precision::fp32);
+        Attention attention = Attention::gemm, kernels::Precision saved = kernels::Precision::fp32,
+        bool huge_pages = false);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -288,6 +291,8 @@ class Model {
   // own bytes, those that share memory counted once (the head's block of logits and a running
   // block's scratch); the arena adds under 64 bytes of alignment per tensor.
   int64_t activation_bytes() const { return activation_bytes_; }
+  // Bytes of the arenas the constructor advised for huge pages (0 without huge_pages).
+  int64_t huge_page_bytes() const { return huge_page_bytes_; }
   // The same for a model that was never built (the planner): counted, not allocated.
   static int64_t activation_bytes(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots,
                                   Recompute recompute, Attention attention,
@@ -309,7 +314,7 @@ class Model {
   // Where a slot's forward input lives: its own `encoded`, or the scratch's one shared by all.
   T* input_of(Activations<T>& s) const;
   int n_slots_ = 1;
-  int64_t max_N_ = 0, max_T_ = 0, activation_bytes_ = 0;
+  int64_t max_N_ = 0, max_T_ = 0, activation_bytes_ = 0, huge_page_bytes_ = 0;
   // Gradient-arena ranges reported to GradsReady, computed once from the table.
   comm::Range head_range_{0, 0}, embedding_range_{0, 0};
   std::vector<comm::Range> layer_ranges_;

@@ -26,15 +26,17 @@ double learning_rate(const Config& cfg, int64_t step);
 // shard.begin + i.
 class AdamW {
  public:
-  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard);
-  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg)
-      : AdamW(table, cfg, comm::Range{0, arena_size(table)}) {}
+  // huge_pages: m and v advised for transparent huge pages (kernels.huge_pages, hokusai/memory.hpp).
+  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard, bool huge_pages = false);
+  AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, bool huge_pages = false)
+      : AdamW(table, cfg, comm::Range{0, arena_size(table)}, huge_pages) {}
   // params and grads: the whole arenas (only the shard is read and updated). grad_scale
   // multiplies every gradient as it is read (clip_scale's factor; grads stay as they are).
   void step(float* params, const float* grads, double lr, double grad_scale = 1.0);
   const comm::Range& shard() const { return shard_; }
   int64_t t = 0;  // steps taken (bias correction)
   std::vector<float> m, v;
+  int64_t huge_page_bytes = 0;  // of m and v, advised for huge pages
 
  private:
   std::vector<TensorSpec> table_;

@@ -435,7 +435,8 @@ plan::MachineSpec calibrate_machine(const Config& cfg_in, const CalibrateOptions
       small.kernels.threads = t;
       const ModelDims sd = plan::stage_dims(small, 0);
       // In the run's precision, as plan_run predicts it (its products from that precision's table).
-      Model<float> model(sd, mbs.front(), T, 1, Recompute::none, cfg.kernels.attention, cfg.train.precision);
+      Model<float> model(sd, mbs.front(), T, 1, Recompute::none, cfg.kernels.attention, cfg.train.precision,
+                         cfg.kernels.huge_pages);
       model.init(1);
       std::vector<int32_t> tokens(static_cast<size_t>(N)), targets(static_cast<size_t>(N));
       for (int64_t i = 0; i < N; ++i)

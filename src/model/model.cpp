@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "hokusai/model.hpp"
+#include "hokusai/memory.hpp"
 #include "kernels/ops.hpp"
 #include "activations.hpp"
 #include "layers.hpp"
@@ -336,7 +337,7 @@ int64_t Model<T>::activation_bytes(const ModelDims& dims, int64_t max_B, int64_t
 
 template <typename T>
 Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, Recompute recompute, Attention attention,
-                kernels::Precision saved)
+                kernels::Precision saved, bool huge_pages)
     : dims_(dims),
       table_(param_table(dims)),
       recompute_(recompute),
@@ -346,8 +347,8 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
   if (slots < 1) throw std::invalid_argument("Model: slots must be >= 1, got " + std::to_string(slots));
   if (dims.sequence_parallel && (dims.tp < 2 || !std::is_same_v<T, float>))
     throw std::invalid_argument("Model: sequence parallelism needs a float model split over tp >= 2 ranks");
-  params_.assign(size_t(arena_size(table_)), T(0));
-  grads_.assign(params_.size(), T(0));
+  huge_page_bytes_ += int64_t(assign_zeroed(params_, size_t(arena_size(table_)), huge_pages));
+  huge_page_bytes_ += int64_t(assign_zeroed(grads_, params_.size(), huge_pages));
   p_ = point_views(params_.data(), table_, dims_);
   // Arena ranges backward reports as final (the table is embeddings, layers 0..L-1, head), once.
   const auto range_of = [&](auto pred) {
@@ -366,7 +367,7 @@ Model<T>::Model(const ModelDims& dims, int64_t max_B, int64_t max_T, int slots, 
     Scratch<T> sizes;
     const Carver c =
         lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved, nullptr, counted, sizes);
-    scratch_->arena.assign(size_t(c.arena_bytes()), std::byte{0});
+    huge_page_bytes_ += int64_t(assign_zeroed(scratch_->arena, size_t(c.arena_bytes()), huge_pages));
     activation_bytes_ = lay_out_activations(dims, max_B, max_T, slots, recompute, attention, saved,
                                             scratch_->arena.data(), slots_, *scratch_).bytes();
   }

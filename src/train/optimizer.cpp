@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "hokusai/memory.hpp"
 #include "hokusai/train.hpp"
 #include "kernels/ops.hpp"
 
@@ -18,8 +19,11 @@ double learning_rate(const Config& cfg, int64_t step) {
   return min_lr + (lr - min_lr) * shape;
 }
 
-AdamW::AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard)
-    : m(size_t(shard.size()), 0.0f), v(m.size(), 0.0f), table_(table), cfg_(cfg), shard_(shard) {}
+AdamW::AdamW(const std::vector<TensorSpec>& table, const OptimizerConfig& cfg, comm::Range shard, bool huge_pages)
+    : table_(table), cfg_(cfg), shard_(shard) {
+  huge_page_bytes += int64_t(assign_zeroed(m, size_t(shard.size()), huge_pages));
+  huge_page_bytes += int64_t(assign_zeroed(v, size_t(shard.size()), huge_pages));
+}
 
 void AdamW::step(float* params, const float* grads, double lr, double grad_scale) {
   ++t;

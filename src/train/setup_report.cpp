@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "comm/collectives.hpp"
+#include "hokusai/memory.hpp"
 #include "plan/memory.hpp"
 
 namespace hokusai {
@@ -85,6 +86,17 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
           mem.checkpoint_gather > 0
               ? fmt::format(", {:.1f} MiB at a checkpoint (ZeRO-1 Adam state gathered here)", mem.peak() * mb)
               : std::string());
+  if (cfg.kernels.huge_pages) {
+    const std::string mode = huge_page_mode();
+    if (mode == "madvise" || mode == "always")
+      lg.info("huge pages: {:.1f} MiB of those arenas on 2 MiB pages where Linux has them (transparent huge pages: "
+              "{}; kernels.huge_pages)",
+              double(s.huge_page_bytes) * mb, mode);
+    else
+      lg.info("huge pages: asked for, but transparent huge pages are {} on this system: 4 KiB pages "
+              "(/sys/kernel/mm/transparent_hugepage/enabled; kernels.huge_pages)",
+              mode);
+  }
   if (pp > 1)
     lg.info("pipeline: {} stages, {} over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "
             "layers {}{}{}",

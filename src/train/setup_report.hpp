@@ -23,6 +23,7 @@ struct RunShape {
   const parallel::Pipeline& pipe;
   const parallel::GradientSync& sync;
   int64_t optimizer_params;  // parameters whose Adam state this rank keeps
+  int64_t huge_page_bytes;   // of the model's arenas and the Adam moments, advised for huge pages
   int micro_batches;         // per step on each data-parallel rank
   double tokens_per_step, flops_per_token;
   int threads;

@@ -242,7 +242,8 @@ void Trainer::setup_model() {
   check_memory(stage, recompute);
   try {
     model_ = std::make_unique<Model<float>>(dims, B_, T_, parallel::Pipeline::slots(pp, stage, accum_, dims.chunks),
-                                            recompute, cfg_.kernels.attention, cfg_.train.precision);
+                                            recompute, cfg_.kernels.attention, cfg_.train.precision,
+                                            cfg_.kernels.huge_pages);
   } catch (const std::bad_alloc&) {
     throw std::runtime_error(fmt::format("memory: allocating the model of rank {} (its parameters, gradients and "
                                          "activations) failed: add tensor or pipeline ranks, recompute activations "
@@ -256,7 +257,7 @@ void Trainer::setup_model() {
   ctx_.params_needed = sync_->params_gate();  // ZeRO-1: forward waits for each bucket's gathered parameters
   // ZeRO-1: this data-parallel rank owns parameters shard.begin .. shard.end of the arena.
   const comm::Range shard = sync_->shard();
-  adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard);
+  adam_ = std::make_unique<AdamW>(model_->table(), cfg_.optimizer, shard, cfg_.kernels.huge_pages);
   thash_ = table_hash(model_->table());
   std::optional<CheckpointData> resumed;
   if (const auto& from = run_dir_.resume_from()) {
@@ -371,7 +372,8 @@ void Trainer::report_setup() {
                 std::max(probe.bf16_per_core_gflops, probe.amx_bf16_per_core_gflops),
                 probe.amx_bf16_per_core_gflops > 0 ? ", AMX" : ", vdpbf16ps", probe.per_core_gflops);
   }
-  memory_estimate_mb_ = log_run_shape(*lg_, {cfg_, comms_, *model_, *pipe_, *sync_, int64_t(adam_->m.size()), accum_,
+  memory_estimate_mb_ = log_run_shape(*lg_, {cfg_, comms_, *model_, *pipe_, *sync_, int64_t(adam_->m.size()),
+                                             model_->huge_page_bytes() + adam_->huge_page_bytes, accum_,
                                              tokens_per_step_, flops_per_token_, threads_, ctx_.gemm, run_dir_.path()});
 }
 

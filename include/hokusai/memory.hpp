@@ -1,0 +1,42 @@
+// Large buffers on transparent huge pages (kernels.huge_pages).
+//
+// The model's arenas (parameters, gradients, activations) and the optimizer's moments are
+// gigabytes read in streams every step; on 4 KiB pages every 4 KiB of them is a TLB miss, and
+// under a hypervisor each miss is a two-dimensional page walk. madvise(MADV_HUGEPAGE) asks Linux
+// to back a range with 2 MiB pages where /sys/kernel/mm/transparent_hugepage/enabled is
+// "madvise" (the usual default) or "always"; "never" leaves it on 4 KiB pages. Values never
+// change: only where the bytes live. Measured in docs/performance.md ("Huge pages").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hokusai {
+
+// The transparent-huge-page page size this code assumes (x86-64 and aarch64 with 4 KiB base pages).
+inline constexpr size_t kHugePageBytes = size_t(2) << 20;
+
+// Advises the 2 MiB-aligned part of [p, p + bytes) for huge pages (before its first touch: pages
+// already faulted in stay 4 KiB until the kernel's khugepaged merges them). Returns the bytes
+// advised: 0 for a range without a whole aligned 2 MiB page, where madvise refuses (no THP in
+// this kernel) or off Linux.
+size_t advise_huge_pages(void* p, size_t bytes);
+
+// /sys/kernel/mm/transparent_hugepage/enabled's chosen mode ("always", "madvise", "never"), or
+// "unavailable" where the file is missing (another OS, a kernel without THP).
+std::string huge_page_mode();
+
+// v := n zeros, with its storage advised for huge pages first when `huge_pages` (the buffer is
+// allocated, advised, then zeroed: the zeroing is its first touch). The old storage is freed.
+template <typename T, typename A>
+size_t assign_zeroed(std::vector<T, A>& v, size_t n, bool huge_pages) {
+  std::vector<T, A>().swap(v);
+  v.reserve(n);
+  const size_t advised = huge_pages ? advise_huge_pages(v.data(), n * sizeof(T)) : 0;
+  v.assign(n, T{});
+  return advised;
+}
+
+}  // namespace hokusai

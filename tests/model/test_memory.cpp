@@ -1,0 +1,126 @@
+// kernels.huge_pages (hokusai/memory.hpp): the aligned interior of a range is advised, zeroed
+// arenas land on 2 MiB pages where Linux's transparent huge pages are in madvise mode (read back
+// from /proc/self/smaps) and on 4 KiB pages without the advice, and a model built either way
+// computes the same bits.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "comm/grid.hpp"
+#include "hokusai/memory.hpp"
+#include "hokusai/model.hpp"
+
+namespace hokusai {
+namespace {
+
+// kB of AnonHugePages over the mappings of /proc/self/smaps that overlap [p, p + bytes) (-1:
+// none does). madvise splits a mapping at the advised range's edges, so a buffer spans several.
+long anon_huge_kb(const void* p, size_t bytes) {
+  std::ifstream in("/proc/self/smaps");
+  const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+  std::string line;
+  bool inside = false;
+  long total = -1;
+  while (std::getline(in, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find('-') < line.find(' ')) {
+      inside = lo < end && begin < hi;
+      continue;
+    }
+    if (inside && line.rfind("AnonHugePages:", 0) == 0) total = std::max(total, 0L) + std::stol(line.substr(14));
+  }
+  return total;
+}
+
+long vmstat(const std::string& key) {
+  std::ifstream in("/proc/vmstat");
+  std::string k;
+  long v = 0;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return -1;
+}
+
+TEST(HugePages, AdviceCoversTheAlignedInteriorOnly) {
+  const size_t page = kHugePageBytes;
+  void* raw = std::aligned_alloc(page, 8 * page);
+  ASSERT_NE(raw, nullptr);
+  char* base = static_cast<char*>(raw);
+  if (advise_huge_pages(base, 8 * page) == 0) {
+    std::free(raw);
+    GTEST_SKIP() << "madvise(MADV_HUGEPAGE) refused: no transparent huge pages in this kernel";
+  }
+  EXPECT_EQ(advise_huge_pages(base, 8 * page), 8 * page);
+  // Starting 4 KiB in and ending 4 KiB short: the six whole pages between.
+  EXPECT_EQ(advise_huge_pages(base + 4096, 7 * page), 6 * page);
+  EXPECT_EQ(advise_huge_pages(base + 4096, page), 0u) << "no whole aligned page in [4 KiB, 2 MiB + 4 KiB)";
+  EXPECT_EQ(advise_huge_pages(base, page - 1), 0u);
+  EXPECT_EQ(advise_huge_pages(nullptr, 8 * page), 0u);
+  std::free(raw);
+}
+
+TEST(HugePages, ZeroedArenasLandOnHugePagesOnlyWhenAdvised) {
+  const std::string mode = huge_page_mode();
+  if (mode != "madvise")
+    GTEST_SKIP() << "transparent huge pages are '" << mode << "' here; the advice is only observable in madvise mode";
+  const size_t n = (size_t(24) << 20) / sizeof(float);  // 24 MiB: at least 11 whole aligned pages
+  const long fallback_before = vmstat("thp_fault_fallback");
+  std::vector<float> advised, plain;
+  const size_t bytes = assign_zeroed(advised, n, true);
+  assign_zeroed(plain, n, false);
+  ASSERT_GE(bytes, size_t(20) << 20);
+  ASSERT_EQ(advised.size(), n);
+  for (size_t i = 0; i < n; i += 4096) ASSERT_EQ(advised[i], 0.0f);
+  const long huge = anon_huge_kb(advised.data(), n * sizeof(float)), none = anon_huge_kb(plain.data(), n * sizeof(float));
+  ASSERT_GE(huge, 0) << "the arena's mapping is not in /proc/self/smaps";
+  if (huge == 0 && vmstat("thp_fault_fallback") > fallback_before)
+    GTEST_SKIP() << "the kernel had no free 2 MiB page (thp_fault_fallback rose): fragmented memory";
+  EXPECT_GE(huge, 10L * 2048) << "the advised arena is on 4 KiB pages";
+  EXPECT_EQ(none, 0) << "an arena without the advice is on huge pages in madvise mode";
+}
+
+// Where the bytes live changes no value: a small gpt2's logits and gradients bit for bit.
+TEST(HugePages, ModelComputesTheSameBits) {
+  ModelConfig cfg;
+  cfg.family = Family::gpt2;
+  cfg.layers = 2;
+  cfg.hidden = 64;
+  cfg.heads = 4;
+  cfg.ffn_hidden = 256;
+  cfg.vocab_size = 20000;  // arenas of 5+ MiB: each has whole 2 MiB pages to advise
+  cfg.max_seq_len = 32;
+  const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
+  const int64_t B = 2, T = 32;
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 37 % 20000), targets[i] = int32_t(i * 11 % 20000);
+  Model<float> small(d, B, T, 1, Recompute::none, Attention::flash, kernels::Precision::fp32, false);
+  Model<float> huge(d, B, T, 1, Recompute::none, Attention::flash, kernels::Precision::fp32, true);
+  EXPECT_EQ(small.huge_page_bytes(), 0);
+  if (huge_page_mode() != "unavailable") {
+    EXPECT_GT(huge.huge_page_bytes(), 0) << "huge_pages = true advised nothing";
+  }
+  const ComputeContext ctx{};
+  std::vector<float> logits[2], grads[2];
+  Model<float>* models[2] = {&small, &huge};
+  for (int i = 0; i < 2; ++i) {
+    models[i]->init(5);
+    models[i]->zero_grads();
+    models[i]->forward(ctx, tokens.data(), targets.data(), B, T);
+    logits[i].assign(models[i]->logits(), models[i]->logits() + B * T * d.Vl);
+    models[i]->backward(ctx, tokens.data(), targets.data(), 1.0f / float(B * T));
+    grads[i].assign(models[i]->grads().begin(), models[i]->grads().end());
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  EXPECT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)));
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  EXPECT_EQ(0, std::memcmp(grads[0].data(), grads[1].data(), grads[0].size() * sizeof(float)));
+}
+
+}  // namespace
+}  // namespace hokusai

@@ -17,6 +17,12 @@ namespace hokusai {
 
 // The transparent-huge-page page size this code assumes (x86-64 and aarch64 with 4 KiB base pages).
 inline constexpr size_t kHugePageBytes = size_t(2) << 20;
+// The smallest buffer assign_zeroed advises. A 4 KiB-page TLB reaches 6-8 MiB (1,536-2,048
+// second-level entries); what the step streams through is far beyond that (gpt2-124m: four
+// arenas of ~500 MB and one of 400-700 MB). Smaller buffers stay on 4 KiB pages: under a
+// hypervisor that backs guest memory on first touch, a 2 MiB fault measured dearer per byte than
+// 4 KiB ones (docs/performance.md), and a small model gains nothing for it.
+inline constexpr size_t kHugePageMinBytes = size_t(64) << 20;
 
 // Advises the 2 MiB-aligned part of [p, p + bytes) for huge pages (before its first touch: pages
 // already faulted in stay 4 KiB until the kernel's khugepaged merges them). Returns the bytes
@@ -28,13 +34,15 @@ size_t advise_huge_pages(void* p, size_t bytes);
 // "unavailable" where the file is missing (another OS, a kernel without THP).
 std::string huge_page_mode();
 
-// v := n zeros, with its storage advised for huge pages first when `huge_pages` (the buffer is
-// allocated, advised, then zeroed: the zeroing is its first touch). The old storage is freed.
+// v := n zeros, with its storage advised for huge pages first when `huge_pages` and it holds at
+// least kHugePageMinBytes (the buffer is allocated, advised, then zeroed: the zeroing is its first
+// touch). The old storage is freed. Returns the bytes advised.
 template <typename T, typename A>
 size_t assign_zeroed(std::vector<T, A>& v, size_t n, bool huge_pages) {
   std::vector<T, A>().swap(v);
   v.reserve(n);
-  const size_t advised = huge_pages ? advise_huge_pages(v.data(), n * sizeof(T)) : 0;
+  const size_t advised =
+      huge_pages && n * sizeof(T) >= kHugePageMinBytes ? advise_huge_pages(v.data(), n * sizeof(T)) : 0;
   v.assign(n, T{});
   return advised;
 }

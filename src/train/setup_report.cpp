@@ -88,7 +88,10 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
               : std::string());
   if (cfg.kernels.huge_pages) {
     const std::string mode = huge_page_mode();
-    if (mode == "madvise" || mode == "always")
+    if (s.huge_page_bytes == 0)
+      lg.info("huge pages: none of those arenas reaches {} MiB, the smallest advised for them (kernels.huge_pages)",
+              kHugePageMinBytes >> 20);
+    else if (mode == "madvise" || mode == "always")
       lg.info("huge pages: {:.1f} MiB of those arenas on 2 MiB pages where Linux has them (transparent huge pages: "
               "{}; kernels.huge_pages)",
               double(s.huge_page_bytes) * mb, mode);

@@ -69,19 +69,22 @@ TEST(HugePages, ZeroedArenasLandOnHugePagesOnlyWhenAdvised) {
   const std::string mode = huge_page_mode();
   if (mode != "madvise")
     GTEST_SKIP() << "transparent huge pages are '" << mode << "' here; the advice is only observable in madvise mode";
-  const size_t n = (size_t(24) << 20) / sizeof(float);  // 24 MiB: at least 11 whole aligned pages
+  const size_t n = kHugePageMinBytes / sizeof(float) + 1000;  // the smallest advised arena, and a bit
   const long fallback_before = vmstat("thp_fault_fallback");
   std::vector<float> advised, plain;
   const size_t bytes = assign_zeroed(advised, n, true);
   assign_zeroed(plain, n, false);
-  ASSERT_GE(bytes, size_t(20) << 20);
+  ASSERT_GE(bytes, kHugePageMinBytes - 2 * kHugePageBytes);
+  // Below the threshold: not advised.
+  std::vector<float> small;
+  EXPECT_EQ(assign_zeroed(small, kHugePageMinBytes / sizeof(float) - 1, true), 0u);
   ASSERT_EQ(advised.size(), n);
   for (size_t i = 0; i < n; i += 4096) ASSERT_EQ(advised[i], 0.0f);
   const long huge = anon_huge_kb(advised.data(), n * sizeof(float)), none = anon_huge_kb(plain.data(), n * sizeof(float));
   ASSERT_GE(huge, 0) << "the arena's mapping is not in /proc/self/smaps";
   if (huge == 0 && vmstat("thp_fault_fallback") > fallback_before)
     GTEST_SKIP() << "the kernel had no free 2 MiB page (thp_fault_fallback rose): fragmented memory";
-  EXPECT_GE(huge, 10L * 2048) << "the advised arena is on 4 KiB pages";
+  EXPECT_GE(huge, long(kHugePageMinBytes >> 11)) << "the advised arena is on 4 KiB pages";
   EXPECT_EQ(none, 0) << "an arena without the advice is on huge pages in madvise mode";
 }
 
@@ -93,12 +96,12 @@ TEST(HugePages, ModelComputesTheSameBits) {
   cfg.hidden = 64;
   cfg.heads = 4;
   cfg.ffn_hidden = 256;
-  cfg.vocab_size = 20000;  // arenas of 5+ MiB: each has whole 2 MiB pages to advise
+  cfg.vocab_size = 300000;  // parameter and gradient arenas of ~77 MB: above kHugePageMinBytes
   cfg.max_seq_len = 32;
   const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
   const int64_t B = 2, T = 32;
   std::vector<int32_t> tokens(B * T), targets(B * T);
-  for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 37 % 20000), targets[i] = int32_t(i * 11 % 20000);
+  for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 37 % 300000), targets[i] = int32_t(i * 11 % 300000);
   Model<float> small(d, B, T, 1, Recompute::none, Attention::flash, kernels::Precision::fp32, false);
   Model<float> huge(d, B, T, 1, Recompute::none, Attention::flash, kernels::Precision::fp32, true);
   EXPECT_EQ(small.huge_page_bytes(), 0);

@@ -15,8 +15,6 @@
 
 namespace hokusai {
 
-// The transparent-huge-page page size this code assumes (x86-64 and aarch64 with 4 KiB base pages).
-inline constexpr size_t kHugePageBytes = size_t(2) << 20;
 // The smallest buffer assign_zeroed advises. A 4 KiB-page TLB reaches 6-8 MiB (1,536-2,048
 // second-level entries); what the step streams through is far beyond that (gpt2-124m: four
 // arenas of ~500 MB and one of 400-700 MB). Smaller buffers stay on 4 KiB pages: under a
@@ -24,15 +22,20 @@ inline constexpr size_t kHugePageBytes = size_t(2) << 20;
 // 4 KiB ones (docs/performance.md), and a small model gains nothing for it.
 inline constexpr size_t kHugePageMinBytes = size_t(64) << 20;
 
-// Advises the 2 MiB-aligned part of [p, p + bytes) for huge pages (before its first touch: pages
-// already faulted in stay 4 KiB until the kernel's khugepaged merges them). Returns the bytes
-// advised: 0 for a range without a whole aligned 2 MiB page, where madvise refuses (no THP in
-// this kernel) or off Linux.
+// Advises the part of [p, p + bytes) made of whole base pages (madvise's unit: 4 KiB on x86-64,
+// 4 or 64 KiB on aarch64) for huge pages, before its first touch (pages already faulted in stay
+// small until the kernel's khugepaged merges them). Linux then backs each huge-page-aligned
+// stretch inside it with one huge page (huge_page_bytes(): 2 MiB with 4 KiB base pages, 512 MiB
+// with 64 KiB ones). Returns the bytes advised: 0 for a range without a whole base page, where
+// madvise refuses (no THP in this kernel) or off Linux.
 size_t advise_huge_pages(void* p, size_t bytes);
 
 // /sys/kernel/mm/transparent_hugepage/enabled's chosen mode ("always", "madvise", "never"), or
 // "unavailable" where the file is missing (another OS, a kernel without THP).
 std::string huge_page_mode();
+// The transparent huge page's size (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size); 0 where
+// unavailable.
+size_t huge_page_bytes();
 
 // v := n zeros, with its storage advised for huge pages first when `huge_pages` and it holds at
 // least kHugePageMinBytes (the buffer is allocated, advised, then zeroed: the zeroing is its first

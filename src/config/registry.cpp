@@ -313,8 +313,8 @@ std::vector<Field> make_registry() {
       field_of("kernels.peak_gflops", &C::kernels, &KernelsConfig::peak_gflops,
            "Peak fp32 GFLOP/s per rank for MFU; 0 = measure with the FMA probe at start"),
       field_of("kernels.huge_pages", &C::kernels, &KernelsConfig::huge_pages,
-           "Ask Linux for 2 MiB pages (madvise MADV_HUGEPAGE) under the parameter, gradient, activation and "
-           "Adam-moment arenas: fewer TLB misses in every pass over them; takes effect where "
+           "Ask Linux for huge pages (madvise MADV_HUGEPAGE; 2 MiB on x86-64) under the parameter, gradient, "
+           "activation and Adam-moment arenas of 64 MiB or more: fewer TLB misses in every pass over them; takes effect where "
            "/sys/kernel/mm/transparent_hugepage/enabled is madvise or always; results are identical either way"),
   };
 }

@@ -92,9 +92,9 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
       lg.info("huge pages: none of those arenas reaches {} MiB, the smallest advised for them (kernels.huge_pages)",
               kHugePageMinBytes >> 20);
     else if (mode == "madvise" || mode == "always")
-      lg.info("huge pages: {:.1f} MiB of those arenas on 2 MiB pages where Linux has them (transparent huge pages: "
+      lg.info("huge pages: {:.1f} MiB of those arenas advised for huge pages of {} KiB (transparent huge pages: "
               "{}; kernels.huge_pages)",
-              double(s.huge_page_bytes) * mb, mode);
+              double(s.huge_page_bytes) * mb, huge_page_bytes() >> 10, mode);
     else
       lg.info("huge pages: asked for, but transparent huge pages are {} on this system: 4 KiB pages "
               "(/sys/kernel/mm/transparent_hugepage/enabled; kernels.huge_pages)",

@@ -94,25 +94,27 @@ TEST(HugePages, ZeroedArenasLandOnHugePagesOnlyWhenAdvised) {
   EXPECT_EQ(none, 0) << "an arena without the advice is on huge pages in madvise mode";
 }
 
-// Where the bytes live changes no value: a small gpt2's logits and gradients bit for bit.
+// Where the bytes live changes no value: a gpt2's logits and gradients bit for bit. Narrow and
+// short but with a wide vocabulary, so its parameter and gradient arenas (~70 MB) pass
+// kHugePageMinBytes while its products stay cheap (4 rows).
 TEST(HugePages, ModelComputesTheSameBits) {
   ModelConfig cfg;
   cfg.family = Family::gpt2;
   cfg.layers = 2;
-  cfg.hidden = 64;
-  cfg.heads = 4;
-  cfg.ffn_hidden = 256;
-  cfg.vocab_size = 300000;  // parameter and gradient arenas of ~77 MB: above kHugePageMinBytes
-  cfg.max_seq_len = 32;
+  cfg.hidden = 16;
+  cfg.heads = 2;
+  cfg.ffn_hidden = 64;
+  cfg.vocab_size = 1100000;
+  cfg.max_seq_len = 4;
   const ModelDims d = ModelDims::from(cfg, comm::ParallelGrid::single());
-  const int64_t B = 1, T = 16;  // few rows: the head's products over 300,000 columns stay cheap under qemu
+  const int64_t B = 1, T = 4;
   std::vector<int32_t> tokens(B * T), targets(B * T);
-  for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 37 % 300000), targets[i] = int32_t(i * 11 % 300000);
+  for (int64_t i = 0; i < B * T; ++i) tokens[i] = int32_t(i * 370001 % 1100000), targets[i] = int32_t(i * 110017 % 1100000);
   Model<float> small(d, B, T, 1, Recompute::none, Attention::flash, kernels::Precision::fp32, false);
   Model<float> huge(d, B, T, 1, Recompute::none, Attention::flash, kernels::Precision::fp32, true);
   EXPECT_EQ(small.huge_page_bytes(), 0);
   if (huge_page_mode() != "unavailable") {
-    EXPECT_GT(huge.huge_page_bytes(), 0) << "huge_pages = true advised nothing";
+    EXPECT_GE(huge.huge_page_bytes(), 2 * int64_t(kHugePageMinBytes)) << "huge_pages = true advised too little";
   }
   const ComputeContext ctx{};
   std::vector<float> logits[2], grads[2];

@@ -88,17 +88,17 @@ double log_run_shape(spdlog::logger& lg, const RunShape& s) {
               : std::string());
   if (cfg.kernels.huge_pages) {
     const std::string mode = huge_page_mode();
-    if (s.huge_page_bytes == 0)
+    if (mode != "madvise" && mode != "always")
+      lg.info("huge pages: asked for, but transparent huge pages are {} on this system: base pages "
+              "(/sys/kernel/mm/transparent_hugepage/enabled; kernels.huge_pages)",
+              mode);
+    else if (s.huge_page_bytes == 0)
       lg.info("huge pages: none of those arenas reaches {} MiB, the smallest advised for them (kernels.huge_pages)",
               kHugePageMinBytes >> 20);
-    else if (mode == "madvise" || mode == "always")
+    else
       lg.info("huge pages: {:.1f} MiB of those arenas advised for huge pages of {} KiB (transparent huge pages: "
               "{}; kernels.huge_pages)",
               double(s.huge_page_bytes) * mb, huge_page_bytes() >> 10, mode);
-    else
-      lg.info("huge pages: asked for, but transparent huge pages are {} on this system: 4 KiB pages "
-              "(/sys/kernel/mm/transparent_hugepage/enabled; kernels.huge_pages)",
-              mode);
   }
   if (pp > 1)
     lg.info("pipeline: {} stages, {} over {} micro-batches per step (bubble {:.0f}% modelled); stage {} holds "

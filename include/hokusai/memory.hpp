@@ -3,9 +3,9 @@
 // The model's arenas (parameters, gradients, activations) and the optimizer's moments are
 // gigabytes read in streams every step; on 4 KiB pages every 4 KiB of them is a TLB miss, and
 // under a hypervisor each miss is a two-dimensional page walk. madvise(MADV_HUGEPAGE) asks Linux
-// to back a range with 2 MiB pages where /sys/kernel/mm/transparent_hugepage/enabled is
-// "madvise" (the usual default) or "always"; "never" leaves it on 4 KiB pages. Values never
-// change: only where the bytes live. Measured in docs/performance.md ("Huge pages").
+// to back a range with huge pages (2 MiB on x86-64) where /sys/kernel/mm/transparent_hugepage/enabled
+// is "madvise" (the usual default) or "always"; "never" leaves it on base pages. Values never
+// change: only where the bytes live. Measured in docs/performance.md ("the arenas on huge pages").
 #pragma once
 
 #include <cstddef>

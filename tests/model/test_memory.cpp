@@ -1,7 +1,7 @@
-// kernels.huge_pages (hokusai/memory.hpp): the aligned interior of a range is advised, zeroed
-// arenas land on 2 MiB pages where Linux's transparent huge pages are in madvise mode (read back
-// from /proc/self/smaps) and on 4 KiB pages without the advice, and a model built either way
-// computes the same bits.
+// kernels.huge_pages (hokusai/memory.hpp): a range's whole base pages are advised and nothing
+// else, zeroed arenas land on huge pages where Linux's transparent huge pages are in madvise mode
+// (read back from /proc/self/smaps) and on base pages without the advice, and a model built
+// either way computes the same bits.
 #include <gtest/gtest.h>
 
 #include <algorithm>

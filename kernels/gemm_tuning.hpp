@@ -129,7 +129,10 @@ struct CpuBlocks {
 // its own blocks (BlockSizes::private_blocks; `bench_gemm --threads 2 --sharing shared,private`,
 // all 30 shapes twice and gpt2-train, 2026-12-04): where the rows split shares B, private ÷ shared
 // 1.019 fp32 and 1.016 bf16 (medians, faster on 21 and 18 of 23 rows); where the columns split
-// shares A, level (1.000 for both).
+// shares A, level (1.000 for both). Its fp32 k loop stays the per-step one: the hand-scheduled u8
+// loop of the Xeon model 167 (`bench_gemm --kernels shipped,sgemm_avx512_14x32_asm --backends
+// hokusai --reps 5 --csv --no-bf16 --threads 1,2`, all 30 shapes, 2026-12-05) ran 0.989 / 0.996 of
+// it here (1 / 2 threads; faster on 7 and 13 of 30).
 // Intel family 6 model 167 as KVM reports it (a Xeon with AMX, 2 MiB L2 per core): threads split
 // the larger side, each packs its own blocks, A is packed once per k block where a thread has more
 // than one column block (the driver's rule), and nc = 1024, measured 2026-12-05 on all 30 shapes at

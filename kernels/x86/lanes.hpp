@@ -61,31 +61,30 @@ inline void transpose16(__m512 v[16]) {
 template <int NR, bool Unroll8, typename Step>
 inline void k_loop_prefetching_c(int64_t steps, int rows, const float* c, int64_t ldc, Step&& step) {
   constexpr int lines = NR / 16;
-  const auto fetch_row = [&](const float* row, int hint) __attribute__((always_inline)) {
+  const auto into_l1 = [](const float* row) __attribute__((always_inline)) {
 #pragma GCC unroll 4
-    for (int v = 0; v < lines; ++v) {
-      if (hint == 0)
-        _mm_prefetch(reinterpret_cast<const char*>(row + 16 * v), _MM_HINT_T0);
-      else
-        _mm_prefetch(reinterpret_cast<const char*>(row + 16 * v), _MM_HINT_T1);
-    }
+    for (int v = 0; v < lines; ++v) _mm_prefetch(reinterpret_cast<const char*>(row + 16 * v), _MM_HINT_T0);
+  };
+  const auto into_l2 = [](const float* row) __attribute__((always_inline)) {
+#pragma GCC unroll 4
+    for (int v = 0; v < lines; ++v) _mm_prefetch(reinterpret_cast<const char*>(row + 16 * v), _MM_HINT_T1);
   };
   const int64_t head = steps < rows ? steps : rows;
   int64_t p = 0;
   for (; p < head; ++p) {
-    fetch_row(c + p * ldc, 0);
+    into_l1(c + p * ldc);
     step(p);
   }
-  for (int64_t i = head; i < rows; ++i) fetch_row(c + i * ldc, 0);
+  for (int64_t i = head; i < rows; ++i) into_l1(c + i * ldc);
   if constexpr (Unroll8) {
     for (int row = 0; p + 8 <= steps; p += 8) {
-      if (row < rows) fetch_row(c + row++ * ldc + NR, 1);
+      if (row < rows) into_l2(c + row++ * ldc + NR);
 #pragma GCC unroll 8
       for (int u = 0; u < 8; ++u) step(p + u);
     }
   }
   for (int row = 0; p < steps; ++p) {
-    if ((p & 7) == 0 && row < rows && !Unroll8) fetch_row(c + row++ * ldc + NR, 1);
+    if ((p & 7) == 0 && row < rows && !Unroll8) into_l2(c + row++ * ldc + NR);
     step(p);
   }
 }

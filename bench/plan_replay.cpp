@@ -129,12 +129,17 @@ class Runner {
   Runner(const Replay& r, const comm::GridComms& g) : r_(r), g_(g), stage_(g.grid.pp_rank()) {
     const auto it = r.transfers.find(stage_);
     if (it != r.transfers.end()) mine_ = it->second;
-    int64_t widest = 1;
-    for (const Transfer& t : mine_) widest = std::max(widest, t.bytes / 4);
-    buf_.resize(widest);
-    std::fill(buf_.data(), buf_.data() + widest, 1.0f);
-    for (const Transfer& t : mine_)
+    // The buffers' contents are never looked at (SMPI shares their pages between ranks, see
+    // comm/scratch.hpp): they are not filled — on 768 ranks filling them took a quarter of the
+    // replay's run time.
+    int64_t widest = 1, gradients = 0;
+    for (const Transfer& t : mine_) {
+      widest = std::max(widest, t.bytes / 4);
+      if (t.group == "dp" || t.group == "dp_zero1") gradients = std::max(gradients, t.bytes / 4);
       if (t.group == "pp") act_ = t.bytes / 4;
+    }
+    buf_.resize(widest);
+    grads_.resize(gradients);
     if (act_ > 0) recv_.resize(act_);
   }
 
@@ -174,20 +179,19 @@ class Runner {
   void dp() {
     for (const Transfer& t : mine_) {
       const int64_t n = t.bytes / 4;
-      comm::ScratchOf<float> grads(n);
-      std::fill(grads.data(), grads.data() + n, 1.0f);
+      float* grads = grads_.data();
       if (t.group == "dp") {
         // As DataParallel::ready: the plan's algorithm (the config's, resolved for this size).
         const comm::AllreduceAlgorithm a = t.algorithm;
         if (a == comm::AllreduceAlgorithm::hierarchical)
-          comm::AllreduceHandle(*g_.dp_nodes, grads.data(), n, comm::ReduceOp::sum, 1).wait();
+          comm::AllreduceHandle(*g_.dp_nodes, grads, n, comm::ReduceOp::sum, 1).wait();
         else
-          comm::AllreduceHandle(g_.dp, grads.data(), n, comm::ReduceOp::sum, a, 1, g_.dp_torus.get()).wait();
+          comm::AllreduceHandle(g_.dp, grads, n, comm::ReduceOp::sum, a, 1, g_.dp_torus.get()).wait();
       } else if (t.group == "dp_zero1") {
         std::vector<comm::Range> chunks;
         for (int q = 0; q < g_.dp.size(); ++q) chunks.push_back(comm::split_evenly(n, g_.dp.size(), q));
-        comm::AllreduceHandle::ring_reduce_scatter(g_.dp, grads.data(), chunks, 1).wait();
-        comm::AllreduceHandle::ring_allgather(g_.dp, grads.data(), chunks, 2).wait();
+        comm::AllreduceHandle::ring_reduce_scatter(g_.dp, grads, chunks, 1).wait();
+        comm::AllreduceHandle::ring_allgather(g_.dp, grads, chunks, 2).wait();
       }
     }
   }
@@ -234,7 +238,7 @@ class Runner {
   int stage_ = 0;
   int64_t act_ = 0;
   std::vector<Transfer> mine_;
-  comm::ScratchOf<float> buf_, recv_;
+  comm::ScratchOf<float> buf_, recv_, grads_;  // grads_: the stage's gradient arena (dp)
   std::vector<comm::Request> sends_;
   std::vector<double> owed_;  // tp allreduces a share of a micro-batch has not yet run
 };

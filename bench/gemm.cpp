@@ -234,6 +234,12 @@ int main(int argc, char** argv) {
                  "Time our fp32 and bf16 paths with the operand the threads share packed once into one block "
                  "(shared: a share by each thread, barriers) and/or whole by every thread into its own "
                  "(private; kernels/ukernel.hpp BlockSizes::private_blocks), not their tables'");
+  std::string half_operands_list;
+  app.add_option("--half-operands", half_operands_list,
+                 "Time our bf16 path on fp32 operands (rounded while packing) and/or on operands already in bf16 "
+                 "(patterns; kernels/gemm.hpp GemmOperand: the same products, half the bytes packed — as oneDNN's "
+                 "bf16 row starts), not only on fp32")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp32,bf16", "bf16,fp32"}));
   std::string half_packing_list;
   app.add_option("--half-packing", half_packing_list,
                  "Time our bf16 path packing fp32 straight into its panels and/or through an fp32 panel "
@@ -273,8 +279,9 @@ int main(int argc, char** argv) {
   };
   if (group != "all" && std::none_of(std::begin(kShapes), std::end(kShapes), [&](const Shape& s) { return group == s.group; }))
     return std::fprintf(stderr, "bench_gemm: --shapes: '%s' is not gpt2, 13b, square, all or gpt2-train\n", group.c_str()), 2;
-  std::vector<bool> a_once, half_direct, private_blocks;
-  if (!either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
+  std::vector<bool> a_once, half_direct, private_blocks, half_patterns;
+  if (!either(half_operands_list, "--half-operands", "bf16", "fp32", half_patterns) ||
+      !either(a_packing_list, "--a-packing", "once", "mc", a_once) ||
       !either(sharing_list, "--sharing", "private", "shared", private_blocks) ||
       !either(half_packing_list, "--half-packing", "direct", "two-pass", half_direct))
     return 2;
@@ -570,7 +577,18 @@ int main(int argc, char** argv) {
           // matmul, in turn.
           std::vector<std::pair<std::string, std::function<void()>>> half;
           const GemmContext ctx{GemmBackend::native, threads, isa, &ws};
-          if (splits.empty() && a_once.empty() && private_blocks.empty() && half_direct.empty() && half_blocks.empty())
+          if (!half_patterns.empty()) {  // the product on fp32 operands and/or on bf16 patterns
+            const GemmContext ctx16{GemmBackend::native, threads, isa, &ws, Precision::bf16};
+            for (const bool patterns : half_patterns)
+              half.emplace_back(patterns ? "hokusai-bf16-operands" : "hokusai-fp32-operands", [&, patterns] {
+                if (patterns)
+                  gemm(ctx16, oa, ob, s.m, s.n, s.k, 1.0f, GemmOperand{nullptr, a16.data(), lda},
+                       GemmOperand{nullptr, b16.data(), ldb}, 0.0f, c.data(), s.n);
+                else
+                  gemm(ctx16, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
+              });
+          } else if (splits.empty() && a_once.empty() && private_blocks.empty() && half_direct.empty() &&
+                     half_blocks.empty())
             half.emplace_back("hokusai", [&] {
               gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
             });

@@ -147,6 +147,41 @@ void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_
   }
 }
 
+namespace {
+// An operand's rows x cols (as stored) widened into a dense fp32 copy.
+std::vector<float> widened_copy(Precision p, const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld) {
+  std::vector<float> out(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) widen_run(p, bits + r * ld, out.data() + r * cols, cols);
+  return out;
+}
+void require_operand(const GemmContext& ctx, const GemmOperand& x, const char* name) {
+  if ((x.values == nullptr) == (x.patterns == nullptr))
+    throw std::invalid_argument(std::string("gemm: operand ") + name + " must hold either fp32 values or 16-bit patterns");
+  if (x.patterns && ctx.precision == Precision::fp32)
+    throw std::invalid_argument(std::string("gemm: operand ") + name +
+                                " holds 16-bit patterns but the context's precision is fp32; set it to the patterns' "
+                                "precision (bf16 or fp16)");
+}
+}  // namespace
+
+void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const GemmOperand& a,
+          const GemmOperand& b, float beta, float* c, int64_t ldc) {
+  require_operand(ctx, a, "A");
+  require_operand(ctx, b, "B");
+  if (!a.patterns && !b.patterns) return gemm(ctx, op_a, op_b, m, n, k, alpha, a.values, a.ld, b.values, b.ld, beta, c, ldc);
+  if (m == 0 || n == 0) return;
+  detail::require_precision_backend(ctx);
+  if (k > 0 && ctx.backend == GemmBackend::native)
+    return detail::gemm_native_operands(ctx, op_a, op_b, m, n, k, alpha, a, b, beta, c, ldc);
+  // Elsewhere (the reference backend; k == 0) the patterns are widened whole.
+  const int64_t ar = op_a == Op::N ? m : k, ac = op_a == Op::N ? k : m;
+  const int64_t br = op_b == Op::N ? k : n, bc = op_b == Op::N ? n : k;
+  const std::vector<float> wa = a.patterns ? widened_copy(ctx.precision, a.patterns, ar, ac, a.ld) : std::vector<float>(),
+                           wb = b.patterns ? widened_copy(ctx.precision, b.patterns, br, bc, b.ld) : std::vector<float>();
+  gemm(ctx, op_a, op_b, m, n, k, alpha, a.patterns ? wa.data() : a.values, a.patterns ? ac : a.ld,
+       b.patterns ? wb.data() : b.values, b.patterns ? bc : b.ld, beta, c, ldc);
+}
+
 void gemm(const GemmContext&, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc) {

@@ -106,6 +106,23 @@ void widen(Precision p, const uint16_t* bits, float* x, int64_t n);
 void narrow_run(Precision p, const float* x, uint16_t* bits, int64_t n);
 void widen_run(Precision p, const uint16_t* bits, float* x, int64_t n);
 
+// An operand of a product: fp32 values, or the 16-bit patterns of the context's precision (bf16 or
+// fp16, as narrow() writes them) of values that are only ever multiplied — exactly one of the two
+// set; ld in elements. The product is the same, bit for bit, as with the widened values (the
+// precision rounds every input anyway, and widen(narrow(x)) is that rounding); the native bf16
+// kernels pack bf16 patterns straight from the source, reading half the bytes, and every other
+// path widens them (a block at a time in the native driver, the whole operand elsewhere).
+struct GemmOperand {
+  const float* values = nullptr;
+  const uint16_t* patterns = nullptr;
+  int64_t ld = 0;
+};
+// C := alpha * op(A) · op(B) + beta * C as above, with either operand in 16 bits. Throws
+// std::invalid_argument when an operand sets neither or both, or holds patterns while
+// ctx.precision is fp32; std::runtime_error where the fp32 overload would.
+void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha, const GemmOperand& a,
+          const GemmOperand& b, float beta, float* c, int64_t ldc);
+
 void gemm(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, double alpha,
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);

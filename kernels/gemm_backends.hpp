@@ -14,6 +14,10 @@ extern const bool kHaveOneDnn;
 void gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// gemm_native with either operand as 16-bit patterns (kernels::GemmOperand; checked by the caller).
+void gemm_native_operands(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+                          const GemmOperand& a, const GemmOperand& b, float beta, float* c, int64_t ldc);
+
 // gemm_native's fp32 products on a given kernel: the ISA's own with its block sizes or thread
 // split replaced, per call (HOKUSAI_GEMM_BLOCKS does it for the process), or a candidate
 // microkernel of the same ISA (kernels/x86/sgemm_avx512_tiles.hpp): tests of both splits and of

@@ -62,24 +62,41 @@ uint16_t* GemmWorkspace::halves(size_t slot, size_t count) { return static_cast<
 
 namespace {
 
+// An operand: fp32 values (p) or 16-bit patterns of the context's precision (h), one of them set.
 struct Matrix {
   Op op;
   const float* p;
   int64_t ld;
+  const uint16_t* h = nullptr;
 };
 
 // The panel of op(A) rows [i0, i0+rows) or of op(B) columns [j0, j0+cols), k-range [p0, p0+kc),
-// as the kernel's packer sees it (kernels/ukernel.hpp: PanelPacker).
+// as the kernel's packer sees it (kernels/ukernel.hpp: PanelPacker): values at src, or patterns at half.
 struct PanelSource {
   const float* src;
   int64_t ld;
   bool k_contiguous;
+  const uint16_t* half = nullptr;
 };
+PanelSource at(const Matrix& X, int64_t offset, bool k_contiguous) {
+  return X.h ? PanelSource{nullptr, X.ld, k_contiguous, X.h + offset} : PanelSource{X.p + offset, X.ld, k_contiguous};
+}
 PanelSource a_panel(const Matrix& A, int64_t i0, int64_t p0) {
-  return A.op == Op::N ? PanelSource{A.p + i0 * A.ld + p0, A.ld, true} : PanelSource{A.p + p0 * A.ld + i0, A.ld, false};
+  return A.op == Op::N ? at(A, i0 * A.ld + p0, true) : at(A, p0 * A.ld + i0, false);
 }
 PanelSource b_panel(const Matrix& B, int64_t p0, int64_t j0) {
-  return B.op == Op::N ? PanelSource{B.p + p0 * B.ld + j0, B.ld, false} : PanelSource{B.p + j0 * B.ld + p0, B.ld, true};
+  return B.op == Op::N ? at(B, p0 * B.ld + j0, false) : at(B, j0 * B.ld + p0, true);
+}
+
+// A panel source of 16-bit patterns widened into `values` (rows x kc, dense, its k order kept):
+// what a packer without a 16-bit reader packs instead. The same values the patterns stand for.
+PanelSource widened(Precision p, const PanelSource& x, int64_t rows, int64_t kc, float* values) {
+  if (x.k_contiguous) {
+    for (int64_t r = 0; r < rows; ++r) widen_run(p, x.half + r * x.ld, values + r * kc, kc);
+    return {values, kc, true};
+  }
+  for (int64_t q = 0; q < kc; ++q) widen_run(p, x.half + q * x.ld, values + q * rows, rows);
+  return {values, rows, false};
 }
 
 // A microkernel with its packed element type, its k granularity (k is padded with zeros to a
@@ -98,6 +115,9 @@ struct KernelPath {
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
   Precision round = Precision::fp32;  // fp32 panels: rounded to this after packing (emulated 16-bit inputs)
+  // 16-bit operands: their patterns' precision, and the packers that read them (null: widened first).
+  Precision patterns = Precision::fp32;
+  HalfSourcePacker from_half_b = nullptr, from_half_a = nullptr;
   // The first `rows` rows of a tile (fp32 kernels that have one: SgemmKernel::edge).
   void (*edge)(int rows, int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
@@ -117,10 +137,17 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
 
 // `rows` rows of x into consecutive micro-panels of width R: fp32 panels, and 16-bit ones with a
 // direct packer, in one packer call over the block; other 16-bit ones a panel at a time through
-// the fp32 scratch panel.
+// the fp32 scratch panel. A source of 16-bit patterns goes to the path's packer for them, or is
+// widened into `values` (rows x kc floats) first.
 template <typename Path>
 void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R,
-                PanelConverter convert, HalfPanelPacker direct, typename Path::P* dst, float* scratch) {
+                PanelConverter convert, HalfPanelPacker direct, HalfSourcePacker from_half, typename Path::P* dst,
+                float* scratch, float* values) {
+  if (x.half) {
+    if constexpr (!std::is_same_v<typename Path::P, float>)
+      if (from_half) return from_half(x.half, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
+    x = widened(path.patterns, x, rows, kc, values);
+  }
   if constexpr (std::is_same_v<typename Path::P, float>) {
     path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
     round_to(path.round, dst, (rows + R - 1) / R * R * kc_pad);
@@ -190,12 +217,15 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   // Workspace slots: 0 = the shared B block (or a lone thread's), 128+t = thread t's own, 1+t =
   // thread t's A block (slot 1 the shared one), 64+t = its fp32 scratch panel.
   std::vector<P*> bp(static_cast<size_t>(nt)), ap(static_cast<size_t>(nt));
-  std::vector<float*> scratch(static_cast<size_t>(nt));
+  std::vector<float*> scratch(static_cast<size_t>(nt)), values(static_cast<size_t>(nt));
+  // A 16-bit operand whose packer has no reader for patterns is widened a block at a time (slot 192+t).
+  const bool widens = (A.h && !path.from_half_a) || (B.h && !path.from_half_b);
   for (int t = 0; t < nt; ++t) {
     bp[size_t(t)] = share_b && t > 0 ? bp[0]
                                      : packed<Path>(ws, share_b || nt == 1 ? 0 : size_t(128 + t), size_t(kc_blk * nc_max));
     ap[size_t(t)] = share_a && t > 0 ? ap[0] : packed<Path>(ws, size_t(1 + t), size_t(a_rows * kc_blk));
     scratch[size_t(t)] = ws.floats(size_t(64 + t), size_t(kc_blk * std::max(MR, NR)));
+    if (widens) values[size_t(t)] = ws.floats(size_t(192 + t), size_t(kc_blk * std::max(a_rows, nc_max)));
   }
   // One thread's share of the product. A team only when there are two threads or more: a team of
   // one still costs libgomp futex calls (a barrier's last arrival wakes the waiters with a system
@@ -227,7 +257,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
       const int64_t i0 = std::min(mc, panels * share / ways * MR), i1 = std::min(mc, panels * (share + 1) / ways * MR);
       if (i1 > i0)
         pack_block<Path>(path, a_panel(A, ic + i0, pc), i1 - i0, kc, kc_pad, MR, path.convert_a, path.direct_a,
-                         ablock + i0 * kc_pad, scratch[size_t(t)]);
+                         path.from_half_a, ablock + i0 * kc_pad, scratch[size_t(t)], values[size_t(t)]);
       if (share_a) barrier();
     };
     // One MR x NR tile of C from packed panels (edge tiles through `tile`).
@@ -264,7 +294,7 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
         const int64_t j1 = std::min(nc, panels * (share + 1) / ways * NR);
         if (j1 > j0)
           pack_block<Path>(path, b_panel(B, pc, jc + j0), j1 - j0, kc, kc_pad, NR, path.convert_b, path.direct_b,
-                           bblock + j0 * kc_pad, scratch[size_t(t)]);
+                           path.from_half_b, bblock + j0 * kc_pad, scratch[size_t(t)], values[size_t(t)]);
         if (share_b) barrier();
         for (int64_t ic = r0; ic < r1; ic += mc_blk) {
           const int64_t mc = std::min(mc_blk, r1 - ic);
@@ -328,21 +358,11 @@ const SbgemmKernel* half_kernel(Precision p, GemmIsa isa) {
 
 }  // namespace
 
-void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
-                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-                         int64_t ldc) {
-  const GemmIsa isa = resolve_gemm_isa(ctx.isa);
-  if (ctx.precision != Precision::fp32)
-    if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
-      return gemm_half_kernel(ctx, *half, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  SgemmKernel kern = sgemm_kernel(isa);
-  kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr);
-  gemm_native_kernel(ctx, kern, op_a, op_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
+namespace {
 
-void detail::gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern, Op op_a, Op op_b, int64_t m,
-                                int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
-                                int64_t ldb, float beta, float* c, int64_t ldc) {
+// The native entry points on operands (fp32 values or 16-bit patterns, kernels/gemm.hpp).
+void fp32_kernel_on(const GemmContext& ctx, const SgemmKernel& kern, const Matrix& A, const Matrix& B, int64_t m,
+                    int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
   const BlockSizes& blocks = kern.blocks;
   if (blocks.mc < kern.mr || blocks.kc < 1 || blocks.nc < kern.nr)
     throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
@@ -351,9 +371,63 @@ void detail::gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern,
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
   Fp32Path path{kern.ukernel, kern.pack, 1};
   path.round = ctx.precision;
+  path.patterns = ctx.precision;
   path.edge = kern.edge;
-  blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c,
-          ldc);
+  blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, A, B, m, n, k, alpha, beta, c, ldc);
+}
+
+void half_kernel_on(const GemmContext& ctx, const SbgemmKernel& kern, const Matrix& A, const Matrix& B, int64_t m,
+                    int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
+  const BlockSizes& blocks = kern.blocks;
+  if (blocks.mc < kern.mr || blocks.kc < kern.k_step || blocks.nc < kern.nr)
+    throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
+                                ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_c(m, n, beta, c, ldc);
+  GemmWorkspace local;
+  GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
+  // The direct packer makes panels in the `convert` layout: B's, and A's unless they differ (then
+  // A's has its own, pack_direct_a, or none); the same for the packer from bf16 patterns.
+  HalfPath path{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert,
+                kern.pack_direct, kern.convert_a ? kern.pack_direct_a : kern.pack_direct, kern.thread_begin,
+                kern.thread_end};
+  path.patterns = ctx.precision;
+  if (ctx.precision == Precision::bf16) {
+    path.from_half_b = kern.pack_from_bf16;
+    path.from_half_a = kern.convert_a ? nullptr : kern.pack_from_bf16;
+  }
+  blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, A, B, m, n, k, alpha, beta, c, ldc);
+}
+
+void native_on(const GemmContext& ctx, const Matrix& A, const Matrix& B, int64_t m, int64_t n, int64_t k, float alpha,
+               float beta, float* c, int64_t ldc) {
+  const GemmIsa isa = resolve_gemm_isa(ctx.isa);
+  if (ctx.precision != Precision::fp32)
+    if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
+      return half_kernel_on(ctx, *half, A, B, m, n, k, alpha, beta, c, ldc);
+  SgemmKernel kern = sgemm_kernel(isa);
+  kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr);
+  fp32_kernel_on(ctx, kern, A, B, m, n, k, alpha, beta, c, ldc);
+}
+
+}  // namespace
+
+void detail::gemm_native(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                         int64_t ldc) {
+  native_on(ctx, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+}
+
+void detail::gemm_native_operands(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k,
+                                  float alpha, const GemmOperand& a, const GemmOperand& b, float beta, float* c,
+                                  int64_t ldc) {
+  native_on(ctx, {op_a, a.values, a.ld, a.patterns}, {op_b, b.values, b.ld, b.patterns}, m, n, k, alpha, beta, c, ldc);
+}
+
+void detail::gemm_native_kernel(const GemmContext& ctx, const SgemmKernel& kern, Op op_a, Op op_b, int64_t m,
+                                int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                                int64_t ldb, float beta, float* c, int64_t ldc) {
+  fp32_kernel_on(ctx, kern, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
 bool gemm_precision_native(const GemmContext& ctx) {
@@ -381,20 +455,7 @@ std::string gemm_precision_path(const GemmContext& ctx) {
 void detail::gemm_half_kernel(const GemmContext& ctx, const SbgemmKernel& kern, Op op_a, Op op_b, int64_t m,
                               int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
                               int64_t ldb, float beta, float* c, int64_t ldc) {
-  const BlockSizes& blocks = kern.blocks;
-  if (blocks.mc < kern.mr || blocks.kc < kern.k_step || blocks.nc < kern.nr)
-    throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
-                                ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
-  if (m == 0 || n == 0) return;
-  if (k == 0) return scale_c(m, n, beta, c, ldc);
-  GemmWorkspace local;
-  GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  // The direct packer makes panels in the `convert` layout: B's, and A's unless they differ (then
-  // A's has its own, pack_direct_a, or none).
-  blocked(HalfPath{kern.ukernel, kern.pack, kern.k_step, kern.convert, kern.convert_a ? kern.convert_a : kern.convert,
-                   kern.pack_direct, kern.convert_a ? kern.pack_direct_a : kern.pack_direct, kern.thread_begin,
-                   kern.thread_end},
-          kern.mr, kern.nr, blocks, ctx.threads, ws, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
+  half_kernel_on(ctx, kern, {op_a, a, lda}, {op_b, b, ldb}, m, n, k, alpha, beta, c, ldc);
 }
 
 void gemm_bf16(const GemmContext& ctx, Op op_a, Op op_b, int64_t m, int64_t n, int64_t k, float alpha,

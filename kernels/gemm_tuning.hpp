@@ -38,7 +38,8 @@ inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_av
 inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 32, sbgemm_avx512bf16_14x32,
                                                {168, 512, 1792, ThreadSplit::columns}, interleave_bf16_avx512bf16,
                                                pack_panel_avx512, 2, nullptr, nullptr, nullptr,
-                                               pack_bf16_pairs_avx512bf16};
+                                               pack_bf16_pairs_avx512bf16, nullptr,
+                                               pack_bf16_pairs_from_bf16_avx512bf16};
 // AMX 32x32 (bf16): kc = 256 keeps an A and a B micro-panel (16 KiB each) together in L1; the
 // kernel alone on L1 panels ran 1,530-1,600 GFLOP/s at k = 256 against 1,350-1,380 at 512, and
 // (2048, 2592, 5184) NN went 546 -> 778 GFLOP/s (1 thread) from (192, 512, 1792). B block
@@ -56,7 +57,8 @@ inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 3
 inline constexpr SbgemmKernel kSbgemmAmx{"sbgemm_amx_32x32", 32, 32, sbgemm_amx_32x32,
                                         {192, 256, 3584, ThreadSplit::larger, true, true},
                                         interleave_bf16_avx512bf16, pack_panel_avx512, 32, rows_bf16_amx,
-                                        amx_begin, amx_end, pack_bf16_pairs_avx512bf16, pack_bf16_rows_amx};
+                                        amx_begin, amx_end, pack_bf16_pairs_avx512bf16, pack_bf16_rows_amx,
+                                        pack_bf16_pairs_from_bf16_avx512bf16};
 // 6x16 AVX2: BLIS haswell sizes (mc 72..168, kc 256, nc 4080) scaled to 6-row panels.
 // Columns like the AVX-512 kernel: x86 cores have private L2s (not measured on an AVX2-only CPU).
 inline constexpr SgemmKernel kSgemmAvx2{"sgemm_avx2_6x16", 6, 16, sgemm_avx2_6x16,

@@ -102,6 +102,10 @@ using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint1
 using HalfPanelPacker = void (*)(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                                  int64_t kc_pad, int R, uint16_t* dst);
 
+// A HalfPanelPacker reading 16-bit patterns instead of fp32 values (a source already rounded).
+using HalfSourcePacker = void (*)(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                  int64_t kc_pad, int R, uint16_t* dst);
+
 // 16-bit kernels pack fp32 with `pack`, then `convert` that panel to their layout (`convert_a`
 // for A panels when their layout differs); k is padded with zeros to a multiple of k_step.
 // `pack_direct`, where the kernel has one, replaces pack + convert for every panel in the
@@ -121,6 +125,10 @@ struct SbgemmKernel {
   HalfPanelPacker pack_direct = nullptr;
   // The same for A panels in the `convert_a` layout (pack + convert_a stay its reference).
   HalfPanelPacker pack_direct_a = nullptr;
+  // Panels in the `convert` layout from a source of bf16 patterns (a 16-bit operand, kernels/gemm.hpp:
+  // GemmOperand): the same panels as pack_direct makes from those values widened — half the bytes
+  // read. For B, and for A where its layout is the same. Null: the driver widens the block first.
+  HalfSourcePacker pack_from_bf16 = nullptr;
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
@@ -161,6 +169,10 @@ void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint1
 // then interleave_bf16_avx512bf16, one pass.
 void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                                 int64_t kc_pad, int R, uint16_t* dst);
+// bf16 patterns into that layout (a HalfSourcePacker): the same bits as pack_bf16_pairs_avx512bf16
+// of the widened values, reading half the bytes.
+void pack_bf16_pairs_from_bf16_avx512bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows,
+                                          int64_t kc, int64_t kc_pad, int R, uint16_t* dst);
 
 
 // SVE (kernels/sve/sgemm_sve.cpp): MR = 10, NR = 2 * (vector length in floats), read at run time.

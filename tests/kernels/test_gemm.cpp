@@ -348,6 +348,68 @@ TEST(GemmPrecision, RoundsInputsOnEveryPath) {
           }
 }
 
+// An operand given as 16-bit patterns gives the bits of the same product on the widened values, on
+// every path (the native bf16 kernel's packers read the patterns; the emulated paths and the
+// reference widen them), A, B or both in 16 bits, every layout, edge shapes, padded leading
+// dimensions, beta = 0 and 1, shapes that take either thread split.
+TEST(GemmPrecision, SixteenBitOperandsGiveTheWidenedValuesBits) {
+  const Shape shapes[] = {{1, 1, 1}, {37, 45, 300}, {14, 32, 2}, {100, 70, 33}, {30, 1800, 70}, {700, 40, 520}};
+  for (Precision p : {Precision::bf16, Precision::fp16})
+    for (GemmBackend backend : {GemmBackend::native, GemmBackend::reference})
+      for (GemmIsa isa : {GemmIsa::automatic, GemmIsa::avx512, GemmIsa::generic}) {
+        if ((backend == GemmBackend::reference && isa != GemmIsa::automatic) || !gemm_isa_supported(isa)) continue;
+        for (const Shape& s : shapes)
+          for (Op oa : {Op::N, Op::T})
+            for (Op ob : {Op::N, Op::T})
+              for (int sixteen : {1, 2, 3})  // bit 0: A in 16 bits, bit 1: B
+                for (float beta : {0.0f, 1.0f}) {
+                  const int64_t lda = (oa == Op::N ? s.k : s.m) + 3, ldb = (ob == Op::N ? s.n : s.k) + 5;
+                  const auto a = testing::random_vector<float>((oa == Op::N ? s.m : s.k) * lda, 11);
+                  const auto b = testing::random_vector<float>((ob == Op::N ? s.k : s.n) * ldb, 12);
+                  std::vector<uint16_t> ha(a.size()), hb(b.size());
+                  std::vector<float> wa(a.size()), wb(b.size());
+                  narrow(p, a.data(), ha.data(), int64_t(a.size()));
+                  narrow(p, b.data(), hb.data(), int64_t(b.size()));
+                  widen(p, ha.data(), wa.data(), int64_t(a.size()));
+                  widen(p, hb.data(), wb.data(), int64_t(b.size()));
+                  const auto c0 = testing::random_vector<float>(size_t(s.m * s.n), 13);
+                  auto want = c0, got = c0;
+                  GemmContext ctx{backend, 2, isa};
+                  ctx.precision = p;
+                  gemm(ctx, oa, ob, s.m, s.n, s.k, 0.5f, wa.data(), lda, wb.data(), ldb, beta, want.data(), s.n);
+                  const GemmOperand A = sixteen & 1 ? GemmOperand{nullptr, ha.data(), lda} : GemmOperand{wa.data(), nullptr, lda};
+                  const GemmOperand B = sixteen & 2 ? GemmOperand{nullptr, hb.data(), ldb} : GemmOperand{wb.data(), nullptr, ldb};
+                  gemm(ctx, oa, ob, s.m, s.n, s.k, 0.5f, A, B, beta, got.data(), s.n);
+                  for (size_t i = 0; i < got.size(); ++i)
+                    ASSERT_EQ(std::bit_cast<uint32_t>(want[i]), std::bit_cast<uint32_t>(got[i]))
+                        << gemm_precision_path(ctx) << " " << name_of(backend) << (oa == Op::N ? " N" : " T")
+                        << (ob == Op::N ? "N" : "T") << " m=" << s.m << " n=" << s.n << " k=" << s.k
+                        << " 16-bit operands " << sixteen << " beta " << beta << " at " << i;
+                }
+      }
+}
+
+TEST(GemmPrecision, SixteenBitOperandsAreChecked) {
+  const std::vector<float> x(16, 1.0f);
+  const std::vector<uint16_t> h(16, 0x3f80);  // bf16 1.0
+  std::vector<float> c(16);
+  GemmContext ctx;
+  ctx.precision = Precision::bf16;
+  const GemmOperand values{x.data(), nullptr, 4}, patterns{nullptr, h.data(), 4}, neither{nullptr, nullptr, 4},
+      both{x.data(), h.data(), 4};
+  gemm(ctx, Op::N, Op::N, 4, 4, 4, 1.0f, patterns, patterns, 0.0f, c.data(), 4);
+  for (float v : c) EXPECT_EQ(v, 4.0f);
+  EXPECT_THROW(gemm(ctx, Op::N, Op::N, 4, 4, 4, 1.0f, neither, values, 0.0f, c.data(), 4), std::invalid_argument);
+  EXPECT_THROW(gemm(ctx, Op::N, Op::N, 4, 4, 4, 1.0f, values, both, 0.0f, c.data(), 4), std::invalid_argument);
+  ctx.precision = Precision::fp32;
+  EXPECT_THROW(gemm(ctx, Op::N, Op::N, 4, 4, 4, 1.0f, values, patterns, 0.0f, c.data(), 4), std::invalid_argument);
+  if (gemm_backend_available(GemmBackend::openblas)) {
+    ctx.backend = GemmBackend::openblas;
+    ctx.precision = Precision::bf16;
+    EXPECT_THROW(gemm(ctx, Op::N, Op::N, 4, 4, 4, 1.0f, values, patterns, 0.0f, c.data(), 4), std::runtime_error);
+  }
+}
+
 TEST(GemmPrecision, PathsAreNamedAndLibrariesRefuse) {
   GemmContext ctx{GemmBackend::native, 1, GemmIsa::generic};
   ctx.precision = Precision::bf16;
@@ -725,6 +787,36 @@ TEST(PanelPacker, DirectBf16MatchesPackThenInterleave) {
   check_direct_packer(pack_bf16_pairs_avx512bf16, interleave_bf16_avx512bf16, {6, 14, 28, 32},
                       {0, 1, 13, 14, 15, 16, 17, 31, 32, 33, 100}, {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 512},
                       {0, 2}, [](int64_t kc, int64_t extra_pairs) { return (kc + 1) / 2 * 2 + 2 * extra_pairs; });
+#else
+  GTEST_SKIP() << "x86 only";
+#endif
+}
+
+// The pair packer reading bf16 patterns against the one reading their widened values, bit for bit,
+// on the same edges as above.
+TEST(PanelPacker, FromBf16MatchesFromWidenedValues) {
+#if defined(__x86_64__)
+  if (!gemm_isa_supported(GemmIsa::avx512bf16)) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  for (int R : {6, 14, 28, 32})
+    for (int64_t rows : {0, 1, 13, 14, 15, 16, 17, 31, 32, 33, 100})
+      for (int64_t kc : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 512})
+        for (int64_t extra_pairs : {0, 2})
+          for (bool k_contiguous : {true, false}) {
+            const int64_t kc_pad = (kc + 1) / 2 * 2 + 2 * extra_pairs, pad = 3;
+            const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
+            const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
+            std::vector<uint16_t> bits(src.size());
+            std::vector<float> values(src.size());
+            narrow(Precision::bf16, src.data(), bits.data(), int64_t(src.size()));
+            widen(Precision::bf16, bits.data(), values.data(), int64_t(bits.size()));
+            const int64_t panels = (rows + R - 1) / R;
+            std::vector<uint16_t> want(size_t(panels * kc_pad * R) + 32, 0xFFFF);
+            auto got = want;
+            pack_bf16_pairs_avx512bf16(values.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
+            pack_bf16_pairs_from_bf16_avx512bf16(bits.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+            ASSERT_EQ(want, got) << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
+                                 << (k_contiguous ? " k-contiguous" : " row-contiguous");
+          }
 #else
   GTEST_SKIP() << "x86 only";
 #endif

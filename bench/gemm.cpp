@@ -580,7 +580,7 @@ int main(int argc, char** argv) {
           if (!half_patterns.empty()) {  // the product on fp32 operands and/or on bf16 patterns
             const GemmContext ctx16{GemmBackend::native, threads, isa, &ws, Precision::bf16};
             for (const bool patterns : half_patterns)
-              half.emplace_back(patterns ? "hokusai-bf16-operands" : "hokusai-fp32-operands", [&, patterns] {
+              half.emplace_back(patterns ? "hokusai-bf16-operands" : "hokusai-fp32-operands", [&, ctx16, patterns] {
                 if (patterns)
                   gemm(ctx16, oa, ob, s.m, s.n, s.k, 1.0f, GemmOperand{nullptr, a16.data(), lda},
                        GemmOperand{nullptr, b16.data(), ldb}, 0.0f, c.data(), s.n);

@@ -75,17 +75,51 @@ void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint1
   }
 }
 
-// fp32 straight into the pair-interleaved bf16 panels: what pack_panel_avx512 followed by
-// interleave_bf16_avx512bf16 makes, bit for bit, without the fp32 panel in between (that way cost
-// a quarter of the bf16 GEMM time at gpt2-124m's shapes: every value stored and loaded twice, and
-// a 16 x 16 transpose per 16 k). A pair of bf16 (consecutive k) is one 32-bit word of the panel:
+// Sources straight into the pair-interleaved bf16 panels, fp32 values (rounded here) or bf16
+// patterns: what pack_panel_avx512 followed by interleave_bf16_avx512bf16 makes of the values (or
+// of the patterns widened), bit for bit, without the fp32 panel in between (that way cost a
+// quarter of the bf16 GEMM time at gpt2-124m's shapes: every value stored and loaded twice, and a
+// 16 x 16 transpose per 16 k). A pair of bf16 (consecutive k) is one 32-bit word of the panel:
 // word (pp, r) of panel q sits at q * kc_pad * R / 2 + pp * R + r % R.
-//  - k contiguous (x(r, p) = src[r * ld + p]): 32 k of a row convert to 16 pair words in one
-//    register (vcvtne2ps2bf16), so one 16 x 16 word transpose places 32 k of 16 rows.
-//  - otherwise (x(r, p) = src[p * ld + r]): rows 2pp and 2pp + 1 of the source convert together
-//    and one word permute interleaves them.
-void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
-                                int64_t kc_pad, int R, uint16_t* dst) {
+//  - k contiguous (x(r, p) = src[r * ld + p]): 32 k of a row are 16 pair words in one register
+//    (fp32: two loads and vcvtne2ps2bf16; bf16: one load), so one 16 x 16 word transpose places
+//    32 k of 16 rows.
+//  - otherwise (x(r, p) = src[p * ld + r]): rows 2pp and 2pp + 1 of the source side by side (fp32:
+//    converted together; bf16: the two halves of a register) and one word permute interleaves them.
+// A bf16 source is half the bytes: from memory 1.2-1.8x the fp32 source's rate (docs/performance.md).
+namespace {
+
+// A source's loads. KMask: which of 32 consecutive k are inside kc (k_mask(kc - p0)); words: those
+// 32 k of a row at `at` as 16 pair words, k past kc zero; side_by_side: 16 columns (load: the live
+// ones) of source rows a and b (zeros unless `second`) as 32 bf16, a's first.
+struct Fp32Source {
+  struct KMask {
+    __mmask16 lo, hi;
+  };
+  static KMask k_mask(int64_t left) { return {first_lanes(left), first_lanes(left - 16)}; }
+  static __m512 words(const float* at, KMask m) {
+    return (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m.hi, at + 16), _mm512_maskz_loadu_ps(m.lo, at));
+  }
+  static __m512i side_by_side(const float* a, const float* b, bool second, __mmask16 load) {
+    const __m512 lo = _mm512_maskz_loadu_ps(load, a);
+    const __m512 hi = second ? _mm512_maskz_loadu_ps(load, b) : _mm512_setzero_ps();
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+  }
+};
+struct Bf16Source {
+  using KMask = __mmask32;
+  static KMask k_mask(int64_t left) { return left >= 32 ? ~__mmask32(0) : (__mmask32(1) << left) - 1; }
+  static __m512 words(const uint16_t* at, KMask m) { return (__m512)_mm512_maskz_loadu_epi16(m, at); }
+  static __m512i side_by_side(const uint16_t* a, const uint16_t* b, bool second, __mmask16 load) {
+    const __m256i lo = _mm256_maskz_loadu_epi16(load, a);
+    const __m256i hi = second ? _mm256_maskz_loadu_epi16(load, b) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  }
+};
+
+template <typename Source, typename T>
+void pack_pairs(const T* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad, int R,
+                uint16_t* dst) {
   const int64_t panels = (rows + R - 1) / R, panel_words = kc_pad * R / 2;
   const int64_t pairs = (kc + 1) / 2;  // pair rows holding data; the rest up to kc_pad / 2 are zero
   const auto words = [&](int64_t q, int64_t pp, int64_t r0) { return dst + 2 * (q * panel_words + pp * R + r0); };
@@ -93,25 +127,19 @@ void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous,
     for (int64_t q = 0; q < panels; ++q)
       for (int r0 = 0; r0 < R; r0 += 16) {
         const int64_t live = std::min<int64_t>(R, rows - q * R) - r0;  // <= 0: all padding
-        const float* s = src + (q * R + r0) * ld;
+        const T* s = src + (q * R + r0) * ld;
         const __mmask16 store = first_lanes(R - r0);
         for (int64_t p0 = 0; p0 < kc; p0 += 32) {
-          const __mmask16 lo = first_lanes(kc - p0), hi = first_lanes(kc - p0 - 16);
+          const typename Source::KMask in_k = Source::k_mask(kc - p0);
           __m512 v[16];
 #pragma GCC unroll 16
-          for (int i = 0; i < 16; ++i)
-            v[i] = i < live ? (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, s + i * ld + p0 + 16),
-                                                          _mm512_maskz_loadu_ps(lo, s + i * ld + p0))
-                            : _mm512_setzero_ps();
+          for (int i = 0; i < 16; ++i) v[i] = i < live ? Source::words(s + i * ld + p0, in_k) : _mm512_setzero_ps();
           transpose16(v);  // v[t] lane i: the pair p0 / 2 + t of row r0 + i
           const int64_t n = std::min<int64_t>(16, pairs - p0 / 2);
           for (int64_t t = 0; t < n; ++t) _mm512_mask_storeu_ps(words(q, p0 / 2 + t, r0), store, v[t]);
         }
       }
   } else {
-    // Word i of a converted row pair: bf16 lanes i (row 2pp) and 16 + i (row 2pp + 1).
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     // kPairBlock pair rows at a time across every panel, each panel's share of them stored in one
     // contiguous run (1 KiB at R = 32) instead of 64 bytes per panel per pair row, panels
     // kc_pad x R x 2 bytes apart (32 KiB at kc 512). This loop was half of the packer's samples in
@@ -119,17 +147,19 @@ void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous,
     // measured +2.5% per step (docs/performance.md); prefetching the next block's rows added
     // nothing measurable.
     constexpr int64_t kPairBlock = 8;
+    // Word i of a row pair's 32 bf16: lanes i (row 2pp) and 16 + i (row 2pp + 1).
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (int64_t pb = 0; pb < pairs; pb += kPairBlock) {
       const int64_t pe = std::min(pairs, pb + kPairBlock);
       for (int64_t q = 0; q < panels; ++q)
         for (int64_t pp = pb; pp < pe; ++pp) {
-          const float* s0 = src + 2 * pp * ld + q * R;
+          const T* s0 = src + 2 * pp * ld + q * R;
           const bool second = 2 * pp + 1 < kc;
           for (int r0 = 0; r0 < R; r0 += 16) {
             const __mmask16 load = first_lanes(rows - q * R - r0);
-            const __m512 a = _mm512_maskz_loadu_ps(load, s0 + r0);
-            const __m512 b = second ? _mm512_maskz_loadu_ps(load, s0 + ld + r0) : _mm512_setzero_ps();
-            const __m512i w = _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+            const __m512i w = _mm512_permutexvar_epi16(
+                interleave, Source::side_by_side(s0 + r0, s0 + ld + r0, second, load));
             _mm512_mask_storeu_epi32(words(q, pp, r0), first_lanes(R - r0), w);
           }
         }
@@ -139,55 +169,16 @@ void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous,
     std::memset(dst + 2 * (q * panel_words + pairs * R), 0, size_t(2 * (panel_words - pairs * R)) * 2);
 }
 
-// The same panels from bf16 patterns: the k-contiguous rows' 32 k are already 16 pair words (one
-// masked 16-bit load instead of two fp32 loads and a conversion), and two source rows along n
-// interleave with the same word permute (their 16 patterns each side by side instead of converted
-// together). Half the source bytes: from memory 1.2-1.8x the fp32 packer's rate (docs/performance.md).
+}  // namespace
+
+void pack_bf16_pairs_avx512bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                int64_t kc_pad, int R, uint16_t* dst) {
+  pack_pairs<Fp32Source>(src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+
 void pack_bf16_pairs_from_bf16_avx512bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows,
                                           int64_t kc, int64_t kc_pad, int R, uint16_t* dst) {
-  const int64_t panels = (rows + R - 1) / R, panel_words = kc_pad * R / 2;
-  const int64_t pairs = (kc + 1) / 2;
-  const auto words = [&](int64_t q, int64_t pp, int64_t r0) { return dst + 2 * (q * panel_words + pp * R + r0); };
-  if (k_contiguous) {
-    for (int64_t q = 0; q < panels; ++q)
-      for (int r0 = 0; r0 < R; r0 += 16) {
-        const int64_t live = std::min<int64_t>(R, rows - q * R) - r0;
-        const uint16_t* s = src + (q * R + r0) * ld;
-        const __mmask16 store = first_lanes(R - r0);
-        for (int64_t p0 = 0; p0 < kc; p0 += 32) {
-          const int64_t left = std::min<int64_t>(32, kc - p0);
-          const __mmask32 load = left == 32 ? ~__mmask32(0) : (__mmask32(1) << left) - 1;
-          __m512 v[16];
-#pragma GCC unroll 16
-          for (int i = 0; i < 16; ++i)
-            v[i] = i < live ? (__m512)_mm512_maskz_loadu_epi16(load, s + i * ld + p0) : _mm512_setzero_ps();
-          transpose16(v);
-          const int64_t n = std::min<int64_t>(16, pairs - p0 / 2);
-          for (int64_t t = 0; t < n; ++t) _mm512_mask_storeu_ps(words(q, p0 / 2 + t, r0), store, v[t]);
-        }
-      }
-  } else {
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    constexpr int64_t kPairBlock = 8;  // as the fp32 packer's blocked order
-    for (int64_t pb = 0; pb < pairs; pb += kPairBlock) {
-      const int64_t pe = std::min(pairs, pb + kPairBlock);
-      for (int64_t q = 0; q < panels; ++q)
-        for (int64_t pp = pb; pp < pe; ++pp) {
-          const uint16_t* s0 = src + 2 * pp * ld + q * R;
-          const bool second = 2 * pp + 1 < kc;
-          for (int r0 = 0; r0 < R; r0 += 16) {
-            const __mmask16 load = first_lanes(rows - q * R - r0);
-            const __m256i a = _mm256_maskz_loadu_epi16(load, s0 + r0);
-            const __m256i b = second ? _mm256_maskz_loadu_epi16(load, s0 + ld + r0) : _mm256_setzero_si256();
-            const __m512i w = _mm512_permutexvar_epi16(interleave, _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1));
-            _mm512_mask_storeu_epi32(words(q, pp, r0), first_lanes(R - r0), w);
-          }
-        }
-    }
-  }
-  for (int64_t q = 0; q < panels; ++q)
-    std::memset(dst + 2 * (q * panel_words + pairs * R), 0, size_t(2 * (panel_words - pairs * R)) * 2);
+  pack_pairs<Bf16Source>(src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
 }
 
 void convert_to_bf16_avx512bf16(const float* in, uint16_t* out, int64_t n) {

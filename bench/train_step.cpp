@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
   bool csv = false, interleave = false;
   app.add_option("config", config_path, "YAML config")->required();
   app.add_option("--set", sets, "Config override (repeatable)");
-  app.add_option("--steps", steps, "Timed steps per backend")->capture_default_str();
-  app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str();
+  app.add_option("--steps", steps, "Timed steps per backend")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "Untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--backends", backends, "Comma-separated GEMM backends")->capture_default_str();
   app.add_option("--attention", attentions, "Comma-separated attention kinds (flash, gemm)")->capture_default_str();
   app.add_option("--precisions", precisions, "Comma-separated precisions (fp32, bf16, fp16)")->capture_default_str();

@@ -93,6 +93,10 @@ void widen_run(Precision p, const uint16_t* bits, float* x, int64_t n) {
   }
 }
 
+void widen_rows(Precision p, const uint16_t* bits, int64_t ld, int64_t rows, int64_t cols, float* x) {
+  for (int64_t r = 0; r < rows; ++r) widen_run(p, bits + r * ld, x + r * cols, cols);
+}
+
 namespace {
 constexpr int64_t kRun = 4096;  // values per task of narrow and widen
 void require_16_bits(Precision p, const char* what) {
@@ -151,7 +155,7 @@ namespace {
 // An operand's rows x cols (as stored) widened into a dense fp32 copy.
 std::vector<float> widened_copy(Precision p, const uint16_t* bits, int64_t rows, int64_t cols, int64_t ld) {
   std::vector<float> out(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; ++r) widen_run(p, bits + r * ld, out.data() + r * cols, cols);
+  widen_rows(p, bits, ld, rows, cols, out.data());
   return out;
 }
 void require_operand(const GemmContext& ctx, const GemmOperand& x, const char* name) {

@@ -105,6 +105,8 @@ void widen(Precision p, const uint16_t* bits, float* x, int64_t n);
 // The same on the calling thread, for a short run inside another kernel's loop (a norm's row).
 void narrow_run(Precision p, const float* x, uint16_t* bits, int64_t n);
 void widen_run(Precision p, const uint16_t* bits, float* x, int64_t n);
+// rows x cols 16-bit patterns at leading dimension ld, widened into a dense rows x cols block (one thread).
+void widen_rows(Precision p, const uint16_t* bits, int64_t ld, int64_t rows, int64_t cols, float* x);
 
 // An operand of a product: fp32 values, or the 16-bit patterns of the context's precision (bf16 or
 // fp16, as narrow() writes them) of values that are only ever multiplied — exactly one of the two

@@ -92,10 +92,10 @@ PanelSource b_panel(const Matrix& B, int64_t p0, int64_t j0) {
 // what a packer without a 16-bit reader packs instead. The same values the patterns stand for.
 PanelSource widened(Precision p, const PanelSource& x, int64_t rows, int64_t kc, float* values) {
   if (x.k_contiguous) {
-    for (int64_t r = 0; r < rows; ++r) widen_run(p, x.half + r * x.ld, values + r * kc, kc);
+    widen_rows(p, x.half, x.ld, rows, kc, values);
     return {values, kc, true};
   }
-  for (int64_t q = 0; q < kc; ++q) widen_run(p, x.half + q * x.ld, values + q * rows, rows);
+  widen_rows(p, x.half, x.ld, kc, rows, values);
   return {values, rows, false};
 }
 

@@ -1,15 +1,17 @@
 // Causal attention alone, forward + backward, side by side in one run: the GEMM path (the T x T
 // scores through the GEMM, probabilities saved) and flash attention at several tile shapes, per
 // sequence length; milliseconds as the median of the timed repetitions and the bytes each saves
-// for backward.
+// for backward. The contenders run in turn, one call each per round (the first round untimed), so
+// a phase of the machine falls on all of them alike.
 //   build/release/bench/bench_attention [--batch 1] [--heads 12] [--kv-heads 12] [--head-size 64]
-//       [--seq 256,1024,2048] [--tiles 64x128,128x256] [--reps 5] [--threads 2] [--no-gemm]
+//       [--seq 256,1024,2048] [--tiles 64x128,128x256,256x256/256] [--reps 5] [--threads 2] [--no-gemm]
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <span>
 #include <sstream>
@@ -20,17 +22,23 @@ using namespace hokusai;
 
 namespace {
 
-template <typename F>
-double median_ms(int reps, F&& f) {
-  std::vector<double> ms;
-  for (int r = 0; r < reps + 1; ++r) {  // the first is a warm-up
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (r > 0) ms.push_back(dt);
+// Median milliseconds of each contender, timed in turn: round 0 warms every one up, then each
+// round calls each once.
+std::vector<double> medians_in_turn(int reps, const std::vector<std::function<void()>>& contenders) {
+  std::vector<std::vector<double>> ms(contenders.size());
+  for (int r = 0; r < reps + 1; ++r)
+    for (size_t c = 0; c < contenders.size(); ++c) {
+      const auto t0 = std::chrono::steady_clock::now();
+      contenders[c]();
+      const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (r > 0) ms[c].push_back(dt);
+    }
+  std::vector<double> out;
+  for (auto& m : ms) {
+    std::sort(m.begin(), m.end());
+    out.push_back(m[m.size() / 2]);
   }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  return out;
 }
 
 std::vector<int64_t> ints(const std::string& list) {
@@ -53,7 +61,10 @@ int main(int argc, char** argv) {
   app.add_option("--kv-heads", KV, "0 = heads");
   app.add_option("--head-size", HS)->capture_default_str();
   app.add_option("--seq", seqs, "Sequence lengths")->capture_default_str();
-  app.add_option("--tiles", tiles, "Flash tile shapes QxK (0x0: the default for the length)")->capture_default_str();
+  app.add_option("--tiles", tiles,
+                 "Flash tile shapes QxK or QxK/BAND (0x0: the default for the length; BAND: query rows per "
+                 "product where the diagonal crosses a tile, 0 = whole tiles)")
+      ->capture_default_str();
   app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
   app.add_flag("--no-gemm", no_gemm, "Flash only (e.g. under perf); no ratio to the GEMM path");
@@ -66,8 +77,10 @@ int main(int argc, char** argv) {
   {
     std::stringstream s(tiles);
     for (std::string x; std::getline(s, x, ',');) {
-      const auto at = x.find('x');
-      shapes.push_back({std::stoll(x.substr(0, at)), std::stoll(x.substr(at + 1))});
+      const auto at = x.find('x'), slash = x.find('/');
+      model::FlashTiles t{std::stoll(x.substr(0, at)), std::stoll(x.substr(at + 1, slash - at - 1))};
+      if (slash != std::string::npos) t.band = std::stoll(x.substr(slash + 1));
+      shapes.push_back(t);
     }
   }
   std::printf("causal attention fwd+bwd, B=%lld heads=%lld kv_heads=%lld head size %lld, %d threads (median of %d)\n",
@@ -81,30 +94,40 @@ int main(int argc, char** argv) {
     for (auto& x : qkv) x = normal(rng);
     for (auto& x : dy) x = normal(rng);
     CacheLineVector<float> probs(no_gemm ? 0 : size_t(B * NH * T * T)), lse(size_t(B * NH * T));
-    const double gemm_ms = no_gemm ? 0.0 : median_ms(reps, [&] {
-      model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
-      std::fill(dqkv.begin(), dqkv.end(), 0.0f);
-      model::attention_backward(ctx, dqkv.data(), dy.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
-    });
+    std::vector<std::function<void()>> contenders;
     if (!no_gemm)
-      std::printf("  T=%-5lld gemm         %9.2f ms   saves %8.1f MiB (probabilities)\n", (long long)T, gemm_ms,
-                  double(probs.size()) * 4 / (1 << 20));
-    for (const auto& t : shapes) {
-      // The key chunks' dQ parts in a buffer kept across calls, as the model keeps them in its scratch.
-      CacheLineVector<float> parts(size_t(model::flash_backward_parts(B, T, NH, KV, HS, t)));
-      const double ms = median_ms(reps, [&] {
+      contenders.push_back([&] {
+        model::attention_forward(ctx, out.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
+        std::fill(dqkv.begin(), dqkv.end(), 0.0f);
+        model::attention_backward(ctx, dqkv.data(), dy.data(), probs.data(), qkv.data(), B, T, NH, KV, HS);
+      });
+    // The key chunks' dQ parts in a buffer kept across calls, as the model keeps them in its scratch.
+    std::vector<CacheLineVector<float>> parts;
+    for (const auto& t : shapes) parts.emplace_back(size_t(model::flash_backward_parts(B, T, NH, KV, HS, t)));
+    for (size_t i = 0; i < shapes.size(); ++i)
+      contenders.push_back([&, i] {
+        const model::FlashTiles t = shapes[i];
         model::flash_attention_forward(ctx, out.data(), lse.data(), qkv.data(), B, T, NH, KV, HS, t);
         std::fill(dqkv.begin(), dqkv.end(), 0.0f);
         model::flash_attention_backward(ctx, dqkv.data(), dy.data(), out.data(), lse.data(), qkv.data(), B, T, NH,
-                                        KV, HS, t, std::span<float>(parts));
+                                        KV, HS, t, std::span<float>(parts[i]));
       });
+    const std::vector<double> ms = medians_in_turn(reps, contenders);
+    const double gemm_ms = no_gemm ? 0.0 : ms[0];
+    if (!no_gemm)
+      std::printf("  T=%-5lld gemm              %9.2f ms   saves %8.1f MiB (probabilities)\n", (long long)T, gemm_ms,
+                  double(probs.size()) * 4 / (1 << 20));
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const model::FlashTiles& t = shapes[i];
       const model::FlashTiles used = t.q > 0 ? t : model::FlashTiles::for_length(T);
-      std::printf("  T=%-5lld flash %3lldx%-4lld%s %9.2f ms   saves %8.3f MiB (log-sum-exp)", (long long)T,
-                  (long long)used.q, (long long)used.k, t.q > 0 ? "" : "*", ms, double(lse.size()) * 4 / (1 << 20));
+      const double flash_ms = ms[i + (no_gemm ? 0 : 1)];
+      std::printf("  T=%-5lld flash %3lldx%-4lld/%-4lld%s %9.2f ms   saves %8.3f MiB (log-sum-exp)", (long long)T,
+                  (long long)used.q, (long long)used.k, (long long)used.band, t.q > 0 ? " " : "*", flash_ms,
+                  double(lse.size()) * 4 / (1 << 20));
       if (no_gemm)
         std::printf("\n");
       else
-        std::printf("   %.2fx the gemm path\n", gemm_ms / ms);
+        std::printf("   %.2fx the gemm path\n", gemm_ms / flash_ms);
     }
   }
   return 0;

@@ -112,12 +112,22 @@ template void attention_backward<double>(const kernels::GemmContext&, double*, c
 
 namespace hokusai::model {
 
+namespace {
+
+// Query rows per product for one (query tile, key tile) pair: the whole tile where each of its rows
+// sees every key of the key tile, else FlashTiles::band rows (<= 0 or >= the tile: whole tiles).
+int64_t bands(int64_t q0, int64_t nq, int64_t k0, int64_t nk, int64_t band) {
+  return band <= 0 || band >= nq || q0 >= k0 + nk - 1 ? nq : band;
+}
+
+}  // namespace
+
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
                              int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles) {
   if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
-  const int64_t BQ = tiles.q, BK = tiles.k, nqt = (Tn + BQ - 1) / BQ;
+  const int64_t BQ = tiles.q, BK = tiles.k, nqt = (Tn + BQ - 1) / BQ, band = tiles.band;
   const T scale = T(1) / std::sqrt(T(HS));
 #pragma omp parallel
   {
@@ -142,24 +152,33 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
           // anything); later tiles rescale it and add.
           for (int64_t k0 = 0; k0 < q0 + nq; k0 += BK) {  // causal: keys up to the tile's last query
             const int64_t nk = std::min(BK, q0 + nq - k0);
-            kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
-            for (int64_t i = 0; i < nq; ++i) {  // online softmax: rescale what the row has so far
-              const int64_t valid = std::min(nk, q0 + i - k0 + 1);  // keys k0 .. q0+i
-              T* row = f.s.data() + i * BK;
-              if (valid <= 0) {
-                std::fill_n(row, nk, T(0));
-                continue;
+            // Rows b0 .. b0+nb against the keys k0 .. k0+nkb their last row sees (bands where the
+            // diagonal crosses the tile; the keys left out are masked, so every row's sums are
+            // the same). A band above every key of the tile is skipped: its rows add nothing here.
+            for (int64_t b0 = 0, step = bands(q0, nq, k0, nk, band); b0 < nq; b0 += step) {
+              const int64_t nb = std::min(step, nq - b0), nkb = std::min(nk, q0 + b0 + nb - k0);
+              if (nkb <= 0) continue;
+              T* const s = f.s.data() + b0 * BK;
+              T* const ob = o + b0 * C;
+              kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, scale, q + b0 * W, W, kbase + k0 * W, W, T(0), s, BK);
+              for (int64_t i = 0; i < nb; ++i) {  // online softmax: rescale what the row has so far
+                const int64_t r = b0 + i, valid = std::min(nkb, q0 + r - k0 + 1);  // keys k0 .. q0+r
+                T* row = s + i * BK;
+                if (valid <= 0) {
+                  std::fill_n(row, nkb, T(0));
+                  continue;
+                }
+                const T mx = std::max(f.m[r], kernels::row_max(row, valid));
+                const T alpha = std::exp(f.m[r] - mx);  // 0 for the first tile (m = -inf)
+                const T sum = kernels::exp_shifted(row, valid, mx);
+                std::fill(row + valid, row + nkb, T(0));
+                f.l[r] = f.l[r] * alpha + sum;
+                f.m[r] = mx;
+                if (k0 > 0 && alpha != T(1))
+                  for (int64_t d = 0; d < HS; ++d) ob[i * C + d] *= alpha;
               }
-              const T mx = std::max(f.m[i], kernels::row_max(row, valid));
-              const T alpha = std::exp(f.m[i] - mx);  // 0 for the first tile (m = -inf)
-              const T sum = kernels::exp_shifted(row, valid, mx);
-              std::fill(row + valid, row + nk, T(0));
-              f.l[i] = f.l[i] * alpha + sum;
-              f.m[i] = mx;
-              if (k0 > 0 && alpha != T(1))
-                for (int64_t d = 0; d < HS; ++d) o[i * C + d] *= alpha;
+              kernels::gemm(one, Op::N, Op::N, nb, HS, nkb, T(1), s, BK, vbase + k0 * W, W, T(k0 > 0), ob, C);
             }
-            kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.s.data(), BK, vbase + k0 * W, W, T(k0 > 0), o, C);
           }
           for (int64_t i = 0; i < nq; ++i) {
             const T inv = T(1) / f.l[i];
@@ -211,7 +230,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                               FlashTiles tiles, std::span<T> dq_parts) {
   if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
-  const int64_t BQ = tiles.q, BK = tiles.k;
+  const int64_t BQ = tiles.q, BK = tiles.k, band = tiles.band;
   const T scale = T(1) / std::sqrt(T(HS));
   const KeyChunks split = key_chunks(B, Tn, KV, BK);
   const int64_t per_chunk = split.per_chunk, chunks = split.count;
@@ -265,21 +284,34 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
               const T* dyq = dy + q0 * C;
               for (int64_t k0 = kbegin; k0 < std::min(kend, q0 + nq); k0 += BK) {
                 const int64_t nk = std::min(BK, std::min(kend, q0 + nq) - k0);
-                // P from the saved log-sum-exp (0 above the diagonal).
-                kernels::gemm(one, Op::N, Op::T, nq, nk, HS, scale, q, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
-                for (int64_t i = 0; i < nq; ++i) {
-                  const int64_t valid = std::clamp<int64_t>(q0 + i - k0 + 1, 0, nk);
-                  T* row = f.s.data() + i * BK;
-                  kernels::exp_shifted(row, valid, ls[q0 + i]);
-                  std::fill(row + valid, row + nk, T(0));
-                }
-                // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
-                kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.s.data(), BK, dyq, C, T(1), dvbase + k0 * W, W);
-                kernels::gemm(one, Op::N, Op::T, nq, nk, HS, T(1), dyq, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
-                kernels::softmax_grad_rows(f.dp.data(), f.s.data(), delta.data() + q0, scale, nq, nk, BK);
                 const T beta = chunks > 1 && k0 == kbegin ? T(0) : T(1);  // a part's first write
-                kernels::gemm(one, Op::N, Op::N, nq, HS, nk, T(1), f.dp.data(), BK, kbase + k0 * W, W, beta, dq, ldq);
-                kernels::gemm(one, Op::T, Op::N, nk, HS, nq, T(1), f.dp.data(), BK, q, W, T(1), dkbase + k0 * W, W);
+                // In bands of rows where the diagonal crosses the tile, as in forward.
+                for (int64_t b0 = 0, step = bands(q0, nq, k0, nk, band); b0 < nq; b0 += step) {
+                  const int64_t nb = std::min(step, nq - b0), nkb = std::min(nk, q0 + b0 + nb - k0);
+                  const int64_t r0 = q0 + b0;  // the band's first query
+                  T* const dqb = dq + b0 * ldq;
+                  if (nkb <= 0) {  // no key of the tile for these rows; a part's rows are still written
+                    if (beta == T(0))
+                      for (int64_t i = 0; i < nb; ++i) std::fill_n(dqb + i * ldq, HS, T(0));
+                    continue;
+                  }
+                  const T* const qb = q + b0 * W;
+                  const T* const dyb = dyq + b0 * C;
+                  // P from the saved log-sum-exp (0 above the diagonal).
+                  kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, scale, qb, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
+                  for (int64_t i = 0; i < nb; ++i) {
+                    const int64_t valid = std::clamp<int64_t>(r0 + i - k0 + 1, 0, nkb);
+                    T* row = f.s.data() + i * BK;
+                    kernels::exp_shifted(row, valid, ls[r0 + i]);
+                    std::fill(row + valid, row + nkb, T(0));
+                  }
+                  // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
+                  kernels::gemm(one, Op::T, Op::N, nkb, HS, nb, T(1), f.s.data(), BK, dyb, C, T(1), dvbase + k0 * W, W);
+                  kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, T(1), dyb, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
+                  kernels::softmax_grad_rows(f.dp.data(), f.s.data(), delta.data() + r0, scale, nb, nkb, BK);
+                  kernels::gemm(one, Op::N, Op::N, nb, HS, nkb, T(1), f.dp.data(), BK, kbase + k0 * W, W, beta, dqb, ldq);
+                  kernels::gemm(one, Op::T, Op::N, nkb, HS, nb, T(1), f.dp.data(), BK, qb, W, T(1), dkbase + k0 * W, W);
+                }
               }
             }
           }

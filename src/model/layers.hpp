@@ -98,6 +98,11 @@ struct FlashTiles {
   // 64-row query tiles give more forward tasks); 256 x 256 above (1.55-1.69x the GEMM path at
   // T = 2048), where fewer, larger tiles amortise packing K and V.
   static FlashTiles for_length(int64_t T) { return T <= 512 ? FlashTiles{64, 256} : FlashTiles{256, 256}; }
+  // Where the causal diagonal crosses a tile (some of its rows see only some of its keys), the
+  // tile's rows are taken this many at a time, each band against the keys its last row sees: the
+  // products skip most of the masked triangle instead of computing it and zeroing it (a 256 x 256
+  // diagonal tile in bands of 64 computes 62.5% of its products). <= 0 or >= q: whole tiles.
+  int64_t band = 64;
 };
 // The backward's tasks: each (batch, key/value head) is split into chunks of key tiles until there
 // are at least this many (one per core of an A64FX node), so a rank with few heads and a

@@ -41,7 +41,10 @@ TEST_P(AttentionGemm, MatchesTheReferenceForEveryBackend) {
 
 // Flash attention against the reference: every sequence length around the tile edges (one row,
 // a partial tile, exactly one tile, one more), query tiles smaller, equal and larger than key
-// tiles, multi-head and grouped-query; in double to 1e-12 and in float to 1e-5 relative.
+// tiles, whole or in bands of rows where the diagonal crosses them (bands that divide the tile or
+// not, bands above a whole key tile), multi-head and grouped-query; in double to 1e-12 and in float
+// to 1e-5 relative. The key chunks' dQ parts start as NaN: every part row the sum reads must be
+// written first.
 template <typename T>
 void check_flash(int64_t NH, int64_t KV, int64_t T_, model::FlashTiles tiles, double tol) {
   const int64_t B = 2, HS = 8, W = (NH + 2 * KV) * HS, N = B * T_;
@@ -54,7 +57,9 @@ void check_flash(int64_t NH, int64_t KV, int64_t T_, model::FlashTiles tiles, do
   // The output starts as NaN: the forward must write every value, never read what was there.
   std::vector<T> o(o_ref.size(), std::numeric_limits<T>::quiet_NaN()), lse(size_t(B * NH * T_)), d(d_ref.size(), T(0.5));
   model::flash_attention_forward(ctx, o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, tiles);
-  model::flash_attention_backward(ctx, d.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, tiles);
+  std::vector<T> parts(size_t(model::flash_backward_parts(B, T_, NH, KV, HS, tiles)), std::numeric_limits<T>::quiet_NaN());
+  model::flash_attention_backward(ctx, d.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, tiles,
+                                  std::span<T>(parts));
   const auto rel = [](const std::vector<T>& got, const std::vector<T>& want) {
     double err = 0, scale = 1e-30;
     for (size_t i = 0; i < want.size(); ++i) {
@@ -64,7 +69,8 @@ void check_flash(int64_t NH, int64_t KV, int64_t T_, model::FlashTiles tiles, do
     return err / scale;
   };
   const std::string what = "T=" + std::to_string(T_) + " NH=" + std::to_string(NH) + " KV=" + std::to_string(KV) +
-                           " tiles " + std::to_string(tiles.q) + "x" + std::to_string(tiles.k);
+                           " tiles " + std::to_string(tiles.q) + "x" + std::to_string(tiles.k) + "/" +
+                           std::to_string(tiles.band);
   EXPECT_LT(rel(o, o_ref), tol) << "out " << what;
   EXPECT_LT(rel(d, d_ref), tol) << "dqkv " << what;
   // The log-sum-exp the backward relies on: log Σ_j exp(s_j) of each row, from the reference's P.
@@ -84,7 +90,9 @@ void check_flash(int64_t NH, int64_t KV, int64_t T_, model::FlashTiles tiles, do
 
 TEST(FlashAttention, MatchesTheReferenceAroundTileEdges) {
   for (const auto& [NH, KV] : {std::pair<int64_t, int64_t>{3, 3}, {4, 2}, {2, 1}})
-    for (const model::FlashTiles tiles : {model::FlashTiles{16, 32}, model::FlashTiles{32, 16}, model::FlashTiles{16, 16}})
+    for (const model::FlashTiles tiles : {model::FlashTiles{16, 32}, model::FlashTiles{32, 16}, model::FlashTiles{16, 16},
+                                          model::FlashTiles{32, 32, 8}, model::FlashTiles{32, 16, 8},
+                                          model::FlashTiles{48, 32, 20}, model::FlashTiles{16, 32, 0}})
       for (const int64_t T_ : {int64_t(1), int64_t(15), int64_t(16), int64_t(17), int64_t(33), int64_t(64), int64_t(71)}) {
         check_flash<double>(NH, KV, T_, tiles, 1e-12);
         check_flash<float>(NH, KV, T_, tiles, 1e-5);

@@ -559,6 +559,18 @@ T exp_shifted(T* x, int64_t n, T shift) {
 }
 
 template <typename T>
+void causal_probabilities(T* s, int64_t ld, int64_t rows, int64_t n, const T* lse, int64_t diagonal) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* x = s + i * ld;
+    const T shift = lse[i];
+    const int64_t valid = std::clamp<int64_t>(diagonal + i + 1, 0, n);
+#pragma omp simd
+    for (int64_t j = 0; j < valid; ++j) x[j] = vexp(x[j] - shift);
+    std::fill(x + valid, x + n, T(0));
+  }
+}
+
+template <typename T>
 void softmax_grad_rows(T* d, const T* p, const T* delta, T scale, int64_t rows, int64_t n, int64_t ld) {
   for (int64_t i = 0; i < rows; ++i) {
     T* di = d + i * ld;

@@ -30,6 +30,7 @@
   template void rope_forward<T>(T*, int64_t, int64_t, int64_t, int64_t, int64_t, double);          \
   template void rope_backward<T>(T*, int64_t, int64_t, int64_t, int64_t, int64_t, double);         \
   template T exp_shifted<T>(T*, int64_t, T);                                                       \
+  template void causal_probabilities<T>(T*, int64_t, int64_t, int64_t, const T*, int64_t);         \
   template void softmax_grad_rows<T>(T*, const T*, const T*, T, int64_t, int64_t, int64_t);        \
   template T row_max<T>(const T*, int64_t);                                                        \
   template double sum_exp<T>(const T*, int64_t, T);                                                \

@@ -383,6 +383,13 @@ T exp_shifted(T* x, int64_t n, T shift) {
 }
 
 template <typename T>
+void causal_probabilities(T* s, int64_t ld, int64_t rows, int64_t n, const T* lse, int64_t diagonal) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      s[i * ld + j] = j <= diagonal + i ? T(std::exp(double(s[i * ld + j]) - double(lse[i]))) : T(0);
+}
+
+template <typename T>
 void softmax_grad_rows(T* d, const T* p, const T* delta, T scale, int64_t rows, int64_t n, int64_t ld) {
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < n; ++j) d[i * ld + j] = p[i * ld + j] * (d[i * ld + j] - delta[i]) * scale;

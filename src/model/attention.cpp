@@ -246,14 +246,26 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                                 ": " + std::to_string(parts) + " needed");
   // No zeroing of the parts: a chunk's first key tile writes its dQ rows (beta 0), and rows above
   // the chunk's first query tile are never written nor read.
+  // D_t = dO_t · O_t of every (batch, head, query), made once for all the chunks that read it (the
+  // size of lse); each chunk's task had made the rows it reads, most of them again per chunk.
+  CacheLineVector<T> delta(static_cast<size_t>(B * NH * Tn));
 #pragma omp parallel
   {
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t bh = 0; bh < B * NH; ++bh)
+      for (int64_t t = 0; t < Tn; ++t) {
+        const T* dy = dout + ((bh / NH) * Tn + t) * C + (bh % NH) * HS;
+        const T* y = out + ((bh / NH) * Tn + t) * C + (bh % NH) * HS;
+        T dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t d = 0; d < HS; ++d) dot += dy[d] * y[d];
+        delta[size_t(bh * Tn + t)] = dot;
+      }
     kernels::GemmWorkspace ws;
     const kernels::GemmContext one = serial(ctx, &ws);
     struct {  // one tile's probabilities and dP (then dS)
       CacheLineVector<T> s, dp;
     } f{CacheLineVector<T>(size_t(BQ * BK)), CacheLineVector<T>(size_t(BQ * BK))};
-    CacheLineVector<T> delta(static_cast<size_t>(Tn));  // D_t = dO_t · O_t
 #pragma omp for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t g = 0; g < KV; ++g)
@@ -265,18 +277,12 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
           T* dvbase = dkbase + KV * HS;
           for (int64_t h = g * group; h < (g + 1) * group; ++h) {
             const T* dy = dout + b * Tn * C + h * HS;
-            const T* y = out + b * Tn * C + h * HS;
             const T* ls = lse + (b * NH + h) * Tn;
+            const T* dl = delta.data() + (b * NH + h) * Tn;
             // Where this head's dQ goes: dqkv itself (one chunk) or this chunk's part (rows of HS).
             T* dqh = chunks == 1 ? dqkv + b * Tn * W + h * HS
                                  : dq_parts.data() + (((b * KV + g) * chunks + c) * group + (h - g * group)) * Tn * HS;
             const int64_t ldq = chunks == 1 ? W : HS;
-            for (int64_t t = first_query(c); t < Tn; ++t) {  // the query tiles that reach the chunk
-              T dot = 0;
-#pragma omp simd reduction(+ : dot)
-              for (int64_t d = 0; d < HS; ++d) dot += dy[t * C + d] * y[t * C + d];
-              delta[t] = dot;
-            }
             for (int64_t q0 = first_query(c); q0 < Tn; q0 += BQ) {
               const int64_t nq = std::min(BQ, Tn - q0);
               const T* q = qkv + (b * Tn + q0) * W + h * HS;
@@ -299,16 +305,11 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                   const T* const dyb = dyq + b0 * C;
                   // P from the saved log-sum-exp (0 above the diagonal).
                   kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, scale, qb, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
-                  for (int64_t i = 0; i < nb; ++i) {
-                    const int64_t valid = std::clamp<int64_t>(r0 + i - k0 + 1, 0, nkb);
-                    T* row = f.s.data() + i * BK;
-                    kernels::exp_shifted(row, valid, ls[r0 + i]);
-                    std::fill(row + valid, row + nkb, T(0));
-                  }
+                  kernels::causal_probabilities(f.s.data(), BK, nb, nkb, ls + r0, r0 - k0);
                   // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
                   kernels::gemm(one, Op::T, Op::N, nkb, HS, nb, T(1), f.s.data(), BK, dyb, C, T(1), dvbase + k0 * W, W);
                   kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, T(1), dyb, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
-                  kernels::softmax_grad_rows(f.dp.data(), f.s.data(), delta.data() + r0, scale, nb, nkb, BK);
+                  kernels::softmax_grad_rows(f.dp.data(), f.s.data(), dl + r0, scale, nb, nkb, BK);
                   kernels::gemm(one, Op::N, Op::N, nb, HS, nkb, T(1), f.dp.data(), BK, kbase + k0 * W, W, beta, dqb, ldq);
                   kernels::gemm(one, Op::T, Op::N, nkb, HS, nb, T(1), f.dp.data(), BK, qb, W, T(1), dkbase + k0 * W, W);
                 }

@@ -257,6 +257,31 @@ TEST(FastVsRef, ExpShifted) {
   }
 }
 
+// A tile's causal probabilities from the log-sum-exp: each row's visible keys to exp_shifted's
+// tolerance, the masked ones exactly 0, nothing past n touched; the diagonal before, inside and
+// past the tile, rows shorter than their stride and around a vector's length.
+TEST(FastVsRef, CausalProbabilities) {
+  const int64_t rows = 19, ld = 40;
+  for (const int64_t n : {int64_t(1), int64_t(15), int64_t(17), int64_t(40)})
+    for (const int64_t diagonal : {int64_t(-25), int64_t(-3), int64_t(0), int64_t(7), int64_t(33), int64_t(60)}) {
+      const V x = random_vector<float>(rows * ld, 31 + n, -30, 0.5f), lse = random_vector<float>(rows, 32, -1, 1);
+      V fast = x, slow = x;
+      causal_probabilities(fast.data(), ld, rows, n, lse.data(), diagonal);
+      ref::causal_probabilities(slow.data(), ld, rows, n, lse.data(), diagonal);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < ld; ++j) {
+          const size_t at = size_t(i * ld + j);
+          if (j >= n)
+            ASSERT_EQ(fast[at], x[at]) << "past n: row " << i << " col " << j;
+          else if (j > diagonal + i)
+            ASSERT_EQ(fast[at], 0.0f) << "masked: row " << i << " col " << j << " diagonal " << diagonal;
+          else
+            ASSERT_NEAR(fast[at], slow[at], 4e-7 * slow[at] * (1.0 + std::abs(x[at] - lse[size_t(i)])))
+                << "row " << i << " col " << j << " diagonal " << diagonal;
+        }
+    }
+}
+
 // Elementwise: the same bits as the scalar loop (rows shorter than their stride, tails).
 TEST(FastVsRef, SoftmaxGradRows) {
   for (const int64_t n : {int64_t(1), int64_t(17), int64_t(64), int64_t(250)}) {

@@ -4,7 +4,8 @@
 // for backward. The contenders run in turn, one call each per round (the first round untimed), so
 // a phase of the machine falls on all of them alike.
 //   build/release/bench/bench_attention [--batch 1] [--heads 12] [--kv-heads 12] [--head-size 64]
-//       [--seq 256,1024,2048] [--tiles 64x128,128x256,256x256/256] [--reps 5] [--threads 2] [--no-gemm]
+//       [--seq 256,1024,2048] [--tiles 64x128,128x256,256x256/256] [--precision bf16] [--reps 5] [--threads 2]
+//       [--no-gemm]
 #include <CLI/CLI.hpp>
 #include <omp.h>
 
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hokusai attention benchmark: GEMM path vs flash"};
   int64_t B = 1, NH = 12, KV = 0, HS = 64;
   std::string seqs = "256,1024,2048", tiles = "0x0,128x128,256x256";
+  std::string precision = "fp32";
   int reps = 5, threads = 0;
   bool no_gemm = false;
   app.add_option("--batch", B)->capture_default_str();
@@ -65,6 +67,9 @@ int main(int argc, char** argv) {
                  "Flash tile shapes QxK or QxK/BAND (0x0: the default for the length; BAND: query rows per "
                  "product where the diagonal crosses a tile, 0 = whole tiles)")
       ->capture_default_str();
+  app.add_option("--precision", precision, "The tile products' precision (train.precision)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
   app.add_option("--reps", reps, "Timed repetitions (median)")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)");
   app.add_flag("--no-gemm", no_gemm, "Flash only (e.g. under perf); no ratio to the GEMM path");
@@ -72,7 +77,8 @@ int main(int argc, char** argv) {
   if (KV == 0) KV = NH;
   if (threads <= 0) threads = omp_get_max_threads();
   omp_set_num_threads(threads);
-  const kernels::GemmContext ctx{kernels::GemmBackend::native, threads};
+  kernels::GemmContext ctx{kernels::GemmBackend::native, threads};
+  ctx.precision = parse_name<kernels::Precision>(precision);
   std::vector<model::FlashTiles> shapes;
   {
     std::stringstream s(tiles);
@@ -83,8 +89,9 @@ int main(int argc, char** argv) {
       shapes.push_back(t);
     }
   }
-  std::printf("causal attention fwd+bwd, B=%lld heads=%lld kv_heads=%lld head size %lld, %d threads (median of %d)\n",
-              (long long)B, (long long)NH, (long long)KV, (long long)HS, threads, reps);
+  std::printf("causal attention fwd+bwd, B=%lld heads=%lld kv_heads=%lld head size %lld, %s products, %d threads (median "
+              "of %d)\n",
+              (long long)B, (long long)NH, (long long)KV, (long long)HS, precision.c_str(), threads, reps);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
   for (const int64_t T : ints(seqs)) {

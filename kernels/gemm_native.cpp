@@ -318,17 +318,17 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   }
 }
 
-// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns|larger] overrides the table's sizes and split (for
-// tuning on a new CPU; its A packing and sharing stay the table's); read once.
-BlockSizes tuned_blocks(BlockSizes table, int MR, int NR) {
-  static const char* env = std::getenv("HOKUSAI_GEMM_BLOCKS");
+// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns|larger] overrides the fp32 kernel table's sizes and
+// split, HOKUSAI_GEMM_HALF_BLOCKS the 16-bit (bf16) kernel's (for tuning on a new CPU; A packing
+// and sharing stay the table's). `env`: the variable's value, read once by the caller.
+BlockSizes tuned_blocks(BlockSizes table, int MR, int NR, const char* variable, const char* env) {
   if (!env || !*env) return table;
   BlockSizes b = table;
   char split[16] = "";
   const int got = std::sscanf(env, "%ld,%ld,%ld,%15s", &b.mc, &b.kc, &b.nc, split);
   const std::optional<ThreadSplit> how = got == 4 ? value_named<ThreadSplit>(split) : table.split;
   if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR || !how)
-    throw std::runtime_error(std::string("HOKUSAI_GEMM_BLOCKS='") + env +
+    throw std::runtime_error(std::string(variable) + "='" + env +
                              "': expected mc,kc,nc or mc,kc,nc,SPLIT (mc >= MR, nc >= NR; SPLIT one of " +
                              name_list<ThreadSplit>() + ")");
   b.split = *how;
@@ -378,7 +378,8 @@ void fp32_kernel_on(const GemmContext& ctx, const SgemmKernel& kern, const Matri
 
 void half_kernel_on(const GemmContext& ctx, const SbgemmKernel& kern, const Matrix& A, const Matrix& B, int64_t m,
                     int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
-  const BlockSizes& blocks = kern.blocks;
+  static const char* const env = std::getenv("HOKUSAI_GEMM_HALF_BLOCKS");
+  const BlockSizes blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr, "HOKUSAI_GEMM_HALF_BLOCKS", env);
   if (blocks.mc < kern.mr || blocks.kc < kern.k_step || blocks.nc < kern.nr)
     throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
                                 ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
@@ -406,7 +407,8 @@ void native_on(const GemmContext& ctx, const Matrix& A, const Matrix& B, int64_t
     if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
       return half_kernel_on(ctx, *half, A, B, m, n, k, alpha, beta, c, ldc);
   SgemmKernel kern = sgemm_kernel(isa);
-  kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr);
+  static const char* const env = std::getenv("HOKUSAI_GEMM_BLOCKS");
+  kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr, "HOKUSAI_GEMM_BLOCKS", env);
   fp32_kernel_on(ctx, kern, A, B, m, n, k, alpha, beta, c, ldc);
 }
 

@@ -134,7 +134,16 @@ struct CpuBlocks {
 // shares A, level (1.000 for both). Its fp32 k loop stays the per-step one: the hand-scheduled u8
 // loop of the Xeon model 167 (`bench_gemm --kernels shipped,sgemm_avx512_14x32_asm --backends
 // hokusai --reps 5 --csv --no-bf16 --threads 1,2`, all 30 shapes, 2026-12-05) ran 0.989 / 0.996 of
-// it here (1 / 2 threads; faster on 7 and 13 of 30).
+// it here (1 / 2 threads; faster on 7 and 13 of 30). Its fp32 nc is 384, not the fitted 800
+// (2026-12-06, nineteenth session): beside the B block each thread streams A's whole rows of the
+// k block (A once: 0.5-2 MiB) and each row panel's C through the same 1 MiB L2, so the fitted
+// block did not stay there. `bench_gemm --blocks 168,256,800 168,256,384 ... --backends hokusai
+// --no-bf16`, nc 384 ÷ 800: gpt2 shapes 1.030 and 1.012 (1 thread), 1.014, 1.020 (2; faster on 13
+// of 15 each), the head's (1024, 50304, 768) NT and NN +3-6% at both; 13B shapes 1.022 (1 thread,
+// 11 of 12), 0.992 and 1.015 (2); gpt2-train 1.002 / 1.023 and 1.006. The gpt2-124m fp32 step
+// (4 x 256, 2 threads, HOKUSAI_GEMM_BLOCKS=168,256,384 against none, eight alternating runs): faster
+// in 7 of 8, median ratio 1.044. The bf16 kernel keeps 800: HOKUSAI_GEMM_HALF_BLOCKS=168,512,384
+// was slower in 4 of 4 (0.90-1.00). nc only sets the column blocks: the same bits.
 // Intel family 6 model 167 as KVM reports it (a Xeon with AMX, 2 MiB L2 per core): threads split
 // the larger side, each packs its own blocks, A is packed once per k block where a thread has more
 // than one column block (the driver's rule), and nc = 1024, measured 2026-12-05 on all 30 shapes at
@@ -172,7 +181,7 @@ inline constexpr CpuBlocks kCpuBlocks[] = {
      "sgemm_avx512_14x32_asm"},
     {"GenuineIntel", 6, 207, 207, "sgemm_avx512_14x32", {168, 256, 1792, ThreadSplit::columns},
      "measured on Intel family 6 model 207 (docs/performance.md)"},
-    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 800, ThreadSplit::larger, true, true},
+    {"AuthenticAMD", 26, 2, 2, "sgemm_avx512_14x32", {168, 256, 384, ThreadSplit::larger, true, true},
      "measured on AMD family 26 model 2, Zen 5: threads split the larger of M and N, A packed once per k block, "
      "each thread its own packed blocks (docs/performance.md)"},
     {"AuthenticAMD", 26, 2, 2, "sbgemm_avx512bf16_14x32", {168, 512, 800, ThreadSplit::larger, true, true},

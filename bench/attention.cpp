@@ -16,6 +16,7 @@
 #include <random>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 
 #include "model/layers.hpp"
 
@@ -84,9 +85,16 @@ int main(int argc, char** argv) {
     std::stringstream s(tiles);
     for (std::string x; std::getline(s, x, ',');) {
       const auto at = x.find('x'), slash = x.find('/');
-      model::FlashTiles t{std::stoll(x.substr(0, at)), std::stoll(x.substr(at + 1, slash - at - 1))};
-      if (slash != std::string::npos) t.band = std::stoll(x.substr(slash + 1));
-      shapes.push_back(t);
+      try {
+        if (at == std::string::npos) throw std::invalid_argument("no x");
+        model::FlashTiles t{std::stoll(x.substr(0, at)), std::stoll(x.substr(at + 1, slash - at - 1))};
+        if (slash != std::string::npos) t.band = std::stoll(x.substr(slash + 1));
+        shapes.push_back(t);
+      } catch (const std::logic_error&) {
+        std::fprintf(stderr, "bench_attention: --tiles '%s': expected QxK or QxK/BAND (integers, e.g. 256x256/64)\n",
+                     x.c_str());
+        return 2;
+      }
     }
   }
   std::printf("causal attention fwd+bwd, B=%lld heads=%lld kv_heads=%lld head size %lld, %s products, %d threads (median "

@@ -1,11 +1,14 @@
 // Run-time choice of the native GEMM's microkernels, and the per-CPU block-size table.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -167,15 +170,57 @@ SbgemmKernel on_this_cpu(SbgemmKernel k) {  // 16-bit panels: 2 bytes per elemen
 }  // namespace
 #endif
 
+const char* blocks_variable(bool half) { return half ? "HOKUSAI_GEMM_HALF_BLOCKS" : "HOKUSAI_GEMM_BLOCKS"; }
+
+const char* blocks_variable_value(bool half) {
+  // Read once: the environment does not change under a running process, and every product asks.
+  static const char* const fp32 = std::getenv(blocks_variable(false));
+  static const char* const half16 = std::getenv(blocks_variable(true));
+  const char* v = half ? half16 : fp32;
+  return v && *v ? v : nullptr;
+}
+
+BlockSizes blocks_from_environment(bool half, BlockSizes table, const char* kernel, int mr, int nr, int k_step) {
+  const char* const value = blocks_variable_value(half);
+  if (!value) return table;
+  BlockSizes b = table;
+  char split[16] = "", extra = 0;
+  const int got = std::sscanf(value, "%ld,%ld,%ld,%15[^,]%c", &b.mc, &b.kc, &b.nc, split, &extra);
+  const std::optional<ThreadSplit> how = got == 4 ? value_named<ThreadSplit>(split) : table.split;
+  const int64_t min_kc = std::max(2, k_step);
+  if (got < 3 || got > 4 || b.mc < mr || b.kc < min_kc || b.nc < nr || !how)
+    throw std::runtime_error(std::string(blocks_variable(half)) + "='" + value + "': expected mc,kc,nc or mc,kc,nc,SPLIT with mc >= " +
+                             std::to_string(mr) + ", kc >= " + std::to_string(min_kc) + ", nc >= " + std::to_string(nr) +
+                             " for " + kernel + ", and SPLIT one of " + name_list<ThreadSplit>() +
+                             "; unset it for this CPU's own blocks");
+  b.split = *how;
+  return rounded_to_tile(b, mr, nr);
+}
+
+namespace {
+// The table's choice for a kernel, or the environment's (named, with the table's after it).
+ChosenBlocks chosen(bool half, const char* name, BlockSizes blocks, int mr, int nr, int k_step, int element_bytes) {
+  // The kernel's blocks are already this CPU's; the rule gives them again (only nc was fitted).
+  ChosenBlocks c = blocks_for_cpu(name, blocks, nr, element_bytes, this_cpu_model(), this_cpu_l2_bytes());
+  if (const char* value = blocks_variable_value(half)) {
+    const BlockSizes own = c.blocks;
+    c.blocks = blocks_from_environment(half, own, name, mr, nr, k_step);
+    c.why = std::string("set by ") + blocks_variable(half) + "=" + value + " (this CPU's own: mc " +
+            std::to_string(own.mc) + ", kc " + std::to_string(own.kc) + ", nc " + std::to_string(own.nc) + ", " + c.why +
+            ")";
+  }
+  return c;
+}
+}  // namespace
+
 ChosenBlocks sgemm_blocks(GemmIsa isa) {
-  // sgemm_kernel's blocks are already this CPU's; the rule gives them again (only nc was fitted).
   const SgemmKernel& k = sgemm_kernel(isa);
-  return blocks_for_cpu(k.name, k.blocks, k.nr, 4, this_cpu_model(), this_cpu_l2_bytes());
+  return chosen(false, k.name, k.blocks, k.mr, k.nr, 1, 4);
 }
 
 ChosenBlocks sbgemm_blocks(GemmIsa isa) {
-  const SbgemmKernel& k = sbgemm_kernel(isa);  // its blocks already this CPU's, as sgemm_blocks
-  return blocks_for_cpu(k.name, k.blocks, k.nr, 2, this_cpu_model(), this_cpu_l2_bytes());
+  const SbgemmKernel& k = sbgemm_kernel(isa);
+  return chosen(true, k.name, k.blocks, k.mr, k.nr, k.k_step, 2);
 }
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa) {

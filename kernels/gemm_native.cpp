@@ -30,10 +30,8 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -318,23 +316,6 @@ void blocked(const Path& path, int MR, int NR, BlockSizes bs, int threads, GemmW
   }
 }
 
-// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,rows|columns|larger] overrides the fp32 kernel table's sizes and
-// split, HOKUSAI_GEMM_HALF_BLOCKS the 16-bit (bf16) kernel's (for tuning on a new CPU; A packing
-// and sharing stay the table's). `env`: the variable's value, read once by the caller.
-BlockSizes tuned_blocks(BlockSizes table, int MR, int NR, const char* variable, const char* env) {
-  if (!env || !*env) return table;
-  BlockSizes b = table;
-  char split[16] = "";
-  const int got = std::sscanf(env, "%ld,%ld,%ld,%15s", &b.mc, &b.kc, &b.nc, split);
-  const std::optional<ThreadSplit> how = got == 4 ? value_named<ThreadSplit>(split) : table.split;
-  if (got < 3 || b.mc < MR || b.kc < 2 || b.nc < NR || !how)
-    throw std::runtime_error(std::string(variable) + "='" + env +
-                             "': expected mc,kc,nc or mc,kc,nc,SPLIT (mc >= MR, nc >= NR; SPLIT one of " +
-                             name_list<ThreadSplit>() + ")");
-  b.split = *how;
-  return rounded_to_tile(b, MR, NR);
-}
-
 void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
@@ -378,8 +359,7 @@ void fp32_kernel_on(const GemmContext& ctx, const SgemmKernel& kern, const Matri
 
 void half_kernel_on(const GemmContext& ctx, const SbgemmKernel& kern, const Matrix& A, const Matrix& B, int64_t m,
                     int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
-  static const char* const env = std::getenv("HOKUSAI_GEMM_HALF_BLOCKS");
-  const BlockSizes blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr, "HOKUSAI_GEMM_HALF_BLOCKS", env);
+  const BlockSizes blocks = blocks_from_environment(true, kern.blocks, kern.name, kern.mr, kern.nr, kern.k_step);
   if (blocks.mc < kern.mr || blocks.kc < kern.k_step || blocks.nc < kern.nr)
     throw std::invalid_argument("native GEMM: blocks (" + std::to_string(blocks.mc) + ", " + std::to_string(blocks.kc) +
                                 ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
@@ -407,8 +387,7 @@ void native_on(const GemmContext& ctx, const Matrix& A, const Matrix& B, int64_t
     if (const SbgemmKernel* half = half_kernel(ctx.precision, isa))
       return half_kernel_on(ctx, *half, A, B, m, n, k, alpha, beta, c, ldc);
   SgemmKernel kern = sgemm_kernel(isa);
-  static const char* const env = std::getenv("HOKUSAI_GEMM_BLOCKS");
-  kern.blocks = tuned_blocks(kern.blocks, kern.mr, kern.nr, "HOKUSAI_GEMM_BLOCKS", env);
+  kern.blocks = blocks_from_environment(false, kern.blocks, kern.name, kern.mr, kern.nr, 1);
   fp32_kernel_on(ctx, kern, A, B, m, n, k, alpha, beta, c, ldc);
 }
 

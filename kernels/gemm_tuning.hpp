@@ -199,10 +199,21 @@ struct ChosenBlocks {
 // The rule above for a kernel (its name, table sizes, NR, bytes per packed element).
 ChosenBlocks blocks_for_cpu(const char* kernel, BlockSizes table, int nr, int element_bytes, const CpuModel& cpu,
                             int64_t l2_bytes);
+// HOKUSAI_GEMM_BLOCKS=mc,kc,nc[,SPLIT] replaces the fp32 kernel's block sizes and thread split for
+// the process, HOKUSAI_GEMM_HALF_BLOCKS the 16-bit (bf16) kernel's: tuning on a new CPU (A packing
+// and block sharing stay the table's). `table` where the variable is unset or empty; mc and nc are
+// rounded down to whole tiles. A malformed value, or one below the kernel's tile (mc < mr, nc < nr,
+// kc < max(2, k_step)), throws std::runtime_error: one line naming the variable, its value, the
+// kernel and its limits. The variables are read once per process.
+BlockSizes blocks_from_environment(bool half, BlockSizes table, const char* kernel, int mr, int nr, int k_step);
+const char* blocks_variable(bool half);  // "HOKUSAI_GEMM_BLOCKS" or "HOKUSAI_GEMM_HALF_BLOCKS"
+const char* blocks_variable_value(bool half);  // its value, or null where unset or empty
+
 // The blocks an ISA's fp32 kernel runs with on this CPU, and why (printed by `hokusai peak` and
-// bench_gemm).
+// bench_gemm): the table's, or HOKUSAI_GEMM_BLOCKS' (then `why` says so and gives the table's).
 ChosenBlocks sgemm_blocks(GemmIsa isa);
-ChosenBlocks sbgemm_blocks(GemmIsa isa);  // the bf16 kernel's (amx or avx512bf16; throws otherwise)
+// The bf16 kernel's (amx or avx512bf16; throws otherwise), or HOKUSAI_GEMM_HALF_BLOCKS'.
+ChosenBlocks sbgemm_blocks(GemmIsa isa);
 
 const SgemmKernel& sgemm_kernel(GemmIsa isa);  // a resolved (not automatic) ISA
 // The bf16 storage kernels (amx or avx512bf16); throws std::runtime_error in a build without them.

@@ -544,6 +544,11 @@ int main(int argc, char** argv) {
                   << h.blocks.kc << ", nc " << h.blocks.nc << ": " << h.why << "; train.precision bf16 runs "
                   << (bf16_isa == isa ? "on it" : "bf16-rounded panels on the fp32 kernel (its unit probes slower)")
                   << "\n";
+      } else if (const char* half = kernels::blocks_variable_value(true)) {
+        // No 16-bit kernel to apply it to: still one line for a malformed value, and say it does nothing.
+        kernels::blocks_from_environment(true, {}, "this CPU (no bf16 kernel)", 1, 1, 1);
+        std::cout << kernels::blocks_variable(true) << "=" << half
+                  << " has no effect here: this CPU has no bf16 kernel (16-bit products run on the fp32 kernel above)\n";
       }
       return 0;
     }

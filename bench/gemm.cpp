@@ -222,8 +222,9 @@ int main(int argc, char** argv) {
                  "driver, with the shipped kernel's blocks; 'shipped' is the table's kernel");
   std::string a_packing_list;
   app.add_option("--edge", edge_list,
-                 "Time our fp32 path with its tiles of fewer than MR live rows on the edge microkernel and/or on the "
-                 "full one (with,without; kernels/ukernel.hpp SgemmKernel::edge), not only the kernel's way")
+                 "Time our fp32 and bf16 paths with their tiles of fewer than MR live rows on the edge microkernel "
+                 "and/or on the full one (with,without; kernels/ukernel.hpp SgemmKernel::edge, SbgemmKernel::edge), "
+                 "not only the kernel's way")
       ->check(CLI::IsMember({"with", "without", "with,without", "without,with"}));
   app.add_option("--a-packing", a_packing_list,
                  "Time our fp32 and bf16 paths with A packed per mc block and/or once per k block "
@@ -588,7 +589,7 @@ int main(int argc, char** argv) {
                   gemm(ctx16, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
               });
           } else if (splits.empty() && a_once.empty() && private_blocks.empty() && half_direct.empty() &&
-                     half_blocks.empty())
+                     half_blocks.empty() && edge_list.empty())
             half.emplace_back("hokusai", [&] {
               gemm_bf16(ctx, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), s.n);
             });
@@ -597,11 +598,20 @@ int main(int argc, char** argv) {
               each_variant(own_label, own_blocks, [&](const std::string& name, BlockSizes bs) {
                 SbgemmKernel kern = sbgemm_kernel(isa);
                 kern.blocks = bs;
-                const auto add = [&](std::string label, SbgemmKernel kv) {
-                  half.emplace_back(std::move(label), [&, kv] {
-                    detail::gemm_half_kernel(ctx, kv, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f,
-                                             c.data(), s.n);
-                  });
+                const auto add = [&](const std::string& label, const SbgemmKernel& kv) {
+                  const auto one = [&](std::string l, SbgemmKernel k2) {
+                    half.emplace_back(std::move(l), [&, k2] {
+                      detail::gemm_half_kernel(ctx, k2, oa, ob, s.m, s.n, s.k, 1.0f, a.data(), lda, b.data(), ldb,
+                                               0.0f, c.data(), s.n);
+                    });
+                  };
+                  if (edge_list.empty()) one(label, kv);
+                  std::stringstream es(edge_list);  // with and/or without its edge microkernel
+                  for (std::string e; std::getline(es, e, ',');) {
+                    SbgemmKernel k2 = kv;
+                    if (e == "without") k2.edge = nullptr;
+                    one(label + "-" + e + "-edge", k2);
+                  }
                 };
                 if (half_direct.empty()) add(name, kern);
                 for (const bool direct : half_direct) {

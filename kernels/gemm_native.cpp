@@ -116,7 +116,7 @@ struct KernelPath {
   // 16-bit operands: their patterns' precision, and the packers that read them (null: widened first).
   Precision patterns = Precision::fp32;
   HalfSourcePacker from_half_b = nullptr, from_half_a = nullptr;
-  // The first `rows` rows of a tile (fp32 kernels that have one: SgemmKernel::edge).
+  // The first `rows` rows of a tile (kernels that have one: SgemmKernel::edge, SbgemmKernel::edge).
   void (*edge)(int rows, int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
     uk(k, a, b, c, ldc, alpha, beta);
@@ -373,6 +373,7 @@ void half_kernel_on(const GemmContext& ctx, const SbgemmKernel& kern, const Matr
                 kern.pack_direct, kern.convert_a ? kern.pack_direct_a : kern.pack_direct, kern.thread_begin,
                 kern.thread_end};
   path.patterns = ctx.precision;
+  path.edge = kern.edge;
   if (ctx.precision == Precision::bf16) {
     path.from_half_b = kern.pack_from_bf16;
     path.from_half_a = kern.convert_a ? nullptr : kern.pack_from_bf16;

@@ -39,7 +39,7 @@ inline constexpr SbgemmKernel kSbgemmAvx512Bf16{"sbgemm_avx512bf16_14x32", 14, 3
                                                {168, 512, 1792, ThreadSplit::columns}, interleave_bf16_avx512bf16,
                                                pack_panel_avx512, 2, nullptr, nullptr, nullptr,
                                                pack_bf16_pairs_avx512bf16, nullptr,
-                                               pack_bf16_pairs_from_bf16_avx512bf16};
+                                               pack_bf16_pairs_from_bf16_avx512bf16, sbgemm_avx512bf16_14x32_rows};
 // AMX 32x32 (bf16): kc = 256 keeps an A and a B micro-panel (16 KiB each) together in L1; the
 // kernel alone on L1 panels ran 1,530-1,600 GFLOP/s at k = 256 against 1,350-1,380 at 512, and
 // (2048, 2592, 5184) NN went 546 -> 778 GFLOP/s (1 thread) from (192, 512, 1792). B block

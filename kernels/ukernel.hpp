@@ -14,7 +14,7 @@
 // Both: Ap and Bp are 64-byte aligned; k >= 0 (k == 0 gives C := beta*C); beta == 0 never
 // reads C (C may hold NaN); the tile is always full — the driver runs edge tiles through an
 // MR x NR buffer — so a kernel has no edge code. Names: <dtype>gemm_<isa>_<MR>x<NR>.
-// An fp32 kernel may come with an edge microkernel (SgemmEdgeUkernel): the same tile's first
+// A kernel may come with an edge microkernel (SgemmEdgeUkernel, SbgemmEdgeUkernel): the same tile's first
 // `rows` rows only (1 <= rows <= MR; Ap still k steps of MR values, C rows past `rows` untouched),
 // each value the same sum in the same order as the full kernel's: the same bits. The driver runs
 // a tile with fewer than MR live rows on it instead of computing the zero rows of the padding (M =
@@ -33,6 +33,8 @@ using SgemmEdgeUkernel = void (*)(int rows, int64_t k, const float* ap, const fl
                                   float alpha, float beta);
 using SbgemmUkernel = void (*)(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc,
                                float alpha, float beta);
+using SbgemmEdgeUkernel = void (*)(int rows, int64_t k, const uint16_t* ap, const uint16_t* bp, float* c,
+                                   int64_t ldc, float alpha, float beta);  // a 16-bit kernel's, likewise
 
 // Cache blocking of the five-loop driver: B blocks are kc x nc (shared by the threads, L3),
 // A blocks mc x kc (per thread, L2), a B micro-panel kc x NR stays in L1.
@@ -129,6 +131,7 @@ struct SbgemmKernel {
   // GemmOperand): the same panels as pack_direct makes from those values widened — half the bytes
   // read. For B, and for A where its layout is the same. Null: the driver widens the block first.
   HalfSourcePacker pack_from_bf16 = nullptr;
+  SbgemmEdgeUkernel edge = nullptr;  // tiles with fewer than MR live rows (null: the full kernel)
 };
 
 // Per-ISA kernels (kernels/ref/sgemm_generic.cpp, kernels/x86/*.cpp, kernels/sve/*.cpp). Each
@@ -141,6 +144,8 @@ void sgemm_avx512_14x32_rows(int rows, int64_t k, const float* ap, const float* 
                              float beta);
 void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
                              float beta);
+void sbgemm_avx512bf16_14x32_rows(int rows, int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc,
+                                  float alpha, float beta);
 // AMX (AMX-TILE + AMX-BF16, kernels/x86/sbgemm_amx.cpp): a 32x32 tile of C as 2x2 16x16 tile
 // registers, 32 k values per TDPBF16PS. k is a multiple of 32. B panels: the bf16 pair layout
 // above (NR = 32); A panels row by row: Ap[i*k + p] = A(i, p).

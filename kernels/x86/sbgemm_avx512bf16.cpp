@@ -5,7 +5,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "kernels/ukernel.hpp"
 #include "kernels/x86/lanes.hpp"
@@ -16,14 +18,18 @@ namespace hokusai::kernels {
 // reports once inlined (GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
-                             float beta) {
+namespace {
+// Rows < MR: an edge tile's first Rows rows only, from the same MR-wide A panel (each row the same
+// sums in the same order as in the full tile: the same bits), as sgemm_avx512_tile's.
+template <int Rows>
+void sbgemm_tile(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha, float beta) {
   constexpr int MR = 14, NR = 32;
-  __m512 acc[MR][2];
+  static_assert(Rows >= 1 && Rows <= MR);
+  __m512 acc[Rows][2];
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int i = 0; i < Rows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   // One k pair: 2 B loads (the B panel streams from L2: both lines of the pair 8 pairs ahead
-  // fetched), 14 broadcasts of an A pair, 28 dot products.
+  // fetched), Rows broadcasts of an A pair, 2 * Rows dot products.
   const auto step = [&](int64_t pp) __attribute__((always_inline)) {
     const uint16_t* b = bp + pp * 2 * NR;
     const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 32);
@@ -31,7 +37,7 @@ void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, 
     _mm_prefetch(reinterpret_cast<const char*>(b + 8 * 2 * NR + 32), _MM_HINT_T0);
     const uint16_t* a = ap + pp * 2 * MR;
 #pragma GCC unroll 14
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < Rows; ++i) {
       int32_t pair;
       std::memcpy(&pair, a + 2 * i, 4);
       const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
@@ -42,16 +48,33 @@ void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, 
   // C: the fp32 kernel's prefetches (lanes.hpp). Without them C's lines arrive from L3 or memory
   // when the tile stores: 0.95 of this in the driver's loop on gpt2-124m's shapes (Zen 5,
   // docs/performance.md).
-  k_loop_prefetching_c<NR, false>(k / 2, MR, c, ldc, step);
+  k_loop_prefetching_c<NR, false>(k / 2, Rows, c, ldc, step);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 14
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < Rows; ++i)
     for (int v = 0; v < 2; ++v) {
       float* cp = c + i * ldc + 16 * v;
       __m512 r = _mm512_mul_ps(va, acc[i][v]);
       if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp), r);
       _mm512_storeu_ps(cp, r);
     }
+}
+
+template <int... R>
+constexpr auto edge_tiles(std::integer_sequence<int, R...>) {
+  return std::array<SbgemmUkernel, sizeof...(R)>{sbgemm_tile<R + 1>...};
+}
+}  // namespace
+
+void sbgemm_avx512bf16_14x32(int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc, float alpha,
+                             float beta) {
+  sbgemm_tile<14>(k, ap, bp, c, ldc, alpha, beta);
+}
+
+void sbgemm_avx512bf16_14x32_rows(int rows, int64_t k, const uint16_t* ap, const uint16_t* bp, float* c, int64_t ldc,
+                                  float alpha, float beta) {
+  static constexpr auto kRows = edge_tiles(std::make_integer_sequence<int, 14>{});
+  kRows[size_t(rows - 1)](k, ap, bp, c, ldc, alpha, beta);
 }
 
 void interleave_bf16_avx512bf16(const float* panel, int64_t kc_pad, int R, uint16_t* out) {

@@ -185,6 +185,59 @@ TEST_P(NativeBf16, DirectPackingGivesTheSameBits) {
         }
 }
 
+// The 16-bit kernel's edge microkernel (SbgemmKernel::edge), as the fp32 one's test below: a
+// tile's first `rows` rows are the full kernel's bits for every row count, rows past them
+// untouched; the driver with it gives the driver's bits without it where the last tile has 1 to
+// MR - 1 live rows, at 1 and 2 threads (the rows split: the edge tile on the second thread).
+TEST_P(NativeBf16, EdgeRowsGiveTheFullTilesBits) {
+  const GemmIsa isa = GetParam();
+  if (!gemm_isa_supported(isa)) GTEST_SKIP() << name_of(isa) << " not supported by this CPU";
+  const SbgemmKernel& kern = sbgemm_kernel(isa);
+  if (!kern.edge) GTEST_SKIP() << kern.name << " has no edge microkernel";
+  const int MR = kern.mr, NR = kern.nr;
+  for (const int64_t k : {2, 6, 14, 38, 64}) {  // the kernel's k: whole pairs (k_step 2)
+    ASSERT_EQ(k % kern.k_step, 0);
+    const auto av = testing::random_vector<float>(size_t(k * MR), 31), bv = testing::random_vector<float>(size_t(k * NR), 32);
+    const auto c0 = testing::random_vector<float>(size_t(MR * NR), 33);
+    GemmWorkspace ws;  // the panels 64-byte aligned, as the driver's
+    uint16_t* const a = ws.halves(0, av.size());
+    uint16_t* const b = ws.halves(1, bv.size());
+    narrow(Precision::bf16, av.data(), a, int64_t(av.size()));
+    narrow(Precision::bf16, bv.data(), b, int64_t(bv.size()));
+    for (const float beta : {0.0f, 0.5f}) {
+      std::vector<float> full = c0;
+      kern.ukernel(k, a, b, full.data(), NR, 0.75f, beta);
+      for (int rows = 1; rows <= MR; ++rows) {
+        std::vector<float> part = c0;
+        kern.edge(rows, k, a, b, part.data(), NR, 0.75f, beta);
+        ASSERT_EQ(0, std::memcmp(part.data(), full.data(), sizeof(float) * size_t(rows * NR)))
+            << kern.name << " rows " << rows << " k " << k << " beta " << beta;
+        ASSERT_EQ(0, std::memcmp(part.data() + rows * NR, c0.data() + rows * NR, sizeof(float) * size_t((MR - rows) * NR)))
+            << kern.name << " rows " << rows << ": wrote past its rows";
+      }
+    }
+  }
+  SbgemmKernel without = kern;
+  without.edge = nullptr;
+  without.blocks = BlockSizes{3 * MR, 62, 4 * NR, ThreadSplit::rows};
+  SbgemmKernel with = without;
+  with.edge = kern.edge;
+  for (int64_t m = 3 * MR + 1; m < 4 * MR; ++m)
+    for (int threads : {1, 2})
+      for (Op oa : {Op::N, Op::T}) {
+        const int64_t n = 2 * NR + 3, k = 71, lda = oa == Op::N ? k : m;
+        const auto a = testing::random_vector<float>(size_t(m * k), 41), b = testing::random_vector<float>(size_t(k * n), 42);
+        const auto c0 = testing::random_vector<float>(size_t(m * n), 43);
+        std::vector<float> got = c0, want = c0;
+        const GemmContext ctx{GemmBackend::native, threads, isa};
+        detail::gemm_half_kernel(ctx, with, oa, Op::N, m, n, k, 0.75f, a.data(), lda, b.data(), n, 0.5f, got.data(), n);
+        detail::gemm_half_kernel(ctx, without, oa, Op::N, m, n, k, 0.75f, a.data(), lda, b.data(), n, 0.5f, want.data(),
+                                 n);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << kern.name << " m " << m << ", " << threads << " thread(s)";
+      }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, NativeBf16, ::testing::Values(GemmIsa::avx512bf16, GemmIsa::amx),
                          [](const auto& info) { return std::string(name_of(info.param)); });
 

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/ops.hpp"
@@ -114,6 +115,34 @@ namespace hokusai::model {
 
 namespace {
 
+// An operand of flash's products: values, or (Q, K and V of a block that keeps qkv in 16 bits) the
+// patterns of the context's precision, which the products read as they are (kernels::GemmOperand).
+template <typename T>
+struct Rows {
+  const T* values = nullptr;
+  const uint16_t* bits = nullptr;
+  Rows at(int64_t offset) const { return bits ? Rows{nullptr, bits + offset} : Rows{values + offset, nullptr}; }
+};
+template <typename T>
+Rows<T> qkv_rows(const T* qkv, const uint16_t* qkv_bits) {
+  if constexpr (!std::is_same_v<T, float>)
+    if (qkv_bits) throw std::invalid_argument("flash attention: 16-bit qkv patterns need float products");
+  return qkv_bits ? Rows<T>{nullptr, qkv_bits} : Rows<T>{qkv, nullptr};
+}
+template <typename T>
+void product(const kernels::GemmContext& one, Op oa, Op ob, int64_t m, int64_t n, int64_t k, T alpha, Rows<T> a,
+             int64_t lda, Rows<T> b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    if (a.bits || b.bits)
+      return kernels::gemm(one, oa, ob, m, n, k, alpha, kernels::GemmOperand{a.values, a.bits, lda},
+                           kernels::GemmOperand{b.values, b.bits, ldb}, beta, c, ldc);
+  kernels::gemm(one, oa, ob, m, n, k, alpha, a.values, lda, b.values, ldb, beta, c, ldc);
+}
+template <typename T>
+Rows<T> values(const T* x) {
+  return Rows<T>{x, nullptr};
+}
+
 // Query rows per product for one (query tile, key tile) pair: the whole tile where each of its rows
 // sees every key of the key tile, else FlashTiles::band rows (<= 0 or >= the tile: whole tiles).
 int64_t bands(int64_t q0, int64_t nq, int64_t k0, int64_t nk, int64_t band) {
@@ -124,8 +153,9 @@ int64_t bands(int64_t q0, int64_t nq, int64_t k0, int64_t nk, int64_t band) {
 
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
-                             int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles) {
+                             int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles, const uint16_t* qkv_bits) {
   if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
+  const Rows<T> rows = qkv_rows(qkv, qkv_bits);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
   const int64_t BQ = tiles.q, BK = tiles.k, nqt = (Tn + BQ - 1) / BQ, band = tiles.band;
   const T scale = T(1) / std::sqrt(T(HS));
@@ -143,9 +173,9 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
       for (int64_t h = 0; h < NH; ++h)
         for (int64_t qt = 0; qt < nqt; ++qt) {
           const int64_t q0 = qt * BQ, nq = std::min(BQ, Tn - q0);
-          const T* q = qkv + (b * Tn + q0) * W + h * HS;
-          const T* kbase = qkv + b * Tn * W + (NH + h / group) * HS;
-          const T* vbase = kbase + KV * HS;
+          const Rows<T> q = rows.at((b * Tn + q0) * W + h * HS);
+          const Rows<T> kbase = rows.at(b * Tn * W + (NH + h / group) * HS);
+          const Rows<T> vbase = kbase.at(KV * HS);
           T* o = out + (b * Tn + q0) * C + h * HS;
           for (int64_t i = 0; i < nq; ++i) f.m[i] = -INFINITY, f.l[i] = T(0);
           // The first key tile writes o (beta 0: every row has a valid key there, and o may hold
@@ -160,7 +190,7 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
               if (nkb <= 0) continue;
               T* const s = f.s.data() + b0 * BK;
               T* const ob = o + b0 * C;
-              kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, scale, q + b0 * W, W, kbase + k0 * W, W, T(0), s, BK);
+              product(one, Op::N, Op::T, nb, nkb, HS, scale, q.at(b0 * W), W, kbase.at(k0 * W), W, T(0), s, BK);
               for (int64_t i = 0; i < nb; ++i) {  // online softmax: rescale what the row has so far
                 const int64_t r = b0 + i, valid = std::min(nkb, q0 + r - k0 + 1);  // keys k0 .. q0+r
                 T* row = s + i * BK;
@@ -177,7 +207,7 @@ void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, co
                 if (k0 > 0 && alpha != T(1))
                   for (int64_t d = 0; d < HS; ++d) ob[i * C + d] *= alpha;
               }
-              kernels::gemm(one, Op::N, Op::N, nb, HS, nkb, T(1), s, BK, vbase + k0 * W, W, T(k0 > 0), ob, C);
+              product(one, Op::N, Op::N, nb, HS, nkb, T(1), values<T>(s), BK, vbase.at(k0 * W), W, T(k0 > 0), ob, C);
             }
           }
           for (int64_t i = 0; i < nq; ++i) {
@@ -227,8 +257,9 @@ int64_t flash_backward_parts_max(int64_t max_B, int64_t max_T, int64_t NH, int64
 template <typename T>
 void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
                               const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
-                              FlashTiles tiles, std::span<T> dq_parts) {
+                              FlashTiles tiles, std::span<T> dq_parts, const uint16_t* qkv_bits) {
   if (tiles.q <= 0 || tiles.k <= 0) tiles = FlashTiles::for_length(Tn);
+  const Rows<T> rows = qkv_rows(qkv, qkv_bits);
   const int64_t C = NH * HS, W = (NH + 2 * KV) * HS, group = NH / KV;
   const int64_t BQ = tiles.q, BK = tiles.k, band = tiles.band;
   const T scale = T(1) / std::sqrt(T(HS));
@@ -271,8 +302,8 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
       for (int64_t g = 0; g < KV; ++g)
         for (int64_t c = 0; c < chunks; ++c) {
           const int64_t kbegin = c * per_chunk * BK, kend = std::min(Tn, kbegin + per_chunk * BK);
-          const T* kbase = qkv + b * Tn * W + (NH + g) * HS;
-          const T* vbase = kbase + KV * HS;
+          const Rows<T> kbase = rows.at(b * Tn * W + (NH + g) * HS);
+          const Rows<T> vbase = kbase.at(KV * HS);
           T* dkbase = dqkv + b * Tn * W + (NH + g) * HS;
           T* dvbase = dkbase + KV * HS;
           for (int64_t h = g * group; h < (g + 1) * group; ++h) {
@@ -285,7 +316,7 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
             const int64_t ldq = chunks == 1 ? W : HS;
             for (int64_t q0 = first_query(c); q0 < Tn; q0 += BQ) {
               const int64_t nq = std::min(BQ, Tn - q0);
-              const T* q = qkv + (b * Tn + q0) * W + h * HS;
+              const Rows<T> q = rows.at((b * Tn + q0) * W + h * HS);
               T* dq = dqh + q0 * ldq;
               const T* dyq = dy + q0 * C;
               for (int64_t k0 = kbegin; k0 < std::min(kend, q0 + nq); k0 += BK) {
@@ -301,17 +332,20 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
                       for (int64_t i = 0; i < nb; ++i) std::fill_n(dqb + i * ldq, HS, T(0));
                     continue;
                   }
-                  const T* const qb = q + b0 * W;
+                  const Rows<T> qb = q.at(b0 * W);
                   const T* const dyb = dyq + b0 * C;
                   // P from the saved log-sum-exp (0 above the diagonal).
-                  kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, scale, qb, W, kbase + k0 * W, W, T(0), f.s.data(), BK);
+                  product(one, Op::N, Op::T, nb, nkb, HS, scale, qb, W, kbase.at(k0 * W), W, T(0), f.s.data(), BK);
                   kernels::causal_probabilities(f.s.data(), BK, nb, nkb, ls + r0, r0 - k0);
                   // dV += P^T dO;  dP = dO V^T;  dS = P ⊙ (dP − D) · scale;  dQ += dS K;  dK += dS^T Q
                   kernels::gemm(one, Op::T, Op::N, nkb, HS, nb, T(1), f.s.data(), BK, dyb, C, T(1), dvbase + k0 * W, W);
-                  kernels::gemm(one, Op::N, Op::T, nb, nkb, HS, T(1), dyb, C, vbase + k0 * W, W, T(0), f.dp.data(), BK);
+                  product(one, Op::N, Op::T, nb, nkb, HS, T(1), values(dyb), C, vbase.at(k0 * W), W, T(0), f.dp.data(),
+                          BK);
                   kernels::softmax_grad_rows(f.dp.data(), f.s.data(), dl + r0, scale, nb, nkb, BK);
-                  kernels::gemm(one, Op::N, Op::N, nb, HS, nkb, T(1), f.dp.data(), BK, kbase + k0 * W, W, beta, dqb, ldq);
-                  kernels::gemm(one, Op::T, Op::N, nkb, HS, nb, T(1), f.dp.data(), BK, qb, W, T(1), dkbase + k0 * W, W);
+                  product(one, Op::N, Op::N, nb, HS, nkb, T(1), values<T>(f.dp.data()), BK, kbase.at(k0 * W), W, beta,
+                          dqb, ldq);
+                  product(one, Op::T, Op::N, nkb, HS, nb, T(1), values<T>(f.dp.data()), BK, qb, W, T(1),
+                          dkbase + k0 * W, W);
                 }
               }
             }
@@ -334,14 +368,14 @@ void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T*
 }
 
 template void flash_attention_forward<float>(const kernels::GemmContext&, float*, float*, const float*, int64_t,
-                                             int64_t, int64_t, int64_t, int64_t, FlashTiles);
+                                             int64_t, int64_t, int64_t, int64_t, FlashTiles, const uint16_t*);
 template void flash_attention_forward<double>(const kernels::GemmContext&, double*, double*, const double*, int64_t,
-                                              int64_t, int64_t, int64_t, int64_t, FlashTiles);
+                                              int64_t, int64_t, int64_t, int64_t, FlashTiles, const uint16_t*);
 template void flash_attention_backward<float>(const kernels::GemmContext&, float*, const float*, const float*,
                                               const float*, const float*, int64_t, int64_t, int64_t, int64_t,
-                                              int64_t, FlashTiles, std::span<float>);
+                                              int64_t, FlashTiles, std::span<float>, const uint16_t*);
 template void flash_attention_backward<double>(const kernels::GemmContext&, double*, const double*, const double*,
                                                const double*, const double*, int64_t, int64_t, int64_t, int64_t,
-                                               int64_t, FlashTiles, std::span<double>);
+                                               int64_t, FlashTiles, std::span<double>, const uint16_t*);
 
 }  // namespace hokusai::model

@@ -111,16 +111,20 @@ struct FlashTiles {
 // do not depend on the thread count.
 inline constexpr int64_t kFlashBackwardTasks = 48;
 
+// qkv_bits (float only): Q, K and V as the 16-bit patterns of ctx.precision (kernels::narrow), in
+// qkv's layout — a block that keeps qkv in 16 bits (Halves); then qkv is not read. The products
+// read the patterns directly: the same bits as from the values they stand for, half the bytes.
 template <typename T>
 void flash_attention_forward(const kernels::GemmContext& ctx, T* out, T* lse, const T* qkv, int64_t B, int64_t Tn,
-                             int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {});
+                             int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {},
+                             const uint16_t* qkv_bits = nullptr);
 // dqkv += gradient; `out` and `lse` are the forward's. `dq_parts`: the chunks' dQ parts, at least
 // flash_backward_parts(...) values (the model keeps them in its scratch, so the planner counts
 // them); empty: allocated here for the call. Too small: std::invalid_argument.
 template <typename T>
 void flash_attention_backward(const kernels::GemmContext& ctx, T* dqkv, const T* dout, const T* out, const T* lse,
                               const T* qkv, int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS,
-                              FlashTiles tiles = {}, std::span<T> dq_parts = {});
+                              FlashTiles tiles = {}, std::span<T> dq_parts = {}, const uint16_t* qkv_bits = nullptr);
 // The values of dQ parts flash_attention_backward needs for one shape (0: one chunk per
 // (batch, kv head), dQ added in place), and the most any shape up to (max_B, max_T) needs.
 int64_t flash_backward_parts(int64_t B, int64_t Tn, int64_t NH, int64_t KV, int64_t HS, FlashTiles tiles = {});

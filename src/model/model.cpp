@@ -100,14 +100,18 @@ void activation_backward(const ModelDims& d, kernels::Precision made, const Bloc
 
 // A block that keeps qkv, fch and atty as 16-bit patterns lends the scratch's fp32 working copies
 // for as long as it runs (vector swaps: no copy): `narrow` after its forward stores qkv and atty,
-// `widen` before its backward restores them and rebuilds fch_act from fch's patterns. fch itself
+// `widen` before its backward restores them and rebuilds fch_act from fch's patterns. Where flash
+// attention reads qkv as its patterns (flash_reads_patterns) qkv is neither: block_forward narrows
+// it before the attention, whose products read the patterns as they are, in forward and backward
+// (and in selective recomputation). fch itself
 // is narrowed where it is made and read as patterns in backward, so only SwiGLU (whose output
 // cannot overwrite its input) has an fp32 working copy of it, in forward; GELU's pre-activation
 // is made in fch_act and overwritten there by the activation. (The norms' rows need none.)
 template <typename T>
 class Halves {
  public:
-  Halves(kernels::Precision p, BlockActs<T>& a, BlockActs<T>& work) : p_(p), a_(a), work_(work) {
+  Halves(kernels::Precision p, bool qkv_as_patterns, BlockActs<T>& a, BlockActs<T>& work)
+      : p_(p), qkv_as_patterns_(qkv_as_patterns), a_(a), work_(work) {
     if (on()) swap();
   }
   ~Halves() {
@@ -141,11 +145,13 @@ class Halves {
     int64_t n;
   };
   std::vector<Part> parts(int64_t N, const ModelDims& d) {
-    std::vector<Part> p{Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()}};
+    std::vector<Part> p;
+    if (!qkv_as_patterns_) p.push_back(Part{&a_.qkv, &a_.qkv_h, N * d.qkv_rows()});
     if (attention()) p.push_back(Part{&a_.atty, &a_.atty_h, N * d.NH * d.HS});
     return p;
   }
   kernels::Precision p_;
+  bool qkv_as_patterns_;
   BlockActs<T>& a_;
   BlockActs<T>& work_;
 };
@@ -176,12 +182,28 @@ void norm_backward(kernels::Precision made, T* din, T* dw, T* db, const T* dout,
 
 // `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
 // selective recomputation.
-// The attention of one block: atty (and probs or lse) in `at` from a.qkv.
+// Whether flash attention reads a block's kept qkv as its 16-bit patterns (Halves): where the
+// products pack patterns themselves — a bf16 kernel (Zen 5, bench_attention --batch 4 --seq 256
+// --precision bf16 --qkv values,patterns: 1.11x). The emulated paths (fp16 on every CPU, bf16
+// without a bf16 kernel) would widen them again for every tile's product (fp16: 0.93x there);
+// their qkv is widened once per block instead.
+template <typename T>
+bool flash_reads_patterns(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a) {
+  return std::is_same_v<T, float> && kind == Attention::flash && !a.qkv_h.empty() &&
+         kernels::gemm_precision_native(ctx.gemm);
+}
+template <typename T>
+const uint16_t* flash_qkv_bits(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a) {
+  return flash_reads_patterns(ctx, kind, a) ? a.qkv_h.data() : nullptr;
+}
+
+// The attention of one block: atty (and probs or lse) in `at` from a.qkv (or, flash, its patterns).
 template <typename T>
 void attention_forward(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a, BlockActs<T>& at,
                        const ModelDims& d, int64_t B, int64_t Tn) {
   if (kind == Attention::flash)
-    model::flash_attention_forward(ctx.gemm, at.atty.data(), at.lse.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
+    model::flash_attention_forward(ctx.gemm, at.atty.data(), at.lse.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, {},
+                                   flash_qkv_bits(ctx, kind, a));
   else
     model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
   round_made(ctx, at.atty.data(), B * Tn * d.NH * d.HS);
@@ -237,6 +259,8 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   norm_forward(made, a.xn1, a.xn1_h, s.ln.data(), a.rstd1.data(), x, p.ln1_w, p.ln1_b, Nr, C, d.eps, gpt2);
   linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
+  if constexpr (std::is_same_v<T, float>)  // flash reads a kept qkv as its patterns (Halves)
+    if (flash_reads_patterns(ctx, kind, a)) kernels::narrow(made, a.qkv.data(), a.qkv_h.data(), N * QKV);
   attention_forward(ctx, kind, a, at, d, B, Tn);
   pair.row_forward(s.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
   k::residual_forward(s.resid2.data(), s.resid2.data(), x, Nr * C);
@@ -290,7 +314,8 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   zero(s.dqkv, N * QKV);
   if (kind == Attention::flash)
     model::flash_attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.atty.data(), at.lse.data(),
-                                    a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, {}, std::span<T>(s.flash_dq));
+                                    a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, {}, std::span<T>(s.flash_dq),
+                                    flash_qkv_bits(ctx, kind, a));
   else
     model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                               d.KV, d.HS);
@@ -467,7 +492,7 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
-    Halves<T> halves(saved_, a, scratch_->work);
+    Halves<T> halves(saved_, flash_reads_patterns(ctx, attention_, a), a, scratch_->work);
     const std::span<T> kept = s.blocks[size_t(j)].out;
     T* const out = kept.empty() ? scratch_->stream[size_t(j % 2)].data() : kept.data();
     block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x, out,
@@ -584,7 +609,7 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   for (int64_t j = Lc - 1; j >= 0; --j) {
     const int64_t l = l0 + j;
     const BlockActs<T>* a = &s.blocks[size_t(j)];
-    Halves<T> halves(saved_, s.blocks[size_t(j)], sc.work);
+    Halves<T> halves(saved_, flash_reads_patterns(ctx, attention_, s.blocks[size_t(j)]), s.blocks[size_t(j)], sc.work);
     halves.widen(N, d);
     if (recompute_ == Recompute::full) {  // re-run the block from its input: every tensor lands in the scratch
       const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;

@@ -2,6 +2,7 @@
 // backend) against kernels::ref::attention_forward/backward.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <limits>
 
 #include "model/layers.hpp"
@@ -99,6 +100,49 @@ TEST(FlashAttention, MatchesTheReferenceAroundTileEdges) {
       }
   check_flash<float>(4, 4, 300, model::FlashTiles{}, 1e-5);  // the default tiles (128 x 128), several of each
   check_flash<float>(2, 1, 600, model::FlashTiles{}, 1e-5);  // above 512: 256 x 256
+}
+
+// Q, K and V as 16-bit patterns (what a 16-bit run keeps of qkv): forward and backward bit for bit
+// the same as from the values those patterns stand for, in bf16 and fp16 products, around tile
+// edges, whole tiles and bands, grouped-query; the values pointer is not read (NaN there changes
+// nothing). double products refuse patterns.
+TEST(FlashAttention, QkvPatternsGiveTheValuesBits) {
+  const int64_t B = 2, HS = 8;
+  for (const kernels::Precision p : {kernels::Precision::bf16, kernels::Precision::fp16})
+    for (const auto& [NH, KV] : {std::pair<int64_t, int64_t>{3, 3}, {4, 2}})
+      for (const model::FlashTiles tiles : {model::FlashTiles{16, 32}, model::FlashTiles{32, 16, 8}, model::FlashTiles{}})
+        for (const int64_t T_ : {int64_t(1), int64_t(17), int64_t(33), int64_t(71)}) {
+          const int64_t W = (NH + 2 * KV) * HS, N = B * T_;
+          const auto raw = testing::random_vector<float>(N * W, 3, -2, 2);
+          std::vector<uint16_t> bits(raw.size());
+          std::vector<float> qkv(raw.size());
+          kernels::narrow(p, raw.data(), bits.data(), int64_t(raw.size()));
+          kernels::widen(p, bits.data(), qkv.data(), int64_t(raw.size()));  // the values the patterns stand for
+          const std::vector<float> unread(raw.size(), std::numeric_limits<float>::quiet_NaN());
+          const auto dy = testing::random_vector<float>(N * NH * HS, 4);
+          kernels::GemmContext ctx{kernels::GemmBackend::native, 2};
+          ctx.precision = p;
+          std::vector<float> o(size_t(N * NH * HS)), lse(size_t(B * NH * T_)), d(size_t(N * W), 0.5f);
+          std::vector<float> ob(o.size()), lseb(lse.size()), db(d);
+          model::flash_attention_forward(ctx, o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS, tiles);
+          model::flash_attention_forward(ctx, ob.data(), lseb.data(), unread.data(), B, T_, NH, KV, HS, tiles,
+                                         bits.data());
+          model::flash_attention_backward(ctx, d.data(), dy.data(), o.data(), lse.data(), qkv.data(), B, T_, NH, KV, HS,
+                                          tiles);
+          model::flash_attention_backward(ctx, db.data(), dy.data(), o.data(), lse.data(), unread.data(), B, T_, NH, KV,
+                                          HS, tiles, {}, bits.data());
+          const std::string what = std::string(name_of(p)) + " T=" + std::to_string(T_) + " NH=" + std::to_string(NH) +
+                                   " KV=" + std::to_string(KV) + " tiles " + std::to_string(tiles.q) + "x" +
+                                   std::to_string(tiles.k) + "/" + std::to_string(tiles.band);
+          ASSERT_EQ(0, std::memcmp(o.data(), ob.data(), o.size() * sizeof(float))) << "out " << what;
+          ASSERT_EQ(0, std::memcmp(lse.data(), lseb.data(), lse.size() * sizeof(float))) << "lse " << what;
+          ASSERT_EQ(0, std::memcmp(d.data(), db.data(), d.size() * sizeof(float))) << "dqkv " << what;
+        }
+  std::vector<double> o(8 * 8), lse(8), qkv(8 * 24);
+  const std::vector<uint16_t> bits(qkv.size());
+  EXPECT_THROW(model::flash_attention_forward(kernels::GemmContext{kernels::GemmBackend::native, 1}, o.data(), lse.data(),
+                                              qkv.data(), 1, 8, 1, 1, 8, {}, bits.data()),
+               std::invalid_argument);
 }
 
 // The dQ parts in the caller's buffer (the model's scratch, counted by the planner): stale values

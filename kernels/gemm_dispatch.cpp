@@ -184,11 +184,16 @@ BlockSizes blocks_from_environment(bool half, BlockSizes table, const char* kern
   const char* const value = blocks_variable_value(half);
   if (!value) return table;
   BlockSizes b = table;
-  char split[16] = "", extra = 0;
-  const int got = std::sscanf(value, "%ld,%ld,%ld,%15[^,]%c", &b.mc, &b.kc, &b.nc, split, &extra);
+  // Three integers, then nothing or a comma and a split name: the whole value, nothing after it.
+  char split[16] = "";
+  int used = -1, used_split = -1;
+  const int got = std::sscanf(value, "%ld,%ld,%ld%n,%15[a-z]%n", &b.mc, &b.kc, &b.nc, &used, split, &used_split);
+  const size_t length = std::strlen(value);
+  const bool whole = (got == 3 && used >= 0 && size_t(used) == length) ||
+                     (got == 4 && used_split >= 0 && size_t(used_split) == length);
   const std::optional<ThreadSplit> how = got == 4 ? value_named<ThreadSplit>(split) : table.split;
   const int64_t min_kc = std::max(2, k_step);
-  if (got < 3 || got > 4 || b.mc < mr || b.kc < min_kc || b.nc < nr || !how)
+  if (!whole || b.mc < mr || b.kc < min_kc || b.nc < nr || !how)
     throw std::runtime_error(std::string(blocks_variable(half)) + "='" + value + "': expected mc,kc,nc or mc,kc,nc,SPLIT with mc >= " +
                              std::to_string(mr) + ", kc >= " + std::to_string(min_kc) + ", nc >= " + std::to_string(nr) +
                              " for " + kernel + ", and SPLIT one of " + name_list<ThreadSplit>() +

@@ -123,6 +123,52 @@ INSTANTIATE_TEST_SUITE_P(All, NativeIsas,
 
 // Both bf16 kernels (vdpbf16ps 14x32 with k in pairs; AMX 32x32 with k in 32s and A panels row
 // by row) around their tiles, k granularity and kc = 512, several mc blocks, two threads.
+// An edge microkernel (SgemmKernel::edge, SbgemmKernel::edge) against its full kernel on the same
+// panels (k steps of MR and NR elements, 64-byte aligned): every row count gives the full tile's
+// first rows bit for bit, alpha and beta applied, and leaves the rows past them untouched.
+template <typename Kernel, typename P>
+void expect_edge_rows_match(const Kernel& kern, int64_t k, const P* a, const P* b) {
+  const int MR = kern.mr, NR = kern.nr;
+  const auto c0 = testing::random_vector<float>(size_t(MR * NR), 33);
+  for (const float beta : {0.0f, 0.5f}) {
+    std::vector<float> full = c0;
+    kern.ukernel(k, a, b, full.data(), NR, 0.75f, beta);
+    for (int rows = 1; rows <= MR; ++rows) {
+      std::vector<float> part = c0;
+      kern.edge(rows, k, a, b, part.data(), NR, 0.75f, beta);
+      ASSERT_EQ(0, std::memcmp(part.data(), full.data(), sizeof(float) * size_t(rows * NR)))
+          << kern.name << " rows " << rows << " k " << k << " beta " << beta;
+      ASSERT_EQ(0, std::memcmp(part.data() + rows * NR, c0.data() + rows * NR, sizeof(float) * size_t((MR - rows) * NR)))
+          << kern.name << " rows " << rows << ": wrote past its rows";
+    }
+  }
+}
+
+// The driver with the kernel's edge microkernel against the driver without it, with `blocks` (a
+// few tiles each), where the last tile has 1 to MR - 1 live rows: bit for bit, at 1 and 2 threads.
+template <typename Kernel, typename Run>
+void expect_edge_driver_matches(const Kernel& kern, BlockSizes blocks, int64_t k, GemmIsa isa, Run run) {
+  const int MR = kern.mr, NR = kern.nr;
+  Kernel without = kern;
+  without.edge = nullptr;
+  without.blocks = blocks;
+  Kernel with = without;
+  with.edge = kern.edge;
+  for (int64_t m = 3 * MR + 1; m < 4 * MR; ++m)
+    for (int threads : {1, 2})
+      for (Op oa : {Op::N, Op::T}) {
+        const int64_t n = 2 * NR + 3, lda = oa == Op::N ? k : m;
+        const auto a = testing::random_vector<float>(size_t(m * k), 41), b = testing::random_vector<float>(size_t(k * n), 42);
+        const auto c0 = testing::random_vector<float>(size_t(m * n), 43);
+        std::vector<float> got = c0, want = c0;
+        const GemmContext ctx{GemmBackend::native, threads, isa};
+        run(ctx, with, oa, Op::N, m, n, k, 0.75f, a.data(), lda, b.data(), n, 0.5f, got.data(), n);
+        run(ctx, without, oa, Op::N, m, n, k, 0.75f, a.data(), lda, b.data(), n, 0.5f, want.data(), n);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
+            << kern.name << " m " << m << ", " << threads << " thread(s)";
+      }
+}
+
 class NativeBf16 : public ::testing::TestWithParam<GemmIsa> {};
 
 TEST_P(NativeBf16, MatchesReferenceWithinBf16Tolerance) {
@@ -198,44 +244,15 @@ TEST_P(NativeBf16, EdgeRowsGiveTheFullTilesBits) {
   for (const int64_t k : {2, 6, 14, 38, 64}) {  // the kernel's k: whole pairs (k_step 2)
     ASSERT_EQ(k % kern.k_step, 0);
     const auto av = testing::random_vector<float>(size_t(k * MR), 31), bv = testing::random_vector<float>(size_t(k * NR), 32);
-    const auto c0 = testing::random_vector<float>(size_t(MR * NR), 33);
     GemmWorkspace ws;  // the panels 64-byte aligned, as the driver's
     uint16_t* const a = ws.halves(0, av.size());
     uint16_t* const b = ws.halves(1, bv.size());
     narrow(Precision::bf16, av.data(), a, int64_t(av.size()));
     narrow(Precision::bf16, bv.data(), b, int64_t(bv.size()));
-    for (const float beta : {0.0f, 0.5f}) {
-      std::vector<float> full = c0;
-      kern.ukernel(k, a, b, full.data(), NR, 0.75f, beta);
-      for (int rows = 1; rows <= MR; ++rows) {
-        std::vector<float> part = c0;
-        kern.edge(rows, k, a, b, part.data(), NR, 0.75f, beta);
-        ASSERT_EQ(0, std::memcmp(part.data(), full.data(), sizeof(float) * size_t(rows * NR)))
-            << kern.name << " rows " << rows << " k " << k << " beta " << beta;
-        ASSERT_EQ(0, std::memcmp(part.data() + rows * NR, c0.data() + rows * NR, sizeof(float) * size_t((MR - rows) * NR)))
-            << kern.name << " rows " << rows << ": wrote past its rows";
-      }
-    }
+    expect_edge_rows_match(kern, k, a, b);
+    if (HasFatalFailure()) return;
   }
-  SbgemmKernel without = kern;
-  without.edge = nullptr;
-  without.blocks = BlockSizes{3 * MR, 62, 4 * NR, ThreadSplit::rows};
-  SbgemmKernel with = without;
-  with.edge = kern.edge;
-  for (int64_t m = 3 * MR + 1; m < 4 * MR; ++m)
-    for (int threads : {1, 2})
-      for (Op oa : {Op::N, Op::T}) {
-        const int64_t n = 2 * NR + 3, k = 71, lda = oa == Op::N ? k : m;
-        const auto a = testing::random_vector<float>(size_t(m * k), 41), b = testing::random_vector<float>(size_t(k * n), 42);
-        const auto c0 = testing::random_vector<float>(size_t(m * n), 43);
-        std::vector<float> got = c0, want = c0;
-        const GemmContext ctx{GemmBackend::native, threads, isa};
-        detail::gemm_half_kernel(ctx, with, oa, Op::N, m, n, k, 0.75f, a.data(), lda, b.data(), n, 0.5f, got.data(), n);
-        detail::gemm_half_kernel(ctx, without, oa, Op::N, m, n, k, 0.75f, a.data(), lda, b.data(), n, 0.5f, want.data(),
-                                 n);
-        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)))
-            << kern.name << " m " << m << ", " << threads << " thread(s)";
-      }
+  expect_edge_driver_matches(kern, BlockSizes{3 * MR, 62, 4 * NR, ThreadSplit::rows}, 71, isa, detail::gemm_half_kernel);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, NativeBf16, ::testing::Values(GemmIsa::avx512bf16, GemmIsa::amx),
@@ -640,41 +657,15 @@ TEST(NativeGemm, EdgeRowsGiveTheFullTilesBits) {
   const int MR = kern.mr, NR = kern.nr;
   for (const int64_t k : {1, 5, 13, 37, 64}) {
     const auto ap = testing::random_vector<float>(size_t(k * MR), 31), bp = testing::random_vector<float>(size_t(k * NR), 32);
-    const auto c0 = testing::random_vector<float>(size_t(MR * NR), 33);
     GemmWorkspace ws;  // the panels 64-byte aligned, as the driver's
     float* const a = ws.floats(0, ap.size());
     float* const b = ws.floats(1, bp.size());
     std::copy(ap.begin(), ap.end(), a), std::copy(bp.begin(), bp.end(), b);
-    for (const float beta : {0.0f, 0.5f}) {
-      std::vector<float> full = c0;
-      kern.ukernel(k, a, b, full.data(), NR, 0.75f, beta);
-      for (int rows = 1; rows <= MR; ++rows) {
-        std::vector<float> part = c0;
-        kern.edge(rows, k, a, b, part.data(), NR, 0.75f, beta);
-        ASSERT_EQ(0, std::memcmp(part.data(), full.data(), sizeof(float) * size_t(rows * NR)))
-            << kern.name << " rows " << rows << " k " << k << " beta " << beta;
-        ASSERT_EQ(0, std::memcmp(part.data() + rows * NR, c0.data() + rows * NR, sizeof(float) * size_t((MR - rows) * NR)))
-            << kern.name << " rows " << rows << ": wrote past its rows";
-      }
-    }
+    expect_edge_rows_match(kern, k, a, b);
+    if (HasFatalFailure()) return;
   }
-  SgemmKernel without = kern;
-  without.edge = nullptr;
-  without.blocks = BlockSizes{3 * MR, 61, 4 * NR, ThreadSplit::columns};
-  SgemmKernel with = without;
-  with.edge = kern.edge;
-  for (int64_t m = 3 * MR + 1; m < 4 * MR; ++m)
-    for (Op oa : {Op::N, Op::T}) {
-      const int64_t n = 2 * NR + 3, k = 70, lda = oa == Op::N ? k : m;
-      const auto a = testing::random_vector<float>(size_t(m * k), 41), b = testing::random_vector<float>(size_t(k * n), 42);
-      const auto c0 = testing::random_vector<float>(size_t(m * n), 43);
-      std::vector<float> got = c0, want = c0;
-      detail::gemm_native_kernel(GemmContext{GemmBackend::native, 2}, with, oa, Op::N, m, n, k, 0.75f, a.data(), lda,
-                                 b.data(), n, 0.5f, got.data(), n);
-      detail::gemm_native_kernel(GemmContext{GemmBackend::native, 2}, without, oa, Op::N, m, n, k, 0.75f, a.data(), lda,
-                                 b.data(), n, 0.5f, want.data(), n);
-      ASSERT_EQ(got, want) << kern.name << " m " << m;
-    }
+  expect_edge_driver_matches(kern, BlockSizes{3 * MR, 61, 4 * NR, ThreadSplit::columns}, 70, GemmIsa::automatic,
+                             detail::gemm_native_kernel);
 }
 
 // A CPU entry's microkernel (CpuBlocks::ukernel) is a candidate of its kernel's tile, and the

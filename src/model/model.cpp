@@ -103,10 +103,10 @@ void activation_backward(const ModelDims& d, kernels::Precision made, const Bloc
 // `widen` before its backward restores them and rebuilds fch_act from fch's patterns. Where flash
 // attention reads qkv as its patterns (flash_reads_patterns) qkv is neither: block_forward narrows
 // it before the attention, whose products read the patterns as they are, in forward and backward
-// (and in selective recomputation). fch itself
-// is narrowed where it is made and read as patterns in backward, so only SwiGLU (whose output
-// cannot overwrite its input) has an fp32 working copy of it, in forward; GELU's pre-activation
-// is made in fch_act and overwritten there by the activation. (The norms' rows need none.)
+// (and in selective recomputation). fch itself is narrowed where it is made and read as patterns
+// in backward, so only SwiGLU (whose output cannot overwrite its input) has an fp32 working copy
+// of it, in forward; GELU's pre-activation is made in fch_act and overwritten there by the
+// activation. (The norms' rows need none.)
 template <typename T>
 class Halves {
  public:
@@ -180,8 +180,6 @@ void norm_backward(kernels::Precision made, T* din, T* dw, T* db, const T* dout,
   k::norm_rows_backward(din, dw, db, dout, xn.data(), w, rstd, Nr, C, centered);
 }
 
-// `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
-// selective recomputation.
 // Whether flash attention reads a block's kept qkv as its 16-bit patterns (Halves): where the
 // products pack patterns themselves — a bf16 kernel (Zen 5, bench_attention --batch 4 --seq 256
 // --precision bf16 --qkv values,patterns: 1.11x). The emulated paths (fp16 on every CPU, bf16
@@ -197,6 +195,8 @@ const uint16_t* flash_qkv_bits(const ComputeContext& ctx, Attention kind, const 
   return flash_reads_patterns(ctx, kind, a) ? a.qkv_h.data() : nullptr;
 }
 
+// `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
+// selective recomputation.
 // The attention of one block: atty (and probs or lse) in `at` from a.qkv (or, flash, its patterns).
 template <typename T>
 void attention_forward(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a, BlockActs<T>& at,

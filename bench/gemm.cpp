@@ -258,6 +258,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({0, 4, 8, 16, 32, 48}))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // --edge: each entry's label suffix and whether it keeps the kernel's edge microkernel.
+  std::vector<std::pair<std::string, bool>> edges;
+  {
+    std::stringstream es(edge_list);
+    for (std::string e; std::getline(es, e, ',');) edges.emplace_back("-" + e + "-edge", e == "with");
+  }
 
   std::vector<int> thread_counts;
   {
@@ -362,14 +368,12 @@ int main(int argc, char** argv) {
       kernels.emplace_back("-" + t, candidate_kernel(*cand, sgemm_kernel(GemmIsa::avx512)));
     }
     if (kernels.empty()) kernels.emplace_back("", sgemm_kernel(isa));
-    if (!edge_list.empty()) {  // each kernel with and/or without its edge microkernel
+    if (!edges.empty()) {  // each kernel with and/or without its edge microkernel
       std::vector<std::pair<std::string, SgemmKernel>> both;
-      std::stringstream es(edge_list);
-      std::string e;
-      while (std::getline(es, e, ','))
+      for (const auto& [suffix, with] : edges)
         for (auto [name, k] : kernels) {
-          if (e == "without") k.edge = nullptr;
-          both.emplace_back(name + "-" + e + "-edge", k);
+          if (!with) k.edge = nullptr;
+          both.emplace_back(name + suffix, k);
         }
       kernels = std::move(both);
     }
@@ -605,12 +609,11 @@ int main(int argc, char** argv) {
                                                0.0f, c.data(), s.n);
                     });
                   };
-                  if (edge_list.empty()) one(label, kv);
-                  std::stringstream es(edge_list);  // with and/or without its edge microkernel
-                  for (std::string e; std::getline(es, e, ',');) {
+                  if (edges.empty()) one(label, kv);
+                  for (const auto& [suffix, with] : edges) {  // with and/or without its edge microkernel
                     SbgemmKernel k2 = kv;
-                    if (e == "without") k2.edge = nullptr;
-                    one(label + "-" + e + "-edge", k2);
+                    if (!with) k2.edge = nullptr;
+                    one(label + suffix, k2);
                   }
                 };
                 if (half_direct.empty()) add(name, kern);

@@ -112,7 +112,6 @@ struct KernelPath {
   HalfPanelPacker direct_b = nullptr, direct_a = nullptr;
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
-  Precision round = Precision::fp32;  // fp32 panels: rounded to this after packing (emulated 16-bit inputs)
   // 16-bit operands: their patterns' precision, and the packers that read them (null: widened first).
   Precision patterns = Precision::fp32;
   HalfSourcePacker from_half_b = nullptr, from_half_a = nullptr;
@@ -148,7 +147,6 @@ void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64
   }
   if constexpr (std::is_same_v<typename Path::P, float>) {
     path.pack(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
-    round_to(path.round, dst, (rows + R - 1) / R * R * kc_pad);
   } else if (direct) {
     direct(x.src, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
   } else {
@@ -350,8 +348,11 @@ void fp32_kernel_on(const GemmContext& ctx, const SgemmKernel& kern, const Matri
                                 ", " + std::to_string(blocks.nc) + ") below the " + kern.name + " tile");
   GemmWorkspace local;
   GemmWorkspace& ws = ctx.workspace ? *ctx.workspace : local;
-  Fp32Path path{kern.ukernel, kern.pack, 1};
-  path.round = ctx.precision;
+  // Emulated 16-bit products: panels rounded to the precision while packed.
+  const PanelPacker pack = ctx.precision == Precision::bf16   ? kern.pack_bf16
+                           : ctx.precision == Precision::fp16 ? kern.pack_fp16
+                                                              : kern.pack;
+  Fp32Path path{kern.ukernel, pack, 1};
   path.patterns = ctx.precision;
   path.edge = kern.edge;
   blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, A, B, m, n, k, alpha, beta, c, ldc);

@@ -88,6 +88,18 @@ void pack_panel_generic(const float* src, int64_t ld, bool k_contiguous, int64_t
                         int R, float* dst);
 void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
                        int R, float* dst);
+// The same panels with every value rounded to bf16 / fp16 as round_to does it (kernels/gemm.hpp:
+// nearest even, inf and NaN kept), in the one pass: the packers of the emulated 16-bit products
+// (fp16 on every CPU, bf16 where there is no bf16 kernel), which used to pack and then round the
+// block in a second pass.
+void pack_panel_generic_bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                             int64_t kc_pad, int R, float* dst);
+void pack_panel_generic_fp16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                             int64_t kc_pad, int R, float* dst);
+void pack_panel_avx512_bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                            int R, float* dst);
+void pack_panel_avx512_fp16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                            int R, float* dst);
 
 struct SgemmKernel {
   const char* name;
@@ -96,6 +108,9 @@ struct SgemmKernel {
   BlockSizes blocks;
   PanelPacker pack = pack_panel_generic;
   SgemmEdgeUkernel edge = nullptr;  // tiles with fewer than MR live rows (null: the full kernel)
+  // `pack`'s panels rounded to bf16 / fp16 while packed (the emulated 16-bit products' inputs).
+  PanelPacker pack_bf16 = pack_panel_generic_bf16;
+  PanelPacker pack_fp16 = pack_panel_generic_fp16;
 };
 
 using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint16_t* out);

@@ -256,8 +256,34 @@ void sgemm_avx512_14x32_rows(int rows, int64_t k, const float* ap, const float* 
 // with this one ~3% (docs/performance.md). Here the transposing case goes through 16x16 register transposes,
 // a panel at a time (16 source rows advance together: 16 prefetch streams); the other case
 // copies whole source rows across all panels, so each row is read from start to end.
-void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
-                       int R, float* dst) {
+namespace {
+
+// What the packer applies to each vector of values before it stores it: nothing, or the rounding
+// of the emulated 16-bit products (half::round_bf16 / round_fp16, bit for bit: nearest even, inf
+// kept, NaN kept as it is — the conversions would quiet it and cut its payload, so its lanes are
+// put back).
+struct Keep {
+  __m512 operator()(__m512 v) const { return v; }
+};
+struct RoundBf16 {
+  __m512 operator()(__m512 v) const {
+    const __m512i b = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb),
+                                       _mm512_set1_epi32(int(0xffff0000u)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_castsi512_ps(r), v);
+  }
+};
+struct RoundFp16 {
+  __m512 operator()(__m512 v) const {
+    const __m512 r = _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), r, v);
+  }
+};
+
+template <class Round>
+void pack_panel_avx512_with(Round round, const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                            int64_t kc_pad, int R, float* dst) {
   const int64_t panels = (rows + R - 1) / R, panel_size = kc_pad * R;
   if (k_contiguous) {
     for (int64_t q = 0; q < panels; ++q) {
@@ -274,7 +300,7 @@ void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t 
           for (int i = 0; i < 16; ++i)
             v[i] = i < live ? _mm512_maskz_loadu_ps(load, s + i * ld + p0) : _mm512_setzero_ps();
           transpose16(v);
-          for (int64_t j = 0; j < steps; ++j) _mm512_mask_storeu_ps(d + (p0 + j) * R + r0, store, v[j]);
+          for (int64_t j = 0; j < steps; ++j) _mm512_mask_storeu_ps(d + (p0 + j) * R + r0, store, round(v[j]));
         }
       }
     }
@@ -297,7 +323,7 @@ void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t 
         for (int r0 = 0; r0 < R; r0 += 16) {
           const __mmask16 load = first_lanes(rows - q * R - r0), store = first_lanes(R - r0);
           for (int64_t p = pb; p < pe; ++p) {
-            const __m512 v = _mm512_maskz_loadu_ps(load, s + p * ld + r0);
+            const __m512 v = round(_mm512_maskz_loadu_ps(load, s + p * ld + r0));
             if (store == 0xffff || (R >= 8 && R < 16 && p + 1 < kc_pad))
               _mm512_storeu_ps(d + p * R + r0, v);
             else
@@ -309,6 +335,21 @@ void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t 
   }
   for (int64_t q = 0; q < panels; ++q)
     for (int64_t i = kc * R; i < panel_size; ++i) dst[q * panel_size + i] = 0.0f;
+}
+
+}  // namespace
+
+void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                       int R, float* dst) {
+  pack_panel_avx512_with(Keep{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+void pack_panel_avx512_bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                            int R, float* dst) {
+  pack_panel_avx512_with(RoundBf16{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+void pack_panel_avx512_fp16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
+                            int R, float* dst) {
+  pack_panel_avx512_with(RoundFp16{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
 }
 
 // Candidates measured against the shipped tile (bench_gemm --tiles).

@@ -767,9 +767,12 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
 // a 16-lane group and a panel, several panels with a partial last one, partial 16-step k blocks,
 // padded k, both orientations, leading dimensions larger than the block. The destination starts
 // as NaN so a value the packer skips shows.
-TEST(PanelPacker, Avx512MatchesGeneric) {
-#if defined(__x86_64__)
-  if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+// `packer` against `reference` followed by round_to(round) over the panels, bit for bit, for every
+// tile width, row count, kc and padded kc below, both orientations, leading dimensions larger than
+// the block; the destination starts as NaN so a skipped value shows. `special`: the source's
+// values are bit patterns spread over every float (NaNs with payloads, infinities, subnormals,
+// the largest values, halfway cases) instead of random values.
+void check_packer(PanelPacker packer, PanelPacker reference, Precision round, bool special) {
   for (int R : {6, 14, 16, 28, 32, 48})
     for (int64_t rows : {0, 1, 5, 13, 14, 15, 16, 17, 31, 32, 33, 47, 100})
       for (int64_t kc : {1, 15, 16, 17, 100, 256})
@@ -777,19 +780,70 @@ TEST(PanelPacker, Avx512MatchesGeneric) {
           for (bool k_contiguous : {true, false}) {
             const int64_t kc_pad = kc + extra, pad = 3;
             const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
-            const auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
+            auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
+            if (special)
+              for (size_t i = 0; i < src.size(); ++i)
+                src[i] = std::bit_cast<float>(uint32_t(i * 0x9E3779B1u + uint32_t(R * 7919 + kc)));
             const int64_t panels = (rows + R - 1) / R;
             std::vector<float> want(size_t(panels * kc_pad * R) + 16, std::numeric_limits<float>::quiet_NaN());
             auto got = want;
-            pack_panel_generic(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
-            pack_panel_avx512(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+            reference(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
+            round_to(round, want.data(), panels * kc_pad * R);
+            packer(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
             ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
-                << "R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
-                << (k_contiguous ? " k-contiguous" : " row-contiguous");
+                << name_of(round) << " R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
+                << (k_contiguous ? " k-contiguous" : " row-contiguous") << (special ? ", special values" : "");
           }
+}
+
+TEST(PanelPacker, Avx512MatchesGeneric) {
+#if defined(__x86_64__)
+  if (!gemm_isa_supported(GemmIsa::avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  check_packer(pack_panel_avx512, pack_panel_generic, Precision::fp32, false);
+  check_packer(pack_panel_avx512, pack_panel_generic, Precision::fp32, true);
 #else
   GTEST_SKIP() << "x86 only";
 #endif
+}
+
+// The emulated 16-bit products' packers (fp16 everywhere, bf16 without a bf16 kernel) round while
+// they pack: the bits of packing, then rounding the block (the driver's two passes before). The
+// halfway cases, 65504 and 65520 (fp16's largest value and where nearest even overflows), the
+// subnormals and the NaN payloads come up among the special values; the generic packer is also
+// every shipped kernel's on CPUs without their own (SVE, AVX2).
+TEST(PanelPacker, RoundingPackersMatchPackThenRound) {
+  for (bool special : {false, true}) {
+    check_packer(pack_panel_generic_bf16, pack_panel_generic, Precision::bf16, special);
+    check_packer(pack_panel_generic_fp16, pack_panel_generic, Precision::fp16, special);
+#if defined(__x86_64__)
+    if (gemm_isa_supported(GemmIsa::avx512)) {
+      check_packer(pack_panel_avx512_bf16, pack_panel_generic, Precision::bf16, special);
+      check_packer(pack_panel_avx512_fp16, pack_panel_generic, Precision::fp16, special);
+    }
+#endif
+  }
+  // The values round_fp16 and round_bf16 treat apart, each through every packer.
+  const std::vector<uint32_t> edges = {0x477fe000u, 0x477fefffu, 0x477ff000u, 0x477ff001u, 0x33800000u, 0x33000000u,
+                                       0x33400000u, 0x38800000u, 0x387fe000u, 0x387ff000u, 0x00000001u, 0x80000000u,
+                                       0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffa0beefu, 0x7f7fffffu,
+                                       0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7f8000u};
+  std::vector<float> src(edges.size());
+  for (size_t i = 0; i < edges.size(); ++i) src[i] = std::bit_cast<float>(edges[i]);
+  const int64_t n = int64_t(src.size()), R = 32;
+  for (Precision p : {Precision::bf16, Precision::fp16}) {
+    std::vector<PanelPacker> packers = {p == Precision::bf16 ? pack_panel_generic_bf16 : pack_panel_generic_fp16};
+#if defined(__x86_64__)
+    if (gemm_isa_supported(GemmIsa::avx512))
+      packers.push_back(p == Precision::bf16 ? pack_panel_avx512_bf16 : pack_panel_avx512_fp16);
+#endif
+    for (PanelPacker packer : packers) {
+      std::vector<float> got(size_t(R), std::numeric_limits<float>::quiet_NaN());
+      packer(src.data(), n, false, n, 1, 1, int(R), got.data());  // one row of n values: the panel's first step
+      for (int64_t i = 0; i < n; ++i)
+        EXPECT_EQ(std::bit_cast<uint32_t>(round_to(p, src[size_t(i)])), std::bit_cast<uint32_t>(got[size_t(i)]))
+            << name_of(p) << " of 0x" << std::hex << edges[size_t(i)];
+    }
+  }
 }
 
 #if defined(__x86_64__)

@@ -112,9 +112,12 @@ struct KernelPath {
   HalfPanelPacker direct_b = nullptr, direct_a = nullptr;
   void (*thread_begin)() = nullptr;
   void (*thread_end)() = nullptr;
-  // 16-bit operands: their patterns' precision, and the packers that read them (null: widened first).
+  // 16-bit operands: their patterns' precision, and the packers that read them (null: widened first):
+  // HalfSourcePacker for 16-bit panels, WideningPanelPacker for fp32 ones.
+  using FromHalfPacker = void (*)(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                  int64_t kc_pad, int R, Packed* dst);
   Precision patterns = Precision::fp32;
-  HalfSourcePacker from_half_b = nullptr, from_half_a = nullptr;
+  FromHalfPacker from_half_b = nullptr, from_half_a = nullptr;
   // The first `rows` rows of a tile (kernels that have one: SgemmKernel::edge, SbgemmKernel::edge).
   void (*edge)(int rows, int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) = nullptr;
   void run(int64_t k, const P* a, const P* b, float* c, int64_t ldc, float alpha, float beta) const {
@@ -138,11 +141,10 @@ typename Path::P* packed(GemmWorkspace& ws, size_t slot, size_t count) {
 // widened into `values` (rows x kc floats) first.
 template <typename Path>
 void pack_block(const Path& path, PanelSource x, int64_t rows, int64_t kc, int64_t kc_pad, int R,
-                PanelConverter convert, HalfPanelPacker direct, HalfSourcePacker from_half, typename Path::P* dst,
-                float* scratch, float* values) {
+                PanelConverter convert, HalfPanelPacker direct, typename Path::FromHalfPacker from_half,
+                typename Path::P* dst, float* scratch, float* values) {
   if (x.half) {
-    if constexpr (!std::is_same_v<typename Path::P, float>)
-      if (from_half) return from_half(x.half, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
+    if (from_half) return from_half(x.half, x.ld, x.k_contiguous, rows, kc, kc_pad, R, dst);
     x = widened(path.patterns, x, rows, kc, values);
   }
   if constexpr (std::is_same_v<typename Path::P, float>) {
@@ -353,6 +355,10 @@ void fp32_kernel_on(const GemmContext& ctx, const SgemmKernel& kern, const Matri
                            : ctx.precision == Precision::fp16 ? kern.pack_fp16
                                                               : kern.pack;
   Fp32Path path{kern.ukernel, pack, 1};
+  // A 16-bit operand's patterns widened while packed.
+  path.from_half_a = path.from_half_b = ctx.precision == Precision::bf16   ? kern.pack_from_bf16
+                                        : ctx.precision == Precision::fp16 ? kern.pack_from_fp16
+                                                                           : nullptr;
   path.patterns = ctx.precision;
   path.edge = kern.edge;
   blocked(path, kern.mr, kern.nr, blocks, ctx.threads, ws, A, B, m, n, k, alpha, beta, c, ldc);

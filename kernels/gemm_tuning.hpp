@@ -28,7 +28,8 @@ namespace hokusai::kernels {
 // median 0.903 -> 0.948 and 0.920 -> 0.952.
 inline constexpr SgemmKernel kSgemmAvx512{"sgemm_avx512_14x32", 14, 32, sgemm_avx512_14x32,
                                            {168, 256, 1792, ThreadSplit::columns}, pack_panel_avx512,
-                                           sgemm_avx512_14x32_rows, pack_panel_avx512_bf16, pack_panel_avx512_fp16};
+                                           sgemm_avx512_14x32_rows, pack_panel_avx512_bf16, pack_panel_avx512_fp16,
+                                           pack_panel_avx512_from_bf16, pack_panel_avx512_from_fp16};
 // bf16 halves the bytes per element: kc = 512 keeps the same L1/L2 footprint. Threads split the
 // columns as for fp32. Measured 2026-12-03 on the Intel Xeon (vdpbf16ps at half the fp32 FMA
 // rate there), all 30 shapes at 2 threads, the splits and oneDNN's bf16 matmul in turn, median of

@@ -100,6 +100,19 @@ void pack_panel_avx512_bf16(const float* src, int64_t ld, bool k_contiguous, int
                             int R, float* dst);
 void pack_panel_avx512_fp16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
                             int R, float* dst);
+// fp32 panels from a source of bf16 / fp16 patterns (a 16-bit operand on an emulated path,
+// kernels/gemm.hpp GemmOperand): the panels `pack` makes from the widened values (widen_rows),
+// without the pass that widened them.
+using WideningPanelPacker = void (*)(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                     int64_t kc_pad, int R, float* dst);
+void pack_panel_generic_from_bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                  int64_t kc_pad, int R, float* dst);
+void pack_panel_generic_from_fp16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                  int64_t kc_pad, int R, float* dst);
+void pack_panel_avx512_from_bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                 int64_t kc_pad, int R, float* dst);
+void pack_panel_avx512_from_fp16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                 int64_t kc_pad, int R, float* dst);
 
 struct SgemmKernel {
   const char* name;
@@ -111,6 +124,9 @@ struct SgemmKernel {
   // `pack`'s panels rounded to bf16 / fp16 while packed (the emulated 16-bit products' inputs).
   PanelPacker pack_bf16 = pack_panel_generic_bf16;
   PanelPacker pack_fp16 = pack_panel_generic_fp16;
+  // `pack`'s panels from bf16 / fp16 patterns (the same values widened while packed).
+  WideningPanelPacker pack_from_bf16 = pack_panel_generic_from_bf16;
+  WideningPanelPacker pack_from_fp16 = pack_panel_generic_from_fp16;
 };
 
 using PanelConverter = void (*)(const float* panel, int64_t kc_pad, int R, uint16_t* out);

@@ -1,7 +1,7 @@
 // The named portable microkernel: plain C++ the compiler vectorises for whatever the baseline
 // ISA is. 4x16: 64 accumulators fit in 16 SSE registers' worth of lanes x 4; it exists for
 // correctness and portability, not speed. pack_panel_generic is the portable packer (and the
-// reference the vector packers are tested against), with its rounding variants.
+// reference the vector packers are tested against), with its rounding and widening variants.
 #include <algorithm>
 
 #include "kernels/half.hpp"
@@ -24,23 +24,24 @@ void sgemm_generic_4x16(int64_t k, const float* ap, const float* bp, float* c, i
 
 namespace {
 
-template <class Round>
-void pack_panel_generic_with(Round round, const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+// `value` maps a source element to the float packed: the element itself, rounded, or widened.
+template <class Source, class Value>
+void pack_panel_generic_with(Value value, const Source* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                              int64_t kc_pad, int R, float* dst) {
   for (int64_t r0 = 0; r0 < rows; r0 += R, dst += kc_pad * R) {
     const int64_t live = std::min<int64_t>(R, rows - r0);
     if (k_contiguous) {
       for (int64_t r = 0; r < live; ++r) {
-        const float* s = src + (r0 + r) * ld;
-        for (int64_t p = 0; p < kc; ++p) dst[p * R + r] = round(s[p]);
+        const Source* s = src + (r0 + r) * ld;
+        for (int64_t p = 0; p < kc; ++p) dst[p * R + r] = value(s[p]);
       }
       for (int64_t r = live; r < R; ++r)
         for (int64_t p = 0; p < kc; ++p) dst[p * R + r] = 0.0f;
     } else {
       for (int64_t p = 0; p < kc; ++p) {
-        const float* s = src + p * ld + r0;
+        const Source* s = src + p * ld + r0;
         float* d = dst + p * R;
-        for (int64_t r = 0; r < live; ++r) d[r] = round(s[r]);
+        for (int64_t r = 0; r < live; ++r) d[r] = value(s[r]);
         for (int64_t r = live; r < R; ++r) d[r] = 0.0f;
       }
     }
@@ -61,6 +62,15 @@ void pack_panel_generic_bf16(const float* src, int64_t ld, bool k_contiguous, in
 void pack_panel_generic_fp16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                              int64_t kc_pad, int R, float* dst) {
   pack_panel_generic_with([](float x) { return half::round_fp16(x); }, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+void pack_panel_generic_from_bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                  int64_t kc_pad, int R, float* dst) {
+  pack_panel_generic_with([](uint16_t h) { return half::bf16_value(h); }, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+void pack_panel_generic_from_fp16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                  int64_t kc_pad, int R, float* dst) {
+  pack_panel_generic_with([](uint16_t h) { return half::half_value(h); }, src, ld, k_contiguous, rows, kc, kc_pad, R,
+                          dst);
 }
 
 }  // namespace hokusai::kernels

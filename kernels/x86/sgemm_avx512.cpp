@@ -281,16 +281,43 @@ struct RoundFp16 {
   }
 };
 
-template <class Round>
-void pack_panel_avx512_with(Round round, const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
-                            int64_t kc_pad, int R, float* dst) {
+// How the packer reads up to 16 consecutive source elements (the masked lanes zero, nothing read
+// past them): fp32 values, or bf16 / fp16 patterns widened (half::bf16_value / half_value, bit for
+// bit — vcvtph2ps would quiet a signalling NaN, so NaN lanes are rebuilt from the pattern).
+struct Values {
+  using Source = float;
+  __m512 operator()(const float* p, __mmask16 m) const { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct Bf16Patterns {
+  using Source = uint16_t;
+  __m512 operator()(const uint16_t* p, __mmask16 m) const {
+    const __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+  }
+};
+struct Fp16Patterns {
+  using Source = uint16_t;
+  __m512 operator()(const uint16_t* p, __mmask16 m) const {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    const __m512 v = _mm512_cvtph_ps(h);
+    const __m512i x = _mm512_cvtepu16_epi32(h);
+    const __m512i nan = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x8000)), 16),
+                                        _mm512_or_si512(_mm512_set1_epi32(0x7f800000),
+                                                        _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x3ff)), 13)));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v, _mm512_castsi512_ps(nan));
+  }
+};
+
+template <class Load, class Round>
+void pack_panel_avx512_with(Load load_lanes, Round round, const typename Load::Source* src, int64_t ld,
+                            bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad, int R, float* dst) {
   const int64_t panels = (rows + R - 1) / R, panel_size = kc_pad * R;
   if (k_contiguous) {
     for (int64_t q = 0; q < panels; ++q) {
       float* d = dst + q * panel_size;
       for (int r0 = 0; r0 < R; r0 += 16) {
         const int64_t live = std::min<int64_t>(R, rows - q * R) - r0;  // <= 0: all padding
-        const float* s = src + (q * R + r0) * ld;
+        const typename Load::Source* s = src + (q * R + r0) * ld;
         const __mmask16 store = first_lanes(R - r0);
         for (int64_t p0 = 0; p0 < kc; p0 += 16) {
           const int64_t steps = std::min<int64_t>(16, kc - p0);
@@ -298,7 +325,7 @@ void pack_panel_avx512_with(Round round, const float* src, int64_t ld, bool k_co
           __m512 v[16];
 #pragma GCC unroll 16
           for (int i = 0; i < 16; ++i)
-            v[i] = i < live ? _mm512_maskz_loadu_ps(load, s + i * ld + p0) : _mm512_setzero_ps();
+            v[i] = i < live ? load_lanes(s + i * ld + p0, load) : _mm512_setzero_ps();
           transpose16(v);
           for (int64_t j = 0; j < steps; ++j) _mm512_mask_storeu_ps(d + (p0 + j) * R + r0, store, round(v[j]));
         }
@@ -319,11 +346,11 @@ void pack_panel_avx512_with(Round round, const float* src, int64_t ld, bool k_co
       const int64_t pe = std::min(kc, pb + kRowBlock);
       for (int64_t q = 0; q < panels; ++q) {
         float* d = dst + q * panel_size;
-        const float* s = src + q * R;
+        const typename Load::Source* s = src + q * R;
         for (int r0 = 0; r0 < R; r0 += 16) {
           const __mmask16 load = first_lanes(rows - q * R - r0), store = first_lanes(R - r0);
           for (int64_t p = pb; p < pe; ++p) {
-            const __m512 v = round(_mm512_maskz_loadu_ps(load, s + p * ld + r0));
+            const __m512 v = round(load_lanes(s + p * ld + r0, load));
             if (store == 0xffff || (R >= 8 && R < 16 && p + 1 < kc_pad))
               _mm512_storeu_ps(d + p * R + r0, v);
             else
@@ -341,15 +368,23 @@ void pack_panel_avx512_with(Round round, const float* src, int64_t ld, bool k_co
 
 void pack_panel_avx512(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
                        int R, float* dst) {
-  pack_panel_avx512_with(Keep{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+  pack_panel_avx512_with(Values{}, Keep{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
 }
 void pack_panel_avx512_bf16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
                             int R, float* dst) {
-  pack_panel_avx512_with(RoundBf16{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+  pack_panel_avx512_with(Values{}, RoundBf16{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
 }
 void pack_panel_avx512_fp16(const float* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad,
                             int R, float* dst) {
-  pack_panel_avx512_with(RoundFp16{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+  pack_panel_avx512_with(Values{}, RoundFp16{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+void pack_panel_avx512_from_bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                 int64_t kc_pad, int R, float* dst) {
+  pack_panel_avx512_with(Bf16Patterns{}, Keep{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+}
+void pack_panel_avx512_from_fp16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
+                                 int64_t kc_pad, int R, float* dst) {
+  pack_panel_avx512_with(Fp16Patterns{}, Keep{}, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
 }
 
 // Candidates measured against the shipped tile (bench_gemm --tiles).

@@ -767,33 +767,45 @@ TEST(GemmTuning, BlocksFollowTheCpu) {
 // a 16-lane group and a panel, several panels with a partial last one, partial 16-step k blocks,
 // padded k, both orientations, leading dimensions larger than the block. The destination starts
 // as NaN so a value the packer skips shows.
-// `packer` against `reference` followed by round_to(round) over the panels, bit for bit, for every
-// tile width, row count, kc and padded kc below, both orientations, leading dimensions larger than
-// the block; the destination starts as NaN so a skipped value shows. `special`: the source's
-// values are bit patterns spread over every float (NaNs with payloads, infinities, subnormals,
-// the largest values, halfway cases) instead of random values.
-void check_packer(PanelPacker packer, PanelPacker reference, Precision round, bool special) {
+// Every tile width, row count, kc and padded kc the packer tests use, both orientations, leading
+// dimensions larger than the block: f(R, rows, kc, kc_pad, k_contiguous, ld, lines of the source).
+template <class F>
+void for_each_packer_shape(F f) {
   for (int R : {6, 14, 16, 28, 32, 48})
     for (int64_t rows : {0, 1, 5, 13, 14, 15, 16, 17, 31, 32, 33, 47, 100})
       for (int64_t kc : {1, 15, 16, 17, 100, 256})
         for (int64_t extra : {0, 1})
           for (bool k_contiguous : {true, false}) {
-            const int64_t kc_pad = kc + extra, pad = 3;
-            const int64_t ld = (k_contiguous ? kc : rows) + pad, lines = k_contiguous ? rows : kc;
-            auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
-            if (special)
-              for (size_t i = 0; i < src.size(); ++i)
-                src[i] = std::bit_cast<float>(uint32_t(i * 0x9E3779B1u + uint32_t(R * 7919 + kc)));
-            const int64_t panels = (rows + R - 1) / R;
-            std::vector<float> want(size_t(panels * kc_pad * R) + 16, std::numeric_limits<float>::quiet_NaN());
-            auto got = want;
-            reference(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
-            round_to(round, want.data(), panels * kc_pad * R);
-            packer(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
-            ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
-                << name_of(round) << " R=" << R << " rows=" << rows << " kc=" << kc << " kc_pad=" << kc_pad
-                << (k_contiguous ? " k-contiguous" : " row-contiguous") << (special ? ", special values" : "");
+            const int64_t ld = (k_contiguous ? kc : rows) + 3, lines = k_contiguous ? rows : kc;
+            f(R, rows, kc, kc + extra, k_contiguous, ld, lines);
           }
+}
+std::string packer_shape(int R, int64_t rows, int64_t kc, int64_t kc_pad, bool k_contiguous) {
+  return "R=" + std::to_string(R) + " rows=" + std::to_string(rows) + " kc=" + std::to_string(kc) +
+         " kc_pad=" + std::to_string(kc_pad) + (k_contiguous ? " k-contiguous" : " row-contiguous");
+}
+
+// `packer` against `reference` followed by round_to(round) over the panels, bit for bit, on every
+// packer shape; the destination starts as NaN so a skipped value shows. `special`: the source's
+// values are bit patterns spread over every float (NaNs with payloads, infinities, subnormals,
+// the largest values, halfway cases) instead of random values.
+void check_packer(PanelPacker packer, PanelPacker reference, Precision round, bool special) {
+  for_each_packer_shape([&](int R, int64_t rows, int64_t kc, int64_t kc_pad, bool k_contiguous, int64_t ld,
+                            int64_t lines) {
+    auto src = testing::random_vector<float>(size_t(std::max<int64_t>(1, lines * ld)), uint32_t(R + kc));
+    if (special)
+      for (size_t i = 0; i < src.size(); ++i)
+        src[i] = std::bit_cast<float>(uint32_t(i * 0x9E3779B1u + uint32_t(R * 7919 + kc)));
+    const int64_t panels = (rows + R - 1) / R;
+    std::vector<float> want(size_t(panels * kc_pad * R) + 16, std::numeric_limits<float>::quiet_NaN());
+    auto got = want;
+    reference(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
+    round_to(round, want.data(), panels * kc_pad * R);
+    packer(src.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+    ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+        << name_of(round) << " " << packer_shape(R, rows, kc, kc_pad, k_contiguous)
+        << (special ? ", special values" : "");
+  });
 }
 
 TEST(PanelPacker, Avx512MatchesGeneric) {
@@ -844,6 +856,38 @@ TEST(PanelPacker, RoundingPackersMatchPackThenRound) {
             << name_of(p) << " of 0x" << std::hex << edges[size_t(i)];
     }
   }
+}
+
+// A 16-bit operand on an emulated path (fp16 everywhere, bf16 without a bf16 kernel) is packed
+// straight from its patterns: the panels of widening the block (widen_rows) and packing the values,
+// bit for bit, on every packer shape and on patterns of every kind (every 16-bit value comes up:
+// subnormals, infinities, NaNs quiet and signalling, which vcvtph2ps alone would quiet).
+void check_widening_packer(WideningPanelPacker packer, Precision p) {
+  for_each_packer_shape([&](int R, int64_t rows, int64_t kc, int64_t kc_pad, bool k_contiguous, int64_t ld,
+                            int64_t lines) {
+    std::vector<uint16_t> bits(size_t(std::max<int64_t>(1, lines) * ld));
+    for (size_t i = 0; i < bits.size(); ++i) bits[i] = uint16_t(i * 40503u + uint32_t(R * 31 + kc));
+    std::vector<float> values(bits.size());
+    widen_rows(p, bits.data(), ld, std::max<int64_t>(1, lines), ld, values.data());
+    const int64_t panels = (rows + R - 1) / R;
+    std::vector<float> want(size_t(panels * kc_pad * R) + 16, std::numeric_limits<float>::quiet_NaN());
+    auto got = want;
+    pack_panel_generic(values.data(), ld, k_contiguous, rows, kc, kc_pad, R, want.data());
+    packer(bits.data(), ld, k_contiguous, rows, kc, kc_pad, R, got.data());
+    ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+        << name_of(p) << " patterns, " << packer_shape(R, rows, kc, kc_pad, k_contiguous);
+  });
+}
+
+TEST(PanelPacker, WideningPackersMatchWidenThenPack) {
+  check_widening_packer(pack_panel_generic_from_bf16, Precision::bf16);
+  check_widening_packer(pack_panel_generic_from_fp16, Precision::fp16);
+#if defined(__x86_64__)
+  if (gemm_isa_supported(GemmIsa::avx512)) {
+    check_widening_packer(pack_panel_avx512_from_bf16, Precision::bf16);
+    check_widening_packer(pack_panel_avx512_from_fp16, Precision::fp16);
+  }
+#endif
 }
 
 #if defined(__x86_64__)

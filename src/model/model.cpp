@@ -180,19 +180,18 @@ void norm_backward(kernels::Precision made, T* din, T* dw, T* db, const T* dout,
   k::norm_rows_backward(din, dw, db, dout, xn.data(), w, rstd, Nr, C, centered);
 }
 
-// Whether flash attention reads a block's kept qkv as its 16-bit patterns (Halves): where the
-// products pack patterns themselves — a bf16 kernel (Zen 5, bench_attention --batch 4 --seq 256
-// --precision bf16 --qkv values,patterns: 1.11x). The emulated paths (fp16 on every CPU, bf16
-// without a bf16 kernel) would widen them again for every tile's product (fp16: 0.93x there);
-// their qkv is widened once per block instead.
+// Whether flash attention reads a block's kept qkv as its 16-bit patterns (Halves): wherever it
+// keeps them. A bf16 kernel packs the patterns itself (Zen 5, bench_attention --batch 4 --seq 256
+// --precision bf16 --qkv values,patterns: 1.11x); the emulated paths (fp16 on every CPU, bf16
+// without a bf16 kernel) widen them while packing fp32 panels (SgemmKernel::pack_from_fp16: fp16
+// there 1.10x). Either way qkv is never widened into the fp32 working copy.
 template <typename T>
-bool flash_reads_patterns(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a) {
-  return std::is_same_v<T, float> && kind == Attention::flash && !a.qkv_h.empty() &&
-         kernels::gemm_precision_native(ctx.gemm);
+bool flash_reads_patterns(Attention kind, const BlockActs<T>& a) {
+  return std::is_same_v<T, float> && kind == Attention::flash && !a.qkv_h.empty();
 }
 template <typename T>
-const uint16_t* flash_qkv_bits(const ComputeContext& ctx, Attention kind, const BlockActs<T>& a) {
-  return flash_reads_patterns(ctx, kind, a) ? a.qkv_h.data() : nullptr;
+const uint16_t* flash_qkv_bits(Attention kind, const BlockActs<T>& a) {
+  return flash_reads_patterns(kind, a) ? a.qkv_h.data() : nullptr;
 }
 
 // `at` holds the attention probabilities and weighted sum: `a` itself, or the scratch under
@@ -203,7 +202,7 @@ void attention_forward(const ComputeContext& ctx, Attention kind, const BlockAct
                        const ModelDims& d, int64_t B, int64_t Tn) {
   if (kind == Attention::flash)
     model::flash_attention_forward(ctx.gemm, at.atty.data(), at.lse.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, {},
-                                   flash_qkv_bits(ctx, kind, a));
+                                   flash_qkv_bits(kind, a));
   else
     model::attention_forward(ctx.gemm, at.atty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH, d.KV, d.HS);
   round_made(ctx, at.atty.data(), B * Tn * d.NH * d.HS);
@@ -260,7 +259,7 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   linear_forward(ctx.gemm, a.qkv.data(), pair.column_input(s.ln.data(), C), p.qkv_w, p.qkv_b, N, C, QKV);
   if (!gpt2) k::rope_forward(a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, d.rope_theta);
   if constexpr (std::is_same_v<T, float>)  // flash reads a kept qkv as its patterns (Halves)
-    if (flash_reads_patterns(ctx, kind, a)) kernels::narrow(made, a.qkv.data(), a.qkv_h.data(), N * QKV);
+    if (flash_reads_patterns(kind, a)) kernels::narrow(made, a.qkv.data(), a.qkv_h.data(), N * QKV);
   attention_forward(ctx, kind, a, at, d, B, Tn);
   pair.row_forward(s.resid2.data(), at.atty.data(), p.proj_w, p.proj_b, A, C);
   k::residual_forward(s.resid2.data(), s.resid2.data(), x, Nr * C);
@@ -315,7 +314,7 @@ void block_backward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, T*
   if (kind == Attention::flash)
     model::flash_attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.atty.data(), at.lse.data(),
                                     a.qkv.data(), B, Tn, d.NH, d.KV, d.HS, {}, std::span<T>(s.flash_dq),
-                                    flash_qkv_bits(ctx, kind, a));
+                                    flash_qkv_bits(kind, a));
   else
     model::attention_backward(ctx.gemm, s.dqkv.data(), s.datty.data(), at.probs.data(), a.qkv.data(), B, Tn, d.NH,
                               d.KV, d.HS);
@@ -492,7 +491,7 @@ double Model<T>::forward(const ComputeContext& ctx, const int32_t* tokens, const
   for (int64_t j = 0; j < Lc; ++j) {
     BlockActs<T>& a = recompute_ == Recompute::full ? scratch_->re : s.blocks[size_t(j)];
     need(layer_ranges_[size_t(l0 + j)]);
-    Halves<T> halves(saved_, flash_reads_patterns(ctx, attention_, a), a, scratch_->work);
+    Halves<T> halves(saved_, flash_reads_patterns(attention_, a), a, scratch_->work);
     const std::span<T> kept = s.blocks[size_t(j)].out;
     T* const out = kept.empty() ? scratch_->stream[size_t(j % 2)].data() : kept.data();
     block_forward(ctx, attention_, *scratch_, a, recompute_ == Recompute::none ? a : scratch_->re, x, out,
@@ -609,7 +608,7 @@ void Model<T>::backward(const ComputeContext& ctx, const int32_t* tokens, const 
   for (int64_t j = Lc - 1; j >= 0; --j) {
     const int64_t l = l0 + j;
     const BlockActs<T>* a = &s.blocks[size_t(j)];
-    Halves<T> halves(saved_, flash_reads_patterns(ctx, attention_, s.blocks[size_t(j)]), s.blocks[size_t(j)], sc.work);
+    Halves<T> halves(saved_, flash_reads_patterns(attention_, s.blocks[size_t(j)]), s.blocks[size_t(j)], sc.work);
     halves.widen(N, d);
     if (recompute_ == Recompute::full) {  // re-run the block from its input: every tensor lands in the scratch
       const T* x = j > 0 ? s.blocks[size_t(j - 1)].out.data() : s.encoded.data() + rows.begin * C;

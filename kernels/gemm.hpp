@@ -112,8 +112,9 @@ void widen_rows(Precision p, const uint16_t* bits, int64_t ld, int64_t rows, int
 // fp16, as narrow() writes them) of values that are only ever multiplied — exactly one of the two
 // set; ld in elements. The product is the same, bit for bit, as with the widened values (the
 // precision rounds every input anyway, and widen(narrow(x)) is that rounding); the native bf16
-// kernels pack bf16 patterns straight from the source, reading half the bytes, and every other
-// path widens them (a block at a time in the native driver, the whole operand elsewhere).
+// kernels pack bf16 patterns straight from the source, reading half the bytes; the fp32 kernels'
+// packers widen them while packing (SgemmKernel::pack_from_bf16/fp16); the AMX kernel's A and the
+// reference backend widen them first (a block at a time, the whole operand).
 struct GemmOperand {
   const float* values = nullptr;
   const uint16_t* patterns = nullptr;

@@ -269,10 +269,15 @@ void block_forward(const ComputeContext& ctx, Attention kind, Scratch<T>& s, Blo
   // activation then overwrites it once its 16-bit patterns are kept.
   T* const pre = a.fch.empty() ? a.fch_act.data() : a.fch.data();
   linear_forward(ctx.gemm, pre, pair.column_input(s.ln.data(), C), p.fc_w, p.fc_b, N, C, d.fc_rows());
-  round_made(ctx, pre, N * d.fc_rows());
-  if constexpr (std::is_same_v<T, float>)
-    if (!a.fch_h.empty()) kernels::narrow(made, pre, a.fch_h.data(), N * d.fc_rows());
-  activation_forward(d, a.fch_act.data(), pre, N);
+  // Kept as patterns: narrowed (which rounds it) and the activation made from them, as backward
+  // rebuilds it — no rounding pass over the fp32 rows. Otherwise rounded in place.
+  if (!a.fch_h.empty()) {
+    if constexpr (std::is_same_v<T, float>) kernels::narrow(made, pre, a.fch_h.data(), N * d.fc_rows());
+    activation_rebuild(d, made, a, a.fch_act.data(), N);
+  } else {
+    round_made(ctx, pre, N * d.fc_rows());
+    activation_forward(d, a.fch_act.data(), pre, N);
+  }
   pair.row_forward(out, a.fch_act.data(), p.fcproj_w, p.fcproj_b, F, C);
   k::residual_forward(out, out, s.resid2.data(), Nr * C);
 }

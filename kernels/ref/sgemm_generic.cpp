@@ -65,7 +65,8 @@ void pack_panel_generic_fp16(const float* src, int64_t ld, bool k_contiguous, in
 }
 void pack_panel_generic_from_bf16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                                   int64_t kc_pad, int R, float* dst) {
-  pack_panel_generic_with([](uint16_t h) { return half::bf16_value(h); }, src, ld, k_contiguous, rows, kc, kc_pad, R, dst);
+  pack_panel_generic_with([](uint16_t h) { return half::bf16_value(h); }, src, ld, k_contiguous, rows, kc, kc_pad, R,
+                          dst);
 }
 void pack_panel_generic_from_fp16(const uint16_t* src, int64_t ld, bool k_contiguous, int64_t rows, int64_t kc,
                                   int64_t kc_pad, int R, float* dst) {

@@ -252,10 +252,6 @@ void sgemm_avx512_14x32_rows(int rows, int64_t k, const float* ap, const float* 
 // -Wmaybe-uninitialized reports once inlined into the packer (GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-// The generic packer moves a value at a time: with it packing cost ~12% of (2048, 2592, 5184),
-// with this one ~3% (docs/performance.md). Here the transposing case goes through 16x16 register transposes,
-// a panel at a time (16 source rows advance together: 16 prefetch streams); the other case
-// copies whole source rows across all panels, so each row is read from start to end.
 namespace {
 
 // What the packer applies to each vector of values before it stores it: nothing, or the rounding
@@ -301,13 +297,19 @@ struct Fp16Patterns {
     const __m256i h = _mm256_maskz_loadu_epi16(m, p);
     const __m512 v = _mm512_cvtph_ps(h);
     const __m512i x = _mm512_cvtepu16_epi32(h);
-    const __m512i nan = _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x8000)), 16),
-                                        _mm512_or_si512(_mm512_set1_epi32(0x7f800000),
-                                                        _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x3ff)), 13)));
+    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x8000)), 16);
+    const __m512i payload = _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x3ff)), 13);
+    const __m512i nan = _mm512_or_si512(_mm512_or_si512(sign, payload), _mm512_set1_epi32(0x7f800000));
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v, _mm512_castsi512_ps(nan));
   }
 };
 
+// The generic packer moves a value at a time: with it packing cost ~12% of (2048, 2592, 5184),
+// with this one ~3% (docs/performance.md). Here the transposing case goes through 16x16 register transposes,
+// a panel at a time (16 source rows advance together: 16 prefetch streams); the other case
+// copies whole source rows across all panels, so each row is read from start to end.
+// Templated over how it reads a source (Values, Bf16Patterns, Fp16Patterns) and what it applies
+// before storing (Keep, RoundBf16, RoundFp16): pack_panel_avx512 and its variants below.
 template <class Load, class Round>
 void pack_panel_avx512_with(Load load_lanes, Round round, const typename Load::Source* src, int64_t ld,
                             bool k_contiguous, int64_t rows, int64_t kc, int64_t kc_pad, int R, float* dst) {
